@@ -49,6 +49,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 step "installing ROS 2 wheels and Python dependencies (requirements.txt)"
 run "$VENV/bin/pip" install --disable-pip-version-check -r requirements.txt
+run "$VENV/bin/pip" install --disable-pip-version-check setuptools wheel
 step "installing fleet_coord (editable)"
 run "$VENV/bin/pip" install --disable-pip-version-check --no-deps --no-build-isolation -e .
 
