@@ -14,7 +14,7 @@ test: setup
 	@bash scripts/isolated.sh $(PY) -m pytest $(PYTEST_ARGS)
 
 demo: setup
-	@bash scripts/isolated.sh $(VENV)/bin/fleet-coord demo
+	@bash scripts/isolated.sh $(PY) -m fleet_coord.cli demo
 
 bench: setup
 	@bash scripts/isolated.sh $(PY) bench/mapf.py

@@ -53,6 +53,10 @@ run "$VENV/bin/pip" install --disable-pip-version-check setuptools wheel
 step "installing fleet_coord (editable)"
 run "$VENV/bin/pip" install --disable-pip-version-check --no-deps --no-build-isolation -e .
 
+# ament_python puts console scripts in lib/fleet_coord (where `ros2 run` looks); expose the
+# CLI on the venv PATH as well.
+ln -sf ../lib/fleet_coord/fleet-coord "$VENV/bin/fleet-coord"
+
 if [ -f fleet_coord_msgs/CMakeLists.txt ]; then
   step "building fleet_coord_msgs into the venv (cmake, ~35 s)"
   run bash scripts/build_msgs.sh "$VENV"
