@@ -1,0 +1,114 @@
+"""ideal_driver: the ideal kinematic robot backend behind the driver interface.
+
+The driver interface (shared by the PyBullet sim and the serial bridge, like Gazebo's
+diff-drive plugin), per robot namespace `/<robot>/`:
+  - subscribes `cmd_vel` (geometry_msgs/Twist, COMMAND QoS),
+  - publishes `odom` (nav_msgs/Odometry, frame `<robot>/odom`, child `<robot>/base_link`).
+
+One node can drive many robots (parameter `robots`), integrating every robot with one
+timer: that is what large simulated fleets need. A robot whose commands stop for longer
+than `cmd_timeout` is stopped, like a firmware watchdog.
+"""
+from __future__ import annotations
+
+import math
+import sys
+
+import rclpy
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+from rclpy.node import Node
+
+from fleet_coord import qos
+from fleet_coord.core.kinematics import Limits, UnicycleState, step
+
+
+def yaw_to_quaternion(yaw: float) -> tuple[float, float, float, float]:
+    return (0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0))
+
+
+def quaternion_to_yaw(x: float, y: float, z: float, w: float) -> float:
+    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+class _Robot:
+    def __init__(self, name: str, pose: tuple[float, float, float]) -> None:
+        self.name = name
+        self.state = UnicycleState(*pose)
+        self.cmd = (0.0, 0.0)
+        self.cmd_stamp = None  # node time of the last command
+        self.pub = None
+
+
+class IdealDriver(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("ideal_driver", **kwargs)
+        p = self.declare_parameter
+        robots = p("robots", ["robot_1"]).value
+        poses = p("start_poses", [0.0, 0.0, 0.0]).value  # flat [x, y, theta] per robot
+        rate = p("rate_hz", 50.0).value
+        self.cmd_timeout = p("cmd_timeout", 0.5).value
+        self.limits = Limits(max_v=p("max_v", 1.0).value, max_w=p("max_w", 2.0).value,
+                             max_acc=p("max_acc", 2.0).value, max_alpha=p("max_alpha", 6.0).value)
+        if len(poses) != 3 * len(robots):
+            raise ValueError(f"parameter start_poses: expected {3 * len(robots)} numbers "
+                             f"(x, y, theta for each of {len(robots)} robots), got {len(poses)}")
+        self.robots: dict[str, _Robot] = {}
+        for i, name in enumerate(robots):
+            r = _Robot(name, tuple(poses[3 * i:3 * i + 3]))
+            r.pub = self.create_publisher(Odometry, f"/{name}/odom", qos.ODOM)
+            self.create_subscription(Twist, f"/{name}/cmd_vel",
+                                     lambda msg, r=r: self._on_cmd(r, msg), qos.COMMAND)
+            self.robots[name] = r
+        self._last = None
+        self.create_timer(1.0 / rate, self._tick)
+
+    def _on_cmd(self, robot: _Robot, msg: Twist) -> None:
+        robot.cmd = (msg.linear.x, msg.angular.z)
+        robot.cmd_stamp = self.get_clock().now()
+
+    def _tick(self) -> None:
+        now = self.get_clock().now()
+        if self._last is None:
+            self._last = now
+        dt = (now - self._last).nanoseconds * 1e-9
+        self._last = now
+        stamp = now.to_msg()
+        for r in self.robots.values():
+            fresh = (r.cmd_stamp is not None
+                     and (now - r.cmd_stamp).nanoseconds * 1e-9 <= self.cmd_timeout)
+            v, w = r.cmd if fresh else (0.0, 0.0)
+            if dt > 0:
+                r.state = step(r.state, v, w, dt, self.limits)
+            r.pub.publish(odometry(r.name, r.state, stamp))
+
+
+def odometry(robot: str, s: UnicycleState, stamp) -> Odometry:
+    msg = Odometry()
+    msg.header.stamp = stamp
+    msg.header.frame_id = f"{robot}/odom"
+    msg.child_frame_id = f"{robot}/base_link"
+    msg.pose.pose.position.x = s.x
+    msg.pose.pose.position.y = s.y
+    q = yaw_to_quaternion(s.theta)
+    o = msg.pose.pose.orientation
+    o.x, o.y, o.z, o.w = q
+    msg.twist.twist.linear.x = s.v
+    msg.twist.twist.angular.z = s.w
+    return msg
+
+
+def main(args=None) -> None:
+    rclpy.init(args=sys.argv if args is None else args)
+    node = IdealDriver()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
