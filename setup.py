@@ -31,6 +31,11 @@ setup(
     entry_points={
         "console_scripts": [
             "fleet-coord = fleet_coord.cli:main",
+            "traffic = fleet_coord.traffic:main",
+            "ideal_driver = fleet_coord.ideal_driver:main",
+            "robot_agent = fleet_coord.robot_agent:main",
+            "dispatcher = fleet_coord.dispatcher:main",
+            "serial_bridge = firmware_bridge.bridge_node:main",
         ],
     },
 )

@@ -1,0 +1,165 @@
+"""traffic: the reservation-table authority node.
+
+Serves `/traffic/reserve` (fleet_coord_msgs/srv/Reserve) and `/traffic/release`
+(srv/Release), publishes every change on `/traffic/updates` (msg/ReservationSet,
+TABLE QoS: reliable + transient-local, so a replica that joins late gets the latest
+snapshot and what followed) and a full snapshot every `snapshot_period` seconds.
+Watches `/fleet/robot_states` (msg/RobotState, STATE QoS with a liveliness lease): a
+robot silent for `lost_after` seconds is declared lost — its future reservations are
+released, its spot stays blocked (fleet_coord.core.traffic) — and announced on
+`/fleet/robot_lost` (std_msgs/String, PROTOCOL QoS).
+
+Thin by design: all decisions live in fleet_coord.core.traffic / reservations.
+"""
+from __future__ import annotations
+
+import math
+import sys
+
+import rclpy
+from fleet_coord_msgs.msg import ReservationSegment, ReservationSet, RobotState
+from fleet_coord_msgs.srv import Release, Reserve
+from rclpy.node import Node
+from rclpy.event_handler import SubscriptionEventCallbacks
+from std_msgs.msg import String
+
+from fleet_coord import qos
+from fleet_coord.core.liveness import LivenessTracker
+from fleet_coord.core.reservations import Reservation, ReservationTable
+from fleet_coord.core.traffic import RobotLostError, TrafficAuthority
+from fleet_coord.fleet_config import load_roadmap_and_exclusion
+
+
+def to_segment_msg(r: Reservation) -> ReservationSegment:
+    return ReservationSegment(robot=r.robot, resource=int(r.resource), t_start=float(r.t_start),
+                              t_end=float(r.t_end),
+                              lease_expiry=0.0 if math.isinf(r.lease_expiry) else float(r.lease_expiry))
+
+
+def _res_from_dict(d: dict) -> Reservation:
+    return Reservation(robot=d["robot"], resource=int(d["resource"]), t_start=float(d["t_start"]),
+                       t_end=float(d["t_end"]),
+                       lease_expiry=float(d.get("lease_expiry", math.inf)))
+
+
+class TrafficNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("traffic", **kwargs)
+        p = self.declare_parameter
+        map_path = p("map", "").value
+        radius = p("footprint_radius", 0.15).value
+        self.lost_after = p("lost_after", 1.5).value
+        snapshot_period = p("snapshot_period", 5.0).value
+        roadmap, exclusion, self.roadmap_id = load_roadmap_and_exclusion(map_path, radius)
+        self.authority = TrafficAuthority(ReservationTable(exclusion.of, roadmap.num_resources))
+        self.liveness = LivenessTracker(self.lost_after)
+        self.updates = self.create_publisher(ReservationSet, "/traffic/updates", qos.TABLE)
+        self.lost_pub = self.create_publisher(String, "/fleet/robot_lost", qos.PROTOCOL)
+        self.create_service(Reserve, "/traffic/reserve", self._on_reserve)
+        self.create_service(Release, "/traffic/release", self._on_release)
+        events = SubscriptionEventCallbacks(liveliness=lambda _info: self._check_liveness())
+        self.create_subscription(RobotState, "/fleet/robot_states", self._on_state,
+                                 qos.state_qos(), event_callbacks=events)
+        self.create_timer(0.1, self._check_liveness)
+        self.create_timer(snapshot_period, self._publish_snapshot)
+        self._publish_snapshot()
+
+    # time ------------------------------------------------------------------------------
+    def now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # services --------------------------------------------------------------------------
+    def _on_reserve(self, req: Reserve.Request, resp: Reserve.Response) -> Reserve.Response:
+        resp.version = self.authority.table.version
+        if req.roadmap_id and req.roadmap_id != self.roadmap_id:
+            resp.error = Reserve.Response.ERROR_ROADMAP_MISMATCH
+            resp.message = f"roadmap_id {req.roadmap_id!r} is not this fleet's {self.roadmap_id!r}"
+            return resp
+        segs = [(s.resource, s.t_start, s.t_end) for s in req.segments]
+        for i, s in enumerate(req.segments):
+            if s.robot and s.robot != req.robot:
+                resp.error = Reserve.Response.ERROR_INVALID
+                resp.segment_index = i
+                resp.message = f"segment {i}: robot {s.robot!r} differs from the request's {req.robot!r}"
+                return resp
+        leases = [s.lease_expiry for s in req.segments if s.lease_expiry > 0]
+        lease = min(leases) if leases else math.inf
+        try:
+            result = self.authority.reserve(req.robot, segs,
+                                            replace_from=req.replace_from if req.replace else None,
+                                            lease_expiry=lease)
+        except (ValueError, RobotLostError) as e:
+            resp.error = Reserve.Response.ERROR_INVALID
+            resp.message = str(e)
+            return resp
+        resp.version = result.version
+        if result.ok:
+            resp.ok = True
+            resp.error = Reserve.Response.ERROR_NONE
+        else:
+            c = result.conflict
+            resp.error = Reserve.Response.ERROR_CONFLICT
+            resp.message = str(c)
+            resp.conflicting_segment = to_segment_msg(c.existing)
+            req_key = (c.requested.resource, c.requested.t_start, c.requested.t_end)
+            resp.segment_index = segs.index(req_key) if req_key in segs else 0
+        self._publish_updates()
+        return resp
+
+    def _on_release(self, req: Release.Request, resp: Release.Response) -> Release.Response:
+        resp.released = self.authority.release(req.robot, req.after if req.only_after else None)
+        resp.version = self.authority.table.version
+        self._publish_updates()
+        return resp
+
+    # liveness --------------------------------------------------------------------------
+    def _on_state(self, msg: RobotState) -> None:
+        if self.liveness.heard(msg.robot, self.now()):
+            self.authority.robot_returned(msg.robot)
+
+    def _check_liveness(self) -> None:
+        now = self.now()
+        for robot in self.liveness.check(now):
+            outcome = self.authority.robot_lost(robot, now)
+            self.get_logger().warning(
+                f"robot {robot} lost (silent > {self.lost_after:.1f} s); spot {outcome.blocked} "
+                f"stays blocked; reservations revoked for {sorted(outcome.revoked)}")
+            self.lost_pub.publish(String(data=robot))
+        expired = self.authority.table.expire(now)
+        if expired:
+            self.get_logger().info(f"leases expired for {expired}")
+        self._publish_updates()
+
+    # replication -----------------------------------------------------------------------
+    def _publish_updates(self) -> None:
+        stamp = self.get_clock().now().to_msg()
+        for upd in self.authority.table.drain_updates():
+            self.updates.publish(ReservationSet(
+                version=upd["version"], robot=upd.get("robot", ""), roadmap_id=self.roadmap_id,
+                is_snapshot=False, stamp=stamp,
+                removed=[to_segment_msg(_res_from_dict(d)) for d in upd["removed"]],
+                added=[to_segment_msg(_res_from_dict(d)) for d in upd["added"]]))
+
+    def _publish_snapshot(self) -> None:
+        self._publish_updates()
+        snap = self.authority.table.snapshot()
+        self.updates.publish(ReservationSet(
+            version=snap["version"], roadmap_id=self.roadmap_id, is_snapshot=True,
+            stamp=self.get_clock().now().to_msg(),
+            added=[to_segment_msg(_res_from_dict(d)) for d in snap["reservations"]]))
+
+
+def main(args=None) -> None:
+    rclpy.init(args=sys.argv if args is None else args)
+    node = TrafficNode()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
