@@ -1,0 +1,171 @@
+"""``fleet-coord demo``: the main job on embedded defaults.
+
+Today this is the *dry run* of a warehouse workload (fleet_coord.core.dry_run): 8 robots
+on the bundled warehouse map, 40 pick-and-drop tasks allocated by Contract Net bids and
+driven leg by leg with SIPP against one shared reservation table, checked conflict-free
+by an independent pass over the table, with a summary and a picture of the trajectories.
+The ROS 2 + PyBullet fleet replaces the dry run as the default when it lands (issue 4).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+DEFAULT_OUT = "reports/demo"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "demo", help="run a simulated warehouse fleet on the bundled map",
+        description="Allocate pick-and-drop tasks to a fleet by Contract Net bids and plan "
+                    "their conflict-free execution (dry run: real allocation, real SIPP, "
+                    "one reservation table, no robots).")
+    p.add_argument("--robots", type=_positive_int, default=8, help="fleet size (default 8)")
+    p.add_argument("--tasks", type=_positive_int, default=40, help="pick-and-drop tasks (default 40)")
+    p.add_argument("--map", default="", help="MovingAI .map (default: the bundled warehouse)")
+    p.add_argument("--seed", type=int, default=7, help="task generator seed (default 7)")
+    p.add_argument("--out", default=DEFAULT_OUT, help="report folder (default %(default)s)")
+    p.set_defaults(run=run)
+
+
+def make_workload(roadmap, n_robots: int, n_tasks: int, seed: int):
+    """Stations on a warehouse grid: picks are aisle cells next to a shelf, drops and
+    robot homes lie along the open area at the bottom. Deterministic for a seed."""
+    import numpy as np
+
+    from fleet_coord.cli import CliError
+    from fleet_coord.core.tasks import Task
+
+    grid = roadmap.grid
+    if grid is None:
+        raise CliError("the demo needs a grid map (.map)")
+    free = grid.free
+    h, w = free.shape
+    picks = [(x, y) for y in range(1, h - 1) for x in range(1, w - 1)
+             if free[y, x] and (not free[y - 1, x] or not free[y + 1, x])
+             and y < h - 4]
+    bottom = [y for y in range(h - 2, 0, -1) if free[y, 1:w - 1].all()]
+    if len(bottom) < 2:
+        raise CliError(f"map {grid.path}: needs two fully open rows for drops and homes")
+    home_row, drop_row = bottom[0], bottom[1]
+    xs = [x for x in range(1, w - 1)]
+    if len(xs) < 2 * n_robots:
+        raise CliError(f"map {grid.path} is too narrow for {n_robots} robots "
+                       f"(at most {len(xs) // 2})")
+    homes = [(x, home_row) for x in xs[::max(1, len(xs) // n_robots)][:n_robots]]
+    drops = [(x, drop_row) for x in xs[1::3]]
+    rng = np.random.default_rng(seed)
+    name = lambda xy: roadmap.names[roadmap.vertex_at(*xy)]  # noqa: E731
+    tasks = []
+    for i in range(n_tasks):
+        pick = picks[rng.integers(len(picks))]
+        drop = drops[rng.integers(len(drops))]
+        tasks.append(Task(id=f"t{i:03d}", kind="pick_and_drop",
+                          stations=[name(pick), name(drop)], submitted_at=0.0))
+    robots = {f"robot_{i + 1}": roadmap.vertex_at(*xy) for i, xy in enumerate(homes)}
+    return robots, tasks
+
+
+def independent_conflict_count(table, exclusion) -> int:
+    """Pairs of holds by different robots on mutually exclusive resources over overlapping
+    intervals, counted from the table's contents with no help from its index."""
+    from collections import defaultdict
+    by_res = defaultdict(list)
+    for r in table.reservations():
+        by_res[r.resource].append(r)
+    bad = 0
+    for res, holds in by_res.items():
+        for other in exclusion.of(res):
+            for a in holds:
+                for b in by_res.get(int(other), ()):
+                    if a.robot != b.robot and a.t_start < b.t_end and b.t_start < a.t_end:
+                        bad += 1
+    return bad // 2
+
+
+def run(args) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from fleet_coord.cli import CliError
+    from fleet_coord.core.dry_run import dry_run
+    from fleet_coord.core.roadmap import MapError
+    from fleet_coord.fleet_config import load_roadmap_and_exclusion
+
+    try:
+        roadmap, exclusion, _ = load_roadmap_and_exclusion(args.map, 0.15)
+    except (MapError, FileNotFoundError) as e:
+        raise CliError(str(e)) from None
+    robots, tasks = make_workload(roadmap, args.robots, args.tasks, args.seed)
+    print(f"demo: {len(robots)} robots, {len(tasks)} pick-and-drop tasks on "
+          f"{os.path.relpath(roadmap.grid.path)} (seed {args.seed}); dry run: Contract Net "
+          "allocation + SIPP into one reservation table")
+    t0 = time.perf_counter()
+    with tqdm(total=len(tasks), unit="task", desc="tasks done", leave=True) as bar:
+        def progress(n):
+            bar.update(n - bar.n)
+        result = dry_run(roadmap, exclusion, robots, tasks, progress=progress)
+    wall = time.perf_counter() - t0
+    conflicts = independent_conflict_count(result.table, exclusion)
+    durations = np.array(sorted(result.done.values())) if result.done else np.zeros(1)
+    summary = {
+        "robots": len(robots), "tasks": len(tasks), "done": len(result.done),
+        "failed": result.failed, "makespan_s": round(result.makespan, 2),
+        "mean_task_completion_s": round(float(durations.mean()), 2),
+        "p95_task_completion_s": round(float(np.percentile(durations, 95)), 2),
+        "legs_planned": len(result.legs),
+        "leg_retries": sum(leg.retries for leg in result.legs),
+        "reservation_conflicts": conflicts, "planning_wall_s": round(wall, 3),
+        "seed": args.seed,
+    }
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "metrics.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    png = os.path.join(args.out, "trajectories.png")
+    _plot(roadmap, result, png)
+    print(f"done {summary['done']}/{len(tasks)} tasks, failed {len(result.failed)}; makespan "
+          f"{summary['makespan_s']} s (simulated); task completion mean "
+          f"{summary['mean_task_completion_s']} s, p95 {summary['p95_task_completion_s']} s; "
+          f"{summary['legs_planned']} legs planned ({summary['leg_retries']} retries) in "
+          f"{wall:.2f} s; reservation conflicts: {conflicts}")
+    print(f"report: {args.out}/metrics.json, {png}")
+    return 0 if conflicts == 0 and not result.failed else 1
+
+
+def _plot(roadmap, result, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from fleet_coord.core.dry_run import positions
+
+    grid = roadmap.grid
+    fig, ax = plt.subplots(figsize=(grid.width / 3, grid.height / 3 + 0.6))
+    ax.imshow(~grid.free, cmap="Greys", origin="upper", vmin=0, vmax=1.6)
+    robots = sorted({leg.robot for leg in result.legs})
+    colors = plt.cm.tab10(np.linspace(0, 1, max(len(robots), 1)))
+    for robot, color in zip(robots, colors):
+        for leg in (lg for lg in result.legs if lg.robot == robot):
+            ts = np.linspace(leg.path[0][1], leg.path[-1][1], 8 * len(leg.path))
+            xy = positions(roadmap, leg.path, ts)
+            ax.plot(xy[:, 0], xy[:, 1], color=color, lw=1.2, alpha=0.6)
+        ax.plot([], [], color=color, label=robot)
+    ax.set_title(f"{len(result.done)} tasks, makespan {result.makespan:.0f} s, 0 conflicts"
+                 if result.done else "no tasks done")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
