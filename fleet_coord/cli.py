@@ -1,0 +1,61 @@
+"""``fleet-coord``: the command-line entry point.
+
+A small dispatcher. Each subcommand lives in its own module that exposes
+``register(subparsers)``: it adds its parser and sets ``run=`` (``args -> exit code``)
+as the parser default. Add a subcommand by appending its module to ``SUBCOMMANDS``.
+Subcommand modules import the heavy machinery inside ``run``, so ``--help`` stays fast.
+
+A subcommand reports a problem with the user's input by raising ``CliError``: the
+dispatcher prints ``fleet-coord <command>: error: <message>`` and exits with status 2,
+without a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+SUBCOMMANDS = [
+    "fleet_coord.cli_plan",
+    "fleet_coord.cli_demo",
+]
+
+
+class CliError(Exception):
+    """A user-facing error: bad arguments, unreadable input, no result. Exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fleet-coord",
+        description="fleet_coord: multi-robot fleet coordination (planning, reservations, "
+                    "auctions) on ROS 2.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in SUBCOMMANDS:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    run = getattr(args, "run", None)
+    if run is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(run(args) or 0)
+    except CliError as err:
+        print(f"fleet-coord {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"fleet-coord {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    # `python -m fleet_coord.cli`: run the imported module, not this `__main__` copy,
+    # so subcommands raise the same CliError class that main() catches.
+    from fleet_coord.cli import main as _main
+    sys.exit(_main())
