@@ -35,6 +35,7 @@ setup(
             "ideal_driver = fleet_coord.ideal_driver:main",
             "robot_agent = fleet_coord.robot_agent:main",
             "dispatcher = fleet_coord.dispatcher:main",
+            "fleet_monitor = fleet_coord.fleet_monitor:main",
             "serial_bridge = firmware_bridge.bridge_node:main",
         ],
     },

@@ -28,18 +28,7 @@ from fleet_coord.core.liveness import LivenessTracker
 from fleet_coord.core.reservations import Reservation, ReservationTable
 from fleet_coord.core.traffic import RobotLostError, TrafficAuthority
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
-
-
-def to_segment_msg(r: Reservation) -> ReservationSegment:
-    return ReservationSegment(robot=r.robot, resource=int(r.resource), t_start=float(r.t_start),
-                              t_end=float(r.t_end),
-                              lease_expiry=0.0 if math.isinf(r.lease_expiry) else float(r.lease_expiry))
-
-
-def _res_from_dict(d: dict) -> Reservation:
-    return Reservation(robot=d["robot"], resource=int(d["resource"]), t_start=float(d["t_start"]),
-                       t_end=float(d["t_end"]),
-                       lease_expiry=float(d.get("lease_expiry", math.inf)))
+from fleet_coord.table_replica import reservation_to_segment as to_segment_msg
 
 
 class TrafficNode(Node):
@@ -137,8 +126,8 @@ class TrafficNode(Node):
             self.updates.publish(ReservationSet(
                 version=upd["version"], robot=upd.get("robot", ""), roadmap_id=self.roadmap_id,
                 is_snapshot=False, stamp=stamp,
-                removed=[to_segment_msg(_res_from_dict(d)) for d in upd["removed"]],
-                added=[to_segment_msg(_res_from_dict(d)) for d in upd["added"]]))
+                removed=[to_segment_msg(Reservation.from_dict(d)) for d in upd["removed"]],
+                added=[to_segment_msg(Reservation.from_dict(d)) for d in upd["added"]]))
 
     def _publish_snapshot(self) -> None:
         self._publish_updates()
@@ -146,7 +135,7 @@ class TrafficNode(Node):
         self.updates.publish(ReservationSet(
             version=snap["version"], roadmap_id=self.roadmap_id, is_snapshot=True,
             stamp=self.get_clock().now().to_msg(),
-            added=[to_segment_msg(_res_from_dict(d)) for d in snap["reservations"]]))
+            added=[to_segment_msg(Reservation.from_dict(d)) for d in snap["reservations"]]))
 
 
 def main(args=None) -> None:

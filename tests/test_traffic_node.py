@@ -14,8 +14,8 @@ from rclpy.parameter import Parameter  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from fleet_coord import qos  # noqa: E402
-from fleet_coord.core.reservations import Reservation, ReservationTable  # noqa: E402
 from fleet_coord.fleet_config import load_roadmap_and_exclusion  # noqa: E402
+from fleet_coord.table_replica import TableReplica  # noqa: E402
 from fleet_coord.traffic import TrafficNode  # noqa: E402
 from rosutil import ros_context, spin_until  # noqa: E402
 
@@ -39,20 +39,8 @@ def test_reserve_release_and_replica_sync_over_dds():
     with ros_context() as (ctx, ex):
         traffic = TrafficNode(context=ctx, parameter_overrides=[Parameter("lost_after", value=1.0)])
         client = rclpy.create_node("agent_probe", context=ctx)
-        replica = ReservationTable(exclusion.of, roadmap.num_resources)
-        got = []
-
-        def on_update(m: ReservationSet):
-            got.append(m.version)
-            rows = lambda segs: [Reservation(s.robot, s.resource, s.t_start, s.t_end).to_dict() for s in segs]  # noqa: E731
-            if m.is_snapshot:
-                if m.version >= replica.version:
-                    replica.__dict__.update(ReservationTable.from_snapshot(
-                        {"version": m.version, "reservations": rows(m.added)},
-                        exclusion.of, roadmap.num_resources).__dict__)
-            elif m.version == replica.version + 1:
-                replica.apply_update({"version": m.version, "robot": m.robot,
-                                      "removed": rows(m.removed), "added": rows(m.added)})
+        replica = TableReplica(exclusion.of, roadmap.num_resources, rid)
+        on_update = replica.apply
         client.create_subscription(ReservationSet, "/traffic/updates", on_update, qos.TABLE)
         reserve = client.create_client(Reserve, "/traffic/reserve")
         release = client.create_client(Release, "/traffic/release")
@@ -80,7 +68,7 @@ def test_reserve_release_and_replica_sync_over_dds():
         # the replica converges to the authority's table
         auth = traffic.authority.table
         assert spin_until(ex, lambda: replica.version == auth.version, 10)
-        assert replica.snapshot() == auth.snapshot()
+        assert replica.table.snapshot() == auth.snapshot()
 
 
 def test_silent_robot_is_declared_lost_and_its_spot_stays_blocked():

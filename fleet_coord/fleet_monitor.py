@@ -1,0 +1,176 @@
+"""fleet_monitor: the fleet at a glance, for people and for tools.
+
+- `/fleet/state` (msg/FleetState, 2 Hz): every robot's newest RobotState; robots declared
+  lost (by the traffic authority on `/fleet/robot_lost`, or silent here for `lost_after`)
+  are listed in `lost` with their mode set to LOST.
+- `/fleet/markers` (visualization_msgs/MarkerArray, 2 Hz) for RViz: robots as cylinders,
+  their reserved future paths as line strips, the resources held right now as cubes.
+- The causal event log (`event_log` parameter, JSONL; see fleet_coord.core.event_log):
+  every cfp, proposal, refusal, award, rejection, reservation change, task status and
+  robot loss, with task id and a Lamport timestamp, from which a run can be reconstructed.
+
+Reads only: the monitor never changes the fleet's behaviour.
+"""
+from __future__ import annotations
+
+import math
+import sys
+
+import rclpy
+from fleet_coord_msgs.msg import (Award, CallForProposal, FleetState, Proposal, Refusal,
+                                  Rejection, ReservationSet, RobotState, TaskStatus)
+from geometry_msgs.msg import Point
+from rclpy.node import Node
+from std_msgs.msg import String
+from visualization_msgs.msg import Marker, MarkerArray
+
+from fleet_coord import qos
+from fleet_coord.core.event_log import EventLog
+from fleet_coord.core.liveness import LivenessTracker
+from fleet_coord.fleet_config import load_roadmap_and_exclusion
+from fleet_coord.table_replica import TableReplica
+
+STATE_NAMES = {v: k for k, v in vars(TaskStatus).items()
+               if k.isupper() and isinstance(v, int)}
+
+
+def _color(i: int) -> tuple[float, float, float]:
+    palette = [(0.12, 0.47, 0.71), (1.0, 0.5, 0.05), (0.17, 0.63, 0.17), (0.84, 0.15, 0.16),
+               (0.58, 0.4, 0.74), (0.55, 0.34, 0.29), (0.89, 0.47, 0.76), (0.5, 0.5, 0.5),
+               (0.74, 0.74, 0.13), (0.09, 0.75, 0.81)]
+    return palette[i % len(palette)]
+
+
+class FleetMonitor(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("fleet_monitor", **kwargs)
+        p = self.declare_parameter
+        self.roadmap, exclusion, self.roadmap_id = load_roadmap_and_exclusion(
+            p("map", "").value, p("footprint_radius", 0.15).value)
+        self.liveness = LivenessTracker(p("lost_after", 1.5).value)
+        self.log = EventLog(p("event_log", "").value or None, "fleet_monitor")
+        self.robots: dict[str, RobotState] = {}
+        self.lost: set[str] = set()
+        self.replica = TableReplica(exclusion.of, self.roadmap.num_resources, self.roadmap_id)
+        self.state_pub = self.create_publisher(FleetState, "/fleet/state", qos.state_qos())
+        self.marker_pub = self.create_publisher(MarkerArray, "/fleet/markers", 10)
+        sub = self.create_subscription
+        sub(RobotState, "/fleet/robot_states", self._on_state, qos.state_qos())
+        sub(String, "/fleet/robot_lost", self._on_lost, qos.PROTOCOL)
+        sub(ReservationSet, "/traffic/updates", self._on_table, qos.TABLE)
+        sub(CallForProposal, "/fleet/cfp", lambda m: self._log("cfp", m, task_id=m.task.id,
+                                                               round=m.round, kind=m.task.kind,
+                                                               stations=list(m.task.stations)),
+            qos.PROTOCOL)
+        sub(Proposal, "/fleet/proposals", lambda m: self._log(
+            "proposal", m, robot=m.robot, round=m.round, cost=m.cost), qos.PROTOCOL)
+        sub(Refusal, "/fleet/refusals", lambda m: self._log(
+            "refusal", m, robot=m.robot, round=m.round, reason=m.reason), qos.PROTOCOL)
+        sub(Award, "/fleet/awards", lambda m: self._log("award", m, robot=m.robot, round=m.round),
+            qos.PROTOCOL)
+        sub(Rejection, "/fleet/rejections", lambda m: self._log(
+            "rejection", m, robot=m.robot, round=m.round), qos.PROTOCOL)
+        sub(TaskStatus, "/fleet/task_status", lambda m: self._log(
+            "status", m, robot=m.robot, state=STATE_NAMES.get(m.state, str(m.state)),
+            progress=round(float(m.progress), 3), reason=m.reason), qos.PROTOCOL)
+        self.create_timer(0.5, self._publish)
+
+    def now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # inputs ----------------------------------------------------------------------------
+    def _log(self, event: str, msg, task_id: str | None = None, **detail) -> None:
+        tid = task_id if task_id is not None else getattr(msg, "task_id", "")
+        lamport = getattr(msg, "lamport", None) or None
+        self.log.record(event, t=self.now(), task_id=tid, lamport=lamport, **detail)
+
+    def _on_state(self, msg: RobotState) -> None:
+        self.robots[msg.robot] = msg
+        if self.liveness.heard(msg.robot, self.now()) and msg.robot in self.lost:
+            self.lost.discard(msg.robot)
+            self.log.record("robot_returned", t=self.now(), robot=msg.robot)
+
+    def _on_lost(self, msg: String) -> None:
+        if msg.data not in self.lost:
+            self.lost.add(msg.data)
+            self.log.record("robot_lost", t=self.now(), robot=msg.data, by="traffic")
+
+    def _on_table(self, msg: ReservationSet) -> None:
+        if self.replica.apply(msg) and not msg.is_snapshot:
+            seg = lambda segs: [[s.resource, s.t_start, s.t_end] for s in segs]  # noqa: E731
+            self.log.record("reservation", t=self.now(), robot=msg.robot, version=msg.version,
+                            added=seg(msg.added), removed=seg(msg.removed))
+
+    # outputs ---------------------------------------------------------------------------
+    def _publish(self) -> None:
+        now = self.now()
+        for robot in self.liveness.check(now):
+            if robot not in self.lost:
+                self.lost.add(robot)
+                self.log.record("robot_lost", t=now, robot=robot, by="fleet_monitor")
+        fs = FleetState()
+        fs.header.stamp = self.get_clock().now().to_msg()
+        fs.header.frame_id = "map"
+        for name in sorted(self.robots):
+            st = self.robots[name]
+            if name in self.lost:
+                st.mode = RobotState.LOST
+            fs.robots.append(st)
+        fs.lost = sorted(self.lost)
+        self.state_pub.publish(fs)
+        self.marker_pub.publish(self.markers(now))
+
+    def markers(self, now: float) -> MarkerArray:
+        arr = MarkerArray()
+        stamp = self.get_clock().now().to_msg()
+        pos = self.roadmap.pos
+        nv = self.roadmap.num_vertices
+        for i, name in enumerate(sorted(self.robots)):
+            st = self.robots[name]
+            r, g, b = _color(i)
+            body = Marker(ns="robots", id=i, type=Marker.CYLINDER, action=Marker.ADD)
+            body.header.frame_id, body.header.stamp = "map", stamp
+            body.pose = st.pose
+            body.scale.x = body.scale.y = 0.3
+            body.scale.z = 0.2
+            body.color.r, body.color.g, body.color.b, body.color.a = (
+                (0.3, 0.3, 0.3, 0.6) if name in self.lost else (r, g, b, 1.0))
+            arr.markers.append(body)
+            future = sorted((h for h in self.replica.table.reservations(name)
+                             if h.t_end > now and h.resource < nv), key=lambda h: h.t_start)
+            path = Marker(ns="paths", id=i, type=Marker.LINE_STRIP, action=Marker.ADD)
+            path.header.frame_id, path.header.stamp = "map", stamp
+            path.scale.x = 0.05
+            path.color.r, path.color.g, path.color.b, path.color.a = r, g, b, 0.8
+            path.points = [Point(x=float(pos[h.resource, 0]), y=float(pos[h.resource, 1]), z=0.05)
+                           for h in future]
+            arr.markers.append(path)
+            held = Marker(ns="reservations", id=i, type=Marker.CUBE_LIST, action=Marker.ADD)
+            held.header.frame_id, held.header.stamp = "map", stamp
+            held.scale.x = held.scale.y = 0.8
+            held.scale.z = 0.02
+            held.color.r, held.color.g, held.color.b, held.color.a = r, g, b, 0.35
+            held.points = [Point(x=float(pos[h.resource, 0]), y=float(pos[h.resource, 1]))
+                           for h in future if h.t_start <= now < h.t_end]
+            arr.markers.append(held)
+        return arr
+
+    def destroy_node(self) -> None:
+        self.log.close()
+        super().destroy_node()
+
+
+def main(args=None) -> None:
+    rclpy.init(args=sys.argv if args is None else args)
+    node = FleetMonitor()
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()
