@@ -50,6 +50,9 @@ import yaml
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
+from fleet_coord.core.yaml_reader import (FileFormatError, YamlReader, compose_yaml, describe,
+                                          line_of)
+
 __all__ = [
     "MapError", "UnknownVertexError", "Footprint", "GridMap", "Roadmap", "Exclusion",
     "load_movingai_map", "load_scenario", "FREE_CELLS", "BLOCKED_CELLS", "STATION_KINDS",
@@ -71,24 +74,12 @@ _QUAD_SEGS = 16
 _TIMES_CACHE_BYTES = 256 * 2**20
 
 
-class MapError(ValueError):
+class MapError(FileFormatError):
     """A map, scenario or roadmap file that cannot be used.
 
     ``str(err)`` reads ``"<path>:<line>[:<column>]: <what was expected, got what>"``;
     the parts are also kept as ``path``, ``line`` (1-based), ``column`` and ``reason``.
     """
-
-    def __init__(self, reason: str, path: str | os.PathLike | None = None,
-                 line: int | None = None, column: int | None = None):
-        self.reason, self.line, self.column = reason, line, column
-        self.path = None if path is None else os.fspath(path)
-        where = ""
-        if self.path is not None:
-            where = self.path
-            if line is not None:
-                where += f":{line}" + (f":{column}" if column is not None else "")
-            where += ": "
-        super().__init__(where + reason)
 
 
 class UnknownVertexError(KeyError):
@@ -288,91 +279,19 @@ def load_scenario(path: str | os.PathLike, n: int | None = None, *,
 
 # --------------------------------------------------------------------------- YAML graphs
 
-def _line(node: yaml.Node) -> int:
-    return node.start_mark.line + 1
-
-
-def _describe(node: yaml.Node) -> str:
-    if isinstance(node, yaml.ScalarNode):
-        return repr(node.value)
-    return "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
-
-
-class _YamlReader:
-    """Walks a composed YAML document, keeping line numbers for error messages."""
-
-    def __init__(self, path: str):
-        self.path = path
-        self._constructor = yaml.constructor.SafeConstructor()
-
-    def error(self, node: yaml.Node, reason: str) -> MapError:
-        return MapError(reason, self.path, _line(node))
-
-    def mapping(self, node: yaml.Node, what: str, required: Sequence[str],
-                optional: Sequence[str] = ()) -> dict[str, tuple[yaml.Node, yaml.Node]]:
-        """The keys of a mapping node as {key: (key_node, value_node)}; refuses missing,
-        unknown and duplicate keys."""
-        if not isinstance(node, yaml.MappingNode):
-            raise self.error(node, f"expected {what} as a mapping with keys "
-                                   f"{', '.join(required)}, got {_describe(node)}")
-        allowed = list(required) + list(optional)
-        found: dict[str, tuple[yaml.Node, yaml.Node]] = {}
-        for key, value in node.value:
-            name = key.value if isinstance(key, yaml.ScalarNode) else None
-            if name not in allowed:
-                raise self.error(key, f"unknown key {name!r} in {what} (expected "
-                                      f"{' / '.join(allowed)})")
-            if name in found:
-                raise self.error(key, f"duplicate key {name!r} in {what}")
-            found[name] = (key, value)
-        for name in required:
-            if name not in found:
-                raise self.error(node, f"missing key {name!r} in {what}")
-        return found
-
-    def name(self, node: yaml.Node, what: str) -> str:
-        # Names are taken verbatim ('yes', '01' stay strings), the same way on both the
-        # station and the lane side.
-        if not isinstance(node, yaml.ScalarNode) or node.value == "":
-            raise self.error(node, f"expected {what}, got {_describe(node)}")
-        return node.value
-
-    def number(self, node: yaml.Node, what: str, allow_inf: bool = False) -> float:
-        if (isinstance(node, yaml.ScalarNode)
-                and node.tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")):
-            value = float(self._constructor.construct_object(node))
-            if math.isfinite(value) or (allow_inf and value == math.inf):
-                return value
-        raise self.error(node, f"expected {what} as a number, got {_describe(node)}")
-
-    def boolean(self, node: yaml.Node, what: str) -> bool:
-        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:bool":
-            return bool(self._constructor.construct_object(node))
-        raise self.error(node, f"expected {what} as true or false, got {_describe(node)}")
-
-
 def _parse_roadmap_yaml(path: str) -> dict[str, Any]:
     """Validate a YAML roadmap and return the keyword arguments of :class:`Roadmap`."""
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as err:
-        mark = err.problem_mark or err.context_mark
-        raise MapError(f"invalid YAML: {err.problem or err.context}", path,
-                       None if mark is None else mark.line + 1) from None
-    except yaml.YAMLError as err:
-        raise MapError(f"invalid YAML: {err}", path) from None
+    root = compose_yaml(path, MapError)
     if root is None:
         raise MapError("expected a mapping with 'stations' and 'lanes', got an empty file",
                        path, 1)
-    reader = _YamlReader(path)
+    reader = YamlReader(path, MapError)
     top = reader.mapping(root, "the roadmap", ("stations", "lanes"), ("name", "description"))
 
     stations_node = top["stations"][1]
     if not isinstance(stations_node, yaml.MappingNode) or not stations_node.value:
         raise reader.error(stations_node, "expected 'stations' as a non-empty mapping "
-                                          f"name: {{x: .., y: ..}}, got {_describe(stations_node)}")
+                                          f"name: {{x: .., y: ..}}, got {describe(stations_node)}")
     names: list[str] = []
     index: dict[str, int] = {}
     pos: list[tuple[float, float]] = []
@@ -381,7 +300,7 @@ def _parse_roadmap_yaml(path: str) -> dict[str, Any]:
         name = reader.name(key, "a station name")
         if name in index:
             raise reader.error(key, f"duplicate station {name!r} (first defined on line "
-                                    f"{_line(stations_node.value[index[name]][0])})")
+                                    f"{line_of(stations_node.value[index[name]][0])})")
         fields = reader.mapping(value, f"station {name!r}", ("x", "y"), ("kind",))
         x = reader.number(fields["x"][1], f"x of station {name!r}")
         y = reader.number(fields["y"][1], f"y of station {name!r}")
@@ -392,7 +311,7 @@ def _parse_roadmap_yaml(path: str) -> dict[str, Any]:
             if kind not in STATION_KINDS:
                 raise reader.error(kind_node, f"expected kind of station {name!r} to be one "
                                               f"of {' | '.join(STATION_KINDS)}, got "
-                                              f"{_describe(kind_node)}")
+                                              f"{describe(kind_node)}")
         index[name] = len(names)
         names.append(name)
         pos.append((x, y))
@@ -400,7 +319,7 @@ def _parse_roadmap_yaml(path: str) -> dict[str, Any]:
 
     lanes_node = top["lanes"][1]
     if not isinstance(lanes_node, yaml.SequenceNode):
-        raise reader.error(lanes_node, f"expected 'lanes' as a list, got {_describe(lanes_node)}")
+        raise reader.error(lanes_node, f"expected 'lanes' as a list, got {describe(lanes_node)}")
     edge_from: list[int] = []
     edge_to: list[int] = []
     edge_speed: list[float] = []
@@ -434,7 +353,7 @@ def _parse_roadmap_yaml(path: str) -> dict[str, Any]:
                                        f"expected speed > 0 m/s, got {speed}")
         else:
             raise reader.error(lane, "expected a lane as [from, to] or {from: .., to: ..}, "
-                                     f"got {_describe(lane)}")
+                                     f"got {describe(lane)}")
         if u == v:
             raise reader.error(lane, f"lane from station {names[u]!r} to itself")
         if pos[u] == pos[v]:
@@ -444,7 +363,7 @@ def _parse_roadmap_yaml(path: str) -> dict[str, Any]:
             if (a, b) in declared:
                 raise reader.error(lane, f"duplicate lane {names[a]!r} -> {names[b]!r} "
                                          f"(already declared on line {declared[(a, b)]})")
-            declared[(a, b)] = _line(lane)
+            declared[(a, b)] = line_of(lane)
             edge_from.append(a)
             edge_to.append(b)
             edge_speed.append(speed)
