@@ -1,0 +1,133 @@
+"""The path tracker keeps a simulated unicycle inside its reservations."""
+import math
+
+import pytest
+
+from fleet_coord.core.kinematics import Limits, UnicycleState, step
+from fleet_coord.core.planner import path_to_segments, sipp
+from fleet_coord.core.reservations import ReservationTable
+from fleet_coord.core.roadmap import Footprint
+from fleet_coord.core.tracking import (PathTracker, containment_error, plan_speed_for,
+                                       turn_time)
+from fleet_coord.fleet_config import load_roadmap_and_exclusion
+
+RADIUS = 0.15
+LIMITS = Limits(max_v=2.0, max_w=8.0, max_acc=10.0, max_alpha=60.0)
+
+
+@pytest.fixture(scope="module")
+def world():
+    roadmap, exclusion, _ = load_roadmap_and_exclusion("", RADIUS)
+    return roadmap, exclusion
+
+
+def simulate(roadmap, exclusion, path, limits, plan_speed, *, theta0=0.0, control_dt=0.05,
+             latency_steps=1, dt=0.01, t_max=None):
+    """Run the tracker against the kinematic robot; returns [(t, x, y)] and the tracker."""
+    holds = path_to_segments(roadmap, exclusion, path, plan_speed)
+    tracker = PathTracker(roadmap, path, plan_speed, exclusion.clearance, limits)
+    x0, y0 = roadmap.pos[path[0][0]]
+    s = UnicycleState(float(x0), float(y0), theta0)
+    t = float(path[0][1])
+    t_end = t_max or (path[-1][1] + 10.0)
+    pending = [(0.0, 0.0)] * latency_steps   # commands in flight
+    trace, next_control, cmd = [], t, (0.0, 0.0)
+    while t < t_end:
+        if t >= next_control - 1e-9:
+            c = tracker.command(s.x, s.y, s.theta, t)
+            pending.append((c.v, c.w))
+            cmd = pending.pop(0)
+            next_control += control_dt
+            if c.arrived and abs(s.v) < 1e-3:
+                break
+        s = step(s, cmd[0], cmd[1], dt, limits)
+        t += dt
+        trace.append((t, s.x, s.y))
+    return trace, tracker, holds
+
+
+def worst_excursion(exclusion, holds, trace):
+    return max((containment_error(exclusion, holds, x, y, t), t, x, y) for t, x, y in trace)[0]
+
+
+def test_plan_speed_leaves_time_for_a_quarter_turn_inside_a_star():
+    s = plan_speed_for(LIMITS, 0.3)
+    assert 0 < s < LIMITS.max_v
+    c = 0.3 / s
+    assert c > turn_time(math.pi / 2, LIMITS.max_w, LIMITS.max_alpha)
+
+
+def test_robot_stays_inside_its_holds_on_a_path_with_turns(world):
+    roadmap, exclusion = world
+    table = ReservationTable(exclusion.of, roadmap.num_resources)
+    speed = plan_speed_for(LIMITS, exclusion.clearance)
+    start, goal = roadmap.vertex("2,2"), roadmap.vertex("12,6")
+    # The first departure leaves time to turn toward the first lane.
+    t0 = turn_time(math.pi / 2, LIMITS.max_w, 0.7 * LIMITS.max_alpha) + 0.1
+    path = [(start, 0.0)] + sipp(roadmap, exclusion, table, "a", start, goal, t0, speed)
+    turns = sum(1 for (a, _), (b, _), (c, _) in zip(path, path[1:], path[2:])
+                if a != b != c and (roadmap.pos[b] - roadmap.pos[a] != roadmap.pos[c] - roadmap.pos[b]).any())
+    assert turns >= 1
+    trace, tracker, holds = simulate(roadmap, exclusion, path, LIMITS, speed, theta0=2.0)
+    assert tracker.arrived
+    x, y = trace[-1][1:]
+    assert math.hypot(x - 12, y - 6) < 0.05
+    assert worst_excursion(exclusion, holds, trace) < 0.05
+
+
+def test_robot_waits_for_the_reserved_departure_and_yields_to_traffic(world):
+    roadmap, exclusion = world
+    table = ReservationTable(exclusion.of, roadmap.num_resources)
+    speed = plan_speed_for(LIMITS, exclusion.clearance)
+    # b crosses a's corridor: it sits on 5,2 during [0, 6) then leaves for good.
+    b_path = [(roadmap.vertex("9,3"), 0.0), (roadmap.vertex("9,3"), 4.0)]
+    b_path.append((roadmap.vertex("9,2"), 4.0 + 1 / speed))
+    b_path.append((roadmap.vertex("9,2"), 25.0))
+    b_path.append((roadmap.vertex("9,1"), 25.0 + 1 / speed))
+    assert table.commit("b", path_to_segments(roadmap, exclusion, b_path, speed)).ok
+    path = sipp(roadmap, exclusion, table, "a", roadmap.vertex("2,2"), roadmap.vertex("12,2"),
+                0.0, speed)
+    holds = path_to_segments(roadmap, exclusion, path, speed)
+    ok = table.check("a", holds)
+    assert ok is None
+    trace, tracker, _ = simulate(roadmap, exclusion, path, LIMITS, speed)
+    assert tracker.arrived
+    assert worst_excursion(exclusion, holds, trace) < 0.05
+    # a's footprint stays inside a's own holds, which the table checked against b's.
+
+
+def test_robot_does_not_leave_before_its_departure_time(world):
+    roadmap, exclusion = world
+    speed = plan_speed_for(LIMITS, exclusion.clearance)
+    a, b, c = roadmap.vertex("3,2"), roadmap.vertex("4,2"), roadmap.vertex("4,1")
+    d = 1 / speed
+    path = [(a, 0.0), (a, 3.0), (b, 3.0 + d), (b, 7.0), (c, 7.0 + d)]
+    trace, tracker, holds = simulate(roadmap, exclusion, path, LIMITS, speed, theta0=1.0)
+    assert tracker.arrived
+    assert worst_excursion(exclusion, holds, trace) < 0.05
+    for t, x, y in trace:
+        if t < 3.0:
+            assert math.hypot(x - 3, y - 2) < 0.01
+        if 3.0 + d <= t < 7.0:
+            assert math.hypot(x - 4, y - 2) < 0.03
+
+
+def test_reverse_instead_of_u_turn(world):
+    roadmap, exclusion = world
+    speed = plan_speed_for(LIMITS, exclusion.clearance)
+    a, b = roadmap.vertex("3,2"), roadmap.vertex("4,2")
+    d = 1 / speed
+    path = [(a, 0.0), (a, 0.5), (b, 0.5 + d), (a, 0.5 + 2 * d)]
+    trace, tracker, holds = simulate(roadmap, exclusion, path, LIMITS, speed, theta0=0.0)
+    assert tracker.arrived
+    assert worst_excursion(exclusion, holds, trace) < 0.05
+
+
+def test_containment_error_measures_how_far_outside(world):
+    roadmap, exclusion = world
+    v = roadmap.vertex("2,2")
+    holds = [(v, 0.0, 10.0)]
+    assert containment_error(exclusion, holds, 2.0, 2.0, 1.0) == 0.0
+    assert containment_error(exclusion, holds, 2.0, 2.0, 11.0) == math.inf
+    # 0.1 m beyond the end of the star's spoke (L = 0.3) sticks out by about 0.1 m.
+    assert containment_error(exclusion, holds, 2.4, 2.0, 1.0) == pytest.approx(0.1, abs=0.01)
