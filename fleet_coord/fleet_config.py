@@ -1,16 +1,23 @@
-"""Loading what every fleet node shares: the roadmap and its footprint exclusion.
-
-The full fleet config (robots, backends, per-node parameters) grows here; every node
-that needs the roadmap gets it through `load_roadmap_and_exclusion`, so the traffic
-authority and all agents index resources the same way (`roadmap_id` checks that).
+"""Fleet configuration: the fleet YAML (robots, backends, per-node parameters; format in
+docs/fleet-config.md) and what every fleet node shares, the roadmap and its footprint
+exclusion. Every node that needs the roadmap gets it through
+`load_roadmap_and_exclusion`, so the traffic authority and all agents index resources
+the same way (`roadmap_id` checks that).
 """
 from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
 
 from fleet_coord.core.roadmap import Exclusion, Footprint, Roadmap, load_movingai_map
+from fleet_coord.core.yaml_reader import FileFormatError, YamlReader, compose_yaml, describe
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(PACKAGE_DIR)
@@ -47,3 +54,192 @@ def load_roadmap_and_exclusion(path: str, footprint_radius: float) -> tuple[Road
     with open(path, "rb") as f:
         digest = hashlib.sha256(f.read() + repr(float(footprint_radius)).encode()).hexdigest()
     return roadmap, exclusion, digest[:16]
+
+
+# ------------------------------------------------------------------------ fleet configs
+BACKENDS = ("ideal", "sim", "serial")
+DISCOVERY_RANGES = ("LOCALHOST", "SUBNET", "SYSTEM_DEFAULT", "OFF")
+RESTART_POLICIES = ("never", "on-failure", "always")
+NODE_SECTIONS = ("traffic", "dispatcher", "robot_agent", "fleet_monitor", "ideal_driver", "sim",
+                 "serial_bridge")
+_ROS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+
+
+class ConfigError(FileFormatError):
+    """A fleet config that cannot be used: names the file, the line, the key and what was
+    expected."""
+
+
+@dataclass
+class RobotConfig:
+    name: str
+    backend: str
+    start: tuple[float, float, float]      # x, y (m), theta (rad)
+    max_speed: float = 1.0                 # m/s
+    max_angular_speed: float = 2.0         # rad/s
+    battery_wh: float = math.inf
+    payload_kg: float = math.inf
+    port: str = ""                         # serial backend
+    baud: int = 115200
+
+
+@dataclass
+class FleetConfig:
+    path: str
+    map: str
+    footprint_radius: float = 0.15
+    discovery_range: str = "LOCALHOST"
+    domain_id: int = 0
+    use_sim_time: bool = False
+    agents_per_process: int = 1
+    restart: str = "on-failure"
+    ledger: str = ""
+    event_log: str = ""
+    robots: list[RobotConfig] = field(default_factory=list)
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def robot(self, name: str) -> RobotConfig:
+        for r in self.robots:
+            if r.name == name:
+                return r
+        raise KeyError(f"no robot {name!r} in {self.path}; robots: "
+                       f"{', '.join(r.name for r in self.robots)}")
+
+
+def load_fleet_config(path: str) -> FleetConfig:
+    """Load and validate a fleet config YAML (format: docs/fleet-config.md).
+
+    Relative file names inside it (map, ledger, event_log) are relative to the config's
+    folder; a map name not found there is looked up among the bundled maps. Every error is
+    a ConfigError naming the file, the line, the key and what was expected.
+    """
+    root = compose_yaml(path, ConfigError)
+    if root is None:
+        raise ConfigError("expected a mapping with 'fleet' and 'robots', got an empty file", path, 1)
+    rd = YamlReader(path, ConfigError)
+    top = rd.mapping(root, "the fleet config", ("fleet", "robots"), ("nodes",))
+    here = os.path.dirname(os.path.abspath(path))
+
+    def rel(p: str) -> str:
+        return p if not p or os.path.isabs(p) else os.path.join(here, p)
+
+    f = rd.mapping(top["fleet"][1], "'fleet'", ("map",),
+                   ("footprint_radius", "discovery_range", "domain_id", "use_sim_time",
+                    "backend", "agents_per_process", "restart", "ledger", "event_log"))
+    map_node = f["map"][1]
+    map_name = rd.name(map_node, "'fleet.map' as a map file name")
+    map_path = rel(map_name)
+    if not os.path.exists(map_path):
+        try:
+            map_path = resolve_map(map_name)
+        except FileNotFoundError:
+            raise rd.error(map_node, f"'fleet.map': file {map_name!r} not found next to the config "
+                                     "or among the bundled maps") from None
+    cfg = FleetConfig(path=path, map=map_path)
+
+    def choice(key: str, options: tuple[str, ...]) -> str | None:
+        if key not in f:
+            return None
+        node = f[key][1]
+        value = rd.name(node, f"'fleet.{key}'")
+        if value not in options:
+            raise rd.error(node, f"'fleet.{key}': expected one of {', '.join(options)}, got {value!r}")
+        return value
+
+    if "footprint_radius" in f:
+        cfg.footprint_radius = rd.number(f["footprint_radius"][1], "'fleet.footprint_radius' (m)")
+        if not cfg.footprint_radius > 0:
+            raise rd.error(f["footprint_radius"][1], "'fleet.footprint_radius' must be > 0 m")
+    cfg.discovery_range = choice("discovery_range", DISCOVERY_RANGES) or cfg.discovery_range
+    cfg.restart = choice("restart", RESTART_POLICIES) or cfg.restart
+    default_backend = choice("backend", BACKENDS) or "ideal"
+    if "domain_id" in f:
+        cfg.domain_id = rd.integer(f["domain_id"][1], "'fleet.domain_id'")
+        if not 0 <= cfg.domain_id <= 232:
+            raise rd.error(f["domain_id"][1], f"'fleet.domain_id' must be 0..232, got {cfg.domain_id}")
+    if "use_sim_time" in f:
+        cfg.use_sim_time = rd.boolean(f["use_sim_time"][1], "'fleet.use_sim_time'")
+    if "agents_per_process" in f:
+        cfg.agents_per_process = rd.integer(f["agents_per_process"][1], "'fleet.agents_per_process'")
+        if cfg.agents_per_process < 1:
+            raise rd.error(f["agents_per_process"][1], "'fleet.agents_per_process' must be >= 1")
+    for key in ("ledger", "event_log"):
+        if key in f:
+            setattr(cfg, key, rel(rd.name(f[key][1], f"'fleet.{key}' as a file name")))
+
+    roadmap = load_roadmap(cfg.map)
+    robots_node = top["robots"][1]
+    items = rd.sequence(robots_node, "'robots'")
+    if not items:
+        raise rd.error(robots_node, "'robots': expected at least one robot")
+    seen: dict[str, int] = {}
+    starts: dict[tuple[float, float], str] = {}
+    for i, node in enumerate(items):
+        where = f"robots[{i}]"
+        r = rd.mapping(node, where, ("name",),
+                       ("backend", "start", "start_station", "max_speed", "max_angular_speed",
+                        "battery_wh", "payload_kg", "port", "baud"))
+        name = rd.name(r["name"][1], f"'{where}.name'")
+        if not _ROS_NAME.match(name):
+            raise rd.error(r["name"][1], f"'{where}.name': {name!r} is not a valid ROS name "
+                                         "(a letter, then letters, digits or '_')")
+        if name in seen:
+            raise rd.error(r["name"][1], f"'{where}.name': duplicate robot name {name!r} "
+                                         f"(also robots[{seen[name]}])")
+        seen[name] = i
+        backend = default_backend
+        if "backend" in r:
+            backend = rd.name(r["backend"][1], f"'{where}.backend'")
+            if backend not in BACKENDS:
+                raise rd.error(r["backend"][1], f"'{where}.backend': expected one of "
+                                                f"{', '.join(BACKENDS)}, got {backend!r}")
+        if ("start" in r) == ("start_station" in r):
+            raise rd.error(node, f"'{where}': give exactly one of 'start' ([x, y, theta]) "
+                                 "or 'start_station' (a station name)")
+        if "start" in r:
+            vals = rd.sequence(r["start"][1], f"'{where}.start' ([x, y] or [x, y, theta])")
+            if len(vals) not in (2, 3):
+                raise rd.error(r["start"][1], f"'{where}.start': expected [x, y] or [x, y, theta], "
+                                              f"got {len(vals)} numbers")
+            xyz = [rd.number(v, f"'{where}.start'") for v in vals] + [0.0]
+            start = (xyz[0], xyz[1], xyz[2])
+            dists = (roadmap.pos[:, 0] - start[0]) ** 2 + (roadmap.pos[:, 1] - start[1]) ** 2
+            if dists.min() > 0.25 ** 2:
+                raise rd.error(r["start"][1], f"'{where}.start': ({start[0]}, {start[1]}) is not on "
+                                              f"the roadmap of {cfg.map} (no vertex within 0.25 m)")
+        else:
+            st_node = r["start_station"][1]
+            st = rd.name(st_node, f"'{where}.start_station'")
+            try:
+                v = roadmap.vertex(st)
+            except KeyError as e:
+                raise rd.error(st_node, f"'{where}.start_station': {e}") from None
+            start = (float(roadmap.pos[v, 0]), float(roadmap.pos[v, 1]), 0.0)
+        key = (round(start[0], 3), round(start[1], 3))
+        if key in starts:
+            raise rd.error(node, f"'{where}': starts where {starts[key]} starts ({start[0]}, {start[1]})")
+        starts[key] = name
+        rc = RobotConfig(name=name, backend=backend, start=start)
+        for k, what in (("max_speed", "m/s"), ("max_angular_speed", "rad/s"),
+                        ("battery_wh", "Wh"), ("payload_kg", "kg")):
+            if k in r:
+                value = rd.number(r[k][1], f"'{where}.{k}' ({what})", allow_inf=True)
+                if not value > 0:
+                    raise rd.error(r[k][1], f"'{where}.{k}' must be > 0 {what}, got {value}")
+                setattr(rc, k, value)
+        if "port" in r:
+            rc.port = rd.name(r["port"][1], f"'{where}.port' (a serial device path)")
+        if "baud" in r:
+            rc.baud = rd.integer(r["baud"][1], f"'{where}.baud'")
+        if rc.backend == "serial" and not rc.port:
+            raise rd.error(node, f"'{where}': backend 'serial' needs 'port' (e.g. /dev/ttyACM0)")
+        cfg.robots.append(rc)
+
+    if "nodes" in top:
+        sections = rd.mapping(top["nodes"][1], "'nodes'", (), NODE_SECTIONS)
+        for section, (_, value) in sections.items():
+            if not isinstance(value, yaml.MappingNode):
+                raise rd.error(value, f"'nodes.{section}': expected a mapping of ROS parameters, "
+                                      f"got {describe(value)}")
+            cfg.nodes[section] = yaml.safe_load(yaml.serialize(value)) or {}
+    return cfg

@@ -1,0 +1,70 @@
+"""Fleet configs load, and every bad one is refused naming the file, line and key."""
+import textwrap
+
+import pytest
+
+from fleet_coord.fleet_config import ConfigError, load_fleet_config
+
+GOOD = """\
+fleet:
+  map: warehouse.map
+  backend: ideal
+robots:
+  - {name: r1, start: [2, 18]}
+  - {name: r2, start: [4, 18, 1.57], max_speed: 0.5}
+nodes:
+  traffic: {lost_after: 1.0}
+"""
+
+
+def write(tmp_path, text):
+    p = tmp_path / "fleet.yaml"
+    p.write_text(textwrap.dedent(text))
+    return str(p)
+
+
+def test_shipped_configs_load():
+    demo = load_fleet_config("config/fleet_demo.yaml")
+    assert len(demo.robots) == 5 and demo.discovery_range == "LOCALHOST"
+    hw = load_fleet_config("config/fleet_hardware.yaml")
+    assert hw.discovery_range == "SUBNET"
+    assert [r.backend for r in hw.robots] == ["serial", "serial"]
+    assert hw.robots[0].port == "/dev/ttyACM0"
+    assert hw.robots[0].start[:2] == (4.0, -2.0)   # park_1
+
+
+def test_good_config_with_bundled_map_and_defaults(tmp_path):
+    cfg = load_fleet_config(write(tmp_path, GOOD))
+    assert cfg.map.endswith("config/maps/warehouse.map")
+    assert cfg.robots[1].start == (4.0, 18.0, 1.57) and cfg.robots[1].max_speed == 0.5
+    assert cfg.nodes == {"traffic": {"lost_after": 1.0}}
+    assert cfg.agents_per_process == 1 and cfg.restart == "on-failure"
+
+
+@pytest.mark.parametrize("bad, line, words", [
+    (GOOD.replace("backend: ideal", "backend: gazebo"), 3, ["fleet.backend", "ideal, sim, serial"]),
+    (GOOD.replace("map: warehouse.map", "map: nowhere.map"), 2, ["fleet.map", "nowhere.map"]),
+    (GOOD.replace("{name: r2,", "{name: r1,"), 6, ["duplicate robot name 'r1'"]),
+    (GOOD.replace("[4, 18, 1.57]", "[2, 18]"), 6, ["starts where r1 starts"]),
+    (GOOD.replace("[4, 18, 1.57]", "[0, 0]"), 6, ["not on the roadmap"]),
+    (GOOD.replace("[4, 18, 1.57]", "[4, x]"), 6, ["robots[1].start", "number"]),
+    (GOOD.replace("max_speed: 0.5", "max_speed: -1"), 6, ["max_speed", "> 0"]),
+    (GOOD.replace("max_speed: 0.5", "max_sped: 1"), 6, ["unknown key 'max_sped'"]),
+    (GOOD.replace("{name: r2, start: [4, 18, 1.57], max_speed: 0.5}",
+                  "{name: r2, start: [4, 18], backend: serial}"), 6, ["needs 'port'"]),
+    (GOOD.replace("name: r2", "name: 2nd-robot"), 6, ["not a valid ROS name"]),
+    (GOOD.replace("traffic:", "trafic:"), 8, ["unknown key 'trafic'"]),
+    (GOOD.split("robots:")[0] + "robots: 3\n", 4, ["'robots' as a list"]),
+    (GOOD.replace("  backend: ideal\n", "  backend: [ideal\n"), None, ["invalid YAML"]),
+    ("", 1, ["empty file"]),
+])
+def test_bad_configs_name_file_line_and_key(tmp_path, bad, line, words):
+    path = write(tmp_path, bad)
+    with pytest.raises(ConfigError) as e:
+        load_fleet_config(path)
+    msg = str(e.value)
+    assert msg.startswith(path)
+    if line is not None:
+        assert e.value.line == line, msg
+    for w in words:
+        assert w in msg, msg
