@@ -37,6 +37,7 @@ setup(
             "dispatcher = fleet_coord.dispatcher:main",
             "fleet_monitor = fleet_coord.fleet_monitor:main",
             "serial_bridge = firmware_bridge.bridge_node:main",
+            "sim = sim.sim_node:main",
         ],
     },
 )

@@ -1,0 +1,136 @@
+"""The node set of a fleet: which ROS 2 nodes a fleet config runs, with which parameters.
+
+One function, `fleet_nodes`, decides it. Both ways of starting a fleet use it:
+`launch/*.launch.py` turn each NodeSpec into a launch_ros `Node` action (on a ROS 2
+install, `ros2 launch fleet_coord fleet.launch.py`), and `fleet-coord launch` starts each
+as a process here (fleet_coord.launcher).
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleet_coord.fleet_config import FleetConfig, load_fleet_config
+
+PACKAGE = "fleet_coord"
+
+#: console_scripts entry point -> module with main(); keep in step with setup.py.
+EXECUTABLES = {
+    "traffic": "fleet_coord.traffic",
+    "dispatcher": "fleet_coord.dispatcher",
+    "fleet_monitor": "fleet_coord.fleet_monitor",
+    "robot_agent": "fleet_coord.robot_agent",
+    "ideal_driver": "fleet_coord.ideal_driver",
+    "sim": "sim.sim_node",
+    "serial_bridge": "firmware_bridge.bridge_node",
+}
+
+
+@dataclass
+class NodeSpec:
+    executable: str                      # entry point in package fleet_coord
+    name: str                            # node name (unique in the fleet)
+    namespace: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+    arguments: list[str] = field(default_factory=list)  # extra CLI args before --ros-args
+    package: str = PACKAGE
+    robots: list[str] = field(default_factory=list)     # robots this process serves
+
+    @property
+    def module(self) -> str:
+        return EXECUTABLES[self.executable]
+
+
+def environment(cfg: FleetConfig) -> dict[str, str]:
+    """The environment every process of the fleet runs with (discovery range, domain)."""
+    return {"ROS_AUTOMATIC_DISCOVERY_RANGE": cfg.discovery_range,
+            "ROS_DOMAIN_ID": str(cfg.domain_id)}
+
+
+def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
+                use_sim_time: bool | None = None, agents_per_process: int | None = None
+                ) -> list[NodeSpec]:
+    """The nodes of a fleet. `robot_count` keeps only the first N robots of the config;
+    `use_sim_time` and `agents_per_process` override the config (launch arguments)."""
+    cfg = load_fleet_config(config) if isinstance(config, str) else config
+    robots = cfg.robots
+    if robot_count is not None:
+        if not 1 <= robot_count <= len(cfg.robots):
+            raise ValueError(f"robot_count must be 1..{len(cfg.robots)} for {cfg.path}, "
+                             f"got {robot_count}")
+        robots = robots[:robot_count]
+    sim_time = cfg.use_sim_time if use_sim_time is None else use_sim_time
+    per_process = cfg.agents_per_process if agents_per_process is None else agents_per_process
+    if per_process < 1:
+        raise ValueError(f"agents_per_process must be >= 1, got {per_process}")
+    common = {"use_sim_time": sim_time, "map": cfg.map,
+              "footprint_radius": cfg.footprint_radius}
+
+    def params(section: str, **own: Any) -> dict[str, Any]:
+        return {**common, **own, **cfg.nodes.get(section, {})}
+
+    nodes = [
+        NodeSpec("traffic", "traffic", parameters=params("traffic")),
+        NodeSpec("dispatcher", "dispatcher",
+                 parameters=params("dispatcher", ledger=cfg.ledger or "",
+                                   robots=[r.name for r in robots])),
+        NodeSpec("fleet_monitor", "fleet_monitor",
+                 parameters=params("fleet_monitor", event_log=cfg.event_log or "")),
+    ]
+    # robot backends: one ideal driver and one simulator for all their robots (they are the
+    # "world"); one serial bridge per physical robot, in the robot's namespace
+    for backend, exe in (("ideal", "ideal_driver"), ("sim", "sim")):
+        group = [r for r in robots if r.backend == backend]
+        if group:
+            poses = [float(v) for r in group for v in r.start]
+            own = dict(robots=[r.name for r in group], start_poses=poses,
+                       max_v=max(r.max_speed for r in group),
+                       max_w=max(r.max_angular_speed for r in group))
+            # the simulator is the clock source: it never runs on sim time itself
+            p = params(exe, **own)
+            if backend == "sim":
+                p["use_sim_time"] = False
+            nodes.append(NodeSpec(exe, exe, parameters=p, robots=own["robots"]))
+    for r in robots:
+        if r.backend == "serial":
+            nodes.append(NodeSpec("serial_bridge", "serial_bridge", namespace=r.name,
+                                  parameters=params("serial_bridge", port=r.port, baud=r.baud),
+                                  robots=[r.name]))
+    for i in range(0, len(robots), per_process):
+        group = robots[i:i + per_process]
+        name = f"agent_{group[0].name}" if per_process == 1 else f"agents_{i // per_process + 1}"
+        nodes.append(NodeSpec(
+            "robot_agent", name,
+            parameters=params("robot_agent", robots=[r.name for r in group],
+                              max_speed=min(r.max_speed for r in group),
+                              start_poses=[float(v) for r in group for v in r.start]),
+            robots=[r.name for r in group]))
+    return nodes
+
+
+def ros_arguments(spec: NodeSpec, params_file: str | None = None) -> list[str]:
+    """`--ros-args` for a process started without launch: node name, namespace and either a
+    params file (written by the caller) or -p assignments."""
+    args = ["--ros-args", "-r", f"__node:={spec.name}"]
+    if spec.namespace:
+        args += ["-r", f"__ns:=/{spec.namespace}"]
+    if params_file:
+        args += ["--params-file", params_file]
+    return args
+
+
+def params_yaml(spec: NodeSpec) -> dict[str, Any]:
+    """The ROS params-file content for one node (`/**` would also match; name it exactly)."""
+    full = f"/{spec.namespace}/{spec.name}" if spec.namespace else spec.name
+    return {full: {"ros__parameters": dict(spec.parameters)}}
+
+
+def as_dict(spec: NodeSpec) -> dict[str, Any]:
+    return dataclasses.asdict(spec)
+
+
+def default_config_path() -> str:
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.join(here, "config", "fleet_demo.yaml")

@@ -1,0 +1,13 @@
+"""Launch physical robots through the serial bridge (edit ports in the config).
+
+    ros2 launch fleet_coord hardware.launch.py [config:=FILE] [robot_count:=N] [use_sim_time:=true|false]
+        [domain:=ID] [agents_per_process:=N]
+
+The node set comes from fleet_coord.node_set.fleet_nodes, the function `fleet-coord launch`
+uses too; default config: share/fleet_coord/config/fleet_hardware.yaml.
+"""
+from fleet_coord.launch_support import generate_launch_description as _generate
+
+
+def generate_launch_description():
+    return _generate("fleet_hardware.yaml")

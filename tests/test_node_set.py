@@ -1,0 +1,149 @@
+"""The node set of a fleet config, and the launch files agree with it.
+
+`launch`/`launch_ros` are not installable from PyPI (docs/install.md), so the launch
+files are exercised against a recording stand-in of those two APIs; what they launch is
+decided by fleet_coord.node_set, tested here for real.
+"""
+import importlib.util
+import os
+import sys
+import types
+
+import pytest
+
+from fleet_coord.fleet_config import load_fleet_config
+from fleet_coord.launch_support import ARGUMENTS, resolve
+from fleet_coord.node_set import EXECUTABLES, fleet_nodes, params_yaml, ros_arguments
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_demo_config_node_set():
+    specs = fleet_nodes("config/fleet_demo.yaml")
+    exes = [s.executable for s in specs]
+    assert exes.count("traffic") == exes.count("dispatcher") == exes.count("fleet_monitor") == 1
+    assert exes.count("ideal_driver") == 1            # one kinematic world for 5 robots
+    agents = [s for s in specs if s.executable == "robot_agent"]
+    assert [a.robots for a in agents] == [["robot_1"], ["robot_2"], ["robot_3"], ["robot_4"], ["robot_5"]]
+    assert len({s.name for s in specs}) == len(specs)  # node names unique
+    drv = next(s for s in specs if s.executable == "ideal_driver")
+    assert drv.parameters["start_poses"][:3] == [2.0, 18.0, 0.0]
+    assert all(s.parameters["map"].endswith("warehouse.map") for s in specs)
+    assert next(s for s in specs if s.name == "traffic").parameters["lost_after"] == 1.5
+
+
+def test_grouping_robot_count_and_sim_time_overrides():
+    specs = fleet_nodes("config/fleet_demo.yaml", robot_count=4, agents_per_process=3,
+                        use_sim_time=True)
+    agents = [s for s in specs if s.executable == "robot_agent"]
+    assert [a.robots for a in agents] == [["robot_1", "robot_2", "robot_3"], ["robot_4"]]
+    assert all(s.parameters["use_sim_time"] for s in specs)
+    with pytest.raises(ValueError, match="robot_count must be 1..5"):
+        fleet_nodes("config/fleet_demo.yaml", robot_count=9)
+
+
+def test_sim_is_the_clock_source_and_serial_robots_get_a_bridge_each():
+    sim = fleet_nodes("config/fleet_sim.yaml")
+    simnode = next(s for s in sim if s.executable == "sim")
+    assert simnode.parameters["use_sim_time"] is False
+    assert all(s.parameters["use_sim_time"] for s in sim if s is not simnode)
+    hw = fleet_nodes("config/fleet_hardware.yaml")
+    bridges = [s for s in hw if s.executable == "serial_bridge"]
+    assert [(b.namespace, b.parameters["port"]) for b in bridges] == [
+        ("amr_1", "/dev/ttyACM0"), ("amr_2", "/dev/ttyUSB0")]
+    assert not any(s.executable in ("ideal_driver", "sim") for s in hw)
+
+
+def test_every_executable_is_a_console_script():
+    setup = open(os.path.join(REPO, "setup.py")).read()
+    for exe, module in EXECUTABLES.items():
+        assert f'"{exe} = {module}:main"' in setup
+
+
+def test_params_file_and_ros_arguments():
+    spec = next(s for s in fleet_nodes("config/fleet_hardware.yaml") if s.namespace == "amr_1")
+    assert spec.executable == "serial_bridge"
+    assert list(params_yaml(spec)) == ["/amr_1/serial_bridge"]
+    assert ros_arguments(spec, "/tmp/p.yaml") == [
+        "--ros-args", "-r", "__node:=serial_bridge", "-r", "__ns:=/amr_1", "--params-file", "/tmp/p.yaml"]
+
+
+# -- the launch files, against a recording stand-in of launch / launch_ros -------------------
+
+class _Recorder:
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+@pytest.fixture
+def fake_launch(monkeypatch):
+    values = {}
+    mods = {name: types.ModuleType(name) for name in
+            ("launch", "launch.actions", "launch.substitutions", "launch_ros", "launch_ros.actions")}
+    mods["launch"].LaunchDescription = lambda actions: list(actions)
+    for n in ("DeclareLaunchArgument", "SetEnvironmentVariable"):
+        setattr(mods["launch.actions"], n, type(n, (_Recorder,), {}))
+
+    class OpaqueFunction(_Recorder):
+        def run(self):
+            return self.kwargs["function"](None)
+    mods["launch.actions"].OpaqueFunction = OpaqueFunction
+
+    class LaunchConfiguration:
+        def __init__(self, name):
+            self.name = name
+
+        def perform(self, context):
+            return values.get(self.name, "")
+    mods["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
+    mods["launch_ros.actions"].Node = type("Node", (_Recorder,), {})
+    for name, mod in mods.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    return values
+
+
+def _run_launch_file(name):
+    path = os.path.join(REPO, "launch", name)
+    spec = importlib.util.spec_from_file_location(name.replace(".", "_"), path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    actions = mod.generate_launch_description()
+    declared = {a.args[0] for a in actions if type(a).__name__ == "DeclareLaunchArgument"}
+    opaque = [a for a in actions if type(a).__name__ == "OpaqueFunction"]
+    produced = [x for a in opaque for x in a.run()]
+    return declared, produced
+
+
+@pytest.mark.parametrize("launch_file, config", [
+    ("fleet.launch.py", "fleet_demo.yaml"), ("sim.launch.py", "fleet_sim.yaml"),
+    ("hardware.launch.py", "fleet_hardware.yaml")])
+def test_launch_files_launch_exactly_the_node_set(fake_launch, launch_file, config):
+    declared, produced = _run_launch_file(launch_file)
+    assert declared == set(ARGUMENTS)
+    nodes = [a.kwargs for a in produced if type(a).__name__ == "Node"]
+    env = {a.args[0]: a.args[1] for a in produced if type(a).__name__ == "SetEnvironmentVariable"}
+    specs = fleet_nodes(os.path.join(REPO, "config", config))
+    assert [(n["executable"], n["name"], n["namespace"] or "", n["parameters"][0]) for n in nodes] == [
+        (s.executable, s.name, s.namespace, s.parameters) for s in specs]
+    cfg = load_fleet_config(os.path.join(REPO, "config", config))
+    assert env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == cfg.discovery_range
+
+
+def test_launch_arguments_reach_the_node_set(fake_launch):
+    fake_launch.update(robot_count="2", use_sim_time="true", domain="77", agents_per_process="2")
+    _, produced = _run_launch_file("fleet.launch.py")
+    nodes = [a.kwargs for a in produced if type(a).__name__ == "Node"]
+    agents = [n for n in nodes if n["executable"] == "robot_agent"]
+    assert len(agents) == 1 and agents[0]["parameters"][0]["robots"] == ["robot_1", "robot_2"]
+    assert all(n["parameters"][0]["use_sim_time"] is True for n in nodes)
+    env = {a.args[0]: a.args[1] for a in produced if type(a).__name__ == "SetEnvironmentVariable"}
+    assert env["ROS_DOMAIN_ID"] == "77"
+
+
+def test_bad_launch_arguments_are_named():
+    with pytest.raises(ValueError, match="use_sim_time: expected true or false"):
+        resolve({"use_sim_time": "maybe"}, "config/fleet_demo.yaml")
+    with pytest.raises(ValueError, match="robot_count: expected an integer"):
+        resolve({"robot_count": "two"}, "config/fleet_demo.yaml")
+    with pytest.raises(ValueError, match="unknown launch arguments"):
+        resolve({"robots": "2"}, "config/fleet_demo.yaml")
