@@ -1,0 +1,469 @@
+"""robot_agent: one robot's autonomous agent (Contract Net participant, planner, executor).
+
+Topics and services (all absolute names; the robot is named by the parameter `robot`,
+default: the node's namespace):
+
+| in / out | name | type | QoS |
+|---|---|---|---|
+| sub | `/fleet/cfp` | CallForProposal | PROTOCOL |
+| pub | `/fleet/proposals`, `/fleet/refusals` | Proposal, Refusal | PROTOCOL |
+| sub | `/fleet/awards`, `/fleet/rejections` | Award, Rejection | PROTOCOL |
+| pub | `/fleet/task_status` | TaskStatus (ACTIVE + progress, DONE, FAILED + reason) | PROTOCOL |
+| pub | `/fleet/robot_states` | RobotState, `state_rate` Hz | STATE |
+| sub | `/traffic/updates` | ReservationSet (local replica of the table) | TABLE |
+| client | `/traffic/reserve` | Reserve (async; never blocks the executor) | |
+| pub / sub | `/<robot>/cmd_vel`, `/<robot>/odom` | Twist, Odometry (the driver interface) | COMMAND, ODOM |
+
+Life of a task: bid the marginal travel time (core Participant over
+`Roadmap.shortest_times`), refuse what it cannot reach; on accept-proposal queue it; per
+station: plan with SIPP against the replica from the vertex it stands on, commit through
+`/traffic/reserve` (replacing its parking hold), replan with back-off on a refused
+commit, track the timed path (core.tracking), dwell, go on; at the last station it parks
+(its vertex held until further notice, t_end = inf) and reports DONE.
+
+Speeds: the robot's limits (`max_v`, `max_w`, `max_acc`, `max_alpha`) must match its
+driver; it *plans* at `plan_speed` (0 = `core.tracking.plan_speed_for(limits)`, slower
+than max_v so it has time to stop and turn inside a vertex star; see core/tracking.py).
+
+`main()` runs one agent per process, or several on a MultiThreadedExecutor with
+`--robots a,b,c` (parameters apply to all of them).
+"""
+from __future__ import annotations
+
+import math
+import random
+import sys
+from dataclasses import dataclass, field
+
+import rclpy
+from builtin_interfaces.msg import Time
+from fleet_coord_msgs.msg import (Award, CallForProposal, Proposal, Refusal, Rejection,
+                                  ReservationSet, RobotState, TaskStatus)
+from fleet_coord_msgs.srv import Reserve
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+
+from fleet_coord import qos
+from fleet_coord.core import contract_net as cn
+from fleet_coord.core.kinematics import Limits
+from fleet_coord.core.planner import path_to_segments, sipp
+from fleet_coord.core.tasks import Task
+from fleet_coord.core.tracking import PathTracker, plan_speed_for, turn_time
+from fleet_coord.fleet_config import load_roadmap_and_exclusion
+from fleet_coord.ideal_driver import quaternion_to_yaw, yaw_to_quaternion
+from fleet_coord.table_replica import TableReplica
+
+INF = math.inf
+
+_REFUSE_CODE = {
+    cn.RefuseReason.UNREACHABLE: Refusal.REASON_UNREACHABLE,
+    cn.RefuseReason.BATTERY: Refusal.REASON_BATTERY,
+    cn.RefuseReason.PAYLOAD: Refusal.REASON_PAYLOAD,
+    cn.RefuseReason.BUSY: Refusal.REASON_BUSY,
+    cn.RefuseReason.DEADLINE: Refusal.REASON_DEADLINE,
+}
+
+
+def to_time(t: float) -> Time:
+    if not math.isfinite(t) or t < 0:
+        return Time()
+    sec = int(t)
+    return Time(sec=sec, nanosec=int(round((t - sec) * 1e9)) % 1_000_000_000)
+
+
+def from_time(t: Time) -> float:
+    return t.sec + t.nanosec * 1e-9
+
+
+def task_from_msg(m) -> Task:
+    """fleet_coord_msgs/Task -> core Task (deadline 0 = none). Not validated here."""
+    deadline = from_time(m.deadline)
+    return Task(id=m.id, kind=m.kind, stations=list(m.stations), priority=int(m.priority),
+                deadline=deadline if deadline > 0 else None, payload_kg=float(m.payload_kg),
+                submitted_at=from_time(m.submitted_at))
+
+
+@dataclass
+class _Job:
+    """The task being executed: stations left, dwell, and what is in flight."""
+    task: Task
+    dwell: float
+    round: int
+    stations: list[int] = field(default_factory=list)  # vertices still to visit
+    phase: str = "plan"      # plan | commit | drive | dwell
+    attempts: int = 0        # refused / failed plans for the current station
+    retry_at: float = 0.0
+    dwell_until: float = 0.0
+    legs_total: int = 1
+
+
+class RobotAgent(Node):
+    def __init__(self, robot: str | None = None, **kwargs) -> None:
+        super().__init__("robot_agent", namespace=kwargs.pop("namespace", robot or ""),
+                         **kwargs)
+        p = self.declare_parameter
+        ns_name = self.get_namespace().strip("/")
+        self.robot = p("robot", robot or ns_name or "robot_1").value
+        map_path = p("map", "").value
+        radius = p("footprint_radius", 0.15).value
+        self.limits = Limits(max_v=p("max_v", 1.0).value, max_w=p("max_w", 2.0).value,
+                             max_acc=p("max_acc", 2.0).value,
+                             max_alpha=p("max_alpha", 6.0).value)
+        control_rate = p("control_rate", 20.0).value
+        state_rate = p("state_rate", 10.0).value
+        self.start_margin = p("start_margin", 0.6).value   # commit latency budget (s)
+        self.max_plan_attempts = p("max_plan_attempts", 20).value
+        self.capacity_kg = p("capacity_kg", INF).value
+        self.dwell = p("dwell", 0.0).value   # seconds at each station (load / unload)
+        self.roadmap, self.exclusion, self.roadmap_id = load_roadmap_and_exclusion(map_path, radius)
+        speed = p("plan_speed", 0.0).value
+        self.plan_speed = speed if speed > 0 else plan_speed_for(self.limits, self.exclusion.clearance)
+        self.turn_allowance = turn_time(math.pi / 2, self.limits.max_w,
+                                        0.7 * self.limits.max_alpha) + 0.1
+        self._rng = random.Random(self.robot)
+        self.participant = cn.Participant(self.robot, self._travel_time,
+                                          cn.RobotProfile(capacity_kg=self.capacity_kg))
+        self.queue: list[Task] = []          # awarded, not started
+        self._rounds: dict[str, int] = {}
+        self.job: _Job | None = None
+        self.tracker: PathTracker | None = None
+        self.pose: tuple[float, float, float] | None = None
+        self.twist = (0.0, 0.0)
+        self.here: int | None = None          # vertex stood on / parked at
+        self.parked = False                   # its vertex is held until further notice
+        self._park_future = None
+        self._commit_future = None
+        self._commit_path = None
+        self._lamport = 0
+        self._last_status = 0.0
+        self._idle_stop_sent = False
+        self.replica = TableReplica(self.exclusion.of, self.roadmap.num_resources,
+                                    self.roadmap_id)
+
+        group = MutuallyExclusiveCallbackGroup()
+        pub, sub = self.create_publisher, self.create_subscription
+        self.cmd_pub = pub(Twist, f"/{self.robot}/cmd_vel", qos.COMMAND)
+        self.proposal_pub = pub(Proposal, "/fleet/proposals", qos.PROTOCOL)
+        self.refusal_pub = pub(Refusal, "/fleet/refusals", qos.PROTOCOL)
+        self.status_pub = pub(TaskStatus, "/fleet/task_status", qos.PROTOCOL)
+        self.state_pub = pub(RobotState, "/fleet/robot_states", qos.state_qos())
+        sub(Odometry, f"/{self.robot}/odom", self._on_odom, qos.ODOM, callback_group=group)
+        sub(CallForProposal, "/fleet/cfp", self._on_cfp, qos.PROTOCOL, callback_group=group)
+        sub(Award, "/fleet/awards", self._on_award, qos.PROTOCOL, callback_group=group)
+        sub(Rejection, "/fleet/rejections", self._on_rejection, qos.PROTOCOL,
+            callback_group=group)
+        sub(ReservationSet, "/traffic/updates", self.replica.apply, qos.TABLE,
+            callback_group=group)
+        self.reserve_client = self.create_client(Reserve, "/traffic/reserve",
+                                                 callback_group=group)
+        self.create_timer(1.0 / control_rate, self._tick, callback_group=group)
+        self.create_timer(1.0 / state_rate, self._publish_state, callback_group=group)
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _travel_time(self, a: str, b: str) -> float:
+        va, vb = self.roadmap.vertex(a), self.roadmap.vertex(b)
+        return float(self.roadmap.shortest_times(vb, self.plan_speed)[va])
+
+    def _nearest_vertex(self, x: float, y: float) -> int:
+        d = (self.roadmap.pos[:, 0] - x) ** 2 + (self.roadmap.pos[:, 1] - y) ** 2
+        return int(d.argmin())
+
+    def _lamport_tick(self) -> int:
+        self._lamport += 1
+        return self._lamport
+
+    def busy(self) -> bool:
+        return self.job is not None or bool(self.queue)
+
+    def _core_state(self) -> cn.RobotState:
+        """The plan as the Participant sees it: where the current job ends and when."""
+        now = self.now()
+        if self.job is not None:
+            position = self.roadmap.names[self.job.stations[-1]] if self.job.stations \
+                else self.roadmap.names[self.here]
+            remaining = 0.0
+            here = self.tracker.next_vertex if self.tracker else self.here
+            for v in self.job.stations:
+                remaining += float(self.roadmap.shortest_times(v, self.plan_speed)[here])
+                here = v
+            free_at = now + remaining
+        else:
+            position = self.roadmap.names[self.here]
+            free_at = now
+        return cn.RobotState(position=position, queue=list(self.queue), free_at=free_at)
+
+    # -- Contract Net ---------------------------------------------------------------------
+
+    def _refuse(self, task_id: str, rnd: int, code: int, reason: str) -> None:
+        self.refusal_pub.publish(Refusal(task_id=task_id, round=rnd, robot=self.robot,
+                                         reason_code=code, reason=reason))
+
+    def _on_cfp(self, msg: CallForProposal) -> None:
+        task = task_from_msg(msg.task)
+        if self.robot in msg.excluded_robots:
+            return
+        if self.here is None:
+            self._refuse(task.id, msg.round, Refusal.REASON_NOT_READY,
+                         f"{self.robot} has no odometry yet")
+            return
+        for s in task.stations:
+            try:
+                self.roadmap.vertex(s)
+            except KeyError as e:
+                self._refuse(task.id, msg.round, Refusal.REASON_UNKNOWN_STATION, str(e))
+                return
+        answer = self.participant.bid(task, self._core_state(), msg.round)
+        if isinstance(answer, cn.Refusal):
+            self._refuse(task.id, msg.round, _REFUSE_CODE.get(answer.reason, Refusal.REASON_OTHER),
+                         f"{answer.reason}: {answer.detail}")
+            return
+        self.proposal_pub.publish(Proposal(task_id=task.id, round=msg.round, robot=self.robot,
+                                           cost=float(answer.cost), eta=to_time(answer.eta)))
+
+    def _on_award(self, msg: Award) -> None:
+        if msg.robot != self.robot:
+            return
+        if self.job is not None and self.job.task.id == msg.task_id:
+            return  # a duplicate award of the task it is doing
+        result = self.participant.on_accept_proposal(
+            cn.AcceptProposal(self.robot, msg.task_id, msg.round), self._core_queue())
+        if isinstance(result, cn.Failure):
+            self._status(msg.task_id, TaskStatus.FAILED, msg.round, reason=result.reason)
+            return
+        self._rounds[msg.task_id] = msg.round
+        self.get_logger().info(f"awarded {msg.task_id} (round {msg.round}), queue "
+                               f"{[t.id for t in self.queue]}")
+
+    def _core_queue(self) -> cn.RobotState:
+        # on_accept_proposal inserts into state.queue in place: hand it our queue.
+        state = self._core_state()
+        state.queue = self.queue
+        return state
+
+    def _on_rejection(self, msg: Rejection) -> None:
+        if msg.robot == self.robot:
+            self.participant.on_reject_proposal(
+                cn.RejectProposal(self.robot, msg.task_id, msg.round))
+
+    def _status(self, task_id: str, state: int, rnd: int, progress: float = 0.0,
+                reason: str = "") -> None:
+        self.status_pub.publish(TaskStatus(
+            task_id=task_id, robot=self.robot, state=state, round=rnd,
+            progress=float(progress), reason=reason, stamp=self.get_clock().now().to_msg(),
+            lamport=self._lamport_tick()))
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def _on_odom(self, msg: Odometry) -> None:
+        q = msg.pose.pose.orientation
+        self.pose = (msg.pose.pose.position.x, msg.pose.pose.position.y,
+                     quaternion_to_yaw(q.x, q.y, q.z, q.w))
+        self.twist = (msg.twist.twist.linear.x, msg.twist.twist.angular.z)
+        if self.here is None:
+            self.here = self._nearest_vertex(self.pose[0], self.pose[1])
+
+    # -- the control loop -----------------------------------------------------------------
+
+    def _tick(self) -> None:
+        if self.pose is None or self.here is None:
+            return
+        now = self.now()
+        if not self.parked:
+            self._park(now)
+        if self.job is None and self.queue and self.parked:
+            self._start(self.queue.pop(0), now)
+        if self.job is None:
+            if not self._idle_stop_sent:
+                self.cmd_pub.publish(Twist())
+                self._idle_stop_sent = True
+            return
+        self._idle_stop_sent = False
+        job = self.job
+        if job.phase == "plan" and now >= job.retry_at:
+            self._plan(job, now)
+        elif job.phase == "commit":
+            self._check_commit(job, now)
+        elif job.phase == "drive":
+            self._drive(job, now)
+        elif job.phase == "dwell" and now >= job.dwell_until:
+            self._next_station(job, now)
+        if job.phase != "drive":
+            self.cmd_pub.publish(Twist())
+
+    def _park(self, now: float) -> None:
+        """Hold the vertex it stands on until further notice (at start-up)."""
+        if self._park_future is None:
+            if not self.reserve_client.service_is_ready():
+                return
+            req = Reserve.Request(robot=self.robot, roadmap_id=self.roadmap_id, replace=True,
+                                  replace_from=now)
+            req.segments = [_segment(self.robot, self.here, now, INF)]
+            self._park_future = self.reserve_client.call_async(req)
+            return
+        if not self._park_future.done():
+            return
+        resp = self._park_future.result()
+        self._park_future = None
+        if resp is not None and resp.ok:
+            self.parked = True
+            self.get_logger().info(f"parked at {self.roadmap.names[self.here]}")
+        else:
+            self.get_logger().warning(
+                f"cannot hold my start vertex {self.roadmap.names[self.here]}: "
+                f"{resp.message if resp else 'no answer'}; retrying")
+
+    def _start(self, task: Task, now: float) -> None:
+        stations = [self.roadmap.vertex(s) for s in task.stations]
+        self.job = _Job(task=task, dwell=self.dwell,
+                        round=self._rounds.pop(task.id, 0), stations=stations,
+                        legs_total=len(stations))
+        self._status(task.id, TaskStatus.ACTIVE, self.job.round, 0.0)
+        self._last_status = now
+
+    def _plan(self, job: _Job, now: float) -> None:
+        goal = job.stations[0]
+        if goal == self.here:
+            self._arrived(job, now)
+            return
+        t_start = now + self.start_margin + self.turn_allowance
+        path = sipp(self.roadmap, self.exclusion, self.replica.table, self.robot, self.here,
+                    goal, t_start, self.plan_speed, deadline_s=0.5)
+        if path is None:
+            self._retry(job, now, f"no conflict-free path from {self.roadmap.names[self.here]} "
+                                  f"to station {self.roadmap.names[goal]} (it may be occupied)")
+            return
+        path = [(self.here, now)] + path
+        segments = path_to_segments(self.roadmap, self.exclusion, path, self.plan_speed)
+        req = Reserve.Request(robot=self.robot, roadmap_id=self.roadmap_id, replace=True,
+                              replace_from=now)
+        req.segments = [_segment(self.robot, r, a, b) for r, a, b in segments]
+        self._commit_future = self.reserve_client.call_async(req)
+        self._commit_path = path
+        job.phase = "commit"
+
+    def _retry(self, job: _Job, now: float, reason: str) -> None:
+        job.attempts += 1
+        if job.attempts >= self.max_plan_attempts:
+            self._finish(job, TaskStatus.FAILED, f"{reason}; gave up after {job.attempts} "
+                                                 "attempts")
+            return
+        job.phase = "plan"
+        job.retry_at = now + min(2.0, 0.1 * 1.5 ** job.attempts) * (0.5 + self._rng.random())
+
+    def _check_commit(self, job: _Job, now: float) -> None:
+        if not self._commit_future.done():
+            return
+        resp = self._commit_future.result()
+        self._commit_future = None
+        path = self._commit_path
+        if resp is None or not resp.ok:
+            self._retry(job, now, f"reservation refused: {resp.message if resp else 'no answer'}")
+            return
+        # The parking hold was replaced by the path; it parks again at the path's end.
+        first_departure = next((t for (v, t), (w, _) in zip(path[1:], path[2:]) if w != v),
+                               path[-1][1])
+        if now > first_departure - self.turn_allowance:
+            self.get_logger().warning(f"commit answered {now - first_departure:.2f} s after "
+                                      "the planned departure; replanning")
+            job.phase = "plan"
+            return
+        self.tracker = PathTracker(self.roadmap, path, self.plan_speed,
+                                   self.exclusion.clearance, self.limits)
+        job.phase = "drive"
+
+    def _drive(self, job: _Job, now: float) -> None:
+        x, y, th = self.pose
+        cmd = self.tracker.command(x, y, th, now)
+        self.here = cmd.vertex
+        twist = Twist()
+        twist.linear.x, twist.angular.z = float(cmd.v), float(cmd.w)
+        self.cmd_pub.publish(twist)
+        if now - self._last_status > 0.5:
+            done = job.legs_total - len(job.stations)
+            self._status(job.task.id, TaskStatus.ACTIVE, job.round,
+                         (done + cmd.progress) / job.legs_total)
+            self._last_status = now
+        if cmd.arrived:
+            self.here = self.tracker.goal
+            self.tracker = None
+            self._arrived(job, now)
+
+    def _arrived(self, job: _Job, now: float) -> None:
+        job.stations.pop(0)
+        job.attempts = 0
+        job.phase = "dwell"
+        job.dwell_until = now + job.dwell
+
+    def _next_station(self, job: _Job, now: float) -> None:
+        if job.stations:
+            job.phase = "plan"
+            job.retry_at = now
+        else:
+            self._finish(job, TaskStatus.DONE)
+
+    def _finish(self, job: _Job, state: int, reason: str = "") -> None:
+        self._status(job.task.id, state, job.round, 1.0 if state == TaskStatus.DONE else 0.0,
+                     reason)
+        if state == TaskStatus.FAILED:
+            self.get_logger().warning(f"task {job.task.id} failed: {reason}")
+        self.job = None
+
+    # -- state ----------------------------------------------------------------------------
+
+    def _publish_state(self) -> None:
+        msg = RobotState(robot=self.robot, battery=1.0, lamport=self._lamport_tick())
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = "map"
+        if self.pose is not None:
+            x, y, th = self.pose
+            msg.pose.position.x, msg.pose.position.y = x, y
+            o = msg.pose.orientation
+            o.x, o.y, o.z, o.w = yaw_to_quaternion(th)
+            msg.twist.linear.x, msg.twist.angular.z = self.twist
+        if self.job is None:
+            msg.mode = RobotState.IDLE
+        else:
+            msg.task_id = self.job.task.id
+            msg.mode = RobotState.MOVING if self.job.phase == "drive" else RobotState.WAITING
+        msg.queued_task_ids = [t.id for t in self.queue]
+        if self.here is not None:
+            msg.vertex = self.here
+        self.state_pub.publish(msg)
+
+
+def _segment(robot: str, resource: int, t0: float, t1: float):
+    from fleet_coord_msgs.msg import ReservationSegment
+    return ReservationSegment(robot=robot, resource=int(resource), t_start=float(t0),
+                              t_end=float(t1))
+
+
+def main(args=None) -> None:
+    argv = list(sys.argv if args is None else args)
+    robots: list[str] = []
+    if "--robots" in argv:
+        i = argv.index("--robots")
+        robots = [r for r in argv[i + 1].split(",") if r]
+        del argv[i:i + 2]
+    rclpy.init(args=argv)
+    nodes = [RobotAgent(r) for r in robots] if robots else [RobotAgent()]
+    executor = rclpy.executors.MultiThreadedExecutor(num_threads=min(4, max(2, len(nodes))))
+    for n in nodes:
+        executor.add_node(n)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        for n in nodes:
+            n.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""A small fleet in one process for tests: traffic + ideal driver + agents + dispatcher,
+all real rclpy nodes talking over real DDS (loopback, inside the test's netns)."""
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+from fleet_coord_msgs.msg import ReservationSet, TaskStatus
+from fleet_coord_msgs.msg import Task as TaskMsg
+from fleet_coord_msgs.srv import SubmitTask
+from nav_msgs.msg import Odometry
+from rclpy.parameter import Parameter
+
+from fleet_coord import qos
+from fleet_coord.dispatcher import Dispatcher
+from fleet_coord.ideal_driver import IdealDriver
+from fleet_coord.robot_agent import RobotAgent
+from fleet_coord.traffic import TrafficNode
+
+# A fast ideal robot: the fleet tests run in real time, so robots are quick.
+LIMITS = dict(max_v=2.5, max_w=10.0, max_acc=15.0, max_alpha=100.0)
+
+
+def P(name, value):
+    return Parameter(name, value=value)
+
+
+class Fleet:
+    def __init__(self, ctx, ex, map_path: str, robots: dict[str, tuple[float, float]],
+                 ledger: str, bid_window: float = 0.3, retry_max_rounds: int = 4,
+                 retry_base: float = 0.5) -> None:
+        self.ctx, self.ex = ctx, ex
+        names = list(robots)
+        poses = [c for xy in robots.values() for c in (float(xy[0]), float(xy[1]), 0.0)]
+        limits = [P(k, float(v)) for k, v in LIMITS.items()]
+        self.traffic = TrafficNode(context=ctx, parameter_overrides=[P("map", map_path)])
+        self.driver = IdealDriver(context=ctx, parameter_overrides=[
+            P("robots", names), P("start_poses", poses), P("rate_hz", 100.0)] + limits)
+        self.agents = {r: RobotAgent(r, context=ctx, parameter_overrides=[
+            P("map", map_path)] + limits) for r in names}
+        self.dispatcher = Dispatcher(context=ctx, parameter_overrides=[
+            P("map", map_path), P("ledger", ledger), P("bid_window", bid_window),
+            P("retry_max_rounds", retry_max_rounds), P("retry_base", retry_base)])
+        for n in [self.traffic, self.driver, *self.agents.values(), self.dispatcher]:
+            ex.add_node(n)
+        self.statuses: list[TaskStatus] = []
+        self.client_node = self.dispatcher  # any node can host the test's client
+        self.submit_client = self.dispatcher.create_client(SubmitTask, "/fleet/submit_task")
+        self.dispatcher.create_subscription(TaskStatus, "/fleet/task_status",
+                                            self.statuses.append, qos.PROTOCOL)
+
+    def ready(self) -> bool:
+        return all(a.parked for a in self.agents.values()) and \
+            len(self.dispatcher.alive_robots(self.dispatcher.now())) == len(self.agents)
+
+    def submit(self, task_id: str, stations: list[str], kind: str = "goto", **fields):
+        req = SubmitTask.Request()
+        req.task = TaskMsg(id=task_id, kind=kind, stations=stations, **fields)
+        return self.call(req)
+
+    def call(self, req, timeout: float = 5.0):
+        fut = self.submit_client.call_async(req)
+        deadline = time.monotonic() + timeout
+        while not fut.done() and time.monotonic() < deadline:
+            self.ex.spin_once(timeout_sec=0.02)
+        assert fut.done(), "SubmitTask did not answer"
+        return fut.result()
+
+    def final(self, task_id: str) -> TaskStatus | None:
+        for s in self.statuses:
+            if s.task_id == task_id and s.state in (TaskStatus.DONE, TaskStatus.FAILED,
+                                                    TaskStatus.CANCELLED) \
+                    and (s.state != TaskStatus.FAILED or not s.robot):
+                return s
+        return None
+
+    def first(self, task_id: str, state: int) -> TaskStatus | None:
+        return next((s for s in self.statuses if s.task_id == task_id and s.state == state),
+                    None)
