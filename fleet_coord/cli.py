@@ -19,6 +19,7 @@ from typing import List, Optional
 SUBCOMMANDS = [
     "fleet_coord.cli_plan",
     "fleet_coord.cli_demo",
+    "fleet_coord.cli_launch",
 ]
 
 

@@ -74,6 +74,8 @@ class FleetMonitor(Node):
             "status", m, robot=m.robot, state=STATE_NAMES.get(m.state, str(m.state)),
             progress=round(float(m.progress), 3), reason=m.reason), qos.PROTOCOL)
         self.create_timer(0.5, self._publish)
+        self.get_logger().info("fleet monitor ready: /fleet/state, /fleet/markers"
+                               + (f", event log {self.log.path}" if self.log.path else ""))
 
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9

@@ -62,6 +62,7 @@ class IdealDriver(Node):
             self.robots[name] = r
         self._last = None
         self.create_timer(1.0 / rate, self._tick)
+        self.get_logger().info(f"ideal driver ready: {len(self.robots)} robots ({', '.join(self.robots)}) at {rate:g} Hz")
 
     def _on_cmd(self, robot: _Robot, msg: Twist) -> None:
         robot.cmd = (msg.linear.x, msg.angular.z)

@@ -52,6 +52,9 @@ class TrafficNode(Node):
         self.create_timer(0.1, self._check_liveness)
         self.create_timer(snapshot_period, self._publish_snapshot)
         self._publish_snapshot()
+        self.get_logger().info(
+            f"traffic authority ready: {roadmap.num_resources} resources on {map_path or 'the bundled map'} "
+            f"(roadmap {self.roadmap_id}), robots lost after {self.lost_after} s silent")
 
     # time ------------------------------------------------------------------------------
     def now(self) -> float:

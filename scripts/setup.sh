@@ -28,7 +28,8 @@ PYEOF
   echo "setup: Python >= 3.10 is required (the ROS 2 wheels need it); found $("$PY" --version)" >&2; exit 1; }
 
 hash_inputs() {
-  { cat requirements.txt setup.py setup.cfg package.xml scripts/setup.sh
+  { cat requirements.txt setup.py setup.cfg package.xml scripts/setup.sh scripts/build_msgs.sh
+    find scripts/cmake -type f 2>/dev/null | sort | xargs -r cat
     find fleet_coord_msgs -type f \( -name '*.msg' -o -name '*.srv' -o -name '*.action' \
          -o -name 'CMakeLists.txt' -o -name 'package.xml' -o -name '*.cmake' \) 2>/dev/null | sort | xargs -r cat
     "$PY" --version; } | sha256sum | cut -d' ' -f1

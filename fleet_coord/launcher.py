@@ -1,0 +1,200 @@
+"""Starting a fleet's node set as processes, on a machine without `ros2 launch`.
+
+`FleetLauncher` runs each NodeSpec (fleet_coord.node_set) as a child process
+`python -m <module> --ros-args ...` with its parameters in a params file, prefixes every
+line a child prints with its node name, restarts crashed children per the config's
+policy (never / on-failure / always, with back-off), and shuts down cleanly: SIGINT to
+every child, then SIGTERM, then SIGKILL after a grace period. Children die with the
+launcher even when it is killed (PR_SET_PDEATHSIG), and Fast DDS shared-memory files the
+fleet left in /dev/shm are removed once no process maps them.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, TextIO
+
+import yaml
+
+from fleet_coord.fleet_config import FleetConfig
+from fleet_coord.node_set import NodeSpec, environment, fleet_nodes, params_yaml, ros_arguments
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def shm_files() -> set[str]:
+    try:
+        return {n for n in os.listdir("/dev/shm") if "fastdds" in n or "fastrtps" in n}
+    except FileNotFoundError:
+        return set()
+
+
+def _mapped_shm() -> set[str]:
+    """/dev/shm files some live process still maps or holds open."""
+    used: set[str] = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/maps") as f:
+                for line in f:
+                    if "/dev/shm/" in line:
+                        used.add(line.rsplit("/dev/shm/", 1)[1].split()[0])
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("/dev/shm/"):
+                    used.add(target[len("/dev/shm/"):])
+        except OSError:
+            continue
+    return used
+
+
+def clean_shm(before: set[str]) -> list[str]:
+    """Remove Fast DDS shm files created since `before` that nobody uses any more."""
+    stale = sorted(shm_files() - before - _mapped_shm())
+    for name in stale:
+        try:
+            os.unlink(os.path.join("/dev/shm", name))
+        except OSError:
+            pass
+    return stale
+
+
+@dataclass
+class Child:
+    spec: NodeSpec
+    argv: list[str]
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    exit_codes: list[int] = field(default_factory=list)
+
+
+class FleetLauncher:
+    def __init__(self, config: FleetConfig, specs: list[NodeSpec] | None = None, *,
+                 out: TextIO | None = None, grace_s: float = 5.0, max_restarts: int = 5,
+                 extra_env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.specs = specs if specs is not None else fleet_nodes(config)
+        self.out = out or sys.stdout
+        self.grace_s = grace_s
+        self.max_restarts = max_restarts
+        self.env = {**os.environ, **environment(config), **(extra_env or {})}
+        self.env.setdefault("PYTHONUNBUFFERED", "1")
+        self.rundir = tempfile.mkdtemp(prefix="fleet-coord-launch-")
+        self.children: list[Child] = []
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._shm_before = shm_files()
+        width = max(len(s.name) for s in self.specs)
+        self._width = min(width, 24)
+
+    # -- starting --------------------------------------------------------------------------
+    def _argv(self, spec: NodeSpec) -> list[str]:
+        pfile = os.path.join(self.rundir, f"{spec.namespace or 'root'}__{spec.name}.yaml")
+        with open(pfile, "w") as f:
+            yaml.safe_dump(params_yaml(spec), f)
+        return [sys.executable, "-m", spec.module, *spec.arguments, *ros_arguments(spec, pfile)]
+
+    def _say(self, name: str, line: str) -> None:
+        with self._lock:
+            self.out.write(f"[{name:<{self._width}}] {line}\n")
+            self.out.flush()
+
+    def _pump(self, child: Child, stream) -> None:
+        for raw in iter(stream.readline, b""):
+            self._say(child.spec.name, raw.decode(errors="replace").rstrip("\n"))
+        stream.close()
+
+    def _start(self, child: Child) -> None:
+        child.proc = subprocess.Popen(child.argv, env=self.env, stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                      start_new_session=True, preexec_fn=_die_with_parent)
+        threading.Thread(target=self._pump, args=(child, child.proc.stdout), daemon=True).start()
+
+    def start(self) -> None:
+        for spec in self.specs:
+            child = Child(spec, self._argv(spec))
+            self.children.append(child)
+            self._start(child)
+        self._say("launch", f"started {len(self.children)} processes "
+                            f"(discovery {self.env['ROS_AUTOMATIC_DISCOVERY_RANGE']}, "
+                            f"domain {self.env['ROS_DOMAIN_ID']})")
+
+    # -- supervising -----------------------------------------------------------------------
+    def poll(self) -> None:
+        """Restart children that exited, per the restart policy."""
+        policy = self.config.restart
+        now = time.monotonic()
+        for c in self.children:
+            if c.proc is None or self._stopping.is_set():
+                continue
+            code = c.proc.poll()
+            if code is None:
+                continue
+            if not c.exit_codes or c.next_start == 0.0:
+                c.exit_codes.append(code)
+                wants = policy == "always" or (policy == "on-failure" and code != 0)
+                if not wants or c.restarts >= self.max_restarts:
+                    self._say("launch", f"{c.spec.name} exited with {code}; not restarting "
+                                        f"(policy {policy}, restarts {c.restarts})")
+                    c.proc = None
+                    continue
+                c.next_start = now + min(10.0, 0.5 * 2 ** c.restarts)
+                self._say("launch", f"{c.spec.name} exited with {code}; restarting in "
+                                    f"{c.next_start - now:.1f} s")
+            if now >= c.next_start:
+                c.restarts += 1
+                c.next_start = 0.0
+                self._start(c)
+
+    def pids(self) -> dict[str, int]:
+        return {c.spec.name: c.proc.pid for c in self.children if c.proc and c.proc.poll() is None}
+
+    def run(self, until: Callable[[], bool] | None = None, period: float = 0.2) -> None:
+        """Supervise until `until()` is true, all children ended, or a signal arrives."""
+        while not self._stopping.is_set():
+            self.poll()
+            if until is not None and until():
+                break
+            if all(c.proc is None for c in self.children):
+                break
+            self._stopping.wait(period)
+
+    # -- stopping --------------------------------------------------------------------------
+    def request_stop(self, *_args) -> None:
+        self._stopping.set()
+
+    def shutdown(self) -> None:
+        """SIGINT every child, then SIGTERM, then SIGKILL; remove stale shm files."""
+        self._stopping.set()
+        live = [c for c in self.children if c.proc and c.proc.poll() is None]
+        for sig, wait in ((signal.SIGINT, self.grace_s), (signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
+            for c in live:
+                try:
+                    os.killpg(c.proc.pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and any(c.proc.poll() is None for c in live):
+                time.sleep(0.05)
+            live = [c for c in live if c.proc.poll() is None]
+            if not live:
+                break
+        removed = clean_shm(self._shm_before)
+        self._say("launch", f"all {len(self.children)} processes stopped"
+                            + (f"; removed {len(removed)} stale /dev/shm files" if removed else ""))
