@@ -1,4 +1,5 @@
 """The task model and the durable task ledger (fleet_coord.core.tasks)."""
+import itertools
 import math
 import random
 import sqlite3
@@ -149,22 +150,31 @@ def test_unknown_task_and_unknown_state_are_named(ledger):
     assert ledger.get("nope") is None
 
 
+@pytest.fixture(scope="module")
+def shared_ledger(tmp_path_factory):
+    with TaskLedger(tmp_path_factory.mktemp("ledger") / "t.db") as led:
+        yield led
+
+
+_example = itertools.count()
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.sampled_from(list(TaskState)), max_size=12))
-def test_ledger_accepts_exactly_the_legal_transitions(tmp_path_factory, requests):
-    with TaskLedger(tmp_path_factory.mktemp("l") / "t.db") as led:
-        led.submit(pd(), 0.0)
-        state, rnd = S.QUEUED, 0
-        for k, want in enumerate(requests):
-            legal = want in LEGAL_TRANSITIONS[state]
-            try:
-                rec = led.transition("t1", want, float(k), robot="r1", auction_round=rnd)
-            except IllegalTransition:
-                assert not legal
-            else:
-                assert legal
-                state, rnd = rec.state, rec.round
-            assert led.get("t1").state is state
+def test_ledger_accepts_exactly_the_legal_transitions(shared_ledger, requests):
+    led, tid = shared_ledger, f"h{next(_example)}"
+    led.submit(pd(tid), 0.0)
+    state, rnd = S.QUEUED, 0
+    for k, want in enumerate(requests):
+        legal = want in LEGAL_TRANSITIONS[state]
+        try:
+            rec = led.transition(tid, want, float(k), robot="r1", auction_round=rnd)
+        except IllegalTransition:
+            assert not legal
+        else:
+            assert legal
+            state, rnd = rec.state, rec.round
+        assert led.get(tid).state is state
 
 
 def test_requeue_from_a_lost_robot_counts_attempts_and_frees_the_task(ledger):

@@ -457,9 +457,10 @@ class TaskLedger:
             cur = self._record(row)
             old = cur.state
             if new not in LEGAL_TRANSITIONS[old]:
+                allowed = ", ".join(sorted(s.value for s in LEGAL_TRANSITIONS[old]))
                 raise IllegalTransition(
                     f"task {task_id!r}: illegal transition {old} -> {new}; from {old} "
-                    f"allowed: {', '.join(sorted(s.value for s in LEGAL_TRANSITIONS[old])) or 'nothing (final state)'}")
+                    f"allowed: {allowed or 'nothing (final state)'}")
             holder, attempts, rnd = cur.robot, cur.attempts, cur.round
             if new is S.ANNOUNCED:
                 rnd += 1
