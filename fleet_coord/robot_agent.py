@@ -119,7 +119,9 @@ class RobotAgent(Node):
         self.dwell = p("dwell", 0.0).value   # seconds at each station (load / unload)
         self.roadmap, self.exclusion, self.roadmap_id = load_roadmap_and_exclusion(map_path, radius)
         speed = p("plan_speed", 0.0).value
-        self.plan_speed = speed if speed > 0 else plan_speed_for(self.limits, self.exclusion.clearance)
+        margin = p("turn_margin", 0.25).value   # s of control latency budget per turn
+        self.plan_speed = speed if speed > 0 else plan_speed_for(
+            self.limits, self.exclusion.clearance, margin)
         self.turn_allowance = turn_time(math.pi / 2, self.limits.max_w,
                                         0.7 * self.limits.max_alpha) + 0.1
         self._rng = random.Random(self.robot)

@@ -19,7 +19,7 @@ from fleet_coord.robot_agent import RobotAgent
 from fleet_coord.traffic import TrafficNode
 
 # A fast ideal robot: the fleet tests run in real time, so robots are quick.
-LIMITS = dict(max_v=2.5, max_w=10.0, max_acc=15.0, max_alpha=100.0)
+LIMITS = dict(max_v=3.0, max_w=20.0, max_acc=40.0, max_alpha=400.0)
 
 
 def P(name, value):
@@ -38,7 +38,7 @@ class Fleet:
         self.driver = IdealDriver(context=ctx, parameter_overrides=[
             P("robots", names), P("start_poses", poses), P("rate_hz", 100.0)] + limits)
         self.agents = {r: RobotAgent(r, context=ctx, parameter_overrides=[
-            P("map", map_path)] + limits) for r in names}
+            P("map", map_path), P("turn_margin", 0.2)] + limits) for r in names}
         self.dispatcher = Dispatcher(context=ctx, parameter_overrides=[
             P("map", map_path), P("ledger", ledger), P("bid_window", bid_window),
             P("retry_max_rounds", retry_max_rounds), P("retry_base", retry_base)])

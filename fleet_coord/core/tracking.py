@@ -41,6 +41,9 @@ __all__ = ["Command", "Leg", "PathTracker", "cover_time", "turn_time", "plan_spe
 #: Share of the acceleration limits the tracker assumes when it brakes (keeps the real
 #: robot, which ramps at its limits, from overshooting a stop point).
 BRAKE_SHARE = 0.7
+#: Heading gain and tolerance of the turn in place (gain * control period must stay < 1).
+K_HEADING = 12.0
+HEADING_TOL = 0.06
 
 
 def _wrap(a: float) -> float:
@@ -72,8 +75,10 @@ def plan_speed_for(limits: Limits, clearance: float, margin: float = 0.25) -> fl
         acc = 1e3
     if not math.isfinite(alpha):
         alpha = 1e3
-    arrive_and_turn = (cover_time(clearance, limits.max_v, BRAKE_SHARE * acc)
-                       + turn_time(math.pi / 2, limits.max_w, BRAKE_SHARE * alpha))
+    # The turn ends on a proportional law: its exponential tail counts too.
+    turn = max(turn_time(math.pi / 2, limits.max_w, BRAKE_SHARE * alpha),
+               math.log((math.pi / 2) / HEADING_TOL) / K_HEADING + 0.05)
+    arrive_and_turn = cover_time(clearance, limits.max_v, BRAKE_SHARE * acc) + turn
     leave = cover_time(clearance, limits.max_v, acc)
     return min(limits.max_v, clearance / (max(arrive_and_turn, leave) + margin))
 
@@ -114,7 +119,7 @@ class PathTracker:
 
     def __init__(self, roadmap, path: Sequence[tuple[int, float]], plan_speed: float,
                  clearance: float, limits: Limits, *, pos_tol: float = 0.02,
-                 heading_tol: float = 0.04, k_heading: float = 6.0,
+                 heading_tol: float = HEADING_TOL, k_heading: float = K_HEADING,
                  k_lateral: float = 3.0) -> None:
         if not path:
             raise ValueError("PathTracker: the path is empty")

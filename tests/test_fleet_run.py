@@ -1,0 +1,105 @@
+"""A small fleet does real work over real DDS, checked by an independent monitor:
+zero reservation conflicts, no robot ever outside its reserved resources."""
+import math
+
+from fleet_coord_msgs.msg import ReservationSet, TaskStatus
+from fleet_coord_msgs.msg import Task as TaskMsg
+from fleet_coord_msgs.srv import SubmitTask
+from geometry_msgs.msg import Pose
+from nav_msgs.msg import Odometry
+
+from fleet_coord import qos
+from fleet_coord.core.tracking import containment_error
+from fleet_coord.fleet_config import DEFAULT_MAP, load_roadmap_and_exclusion
+from fleet_coord.table_replica import TableReplica
+from fleet_harness import Fleet
+from rosutil import ros_context, spin_until
+
+ROBOTS = {"a": (2, 1), "b": (12, 1), "c": (22, 1), "d": (32, 1)}
+TASKS = {
+    "t1": ("pick_and_drop", ["2,5", "5,5"]),
+    "t2": ("pick_and_drop", ["12,5", "15,6"]),
+    "t3": ("pick_and_drop", ["22,5", "25,6"]),
+    "t4": ("pick_and_drop", ["32,5", "33,9"]),
+    "t5": ("goto", ["9,9"]),
+    "t6": ("goto", ["19,10"]),
+}
+TOLERANCE_M = 0.1
+
+
+class Monitor:
+    """Listens to /traffic/updates and odometry only; knows nothing of the agents."""
+
+    def __init__(self, node, robots):
+        self.roadmap, self.exclusion, rid = load_roadmap_and_exclusion(DEFAULT_MAP, 0.15)
+        self.replica = TableReplica(self.exclusion.of, self.roadmap.num_resources, rid)
+        self.conflicts, self.excursions, self.samples = [], [], 0
+        self._n = {}
+        node.create_subscription(ReservationSet, "/traffic/updates", self._on_update, qos.TABLE)
+        for r in robots:
+            node.create_subscription(Odometry, f"/{r}/odom",
+                                     lambda m, r=r: self._on_odom(r, m), qos.ODOM)
+
+    def _on_update(self, msg):
+        self.replica.apply(msg)
+        table = self.replica.table
+        for s in msg.added:
+            hit = table.first_conflict(s.resource, s.t_start, s.t_end, robot=s.robot)
+            if hit is not None:
+                self.conflicts.append((s.robot, s.resource, s.t_start, s.t_end, str(hit)))
+
+    def _on_odom(self, robot, msg):
+        self._n[robot] = self._n.get(robot, 0) + 1
+        if self._n[robot] % 5:
+            return  # 20 Hz of 100 is plenty
+        t = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        holds = [(r.resource, r.t_start, r.t_end) for r in self.replica.table.reservations(robot)]
+        if not holds:
+            return  # not parked yet
+        p = msg.pose.pose.position
+        err = containment_error(self.exclusion, holds, p.x, p.y, t, slack_t=0.05)
+        self.samples += 1
+        if err > TOLERANCE_M:
+            self.excursions.append((robot, t, round(p.x, 3), round(p.y, 3), err))
+
+
+def bad_requests():
+    """(what, request) pairs the dispatcher must refuse."""
+    out = []
+    def req(**kw):
+        r = SubmitTask.Request()
+        r.task = TaskMsg(**kw)
+        return r
+    out.append(("empty id", req(id="", kind="goto", stations=["9,9"])))
+    out.append(("unknown station", req(id="x1", kind="goto", stations=["no-such-place"])))
+    bad_pose = Pose()
+    bad_pose.position.x = float("nan")
+    out.append(("bad pose", req(id="x2", kind="goto", poses=[bad_pose])))
+    off = Pose()
+    off.position.x, off.position.y = 0.0, 0.0   # a wall cell
+    out.append(("pose off the roadmap", req(id="x3", kind="goto", poses=[off])))
+    neg = req(id="x4", kind="goto", stations=["9,9"])
+    neg.task.deadline.sec = -5
+    out.append(("negative deadline", neg))
+    out.append(("duplicate id", req(id="t1", kind="goto", stations=["9,9"])))
+    return out
+
+
+def test_small_fleet_completes_tasks_without_conflicts_or_excursions(tmp_path):
+    with ros_context() as (ctx, ex):
+        fleet = Fleet(ctx, ex, DEFAULT_MAP, ROBOTS, str(tmp_path / "ledger.db"))
+        monitor = Monitor(fleet.traffic, ROBOTS)
+        assert spin_until(ex, fleet.ready, 15.0), "fleet did not come up"
+        for tid, (kind, stations) in TASKS.items():
+            resp = fleet.submit(tid, stations, kind=kind)
+            assert resp.accepted, resp.error
+        for what, req in bad_requests():
+            resp = fleet.call(req)
+            assert not resp.accepted and resp.error, what
+        assert spin_until(ex, lambda: all(fleet.final(t) for t in TASKS), 60.0), \
+            {t: fleet.final(t) for t in TASKS}
+        finals = {t: fleet.final(t) for t in TASKS}
+        assert all(s.state == TaskStatus.DONE for s in finals.values()), finals
+        assert monitor.samples > 100
+        assert monitor.conflicts == []
+        assert monitor.excursions == [], monitor.excursions[:10]
