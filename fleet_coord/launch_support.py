@@ -81,7 +81,7 @@ def generate_launch_description(config_name: str):
         specs, env = resolve(values, share_config(config_name))
         actions = [SetEnvironmentVariable(k, val) for k, val in env.items()]
         for s in specs:
-            actions.append(Node(package=s.package, executable=s.executable, name=s.name,
+            actions.append(Node(package=s.package, executable=s.executable, name=s.name or None,
                                 namespace=s.namespace or None, parameters=[s.parameters],
                                 arguments=s.arguments, output="screen", emulate_tty=True))
         return actions

@@ -100,12 +100,12 @@ class FleetLauncher:
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._shm_before = shm_files()
-        width = max(len(s.name) for s in self.specs)
+        width = max(len(s.process_name) for s in self.specs)
         self._width = min(width, 24)
 
     # -- starting --------------------------------------------------------------------------
     def _argv(self, spec: NodeSpec) -> list[str]:
-        pfile = os.path.join(self.rundir, f"{spec.namespace or 'root'}__{spec.name}.yaml")
+        pfile = os.path.join(self.rundir, f"{spec.namespace or 'root'}__{spec.process_name}.yaml")
         with open(pfile, "w") as f:
             yaml.safe_dump(params_yaml(spec), f)
         return [sys.executable, "-m", spec.module, *spec.arguments, *ros_arguments(spec, pfile)]
@@ -117,7 +117,7 @@ class FleetLauncher:
 
     def _pump(self, child: Child, stream) -> None:
         for raw in iter(stream.readline, b""):
-            self._say(child.spec.name, raw.decode(errors="replace").rstrip("\n"))
+            self._say(child.spec.process_name, raw.decode(errors="replace").rstrip("\n"))
         stream.close()
 
     def _start(self, child: Child) -> None:
@@ -150,12 +150,12 @@ class FleetLauncher:
                 c.exit_codes.append(code)
                 wants = policy == "always" or (policy == "on-failure" and code != 0)
                 if not wants or c.restarts >= self.max_restarts:
-                    self._say("launch", f"{c.spec.name} exited with {code}; not restarting "
+                    self._say("launch", f"{c.spec.process_name} exited with {code}; not restarting "
                                         f"(policy {policy}, restarts {c.restarts})")
                     c.proc = None
                     continue
                 c.next_start = now + min(10.0, 0.5 * 2 ** c.restarts)
-                self._say("launch", f"{c.spec.name} exited with {code}; restarting in "
+                self._say("launch", f"{c.spec.process_name} exited with {code}; restarting in "
                                     f"{c.next_start - now:.1f} s")
             if now >= c.next_start:
                 c.restarts += 1
@@ -163,7 +163,7 @@ class FleetLauncher:
                 self._start(c)
 
     def pids(self) -> dict[str, int]:
-        return {c.spec.name: c.proc.pid for c in self.children if c.proc and c.proc.poll() is None}
+        return {c.spec.process_name: c.proc.pid for c in self.children if c.proc and c.proc.poll() is None}
 
     def run(self, until: Callable[[], bool] | None = None, period: float = 0.2) -> None:
         """Supervise until `until()` is true, all children ended, or a signal arrives."""

@@ -31,16 +31,22 @@ EXECUTABLES = {
 @dataclass
 class NodeSpec:
     executable: str                      # entry point in package fleet_coord
-    name: str                            # node name (unique in the fleet)
+    name: str                            # node name (unique in the fleet); "" for a process
+                                         # hosting several nodes with their own names
     namespace: str = ""
     parameters: dict[str, Any] = field(default_factory=dict)
     arguments: list[str] = field(default_factory=list)  # extra CLI args before --ros-args
     package: str = PACKAGE
     robots: list[str] = field(default_factory=list)     # robots this process serves
+    label: str = ""                      # process label for logs (default: the node name)
 
     @property
     def module(self) -> str:
         return EXECUTABLES[self.executable]
+
+    @property
+    def process_name(self) -> str:
+        return self.label or self.name
 
 
 def environment(cfg: FleetConfig) -> dict[str, str]:
@@ -74,8 +80,7 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
     nodes = [
         NodeSpec("traffic", "traffic", parameters=params("traffic")),
         NodeSpec("dispatcher", "dispatcher",
-                 parameters=params("dispatcher", ledger=cfg.ledger or "",
-                                   robots=[r.name for r in robots])),
+                 parameters=params("dispatcher", **({"ledger": cfg.ledger} if cfg.ledger else {}))),
         NodeSpec("fleet_monitor", "fleet_monitor",
                  parameters=params("fleet_monitor", event_log=cfg.event_log or "")),
     ]
@@ -98,14 +103,18 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
             nodes.append(NodeSpec("serial_bridge", "serial_bridge", namespace=r.name,
                                   parameters=params("serial_bridge", port=r.port, baud=r.baud),
                                   robots=[r.name]))
+    # robot agents: each process hosts the agents of a group of robots (one robot per
+    # process by default, as on real robots); the nodes are /<robot>/robot_agent, so the
+    # process is not renamed and its parameters apply to all its nodes (conservative
+    # limits: the slowest robot of the group)
     for i in range(0, len(robots), per_process):
         group = robots[i:i + per_process]
-        name = f"agent_{group[0].name}" if per_process == 1 else f"agents_{i // per_process + 1}"
+        label = f"agent_{group[0].name}" if per_process == 1 else f"agents_{i // per_process + 1}"
         nodes.append(NodeSpec(
-            "robot_agent", name,
-            parameters=params("robot_agent", robots=[r.name for r in group],
-                              max_speed=min(r.max_speed for r in group),
-                              start_poses=[float(v) for r in group for v in r.start]),
+            "robot_agent", "", label=label,
+            parameters=params("robot_agent", max_v=min(r.max_speed for r in group),
+                              max_w=min(r.max_angular_speed for r in group)),
+            arguments=["--robots", ",".join(r.name for r in group)],
             robots=[r.name for r in group]))
     return nodes
 
@@ -113,7 +122,9 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
 def ros_arguments(spec: NodeSpec, params_file: str | None = None) -> list[str]:
     """`--ros-args` for a process started without launch: node name, namespace and either a
     params file (written by the caller) or -p assignments."""
-    args = ["--ros-args", "-r", f"__node:={spec.name}"]
+    args = ["--ros-args"]
+    if spec.name:
+        args += ["-r", f"__node:={spec.name}"]
     if spec.namespace:
         args += ["-r", f"__ns:=/{spec.namespace}"]
     if params_file:
@@ -122,8 +133,12 @@ def ros_arguments(spec: NodeSpec, params_file: str | None = None) -> list[str]:
 
 
 def params_yaml(spec: NodeSpec) -> dict[str, Any]:
-    """The ROS params-file content for one node (`/**` would also match; name it exactly)."""
-    full = f"/{spec.namespace}/{spec.name}" if spec.namespace else spec.name
+    """The ROS params-file content for one process: keyed by the node's full name, or
+    `/**` (every node of the process) when the process hosts several nodes."""
+    if not spec.name:
+        full = "/**"
+    else:
+        full = f"/{spec.namespace}/{spec.name}" if spec.namespace else spec.name
     return {full: {"ros__parameters": dict(spec.parameters)}}
 
 

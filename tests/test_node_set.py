@@ -25,11 +25,13 @@ def test_demo_config_node_set():
     assert exes.count("ideal_driver") == 1            # one kinematic world for 5 robots
     agents = [s for s in specs if s.executable == "robot_agent"]
     assert [a.robots for a in agents] == [["robot_1"], ["robot_2"], ["robot_3"], ["robot_4"], ["robot_5"]]
-    assert len({s.name for s in specs}) == len(specs)  # node names unique
+    assert agents[0].arguments == ["--robots", "robot_1"] and agents[0].name == ""
+    assert len({s.process_name for s in specs}) == len(specs)  # process labels unique
     drv = next(s for s in specs if s.executable == "ideal_driver")
     assert drv.parameters["start_poses"][:3] == [2.0, 18.0, 0.0]
     assert all(s.parameters["map"].endswith("warehouse.map") for s in specs)
     assert next(s for s in specs if s.name == "traffic").parameters["lost_after"] == 1.5
+    assert next(s for s in specs if s.name == "dispatcher").parameters["bid_window"] == 0.3
 
 
 def test_grouping_robot_count_and_sim_time_overrides():
@@ -123,8 +125,9 @@ def test_launch_files_launch_exactly_the_node_set(fake_launch, launch_file, conf
     nodes = [a.kwargs for a in produced if type(a).__name__ == "Node"]
     env = {a.args[0]: a.args[1] for a in produced if type(a).__name__ == "SetEnvironmentVariable"}
     specs = fleet_nodes(os.path.join(REPO, "config", config))
-    assert [(n["executable"], n["name"], n["namespace"] or "", n["parameters"][0]) for n in nodes] == [
-        (s.executable, s.name, s.namespace, s.parameters) for s in specs]
+    assert [(n["executable"], n["name"] or "", n["namespace"] or "", n["parameters"][0],
+             n["arguments"]) for n in nodes] == [
+        (s.executable, s.name, s.namespace, s.parameters, s.arguments) for s in specs]
     cfg = load_fleet_config(os.path.join(REPO, "config", config))
     assert env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == cfg.discovery_range
 
@@ -134,7 +137,7 @@ def test_launch_arguments_reach_the_node_set(fake_launch):
     _, produced = _run_launch_file("fleet.launch.py")
     nodes = [a.kwargs for a in produced if type(a).__name__ == "Node"]
     agents = [n for n in nodes if n["executable"] == "robot_agent"]
-    assert len(agents) == 1 and agents[0]["parameters"][0]["robots"] == ["robot_1", "robot_2"]
+    assert len(agents) == 1 and agents[0]["arguments"] == ["--robots", "robot_1,robot_2"]
     assert all(n["parameters"][0]["use_sim_time"] is True for n in nodes)
     env = {a.args[0]: a.args[1] for a in produced if type(a).__name__ == "SetEnvironmentVariable"}
     assert env["ROS_DOMAIN_ID"] == "77"
