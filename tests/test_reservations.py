@@ -296,6 +296,53 @@ def test_resource_with_empty_geometry_blocks_nothing():
     assert t.release("a") == 1 and t.holder_at(1, 1) == "b"
 
 
+def test_own_overlapping_reservations_on_one_resource_are_kept_and_released():
+    t = table()
+    t.commit("a", [(4, 0, 10)])
+    t.commit("a", [(4, 2, 4), (4, 3, 5)])           # three layers of a's own holds on 4
+    t.commit("b", [(4, 10, 12)])
+    assert len(t.reservations("a")) == 3
+    assert t.holder_at(4, 3.5) == "a" and t.holder_at(4, 11) == "b"
+    t.release("a", after=2.5)                        # drops [3,5), truncates the others
+    assert t.reservations("a") == [Reservation("a", 4, 0, 2.5), Reservation("a", 4, 2, 2.5)]
+    t.release("a", after=1)
+    assert t.reservations("a") == [Reservation("a", 4, 0, 1)]
+    assert t.safe_intervals(4, robot="c") == [(1.0, 10.0), (12.0, INF)]
+
+
+def test_robots_lists_holders():
+    t = table()
+    t.commit("b", [(1, 0, 1)])
+    t.commit("a", [(5, 0, 1)])
+    assert t.robots() == ["a", "b"]
+    t.release("a")
+    assert t.robots() == ["b"]
+
+
+def test_reservation_overlaps_is_half_open():
+    r = Reservation("a", 1, 1.0, 2.0)
+    assert r.overlaps(1.5, 3) and r.overlaps(0, 1.0001)
+    assert not r.overlaps(2.0, 3) and not r.overlaps(0, 1.0)
+
+
+def test_lease_bookkeeping_stays_bounded_under_frequent_renewal():
+    t = table()
+    t.commit("a", [(1, 0, 5)], lease_expiry=1)
+    for k in range(5000):
+        t.renew("a", 2 + k)
+    assert len(t._lease_heap) < 2000               # stale heap entries are compacted
+    assert t.expire(5000) == []
+    assert t.expire(5001) == ["a"] and len(t) == 0
+
+
+def test_constructor_rejects_bad_arguments():
+    with pytest.raises(TypeError, match="callable"):
+        ReservationTable([0, 1])
+    with pytest.raises(ValueError, match="num_resources"):
+        ReservationTable(line(3), -1)
+    assert ReservationTable(line(3), 3).num_resources == 3
+
+
 # ---------------------------------------------------------------- validation
 
 @pytest.mark.parametrize("seg, what", [
@@ -349,6 +396,15 @@ def test_asymmetric_exclusion_relation_is_reported():
         t.commit("a", [(0, 0, 1)])
 
 
+def test_exclusion_relation_giving_bad_ids_is_reported():
+    t = ReservationTable(lambda r: [r, 7], 5)
+    with pytest.raises(ValueError, match=r"exclusive\(1\) contains 7"):
+        t.commit("a", [(1, 0, 1)])
+    t = ReservationTable(lambda r: [r, 0.5])
+    with pytest.raises(ValueError, match="integer resource ids"):
+        t.is_free(1, 0, 1)
+
+
 def test_numpy_resource_ids_and_relation_are_accepted():
     t = ReservationTable(lambda r: np.array(line(5)(int(r)), dtype=np.int64), 5)
     assert t.commit("a", [(np.int64(2), np.float64(0.0), np.float64(1.0))]).ok
@@ -368,6 +424,12 @@ def test_version_counts_updates_and_noops_do_not_count():
     t.release_before(-5)
     t.expire(100)
     assert t.version == 1 and len(t.drain_updates()) == 1
+
+
+def test_out_of_sync_error_pickles():
+    e = ReplicaOutOfSync("gap", 3, 7)
+    e2 = pickle.loads(pickle.dumps(e))
+    assert (str(e2), e2.current_version, e2.update_version) == ("gap", 3, 7)
 
 
 def test_conflict_is_an_exception_that_pickles():
@@ -423,6 +485,17 @@ def test_replica_ignores_old_updates_and_detects_gaps():
     replica.apply_update(u2)
     replica.apply_update(u3)
     assert replica.snapshot() == auth.snapshot()
+
+
+def test_replica_rejects_a_malformed_update_without_changing():
+    replica = table()
+    before = frozen_state(replica)
+    bad = {"version": 1, "robot": "a", "removed": [], "added": [
+        {"robot": "a", "resource": 1, "t_start": 0, "t_end": 1},
+        {"robot": "a", "resource": -3, "t_start": 0, "t_end": 1}]}
+    with pytest.raises(ValueError, match=r"update 1 added\[1\] is malformed"):
+        replica.apply_update(bad)
+    assert frozen_state(replica) == before
 
 
 def test_replica_refuses_an_update_that_does_not_match_its_state():
@@ -560,7 +633,9 @@ def test_random_sequences_keep_invariant_and_agree_with_brute_force(chunk):
     for seed in range(chunk * 30, chunk * 30 + 30):
         rng = random.Random(seed)
         excl = random_relation(rng, n_res)
-        t = ReservationTable(lambda r: np.flatnonzero(excl[r]), n_res)
+        # even chunks: resource ids bounded (list storage); odd: unbounded (dict storage)
+        t = ReservationTable(lambda r: np.flatnonzero(excl[r]),
+                             n_res if chunk % 2 == 0 else None)
         m = Model(excl)
         for step in range(100):
             ctx = f"seed {seed} step {step}"

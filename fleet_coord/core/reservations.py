@@ -18,15 +18,16 @@ The table is the authority's state (the `traffic` node) and, through `snapshot`,
 How conflicts are detected
 --------------------------
 Per resource `y` the table keeps the reservations *on y* in one or more **tracks**: a
-track is a list of pairwise-disjoint intervals sorted by start (so also sorted by end),
-searched with `bisect`. Because a resource with non-empty geometry is exclusive with
-itself, reservations of different robots on `y` never overlap, so nearly always `y`
-has exactly one track; a second track only appears when one robot holds overlapping
-reservations on `y` itself (harmless, and rare) or `y` has empty geometry. The question
-"is resource x free over [t0, t1) for robot R" is answered by looking, for every `y` in
-`exclusive(x)`, at the few entries of `y`'s tracks that overlap [t0, t1): one bisect per
-track plus the hits. The cost is O(|exclusive(x)| * log n_y + hits), independent of how
-many reservations the table holds elsewhere.
+track holds pairwise-disjoint intervals sorted by time, as one flat array of bounds
+[s0, e0, s1, e1, ...] searched with `bisect`. Because a resource with non-empty
+geometry is exclusive with itself, reservations of different robots on `y` never
+overlap, so nearly always `y` has exactly one track; a second track only appears when
+one robot holds overlapping reservations on `y` itself (harmless, and rare) or `y` has
+empty geometry. The question "is resource x free over [t0, t1) for robot R" is
+answered by looking, for every `y` in `exclusive(x)`, at the entries of `y`'s tracks
+that overlap [t0, t1): one bisect per track plus the hits. The cost is
+O(|exclusive(x)| * log n_y + hits), independent of how many reservations the table
+holds elsewhere; a commit inserts each segment once (O(log n_y) + a memmove).
 
 Why not one list of "blocking intervals" per resource (each reservation copied into
 `blocked[x]` for every x exclusive with it)? Such a list is not disjoint: a robot parked
@@ -37,6 +38,10 @@ degenerates to a linear scan behind the infinite interval. Keeping per-resource
 disjoint tracks and fanning the query out over `exclusive(x)` (a handful of resources on
 a roadmap) keeps every lookup a plain bisect, makes a commit insert each segment once
 instead of |exclusive| times, and stays correct whatever overlaps are legal.
+
+The rest is bookkeeping sized to what an operation touches: per robot, its
+reservations sorted by end (releasing a plan from t on touches only what ends after t);
+two lazy min-heaps, by end and by lease expiry, for `release_before` and `expire`.
 
 The exclusion relation must be symmetric (y in exclusive(x) iff x in exclusive(y)) and
 fixed for the lifetime of the table; the table checks symmetry for every resource it
@@ -50,9 +55,10 @@ from __future__ import annotations
 import heapq
 import math
 import operator
+from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, NoReturn, Sequence
 
 __all__ = [
     "CommitResult",
@@ -88,7 +94,7 @@ class Reservation:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Reservation:
-        return cls(str(d["robot"]), int(d["resource"]), float(d["t_start"]),
+        return cls(str(d["robot"]), operator.index(d["resource"]), float(d["t_start"]),
                    float(d["t_end"]), float(d.get("lease_expiry", math.inf)))
 
     def __str__(self) -> str:
@@ -138,44 +144,67 @@ class CommitResult:
 
 
 class _Track:
-    """Pairwise-disjoint reservations on one resource, sorted by start (hence by end)."""
-    __slots__ = ("starts", "ends", "items")
+    """Pairwise-disjoint reservations on one resource, sorted by time.
+
+    `bounds` is the flat array of their bounds [s0, e0, s1, e1, ...] (C doubles): it is
+    non-decreasing because the intervals are disjoint and sorted, so one bisect over a
+    contiguous buffer says where a time falls -- an odd position is inside interval
+    pos // 2, an even one in the gap before it. `items[k]` is the reservation of interval
+    k. `more` lists further tracks on the same resource (rarely any, see the module
+    docstring).
+    """
+    __slots__ = ("bounds", "items", "more")
 
     def __init__(self) -> None:
-        self.starts: list[float] = []
-        self.ends: list[float] = []
+        self.bounds = array("d")
         self.items: list[Reservation] = []
+        self.more: list[_Track] | None = None
 
     def try_insert(self, r: Reservation) -> bool:
-        i = bisect_left(self.starts, r.t_start)
-        if i > 0 and self.ends[i - 1] > r.t_start:
-            return False
-        if i < len(self.starts) and self.starts[i] < r.t_end:
-            return False
-        self.starts.insert(i, r.t_start)
-        self.ends.insert(i, r.t_end)
-        self.items.insert(i, r)
+        b = self.bounds
+        p = bisect_right(b, r.t_start)
+        if p & 1 or (p < len(b) and b[p] < r.t_end):
+            return False           # r.t_start is inside an interval, or r runs into the next
+        b[p:p] = array("d", (r.t_start, r.t_end))
+        self.items.insert(p >> 1, r)
         return True
 
     def index_of(self, r: Reservation) -> int:
-        """Index of the entry equal to `r` (starts are unique in a track), or -1."""
-        i = bisect_left(self.starts, r.t_start)
-        if i < len(self.starts) and self.items[i] == r:
-            return i
-        return -1
+        """Index of the interval that starts at r.t_start (starts are unique in a track;
+        the previous interval may end exactly there), or -1."""
+        k = (bisect_left(self.bounds, r.t_start) + 1) >> 1
+        return k if k < len(self.items) and self.items[k].t_start == r.t_start else -1
 
-    def pop(self, i: int) -> None:
-        del self.starts[i], self.ends[i], self.items[i]
+    def pop(self, k: int) -> None:
+        del self.bounds[2 * k:2 * k + 2]
+        del self.items[k]
 
-    def overlapping(self, t0: float, t1: float) -> Iterator[Reservation]:
-        """Entries overlapping [t0, t1): the first entry ending after t0, then on while
-        entries start before t1."""
-        starts, items = self.starts, self.items
-        j = bisect_right(self.ends, t0)
-        n = len(starts)
-        while j < n and starts[j] < t1:
-            yield items[j]
-            j += 1
+    def chain(self) -> tuple[_Track, ...]:
+        return (self,) if self.more is None else (self, *self.more)
+
+
+class _RobotIndex:
+    """One robot's reservations sorted by end, so releasing its plan from t on touches
+    only what ends after t, not its whole history."""
+    __slots__ = ("ends", "items")
+
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+        self.items: list[Reservation] = []
+
+    def add(self, r: Reservation) -> None:
+        i = bisect_right(self.ends, r.t_end)
+        self.ends.insert(i, r.t_end)
+        self.items.insert(i, r)
+
+    def discard(self, r: Reservation) -> None:
+        i = bisect_left(self.ends, r.t_end)
+        while self.items[i] is not r:
+            i += 1
+        del self.ends[i], self.items[i]
+
+    def ending_after(self, t: float) -> list[Reservation]:
+        return self.items[bisect_right(self.ends, t):]
 
 
 class ReservationTable:
@@ -201,8 +230,13 @@ class ReservationTable:
         self._raw_excl: dict[int, tuple[int, ...]] = {}
         self._raw_excl_set: dict[int, frozenset[int]] = {}
         self._excl: dict[int, tuple[int, ...]] = {}       # checked for symmetry
-        self._held: dict[int, list[_Track]] = {}          # resource -> tracks
-        self._by_robot: dict[str, dict[int, Reservation]] = {}  # robot -> id(res) -> res
+        # resource -> its first track (None: nothing held). A list when the number of
+        # resources is known (an index is cheaper than a hash probe on the hot path).
+        self._held: list[_Track | None] | dict[int, _Track] = (
+            {} if num_resources is None else [None] * num_resources)
+        self._head: Callable[[int], _Track | None] = (
+            self._held.get if num_resources is None else self._held.__getitem__)
+        self._by_robot: dict[str, _RobotIndex] = {}
         self._count = 0
         # Lazy-deletion heaps (entries whose reservation is gone are skipped on pop).
         self._end_heap: list[tuple[float, int, Reservation]] = []
@@ -244,9 +278,10 @@ class ReservationTable:
     def reservations(self, robot: str | None = None) -> list[Reservation]:
         """All reservations (of `robot`, if given), sorted by start time."""
         if robot is None:
-            out = [r for d in self._by_robot.values() for r in d.values()]
+            out = [r for index in self._by_robot.values() for r in index.items]
         else:
-            out = list(self._by_robot.get(robot, {}).values())
+            index = self._by_robot.get(robot)
+            out = [] if index is None else list(index.items)
         out.sort(key=_sort_key)
         return out
 
@@ -259,29 +294,53 @@ class ReservationTable:
         or None."""
         resource = self._check_resource(resource, "resource")
         t = self._check_time(t, "t")
+        head = self._head(resource)
         best: Reservation | None = None
-        for track in self._held.get(resource, ()):
-            i = bisect_right(track.starts, t) - 1
-            if i >= 0 and track.ends[i] > t:
-                r = track.items[i]
+        for track in () if head is None else head.chain():
+            p = bisect_right(track.bounds, t)
+            if p & 1:
+                r = track.items[p >> 1]
                 if best is None or _sort_key(r) < _sort_key(best):
                     best = r
         return None if best is None else best.robot
 
     # ------------------------------------------------------------------ queries
     def _blockers(self, resource: int, t0: float, t1: float,
-                  robot: str | None) -> Iterator[Reservation]:
+                  robot: str | None) -> list[Reservation]:
         """Other robots' reservations on resources exclusive with `resource` overlapping
-        [t0, t1)."""
-        held = self._held
+        [t0, t1). (The hot path of every query: loops written out, no generators.)"""
+        head_of = self._head
+        out = []
         for y in self.exclusive(resource):
-            tracks = held.get(y)
-            if not tracks:
+            head = head_of(y)
+            if head is None:
                 continue
-            for track in tracks:
-                for r in track.overlapping(t0, t1):
-                    if r.robot != robot:
-                        yield r
+            for track in (head,) if head.more is None else head.chain():
+                items, b = track.items, track.bounds
+                n = len(items)
+                k = bisect_right(b, t0) >> 1        # first interval ending after t0
+                while k < n and b[2 * k] < t1:
+                    if items[k].robot != robot:
+                        out.append(items[k])
+                    k += 1
+        return out
+
+    def _blocked(self, resource: int, t0: float, t1: float, robot: str | None) -> bool:
+        """`_blockers(...) != []`, stopping at the first hit."""
+        head_of = self._head
+        for y in self.exclusive(resource):
+            head = head_of(y)
+            if head is None:
+                continue
+            for track in (head,) if head.more is None else head.chain():
+                items, b = track.items, track.bounds
+                n = len(items)
+                k = bisect_right(b, t0) >> 1
+                while k < n and b[2 * k] < t1:
+                    if items[k].robot != robot:
+                        return True
+                    k += 1
+        return False
 
     def first_conflict(self, resource: int, t0: float, t1: float, *,
                        robot: str | None = None) -> Reservation | None:
@@ -294,9 +353,7 @@ class ReservationTable:
                 robot: str | None = None) -> bool:
         """True when no other robot blocks `resource` anywhere in [t0, t1)."""
         t0, t1 = self._check_interval(t0, t1)
-        for _ in self._blockers(resource, t0, t1, robot):
-            return False
-        return True
+        return not self._blocked(resource, t0, t1, robot)
 
     def safe_intervals(self, resource: int, *, robot: str | None = None,
                        t_from: float = 0.0, t_to: float = math.inf
@@ -313,7 +370,28 @@ class ReservationTable:
         t_to = self._check_time(t_to, "t_to")
         if t_to <= t_from:
             return []
-        spans = [(r.t_start, r.t_end) for r in self._blockers(resource, t_from, t_to, robot)]
+        # One pass per track: the blocking intervals overlapping [t_from, t_to), then on to
+        # the first blocking start at or after t_to (the true end of the last interval).
+        spans: list[tuple[float, float]] = []
+        after = math.inf
+        head_of = self._head
+        for y in self.exclusive(resource):
+            head = head_of(y)
+            if head is None:
+                continue
+            for track in (head,) if head.more is None else head.chain():
+                items, b = track.items, track.bounds
+                n = len(items)
+                k = bisect_right(b, t_from) >> 1
+                while k < n:
+                    s = b[2 * k]
+                    if items[k].robot != robot:
+                        if s >= t_to:
+                            if s < after:
+                                after = s
+                            break
+                        spans.append((s, b[2 * k + 1]))
+                    k += 1
         spans.sort()
         out: list[tuple[float, float]] = []
         cur = t_from   # start of the free interval being grown
@@ -323,24 +401,8 @@ class ReservationTable:
             if e > cur:
                 cur = e
         if cur < t_to:
-            out.append((cur, self._next_block_start(resource, t_to, robot)))
+            out.append((cur, after))
         return out
-
-    def _next_block_start(self, resource: int, t: float, robot: str | None) -> float:
-        """Earliest start >= t of another robot's reservation blocking `resource`."""
-        if t == math.inf:
-            return math.inf
-        best = math.inf
-        for y in self.exclusive(resource):
-            for track in self._held.get(y, ()):
-                j = bisect_left(track.starts, t)
-                items = track.items
-                while j < len(items) and items[j].t_start < best:
-                    if items[j].robot != robot:
-                        best = items[j].t_start
-                        break
-                    j += 1
-        return best
 
     def check(self, robot: str,
               segments: Iterable[Segment]) -> ReservationConflict | None:
@@ -389,7 +451,8 @@ class ReservationTable:
         (reservations straddling t are truncated to end at t). Returns how many
         reservations were dropped or truncated."""
         if after is None:
-            removed = list(self._by_robot.get(robot, {}).values())
+            index = self._by_robot.get(robot)
+            removed = [] if index is None else sorted(index.items, key=_sort_key)
             added: list[Reservation] = []
         else:
             removed, added = self._cut(robot, self._check_time(after, "after"))
@@ -409,8 +472,9 @@ class ReservationTable:
         """Set the lease of all of `robot`'s reservations to `lease_expiry`. Returns the
         number of reservations whose lease changed."""
         lease_expiry = self._check_lease(lease_expiry)
-        removed = [r for r in self._by_robot.get(robot, {}).values()
-                   if r.lease_expiry != lease_expiry]
+        index = self._by_robot.get(robot)
+        removed = [] if index is None else sorted(
+            (r for r in index.items if r.lease_expiry != lease_expiry), key=_sort_key)
         if removed:
             self._mutate(robot, removed, [replace(r, lease_expiry=lease_expiry) for r in removed])
         return len(removed)
@@ -436,11 +500,7 @@ class ReservationTable:
         malformed or breaks the invariant."""
         table = cls(exclusive, num_resources, record_updates=record_updates)
         for i, d in enumerate(snap["reservations"]):
-            try:
-                r = Reservation.from_dict(d)
-            except (KeyError, TypeError, ValueError) as exc:
-                raise ValueError(f"snapshot reservation {i} is malformed: {d!r} ({exc})") from None
-            (r,) = table._validate(r.robot, [(r.resource, r.t_start, r.t_end)], r.lease_expiry)
+            r = table._parse(d, f"snapshot reservation {i}")
             conflict = table._find_conflict([r])
             if conflict is not None:
                 raise ValueError(f"snapshot breaks the invariant: {conflict}")
@@ -468,8 +528,8 @@ class ReservationTable:
                 f"updates {self._version + 1}..{v - 1} are missing", self._version, v)
         removed: list[Reservation] = []
         taken: set[int] = set()
-        for d in update["removed"]:
-            want = Reservation.from_dict(d)
+        for i, d in enumerate(update["removed"]):
+            want = self._parse(d, f"update {v} removed[{i}]")
             found = self._find(want, taken)
             if found is None:
                 raise ReplicaOutOfSync(
@@ -477,10 +537,19 @@ class ReservationTable:
                     f"replica does not hold", self._version, v)
             taken.add(id(found))
             removed.append(found)
-        added = [Reservation.from_dict(d) for d in update["added"]]
+        added = [self._parse(d, f"update {v} added[{i}]") for i, d in enumerate(update["added"])]
         self._mutate(str(update["robot"]), removed, added, version=v)
 
     # ------------------------------------------------------------------ internals
+    def _parse(self, d: Any, what: str) -> Reservation:
+        """A reservation from its dict form, validated like a committed segment."""
+        try:
+            r = Reservation.from_dict(d)
+            (r,) = self._validate(r.robot, [(r.resource, r.t_start, r.t_end)], r.lease_expiry)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{what} is malformed: {d!r} ({exc})") from None
+        return r
+
     def _mutate(self, robot: str, removed: list[Reservation], added: list[Reservation],
                 version: int | None = None) -> None:
         for r in removed:
@@ -494,15 +563,25 @@ class ReservationTable:
                                   "added": [r.to_dict() for r in added]})
 
     def _insert(self, r: Reservation) -> None:
-        tracks = self._held.setdefault(r.resource, [])
-        for track in tracks:
-            if track.try_insert(r):
-                break
-        else:
-            track = _Track()
-            track.try_insert(r)
-            tracks.append(track)
-        self._by_robot.setdefault(r.robot, {})[id(r)] = r
+        head = self._head(r.resource)
+        if head is None:
+            head = self._held[r.resource] = _Track()
+            head.try_insert(r)
+        elif not head.try_insert(r):
+            for track in head.more or ():
+                if track.try_insert(r):
+                    break
+            else:
+                track = _Track()
+                track.try_insert(r)
+                if head.more is None:
+                    head.more = [track]
+                else:
+                    head.more.append(track)
+        index = self._by_robot.get(r.robot)
+        if index is None:
+            index = self._by_robot[r.robot] = _RobotIndex()
+        index.add(r)
         self._count += 1
         if r.t_end != math.inf:
             self._push(self._end_heap, r.t_end, r)
@@ -510,33 +589,49 @@ class ReservationTable:
             self._push(self._lease_heap, r.lease_expiry, r)
 
     def _remove(self, r: Reservation) -> None:
-        tracks = self._held[r.resource]
-        for k, track in enumerate(tracks):
-            i = bisect_left(track.starts, r.t_start)
-            if i < len(track.items) and track.items[i] is r:
-                track.pop(i)
+        head = self._head(r.resource)
+        for i, track in enumerate(() if head is None else head.chain()):
+            k = track.index_of(r)
+            if k >= 0 and track.items[k] is r:
+                track.pop(k)
                 if not track.items:
-                    del tracks[k]
-                    if not tracks:
+                    if i > 0:
+                        del head.more[i - 1]
+                        if not head.more:
+                            head.more = None
+                    elif head.more:                  # promote the next track
+                        nxt = head.more.pop(0)
+                        nxt.more = head.more or None
+                        self._held[r.resource] = nxt
+                    elif self._num_resources is None:
                         del self._held[r.resource]
+                    else:
+                        self._held[r.resource] = None
                 break
         else:  # pragma: no cover - would be a bug in the table itself
             raise AssertionError(f"reservation {r} is not in the table")
         mine = self._by_robot[r.robot]
-        del mine[id(r)]
-        if not mine:
+        mine.discard(r)
+        if not mine.items:
             del self._by_robot[r.robot]
         self._count -= 1
 
     def _find(self, want: Reservation, skip: set[int]) -> Reservation | None:
-        for track in self._held.get(want.resource, ()):
-            i = track.index_of(want)
-            if i >= 0 and id(track.items[i]) not in skip:
-                return track.items[i]
+        head = self._head(want.resource)
+        for track in () if head is None else head.chain():
+            k = track.index_of(want)
+            if k >= 0 and track.items[k] == want and id(track.items[k]) not in skip:
+                return track.items[k]
         return None
 
     def _live(self, r: Reservation) -> bool:
-        return self._by_robot.get(r.robot, {}).get(id(r)) is r
+        """Is this very object (not just an equal one) still in the table?"""
+        head = self._head(r.resource)
+        for track in () if head is None else head.chain():
+            k = track.index_of(r)
+            if k >= 0 and track.items[k] is r:
+                return True
+        return False
 
     def _push(self, heap: list, key: float, r: Reservation) -> None:
         self._seq += 1
@@ -566,9 +661,8 @@ class ReservationTable:
     def _cut(self, robot: str, t: float) -> tuple[list[Reservation], list[Reservation]]:
         """What releasing `robot`'s reservations from t on removes and adds back."""
         removed, added = [], []
-        for r in self._by_robot.get(robot, {}).values():
-            if r.t_end <= t:
-                continue
+        index = self._by_robot.get(robot)
+        for r in (() if index is None else index.ending_after(t)):
             removed.append(r)
             if r.t_start < t:
                 added.append(replace(r, t_end=t))
@@ -577,7 +671,7 @@ class ReservationTable:
         return removed, added
 
     def _sorted_all(self) -> list[Reservation]:
-        out = [r for d in self._by_robot.values() for r in d.values()]
+        out = [r for index in self._by_robot.values() for r in index.items]
         out.sort(key=lambda r: (r.robot, r.resource, r.t_start, r.t_end, r.lease_expiry))
         return out
 
@@ -586,11 +680,15 @@ class ReservationTable:
             return self._raw_excl[resource]
         except KeyError:
             pass
-        ex = tuple(int(y) for y in self._exclusive_fn(resource))
+        try:
+            ex = tuple(operator.index(y) for y in self._exclusive_fn(resource))
+        except TypeError as exc:
+            raise ValueError(f"exclusive({resource}) must give integer resource ids ({exc})") from None
         for y in ex:
             if y < 0 or (self._num_resources is not None and y >= self._num_resources):
+                bound = "" if self._num_resources is None else f" < {self._num_resources}"
                 raise ValueError(f"exclusive({resource}) contains {y}, which is not a "
-                                 f"resource id (0..{self._num_resources})")
+                                 f"resource id (expected 0 <= id{bound})")
         self._raw_excl[resource] = ex
         self._raw_excl_set[resource] = frozenset(ex)
         return ex
@@ -634,29 +732,41 @@ class ReservationTable:
         if not isinstance(robot, str) or not robot:
             raise ValueError(f"robot must be a non-empty string id, got {robot!r}")
         lease = self._check_lease(lease_expiry)
+        limit = math.inf if self._num_resources is None else self._num_resources
         out = []
         for i, seg in enumerate(segments):
-            where = f"segment {i} {seg!r} of robot {robot!r}"
             try:
                 resource, t_start, t_end = seg
-            except (TypeError, ValueError):
-                raise ValueError(f"{where}: expected (resource, t_start, t_end)") from None
-            try:
                 res = operator.index(resource)
                 t0, t1 = float(t_start), float(t_end)
             except (TypeError, ValueError):
-                raise ValueError(f"{where}: expected an integer resource and float times") from None
-            if res < 0:
-                raise ValueError(f"{where}: resource id must be >= 0")
-            if self._num_resources is not None and res >= self._num_resources:
-                raise ValueError(f"{where}: unknown resource (the roadmap has "
-                                 f"{self._num_resources} resources)")
-            if math.isnan(t0) or math.isnan(t1):
-                raise ValueError(f"{where}: times must not be NaN")
-            if not math.isfinite(t0):
-                raise ValueError(f"{where}: t_start must be finite")
-            if not t1 > t0:
-                raise ValueError(f"{where}: t_end must be > t_start (intervals are [t_start, t_end))")
+                self._segment_error(i, seg, robot)
+            # One comparison chain for the common case; it is False for NaN as well.
+            if not (0 <= res < limit and -math.inf < t0 < t1):
+                self._segment_error(i, seg, robot)
             self.exclusive(res)   # validate the relation around it before anything changes
             out.append(Reservation(robot, res, t0, t1, lease))
         return out
+
+    def _segment_error(self, i: int, seg: Any, robot: str) -> NoReturn:
+        """Raise the ValueError that says what is wrong with segment `i`."""
+        where = f"segment {i} {seg!r} of robot {robot!r}"
+        try:
+            resource, t_start, t_end = seg
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: expected (resource, t_start, t_end)") from None
+        try:
+            res = operator.index(resource)
+            t0, t1 = float(t_start), float(t_end)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: expected an integer resource and float times") from None
+        if res < 0:
+            raise ValueError(f"{where}: resource id must be >= 0")
+        if self._num_resources is not None and res >= self._num_resources:
+            raise ValueError(f"{where}: unknown resource (the roadmap has "
+                             f"{self._num_resources} resources)")
+        if math.isnan(t0) or math.isnan(t1):
+            raise ValueError(f"{where}: times must not be NaN")
+        if not math.isfinite(t0):
+            raise ValueError(f"{where}: t_start must be finite")
+        raise ValueError(f"{where}: t_end must be > t_start (intervals are [t_start, t_end))")
