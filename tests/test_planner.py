@@ -361,17 +361,20 @@ def test_prioritized_corridor_swap_waits_in_a_niche():
     roadmap, exclusion = grid_roadmap("@@@@@.@",
                                       ".......")
     starts, goals = [(0, 1), (6, 1)], [(6, 1), (0, 1)]
-    attempts = set()
-    for seed in range(6):
-        plan = plan_prioritized(roadmap, exclusion, starts, goals, seed=seed, time_limit_s=5)
-        assert plan is not None
-        paths = validate_multiplan(roadmap, plan, starts, goals)
-        assert (5, 0) in paths[0] + paths[1]
-        # Robot 1 (starting next to the niche) must be planned second; when the seed
-        # puts it first, robot 0 fails, moves to the front and planning restarts.
-        assert plan.order == [0, 1]
-        attempts.add(plan.attempts)
-    assert attempts == {1, 2}
+    for max_bumps in (3, 0):
+        attempts = set()
+        for seed in range(6):
+            plan = plan_prioritized(roadmap, exclusion, starts, goals, seed=seed,
+                                    time_limit_s=5, max_bumps=max_bumps)
+            assert plan is not None
+            paths = validate_multiplan(roadmap, plan, starts, goals)
+            assert (5, 0) in paths[0] + paths[1]
+            # Robot 1 (starting next to the niche) must be planned second. When the seed
+            # puts it first, robot 0 fails: robot 1 is lifted out and re-planned after
+            # it (max_bumps > 0), or robot 0 moves to the front and planning restarts.
+            assert plan.order == [0, 1]
+            attempts.add(plan.attempts)
+        assert attempts == ({1} if max_bumps else {1, 2})
 
 
 def test_prioritized_unsolvable_instance_returns_none_within_the_time_limit():

@@ -1,22 +1,28 @@
-"""Prioritised planning with priority re-ordering and restarts.
+"""Prioritised planning with priority inversion on demand, restarts and a repair pass.
 
 Robots are planned one after the other, each with SIPP against the reservations of
 those before it, and each committed to the table parked at its goal
 (``park_until=inf``), so later robots drive around parked ones (Silver's cooperative A*
 with SIPP as the single-robot planner).
 
-Plain prioritised planning is incomplete: a robot fails when an earlier one parked on
-the only way to its goal, or boxed it in at its start. Following Bennewitz et al. (2002)
-and Čáp et al. (2015), a robot that fails moves to the front of the priority order and
-planning restarts, until every robot has a path or the time limit is spent. Robots that
-keep failing drift to the front, which is what dense instances need: the robots whose
-routes cross other robots' goals go first.
+Plain prioritised planning is incomplete: a robot fails when earlier ones parked on
+every way to its goal, or boxed it in at its start. Then, in this order:
+
+1. **priority inversion on demand**: the culprits (the fewest parked robots whose
+   removal opens a way, else the robots driving through its start) are lifted out of
+   the table and re-planned after it (at most ``max_bumps`` times per robot per pass);
+2. **restart** (Bennewitz et al. 2002; Čáp et al. 2015): the robot moves to the front
+   of the priority order and the pass starts over, until the time limit.
+
+A plan found is then shortened by ``_unblock_goals``: robots that waited near their
+goal for later traffic to drive through it get to park first, and the traffic detours.
 """
 from __future__ import annotations
 
 import math
 import random
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from bisect import bisect_right
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -24,6 +30,118 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from .reservations import ReservationTable
 from .sipp import _resolve_vertex, motion_model, sipp
 from .timed_path import TimedPath, path_cost, path_to_segments
+
+
+def _commit(table, robot, roadmap, exclusion, path, max_speed):
+    segments = path_to_segments(roadmap, exclusion, path, max_speed)
+    result = table.commit(robot, segments)
+    if not result.ok:
+        raise RuntimeError(f"SIPP produced a path for robot {robot} that the table "
+                           f"refuses: {result.conflict}")
+    return segments
+
+
+def _unblock_goals(roadmap, exclusion, table, robots, starts, goals, paths, distance,
+                   t_start, max_speed, deadline) -> None:
+    """Repair the typical loss of prioritised planning, in place.
+
+    A robot planned late often waits near its goal until the last earlier robot has
+    driven through it. For each such robot (largest delay first): release it and the
+    robots crossing its goal after it could have arrived, plan it first (it parks early)
+    and the crossers after it (they detour around it), and keep the result when the
+    group's sum of costs went down; otherwise restore the old paths.
+    """
+    n = len(paths)
+    visits: Dict[int, List[Tuple[float, int]]] = {}   # vertex -> [(time, robot)]
+    for j, p in enumerate(paths):
+        for v, t in p:
+            visits.setdefault(v, []).append((t, j))
+    delays = sorted(((path_cost(paths[i]) - distance[i], i) for i in range(n)), reverse=True)
+    for delay, a in delays:
+        if delay <= 1e-9 or time.perf_counter() > deadline:
+            break
+        goal = goals[a]
+        earliest = t_start + distance[a]
+        crossers = sorted({j for t, j in visits.get(goal, ()) if j != a and t >= earliest})
+        if not crossers:
+            continue
+        group = [a] + crossers
+        old = {j: paths[j] for j in group}
+        old_segments = {j: path_to_segments(roadmap, exclusion, paths[j], max_speed)
+                        for j in group}
+        for j in group:
+            table.release(robots[j], old_segments[j])
+        new = {}
+        for j in group:
+            remaining = deadline - time.perf_counter()
+            p = None
+            if remaining > 0:
+                p = sipp(roadmap, exclusion, table, robots[j], starts[j], goals[j], t_start,
+                         max_speed, deadline_s=remaining)
+            if p is None:
+                break
+            new[j] = (p, _commit(table, robots[j], roadmap, exclusion, p, max_speed))
+        if (len(new) == len(group)
+                and sum(path_cost(new[j][0]) for j in group)
+                < sum(path_cost(old[j]) for j in group) - 1e-9):
+            for j in group:
+                for v, t in old[j]:
+                    visits[v].remove((t, j))
+                paths[j] = new[j][0]
+                for v, t in paths[j]:
+                    visits.setdefault(v, []).append((t, j))
+            continue
+        for j, (_, segments) in new.items():
+            table.release(robots[j], segments)
+        for j in group:
+            result = table.commit(robots[j], old_segments[j])
+            if not result.ok:  # the rest of the table did not change: cannot happen
+                raise RuntimeError(f"restoring robot {j}'s path failed: {result.conflict}")
+
+
+def _culprits(model, i, starts, goals, paths) -> List[int]:
+    """The planned robots to lift out so that robot ``i`` can be planned.
+
+    Robots parked at their goals act as walls. A 0-1 breadth-first search from ``i``'s
+    start to its goal, where entering a parked robot's vertex costs 1, finds a route
+    past the fewest of them: those are the culprits. When parked robots are not in the
+    way, ``i`` was boxed in at its start: the culprits are the robots driving through it.
+    """
+    parked = {}
+    for j, p in enumerate(paths):
+        if p is not None:
+            parked[p[-1][0]] = j
+    successors = model.successors
+    start, goal = starts[i], goals[i]
+    cost = {start: 0}
+    back = {start: -1}
+    frontier = deque([start])
+    while frontier:
+        u = frontier.popleft()
+        if u == goal:
+            break
+        cu = cost[u]
+        for v, _, _, _, _ in successors[u]:
+            cv = cu + (1 if v in parked else 0)
+            if cv < cost.get(v, 1 << 30):
+                cost[v] = cv
+                back[v] = u
+                if cv == cu:
+                    frontier.appendleft(v)
+                else:
+                    frontier.append(v)
+    culprits = []
+    if cost.get(goal, 0) > 0:
+        v = goal
+        while v != -1:
+            if v in parked:
+                culprits.append(parked[v])
+            v = back[v]
+        culprits.reverse()
+    else:
+        culprits = [j for j, p in enumerate(paths)
+                    if p is not None and any(v == start for v, _ in p)]
+    return culprits
 
 
 class SafeIntervalIndex:
@@ -44,6 +162,7 @@ class SafeIntervalIndex:
         self._everything = [(self._t_from, math.inf)]
         self._safe: Dict[int, List[Tuple[float, float]]] = {}
         self._exclusive: Dict[int, List[int]] = {}
+        self._dirty: set = set()   # resources whose list must be re-read from the table
         self._robots = set()
 
     def commit(self, robot: str, segments: Sequence[Tuple[int, float, float]]):
@@ -55,12 +174,24 @@ class SafeIntervalIndex:
                     self._block(resource, max(a, self._t_from), b)
         return result
 
-    def _block(self, resource: int, a: float, b: float) -> None:
+    def release(self, robot: str, segments: Sequence[Tuple[int, float, float]]) -> None:
+        """Drop all of ``robot``'s holds (``segments``: what it had committed)."""
+        self.table.release(robot)
+        self._robots.discard(robot)
+        for resource, _, _ in segments:
+            self._dirty.update(self._exclusive_of(resource))
+
+    def _exclusive_of(self, resource: int) -> List[int]:
         exclusive = self._exclusive.get(resource)
         if exclusive is None:
             exclusive = self._exclusive[resource] = [int(y) for y in self._of(resource)]
+        return exclusive
+
+    def _block(self, resource: int, a: float, b: float) -> None:
         safe = self._safe
-        for y in exclusive:
+        for y in self._exclusive_of(resource):
+            if y in self._dirty:
+                self._refresh(y)
             intervals = safe.get(y)
             if intervals is None:
                 intervals = safe[y] = [(self._t_from, math.inf)]
@@ -78,12 +209,18 @@ class SafeIntervalIndex:
                 j += 1
             intervals[k:j] = pieces
 
+    def _refresh(self, resource: int) -> None:
+        self._dirty.discard(resource)
+        self._safe[resource] = self.table.safe_intervals(resource, t_from=self._t_from)
+
     def safe_intervals(self, resource: int, *, robot=None, t_from: float = 0.0
                        ) -> List[Tuple[float, float]]:
         """``ReservationTable.safe_intervals`` for a robot that holds nothing (a list the
         caller must not modify)."""
         if robot in self._robots:
             raise ValueError(f"robot {robot!r} already holds reservations; ask the table")
+        if resource in self._dirty:
+            self._refresh(resource)
         intervals = self._safe.get(resource, self._everything)
         if t_from <= self._t_from:
             return intervals
@@ -123,7 +260,8 @@ class MultiPlan:
 
 def plan_prioritized(roadmap, exclusion, starts: Sequence, goals: Sequence, *,
                      max_speed: float = 1.0, time_limit_s: float = 10.0, seed: int = 0,
-                     t_start: float = 0.0, max_attempts: Optional[int] = None
+                     t_start: float = 0.0, max_attempts: Optional[int] = None,
+                     improve_s: Optional[float] = None, max_bumps: int = 3
                      ) -> Optional[MultiPlan]:
     """Conflict-free timed paths for robots ``i`` from ``starts[i]`` to ``goals[i]``.
 
@@ -133,6 +271,10 @@ def plan_prioritized(roadmap, exclusion, starts: Sequence, goals: Sequence, *,
     reachable from its start at all. Raises ``ValueError`` for mismatched lists or two
     robots sharing a start or a goal. ``seed`` fixes the tie-breaking of the order, so a
     run is repeatable up to where the time limit cuts it.
+
+    The first plan found is then shortened where robots waited for others to drive
+    through their goals (``_unblock_goals``) for up to ``improve_s`` seconds (default:
+    as long as the first plan took; 0: return the first plan as found).
     """
     t0 = time.perf_counter()
     if len(starts) != len(goals):
@@ -151,12 +293,14 @@ def plan_prioritized(roadmap, exclusion, starts: Sequence, goals: Sequence, *,
     if any(d == math.inf for d in distance):
         return None
 
-    # Longest trips first (with a seeded shuffle breaking ties): a long trip has the
-    # fewest detours to choose from once others are parked.
+    # Shortest trips first, ties in a seeded random order. Measured on the MovingAI
+    # benchmark against longest-first and against precedence orders built from the
+    # single-robot routes: fewest failures and the lowest sum of costs (short trips
+    # park early and out of the way; long trips have room to detour).
     rng = random.Random(seed)
     order = list(range(n))
     rng.shuffle(order)
-    order.sort(key=lambda i: -distance[i])
+    order.sort(key=lambda i: distance[i])
 
     robots = [str(i) for i in range(n)]  # the table's robot ids
     deadline = t0 + float(time_limit_s)
@@ -167,23 +311,44 @@ def plan_prioritized(roadmap, exclusion, starts: Sequence, goals: Sequence, *,
             ReservationTable(exclusion.of, roadmap.num_resources, record_updates=False),
             exclusion, t_start)
         paths: List[Optional[TimedPath]] = [None] * n
+        segments: List[Optional[list]] = [None] * n
+        planned: List[int] = []          # the priority order as it is being built
+        queue = deque(order)
+        bumps = [0] * n
         failed = None
-        for i in order:
+        while queue:
+            i = queue.popleft()
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 return None
             path = sipp(roadmap, exclusion, table, robots[i], starts_v[i], goals_v[i], t_start,
-                         max_speed, deadline_s=remaining)
+                        max_speed, deadline_s=remaining)
+            if path is None and bumps[i] < max_bumps:
+                # Priority inversion on demand: the robots parked in i's way (or, when
+                # none is, driving through i's start) are lifted out and re-planned after i.
+                bumps[i] += 1
+                culprits = _culprits(model, i, starts_v, goals_v, paths)
+                for j in culprits:
+                    table.release(robots[j], segments[j])
+                    paths[j] = segments[j] = None
+                    planned.remove(j)
+                if culprits:
+                    queue.extendleft(reversed(culprits))
+                    path = sipp(roadmap, exclusion, table, robots[i], starts_v[i], goals_v[i],
+                                t_start, max_speed, deadline_s=deadline - time.perf_counter())
             if path is None:
                 failed = i
                 break
-            result = table.commit(robots[i], path_to_segments(roadmap, exclusion, path, max_speed))
-            if not result.ok:
-                raise RuntimeError(f"SIPP produced a path for robot {i} that the table "
-                                   f"refuses: {result.conflict}")
+            segments[i] = _commit(table, robots[i], roadmap, exclusion, path, max_speed)
             paths[i] = path
+            planned.append(i)
         if failed is None:
-            return MultiPlan(paths=paths, order=list(order), attempts=attempts,
+            now = time.perf_counter()
+            budget = now - t0 if improve_s is None else float(improve_s)
+            if budget > 0:
+                _unblock_goals(roadmap, exclusion, table, robots, starts_v, goals_v, paths,
+                               distance, t_start, max_speed, min(deadline, now + budget))
+            return MultiPlan(paths=paths, order=planned, attempts=attempts,
                              solve_time_s=time.perf_counter() - t0, table=table.table)
         if order[0] == failed or (max_attempts is not None and attempts >= max_attempts):
             # First in line fails only if boxed in by nothing: cannot happen with a

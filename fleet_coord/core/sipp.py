@@ -207,9 +207,15 @@ def sipp(roadmap, exclusion, table, robot, start, goal, t_start: float, max_spee
                         t = math.nextafter(t, INF)
                 if middle >= 0:
                     # ... whose lane middle [t + c, t + d - c) fits in one safe interval.
-                    t = _earliest_through(safe_intervals(middle), t, c, dc)
-                    if t + dc >= b_v:
-                        continue
+                    m_intervals = safe.get(middle)
+                    if m_intervals is None:
+                        m_intervals = safe_intervals(middle)
+                    k = bisect_right(m_intervals, (t + c, INF))
+                    # (fast path: the interval holding t + c also holds up to t + dc)
+                    if not (k and m_intervals[k - 1][1] >= t + dc):
+                        t = _earliest_through(m_intervals, t, c, dc)
+                        if t + dc >= b_v:
+                            continue
                 if t > latest:
                     continue
                 arrival = t + d
