@@ -6,7 +6,8 @@ default) and drive random twists: every robot draws a new (v, w) uniformly in
 all from one seeded rng. Random driving is a load test, not a fleet: robots run into
 shelves and each other, and the contacts are counted like in any run.
 
-Each configuration runs in its own process (so its peak memory is its own): build the
+Each configuration runs `--repeat` times, each in its own process (so its peak memory is
+its own), and the median run is shown: build the
 world, add the robots, run `--warmup` sim seconds, then time `--seconds` sim seconds of
 `SimWorld.step()` (commands + integration or physics + contact detection and counting).
 RTF = sim seconds / wall seconds (and
@@ -105,6 +106,7 @@ def run_world(mode: str, n: int, args) -> dict:
 def run_ros(mode: str, n: int, args) -> dict:
     import rclpy
     from geometry_msgs.msg import Twist
+    from rclpy.experimental import EventsExecutor
     from rclpy.parameter import Parameter
 
     from fleet_coord import qos
@@ -126,36 +128,48 @@ def run_ros(mode: str, n: int, args) -> dict:
         Parameter("map", value=args.map or ""), Parameter("mode", value=mode),
         Parameter("dt", value=args.dt), Parameter("real_time_factor", value=0.0),
         Parameter("odom_rate", value=args.odom_rate), Parameter("cmd_timeout", value=5.0)])
-    driver = rclpy.create_node("random_twists")
+    # The random driver is an ordinary fleet node: sim time, a 10 Hz (sim) timer.
+    driver = rclpy.create_node("random_twists",
+                               parameter_overrides=[Parameter("use_sim_time", value=True)])
     pubs = [driver.create_publisher(Twist, f"/{r}/cmd_vel", qos.COMMAND) for r in names]
     twists = RandomTwists(n, limits, rng)
+    sent = [0]
 
     def publish(indices) -> None:
         for i in indices:
             msg = Twist()
             msg.linear.x, msg.angular.z = float(twists.cmd[i, 0]), float(twists.cmd[i, 1])
             pubs[i].publish(msg)
+            sent[0] += 1
 
+    def on_timer() -> None:
+        due = twists.update(driver.get_clock().now().nanoseconds * 1e-9)
+        if due is not None:
+            publish(due)
+
+    driver.create_timer(0.1, on_timer)
     publish(range(n))
+    ex = EventsExecutor()
+    ex.add_node(node)
+    ex.add_node(driver)
     world = node.world
 
     def run(seconds: float) -> tuple[float, float]:
         end = world.time + seconds
         start, cpu = time.perf_counter(), time.process_time()
         while world.time < end - 1e-9:
-            due = twists.update(world.time)
-            if due is not None:
-                publish(due)
-            node.spin_step()
+            ex.spin_once(timeout_sec=0.1)
         return time.perf_counter() - start, time.process_time() - cpu
 
     run(args.warmup)
+    odom0 = node.odom_published
     wall, cpu = run(args.seconds)
-    result = dict(mode=mode, robots=n, dt=world.dt, sim_s=args.seconds, wall_s=wall, cpu_s=cpu,
-                  odom_rate=args.odom_rate,
-                  odom_published=node.odom_published,
+    result = dict(mode=mode, robots=n, dt=world.dt, sim_s=world.time - args.warmup,
+                  wall_s=wall, cpu_s=cpu, odom_rate=args.odom_rate,
+                  odom_per_wall_s=(node.odom_published - odom0) / wall, cmd_sent=sent[0],
                   contacts_rr=world.contacts.robot_robot,
                   contacts_ro=world.contacts.robot_obstacle)
+    ex.shutdown()
     driver.destroy_node()
     node.destroy_node()
     rclpy.shutdown()
@@ -171,6 +185,8 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0, help="timed sim seconds")
     ap.add_argument("--warmup", type=float, default=2.0, help="untimed sim seconds first")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="runs per configuration (fresh process each); the median is shown")
     ap.add_argument("--ros", action="store_true", help="through the ROS 2 sim node")
     ap.add_argument("--odom-rate", type=float, default=10.0,
                     help="with --ros: odometry per robot per sim second")
@@ -194,8 +210,14 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     for cfg in args.configs:
         cmd = [sys.executable, os.path.abspath(__file__), "--one", cfg] + sys.argv[1:]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        r = json.loads(out.strip().splitlines()[-1])
+        runs = []
+        for _ in range(args.repeat):
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            runs.append(json.loads(out.strip().splitlines()[-1]))
+        runs.sort(key=lambda r: r["wall_s"])
+        r = runs[len(runs) // 2]  # the median run by wall time
+        r["cpu_s"] = sorted(x["cpu_s"] for x in runs)[len(runs) // 2]
+        r["peak_rss_mb"] = max(x["peak_rss_mb"] for x in runs)
         step_us = r["wall_s"] / round(r["sim_s"] / r["dt"]) * 1e6
         print(f"| {r['mode']} | {r['robots']} | {r['sim_s'] / r['wall_s']:.1f} | "
               f"{r['sim_s'] / r['cpu_s']:.1f} | {step_us:.0f} µs | "
