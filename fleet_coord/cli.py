@@ -20,6 +20,7 @@ SUBCOMMANDS = [
     "fleet_coord.cli_plan",
     "fleet_coord.cli_demo",
     "fleet_coord.cli_launch",
+    "fleet_coord.cli_fleet",
 ]
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from dataclasses import replace
 
 import rclpy
 from fleet_coord_msgs.msg import (Award, CallForProposal, Proposal, Refusal, Rejection,
@@ -34,8 +35,8 @@ from std_msgs.msg import String
 
 from fleet_coord import qos
 from fleet_coord.core import contract_net as cn
-from fleet_coord.core.tasks import (LedgerError, Task, TaskError, TaskLedger, TaskRecord,
-                                    TaskState, TERMINAL_STATES)
+from fleet_coord.core.tasks import (DuplicateTask, LedgerError, Task, TaskError, TaskLedger,
+                                    TaskRecord, TaskState, TERMINAL_STATES)
 from fleet_coord.fleet_config import load_roadmap
 from fleet_coord.robot_agent import from_time, task_from_msg, to_time
 
@@ -160,6 +161,19 @@ class Dispatcher(Node):
         try:
             task = self._validate(req.task)
             self.ledger.submit(task, self.now())
+        except DuplicateTask as e:
+            # Submit is idempotent for the same task: a client that retries because the
+            # response to its first request was lost (DDS services can drop a response
+            # sent before the client's reader is matched) gets "accepted" again. The same
+            # id with different content is a duplicate.
+            prev = self.ledger.get(task.id)
+            if prev is not None and replace(prev.task, submitted_at=0.0) == replace(task, submitted_at=0.0):
+                resp.accepted = True
+                return resp
+            resp.accepted = False
+            resp.error = str(e)
+            self.get_logger().warning(f"submit refused: {e}")
+            return resp
         except (TaskError, LedgerError, ValueError) as e:
             resp.accepted = False
             resp.error = str(e)

@@ -43,10 +43,10 @@ def shm_files() -> set[str]:
         return set()
 
 
-def _mapped_shm() -> set[str]:
-    """/dev/shm files some live process still maps or holds open."""
+def mapped_shm(pids=None) -> set[str]:
+    """/dev/shm files that live processes (all, or those in `pids`) map or hold open."""
     used: set[str] = set()
-    for pid in os.listdir("/proc"):
+    for pid in (os.listdir("/proc") if pids is None else [str(p) for p in pids]):
         if not pid.isdigit():
             continue
         try:
@@ -65,7 +65,7 @@ def _mapped_shm() -> set[str]:
 
 def clean_shm(before: set[str]) -> list[str]:
     """Remove Fast DDS shm files created since `before` that nobody uses any more."""
-    stale = sorted(shm_files() - before - _mapped_shm())
+    stale = sorted(shm_files() - before - mapped_shm())
     for name in stale:
         try:
             os.unlink(os.path.join("/dev/shm", name))

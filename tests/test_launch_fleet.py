@@ -1,0 +1,116 @@
+"""`fleet-coord launch` runs a 5-robot fleet as processes; tasks submitted with
+`fleet-coord submit` complete; SIGTERM stops everything, leaving no process and no
+/dev/shm file behind."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+pytest.importorskip("fleet_coord_msgs.msg", reason="fleet_coord_msgs is built by `make setup`")
+from fleet_coord.launcher import mapped_shm, shm_files  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAST = "{max_acc: 40.0, max_alpha: 400.0}"
+
+CONFIG = f"""\
+fleet:
+  map: warehouse.map
+  discovery_range: LOCALHOST
+  backend: ideal
+  ledger: ledger.sqlite
+robots:
+  - {{name: robot_1, start: [2, 18], max_speed: 3.0, max_angular_speed: 20.0}}
+  - {{name: robot_2, start: [6, 18], max_speed: 3.0, max_angular_speed: 20.0}}
+  - {{name: robot_3, start: [10, 18], max_speed: 3.0, max_angular_speed: 20.0}}
+  - {{name: robot_4, start: [14, 18], max_speed: 3.0, max_angular_speed: 20.0}}
+  - {{name: robot_5, start: [18, 18], max_speed: 3.0, max_angular_speed: 20.0}}
+nodes:
+  robot_agent: {{max_acc: 40.0, max_alpha: 400.0, turn_margin: 0.2}}
+  ideal_driver: {{max_acc: 40.0, max_alpha: 400.0, rate_hz: 100.0}}
+  dispatcher: {{bid_window: 0.3}}
+"""
+
+
+def _descendants(pid):
+    kids, frontier = set(), {pid}
+    while frontier:
+        nxt = set()
+        for p in os.listdir("/proc"):
+            if not p.isdigit():
+                continue
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) in frontier and fields[0] != "Z":
+                nxt.add(int(p))
+        kids |= nxt
+        frontier = nxt
+    return kids
+
+
+def _cli(*args, timeout=60):
+    return subprocess.run([sys.executable, "-m", "fleet_coord.cli", *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=REPO)
+
+
+def test_launch_five_robots_complete_tasks_and_sigterm_cleans_up(tmp_path):
+    cfg = tmp_path / "fleet.yaml"
+    cfg.write_text(CONFIG)
+    log = open(tmp_path / "launch.log", "w+")
+    launcher = subprocess.Popen([sys.executable, "-m", "fleet_coord.cli", "launch", str(cfg)],
+                                stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                                start_new_session=True)
+    children, ours = set(), set()
+    try:
+        # the fleet is up when the monitor lists all five robots
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            r = _cli("status", "--timeout", "5", timeout=30)
+            if r.returncode == 0 and all(f"robot_{i}" in r.stdout for i in range(1, 6)):
+                break
+            time.sleep(1)
+        else:
+            log.seek(0)
+            pytest.fail("fleet did not come up:\n" + log.read()[-4000:])
+        children = _descendants(launcher.pid)
+        assert len(children) >= 9  # traffic, dispatcher, monitor, driver, 5 agents
+        # one bad request is rejected with a reason, good ones complete
+        bad = _cli("submit", "bad1", "--kind", "goto", "--stations", "nowhere")
+        assert bad.returncode == 1 and "nowhere" in bad.stderr
+        jobs = [("t1", "2,13"), ("t2", "9,14"), ("t3", "20,15"), ("t4", "27,14"), ("t5", "33,16")]
+        procs = [subprocess.Popen([sys.executable, "-m", "fleet_coord.cli", "submit", tid, "--kind",
+                                   "goto", "--stations", st, "--wait", "--timeout", "20"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+                 for tid, st in jobs]
+        outs = [p.communicate(timeout=120) for p in procs]
+        for (tid, _), p, (out, err) in zip(jobs, procs, outs):
+            assert p.returncode == 0, (tid, out, err)
+            assert f"{tid}: DONE" in out
+        listing = _cli("tasks", "--all")
+        assert listing.returncode == 0 and listing.stdout.count("DONE") == 5
+        ours = mapped_shm(children)  # the Fast DDS files the fleet's processes use
+        assert ours, "expected the fleet to use Fast DDS shared memory"
+    finally:
+        launcher.send_signal(signal.SIGTERM)
+        try:
+            launcher.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            pytest.fail("launcher did not stop on SIGTERM")
+    log.seek(0)
+    text = log.read()
+    assert "all 9 processes stopped" in text, text[-3000:]
+    time.sleep(0.3)
+    left = [p for p in children if os.path.exists(f"/proc/{p}")
+            and open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"]
+    assert left == [], f"processes left behind: {left}"
+    # /dev/shm is shared with every other process on the machine (port mutexes are shared
+    # by every participant on a port): what the fleet used is gone unless someone alive
+    # still maps it
+    assert (ours & shm_files()) - mapped_shm() == set()
