@@ -7,12 +7,12 @@ all from one seeded rng. Random driving is a load test, not a fleet: robots run 
 shelves and each other, and the contacts are counted like in any run.
 
 Each configuration runs `--repeat` times, each in its own process (so its peak memory is
-its own), and the median run is shown: build the
-world, add the robots, run `--warmup` sim seconds, then time `--seconds` sim seconds of
-`SimWorld.step()` (commands + integration or physics + contact detection and counting).
-RTF = sim seconds / wall seconds (and
-sim seconds / CPU seconds of the process, which other load on the machine disturbs less). Peak memory = the process's max RSS
-(resource.getrusage), which includes Python, numpy and PyBullet themselves.
+its own), and the median run is shown: build the world, add the robots, run `--warmup`
+sim seconds, then time `--seconds` sim seconds of `SimWorld.step()` (commands +
+integration or physics + contact detection and counting). RTF = sim seconds / wall
+seconds, and sim seconds / CPU seconds of the process, which other load on the machine
+disturbs less. Peak memory = the process's max RSS (resource.getrusage), which includes
+Python, numpy and PyBullet themselves.
 
 With `--ros`, the same fleet runs behind the ROS 2 sim node instead (sim/sim_node.py:
 /clock every step, odometry for every robot at `--odom-rate` Hz of sim time, cmd_vel
@@ -202,7 +202,8 @@ def main() -> None:
 
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, map {args.map or 'config/maps/warehouse.map'}, "
-          f"dt {args.dt}, {args.seconds:g} sim s timed{' , via ROS 2 sim node' if args.ros else ''}")
+          f"dt {args.dt}, {args.seconds:g} sim s timed"
+          f"{', via the ROS 2 sim node' if args.ros else ''}")
     print(f"# load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
           "(other processes on the machine slow the wall-clock RTF; the CPU-time RTF is "
           "sim seconds per CPU second of this process)")
