@@ -17,7 +17,7 @@ setup(
         ("share/" + package_name + "/config", glob("config/*.yaml")),
         ("share/" + package_name + "/config/maps", glob("config/maps/*")),
     ],
-    package_data={"fleet_coord": ["py.typed"]},
+    package_data={"fleet_coord": ["py.typed"], "sim": ["urdf/*.urdf"]},
     # ROS 2 packages (rclpy, messages) come from the ROS install or, here, from the
     # PyPI wheels listed in requirements.txt; they are not pip requirements of the package.
     install_requires=["numpy", "scipy", "shapely", "pyyaml", "pyserial", "tqdm"],
