@@ -25,7 +25,7 @@ import math
 import time
 from bisect import bisect_right
 from heapq import heappop, heappush
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from .timed_path import TimedPath
 
