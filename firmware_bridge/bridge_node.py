@@ -1,0 +1,297 @@
+"""bridge_node: the serial robot backend behind the driver interface.
+
+Per robot (one node per serial port), under `/<robot>/`:
+  - subscribes `cmd_vel` (geometry_msgs/Twist, COMMAND QoS); the latest twist goes to the
+    device at `cmd_rate_hz` as VEL_CMD with the watchdog timeout `cmd_timeout_ms`
+    (a twist older than `cmd_vel_timeout` is sent as zero: the robot stops under control,
+    and if the bridge itself dies the firmware watchdog stops it);
+  - publishes `odom` (nav_msgs/Odometry, frame `<robot>/odom`, child `<robot>/base_link`)
+    for every odometry frame from the device, and `battery` (sensor_msgs/BatteryState);
+  - publishes link and device health on `/diagnostics` (diagnostic_msgs/DiagnosticArray);
+  - serves `estop` (std_srvs/SetBool: true engages, false releases; answers once the
+    device has confirmed) and `reset_odom` (std_srvs/Trigger: pose back to 0, 0, 0).
+
+The serial link itself (handshake, heartbeats, reconnects) is `firmware_bridge.link.Link`;
+this node only moves messages between it and ROS.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rcl_interfaces.msg import ParameterDescriptor
+from sensor_msgs.msg import BatteryState
+from std_srvs.srv import SetBool, Trigger
+
+from fleet_coord import qos
+from firmware_bridge import protocol as p
+from firmware_bridge.link import Link, LinkConfig, LinkState
+
+DIAGNOSTICS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+#: (name, default, description) of every parameter; device ones also name their Param.
+PARAMETERS: list[tuple[str, object, str]] = [
+    ("robot", "", "robot name: topics live under /<robot>/; empty = the node's namespace"),
+    ("port", "/dev/ttyUSB0", "serial device or pyserial URL (socket://host:port) of the "
+     "robot's microcontroller"),
+    ("baud", 115200, "serial baud rate (ignored by USB CDC and ptys)"),
+    ("cmd_rate_hz", 20.0, "rate at which the latest cmd_vel is sent to the device"),
+    ("cmd_timeout_ms", 250, "device watchdog: motors are zeroed when no command arrives "
+     "for this long"),
+    ("cmd_vel_timeout", 0.5, "s; an older cmd_vel is replaced by a zero command"),
+    ("heartbeat_period_ms", 100, "heartbeat period, both ways"),
+    ("link_timeout_ms", 500, "no frame from the device for this long = link lost; "
+     "the bridge reports it and reconnects"),
+    ("reconnect_interval_ms", 500, "period of attempts to reopen a lost port"),
+    ("device_host_timeout_ms", 1000, "the device ends the session (motors off) after this "
+     "much silence from the bridge"),
+    ("odom_period_ms", 20, "periodic odometry from the device (besides one per command)"),
+    ("status_period_ms", 200, "periodic status (battery, faults, e-stop) from the device"),
+    ("diagnostics_period", 1.0, "s between /diagnostics messages"),
+    ("wheel_radius", 0.05, "m"),
+    ("track_width", 0.30, "m, distance between the wheels' contact points"),
+    ("max_v", 1.0, "m/s, the device clips commands to this"),
+    ("max_omega", 3.0, "rad/s, the device clips commands to this"),
+    ("max_accel", 2.0, "m/s^2, the device ramps the commanded speed"),
+    ("max_alpha", 6.0, "rad/s^2, the device ramps the commanded turn rate"),
+]
+
+_DEVICE_PARAMS = {
+    "wheel_radius": p.Param.WHEEL_RADIUS, "track_width": p.Param.TRACK_WIDTH,
+    "max_v": p.Param.MAX_V, "max_omega": p.Param.MAX_OMEGA,
+    "max_accel": p.Param.MAX_ACCEL, "max_alpha": p.Param.MAX_ALPHA,
+    "cmd_timeout_ms": p.Param.CMD_TIMEOUT_MS, "odom_period_ms": p.Param.ODOM_PERIOD_MS,
+    "status_period_ms": p.Param.STATUS_PERIOD_MS,
+    "device_host_timeout_ms": p.Param.HOST_TIMEOUT_MS,
+    "heartbeat_period_ms": p.Param.HEARTBEAT_PERIOD_MS,
+}
+
+_LEVEL = {LinkState.UP: DiagnosticStatus.OK, LinkState.HANDSHAKE: DiagnosticStatus.WARN,
+          LinkState.CONFIGURING: DiagnosticStatus.WARN,
+          LinkState.DISCONNECTED: DiagnosticStatus.ERROR,
+          LinkState.INCOMPATIBLE: DiagnosticStatus.ERROR, LinkState.STOPPED: DiagnosticStatus.STALE}
+
+
+def yaw_to_quaternion(yaw: float) -> tuple[float, float, float, float]:
+    return (0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0))
+
+
+class SerialBridge(Node):
+    def __init__(self, *, link_factory=Link, **kwargs) -> None:
+        super().__init__("serial_bridge", **kwargs)
+        prm = {}
+        for name, default, desc in PARAMETERS:
+            prm[name] = self.declare_parameter(
+                name, default, ParameterDescriptor(description=desc)).value
+        self._validate(prm)
+        robot = prm["robot"] or self.get_namespace().strip("/")
+        if not robot:
+            raise ValueError("parameter robot is empty and the node runs in the root "
+                             "namespace: set robot:=<name> or run it in a namespace")
+        self.robot = robot
+        self.cmd_timeout_ms = int(prm["cmd_timeout_ms"])
+        self.cmd_vel_timeout = float(prm["cmd_vel_timeout"])
+        self._cmd = (0.0, 0.0)
+        self._cmd_at: float | None = None  # monotonic time of the last cmd_vel
+
+        config = LinkConfig(
+            port=prm["port"], baud=int(prm["baud"]),
+            heartbeat_period=prm["heartbeat_period_ms"] / 1000.0,
+            link_timeout=prm["link_timeout_ms"] / 1000.0,
+            reconnect_interval=prm["reconnect_interval_ms"] / 1000.0,
+            params={param: float(prm[name]) for name, param in _DEVICE_PARAMS.items()})
+        self.link = link_factory(config, on_odometry=self._on_odometry,
+                                 on_status=self._on_status, on_state=self._on_link_state)
+
+        ns = f"/{robot}"
+        self._odom_pub = self.create_publisher(Odometry, f"{ns}/odom", qos.ODOM)
+        self._battery_pub = self.create_publisher(BatteryState, f"{ns}/battery",
+                                                  qos.state_qos())
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS)
+        self.create_subscription(Twist, f"{ns}/cmd_vel", self._on_cmd_vel, qos.COMMAND)
+        services = MutuallyExclusiveCallbackGroup()  # they block until the device answers
+        self.create_service(SetBool, f"{ns}/estop", self._on_estop, callback_group=services)
+        self.create_service(Trigger, f"{ns}/reset_odom", self._on_reset_odom,
+                            callback_group=services)
+        self.create_timer(1.0 / prm["cmd_rate_hz"], self._send_command)
+        self.create_timer(prm["diagnostics_period"], self._publish_diagnostics)
+        self.link.start()
+
+    @staticmethod
+    def _validate(prm: dict) -> None:
+        for name in ("cmd_rate_hz", "cmd_vel_timeout", "diagnostics_period", "wheel_radius",
+                     "track_width", "max_v", "max_omega", "max_accel", "max_alpha"):
+            if not (isinstance(prm[name], (int, float)) and prm[name] > 0
+                    and math.isfinite(prm[name])):
+                raise ValueError(f"parameter {name} must be a number > 0, got {prm[name]!r}")
+        for name in ("cmd_timeout_ms", "heartbeat_period_ms", "link_timeout_ms",
+                     "reconnect_interval_ms", "device_host_timeout_ms", "status_period_ms"):
+            if not (isinstance(prm[name], int) and 10 <= prm[name] <= 65535):
+                raise ValueError(f"parameter {name} must be an integer in 10..65535 ms, "
+                                 f"got {prm[name]!r}")
+        if prm["link_timeout_ms"] <= prm["heartbeat_period_ms"]:
+            raise ValueError(f"parameter link_timeout_ms ({prm['link_timeout_ms']}) must "
+                             f"exceed heartbeat_period_ms ({prm['heartbeat_period_ms']})")
+        if 1000.0 / prm["cmd_rate_hz"] >= prm["cmd_timeout_ms"]:
+            raise ValueError(f"parameter cmd_timeout_ms ({prm['cmd_timeout_ms']}) must "
+                             f"exceed the command period (cmd_rate_hz {prm['cmd_rate_hz']})")
+
+    # --- ROS -> device -------------------------------------------------------------------
+
+    def _on_cmd_vel(self, msg: Twist) -> None:
+        self._cmd = (msg.linear.x, msg.angular.z)
+        self._cmd_at = time.monotonic()
+
+    def _send_command(self) -> None:
+        fresh = (self._cmd_at is not None
+                 and time.monotonic() - self._cmd_at <= self.cmd_vel_timeout)
+        v, w = self._cmd if fresh else (0.0, 0.0)
+        if not (math.isfinite(v) and math.isfinite(w)):
+            v, w = 0.0, 0.0  # the device would refuse it; a stop is the safe reading
+        self.link.send_velocity(v, w, self.cmd_timeout_ms)
+
+    def _on_estop(self, req: SetBool.Request, res: SetBool.Response) -> SetBool.Response:
+        res.success, res.message = self.link.set_estop(bool(req.data))
+        text = f"e-stop {'engage' if req.data else 'release'} requested: {res.message}"
+        if req.data or not res.success:
+            self.get_logger().warning(text)
+        else:  # rclpy ties one call site to one severity
+            self.get_logger().info(text)
+        return res
+
+    def _on_reset_odom(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
+        res.success, res.message = self.link.reset_odometry()
+        if res.success:
+            res.message = "odometry reset to (0, 0, 0)"
+        return res
+
+    # --- device -> ROS (called from the link's I/O thread) ------------------------------
+
+    def _on_odometry(self, m: p.Odometry, _rx_time: float) -> None:
+        msg = Odometry()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = f"{self.robot}/odom"
+        msg.child_frame_id = f"{self.robot}/base_link"
+        msg.pose.pose.position.x = m.x
+        msg.pose.pose.position.y = m.y
+        o = msg.pose.pose.orientation
+        o.x, o.y, o.z, o.w = yaw_to_quaternion(m.theta)
+        msg.twist.twist.linear.x = m.v
+        msg.twist.twist.angular.z = m.omega
+        self._odom_pub.publish(msg)
+
+    def _on_status(self, s: p.Status, _rx_time: float) -> None:
+        msg = BatteryState()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = f"{self.robot}/base_link"
+        msg.voltage = s.battery_mv / 1000.0
+        msg.percentage = s.battery_pct / 100.0 if s.battery_pct <= 100 else math.nan
+        msg.present = True
+        for unknown in ("temperature", "current", "charge", "capacity", "design_capacity"):
+            setattr(msg, unknown, math.nan)
+        msg.power_supply_status = BatteryState.POWER_SUPPLY_STATUS_DISCHARGING
+        msg.power_supply_technology = BatteryState.POWER_SUPPLY_TECHNOLOGY_UNKNOWN
+        self._battery_pub.publish(msg)
+
+    def _on_link_state(self, state: LinkState, reason: str) -> None:
+        if state is LinkState.UP:
+            self.get_logger().info(f"{self.link.config.port}: link up")
+        elif state in (LinkState.DISCONNECTED, LinkState.INCOMPATIBLE):
+            self.get_logger().warning(f"{self.link.config.port}: {state.value}: {reason}")
+        if state is not LinkState.STOPPED:
+            self._publish_diagnostics()
+
+    # --- diagnostics ---------------------------------------------------------------------
+
+    def diagnostics(self) -> list[DiagnosticStatus]:
+        link, stats = self.link, self.link.stats
+        name = self.get_name()
+        ls = DiagnosticStatus(name=f"{name}: serial link ({self.robot})",
+                              hardware_id=link.config.port, level=_LEVEL[link.state])
+        ls.message = link.state.value + (f": {link.reason}" if link.reason else "")
+        info = link.device_info
+        age = link.last_rx_age()
+        values = {
+            "state": link.state.value, "port": link.config.port,
+            "firmware": f"{info.fw_major}.{info.fw_minor}.{info.fw_patch}" if info else "",
+            "device_id": str(info.device_id) if info else "",
+            "protocol_version": str(p.PROTOCOL_VERSION),
+            "frames_rx": str(stats.frames_rx), "frames_tx": str(stats.frames_tx),
+            "corrupt_frames_rx": str(stats.corrupt_rx), "lost_frames_rx": str(stats.lost_rx),
+            "nacks": str(stats.nacks), "connects": str(stats.connects),
+            "link_losses": str(stats.link_losses),
+            "last_rx_age_ms": f"{age * 1000:.0f}" if age is not None else "",
+        }
+        st = link.last_status
+        if st is not None:
+            values["device_corrupt_frames_rx"] = str(st.rx_errors)
+            values["device_lost_frames_rx"] = str(st.rx_lost)
+        ls.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        out = [ls]
+        if st is not None:
+            flags, faults = p.StateFlag(st.state), p.FaultFlag(st.faults)
+            ds = DiagnosticStatus(name=f"{name}: device ({self.robot})",
+                                  hardware_id=link.config.port)
+            fault_names = [f.name for f in p.FaultFlag if f in faults]
+            hard = [f for f in fault_names if f not in ("LOW_BATTERY", "HOST_TIMEOUT")]
+            if hard:
+                ds.level, ds.message = DiagnosticStatus.ERROR, "faults: " + ", ".join(hard)
+            elif p.StateFlag.ESTOP_LATCHED in flags:
+                ds.level, ds.message = DiagnosticStatus.WARN, "e-stop engaged"
+            elif fault_names:
+                ds.level, ds.message = DiagnosticStatus.WARN, ", ".join(fault_names).lower()
+            else:
+                ds.level, ds.message = DiagnosticStatus.OK, "ok"
+            dv = {
+                "battery_voltage": f"{st.battery_mv / 1000:.2f}",
+                "battery_percent": str(st.battery_pct) if st.battery_pct <= 100 else "",
+                "estop_latched": str(p.StateFlag.ESTOP_LATCHED in flags),
+                "estop_input": str(p.StateFlag.ESTOP_INPUT in flags),
+                "motors_enabled": str(p.StateFlag.MOTORS_ENABLED in flags),
+                "watchdog_tripped": str(p.StateFlag.WATCHDOG_TRIPPED in flags),
+                "faults": ",".join(fault_names),
+            }
+            ds.values = [KeyValue(key=k, value=v) for k, v in dv.items()]
+            out.append(ds)
+        return out
+
+    def _publish_diagnostics(self) -> None:
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.status = self.diagnostics()
+        self._diag_pub.publish(msg)
+
+    def destroy_node(self) -> None:
+        # stop now rather than after the watchdog timeout
+        self.link.send_velocity(0.0, 0.0, self.cmd_timeout_ms)
+        self.link.stop()
+        super().destroy_node()
+
+
+def main(args=None) -> None:
+    rclpy.init(args=sys.argv if args is None else args)
+    node = None
+    try:
+        node = SerialBridge()
+        executor = MultiThreadedExecutor(num_threads=2)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""The serial bridge node behind the driver interface, against the C emulator over a pty:
+a small rclpy driver client publishes cmd_vel and reads nav_msgs/Odometry back (what a
+robot agent does), uses the e-stop service, and watches /diagnostics and the battery."""
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy is installed by `make setup`")
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from geometry_msgs.msg import Twist  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import BatteryState  # noqa: E402
+from std_srvs.srv import SetBool  # noqa: E402
+
+from firmware_bridge.bridge_node import SerialBridge  # noqa: E402
+from firmware_bridge.emulator import Emulator  # noqa: E402
+from fleet_coord import qos  # noqa: E402
+from rosutil import ros_context, spin_until  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class DriverClient:
+    """What a robot agent sees of its robot: cmd_vel out; odom, battery, diagnostics in."""
+
+    def __init__(self, ctx, robot):
+        self.node = rclpy.create_node("driver_client", context=ctx)
+        self.odom = []
+        self.battery = []
+        self.diag = []
+        n = self.node
+        n.create_subscription(Odometry, f"/{robot}/odom", self.odom.append, qos.ODOM)
+        n.create_subscription(BatteryState, f"/{robot}/battery", self.battery.append,
+                              qos.state_qos())
+        n.create_subscription(DiagnosticArray, "/diagnostics", self.diag.append, 10)
+        self.cmd = n.create_publisher(Twist, f"/{robot}/cmd_vel", qos.COMMAND)
+        self.estop = n.create_client(SetBool, f"/{robot}/estop")
+
+    def twist(self, v, w):
+        t = Twist()
+        t.linear.x, t.angular.z = v, w
+        self.cmd.publish(t)
+
+    def link_status(self):
+        for arr in reversed(self.diag):
+            for s in arr.status:
+                if "serial link" in s.name:
+                    return s
+        return None
+
+    def call_estop(self, ex, engage):
+        fut = self.estop.call_async(SetBool.Request(data=engage))
+        assert spin_until(ex, fut.done, 5)
+        return fut.result()
+
+
+def yaw(o):
+    return math.atan2(2 * (o.w * o.z + o.x * o.y), 1 - 2 * (o.y * o.y + o.z * o.z))
+
+
+@pytest.fixture
+def emu(tmp_path):
+    with Emulator(link=str(tmp_path / "r1.pty"), args=["--battery", "80"]) as e:
+        yield e
+
+
+def test_driver_client_drives_the_emulated_robot_through_the_bridge(emu):
+    with ros_context() as (ctx, ex):
+        bridge = SerialBridge(context=ctx, parameter_overrides=[
+            Parameter("robot", value="r1"), Parameter("port", value=emu.port),
+            Parameter("cmd_rate_hz", value=50.0), Parameter("diagnostics_period", value=0.2),
+            Parameter("track_width", value=0.25)])
+        client = DriverClient(ctx, "r1")
+        ex.add_node(bridge)
+        ex.add_node(client.node)
+        assert spin_until(ex, lambda: client.odom, 10), bridge.link.reason
+        o = client.odom[-1]
+        assert (o.header.frame_id, o.child_frame_id) == ("r1/odom", "r1/base_link")
+
+        # drive a quarter turn on an arc of radius 0.5 m: v = 0.25 m/s, omega = 0.5 rad/s
+        def turned():
+            client.twist(0.25, 0.5)
+            return yaw(client.odom[-1].pose.pose.orientation) > math.pi / 4
+        assert spin_until(ex, turned, 10)
+        tw = client.odom[-1].twist.twist
+        assert tw.linear.x == pytest.approx(0.25, rel=0.05)
+        assert tw.angular.z == pytest.approx(0.5, rel=0.05)
+        pos = client.odom[-1].pose.pose.position
+        # still on the circle of radius v / omega about (0, 0.5) (ramp-up bends it a little)
+        assert math.hypot(pos.x, pos.y - 0.5) == pytest.approx(0.5, abs=0.03)
+
+        # cmd_vel stops: the bridge sends zero after cmd_vel_timeout, the robot stops
+        assert spin_until(ex, lambda: client.odom[-1].twist.twist.linear.x == 0.0, 3)
+
+        # e-stop over the service; commands are then ignored until the release
+        res = client.call_estop(ex, True)
+        assert res.success, res.message
+        spin_until(ex, lambda: client.twist(0.3, 0.0) and False, 0.4)
+        assert client.odom[-1].twist.twist.linear.x == 0.0
+        res = client.call_estop(ex, False)
+        assert res.success, res.message
+
+        def moving():
+            client.twist(0.3, 0.0)
+            return client.odom[-1].twist.twist.linear.x > 0.1
+        assert spin_until(ex, moving, 3)
+
+        # battery and diagnostics
+        assert spin_until(ex, lambda: client.battery and client.link_status(), 3)
+        assert client.battery[-1].percentage == pytest.approx(0.8, abs=0.01)
+        assert client.battery[-1].voltage == pytest.approx(10.5 + 0.021 * 80, abs=0.01)
+        status = client.link_status()
+        assert status.level == status.OK and status.hardware_id == emu.port
+        assert {kv.key for kv in status.values} >= {"frames_rx", "lost_frames_rx",
+                                                     "corrupt_frames_rx", "firmware"}
+
+        # unplug: the link is reported lost on /diagnostics, then comes back by itself
+        emu.kill()
+        assert spin_until(ex, lambda: client.link_status().level == status.ERROR, 3)
+        emu.start()
+        assert spin_until(ex, lambda: client.link_status().level == status.OK, 6)
+        assert spin_until(ex, moving, 3)
+
+
+def test_bad_parameters_are_rejected_naming_the_parameter():
+    with ros_context() as (ctx, ex):
+        with pytest.raises(ValueError, match="cmd_timeout_ms"):
+            SerialBridge(context=ctx, parameter_overrides=[
+                Parameter("robot", value="r1"), Parameter("cmd_timeout_ms", value=20),
+                Parameter("cmd_rate_hz", value=20.0)])
+        with pytest.raises(ValueError, match="robot"):
+            SerialBridge(context=ctx)
+
+
+def test_bridge_runs_as_its_own_process_and_stops_the_robot_on_sigint(emu):
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firmware_bridge.bridge_node", "--ros-args",
+         "-p", "robot:=r2", "-p", f"port:={emu.port}"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        with ros_context() as (ctx, ex):
+            client = DriverClient(ctx, "r2")
+            ex.add_node(client.node)
+
+            def moving():
+                client.twist(0.4, 0.0)
+                return client.odom and client.odom[-1].twist.twist.linear.x > 0.2
+            assert spin_until(ex, moving, 15)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=10)
+            assert proc.returncode == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out = proc.communicate()[0]
+    assert "link up" in out
