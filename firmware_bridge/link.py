@@ -179,7 +179,7 @@ class Link:
         if self._thread is not None:
             raise RuntimeError("Link.start() called twice")
         self._stop.clear()
-        self._set_state(LinkState.DISCONNECTED, f"opening {self.config.port}")
+        self._set_state(LinkState.DISCONNECTED, f"opening {self.config.port}", quiet=True)
         self._thread = threading.Thread(target=self._run, name=f"link {self.config.port}",
                                         daemon=True)
         self._thread.start()
@@ -500,13 +500,13 @@ class Link:
             except _PORT_ERRORS:
                 pass  # the device is gone already; nothing left to release
 
-    def _set_state(self, state: LinkState, reason: str) -> None:
+    def _set_state(self, state: LinkState, reason: str, quiet: bool = False) -> None:
         with self._changed:
             changed = (state, reason) != (self._state, self._reason)
             self._state, self._reason = state, reason
             self._changed.notify_all()
         if changed:
-            if state in (LinkState.DISCONNECTED, LinkState.INCOMPATIBLE):
+            if state in (LinkState.DISCONNECTED, LinkState.INCOMPATIBLE) and not quiet:
                 log.warning("%s: %s: %s", self.config.port, state.value, reason)
             if self.on_state is not None:
                 self.on_state(state, reason)

@@ -66,3 +66,9 @@ def test_core_survives_random_bytes_and_frames_under_sanitizers(built):
     emulator.build("build/fuzz_parser_standalone")
     r = run(os.path.join(emulator.BUILD_DIR, "fuzz_parser_standalone"), "1500", "3")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+def test_arduino_sketch_compiles_against_the_core(built):
+    # host syntax check against a stub Arduino.h; a real AVR/ESP32 build needs arduino-cli
+    emulator.build("sketch-check")
