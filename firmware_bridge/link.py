@@ -250,30 +250,39 @@ class Link:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            now = self._clock()
-            if self._ser is None:
-                if now >= self._next_open:
-                    self._open(now)
-                else:
-                    self._stop.wait(min(0.05, self._next_open - now))
-                continue
             try:
-                data = self._ser.read(self._ser.in_waiting or 1)
-            except _PORT_ERRORS as e:
-                self._drop(f"port error: {e}", self._clock())
-                continue
-            now = self._clock()
-            if data:
-                self.stats.bytes_rx += len(data)
-                for frame in self._parser.feed(data):
-                    self._on_frame(frame, now)
-            self._tick(now)
+                self._step()
+            except Exception as e:  # the I/O thread must outlive any bug: start over
+                log.exception("%s: internal error in the link's I/O thread",
+                              self.config.port)
+                self._drop(f"internal error: {e!r}", self._clock())
+
+    def _step(self) -> None:
+        """One pass: open the port if due, or read, dispatch and run the timers."""
+        now = self._clock()
+        if self._ser is None:
+            if now >= self._next_open:
+                self._open(now)
+            else:
+                self._stop.wait(min(0.05, self._next_open - now))
+            return
+        try:
+            data = self._ser.read(self._ser.in_waiting or 1)
+        except _PORT_ERRORS as e:
+            self._drop(f"port error: {e}", self._clock())
+            return
+        now = self._clock()
+        if data:
+            self.stats.bytes_rx += len(data)
+            for frame in self._parser.feed(data):
+                self._on_frame(frame, now)
+        self._tick(now)
 
     def _open(self, now: float) -> None:
         try:
             ser = self._opener(self.config)
             ser.reset_input_buffer()  # stale bytes from before; the device resends
-        except _PORT_ERRORS as e:
+        except (*_PORT_ERRORS, ValueError) as e:  # ValueError: a malformed URL or baud
             self._next_open = now + self.config.reconnect_interval
             self._set_state(LinkState.DISCONNECTED, f"cannot open {self.config.port}: {e}")
             return
@@ -339,12 +348,12 @@ class Link:
             self._on_nack(msg, now)
         elif isinstance(msg, p.Odometry):
             if st in (LinkState.UP, LinkState.CONFIGURING) and self.on_odometry:
-                self.on_odometry(msg, now)
+                self._callback(self.on_odometry, msg, now)
         elif isinstance(msg, p.Status):
             self.last_status = msg
             self._device_state(p.StateFlag(msg.state), now)
             if st in (LinkState.UP, LinkState.CONFIGURING) and self.on_status:
-                self.on_status(msg, now)
+                self._callback(self.on_status, msg, now)
         elif isinstance(msg, p.Heartbeat):
             self._device_state(p.StateFlag(msg.state), now)
 
@@ -491,6 +500,14 @@ class Link:
         for req in pending:
             req.finish(False, why)
 
+    def _callback(self, fn: Callable, *args: Any) -> None:
+        # a failing consumer must not take the link down with it
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("%s: callback %s failed", self.config.port,
+                          getattr(fn, "__name__", fn))
+
     def _close(self) -> None:
         with self._write_lock:
             ser, self._ser = self._ser, None
@@ -509,4 +526,4 @@ class Link:
             if state in (LinkState.DISCONNECTED, LinkState.INCOMPATIBLE) and not quiet:
                 log.warning("%s: %s: %s", self.config.port, state.value, reason)
             if self.on_state is not None:
-                self.on_state(state, reason)
+                self._callback(self.on_state, state, reason)

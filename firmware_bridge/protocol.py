@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import binascii
 import enum
-import math
 import struct
 from collections import Counter
 from dataclasses import astuple, dataclass, fields
-from typing import Callable, ClassVar, Iterable, Union
+from typing import Callable, ClassVar, Union
 
 PROTOCOL_VERSION = 1
 HEADER = struct.Struct("<BBH")  # version, type, seq
@@ -412,16 +411,3 @@ class Parser:
 def wire(msg: Message, seq: int) -> bytes:
     """What a transmitter writes: a leading 0x00 (resync after line noise) + the frame."""
     return DELIMITER + encode_frame(msg, seq)
-
-
-def is_finite(*values: float) -> bool:
-    return all(math.isfinite(v) for v in values)
-
-
-def iter_frames(data: Iterable[bytes]) -> list[Frame]:
-    """Parse a sequence of chunks in one go (tests, tools)."""
-    p = Parser()
-    out: list[Frame] = []
-    for chunk in data:
-        out += p.feed(chunk)
-    return out

@@ -279,3 +279,19 @@ def test_emulator_removes_its_link_on_clean_exit(tmp_path):
     with Emulator(link=path) as e:
         assert os.path.realpath(path) == e.pty
     assert not os.path.lexists(path)
+
+
+def test_a_callback_that_raises_does_not_take_the_link_down(emu):
+    calls = []
+
+    def bad(m, t):
+        calls.append(m)
+        raise RuntimeError("consumer bug")
+    link = Link(LinkConfig(port=emu.port), on_odometry=bad)
+    link.start()
+    try:
+        assert link.wait_for(LinkState.UP, 5), link.reason
+        drive(link, 0.1, 0.0, 0.3)
+        assert len(calls) > 10 and link.state is LinkState.UP
+    finally:
+        link.stop()
