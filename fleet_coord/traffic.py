@@ -9,6 +9,13 @@ robot silent for `lost_after` seconds is declared lost — its future reservatio
 released, its spot stays blocked (fleet_coord.core.traffic) — and announced on
 `/fleet/robot_lost` (std_msgs/String, PROTOCOL QoS).
 
+Durability: with the parameter `table_log` (a file path) the table and the lost set are
+written ahead of every answer (fleet_coord.core.table_log) and reloaded on start, so a
+traffic node killed and restarted keeps every reservation it granted (versions continue:
+replicas go on applying deltas) and never grants a conflicting one. Robots found in a
+reloaded table count as heard at start-up: one that stays silent is declared lost as
+usual. Without `table_log` the table lives in memory only.
+
 Thin by design: all decisions live in fleet_coord.core.traffic / reservations.
 """
 from __future__ import annotations
@@ -26,6 +33,7 @@ from std_msgs.msg import String
 from fleet_coord import qos
 from fleet_coord.core.liveness import LivenessTracker
 from fleet_coord.core.reservations import Reservation, ReservationTable
+from fleet_coord.core.table_log import TableLog
 from fleet_coord.core.traffic import RobotLostError, TrafficAuthority
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
 from fleet_coord.table_replica import reservation_to_segment as to_segment_msg
@@ -40,8 +48,27 @@ class TrafficNode(Node):
         self.lost_after = p("lost_after", 1.5).value
         snapshot_period = p("snapshot_period", 5.0).value
         roadmap, exclusion, self.roadmap_id = load_roadmap_and_exclusion(map_path, radius)
+        table_log = p("table_log", "").value
+        fsync = p("table_fsync", True).value
         self.authority = TrafficAuthority(ReservationTable(exclusion.of, roadmap.num_resources))
         self.liveness = LivenessTracker(self.lost_after)
+        self.table_log: TableLog | None = None
+        if table_log:
+            self.table_log = TableLog(table_log, self.roadmap_id, fsync=fsync)
+            rec = self.table_log.load(exclusion.of, roadmap.num_resources)
+            if rec is not None:
+                self.authority = TrafficAuthority(rec.table)
+                self.authority.lost = set(rec.lost)
+                now = self.now()
+                for robot in rec.table.robots():
+                    if robot not in rec.lost:
+                        self.liveness.heard(robot, now)
+                self.get_logger().info(
+                    f"recovered the table from {table_log}: {len(rec.table)} reservations of "
+                    f"{len(rec.table.robots())} robots at version {rec.table.version} "
+                    f"({rec.updates} updates replayed), lost: {sorted(rec.lost) or 'none'}")
+            self.table_log.start(self.authority.table, self.authority.lost)
+        self._logged_lost = set(self.authority.lost)
         self.updates = self.create_publisher(ReservationSet, "/traffic/updates", qos.TABLE)
         self.lost_pub = self.create_publisher(String, "/fleet/robot_lost", qos.PROTOCOL)
         self.create_service(Reserve, "/traffic/reserve", self._on_reserve)
@@ -124,8 +151,16 @@ class TrafficNode(Node):
 
     # replication -----------------------------------------------------------------------
     def _publish_updates(self) -> None:
+        updates = self.authority.table.drain_updates()
+        if self.table_log is not None:
+            # written ahead: on disk before any answer or update leaves this node
+            lost = self.authority.lost
+            self.table_log.append(updates, set(lost) if lost != self._logged_lost else None)
+            self._logged_lost = set(lost)
+            if self.table_log.should_compact():
+                self.table_log.compact(self.authority.table, lost)
         stamp = self.get_clock().now().to_msg()
-        for upd in self.authority.table.drain_updates():
+        for upd in updates:
             self.updates.publish(ReservationSet(
                 version=upd["version"], robot=upd.get("robot", ""), roadmap_id=self.roadmap_id,
                 is_snapshot=False, stamp=stamp,

@@ -1,0 +1,125 @@
+"""The traffic authority's table log: what was granted survives a crash, versions
+continue, a torn last write is ignored, another roadmap's log is refused; and a traffic
+node restarted on its log refuses what clashes with reservations granted before."""
+import json
+import math
+
+import pytest
+
+from fleet_coord.core.reservations import ReservationTable
+from fleet_coord.core.table_log import TableLog, TableLogError
+from fleet_coord.fleet_config import load_roadmap_and_exclusion
+
+INF = math.inf
+
+
+@pytest.fixture(scope="module")
+def world():
+    roadmap, exclusion, rid = load_roadmap_and_exclusion("", 0.15)
+    return roadmap, exclusion, rid
+
+
+def _authority_run(world, path, fsync=False):
+    roadmap, exclusion, rid = world
+    log = TableLog(str(path), rid, fsync=fsync)
+    assert log.load(exclusion.of, roadmap.num_resources) is None
+    table = ReservationTable(exclusion.of, roadmap.num_resources)
+    log.start(table)
+    v1, v2 = roadmap.vertex_at(1, 1), roadmap.vertex_at(5, 5)
+    assert table.commit("r1", [(v1, 0.0, INF)]).ok
+    log.append(table.drain_updates())
+    assert table.commit("r2", [(v2, 0.0, 10.0)]).ok
+    table.release("r2", after=4.0)
+    log.append(table.drain_updates(), lost={"r3"})
+    return table, log, (v1, v2)
+
+
+def test_reload_gives_the_same_table_and_version(world, tmp_path):
+    roadmap, exclusion, rid = world
+    table, log, (v1, v2) = _authority_run(world, tmp_path / "t.jsonl")
+    log.close()  # a kill: nothing more is written
+    rec = TableLog(str(tmp_path / "t.jsonl"), rid).load(exclusion.of, roadmap.num_resources)
+    assert rec.table.version == table.version == 3
+    assert rec.table.snapshot() == table.snapshot()
+    assert rec.lost == {"r3"} and rec.updates == 3
+    # the reloaded authority refuses what the dead one granted to someone else
+    assert not rec.table.commit("r9", [(v1, 100.0, 101.0)]).ok
+    assert rec.table.commit("r9", [(v2, 5.0, 6.0)]).ok      # r2 released after t=4
+
+
+def test_a_torn_last_line_is_ignored_but_corruption_in_the_middle_is_an_error(world, tmp_path):
+    roadmap, exclusion, rid = world
+    path = tmp_path / "t.jsonl"
+    table, log, _ = _authority_run(world, path)
+    log.close()
+    with open(path, "ab") as f:
+        f.write(b'{"update": {"version": 4, "rob')           # crash mid-write
+    rec = TableLog(str(path), rid).load(exclusion.of, roadmap.num_resources)
+    assert rec.table.version == 3
+    lines = path.read_bytes().split(b"\n")
+    lines[2] = b"garbage"
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(TableLogError, match="corrupt"):
+        TableLog(str(path), rid).load(exclusion.of, roadmap.num_resources)
+
+
+def test_another_roadmaps_log_is_refused_with_what_to_do(world, tmp_path):
+    roadmap, exclusion, rid = world
+    _, log, _ = _authority_run(world, tmp_path / "t.jsonl")
+    log.close()
+    with pytest.raises(TableLogError, match="move the old log away"):
+        TableLog(str(tmp_path / "t.jsonl"), "other-roadmap").load(exclusion.of, roadmap.num_resources)
+
+
+def test_compaction_keeps_the_state_in_one_snapshot(world, tmp_path):
+    roadmap, exclusion, rid = world
+    path = tmp_path / "t.jsonl"
+    table, log, _ = _authority_run(world, path)
+    log.compact(table, {"r3"})
+    log.close()
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [list(x)[0] for x in lines] == ["header", "snapshot"]
+    rec = TableLog(str(path), rid).load(exclusion.of, roadmap.num_resources)
+    assert rec.table.snapshot() == table.snapshot() and rec.lost == {"r3"}
+
+
+def test_restarted_traffic_node_keeps_grants_and_continues_versions(world, tmp_path):
+    rclpy = pytest.importorskip("rclpy", reason="rclpy is installed by `make setup`")
+    pytest.importorskip("fleet_coord_msgs.msg", reason="fleet_coord_msgs is built by `make setup`")
+    from fleet_coord_msgs.msg import ReservationSegment
+    from fleet_coord_msgs.srv import Reserve
+    from rclpy.parameter import Parameter
+    from fleet_coord.traffic import TrafficNode
+    from rosutil import ros_context, spin_until
+
+    roadmap, exclusion, rid = world
+    v = int(roadmap.vertex_at(2, 2))
+    params = [Parameter("table_log", value=str(tmp_path / "table.jsonl")),
+              Parameter("lost_after", value=60.0)]
+
+    def reserve(ex, client, robot):
+        req = Reserve.Request(robot=robot, roadmap_id=rid)
+        req.segments = [ReservationSegment(robot=robot, resource=v, t_start=0.0, t_end=INF)]
+        assert client.wait_for_service(timeout_sec=10)
+        fut = client.call_async(req)
+        assert spin_until(ex, fut.done, 10)
+        return fut.result()
+
+    with ros_context() as (ctx, ex):
+        first = TrafficNode(context=ctx, parameter_overrides=params)
+        probe = rclpy.create_node("probe", context=ctx)
+        client = probe.create_client(Reserve, "/traffic/reserve")
+        ex.add_node(first)
+        ex.add_node(probe)
+        r = reserve(ex, client, "r1")
+        assert r.ok
+        version = r.version
+        ex.remove_node(first)
+        first.destroy_node()
+        second = TrafficNode(context=ctx, parameter_overrides=params)
+        ex.add_node(second)
+        assert second.authority.table.version == version
+        assert second.liveness.last_seen.keys() == {"r1"}
+        r = reserve(ex, client, "r2")
+        assert not r.ok and r.error == Reserve.Response.ERROR_CONFLICT
+        assert r.conflicting_segment.robot == "r1"
