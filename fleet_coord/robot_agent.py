@@ -21,6 +21,18 @@ station: plan with SIPP against the replica from the vertex it stands on, commit
 commit, track the timed path (core.tracking), dwell, go on; at the last station it parks
 (its vertex held until further notice, t_end = inf) and reports DONE.
 
+Yielding (fleet_coord.core.yielding): an idle parked agent checks every
+`yield_check_period` s whether an open task of another robot needs its spot (its next
+station, or its only way there) and if so drives to the nearest vertex nobody needs. It
+learns the open tasks from the cfp (stations), task-status (who is ACTIVE, how far) and
+robot-lost topics. A working agent whose station is held for good by a parked robot
+waits for it to yield (up to `yield_wait` s) instead of burning its plan attempts.
+
+Revoked reservations (fleet_coord.core.revocation): while driving, the agent compares
+what it committed with its replica; when the traffic authority cut its holds (a lost
+robot's spot is blocked) it re-commits a plan that stops before the cut — with a
+continuation to its station when SIPP finds one — and never drives past the cut.
+
 Speeds: the robot's limits (`max_v`, `max_w`, `max_acc`, `max_alpha`) must match its
 driver; it *plans* at `plan_speed` (0 = `core.tracking.plan_speed_for(limits)`, slower
 than max_v so it has time to stop and turn inside a vertex star; see core/tracking.py).
@@ -44,13 +56,16 @@ from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
+from std_msgs.msg import String
 
 from fleet_coord import qos
 from fleet_coord.core import contract_net as cn
 from fleet_coord.core.kinematics import Limits
 from fleet_coord.core.planner import path_to_segments, sipp
+from fleet_coord.core.revocation import clip, first_uncovered, legs_done_at, stop_point
 from fleet_coord.core.tasks import Task
 from fleet_coord.core.tracking import PathTracker, plan_speed_for, turn_time
+from fleet_coord.core.yielding import OpenTask, needed_by, parked_at, yield_target
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
 from fleet_coord.ideal_driver import quaternion_to_yaw, yaw_to_quaternion
 from fleet_coord.table_replica import TableReplica
@@ -87,8 +102,9 @@ def task_from_msg(m) -> Task:
 
 @dataclass
 class _Job:
-    """The task being executed: stations left, dwell, and what is in flight."""
-    task: Task
+    """The task being executed (or a yield move, task None): stations left, dwell, and
+    what is in flight."""
+    task: Task | None
     dwell: float
     round: int
     stations: list[int] = field(default_factory=list)  # vertices still to visit
@@ -97,6 +113,11 @@ class _Job:
     retry_at: float = 0.0
     dwell_until: float = 0.0
     legs_total: int = 1
+    blocked_since: float | None = None   # its station is held by a parked robot
+
+    @property
+    def task_id(self) -> str:
+        return self.task.id if self.task is not None else ""
 
 
 class RobotAgent(Node):
@@ -117,6 +138,9 @@ class RobotAgent(Node):
         self.max_plan_attempts = p("max_plan_attempts", 20).value
         self.capacity_kg = p("capacity_kg", INF).value
         self.dwell = p("dwell", 0.0).value   # seconds at each station (load / unload)
+        self.yield_check_period = p("yield_check_period", 0.5).value
+        self.yield_wait = p("yield_wait", 30.0).value
+        self.yield_tabu = p("yield_tabu", 30.0).value
         self.roadmap, self.exclusion, self.roadmap_id = load_roadmap_and_exclusion(map_path, radius)
         speed = p("plan_speed", 0.0).value
         margin = p("turn_margin", 0.25).value   # s of control latency budget per turn
@@ -141,6 +165,14 @@ class RobotAgent(Node):
         self._lamport = 0
         self._last_status = 0.0
         self._idle_stop_sent = False
+        self._task_stations: dict[str, list[int]] = {}   # from cfps
+        self._active: dict[str, tuple[str, float]] = {}   # task -> (robot, progress)
+        self._tabu: dict[int, float] = {}                  # vertex -> tabu until
+        self._next_yield_check = 0.0
+        self._segments: list = []            # what the current drive committed
+        self._commit_version = 0             # replica version that shows the commit
+        self._checked_version = -1
+        self._recommit = None                # (future, path, kind) after a cut
         self.replica = TableReplica(self.exclusion.of, self.roadmap.num_resources,
                                     self.roadmap_id)
 
@@ -157,6 +189,10 @@ class RobotAgent(Node):
         sub(Rejection, "/fleet/rejections", self._on_rejection, qos.PROTOCOL,
             callback_group=group)
         sub(ReservationSet, "/traffic/updates", self.replica.apply, qos.TABLE,
+            callback_group=group)
+        sub(TaskStatus, "/fleet/task_status", self._on_task_status, qos.PROTOCOL,
+            callback_group=group)
+        sub(String, "/fleet/robot_lost", self._on_robot_lost, qos.PROTOCOL,
             callback_group=group)
         self.reserve_client = self.create_client(Reserve, "/traffic/reserve",
                                                  callback_group=group)
@@ -208,6 +244,10 @@ class RobotAgent(Node):
 
     def _on_cfp(self, msg: CallForProposal) -> None:
         task = task_from_msg(msg.task)
+        try:
+            self._task_stations[task.id] = [self.roadmap.vertex(s) for s in task.stations]
+        except KeyError:
+            pass
         if self.robot in msg.excluded_robots:
             return
         if self.here is None:
@@ -231,7 +271,7 @@ class RobotAgent(Node):
     def _on_award(self, msg: Award) -> None:
         if msg.robot != self.robot:
             return
-        if self.job is not None and self.job.task.id == msg.task_id:
+        if self.job is not None and self.job.task_id == msg.task_id:
             return  # a duplicate award of the task it is doing
         result = self.participant.on_accept_proposal(
             cn.AcceptProposal(self.robot, msg.task_id, msg.round), self._core_queue())
@@ -260,6 +300,54 @@ class RobotAgent(Node):
             progress=float(progress), reason=reason, stamp=self.get_clock().now().to_msg(),
             lamport=self._lamport_tick()))
 
+    # -- what the others are doing (for yielding) -----------------------------------------
+
+    def _on_task_status(self, m: TaskStatus) -> None:
+        if m.state == TaskStatus.ACTIVE and m.robot and m.robot != self.robot:
+            if m.task_id in self._task_stations:
+                self._active[m.task_id] = (m.robot, float(m.progress))
+        elif m.state in (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED):
+            self._active.pop(m.task_id, None)
+            if m.state != TaskStatus.FAILED:
+                self._task_stations.pop(m.task_id, None)
+
+    def _on_robot_lost(self, m: String) -> None:
+        for tid, (robot, _) in list(self._active.items()):
+            if robot == m.data:
+                del self._active[tid]
+
+    def open_tasks(self) -> list[OpenTask]:
+        out = []
+        for tid, (robot, progress) in sorted(self._active.items()):
+            stations = self._task_stations.get(tid)
+            if not stations:
+                continue
+            k = min(int(progress * len(stations) + 1e-6), len(stations) - 1)
+            out.append(OpenTask(tid, robot, stations[k], tuple(stations[k + 1:])))
+        return out
+
+    def _maybe_yield(self, now: float) -> None:
+        tasks = self.open_tasks()
+        if not tasks or self.replica.stale:
+            return
+        table = self.replica.table
+        need = needed_by(self.robot, self.here, tasks, table, self.roadmap, self.exclusion,
+                         now, self.plan_speed)
+        if need is None:
+            return
+        tabu = [v for v, until in self._tabu.items() if until > now]
+        target = yield_target(self.robot, self.here, tasks, table, self.roadmap,
+                              self.exclusion, now, self.plan_speed, tabu=tabu)
+        name = self.roadmap.names
+        if target is None:
+            self.get_logger().warning(f"{need.robot} needs my spot {name[self.here]} for "
+                                      f"{need.task_id} but there is nowhere to yield to")
+            return
+        self.get_logger().info(f"yielding {name[self.here]} to {need.robot} ({need.task_id}, "
+                               f"heading to {name[need.goal]}): moving to {name[target]}")
+        self._tabu[self.here] = now + self.yield_tabu
+        self.job = _Job(task=None, dwell=0.0, round=0, stations=[target])
+
     # -- inputs ---------------------------------------------------------------------------
 
     def _on_odom(self, msg: Odometry) -> None:
@@ -280,6 +368,9 @@ class RobotAgent(Node):
             self._park(now)
         if self.job is None and self.queue and self.parked:
             self._start(self.queue.pop(0), now)
+        if self.job is None and self.parked and now >= self._next_yield_check:
+            self._next_yield_check = now + self.yield_check_period
+            self._maybe_yield(now)
         if self.job is None:
             if not self._idle_stop_sent:
                 self.cmd_pub.publish(Twist())
@@ -333,6 +424,22 @@ class RobotAgent(Node):
         if goal == self.here:
             self._arrived(job, now)
             return
+        holder = parked_at(self.replica.table, self.exclusion, goal, self.robot)
+        if holder is not None and job.task is not None:
+            # A robot is parked on the station for good: it yields (core.yielding) when
+            # it is idle; waiting costs no plan attempt, but only so long.
+            if job.blocked_since is None:
+                job.blocked_since = now
+                self.get_logger().info(f"station {self.roadmap.names[goal]} is held by "
+                                       f"{holder}; waiting for it to yield")
+            if now - job.blocked_since > self.yield_wait:
+                self._finish(job, TaskStatus.FAILED,
+                             f"station {self.roadmap.names[goal]} stayed held by {holder} "
+                             f"for {self.yield_wait:g} s")
+            else:
+                job.retry_at = now + 0.3
+            return
+        job.blocked_since = None
         t_start = now + self.start_margin + self.turn_allowance
         path = sipp(self.roadmap, self.exclusion, self.replica.table, self.robot, self.here,
                     goal, t_start, self.plan_speed, deadline_s=0.5)
@@ -347,6 +454,7 @@ class RobotAgent(Node):
         req.segments = [_segment(self.robot, r, a, b) for r, a, b in segments]
         self._commit_future = self.reserve_client.call_async(req)
         self._commit_path = path
+        self._commit_segments = segments
         job.phase = "commit"
 
     def _retry(self, job: _Job, now: float, reason: str) -> None:
@@ -377,16 +485,120 @@ class RobotAgent(Node):
             return
         self.tracker = PathTracker(self.roadmap, path, self.plan_speed,
                                    self.exclusion.clearance, self.limits)
+        self.tracker_path = list(path)
+        self._segments = self._commit_segments
+        self._commit_version = resp.version
+        self._checked_version = -1
+        self._recommit = None
         job.phase = "drive"
 
+    # -- revoked reservations ---------------------------------------------------------
+
+    def _legs_driven(self) -> int:
+        return self.tracker.index + int(self.tracker.driving)
+
+    def _check_cut(self, job: _Job, now: float) -> None:
+        """Did the authority take part of the committed plan away? Then stop before the
+        cut (and go on from there when SIPP finds a way)."""
+        rep = self.replica
+        if rep.stale or rep.version < self._commit_version or rep.version == self._checked_version:
+            return
+        self._checked_version = rep.version
+        cut = first_uncovered(rep.table, self.robot, self._segments, now)
+        if cut is None:
+            return
+        path = self.tracker_path
+        k = stop_point(rep.table, self.roadmap, self.exclusion, self.robot, path,
+                       self.plan_speed, cut, self._legs_driven())
+        name = self.roadmap.names
+        if k is None:
+            self.get_logger().error(f"my reservations were revoked from t={cut:.2f} and I "
+                                    "cannot reach a free stop point; stopping here")
+            self._stop_here(job, now)
+            return
+        prefix = list(path[:k + 1])
+        self.get_logger().warning(f"my reservations were revoked from t={cut:.2f}: stopping "
+                                  f"at {name[prefix[-1][0]]} and replanning")
+        # Stop there whatever the authority answers: everything up to it is still ours.
+        self._set_tracker(prefix)
+        self._segments = clip(path_to_segments(self.roadmap, self.exclusion, prefix,
+                                               self.plan_speed), now)
+        plan = prefix
+        goal = job.stations[0]
+        v, t_v = prefix[-1]
+        if v != goal:
+            t0 = max(t_v, now + self.start_margin + self.turn_allowance)
+            cont = sipp(self.roadmap, self.exclusion, rep.table, self.robot, v, goal, t0,
+                        self.plan_speed, deadline_s=0.2)
+            if cont is not None:
+                plan = prefix + [(v, t0)] + cont[1:] if t0 > t_v else prefix + cont[1:]
+        self._send_recommit(plan, now)
+
+    def _send_recommit(self, plan, now: float) -> None:
+        segs = clip(path_to_segments(self.roadmap, self.exclusion, plan, self.plan_speed), now)
+        req = Reserve.Request(robot=self.robot, roadmap_id=self.roadmap_id, replace=True,
+                              replace_from=now)
+        req.segments = [_segment(self.robot, r, a, b) for r, a, b in segs]
+        self._recommit = (self.reserve_client.call_async(req), plan, segs)
+
+    def _check_recommit(self, job: _Job, now: float) -> None:
+        fut, plan, segs = self._recommit
+        if not fut.done():
+            return
+        self._recommit = None
+        resp = fut.result()
+        stop = self.tracker_path
+        if resp is not None and resp.ok:
+            self._commit_version = resp.version
+            self._checked_version = -1
+            if len(plan) > len(stop):
+                # the continuation: only if the robot has not passed the stop point yet
+                # and the next departure is still ahead
+                departures = [t for (u, _), (w, t) in zip(plan[len(stop) - 1:],
+                                                          plan[len(stop):]) if w != u]
+                if self._legs_driven() <= legs_done_at(stop)[-1] and departures:
+                    self._set_tracker(plan)
+            self._segments = segs
+            return
+        if len(plan) > len(stop):
+            self._send_recommit(stop, now)   # at least the stop point
+            return
+        self.get_logger().error(f"cannot hold my stop point: "
+                                f"{resp.message if resp else 'no answer'}; stopping here")
+        self._stop_here(job, now)
+
+    def _set_tracker(self, path) -> None:
+        old = self.tracker
+        new = PathTracker(self.roadmap, path, self.plan_speed, self.exclusion.clearance,
+                          self.limits)
+        if old is not None:
+            new.index, new.driving, new.reverse = old.index, old.driving, old.reverse
+        self.tracker = new
+        self.tracker_path = list(path)
+
+    def _stop_here(self, job: _Job, now: float) -> None:
+        self.cmd_pub.publish(Twist())
+        self.here = self.tracker.vertex if self.tracker else self.here
+        self.tracker = None
+        self._recommit = None
+        job.phase = "plan"
+        job.retry_at = now + 0.5
+        self.parked = False   # hold where it stands again before anything else
+
     def _drive(self, job: _Job, now: float) -> None:
+        if self._recommit is not None:
+            self._check_recommit(job, now)
+        else:
+            self._check_cut(job, now)
+        if job.phase != "drive":
+            return
         x, y, th = self.pose
         cmd = self.tracker.command(x, y, th, now)
         self.here = cmd.vertex
         twist = Twist()
         twist.linear.x, twist.angular.z = float(cmd.v), float(cmd.w)
         self.cmd_pub.publish(twist)
-        if now - self._last_status > 0.5:
+        if now - self._last_status > 0.5 and job.task is not None:
             done = job.legs_total - len(job.stations)
             self._status(job.task.id, TaskStatus.ACTIVE, job.round,
                          (done + cmd.progress) / job.legs_total)
@@ -394,13 +606,22 @@ class RobotAgent(Node):
         if cmd.arrived:
             self.here = self.tracker.goal
             self.tracker = None
-            self._arrived(job, now)
+            if self.here == job.stations[0]:
+                self._arrived(job, now)
+            else:   # a stop point after a cut: plan on from here
+                job.phase = "plan"
+                job.retry_at = now
 
     def _arrived(self, job: _Job, now: float) -> None:
         job.stations.pop(0)
         job.attempts = 0
         job.phase = "dwell"
         job.dwell_until = now + job.dwell
+        if job.stations and job.task is not None:
+            # tell the others where it heads next (they may be parked there)
+            done = job.legs_total - len(job.stations)
+            self._status(job.task.id, TaskStatus.ACTIVE, job.round, done / job.legs_total)
+            self._last_status = now
 
     def _next_station(self, job: _Job, now: float) -> None:
         if job.stations:
@@ -410,11 +631,15 @@ class RobotAgent(Node):
             self._finish(job, TaskStatus.DONE)
 
     def _finish(self, job: _Job, state: int, reason: str = "") -> None:
+        self.job = None
+        if job.task is None:   # a yield move: nobody to report to
+            if state == TaskStatus.FAILED:
+                self.get_logger().warning(f"could not yield: {reason}")
+            return
         self._status(job.task.id, state, job.round, 1.0 if state == TaskStatus.DONE else 0.0,
                      reason)
         if state == TaskStatus.FAILED:
             self.get_logger().warning(f"task {job.task.id} failed: {reason}")
-        self.job = None
 
     # -- state ----------------------------------------------------------------------------
 
@@ -431,7 +656,7 @@ class RobotAgent(Node):
         if self.job is None:
             msg.mode = RobotState.IDLE
         else:
-            msg.task_id = self.job.task.id
+            msg.task_id = self.job.task_id
             msg.mode = RobotState.MOVING if self.job.phase == "drive" else RobotState.WAITING
         msg.queued_task_ids = [t.id for t in self.queue]
         if self.here is not None:

@@ -1,0 +1,196 @@
+"""Yielding: a parked idle robot moves out of the way of a robot that needs its spot.
+
+A robot parked at its last goal holds its vertex until further notice (``t_end = inf``,
+docs/core-model.md). When that vertex is the next station of another robot's task, or
+lies on the only way there (a bottleneck), the working robot cannot plan. The parked
+robot notices and yields: it drives to a nearby vertex that nobody needs.
+
+Each idle agent decides for itself, from what every agent already knows:
+
+- the open tasks (``OpenTask``: who executes them, the station it heads to next, the
+  stations still to visit), heard on the Contract Net and task-status topics;
+- the reservation table replica (who is where, who is parked for good).
+
+``needed_by`` asks, per open task, for the **least-disturbing path**: the fastest way from
+the working robot to its next station where every lane or vertex blocked by a parked
+robot costs ``PARKED_PENALTY`` seconds. It passes a parked robot only when no free way
+exists, and then through as few parked robots as possible; those robots yield. Every
+agent computes the same path from the same replica, so exactly those robots move.
+
+Why it cannot livelock (two robots yielding back and forth):
+
+1. only idle robots yield; a robot executing a task never does, so a requester and a
+   yielder never swap roles over the same task;
+2. ``yield_target`` picks a vertex off every open task's remaining stations and
+   least-disturbing path, so right after yielding ``needed_by`` is None for the tasks
+   known then: a robot moves again only for a task that appeared later (progress);
+3. the spot a robot left is tabu for a while (``tabu``), so two tasks that come and go
+   cannot bounce it between the same two spots.
+
+Pure: time and the table are parameters; no rclpy.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from heapq import heappop, heappush
+from typing import Iterable, Sequence
+
+__all__ = ["OpenTask", "PARKED_PENALTY", "forever_holders", "least_disturbing_path",
+           "needed_by", "parked_at", "position", "yield_target"]
+
+#: Extra cost (s) of passing through a resource blocked by a parked robot: larger than any
+#: detour, so the path crosses parked robots only when there is no other way.
+PARKED_PENALTY = 1e4
+
+
+@dataclass(frozen=True)
+class OpenTask:
+    """A task being executed: `robot` heads to vertex `goal`, then visits `later`."""
+    task_id: str
+    robot: str
+    goal: int
+    later: tuple[int, ...] = field(default_factory=tuple)
+
+    @property
+    def stations(self) -> tuple[int, ...]:
+        return (self.goal, *self.later)
+
+
+def forever_holders(table, exclusion, *, skip: Iterable[str] = ()) -> dict[int, str]:
+    """resource -> robot, for every resource blocked by a reservation that never ends
+    (a robot parked, or going to park), including resources exclusive with it."""
+    skip = set(skip)
+    out: dict[int, str] = {}
+    for r in table.reservations():
+        if r.t_end == math.inf and r.robot not in skip:
+            for y in exclusion.of(r.resource):
+                out.setdefault(int(y), r.robot)
+    return out
+
+
+def parked_at(table, exclusion, vertex: int, robot: str) -> str | None:
+    """Another robot (not `robot`) whose never-ending hold blocks `vertex`, or None: the
+    station is taken until that robot yields."""
+    for r in table.reservations():
+        if r.t_end == math.inf and r.robot != robot and int(vertex) in exclusion.of(r.resource):
+            return r.robot
+    return None
+
+
+def position(table, roadmap, robot: str, now: float) -> int | None:
+    """The vertex `robot` is at (or heading to, when on a lane) at `now`, from its holds;
+    None when it holds nothing around `now`."""
+    holds = table.reservations(robot)
+    current = [r for r in holds if r.t_start <= now < r.t_end]
+    if not current:
+        later = [r for r in holds if r.t_start > now]
+        current = later[:1]
+    if not current:
+        return None
+    res = min(current, key=lambda r: r.t_start).resource
+    V = roadmap.num_vertices
+    if res < V:
+        # at a vertex it may also hold the next lane's start; the vertex is where it is
+        verts = [r.resource for r in current if r.resource < V]
+        return int(verts[0]) if verts else int(res)
+    return int(roadmap.edge_to[res - V])
+
+
+def least_disturbing_path(roadmap, start: int, goal: int, speed: float,
+                          blocked: dict[int, str] | set[int]) -> list[int] | None:
+    """Vertices of the fastest path start -> goal where entering a blocked resource (a
+    vertex, or a lane's middle) costs PARKED_PENALTY extra; None when unreachable.
+    Ties are broken by vertex id, so every caller gets the same path."""
+    V = roadmap.num_vertices
+    best = {start: 0.0}
+    parent: dict[int, int] = {}
+    heap = [(0.0, start)]
+    while heap:
+        g, u = heappop(heap)
+        if g > best.get(u, math.inf):
+            continue
+        if u == goal:
+            path = [u]
+            while path[-1] != start:
+                path.append(parent[path[-1]])
+            return path[::-1]
+        for e in roadmap.out_edges[u]:
+            e = int(e)
+            v = int(roadmap.edge_to[e])
+            cost = float(roadmap.travel_time(e, speed))
+            if v in blocked:
+                cost += PARKED_PENALTY
+            if V + e in blocked:
+                cost += PARKED_PENALTY
+            ng = g + cost
+            if ng < best.get(v, math.inf):
+                best[v] = ng
+                parent[v] = u
+                heappush(heap, (ng, v))
+    return None
+
+
+def _path_resources(roadmap, path: Sequence[int]) -> list[int]:
+    out = [int(path[0])]
+    for u, v in zip(path, path[1:]):
+        out += [roadmap.num_vertices + int(roadmap.edge_id(u, v)), int(v)]
+    return out
+
+
+def _task_path(roadmap, exclusion, table, task: OpenTask, now: float, speed: float,
+               blocked: dict[int, str]) -> list[int] | None:
+    start = position(table, roadmap, task.robot, now)
+    if start is None:
+        return None
+    return least_disturbing_path(roadmap, start, task.goal, speed, blocked)
+
+
+def needed_by(me: str, spot: int, tasks: Iterable[OpenTask], table, roadmap, exclusion,
+              now: float, speed: float) -> OpenTask | None:
+    """The first open task (of another robot) whose next station or least-disturbing
+    path needs the vertex `spot` that idle robot `me` is parked at; None when nobody
+    needs it."""
+    mine = set(int(y) for y in exclusion.of(spot))
+    for task in tasks:
+        if task.robot == me:
+            continue
+        blocked = forever_holders(table, exclusion, skip=[task.robot])
+        path = _task_path(roadmap, exclusion, table, task, now, speed, blocked)
+        if path is None:
+            if task.goal in mine:
+                return task
+            continue
+        if any(blocked.get(r) == me and r in mine for r in _path_resources(roadmap, path)):
+            return task
+    return None
+
+
+def yield_target(me: str, here: int, tasks: Iterable[OpenTask], table, roadmap, exclusion,
+                 now: float, speed: float, *, tabu: Iterable[int] = ()) -> int | None:
+    """The nearest vertex (travel time from `here`) robot `me` can park at for good
+    without being in anyone's way: free from some time on for ever in `table`, off every
+    open task's stations and least-disturbing paths (and anything exclusive with them),
+    not in `tabu`. None when there is no such vertex."""
+    tasks = [t for t in tasks if t.robot != me]
+    avoid: set[int] = set()
+    for task in tasks:
+        need = list(task.stations)
+        blocked = forever_holders(table, exclusion, skip=[task.robot])
+        path = _task_path(roadmap, exclusion, table, task, now, speed, blocked)
+        if path is not None:
+            need += _path_resources(roadmap, path)
+        for r in need:
+            avoid.update(int(y) for y in exclusion.of(r))
+    avoid.update(int(v) for v in tabu)
+    times = roadmap.shortest_times(here, speed)  # symmetric lanes: from `here` = to it
+    order = sorted((float(t), v) for v, t in enumerate(times) if math.isfinite(t))
+    for _, v in order:
+        if v == here or v in avoid:
+            continue
+        if any(int(y) in avoid for y in exclusion.of(v)):
+            continue
+        free = table.safe_intervals(v, robot=me, t_from=now)
+        if free and free[-1][1] == math.inf:
+            return v
+    return None

@@ -1,0 +1,67 @@
+"""Over real DDS: a parked idle robot yields its spot to a robot whose task ends there, and
+a robot whose reservations are revoked (a lost robot's spot is blocked) stops before the
+cut and replans — both checked by the independent monitor."""
+import time
+
+from fleet_coord_msgs.msg import RobotState, TaskStatus
+from fleet_coord_msgs.srv import Reserve
+
+from fleet_checks import Monitor
+from fleet_coord import qos
+from fleet_coord.fleet_config import DEFAULT_MAP
+from fleet_coord.robot_agent import _segment
+from fleet_harness import Fleet
+from rosutil import ros_context, spin_until
+
+INF = float("inf")
+
+
+def test_parked_robot_yields_its_spot_to_a_task_that_ends_there(tmp_path):
+    robots = {"a": (2, 1), "b": (5, 1)}
+    with ros_context() as (ctx, ex):
+        fleet = Fleet(ctx, ex, DEFAULT_MAP, robots, str(tmp_path / "ledger.db"))
+        monitor = Monitor(fleet.traffic, robots)
+        assert spin_until(ex, fleet.ready, 15.0), "fleet did not come up"
+        # b is nearer the pick-up, so b wins and must drop at a's parking spot (2, 1)
+        assert fleet.submit("drop-at-a", ["5,2", "2,1"], kind="pick_and_drop").accepted
+        assert spin_until(ex, lambda: fleet.final("drop-at-a") is not None, 40.0)
+        assert fleet.first("drop-at-a", TaskStatus.AWARDED).robot == "b"
+        assert fleet.final("drop-at-a").state == TaskStatus.DONE, fleet.final("drop-at-a")
+        bx, by, _ = fleet.agents["b"].pose
+        assert abs(bx - 2) < 0.1 and abs(by - 1) < 0.1
+        assert fleet.agents["a"].here != fleet.agents["b"].here
+        assert monitor.conflicts == [] and monitor.excursions == [], monitor.excursions[:5]
+
+
+def test_revoked_reservations_make_the_robot_stop_before_the_cut_and_replan(tmp_path):
+    """A ghost robot holds (5, 1) for 2 s and falls silent: traffic declares it lost and
+    blocks (5, 1) for good, revoking b's later pass there. b replans around it."""
+    robots = {"b": (2, 1)}
+    with ros_context() as (ctx, ex):
+        fleet = Fleet(ctx, ex, DEFAULT_MAP, robots, str(tmp_path / "ledger.db"))
+        monitor = Monitor(fleet.traffic, robots)
+        assert spin_until(ex, fleet.ready, 15.0), "fleet did not come up"
+        node = fleet.dispatcher
+        ghost_pub = node.create_publisher(RobotState, "/fleet/robot_states", qos.state_qos())
+        reserve = node.create_client(Reserve, "/traffic/reserve")
+        for _ in range(5):
+            ghost_pub.publish(RobotState(robot="ghost"))
+            spin_until(ex, lambda: False, 0.05)
+        ghost_v = monitor.roadmap.vertex("5,1")
+        now = node.now()
+        req = Reserve.Request(robot="ghost", roadmap_id=fleet.agents["b"].roadmap_id)
+        req.segments = [_segment("ghost", ghost_v, now, now + 2.0)]
+        fut = reserve.call_async(req)
+        assert spin_until(ex, fut.done, 5.0) and fut.result().ok, fut.result()
+        assert fleet.submit("east", ["9,1"]).accepted
+        t0 = time.monotonic()
+        assert spin_until(ex, lambda: fleet.final("east") is not None, 40.0)
+        assert fleet.final("east").state == TaskStatus.DONE, fleet.final("east")
+        lost = [r for r in fleet.traffic.authority.table.reservations("ghost")
+                if r.t_end == INF]
+        assert [r.resource for r in lost] == [ghost_v], "the ghost's spot stays blocked"
+        bx, by, _ = fleet.agents["b"].pose
+        assert abs(bx - 9) < 0.1 and abs(by - 1) < 0.1
+        assert monitor.conflicts == [], monitor.conflicts
+        assert monitor.excursions == [], monitor.excursions[:5]
+        assert time.monotonic() - t0 < 40
