@@ -8,6 +8,14 @@ diff-drive plugin), per robot namespace `/<robot>/`:
 One node can drive many robots (parameter `robots`), integrating every robot with one
 timer: that is what large simulated fleets need. A robot whose commands stop for longer
 than `cmd_timeout` is stopped, like a firmware watchdog.
+
+The clock (parameter `publish_clock`, default false): the driver can be the fleet's clock
+source, as the PyBullet sim node is. It then publishes rosgraph_msgs/Clock on `/clock`
+(CLOCK QoS) every step, starting at t = 0, and every step advances sim time by
+`real_time_factor / rate_hz` seconds (fixed steps: the integration is the same whatever
+the wall-clock jitter; a busy CPU only makes the real-time factor lower). Every other node
+then runs with `use_sim_time: true`, so a fleet test runs `real_time_factor` times faster
+than real time. The driver's own clock stays wall time (it paces itself by it).
 """
 from __future__ import annotations
 
@@ -18,6 +26,8 @@ import rclpy
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
+from rclpy.time import Time
+from rosgraph_msgs.msg import Clock
 
 from fleet_coord import qos
 from fleet_coord.core.kinematics import Limits, UnicycleState, step
@@ -48,6 +58,19 @@ class IdealDriver(Node):
         poses = p("start_poses", [0.0, 0.0, 0.0]).value  # flat [x, y, theta] per robot
         rate = p("rate_hz", 50.0).value
         self.cmd_timeout = p("cmd_timeout", 0.5).value
+        self.publish_clock = p("publish_clock", False).value
+        self.rtf = p("real_time_factor", 1.0).value
+        if not (math.isfinite(self.rtf) and self.rtf > 0):
+            raise ValueError(f"parameter real_time_factor: expected a number > 0, got "
+                             f"{self.rtf!r}")
+        if self.publish_clock and self.get_parameter("use_sim_time").value:
+            self.get_logger().warning("publish_clock: the clock source keeps wall time; "
+                                      "ignoring use_sim_time: true")
+            self.set_parameters([rclpy.parameter.Parameter("use_sim_time", value=False)])
+        self._step_ns = int(round(self.rtf / rate * 1e9))
+        self._sim_ns = 0
+        self.clock_pub = (self.create_publisher(Clock, "/clock", qos.CLOCK)
+                          if self.publish_clock else None)
         self.limits = Limits(max_v=p("max_v", 1.0).value, max_w=p("max_w", 2.0).value,
                              max_acc=p("max_acc", 2.0).value, max_alpha=p("max_alpha", 6.0).value)
         if len(poses) != 3 * len(robots):
@@ -61,15 +84,31 @@ class IdealDriver(Node):
                                      lambda msg, r=r: self._on_cmd(r, msg), qos.COMMAND)
             self.robots[name] = r
         self._last = None
+        if self.clock_pub is not None:
+            self.clock_pub.publish(Clock(clock=Time(nanoseconds=0).to_msg()))
         self.create_timer(1.0 / rate, self._tick)
-        self.get_logger().info(f"ideal driver ready: {len(self.robots)} robots ({', '.join(self.robots)}) at {rate:g} Hz")
+        clock = (f", publishing /clock at {self.rtf:g}x real time" if self.publish_clock
+                 else "")
+        self.get_logger().info(f"ideal driver ready: {len(self.robots)} robots "
+                               f"({', '.join(self.robots)}) at {rate:g} Hz{clock}")
+
+    def now(self) -> Time:
+        """The fleet's time: sim time when this driver is the clock, else the node's."""
+        if self.clock_pub is not None:
+            return Time(nanoseconds=self._sim_ns)
+        return self.get_clock().now()
 
     def _on_cmd(self, robot: _Robot, msg: Twist) -> None:
         robot.cmd = (msg.linear.x, msg.angular.z)
-        robot.cmd_stamp = self.get_clock().now()
+        robot.cmd_stamp = self.now()
 
     def _tick(self) -> None:
-        now = self.get_clock().now()
+        if self.clock_pub is not None:
+            self._sim_ns += self._step_ns
+            now = self.now()
+            self.clock_pub.publish(Clock(clock=now.to_msg()))
+        else:
+            now = self.get_clock().now()
         if self._last is None:
             self._last = now
         dt = (now - self._last).nanoseconds * 1e-9

@@ -18,7 +18,8 @@ from fleet_coord.ideal_driver import IdealDriver
 from fleet_coord.robot_agent import RobotAgent
 from fleet_coord.traffic import TrafficNode
 
-# A fast ideal robot: the fleet tests run in real time, so robots are quick.
+# A fast ideal robot, so fleet tests finish quickly (with `rtf` they also run faster than
+# real time: the ideal driver is then the clock and every other node uses sim time).
 LIMITS = dict(max_v=3.0, max_w=20.0, max_acc=40.0, max_alpha=400.0)
 
 
@@ -29,19 +30,21 @@ def P(name, value):
 class Fleet:
     def __init__(self, ctx, ex, map_path: str, robots: dict[str, tuple[float, float]],
                  ledger: str, bid_window: float = 0.3, retry_max_rounds: int = 4,
-                 retry_base: float = 0.5) -> None:
+                 retry_base: float = 0.5, rtf: float | None = None) -> None:
         self.ctx, self.ex = ctx, ex
         names = list(robots)
         poses = [c for xy in robots.values() for c in (float(xy[0]), float(xy[1]), 0.0)]
         limits = [P(k, float(v)) for k, v in LIMITS.items()]
-        self.traffic = TrafficNode(context=ctx, parameter_overrides=[P("map", map_path)])
+        sim = [P("use_sim_time", True)] if rtf else []
+        clock = [P("publish_clock", True), P("real_time_factor", float(rtf))] if rtf else []
         self.driver = IdealDriver(context=ctx, parameter_overrides=[
-            P("robots", names), P("start_poses", poses), P("rate_hz", 100.0)] + limits)
+            P("robots", names), P("start_poses", poses), P("rate_hz", 100.0)] + limits + clock)
+        self.traffic = TrafficNode(context=ctx, parameter_overrides=[P("map", map_path)] + sim)
         self.agents = {r: RobotAgent(r, context=ctx, parameter_overrides=[
-            P("map", map_path), P("turn_margin", 0.2)] + limits) for r in names}
+            P("map", map_path), P("turn_margin", 0.2)] + limits + sim) for r in names}
         self.dispatcher = Dispatcher(context=ctx, parameter_overrides=[
             P("map", map_path), P("ledger", ledger), P("bid_window", bid_window),
-            P("retry_max_rounds", retry_max_rounds), P("retry_base", retry_base)])
+            P("retry_max_rounds", retry_max_rounds), P("retry_base", retry_base)] + sim)
         for n in [self.traffic, self.driver, *self.agents.values(), self.dispatcher]:
             ex.add_node(n)
         self.statuses: list[TaskStatus] = []

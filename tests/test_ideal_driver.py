@@ -59,3 +59,48 @@ def test_bad_start_poses_are_rejected_naming_the_parameter():
     with ros_context() as (ctx, ex):
         with pytest.raises(ValueError, match="start_poses"):
             _driver(ctx, robots=["a", "b"], start_poses=[0.0, 0.0, 0.0])
+
+
+def test_driver_as_clock_source_runs_the_fleet_faster_than_real_time():
+    import time
+
+    from rosgraph_msgs.msg import Clock
+
+    with ros_context() as (ctx, ex):
+        drv = _driver(ctx, robots=["r1"], start_poses=[0.0, 0.0, 0.0], max_acc=100.0,
+                      publish_clock=True, real_time_factor=4.0, rate_hz=50.0)
+        client = rclpy.create_node("client", context=ctx,
+                                   parameter_overrides=[Parameter("use_sim_time", value=True)])
+        clocks, odom = [], {}
+        client.create_subscription(Clock, "/clock", clocks.append, qos.CLOCK)
+        client.create_subscription(Odometry, "/r1/odom", lambda m: odom.__setitem__("r1", m),
+                                   qos.ODOM)
+        cmd = client.create_publisher(Twist, "/r1/cmd_vel", qos.COMMAND)
+        ex.add_node(drv)
+        ex.add_node(client)
+        assert spin_until(ex, lambda: len(clocks) > 5 and "r1" in odom, 10)
+        sim0, wall0 = client.get_clock().now().nanoseconds * 1e-9, time.monotonic()
+        tw = Twist()
+        tw.linear.x = 0.5
+
+        def moved():
+            cmd.publish(tw)
+            return odom["r1"].pose.pose.position.x > 1.0
+        assert spin_until(ex, moved, 10)
+        sim = client.get_clock().now().nanoseconds * 1e-9 - sim0
+        wall = time.monotonic() - wall0
+        assert sim > 2.0 * wall, (sim, wall)          # well faster than real time
+        assert sim <= 4.0 * wall + 0.2, (sim, wall)   # never faster than asked
+        # odometry is stamped with sim time, and the robot moved at 0.5 m/s of sim time
+        stamp = odom["r1"].header.stamp.sec + odom["r1"].header.stamp.nanosec * 1e-9
+        assert abs(stamp - client.get_clock().now().nanoseconds * 1e-9) < 0.5
+        assert odom["r1"].pose.pose.position.x <= 0.5 * (sim + 0.2) + 0.1
+        # the clock never goes back
+        ts = [c.clock.sec * 10**9 + c.clock.nanosec for c in clocks]
+        assert ts == sorted(ts)
+
+
+def test_bad_real_time_factor_is_rejected_naming_the_parameter():
+    with ros_context() as (ctx, ex):
+        with pytest.raises(ValueError, match="real_time_factor"):
+            _driver(ctx, publish_clock=True, real_time_factor=0.0)
