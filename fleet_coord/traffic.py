@@ -5,9 +5,11 @@ Serves `/traffic/reserve` (fleet_coord_msgs/srv/Reserve) and `/traffic/release`
 TABLE QoS: reliable + transient-local, so a replica that joins late gets the latest
 snapshot and what followed) and a full snapshot every `snapshot_period` seconds.
 Watches `/fleet/robot_states` (msg/RobotState, STATE QoS with a liveliness lease): a
-robot silent for `lost_after` seconds is declared lost — its future reservations are
-released, its spot stays blocked (fleet_coord.core.traffic) — and announced on
-`/fleet/robot_lost` (std_msgs/String, PROTOCOL QoS).
+robot silent for `lost_after` seconds is declared lost — what it committed stays, what it
+held since it was last heard stays blocked (fleet_coord.core.traffic) — and announced on
+`/fleet/robot_lost` (std_msgs/String, PROTOCOL QoS). While a robot is lost the node
+listens to its `/<robot>/odom` (ODOM QoS): a robot whose agent died but whose base still
+reports is located once it stands still, and only the spot it stands on stays blocked.
 
 Durability: with the parameter `table_log` (a file path) the table and the lost set are
 written ahead of every answer (fleet_coord.core.table_log) and reloaded on start, so a
@@ -26,6 +28,7 @@ import sys
 import rclpy
 from fleet_coord_msgs.msg import ReservationSegment, ReservationSet, RobotState
 from fleet_coord_msgs.srv import Release, Reserve
+from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.event_handler import SubscriptionEventCallbacks
 from std_msgs.msg import String
@@ -48,6 +51,8 @@ class TrafficNode(Node):
         self.lost_after = p("lost_after", 1.5).value
         snapshot_period = p("snapshot_period", 5.0).value
         roadmap, exclusion, self.roadmap_id = load_roadmap_and_exclusion(map_path, radius)
+        self.exclusion = exclusion
+        self._locating: dict[str, list] = {}   # lost robot -> [subscription, still_since, pose]
         table_log = p("table_log", "").value
         fsync = p("table_fsync", True).value
         self.authority = TrafficAuthority(ReservationTable(exclusion.of, roadmap.num_resources))
@@ -135,19 +140,69 @@ class TrafficNode(Node):
     def _on_state(self, msg: RobotState) -> None:
         if self.liveness.heard(msg.robot, self.now()):
             self.authority.robot_returned(msg.robot)
+            self._stop_locating(msg.robot)
 
     def _check_liveness(self) -> None:
         now = self.now()
         for robot in self.liveness.check(now):
-            outcome = self.authority.robot_lost(robot, now)
+            outcome = self.authority.robot_lost(robot, now, self.liveness.last_seen.get(robot))
             self.get_logger().warning(
-                f"robot {robot} lost (silent > {self.lost_after:.1f} s); spot {outcome.blocked} "
-                f"stays blocked; reservations revoked for {sorted(outcome.revoked)}")
+                f"robot {robot} lost (silent > {self.lost_after:.1f} s); what it committed "
+                f"stays, spot {outcome.blocked} stays blocked; reservations revoked for "
+                f"{sorted(outcome.revoked)}")
             self.lost_pub.publish(String(data=robot))
+            self._start_locating(robot)
         expired = self.authority.table.expire(now)
         if expired:
             self.get_logger().info(f"leases expired for {expired}")
         self._publish_updates()
+
+    # locating a lost robot from its odometry -------------------------------------------
+    def _start_locating(self, robot: str) -> None:
+        if robot in self._locating:
+            return
+        sub = self.create_subscription(Odometry, f"/{robot}/odom",
+                                       lambda m, r=robot: self._on_lost_odom(r, m), qos.ODOM)
+        self._locating[robot] = [sub, None, None]
+
+    def _stop_locating(self, robot: str) -> None:
+        entry = self._locating.pop(robot, None)
+        if entry is not None:
+            self.destroy_subscription(entry[0])
+
+    def _on_lost_odom(self, robot: str, msg: Odometry) -> None:
+        entry = self._locating.get(robot)
+        if entry is None or robot not in self.authority.lost:
+            return
+        now = self.now()
+        p, tw = msg.pose.pose.position, msg.twist.twist
+        moving = abs(tw.linear.x) > 0.01 or abs(tw.angular.z) > 0.05
+        if moving or entry[2] is None or math.hypot(p.x - entry[2][0], p.y - entry[2][1]) > 0.01:
+            entry[1], entry[2] = now, (p.x, p.y)
+            return
+        if now - entry[1] < 0.5:
+            return   # standing still, not for long enough yet
+        spot = self._resources_under(robot, p.x, p.y)
+        if not spot:
+            self.get_logger().warning(f"lost robot {robot} stands at ({p.x:.2f}, {p.y:.2f}), "
+                                      "outside everything it holds; keeping all of it blocked")
+        else:
+            outcome = self.authority.robot_located(robot, spot, now)
+            self.get_logger().info(
+                f"lost robot {robot} located at ({p.x:.2f}, {p.y:.2f}) by its odometry: spot "
+                f"{outcome.blocked} stays blocked, the rest is released; reservations revoked "
+                f"for {sorted(outcome.revoked)}")
+            self._publish_updates()
+        self._stop_locating(robot)
+
+    def _resources_under(self, robot: str, x: float, y: float) -> list[int]:
+        """The robot's held resources whose geometry its footprint touches."""
+        import shapely
+        disc = shapely.Point(x, y).buffer(self.exclusion.footprint.bounding_radius, quad_segs=8)
+        held = {r.resource for r in self.authority.table.reservations(robot)}
+        return sorted(res for res in held
+                      if not self.exclusion.geometry(res).is_empty
+                      and self.exclusion.geometry(res).intersection(disc).area > 1e-9)
 
     # replication -----------------------------------------------------------------------
     def _publish_updates(self) -> None:

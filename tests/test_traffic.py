@@ -14,17 +14,33 @@ def line_exclusion(n):
     return lambda r: (r,)
 
 
-def test_lost_robot_keeps_its_spot_and_loses_its_future():
+def test_lost_robot_keeps_what_it_committed_and_the_spots_since_it_was_last_heard():
     ta = TrafficAuthority(ReservationTable(line_exclusion(10), 10))
     # a: at 0 until 2, at 1 until 4, at 2 from 4 on (parked)
     assert ta.reserve("a", [(0, 0, 2), (1, 2, 4), (2, 4, INF)]).ok
-    out = ta.robot_lost("a", now=3.0)
-    assert out.blocked == [1]
-    held = ta.table.reservations("a")
-    assert [(r.resource, r.t_start, r.t_end) for r in held if r.t_end > 3.0] == [(1, 3.0, INF)]
-    # its future spot is free for others, its current spot is not
-    assert ta.reserve("b", [(2, 5, INF)]).ok
+    out = ta.robot_lost("a", now=3.0, last_seen=1.5)
+    # it may have stopped anywhere since t=1.5 (in 0 or 1), or be driving on (cut off)
+    assert out.blocked == [0, 1]
+    held = {(r.resource, r.t_end) for r in ta.table.reservations("a") if r.t_end > 3.0}
+    assert held == {(0, INF), (1, INF), (2, INF)}
+    assert not ta.reserve("b", [(2, 5, INF)]).ok
     assert not ta.reserve("b", [(1, 100, 101)]).ok
+    assert ta.reserve("b", [(3, 5, INF)]).ok
+
+
+def test_located_lost_robot_frees_all_but_the_spot_it_stands_on():
+    ta = TrafficAuthority(ReservationTable(line_exclusion(10), 10))
+    assert ta.reserve("a", [(0, 0, 2), (1, 2, 4), (2, 4, INF)]).ok
+    ta.robot_lost("a", now=3.0, last_seen=1.5)
+    out = ta.robot_located("a", [0], now=3.5)        # its odometry: standing in 0
+    assert out.blocked == [0]
+    assert ta.reserve("b", [(2, 5, INF)]).ok          # its goal is free again
+    assert ta.reserve("c", [(1, 5, 6)]).ok
+    assert not ta.reserve("c", [(0, 100, 101)]).ok
+    assert ta.table.holder_at(0, 1e9) == "a"
+    # a robot that is not lost is not moved by a stray location
+    assert ta.robot_located("b", [7], now=4.0).blocked == [7]
+    assert ta.table.holder_at(7, 5.0) is None
 
 
 def test_lost_robot_cannot_reserve_until_it_returns():
