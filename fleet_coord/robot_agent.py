@@ -138,7 +138,7 @@ class RobotAgent(Node):
         self.max_plan_attempts = p("max_plan_attempts", 20).value
         self.capacity_kg = p("capacity_kg", INF).value
         self.dwell = p("dwell", 0.0).value   # seconds at each station (load / unload)
-        self.yield_check_period = p("yield_check_period", 0.5).value
+        self.yield_check_period = p("yield_check_period", 1.0).value
         self.yield_wait = p("yield_wait", 30.0).value
         self.yield_tabu = p("yield_tabu", 30.0).value
         self.roadmap, self.exclusion, self.roadmap_id = load_roadmap_and_exclusion(map_path, radius)

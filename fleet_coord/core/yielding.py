@@ -42,6 +42,9 @@ __all__ = ["OpenTask", "PARKED_PENALTY", "forever_holders", "least_disturbing_pa
 #: Extra cost (s) of passing through a resource blocked by a parked robot: larger than any
 #: detour, so the path crosses parked robots only when there is no other way.
 PARKED_PENALTY = 1e4
+#: A parked robot further off a task's shortest path than this (s of travel) is not
+#: searched for: agents check often, the search is the expensive part.
+DETOUR_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -152,9 +155,19 @@ def needed_by(me: str, spot: int, tasks: Iterable[OpenTask], table, roadmap, exc
     path needs the vertex `spot` that idle robot `me` is parked at; None when nobody
     needs it."""
     mine = set(int(y) for y in exclusion.of(spot))
+    to_me = roadmap.shortest_times(spot, speed)
     for task in tasks:
         if task.robot == me:
             continue
+        if task.goal in mine:
+            return task
+        # Cheap filter before the search: a path through `spot` is at least as long as
+        # start -> spot -> goal; skip spots far off any reasonable detour.
+        start = position(table, roadmap, task.robot, now)
+        if start is not None:
+            via = float(to_me[start]) + float(roadmap.shortest_times(task.goal, speed)[spot])
+            if via > float(roadmap.shortest_times(task.goal, speed)[start]) + DETOUR_S:
+                continue
         blocked = forever_holders(table, exclusion, skip=[task.robot])
         path = _task_path(roadmap, exclusion, table, task, now, speed, blocked)
         if path is None:
