@@ -13,6 +13,7 @@ import pytest
 
 from fleet_coord.core.planner import (plan_prioritized, path_to_segments, sipp,
                                       vertices_at_unit_times)
+from fleet_coord.core.grid_sipp import NEVER, UnitGridTable, grid_sipp, unit_grid_model
 from fleet_coord.core.prioritized import SafeIntervalIndex
 from fleet_coord.core.reservations import ReservationTable
 from fleet_coord.core.roadmap import (Footprint, GridMap, Roadmap, load_movingai_map,
@@ -353,9 +354,79 @@ def test_safe_interval_index_matches_the_table():
                     == table.safe_intervals(resource, robot="new", t_from=t_from))
 
 
+# ------------------------------------------------------------ integer-time grid SIPP
+
+def test_unit_grid_model_only_where_integer_time_is_exact(yaml_roadmap):
+    roadmap, exclusion = grid_roadmap("....", "....")
+    assert unit_grid_model(roadmap, exclusion, 1.0) is not None
+    assert unit_grid_model(roadmap, exclusion, 0.5) is None           # 2 s per lane
+    big = roadmap.exclusion(Footprint(radius=0.3))                     # stars overlap
+    assert unit_grid_model(roadmap, big, 1.0) is None
+    assert unit_grid_model(*yaml_roadmap, 1.0) is None                 # not a grid
+
+
+def test_grid_sipp_matches_sipp_on_random_tables():
+    # Robots planned one after the other, parked at their goals, in both tables: the
+    # integer search finds the same earliest arrivals and (ties broken alike) the same
+    # paths, and the reservation table accepts every one of them.
+    rng = random.Random(5)
+    same = differ = 0
+    for trial in range(150):
+        width = rng.randint(3, 9)
+        rows = ["".join("@" if rng.random() < 0.2 else "." for _ in range(width))
+                for _ in range(rng.randint(3, 9))]
+        roadmap, exclusion = grid_roadmap(*rows)
+        if roadmap.num_vertices < 6:
+            continue
+        model = unit_grid_model(roadmap, exclusion, 1.0)
+        table, fast = new_table(roadmap, exclusion), UnitGridTable(model)
+        free = list(range(roadmap.num_vertices))
+        rng.shuffle(free)
+        for k in range(min(8, roadmap.num_vertices // 2)):
+            s, g = free[2 * k], free[2 * k + 1]
+            slow = sipp(roadmap, exclusion, table, f"o{k}", s, g, 0.0, 1.0)
+            quick = grid_sipp(model, fast, s, g, 0)
+            if quick is None:
+                assert slow is None
+                continue
+            timed = [(v, float(t)) for v, t in quick]
+            assert table.commit(f"o{k}", path_to_segments(roadmap, exclusion, timed, 1.0)).ok
+            fast.commit(k, quick)
+            if slow is None or slow[-1][1] != quick[-1][1]:
+                # sipp's float arithmetic may (rarely) miss an exact-fit move: never
+                # the other way round.
+                assert slow is None or slow[-1][1] > quick[-1][1]
+                differ += 1
+                table.release(f"o{k}")
+                table.commit(f"o{k}", path_to_segments(roadmap, exclusion, timed, 1.0))
+            elif [(v, float(t)) for v, t in quick] == slow:
+                same += 1
+            else:
+                differ += 1
+    assert same > 300 and differ <= same // 50
+
+
+def test_unit_grid_table_refuses_vertex_and_swap_conflicts():
+    roadmap, exclusion = grid_roadmap("....")
+    model = unit_grid_model(roadmap, exclusion, 1.0)
+    table = UnitGridTable(model)
+    a, b, c, d = (roadmap.vertex_at(x, 0) for x in range(4))
+    table.commit(0, [(a, 0), (b, 1), (c, 2)])            # parked at c from t = 2
+    with pytest.raises(ValueError, match="vertex conflict"):
+        table.commit(1, [(d, 0), (d, 1), (c, 2)])        # c is taken for good from t = 2
+    table.release(0)
+    table.commit(0, [(b, 0), (c, 1), (d, 2)])
+    with pytest.raises(ValueError, match="swap conflict"):
+        table.commit(1, [(c, 0), (b, 1), (a, 2)])        # b <-> c between t = 0 and 1
+    table.commit(1, [(a, 0), (b, 1), (b, 2)])            # following is allowed
+    assert table.safe[a] == [1, NEVER] and table.safe[d] == [0, 2]
+    assert grid_sipp(model, table, b, a, 0) is None       # b is robot 0's start
+
+
 # ------------------------------------------------------------------ prioritised planning
 
-def test_prioritized_corridor_swap_waits_in_a_niche():
+@pytest.mark.parametrize("grid_fast_path", [True, False])
+def test_prioritized_corridor_swap_waits_in_a_niche(grid_fast_path):
     # Two robots swap the ends of a corridor; the only place to pass is the niche at
     # (5, 0): whoever plans second has to duck into it, or go first.
     roadmap, exclusion = grid_roadmap("@@@@@.@",
@@ -365,7 +436,8 @@ def test_prioritized_corridor_swap_waits_in_a_niche():
         attempts = set()
         for seed in range(6):
             plan = plan_prioritized(roadmap, exclusion, starts, goals, seed=seed,
-                                    time_limit_s=5, max_bumps=max_bumps)
+                                    time_limit_s=5, max_bumps=max_bumps,
+                                    grid_fast_path=grid_fast_path)
             assert plan is not None
             paths = validate_multiplan(roadmap, plan, starts, goals)
             assert (5, 0) in paths[0] + paths[1]
@@ -402,17 +474,19 @@ def test_prioritized_rejects_shared_starts_and_goals():
         plan_prioritized(roadmap, exclusion, [(0, 0)], [])
 
 
-def test_prioritized_plan_is_held_by_its_table():
+@pytest.mark.parametrize("grid_fast_path", [True, False])
+def test_prioritized_plan_is_held_by_its_table(grid_fast_path):
     roadmap, exclusion = grid_roadmap(*["......"] * 4)
     starts, goals = [(0, 0), (5, 3), (0, 3)], [(5, 3), (0, 0), (5, 0)]
-    plan = plan_prioritized(roadmap, exclusion, starts, goals)
+    plan = plan_prioritized(roadmap, exclusion, starts, goals, grid_fast_path=grid_fast_path)
     validate_multiplan(roadmap, plan, starts, goals)
     assert sorted(plan.table.robots()) == ["0", "1", "2"]
     assert plan.sum_of_costs == sum(p[-1][1] for p in plan.paths)
     assert plan.makespan == max(p[-1][1] for p in plan.paths)
 
 
-def test_prioritized_random_instances_on_small_grids_are_valid():
+@pytest.mark.parametrize("grid_fast_path", [True, False])
+def test_prioritized_random_instances_on_small_grids_are_valid(grid_fast_path):
     rng = random.Random(11)
     for trial in range(20):
         rows = ["".join("@" if rng.random() < 0.2 else "." for _ in range(10))
@@ -423,7 +497,7 @@ def test_prioritized_random_instances_on_small_grids_are_valid():
         picks = rng.sample(xy, 2 * n)
         starts, goals = picks[:n], picks[n:]
         plan = plan_prioritized(roadmap, exclusion, starts, goals, seed=trial,
-                                time_limit_s=2.0)
+                                time_limit_s=2.0, grid_fast_path=grid_fast_path)
         if plan is None:
             continue  # unreachable goals or an instance PP cannot solve: allowed
         validate_multiplan(roadmap, plan, starts, goals)

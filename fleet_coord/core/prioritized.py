@@ -25,24 +25,97 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from bisect import bisect_right
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .reservations import ReservationTable
+from .grid_sipp import NEVER, UnitGridModel, UnitGridTable, grid_sipp, unit_grid_model
 from .sipp import _resolve_vertex, motion_model, sipp
 from .timed_path import TimedPath, path_cost, path_to_segments
 
 
-def _commit(table, robot, roadmap, exclusion, path, max_speed):
-    segments = path_to_segments(roadmap, exclusion, path, max_speed)
-    result = table.commit(robot, segments)
-    if not result.ok:
-        raise RuntimeError(f"SIPP produced a path for robot {robot} that the table "
-                           f"refuses: {result.conflict}")
-    return segments
+class _TableFleet:
+    """Robots planned with ``sipp`` against a ``SafeIntervalIndex`` (any roadmap)."""
+
+    def __init__(self, roadmap, exclusion, max_speed: float, t_start: float,
+                 starts: List[int], goals: List[int]) -> None:
+        self.roadmap, self.exclusion, self.max_speed = roadmap, exclusion, max_speed
+        self.t_start, self.starts, self.goals = t_start, starts, goals
+        model = motion_model(roadmap, exclusion, max_speed)
+        self.neighbours = [[s[0] for s in succ] for succ in model.successors]
+        self.distance = [model.times_to(goals[i])[starts[i]] for i in range(len(starts))]
+        self.robots = [str(i) for i in range(len(starts))]  # the table's robot ids
+        self.index: Optional[SafeIntervalIndex] = None
+        self.segments: Dict[int, list] = {}
+
+    def reset(self) -> None:
+        self.index = SafeIntervalIndex(
+            ReservationTable(self.exclusion.of, self.roadmap.num_resources,
+                             record_updates=False), self.exclusion, self.t_start)
+        self.segments = {}
+
+    def plan(self, i: int, deadline_s: float) -> Optional[TimedPath]:
+        return sipp(self.roadmap, self.exclusion, self.index, self.robots[i], self.starts[i],
+                    self.goals[i], self.t_start, self.max_speed, deadline_s=deadline_s)
+
+    def commit(self, i: int, path: TimedPath) -> None:
+        segments = path_to_segments(self.roadmap, self.exclusion, path, self.max_speed)
+        result = self.index.commit(self.robots[i], segments)
+        if not result.ok:
+            raise RuntimeError(f"SIPP produced a path for robot {i} that the table "
+                               f"refuses: {result.conflict}")
+        self.segments[i] = segments
+
+    def release(self, i: int) -> None:
+        self.index.release(self.robots[i], self.segments.pop(i))
+
+    def result(self, paths: List[TimedPath]):
+        return paths, self.index.table
 
 
-def _unblock_goals(roadmap, exclusion, table, robots, starts, goals, paths, distance,
-                   t_start, max_speed, deadline) -> None:
+class _GridFleet:
+    """Robots planned with ``grid_sipp`` in integer time (unit grids, docs/core-model.md
+    "Reduction to classic MAPF"); the final plan is committed to a ``ReservationTable``,
+    which checks it once more."""
+
+    def __init__(self, grid: UnitGridModel, roadmap, exclusion, t_start: int,
+                 starts: List[int], goals: List[int]) -> None:
+        self.grid, self.roadmap, self.exclusion = grid, roadmap, exclusion
+        self.t_start, self.starts, self.goals = t_start, starts, goals
+        grid.distances(goals)
+        self.neighbours = [[v for v, _ in nb] for nb in grid.neighbours]
+        self.distance = [grid.distance_to(goals[i])[starts[i]] for i in range(len(starts))]
+        self.distance = [math.inf if d >= NEVER else d for d in self.distance]
+        self.table: Optional[UnitGridTable] = None
+
+    def reset(self) -> None:
+        self.table = UnitGridTable(self.grid, self.t_start)
+
+    def plan(self, i: int, deadline_s: float):
+        return grid_sipp(self.grid, self.table, self.starts[i], self.goals[i], self.t_start,
+                         deadline_s=deadline_s)
+
+    def commit(self, i: int, path) -> None:
+        self.table.commit(i, path)
+
+    def release(self, i: int) -> None:
+        self.table.release(i)
+
+    def result(self, paths):
+        paths = [[(v, float(t)) for v, t in p] for p in paths]
+        return paths, lambda: self._table_of(paths)
+
+    def _table_of(self, paths: List[TimedPath]) -> ReservationTable:
+        table = ReservationTable(self.exclusion.of, self.roadmap.num_resources,
+                                 record_updates=False)
+        for i, p in enumerate(paths):
+            result = table.commit(str(i), path_to_segments(self.roadmap, self.exclusion, p, 1.0))
+            if not result.ok:
+                raise RuntimeError(f"grid SIPP produced a path for robot {i} that the "
+                                   f"table refuses: {result.conflict}")
+        return table
+
+
+def _unblock_goals(fleet, paths, distance, t_start, deadline) -> None:
     """Repair the typical loss of prioritised planning, in place.
 
     A robot planned late often waits near its goal until the last earlier robot has
@@ -52,6 +125,7 @@ def _unblock_goals(roadmap, exclusion, table, robots, starts, goals, paths, dist
     group's sum of costs went down; otherwise restore the old paths.
     """
     n = len(paths)
+    goals = fleet.goals
     visits: Dict[int, List[Tuple[float, int]]] = {}   # vertex -> [(time, robot)]
     for j, p in enumerate(paths):
         for v, t in p:
@@ -67,39 +141,35 @@ def _unblock_goals(roadmap, exclusion, table, robots, starts, goals, paths, dist
             continue
         group = [a] + crossers
         old = {j: paths[j] for j in group}
-        old_segments = {j: path_to_segments(roadmap, exclusion, paths[j], max_speed)
-                        for j in group}
         for j in group:
-            table.release(robots[j], old_segments[j])
+            fleet.release(j)
         new = {}
         for j in group:
             remaining = deadline - time.perf_counter()
             p = None
             if remaining > 0:
-                p = sipp(roadmap, exclusion, table, robots[j], starts[j], goals[j], t_start,
-                         max_speed, deadline_s=remaining)
+                p = fleet.plan(j, remaining)
             if p is None:
                 break
-            new[j] = (p, _commit(table, robots[j], roadmap, exclusion, p, max_speed))
+            fleet.commit(j, p)
+            new[j] = p
         if (len(new) == len(group)
-                and sum(path_cost(new[j][0]) for j in group)
+                and sum(path_cost(new[j]) for j in group)
                 < sum(path_cost(old[j]) for j in group) - 1e-9):
             for j in group:
                 for v, t in old[j]:
                     visits[v].remove((t, j))
-                paths[j] = new[j][0]
+                paths[j] = new[j]
                 for v, t in paths[j]:
                     visits.setdefault(v, []).append((t, j))
             continue
-        for j, (_, segments) in new.items():
-            table.release(robots[j], segments)
+        for j in new:
+            fleet.release(j)
         for j in group:
-            result = table.commit(robots[j], old_segments[j])
-            if not result.ok:  # the rest of the table did not change: cannot happen
-                raise RuntimeError(f"restoring robot {j}'s path failed: {result.conflict}")
+            fleet.commit(j, old[j])  # the rest of the table did not change: cannot fail
 
 
-def _culprits(model, i, starts, goals, paths) -> List[int]:
+def _culprits(neighbours, i, starts, goals, paths) -> List[int]:
     """The planned robots to lift out so that robot ``i`` can be planned.
 
     Robots parked at their goals act as walls. A 0-1 breadth-first search from ``i``'s
@@ -111,7 +181,6 @@ def _culprits(model, i, starts, goals, paths) -> List[int]:
     for j, p in enumerate(paths):
         if p is not None:
             parked[p[-1][0]] = j
-    successors = model.successors
     start, goal = starts[i], goals[i]
     cost = {start: 0}
     back = {start: -1}
@@ -121,7 +190,7 @@ def _culprits(model, i, starts, goals, paths) -> List[int]:
         if u == goal:
             break
         cu = cost[u]
-        for v, _, _, _, _ in successors[u]:
+        for v in neighbours[u]:
             cv = cu + (1 if v in parked else 0)
             if cv < cost.get(v, 1 << 30):
                 cost[v] = cv
@@ -240,12 +309,24 @@ class MultiPlan:
     Every path ends at its robot's goal, where the robot stays (the table holds the
     goal until released). ``table`` holds all of it; ``order`` is the priority order
     that succeeded; ``attempts`` counts the planning passes (1 = no restart).
+
+    On unit grids the planner works on a ``UnitGridTable``; the ``ReservationTable`` is
+    then built (and the plan committed to it, which checks it once more) on first access
+    of ``table``, outside the planning time.
     """
     paths: List[TimedPath]
     order: List[int]
     attempts: int
     solve_time_s: float
-    table: ReservationTable = field(repr=False)
+    # A ReservationTable, or a function that builds it on first access.
+    _table: Union[ReservationTable, Callable[[], ReservationTable]] = field(repr=False)
+
+    @property
+    def table(self) -> ReservationTable:
+        """The reservation table holding the whole plan."""
+        if not isinstance(self._table, ReservationTable):
+            self._table = self._table()
+        return self._table
 
     @property
     def sum_of_costs(self) -> float:
@@ -261,8 +342,8 @@ class MultiPlan:
 def plan_prioritized(roadmap, exclusion, starts: Sequence, goals: Sequence, *,
                      max_speed: float = 1.0, time_limit_s: float = 10.0, seed: int = 0,
                      t_start: float = 0.0, max_attempts: Optional[int] = None,
-                     improve_s: Optional[float] = None, max_bumps: int = 3
-                     ) -> Optional[MultiPlan]:
+                     improve_s: Optional[float] = None, max_bumps: int = 3,
+                     grid_fast_path: bool = True) -> Optional[MultiPlan]:
     """Conflict-free timed paths for robots ``i`` from ``starts[i]`` to ``goals[i]``.
 
     Starts and goals are vertex ids, names or ``(x, y)`` positions; all robots start at
@@ -275,6 +356,10 @@ def plan_prioritized(roadmap, exclusion, starts: Sequence, goals: Sequence, *,
     The first plan found is then shortened where robots waited for others to drive
     through their goals (``_unblock_goals``) for up to ``improve_s`` seconds (default:
     as long as the first plan took; 0: return the first plan as found).
+
+    On a unit grid with the closed-form exclusion, speed 1 and an integer ``t_start``,
+    the robots are planned in integer time (``grid_sipp``: the same plans, faster);
+    ``grid_fast_path=False`` plans with the general ``sipp`` everywhere.
     """
     t0 = time.perf_counter()
     if len(starts) != len(goals):
@@ -288,8 +373,13 @@ def plan_prioritized(roadmap, exclusion, starts: Sequence, goals: Sequence, *,
                 raise ValueError(f"robots {seen[v]} and {i} share the {name} vertex {v}")
             seen[v] = i
     n = len(starts_v)
-    model = motion_model(roadmap, exclusion, max_speed)
-    distance = [model.times_to(goals_v[i])[starts_v[i]] for i in range(n)]
+    grid = unit_grid_model(roadmap, exclusion, max_speed) if grid_fast_path else None
+    if grid is not None and float(t_start).is_integer():
+        fleet = _GridFleet(grid, roadmap, exclusion, int(t_start), starts_v, goals_v)
+    else:
+        fleet = _TableFleet(roadmap, exclusion, float(max_speed), float(t_start), starts_v,
+                            goals_v)
+    distance = fleet.distance
     if any(d == math.inf for d in distance):
         return None
 
@@ -302,16 +392,12 @@ def plan_prioritized(roadmap, exclusion, starts: Sequence, goals: Sequence, *,
     rng.shuffle(order)
     order.sort(key=lambda i: distance[i])
 
-    robots = [str(i) for i in range(n)]  # the table's robot ids
     deadline = t0 + float(time_limit_s)
     attempts = 0
     while True:
         attempts += 1
-        table = SafeIntervalIndex(
-            ReservationTable(exclusion.of, roadmap.num_resources, record_updates=False),
-            exclusion, t_start)
+        fleet.reset()
         paths: List[Optional[TimedPath]] = [None] * n
-        segments: List[Optional[list]] = [None] * n
         planned: List[int] = []          # the priority order as it is being built
         queue = deque(order)
         bumps = [0] * n
@@ -321,35 +407,33 @@ def plan_prioritized(roadmap, exclusion, starts: Sequence, goals: Sequence, *,
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 return None
-            path = sipp(roadmap, exclusion, table, robots[i], starts_v[i], goals_v[i], t_start,
-                        max_speed, deadline_s=remaining)
+            path = fleet.plan(i, remaining)
             if path is None and bumps[i] < max_bumps:
                 # Priority inversion on demand: the robots parked in i's way (or, when
                 # none is, driving through i's start) are lifted out and re-planned after i.
                 bumps[i] += 1
-                culprits = _culprits(model, i, starts_v, goals_v, paths)
+                culprits = _culprits(fleet.neighbours, i, starts_v, goals_v, paths)
                 for j in culprits:
-                    table.release(robots[j], segments[j])
-                    paths[j] = segments[j] = None
+                    fleet.release(j)
+                    paths[j] = None
                     planned.remove(j)
                 if culprits:
                     queue.extendleft(reversed(culprits))
-                    path = sipp(roadmap, exclusion, table, robots[i], starts_v[i], goals_v[i],
-                                t_start, max_speed, deadline_s=deadline - time.perf_counter())
+                    path = fleet.plan(i, deadline - time.perf_counter())
             if path is None:
                 failed = i
                 break
-            segments[i] = _commit(table, robots[i], roadmap, exclusion, path, max_speed)
+            fleet.commit(i, path)
             paths[i] = path
             planned.append(i)
         if failed is None:
             now = time.perf_counter()
             budget = now - t0 if improve_s is None else float(improve_s)
             if budget > 0:
-                _unblock_goals(roadmap, exclusion, table, robots, starts_v, goals_v, paths,
-                               distance, t_start, max_speed, min(deadline, now + budget))
+                _unblock_goals(fleet, paths, distance, t_start, min(deadline, now + budget))
+            paths, table = fleet.result(paths)
             return MultiPlan(paths=paths, order=planned, attempts=attempts,
-                             solve_time_s=time.perf_counter() - t0, table=table.table)
+                             solve_time_s=time.perf_counter() - t0, _table=table)
         if order[0] == failed or (max_attempts is not None and attempts >= max_attempts):
             # First in line fails only if boxed in by nothing: cannot happen with a
             # reachable goal, but never loop on it.

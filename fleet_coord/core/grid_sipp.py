@@ -1,0 +1,331 @@
+"""SIPP in integer time on unit grids: the classic-MAPF special case of ``sipp``.
+
+On a unit grid (every lane 1 m, driven in 1 s) with the closed-form exclusion of
+docs/core-model.md ("Reduction to classic MAPF"), the reservation table with integer
+arrival times admits exactly the classic MAPF plans: two robots never occupy one vertex
+at one integer time (**vertex conflict**) and never exchange two vertices in one step
+(**swap conflict**); following is allowed. So the table shrinks to
+
+- per vertex, the integer times at which some robot occupies it: sorted, disjoint
+  half-open **occupied intervals** ``[a, b)`` (a robot parked for good: ``b = NEVER``);
+  the **safe intervals** are their complement;
+- the set of moves ``(edge, departure time)`` made, to refuse the reverse move (a swap).
+
+``UnitGridTable`` keeps these; ``grid_sipp`` is ``sipp`` (same states, same successor
+rule, same tie-breaking) with every time an ``int``, every safe interval a pair of ints
+in one flat list per vertex, and every state one ``int`` key. It returns the paths
+``sipp`` returns on the equivalent ``ReservationTable`` (tests/test_planner.py compares
+them on random instances), at a fraction of the cost.
+
+``unit_grid_model`` says whether a (roadmap, exclusion, speed) is such a grid.
+"""
+from __future__ import annotations
+
+import time
+from bisect import bisect_right
+from heapq import heappop, heappush
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+NEVER = 1 << 40            # "until the end of time", as an int
+_TIME_BITS = 24            # arrival times below 2**24 s fit the heap key
+_TIME_MASK = (1 << _TIME_BITS) - 1
+
+IntPath = List[Tuple[int, int]]
+
+
+class UnitGridModel:
+    """Per unit-grid roadmap: neighbour lists, reverse edges and distance tables as
+    plain Python ints (what the search loop reads fastest).
+
+    ``neighbours[u]`` is a tuple of ``(v, reverse_edge)``: the lane ``u -> v`` and the id
+    of ``v -> u`` (the move a swap would collide with).
+    """
+
+    def __init__(self, roadmap) -> None:
+        self.roadmap = roadmap
+        self.num_vertices = roadmap.num_vertices
+        self.num_edges = roadmap.num_edges
+        edge_to = roadmap.edge_to.tolist()
+        reverse = roadmap.reverse_edges().tolist()
+        self.reverse_edge: List[int] = reverse   # v -> u for each u -> v (-1: none)
+        self.edge_ids: Dict[Tuple[int, int], int] = {}
+        self.neighbours: List[Tuple[Tuple[int, int], ...]] = []
+        for u in range(self.num_vertices):
+            out = []
+            for e in roadmap.out_edges[u].tolist():
+                out.append((edge_to[e], reverse[e]))
+                self.edge_ids[(u, edge_to[e])] = e
+            self.neighbours.append(tuple(out))
+        self._dist: Dict[int, List[int]] = {}
+
+    def distances(self, goals: Sequence[int]) -> None:
+        """Compute (in one batch) and cache the step distances to ``goals``."""
+        todo = sorted({int(g) for g in goals} - set(self._dist))
+        if not todo:
+            return
+        if len(self._dist) + len(todo) > 8192:
+            self._dist.clear()
+        from scipy.sparse.csgraph import dijkstra
+        graph, _ = self.roadmap._reverse_graph(1.0)
+        for lo in range(0, len(todo), 256):   # bounded memory on big maps
+            chunk = todo[lo:lo + 256]
+            rows = dijkstra(graph, indices=chunk, unweighted=True)
+            rows = np.where(np.isinf(rows), NEVER, rows).astype(np.int64).tolist()
+            self._dist.update(zip(chunk, rows))
+
+    def distance_to(self, goal: int) -> List[int]:
+        """Steps from every vertex to ``goal`` (``NEVER``: unreachable)."""
+        d = self._dist.get(goal)
+        if d is None:
+            self.distances([goal])
+            d = self._dist[goal]
+        return d
+
+
+_models: Dict[int, Tuple[object, object, Optional[UnitGridModel]]] = {}
+
+
+def unit_grid_model(roadmap, exclusion, max_speed: float) -> Optional[UnitGridModel]:
+    """The cached ``UnitGridModel`` when integer-time planning is exact for this roadmap,
+    exclusion and speed, else ``None``.
+
+    Exact when every lane is 1 m between integer poses, a robot drives every lane in
+    exactly 1 s (``max_speed`` 1, no lower speed limit) and the exclusion relation is
+    the grid's closed form with hold offsets below half a second (docs/core-model.md).
+    """
+    if float(max_speed) != 1.0 or not roadmap.is_unit_grid():
+        return None
+    key = id(exclusion)
+    hit = _models.get(key)
+    if hit is not None and hit[0] is roadmap and hit[1] is exclusion:
+        return hit[2]
+    model = None
+    if (exclusion.roadmap is roadmap and exclusion.clearance < 0.5
+            and bool(np.all(roadmap.edge_speed >= 1.0))):
+        from .roadmap import _csr, _grid_exclusive_pairs
+        indptr, indices = _csr(*_grid_exclusive_pairs(roadmap), roadmap.num_resources)
+        if (np.array_equal(indptr, exclusion.indptr)
+                and np.array_equal(indices, exclusion.indices)):
+            model = UnitGridModel(roadmap)
+    if len(_models) >= 16:
+        _models.clear()
+    _models[key] = (roadmap, exclusion, model)  # keeps both alive: ids stay unique
+    return model
+
+
+class UnitGridTable:
+    """Classic-MAPF reservations in integer time (see the module docstring).
+
+    ``safe[v]`` is the flat list ``[a0, b0, a1, b1, ...]`` of ``v``'s safe intervals
+    ``[a, b)`` from ``t_from`` on (what ``grid_sipp`` reads); ``occupied[v]`` the flat
+    list of occupied intervals and ``holder[v]`` who occupies each. ``commit`` refuses a
+    path with a vertex or swap conflict (the invariant of ``ReservationTable``).
+    """
+
+    def __init__(self, model: UnitGridModel, t_from: int = 0) -> None:
+        self.model = model
+        self.t_from = int(t_from)
+        V = model.num_vertices
+        self.occupied: List[List[int]] = [[] for _ in range(V)]
+        self.holder: List[List[int]] = [[] for _ in range(V)]
+        self.safe: List[List[int]] = [[self.t_from, NEVER] for _ in range(V)]
+        self.moves: set = set()          # departure * num_edges + edge
+        self._paths: Dict[int, IntPath] = {}
+        self.max_intervals = 1           # an upper bound of len(safe[v]) // 2
+
+    def runs_and_moves(self, path: IntPath, park: bool = True):
+        """``[(v, a, b)]``: the path's stays (``v`` occupied over ``[a, b)``), and its
+        moves as ``departure * num_edges + edge``."""
+        E = self.model.num_edges
+        edge_ids = self.model.edge_ids
+        runs = []
+        moves = []
+        here, since = path[0]
+        for v, t in path[1:]:
+            if v == here:
+                continue
+            depart = t - 1
+            if depart < since:
+                raise ValueError(f"path moves {here} -> {v} arriving at {t}, before it "
+                                 f"reached {here} ({since})")
+            e = edge_ids.get((here, v))
+            if e is None:
+                raise ValueError(f"path moves {here} -> {v}, which is not a lane")
+            runs.append((here, since, t))
+            moves.append(depart * E + e)
+            here, since = v, t
+        runs.append((here, since, NEVER if park else since + 1))
+        return runs, moves
+
+    def conflict(self, path: IntPath) -> Optional[str]:
+        """Why ``path`` (parked at its end) cannot be committed, or ``None``."""
+        runs, moves = self.runs_and_moves(path)
+        E = self.model.num_edges
+        for v, a, b in runs:
+            occ = self.occupied[v]
+            p = bisect_right(occ, a)
+            if p & 1 or (p < len(occ) and occ[p] < b):
+                k = min(p >> 1, len(self.holder[v]) - 1)
+                return (f"vertex conflict at {v} over [{a}, {b}) with robot "
+                        f"{self.holder[v][k]}")
+        reverse_edge = self.model.reverse_edge
+        for m in moves:
+            t, e = divmod(m, E)
+            reverse = reverse_edge[e]
+            if reverse >= 0 and t * E + reverse in self.moves:
+                return f"swap conflict on edge {e} departing at {t}"
+        return None
+
+    def commit(self, robot: int, path: IntPath) -> None:
+        """Occupy ``path`` for ``robot``, parked at its end for good. Raises
+        ``ValueError`` naming the conflict when another robot is in the way."""
+        if robot in self._paths:
+            raise ValueError(f"robot {robot} already holds a path; release it first")
+        why = self.conflict(path)
+        if why is not None:
+            raise ValueError(f"robot {robot}'s path conflicts: {why}")
+        runs, moves = self.runs_and_moves(path)
+        for v, a, b in runs:
+            occ = self.occupied[v]
+            p = bisect_right(occ, a)
+            occ[p:p] = (a, b)
+            self.holder[v].insert(p >> 1, robot)
+            self._resafe(v)
+        self.moves.update(moves)
+        self._paths[robot] = path
+
+    def release(self, robot: int) -> IntPath:
+        """Drop ``robot``'s path (returns it)."""
+        path = self._paths.pop(robot)
+        runs, moves = self.runs_and_moves(path)
+        for v, a, _ in runs:
+            occ = self.occupied[v]
+            k = bisect_right(occ, a) >> 1
+            del occ[2 * k:2 * k + 2]
+            del self.holder[v][k]
+            self._resafe(v)
+        self.moves.difference_update(moves)
+        return path
+
+    def _resafe(self, v: int) -> None:
+        """``safe[v]`` = the complement of ``occupied[v]`` from ``t_from`` on."""
+        cur = self.t_from
+        out = []
+        occ = self.occupied[v]
+        for k in range(0, len(occ), 2):
+            a, b = occ[k], occ[k + 1]
+            if a > cur:
+                out.append(cur)
+                out.append(a)
+            if b > cur:
+                cur = b
+        if cur < NEVER:
+            out.append(cur)
+            out.append(NEVER)
+        self.safe[v] = out
+        if len(out) > 2 * self.max_intervals:
+            self.max_intervals = len(out) // 2
+
+    def paths(self) -> Dict[int, IntPath]:
+        return dict(self._paths)
+
+
+def grid_sipp(model: UnitGridModel, table: UnitGridTable, start: int, goal: int,
+              t_start: int, *, deadline_s: Optional[float] = None) -> Optional[IntPath]:
+    """Earliest-arrival path from ``start`` (at integer time ``t_start``) to ``goal``,
+    parked there for good, against everything committed to ``table``.
+
+    Same contract and tie-breaking as ``sipp(..., park=True)``: ``[(vertex, time)]``
+    with an explicit wait step before each delayed departure, or ``None`` when there is
+    no such path (or after ``deadline_s`` seconds of computation).
+    """
+    h = model.distance_to(goal)
+    if h[start] >= NEVER:
+        return None
+    wall_deadline = None if deadline_s is None else time.perf_counter() + float(deadline_s)
+    safe = table.safe
+    neighbours = model.neighbours
+    moves = table.moves
+    E = model.num_edges
+    V = model.num_vertices
+    # State key = vertex * J + interval index; a heap entry packs (f, later arrival
+    # first, key) into one int: the order of sipp's (f, -g, v, j) tuples, without tuples.
+    J = table.max_intervals + 1
+    key_bits = (V * J).bit_length()
+    key_mask = (1 << key_bits) - 1
+
+    intervals = safe[start]
+    p = bisect_right(intervals, t_start)
+    if not p & 1:
+        return None  # someone occupies the start now
+    key0 = start * J + (p >> 1)
+    best = {key0: t_start}                 # earliest arrival g per state
+    parent: Dict[int, int] = {}
+    closed = set()
+    open_list = [((((t_start + h[start]) << _TIME_BITS) | (_TIME_MASK - t_start))
+                  << key_bits) | key0]
+    pops = 0
+    while open_list:
+        key = heappop(open_list) & key_mask
+        if key in closed:
+            continue  # reached earlier already
+        closed.add(key)
+        pops += 1
+        if wall_deadline is not None and pops & 255 == 0 \
+                and time.perf_counter() > wall_deadline:
+            return None
+        u, i = divmod(key, J)
+        g = best[key]
+        end = safe[u][2 * i + 1]          # u is safe until end - 1
+        if u == goal and end == NEVER:
+            return _reconstruct(parent, best, key, J)
+        if g >= _TIME_MASK:
+            return None  # beyond the packed time range: give up rather than misorder
+        g1 = g + 1
+        for v, reverse in neighbours[u]:
+            h_v = h[v]
+            if h_v >= NEVER:
+                continue
+            sv = safe[v]
+            n = len(sv)
+            k = bisect_right(sv, g1) | 1   # first interval of v ending after g + 1
+            while k < n:
+                a = sv[k - 1]
+                if a > end:
+                    break  # we must have left u (at end - 1) before this interval opens
+                if a >= g1:
+                    s = a                  # arrive when v's interval opens (maybe waiting)
+                    # Whoever left v at s - 1 must not be coming the other way (a swap).
+                    # Arriving later than a, v was free at s - 1: no swap possible.
+                    if reverse >= 0 and (s - 1) * E + reverse in moves:
+                        k += 2
+                        continue
+                else:
+                    s = g1
+                nkey = v * J + (k >> 1)
+                # (A closed state was reached no later: f never decreases, h is per vertex.)
+                if s < best.get(nkey, NEVER):
+                    best[nkey] = s
+                    parent[nkey] = key
+                    heappush(open_list, ((((s + h_v) << _TIME_BITS) | (_TIME_MASK - s))
+                                         << key_bits) | nkey)
+                k += 2
+    return None
+
+
+def _reconstruct(parent: Dict[int, int], best: Dict[int, int], key: int, J: int) -> IntPath:
+    """The steps to state ``key``: arrivals, and a wait step before each delayed departure."""
+    steps: IntPath = []
+    while True:
+        t = best[key]
+        steps.append((key // J, t))
+        back = parent.get(key)
+        if back is None:
+            break
+        if best[back] < t - 1:
+            steps.append((back // J, t - 1))  # waited at the previous vertex
+        key = back
+    steps.reverse()
+    return steps
