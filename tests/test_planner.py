@@ -367,10 +367,10 @@ def test_unit_grid_model_only_where_integer_time_is_exact(yaml_roadmap):
 
 def test_grid_sipp_matches_sipp_on_random_tables():
     # Robots planned one after the other, parked at their goals, in both tables: the
-    # integer search finds the same earliest arrivals and (ties broken alike) the same
-    # paths, and the reservation table accepts every one of them.
+    # integer search finds the same earliest arrivals, and the reservation table accepts
+    # every one of its paths.
     rng = random.Random(5)
-    same = differ = 0
+    same = better = 0
     for trial in range(150):
         width = rng.randint(3, 9)
         rows = ["".join("@" if rng.random() < 0.2 else "." for _ in range(width))
@@ -392,18 +392,14 @@ def test_grid_sipp_matches_sipp_on_random_tables():
             timed = [(v, float(t)) for v, t in quick]
             assert table.commit(f"o{k}", path_to_segments(roadmap, exclusion, timed, 1.0)).ok
             fast.commit(k, quick)
-            if slow is None or slow[-1][1] != quick[-1][1]:
-                # sipp's float arithmetic may (rarely) miss an exact-fit move: never
-                # the other way round.
-                assert slow is None or slow[-1][1] > quick[-1][1]
-                differ += 1
-                table.release(f"o{k}")
-                table.commit(f"o{k}", path_to_segments(roadmap, exclusion, timed, 1.0))
-            elif [(v, float(t)) for v, t in quick] == slow:
+            if slow is not None and slow[-1][1] == quick[-1][1]:
                 same += 1
             else:
-                differ += 1
-    assert same > 300 and differ <= same // 50
+                # sipp's float arithmetic may (rarely) miss an exact-fit move, never
+                # the other way round.
+                assert slow is None or slow[-1][1] > quick[-1][1]
+                better += 1
+    assert same > 300 and better <= same // 100
 
 
 def test_unit_grid_table_refuses_vertex_and_swap_conflicts():

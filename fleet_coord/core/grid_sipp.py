@@ -231,6 +231,21 @@ class UnitGridTable:
     def paths(self) -> Dict[int, IntPath]:
         return dict(self._paths)
 
+    def _scratch(self, size: int):
+        """``grid_sipp``'s per-state arrays (best, parent, closed) of at least ``size``
+        states, clean, and the list where it records the states it touches."""
+        scratch = self.__dict__.get("_scratch_arrays")
+        if scratch is None or len(scratch[0]) < size:
+            scratch = self._scratch_arrays = ([NEVER] * size, [-1] * size,
+                                              bytearray(size), [])
+        else:
+            best, _, closed, reached = scratch
+            for key in reached:
+                best[key] = NEVER
+                closed[key] = 0
+            reached.clear()
+        return scratch
+
 
 def grid_sipp(model: UnitGridModel, table: UnitGridTable, start: int, goal: int,
               t_start: int, *, deadline_s: Optional[float] = None) -> Optional[IntPath]:
@@ -255,25 +270,43 @@ def grid_sipp(model: UnitGridModel, table: UnitGridTable, start: int, goal: int,
     J = table.max_intervals + 1
     key_bits = (V * J).bit_length()
     key_mask = (1 << key_bits) - 1
+    # The robot can park at the goal only in its last safe interval, so it arrives no
+    # earlier than that opens: f = max(g + h, goal_open) is admissible and consistent,
+    # and far fewer states fall below it when the goal is crossed late. Ties in f go to
+    # the state closest to the goal, then to the later arrival: on the plateau below
+    # goal_open the search closes in on the goal; elsewhere this is sipp's order.
+    goal_intervals = safe[goal]
+    if goal_intervals[-1] != NEVER:
+        return None  # someone parks on the goal for good
+    goal_open = goal_intervals[-2]
+    h_bits = V.bit_length()            # every finite distance is below V
+    g_shift = key_bits
+    h_shift = key_bits + _TIME_BITS
+    f_shift = h_shift + h_bits
 
     intervals = safe[start]
     p = bisect_right(intervals, t_start)
     if not p & 1:
         return None  # someone occupies the start now
     key0 = start * J + (p >> 1)
-    best = {key0: t_start}                 # earliest arrival g per state
-    parent: Dict[int, int] = {}
-    closed = set()
-    open_list = [((((t_start + h[start]) << _TIME_BITS) | (_TIME_MASK - t_start))
-                  << key_bits) | key0]
+    # Per state key: earliest arrival g (NEVER: not reached), the state it came from, and
+    # whether it was expanded. Flat lists beat dicts here; they are kept by the table
+    # and reset where the previous search wrote (allocating them would cost more).
+    best, parent, closed, reached = table._scratch(V * J)
+    best[key0] = t_start
+    parent[key0] = -1
+    reached.append(key0)
+    f0 = max(t_start + h[start], goal_open)
+    open_list = [(f0 << f_shift) | (h[start] << h_shift)
+                 | ((_TIME_MASK - t_start) << g_shift) | key0]
     pops = 0
     while open_list:
         key = heappop(open_list) & key_mask
-        if key in closed:
+        if closed[key]:
             continue  # reached earlier already
-        closed.add(key)
+        closed[key] = 1
         pops += 1
-        if wall_deadline is not None and pops & 255 == 0 \
+        if pops & 255 == 0 and wall_deadline is not None \
                 and time.perf_counter() > wall_deadline:
             return None
         u, i = divmod(key, J)
@@ -285,12 +318,9 @@ def grid_sipp(model: UnitGridModel, table: UnitGridTable, start: int, goal: int,
             return None  # beyond the packed time range: give up rather than misorder
         g1 = g + 1
         for v, reverse in neighbours[u]:
-            h_v = h[v]
-            if h_v >= NEVER:
-                continue
             sv = safe[v]
-            n = len(sv)
             k = bisect_right(sv, g1) | 1   # first interval of v ending after g + 1
+            n = len(sv)
             while k < n:
                 a = sv[k - 1]
                 if a > end:
@@ -306,23 +336,31 @@ def grid_sipp(model: UnitGridModel, table: UnitGridTable, start: int, goal: int,
                     s = g1
                 nkey = v * J + (k >> 1)
                 # (A closed state was reached no later: f never decreases, h is per vertex.)
-                if s < best.get(nkey, NEVER):
-                    best[nkey] = s
-                    parent[nkey] = key
-                    heappush(open_list, ((((s + h_v) << _TIME_BITS) | (_TIME_MASK - s))
-                                         << key_bits) | nkey)
+                b = best[nkey]
+                if s < b:
+                    h_v = h[v]
+                    if h_v < NEVER:
+                        if b == NEVER:
+                            reached.append(nkey)
+                        best[nkey] = s
+                        parent[nkey] = key
+                        f = s + h_v
+                        if f < goal_open:
+                            f = goal_open
+                        heappush(open_list, (f << f_shift) | (h_v << h_shift)
+                                 | ((_TIME_MASK - s) << g_shift) | nkey)
                 k += 2
     return None
 
 
-def _reconstruct(parent: Dict[int, int], best: Dict[int, int], key: int, J: int) -> IntPath:
+def _reconstruct(parent: List[int], best: List[int], key: int, J: int) -> IntPath:
     """The steps to state ``key``: arrivals, and a wait step before each delayed departure."""
     steps: IntPath = []
     while True:
         t = best[key]
         steps.append((key // J, t))
-        back = parent.get(key)
-        if back is None:
+        back = parent[key]
+        if back < 0:
             break
         if best[back] < t - 1:
             steps.append((back // J, t - 1))  # waited at the previous vertex
