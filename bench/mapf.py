@@ -69,12 +69,13 @@ def run_one(bench_dir: str, name: str, scen: int, agents: int, time_limit: float
     exclusion = roadmap.exclusion(Footprint(radius=MAPF_ROBOT_RADIUS))
     starts = [roadmap.vertex_at(*s) for s, _ in rows]
     goals = [roadmap.vertex_at(*g) for _, g in rows]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     plan = plan_prioritized(roadmap, exclusion, starts, goals, time_limit_s=time_limit,
                             seed=seed)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     record = {"map": name, "scen": scen, "agents": agents, "solved": plan is not None,
-              "time_s": round(seconds, 4)}
+              "time_s": round(seconds, 4), "cpu_s": round(cpu, 4),
+              "load1": round(os.getloadavg()[0], 2)}
     if plan is None:
         return record
     xy = roadmap.pos.astype(int).tolist()
@@ -98,10 +99,14 @@ def summarise(records: list[dict], time_limit: float) -> list[dict]:
         group = [r for r in records if r["map"] == name and r["agents"] == agents]
         solved = [r for r in group if r["solved"]]
         times = [r["time_s"] if r["solved"] else time_limit for r in group]
+        cpus = [r["cpu_s"] for r in group if "cpu_s" in r]
         rows.append({
             "map": name, "agents": agents, "scens": len(group), "solved": len(solved),
             "success": len(solved) / len(group),
             "median_time_s": statistics.median(times),
+            "median_cpu_s": statistics.median(cpus) if cpus else None,
+            "median_load1": statistics.median([r["load1"] for r in group if "load1" in r])
+            if any("load1" in r for r in group) else None,
             "median_soc_lb": statistics.median([r["soc_lb"] for r in solved]) if solved else None,
             "median_makespan": statistics.median([r["makespan"] for r in solved]) if solved else None,
             "max_attempts": max((r["attempts"] for r in solved), default=None),
@@ -110,17 +115,22 @@ def summarise(records: list[dict], time_limit: float) -> list[dict]:
 
 
 def markdown(summary: list[dict], time_limit: float) -> str:
-    lines = ["| map | agents | solved | median time (s) | median SoC/LB | median makespan | max attempts |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| map | agents | solved | median time (s) | median CPU (s) | median SoC/LB "
+             "| median makespan | max attempts | load (1 min) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in summary:
         t = s["median_time_s"]
         t_text = f"≥ {time_limit:g} (limit)" if s["solved"] * 2 <= s["scens"] and t >= time_limit \
             else f"{t:.2f}"
+        cpu = s.get("median_cpu_s")
+        load = s.get("median_load1")
         lines.append(
             f"| {s['map']} | {s['agents']} | {s['solved']}/{s['scens']} | {t_text} | "
+            + (f"{cpu:.2f}" if cpu is not None else "–") + " | "
             + (f"{s['median_soc_lb']:.3f}" if s["median_soc_lb"] is not None else "–") + " | "
             + (f"{s['median_makespan']:g}" if s["median_makespan"] is not None else "–") + " | "
-            + (f"{s['max_attempts']}" if s["max_attempts"] is not None else "–") + " |")
+            + (f"{s['max_attempts']}" if s["max_attempts"] is not None else "–") + " | "
+            + (f"{load:.1f}" if load is not None else "–") + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -183,7 +193,7 @@ def main(argv=None) -> int:
     meta = {"command": " ".join([os.path.relpath(sys.argv[0], REPO)] + (argv or sys.argv[1:])),
             "time_limit_s": args.time_limit, "seed": args.seed, "scens": args.scens,
             "python": platform.python_version(), "machine": platform.machine(),
-            "cpus": os.cpu_count()}
+            "cpus": os.cpu_count(), "load_at_end": os.getloadavg()}
     with open(args.out + ".json", "w") as f:
         json.dump({"meta": meta, "summary": summary, "runs": records}, f, indent=1)
     with open(args.out + ".md", "w") as f:

@@ -419,6 +419,34 @@ def test_unit_grid_table_refuses_vertex_and_swap_conflicts():
     assert grid_sipp(model, table, b, a, 0) is None       # b is robot 0's start
 
 
+def test_unit_grid_table_safe_intervals_are_the_complement_of_the_occupied_ones():
+    rng = random.Random(9)
+    roadmap, exclusion = grid_roadmap(*["......"] * 5)
+    model = unit_grid_model(roadmap, exclusion, 1.0)
+    table = UnitGridTable(model)
+    free = list(range(roadmap.num_vertices))
+    rng.shuffle(free)
+    held = []
+    for k in range(12):
+        path = grid_sipp(model, table, free[2 * k], free[2 * k + 1], 0)
+        if path is not None:
+            table.commit(k, path)
+            held.append(k)
+        if held and rng.random() < 0.3:
+            table.release(held.pop(rng.randrange(len(held))))
+        for v in range(roadmap.num_vertices):
+            complement, cur = [], 0
+            occ = table.occupied[v]
+            for a, b in zip(occ[::2], occ[1::2]):
+                if a > cur:
+                    complement += [cur, a]
+                cur = max(cur, b)
+            if cur < NEVER:
+                complement += [cur, NEVER]
+            assert table.safe[v] == complement
+    assert len(held) >= 4
+
+
 # ------------------------------------------------------------------ prioritised planning
 
 @pytest.mark.parametrize("grid_fast_path", [True, False])

@@ -12,10 +12,11 @@ at one integer time (**vertex conflict**) and never exchange two vertices in one
 - the set of moves ``(edge, departure time)`` made, to refuse the reverse move (a swap).
 
 ``UnitGridTable`` keeps these; ``grid_sipp`` is ``sipp`` (same states, same successor
-rule, same tie-breaking) with every time an ``int``, every safe interval a pair of ints
-in one flat list per vertex, and every state one ``int`` key. It returns the paths
-``sipp`` returns on the equivalent ``ReservationTable`` (tests/test_planner.py compares
-them on random instances), at a fraction of the cost.
+rule) with every time an ``int``, every safe interval a pair of ints in one flat list
+per vertex, and every state one ``int`` key. It finds the earliest arrivals ``sipp``
+finds on the equivalent ``ReservationTable`` (tests/test_planner.py compares them on
+random instances; ``sipp``'s float arithmetic occasionally misses an exact-fit move,
+the integers do not), at a fraction of the cost.
 
 ``unit_grid_model`` says whether a (roadmap, exclusion, speed) is such a grid.
 """
@@ -134,6 +135,7 @@ class UnitGridTable:
         self.moves: set = set()          # departure * num_edges + edge
         self._paths: Dict[int, IntPath] = {}
         self.max_intervals = 1           # an upper bound of len(safe[v]) // 2
+        self._scratch_arrays = None
 
     def runs_and_moves(self, path: IntPath, park: bool = True):
         """``[(v, a, b)]``: the path's stays (``v`` occupied over ``[a, b)``), and its
@@ -161,7 +163,9 @@ class UnitGridTable:
 
     def conflict(self, path: IntPath) -> Optional[str]:
         """Why ``path`` (parked at its end) cannot be committed, or ``None``."""
-        runs, moves = self.runs_and_moves(path)
+        return self._conflict(*self.runs_and_moves(path))
+
+    def _conflict(self, runs, moves) -> Optional[str]:
         E = self.model.num_edges
         for v, a, b in runs:
             occ = self.occupied[v]
@@ -183,16 +187,26 @@ class UnitGridTable:
         ``ValueError`` naming the conflict when another robot is in the way."""
         if robot in self._paths:
             raise ValueError(f"robot {robot} already holds a path; release it first")
-        why = self.conflict(path)
+        runs, moves = self.runs_and_moves(path)
+        why = self._conflict(runs, moves)
         if why is not None:
             raise ValueError(f"robot {robot}'s path conflicts: {why}")
-        runs, moves = self.runs_and_moves(path)
+        t_from = self.t_from
         for v, a, b in runs:
             occ = self.occupied[v]
             p = bisect_right(occ, a)
             occ[p:p] = (a, b)
             self.holder[v].insert(p >> 1, robot)
-            self._resafe(v)
+            if b > t_from:
+                # Cut [a, b) out of the one safe interval that holds it (checked above).
+                a = max(a, t_from)
+                safe = self.safe[v]
+                q = bisect_right(safe, a) - 1
+                s, e = safe[q], safe[q + 1]
+                pieces = ([s, a] if a > s else []) + ([b, e] if e > b else [])
+                safe[q:q + 2] = pieces
+                if len(safe) > 2 * self.max_intervals:
+                    self.max_intervals = len(safe) // 2
         self.moves.update(moves)
         self._paths[robot] = path
 
@@ -234,7 +248,7 @@ class UnitGridTable:
     def _scratch(self, size: int):
         """``grid_sipp``'s per-state arrays (best, parent, closed) of at least ``size``
         states, clean, and the list where it records the states it touches."""
-        scratch = self.__dict__.get("_scratch_arrays")
+        scratch = self._scratch_arrays
         if scratch is None or len(scratch[0]) < size:
             scratch = self._scratch_arrays = ([NEVER] * size, [-1] * size,
                                               bytearray(size), [])
@@ -252,9 +266,9 @@ def grid_sipp(model: UnitGridModel, table: UnitGridTable, start: int, goal: int,
     """Earliest-arrival path from ``start`` (at integer time ``t_start``) to ``goal``,
     parked there for good, against everything committed to ``table``.
 
-    Same contract and tie-breaking as ``sipp(..., park=True)``: ``[(vertex, time)]``
-    with an explicit wait step before each delayed departure, or ``None`` when there is
-    no such path (or after ``deadline_s`` seconds of computation).
+    Same contract as ``sipp(..., park=True)``: ``[(vertex, time)]`` with an explicit
+    wait step before each delayed departure, or ``None`` when there is no such path (or
+    after ``deadline_s`` seconds of computation).
     """
     h = model.distance_to(goal)
     if h[start] >= NEVER:
@@ -265,8 +279,8 @@ def grid_sipp(model: UnitGridModel, table: UnitGridTable, start: int, goal: int,
     moves = table.moves
     E = model.num_edges
     V = model.num_vertices
-    # State key = vertex * J + interval index; a heap entry packs (f, later arrival
-    # first, key) into one int: the order of sipp's (f, -g, v, j) tuples, without tuples.
+    # State key = vertex * J + interval index; a heap entry packs (f, h, later arrival
+    # first, key) into one int, compared without building tuples.
     J = table.max_intervals + 1
     key_bits = (V * J).bit_length()
     key_mask = (1 << key_bits) - 1
@@ -276,7 +290,7 @@ def grid_sipp(model: UnitGridModel, table: UnitGridTable, start: int, goal: int,
     # the state closest to the goal, then to the later arrival: on the plateau below
     # goal_open the search closes in on the goal; elsewhere this is sipp's order.
     goal_intervals = safe[goal]
-    if goal_intervals[-1] != NEVER:
+    if not goal_intervals or goal_intervals[-1] != NEVER:
         return None  # someone parks on the goal for good
     goal_open = goal_intervals[-2]
     h_bits = V.bit_length()            # every finite distance is below V
