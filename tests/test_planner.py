@@ -402,6 +402,25 @@ def test_grid_sipp_matches_sipp_on_random_tables():
     assert same > 300 and better <= same // 100
 
 
+def test_grid_sipp_weighted_search_stays_within_its_bound():
+    rng = random.Random(4)
+    roadmap, exclusion = grid_roadmap(*["........"] * 8)
+    model = unit_grid_model(roadmap, exclusion, 1.0)
+    exact, weighted = UnitGridTable(model), UnitGridTable(model)
+    free = list(range(roadmap.num_vertices))
+    rng.shuffle(free)
+    for k in range(20):
+        s, g = free[2 * k], free[2 * k + 1]
+        best = grid_sipp(model, weighted, s, g, 0)
+        path = grid_sipp(model, weighted, s, g, 0, weight=1.5)
+        assert (best is None) == (path is None)
+        if path is not None:
+            assert best[-1][1] <= path[-1][1] <= 1.5 * best[-1][1]
+            weighted.commit(k, path)   # refused if it conflicted
+    with pytest.raises(ValueError, match="weight"):
+        grid_sipp(model, exact, free[0], free[1], 0, weight=0.5)
+
+
 def test_unit_grid_table_refuses_vertex_and_swap_conflicts():
     roadmap, exclusion = grid_roadmap("....")
     model = unit_grid_model(roadmap, exclusion, 1.0)

@@ -32,6 +32,7 @@ import numpy as np
 NEVER = 1 << 40            # "until the end of time", as an int
 _TIME_BITS = 24            # arrival times below 2**24 s fit the heap key
 _TIME_MASK = (1 << _TIME_BITS) - 1
+_WEIGHT_SCALE = 64         # f is kept in 1/64 s, so a weight w adds (w - 1) * 64 * h
 
 IntPath = List[Tuple[int, int]]
 
@@ -262,14 +263,22 @@ class UnitGridTable:
 
 
 def grid_sipp(model: UnitGridModel, table: UnitGridTable, start: int, goal: int,
-              t_start: int, *, deadline_s: Optional[float] = None) -> Optional[IntPath]:
+              t_start: int, *, deadline_s: Optional[float] = None,
+              weight: float = 1.0) -> Optional[IntPath]:
     """Earliest-arrival path from ``start`` (at integer time ``t_start``) to ``goal``,
     parked there for good, against everything committed to ``table``.
 
     Same contract as ``sipp(..., park=True)``: ``[(vertex, time)]`` with an explicit
     wait step before each delayed departure, or ``None`` when there is no such path (or
     after ``deadline_s`` seconds of computation).
+
+    ``weight`` > 1 inflates the heuristic (weighted A*, no re-expansions): the arrival
+    is then at most ``weight`` times the earliest one, found with far fewer expansions
+    where the robot must wait or detour. It is rounded to a multiple of 1/64.
     """
+    w_extra = round((float(weight) - 1.0) * _WEIGHT_SCALE)
+    if w_extra < 0:
+        raise ValueError(f"weight must be >= 1, got {weight!r}")
     h = model.distance_to(goal)
     if h[start] >= NEVER:
         return None
@@ -310,7 +319,7 @@ def grid_sipp(model: UnitGridModel, table: UnitGridTable, start: int, goal: int,
     best[key0] = t_start
     parent[key0] = -1
     reached.append(key0)
-    f0 = max(t_start + h[start], goal_open)
+    f0 = _WEIGHT_SCALE * max(t_start + h[start], goal_open) + w_extra * h[start]
     open_list = [(f0 << f_shift) | (h[start] << h_shift)
                  | ((_TIME_MASK - t_start) << g_shift) | key0]
     pops = 0
@@ -349,9 +358,10 @@ def grid_sipp(model: UnitGridModel, table: UnitGridTable, start: int, goal: int,
                 else:
                     s = g1
                 nkey = v * J + (k >> 1)
-                # (A closed state was reached no later: f never decreases, h is per vertex.)
+                # (A closed state is not reopened: with weight 1 it was reached no later,
+                # f never decreasing; with weight > 1 that keeps the bound.)
                 b = best[nkey]
-                if s < b:
+                if s < b and not closed[nkey]:
                     h_v = h[v]
                     if h_v < NEVER:
                         if b == NEVER:
@@ -361,6 +371,7 @@ def grid_sipp(model: UnitGridModel, table: UnitGridTable, start: int, goal: int,
                         f = s + h_v
                         if f < goal_open:
                             f = goal_open
+                        f = _WEIGHT_SCALE * f + w_extra * h_v
                         heappush(open_list, (f << f_shift) | (h_v << h_shift)
                                  | ((_TIME_MASK - s) << g_shift) | nkey)
                 k += 2
