@@ -1,7 +1,8 @@
 """Named QoS profiles: every topic in the fleet picks one of these on purpose.
 
-- STATE: robot/fleet state and odometry. Best-effort, keep-last 1: only the newest sample
-  matters and a late one is worse than none. Liveliness AUTOMATIC with a lease, so DDS
+- STATE: robot/fleet state and odometry. Best-effort: a late sample is worse than none.
+  Odometry (one topic per robot) keeps the last 1; the shared state topics keep a burst
+  from every robot (STATE_DEPTH). Liveliness AUTOMATIC with a lease, so DDS
   itself tells subscribers when a robot process goes silent.
 - COMMAND: cmd_vel to a driver. Reliable, keep-last 1: the newest command must arrive.
 - PROTOCOL: Contract Net and task status messages. Reliable, keep-last 100: every cfp,
@@ -21,8 +22,17 @@ from rclpy.qos import (DurabilityPolicy, HistoryPolicy, LivelinessPolicy, QoSPro
 STATE_LEASE_S = 1.0
 
 
+#: History depth of the state topics. They are keyless and shared by the whole fleet, so a
+#: subscriber's keep-last history is one queue for *all* robots: with depth 1, robots whose
+#: states arrive in one burst (several agents in one process tick together) overwrite each
+#: other before the subscriber takes them, and all but the last robot look silent (seen:
+#: a grouped fleet on sim time declared lost again and again). Deep enough for one burst
+#: from every robot; best-effort still never resends a late sample.
+STATE_DEPTH = 256
+
+
 def state_qos(lease_s: float = STATE_LEASE_S) -> QoSProfile:
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=STATE_DEPTH,
                       reliability=ReliabilityPolicy.BEST_EFFORT,
                       durability=DurabilityPolicy.VOLATILE,
                       liveliness=LivelinessPolicy.AUTOMATIC,
