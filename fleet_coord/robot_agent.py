@@ -71,6 +71,9 @@ from fleet_coord.ideal_driver import quaternion_to_yaw, yaw_to_quaternion
 from fleet_coord.table_replica import TableReplica
 
 INF = math.inf
+#: A /traffic/reserve call unanswered for this long (s of the node's clock) is given up
+#: and sent again: DDS can drop a service response (seen at start-up under load).
+RESERVE_TIMEOUT_S = 2.0
 
 _REFUSE_CODE = {
     cn.RefuseReason.UNREACHABLE: Refusal.REASON_UNREACHABLE,
@@ -160,7 +163,9 @@ class RobotAgent(Node):
         self.here: int | None = None          # vertex stood on / parked at
         self.parked = False                   # its vertex is held until further notice
         self._park_future = None
+        self._park_sent = 0.0
         self._commit_future = None
+        self._commit_sent = 0.0
         self._commit_path = None
         self._lamport = 0
         self._last_status = 0.0
@@ -398,8 +403,14 @@ class RobotAgent(Node):
                                   replace_from=now)
             req.segments = [_segment(self.robot, self.here, now, INF)]
             self._park_future = self.reserve_client.call_async(req)
+            self._park_sent = now
             return
         if not self._park_future.done():
+            if now - self._park_sent > RESERVE_TIMEOUT_S:
+                # DDS can drop a response sent before the server matched our reader:
+                # ask again (holding the vertex it stands on is idempotent)
+                self.reserve_client.remove_pending_request(self._park_future)
+                self._park_future = None
             return
         resp = self._park_future.result()
         self._park_future = None
@@ -453,6 +464,7 @@ class RobotAgent(Node):
                               replace_from=now)
         req.segments = [_segment(self.robot, r, a, b) for r, a, b in segments]
         self._commit_future = self.reserve_client.call_async(req)
+        self._commit_sent = now
         self._commit_path = path
         self._commit_segments = segments
         job.phase = "commit"
@@ -468,6 +480,12 @@ class RobotAgent(Node):
 
     def _check_commit(self, job: _Job, now: float) -> None:
         if not self._commit_future.done():
+            if now - self._commit_sent > RESERVE_TIMEOUT_S:
+                # a lost response (see _park): whatever was granted is replaced by the
+                # next commit (replace=True), so plan again
+                self.reserve_client.remove_pending_request(self._commit_future)
+                self._commit_future = None
+                self._retry(job, now, "no answer from /traffic/reserve")
             return
         resp = self._commit_future.result()
         self._commit_future = None
