@@ -23,7 +23,9 @@ Parameters: the ideal driver's (``robots``, ``start_poses`` as flat x, y, theta 
 robot, ``max_v``, ``max_w``, ``max_acc``, ``max_alpha``, ``cmd_timeout``) plus ``map``
 (MovingAI .map or YAML roadmap; empty = bundled warehouse), ``mode`` (kinematic |
 physics), ``dt``, ``physics_dt``, ``real_time_factor``, ``odom_rate``,
-``footprint_radius``, ``gui``.
+``footprint_radius``, ``gui``, ``max_lead`` (lock-step with the agents: the sim never
+runs more than this many sim seconds ahead of the slowest agent's ``/fleet/robot_states``
+stamp; 0 = off, the default).
 """
 from __future__ import annotations
 
@@ -64,6 +66,8 @@ CONTACTS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
 _MAX_LAG_S = 0.25
 # At most this many steps per timer callback, so cmd_vel callbacks are served between.
 _MAX_STEPS_PER_TICK = 10
+# Lock-step: an agent silent this long (wall s) no longer holds the sim back.
+_FOLLOW_SILENT_S = 2.0
 
 
 def _time_msg(ns: int) -> TimeMsg:
@@ -156,6 +160,10 @@ class SimNode(Node):
                           "odometry messages per robot per sim second; 0 = every step")
         radius = param("footprint_radius", 0.15, "robot footprint radius (m)")
         gui = param("gui", False, "open the PyBullet GUI (needs a display)")
+        self.max_lead = param(
+            "max_lead", 0.0,
+            "lock-step with the fleet: never run more than this many sim seconds ahead of "
+            "the slowest robot agent (its newest /fleet/robot_states stamp); 0 = off")
 
         if len(poses) != 3 * len(robots):
             raise ValueError(f"parameter start_poses: expected {3 * len(robots)} numbers "
@@ -210,6 +218,24 @@ class SimNode(Node):
         self._publish_odom(0)  # robots are visible at their start poses at t = 0
         self._clock_pub.publish(self._clock_bytes(0))
         # The node's clock is wall time, so this timer paces the sim by wall time.
+        # Lock-step (max_lead > 0): agents follow sim time in other processes; when the
+        # CPU is short they fall behind, and a sim that keeps its pace would let robots
+        # drive on stale commands. Each agent stamps its state with the sim time its own
+        # loop has reached; the sim waits while it leads the slowest agent by more than
+        # max_lead. Agents not heard yet (starting up) or silent for _FOLLOW_SILENT_S wall
+        # seconds (dead: the traffic authority declares them lost) do not hold it back.
+        self._agent_t: dict[str, tuple[float, float]] = {}  # robot -> (sim stamp, wall)
+        self.held_steps = 0
+        if self.max_lead > 0:
+            from fleet_coord_msgs.msg import RobotState
+            names = set(robots)
+
+            def on_state(m) -> None:
+                if m.robot in names:
+                    self._agent_t[m.robot] = (m.header.stamp.sec + m.header.stamp.nanosec * 1e-9,
+                                              time.monotonic())
+            self.create_subscription(RobotState, "/fleet/robot_states", on_state,
+                                     qos.state_qos())
         self._timer = self.create_timer(dt / self.rtf if self.rtf > 0 else 0.0, self._tick)
         self.get_logger().info(
             f"{n} robots on {self.world.map_path} ({mode}, dt {dt} s, real-time factor "
@@ -221,7 +247,19 @@ class SimNode(Node):
         self._cmd[i] = (msg.linear.x, msg.angular.z)
         self._cmd_stamp[i] = self.world.time
 
+    def _held(self) -> bool:
+        """Lock-step: is the sim too far ahead of the slowest live agent?"""
+        if self.max_lead <= 0 or not self._agent_t:
+            return False
+        wall = time.monotonic()
+        live = [t for t, seen in self._agent_t.values() if wall - seen < _FOLLOW_SILENT_S]
+        return bool(live) and self.world.time > min(live) + self.max_lead
+
     def _tick(self) -> None:
+        if self._held():
+            self.held_steps += 1
+            self._anchor_wall, self._anchor_steps = time.monotonic(), self.world.steps
+            return
         if self.rtf <= 0:
             self.spin_step()
             return
@@ -232,6 +270,8 @@ class SimNode(Node):
             self._anchor_wall, self._anchor_steps = now, self.world.steps
             due = 1
         for _ in range(min(due, _MAX_STEPS_PER_TICK)):
+            if self._held():
+                break
             self.spin_step()
 
     # ----- stepping
