@@ -559,6 +559,8 @@ def test_prioritized_movingai_instances_are_valid(mapf_bench, name, agents):
     plan = plan_prioritized(roadmap, exclusion, starts, goals, time_limit_s=20)
     assert plan is not None
     paths = validate_multiplan(roadmap, plan, starts, goals)
+    # The reservation table, built from the integer-time plan, accepts all of it.
+    assert len(plan.table.robots()) == agents
     # Sum of costs at least the sum of single-robot distances.
     lower = sum(roadmap.shortest_times(roadmap.vertex_at(*g))[roadmap.vertex_at(*s)]
                 for s, g in zip(starts, goals))

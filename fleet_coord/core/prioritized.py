@@ -12,7 +12,8 @@ every way to its goal, or boxed it in at its start. Then, in this order:
    removal opens a way, else the robots driving through its start) are lifted out of
    the table and re-planned after it (at most ``max_bumps`` times per robot per pass);
 2. **restart** (Bennewitz et al. 2002; Čáp et al. 2015): the robot moves to the front
-   of the priority order and the pass starts over, until the time limit.
+   of the priority order and the pass starts over, until the time limit (when it was
+   at the front already, the others follow it in a random order).
 
 A plan found is then shortened by ``_unblock_goals``: robots that waited near their
 goal for later traffic to drive through it get to park first, and the traffic detours.
@@ -441,9 +442,15 @@ def plan_prioritized(roadmap, exclusion, starts: Sequence, goals: Sequence, *,
             paths, table = fleet.result(paths)
             return MultiPlan(paths=paths, order=planned, attempts=attempts,
                              solve_time_s=time.perf_counter() - t0, _table=table)
-        if order[0] == failed or (max_attempts is not None and attempts >= max_attempts):
-            # First in line fails only if boxed in by nothing: cannot happen with a
-            # reachable goal, but never loop on it.
+        if max_attempts is not None and attempts >= max_attempts:
             return None
-        order.remove(failed)
-        order.insert(0, failed)
+        if order[0] == failed:
+            # It was planned first, then lifted out for another robot and boxed in when
+            # re-planned: the same order would fail the same way. Random restart (it
+            # stays first, the others in a seeded random order).
+            rest = order[1:]
+            rng.shuffle(rest)
+            order[1:] = rest
+        else:
+            order.remove(failed)
+            order.insert(0, failed)
