@@ -1,10 +1,13 @@
-"""``fleet-coord demo``: the main job on embedded defaults.
+"""``fleet-coord demo``: the main job on embedded defaults (``make demo``).
 
-Today this is the *dry run* of a warehouse workload (fleet_coord.core.dry_run): 8 robots
-on the bundled warehouse map, 40 pick-and-drop tasks allocated by Contract Net bids and
-driven leg by leg with SIPP against one shared reservation table, checked conflict-free
-by an independent pass over the table, with a summary and a picture of the trajectories.
-The ROS 2 + PyBullet fleet replaces the dry run as the default when it lands (issue 4).
+By default a simulated warehouse fleet over ROS 2 (fleet_coord.demo_run): 8 robots on the
+bundled warehouse map in PyBullet, 40 pick-and-drop tasks submitted to the dispatcher,
+run to completion, with a summary and a report folder.
+
+``--dry-run``: the same workload with no ROS and no robots (fleet_coord.core.dry_run):
+tasks allocated by Contract Net bids and driven leg by leg with SIPP against one shared
+reservation table, checked conflict-free by an independent pass over the table, with a
+summary and a picture of the trajectories.
 """
 from __future__ import annotations
 
@@ -26,17 +29,43 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text}")
+    return value
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "demo", help="run a simulated warehouse fleet on the bundled map",
-        description="Allocate pick-and-drop tasks to a fleet by Contract Net bids and plan "
-                    "their conflict-free execution (dry run: real allocation, real SIPP, "
-                    "one reservation table, no robots).")
+        "demo", help="run a simulated warehouse fleet on the bundled map (ROS 2 + PyBullet)",
+        description="The main job: start a simulated fleet (PyBullet sim, traffic, "
+                    "dispatcher, monitor, robot agents) as ROS 2 processes, submit "
+                    "pick-and-drop tasks through the dispatcher, follow them to the end and "
+                    "write a report (metrics JSON, trajectories, timeline, GIF). "
+                    "--dry-run: the same workload allocated and planned in one process, "
+                    "no ROS, no robots.")
     p.add_argument("--robots", type=_positive_int, default=8, help="fleet size (default 8)")
     p.add_argument("--tasks", type=_positive_int, default=40, help="pick-and-drop tasks (default 40)")
     p.add_argument("--map", default="", help="MovingAI .map (default: the bundled warehouse)")
     p.add_argument("--seed", type=int, default=7, help="task generator seed (default 7)")
+    p.add_argument("--mode", choices=("kinematic", "physics"), default="kinematic",
+                   help="PyBullet mode (default kinematic)")
+    p.add_argument("--rtf", type=_positive_float, default=None,
+                   help="real-time factor cap: sim seconds per wall second (default 4 "
+                        "kinematic, 2 physics; the sim also waits for the slowest agent)")
+    p.add_argument("--agents-per-process", type=_positive_int, default=None, metavar="N",
+                   help="robot agents per process (default: all in one; 1 = one process "
+                        "per robot, as on real robots)")
+    p.add_argument("--timeout", type=_positive_float, default=None, metavar="S",
+                   help="give up after this many wall seconds (default: from the workload)")
     p.add_argument("--out", default=DEFAULT_OUT, help="report folder (default %(default)s)")
+    p.add_argument("--no-gif", action="store_true", help="skip the animated GIF")
+    p.add_argument("--dry-run", action="store_true",
+                   help="no ROS: allocate by Contract Net and plan with SIPP in one process")
     p.set_defaults(run=run)
 
 
@@ -61,10 +90,20 @@ def make_workload(roadmap, n_robots: int, n_tasks: int, seed: int):
         raise CliError(f"map {grid.path}: needs two fully open rows for drops and homes")
     home_row, drop_row = bottom[0], bottom[1]
     xs = [x for x in range(1, w - 1)]
-    if len(xs) < 2 * n_robots:
-        raise CliError(f"map {grid.path} is too narrow for {n_robots} robots "
-                       f"(at most {len(xs) // 2})")
-    homes = [(x, home_row) for x in xs[::max(1, len(xs) // n_robots)][:n_robots]]
+    per_row = len(xs) // 2
+    if n_robots <= per_row:
+        homes = [(x, home_row) for x in xs[::max(1, len(xs) // n_robots)][:n_robots]]
+    else:
+        # a big fleet: every other cell of the bottom row, then of the open rows above
+        # the drops that hold no pick, skipping every second such row (a free lane)
+        pick_rows = {y for _, y in picks}
+        extra = [y for y in bottom[2:] if y not in pick_rows][::2]
+        rows = [home_row] + extra
+        slots = [(x, y) for y in rows for x in xs[::2]]
+        if len(slots) < n_robots:
+            raise CliError(f"map {grid.path} has room for at most {len(slots)} robots' homes "
+                           f"(open rows at the bottom, every other cell), not {n_robots}")
+        homes = slots[:n_robots]
     drops = [(x, drop_row) for x in xs[1::3]]
     rng = np.random.default_rng(seed)
     name = lambda xy: roadmap.names[roadmap.vertex_at(*xy)]  # noqa: E731
@@ -95,12 +134,9 @@ def independent_conflict_count(table, exclusion) -> int:
     return bad // 2
 
 
-def run(args) -> int:
-    import numpy as np
-    from tqdm import tqdm
-
+def _load(args):
+    """Map and workload, checked before anything starts (a CliError: exit 2)."""
     from fleet_coord.cli import CliError
-    from fleet_coord.core.dry_run import dry_run
     from fleet_coord.core.roadmap import MapError
     from fleet_coord.fleet_config import load_roadmap_and_exclusion
 
@@ -109,6 +145,29 @@ def run(args) -> int:
     except (MapError, FileNotFoundError) as e:
         raise CliError(str(e)) from None
     robots, tasks = make_workload(roadmap, args.robots, args.tasks, args.seed)
+    if os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise CliError(f"--out {args.out!r} exists and is not a folder")
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        raise CliError(f"--out {args.out!r}: cannot create the report folder ({e.strerror})") from None
+    return roadmap, exclusion, robots, tasks
+
+
+def run(args) -> int:
+    if getattr(args, "dry_run", False):
+        return run_dry(args)
+    from fleet_coord.demo import run_demo
+    return run_demo(args, *_load(args))
+
+
+def run_dry(args) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from fleet_coord.core.dry_run import dry_run
+
+    roadmap, exclusion, robots, tasks = _load(args)
     print(f"demo: {len(robots)} robots, {len(tasks)} pick-and-drop tasks on "
           f"{os.path.relpath(roadmap.grid.path)} (seed {args.seed}); dry run: Contract Net "
           "allocation + SIPP into one reservation table")
@@ -130,7 +189,6 @@ def run(args) -> int:
         "reservation_conflicts": conflicts, "planning_wall_s": round(wall, 3),
         "seed": args.seed,
     }
-    os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "metrics.json"), "w") as f:
         json.dump(summary, f, indent=2)
     png = os.path.join(args.out, "trajectories.png")

@@ -1,5 +1,6 @@
-"""The demo (today: the dry run) completes its workload conflict-free, repeatably, and
-refuses bad options clearly."""
+"""`fleet-coord demo --dry-run` (no ROS) completes its workload conflict-free, repeatably,
+and the demo refuses bad options clearly before anything starts. The full-stack demo
+(ROS 2 + PyBullet) is pinned by tests/test_demo_fleet.py."""
 import json
 import math
 
@@ -13,7 +14,7 @@ from fleet_coord.fleet_config import load_roadmap_and_exclusion
 
 def test_demo_completes_all_tasks_without_conflicts(tmp_path, capsys):
     out = tmp_path / "rep"
-    assert main(["demo", "--robots", "4", "--tasks", "12", "--out", str(out)]) == 0
+    assert main(["demo", "--dry-run", "--robots", "4", "--tasks", "12", "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["done"] == 12 and metrics["failed"] == {}
     assert metrics["reservation_conflicts"] == 0
@@ -47,14 +48,35 @@ def test_same_seed_same_outcome_and_no_two_robots_ever_close():
 
 
 def test_bad_options_are_rejected_before_anything_runs(tmp_path, capsys):
-    with pytest.raises(SystemExit) as e:
-        main(["demo", "--robots", "0"])
-    assert e.value.code == 2
-    assert "positive integer" in capsys.readouterr().err
-    assert main(["demo", "--map", str(tmp_path / "nope.map")]) == 2
-    assert "nope.map" in capsys.readouterr().err
+    for argv, what in ((["--robots", "0"], "positive integer"),
+                       (["--mode", "warp"], "invalid choice"),
+                       (["--rtf", "0"], "number > 0"),
+                       (["--rtf", "fast"], "number > 0"),
+                       (["--agents-per-process", "-1"], "positive integer")):
+        with pytest.raises(SystemExit) as e:
+            main(["demo", *argv])
+        assert e.value.code == 2
+        assert what in capsys.readouterr().err, argv
+    for dry in ([], ["--dry-run"]):
+        assert main(["demo", *dry, "--map", str(tmp_path / "nope.map")]) == 2
+        assert "nope.map" in capsys.readouterr().err
     bad = tmp_path / "bad.map"
     bad.write_text("type octile\nheight 2\nwidth 3\nmap\n...\n.x.\n")
     assert main(["demo", "--map", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.map:6" in err
+    assert main(["demo", "--robots", "60"]) == 2
+    assert "at most 51 robots" in capsys.readouterr().err
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    assert main(["demo", "--out", str(a_file)]) == 2
+    assert "not a folder" in capsys.readouterr().err
+
+
+def test_big_fleets_get_distinct_homes_off_the_pick_cells():
+    roadmap, _, _ = load_roadmap_and_exclusion("", 0.15)
+    robots, tasks = make_workload(roadmap, 50, 200, seed=1)
+    homes = set(robots.values())
+    assert len(homes) == 50
+    stations = {roadmap.vertex(s) for t in tasks for s in t.stations}
+    assert not homes & stations

@@ -1,0 +1,433 @@
+"""The main job: a simulated warehouse fleet doing real work over ROS 2.
+
+``run_demo`` starts the node set of a generated fleet config (PyBullet ``sim`` backend,
+``use_sim_time``) as processes through ``FleetLauncher`` — the sim (the clock), traffic,
+dispatcher, fleet_monitor and the robot agents —, waits until every robot is parked
+(holds its start vertex in the reservation table) and known to the dispatcher, submits
+the pick-and-drop tasks through ``/fleet/submit_task`` from an rclpy node in this
+process, follows them to the end on ``/fleet/task_status``, and shuts the fleet down.
+
+While it runs, this process records what the report needs and checks the fleet from the
+outside: odometry (trajectories, the GIF), ``/fleet/robot_states`` (the timeline), task
+statuses (times), the sim's contact counters, and an independent monitor
+(``fleet_coord.run_monitor``) that counts reservation conflicts in the table and robots
+outside the resources they hold.
+
+Real-time factor: agents follow sim time in their own processes, so their 20 Hz control
+loops must run ``rtf`` times faster in wall time (8 agents at 5x: 800 control ticks and
+~1600 odometry/state messages per wall second, on top of the sim itself). When they
+cannot, commands arrive late, robots drift out of their reserved cells and contacts
+follow — "as fast as possible" (rtf 0) is therefore not offered here. The defaults are
+measured on the 2-core development VM (docs/benchmarks.md, "Demo (full fleet)"): the
+largest factor at which the default fleet still finishes with no excursion, with
+headroom, kinematic and physics separately. When the CPU cannot even hold that pace the
+sim slows down (it never bursts to catch up), which only makes the agents' job easier.
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+#: Default real-time factor per sim mode (see the module docstring for why not "max").
+DEFAULT_RTF = {"kinematic": 4.0, "physics": 2.0}
+#: Sim seconds between two task submissions: each auction (bid window 0.3 s) closes
+#: before the next opens, so bids reflect the tasks already awarded (sequential
+#: single-item auctions) instead of every robot bidding its idle cost on all 40 at once.
+SUBMIT_INTERVAL_S = 0.6
+ODOM_RATE_HZ = 20.0        # the agents' control rate: faster odometry buys nothing
+#: The demo robot: a small, agile warehouse AMR. Agents plan at the speed that lets a robot
+#: stop and make a quarter turn inside a vertex star (core.tracking.plan_speed_for), so
+#: turn rate and accelerations, not top speed, set the pace: with these limits about
+#: 0.33 m/s; with the package defaults (1 m/s, 2 rad/s, 2 m/s^2, 6 rad/s^2) 0.14 m/s.
+ROBOT_LIMITS = dict(max_v=1.0, max_w=4.0, max_acc=4.0, max_alpha=20.0)
+TURN_MARGIN_S = 0.2
+#: Lock-step: the sim never leads the slowest agent by more than this (sim s; the agents
+#: stamp their state at 10 Hz, so three state periods).
+MAX_LEAD_S = 0.2
+TRACE_PERIOD_S = 0.1       # recorded trajectory resolution (sim s)
+
+
+class DemoError(RuntimeError):
+    """The fleet did not come up, a process died, or the run timed out."""
+
+
+@dataclass
+class DemoSpec:
+    robots: int = 8
+    tasks: int = 40
+    map: str = ""
+    seed: int = 7
+    mode: str = "kinematic"
+    rtf: float = 0.0               # 0: DEFAULT_RTF[mode]
+    out: str = "reports/demo"
+    agents_per_process: int = 0    # 0: all agents in one process
+    timeout_s: float = 0.0         # wall; 0: derived from the workload
+    submit_interval_s: float = SUBMIT_INTERVAL_S
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.rtf or DEFAULT_RTF[self.mode]
+
+
+@dataclass
+class Recording:
+    """Everything the run recorded, in sim time (s) unless the name says wall."""
+    robots: list[str]
+    statuses: list[dict] = field(default_factory=list)
+    traces: dict[str, list[tuple[float, float, float, float]]] = field(default_factory=dict)
+    states: dict[str, list[tuple[float, int, str]]] = field(default_factory=dict)
+    contacts_robot_robot: int = 0
+    contacts_robot_obstacle: int = 0
+    conflicts: list[tuple] = field(default_factory=list)
+    excursions: list[tuple] = field(default_factory=list)
+    monitor_samples: int = 0
+    monitor_gaps: int = 0          # table updates the monitor missed (replica resynced)
+    t_submit: float = 0.0          # sim time of the first submission
+    t_end: float = 0.0             # sim time when the last task ended
+    wall_run_s: float = 0.0        # first submission -> last task ended
+    wall_total_s: float = 0.0      # launch -> shutdown
+    wall_startup_s: float = 0.0
+    sim_rtf: float = 0.0           # sim seconds per wall second over the run
+    final: dict[str, dict] = field(default_factory=dict)   # task id -> final status
+    event_log: str = ""
+    fleet_log: str = ""
+
+
+def fleet_config(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, float]],
+                 workdir: str, event_log: str):
+    """The FleetConfig of the demo fleet: every robot on the sim backend, sim time."""
+    from fleet_coord.fleet_config import FleetConfig, RobotConfig
+
+    per = spec.agents_per_process or len(starts)
+    cfg = FleetConfig(path="<fleet-coord demo>", map=map_path, footprint_radius=0.15,
+                      discovery_range="LOCALHOST",
+                      domain_id=int(os.environ.get("ROS_DOMAIN_ID", "0") or 0),
+                      use_sim_time=True, agents_per_process=per, restart="never",
+                      ledger=os.path.join(workdir, "tasks.sqlite"), event_log=event_log)
+    cfg.robots = [RobotConfig(name=name, backend="sim", start=(float(x), float(y), 0.0),
+                              max_speed=ROBOT_LIMITS["max_v"],
+                              max_angular_speed=ROBOT_LIMITS["max_w"])
+                  for name, (x, y) in starts.items()]
+    acc = {"max_acc": ROBOT_LIMITS["max_acc"], "max_alpha": ROBOT_LIMITS["max_alpha"]}
+    cfg.nodes = {
+        "sim": {"mode": spec.mode, "real_time_factor": float(spec.real_time_factor),
+                "odom_rate": ODOM_RATE_HZ, "max_lead": MAX_LEAD_S, **acc},
+        "robot_agent": {"turn_margin": TURN_MARGIN_S, **acc},
+        "traffic": {"lost_after": 3.0},
+        "dispatcher": {"bid_window": 0.5, "robot_timeout": 3.0},
+        "fleet_monitor": {"lost_after": 3.0},
+    }
+    return cfg
+
+
+class _DemoNode:
+    """The demo's own rclpy node: submits tasks and records the run. Built lazily so
+    importing this module does not import rclpy."""
+
+    def __init__(self, ctx, robots: list[str], map_path: str) -> None:
+        from fleet_coord_msgs.msg import RobotState, TaskStatus
+        from fleet_coord_msgs.srv import SubmitTask
+        from rclpy.node import Node
+        from rclpy.parameter import Parameter
+        from std_msgs.msg import UInt32
+
+        from fleet_coord import qos
+        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+        from fleet_coord.run_monitor import RunMonitor
+        # the sim's latched contact counters (sim.sim_node.CONTACTS_QOS, not imported:
+        # that would load PyBullet into this process)
+        CONTACTS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                                  reliability=ReliabilityPolicy.RELIABLE,
+                                  durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+        self.node = Node("fleet_coord_demo", context=ctx, parameter_overrides=[
+            Parameter("use_sim_time", Parameter.Type.BOOL, True)])
+        self.rec = Recording(robots=list(robots))
+        self.rec.traces = {r: [] for r in robots}
+        self.rec.states = {r: [] for r in robots}
+        self.seen_state: set[str] = set()
+        self.last_sim = 0.0
+        self.monitor = RunMonitor(self.node, robots, map_path)
+        self.monitor.on_odom = self._on_odom
+        sub = self.node.create_subscription
+        sub(TaskStatus, "/fleet/task_status", self._on_status, qos.PROTOCOL)
+        sub(RobotState, "/fleet/robot_states", self._on_state, qos.state_qos())
+        sub(UInt32, "/sim/contacts/robot_robot",
+            lambda m: setattr(self.rec, "contacts_robot_robot", m.data), CONTACTS_QOS)
+        sub(UInt32, "/sim/contacts/robot_obstacle",
+            lambda m: setattr(self.rec, "contacts_robot_obstacle", m.data), CONTACTS_QOS)
+        self.submit_client = self.node.create_client(SubmitTask, "/fleet/submit_task")
+        self.TaskStatus = TaskStatus
+
+    def sim_now(self) -> float:
+        return self.node.get_clock().now().nanoseconds * 1e-9
+
+    def _on_odom(self, robot, t, x, y, qz, qw, v) -> None:
+        self.last_sim = max(self.last_sim, t)
+        trace = self.rec.traces[robot]
+        if not trace or t - trace[-1][0] >= TRACE_PERIOD_S - 1e-6:
+            trace.append((t, x, y, 2.0 * math.atan2(qz, qw)))
+
+    def _on_state(self, m) -> None:
+        if m.robot not in self.rec.states:
+            return
+        self.seen_state.add(m.robot)
+        t = m.header.stamp.sec + m.header.stamp.nanosec * 1e-9
+        self.rec.states[m.robot].append((t, int(m.mode), m.task_id))
+
+    def _on_status(self, m) -> None:
+        t = m.stamp.sec + m.stamp.nanosec * 1e-9
+        row = {"task_id": m.task_id, "state": int(m.state), "robot": m.robot, "t": t,
+               "round": int(m.round), "reason": m.reason}
+        self.rec.statuses.append(row)
+        S = self.TaskStatus
+        # final: DONE / CANCELLED, or FAILED from the dispatcher (a robot's FAILED sends
+        # the task back to auction)
+        if m.state in (S.DONE, S.CANCELLED) or (m.state == S.FAILED and not m.robot):
+            self.rec.final.setdefault(m.task_id, row)
+
+    def ready(self) -> bool:
+        """Every robot parked (holds a resource) and publishing its state."""
+        return len(self.seen_state) == len(self.rec.robots) and all(
+            self.monitor.holds(r) for r in self.rec.robots)
+
+
+def run_fleet(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, float]],
+              tasks, progress: Callable[[int, float, float], None] | None = None,
+              log: Callable[[str], None] = print) -> Recording:
+    """Launch the fleet, submit `tasks` (core Tasks), follow them to the end, shut down.
+
+    `progress(done_or_failed, sim_time, rtf)` is called as the run advances."""
+    import rclpy
+    from fleet_coord_msgs.msg import Task as TaskMsg
+    from fleet_coord_msgs.srv import SubmitTask
+
+    from fleet_coord.launcher import FleetLauncher
+    from fleet_coord.node_set import fleet_nodes
+
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # network rule: never off-host
+    os.makedirs(spec.out, exist_ok=True)
+    workdir = tempfile.mkdtemp(prefix="fleet-coord-demo-")
+    event_log = os.path.join(spec.out, "events.jsonl")
+    fleet_log_path = os.path.join(spec.out, "fleet.log")
+    for stale in (event_log, fleet_log_path):
+        if os.path.exists(stale):
+            os.unlink(stale)
+    cfg = fleet_config(spec, map_path, starts, workdir, event_log)
+    specs = fleet_nodes(cfg)
+    fleet_log = open(fleet_log_path, "w", encoding="utf-8")
+    launcher = FleetLauncher(cfg, specs, out=fleet_log, grace_s=5.0,
+                             extra_env={"ROS_LOG_DIR": os.path.join(workdir, "ros_log")})
+    robots = list(starts)
+    n_tasks = len(tasks)
+    timeout = spec.timeout_s or (120.0 + 60.0 * n_tasks / max(1, len(robots))
+                                 * 8.0 / spec.real_time_factor + 2.0 * n_tasks)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, args=[])
+    try:
+        # the events executor serves ~1000 odometry messages a wall second with less CPU
+        from rclpy.experimental import EventsExecutor
+        ex = EventsExecutor(context=ctx)
+    except (ImportError, OSError, ValueError):
+        # older rclpy; or stderr without a file descriptor (pytest's capture), which the
+        # events executor's faulthandler.enable() needs
+        ex = rclpy.executors.SingleThreadedExecutor(context=ctx)
+    demo = None
+    wall0 = time.monotonic()
+    try:
+        demo = _DemoNode(ctx, robots, map_path)
+        ex.add_node(demo.node)
+        launcher.start()
+
+        def spin(seconds: float) -> None:
+            end = time.monotonic() + seconds
+            while True:
+                ex.spin_once(timeout_sec=0.02)
+                if time.monotonic() >= end:
+                    return
+
+        def check_children() -> None:
+            launcher.poll()
+            dead = [c.spec.process_name for c in launcher.children if c.proc is None]
+            if dead:
+                fleet_log.flush()
+                raise DemoError(f"fleet process(es) {', '.join(dead)} exited; see {fleet_log_path}")
+
+        # 1. the fleet comes up: every robot parked and heard (processes start in ~1 s)
+        deadline = time.monotonic() + 60.0 + 2.0 * len(robots)
+        while not demo.ready():
+            check_children()
+            if time.monotonic() > deadline:
+                missing = [r for r in robots if not demo.monitor.holds(r)
+                           or r not in demo.seen_state]
+                raise DemoError(f"the fleet did not come up within "
+                                f"{deadline - wall0:.0f} s: not ready: {', '.join(missing)}; "
+                                f"see {fleet_log_path}")
+            spin(0.1)
+        if not demo.submit_client.wait_for_service(timeout_sec=30.0):
+            raise DemoError(f"/fleet/submit_task does not answer; see {fleet_log_path}")
+        spin(0.5)  # the dispatcher hears every robot's state at 10 Hz of sim time
+        rec = demo.rec
+        rec.wall_startup_s = time.monotonic() - wall0
+
+        # 2. submit one task every submit_interval_s of sim time
+        wall_run0 = time.monotonic()
+        rec.t_submit = demo.sim_now()
+        pending: dict[str, tuple] = {}   # task id -> (future, request, sent at wall)
+        accepted: set[str] = set()
+        refused: dict[str, str] = {}
+        next_at = rec.t_submit
+        queue = list(tasks)
+        run_deadline = time.monotonic() + timeout
+        while True:
+            now_sim = demo.sim_now()
+            if queue and now_sim >= next_at:
+                task = queue.pop(0)
+                req = SubmitTask.Request(task=TaskMsg(
+                    id=task.id, kind=task.kind, stations=list(task.stations),
+                    requester="fleet-coord demo"))
+                pending[task.id] = (demo.submit_client.call_async(req), req, time.monotonic())
+                next_at += spec.submit_interval_s
+            for tid, (fut, req, sent) in list(pending.items()):
+                if fut.done():
+                    del pending[tid]
+                    resp = fut.result()
+                    if resp.accepted:
+                        accepted.add(tid)
+                    else:
+                        refused[tid] = resp.error
+                        rec.final[tid] = {"task_id": tid, "state": 6, "robot": "",
+                                          "t": demo.sim_now(), "round": 0,
+                                          "reason": f"refused: {resp.error}"}
+                elif time.monotonic() - sent > 3.0:
+                    # a response can be lost before the client's reader is matched;
+                    # SubmitTask is idempotent for the same task
+                    demo.submit_client.remove_pending_request(fut)
+                    pending[tid] = (demo.submit_client.call_async(req), req, time.monotonic())
+            finished = len(rec.final)
+            if progress is not None:
+                wall = time.monotonic() - wall_run0
+                sim = demo.sim_now() - rec.t_submit
+                progress(finished, sim, sim / wall if wall > 0 else 0.0)
+            if not queue and not pending and finished >= n_tasks:
+                break
+            check_children()
+            if time.monotonic() > run_deadline:
+                raise DemoError(f"timed out after {timeout:.0f} s with {finished}/{n_tasks} "
+                                f"tasks ended; see {fleet_log_path}")
+            spin(0.05)
+        rec.wall_run_s = time.monotonic() - wall_run0
+        rec.t_end = max((r["t"] for r in rec.final.values()), default=rec.t_submit)
+        sim_span = demo.sim_now() - rec.t_submit
+        rec.sim_rtf = sim_span / rec.wall_run_s if rec.wall_run_s > 0 else 0.0
+        spin(0.3)  # the last contact counts and odometry
+        m = demo.monitor
+        rec.conflicts, rec.excursions, rec.monitor_samples = (list(m.conflicts),
+                                                              list(m.excursions), m.samples)
+        rec.monitor_gaps = m.gaps
+        rec.event_log, rec.fleet_log = event_log, fleet_log_path
+        return rec
+    finally:
+        try:
+            launcher.shutdown()
+        finally:
+            if demo is not None:
+                ex.remove_node(demo.node)
+                demo.node.destroy_node()
+            ex.shutdown()
+            rclpy.try_shutdown(context=ctx)
+            fleet_log.close()
+            shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(launcher.rundir, ignore_errors=True)
+            if demo is not None:
+                demo.rec.wall_total_s = time.monotonic() - wall0
+
+
+def run_demo(args, roadmap, exclusion, robots: dict[str, int], tasks) -> int:
+    """``fleet-coord demo`` (not --dry-run): run, summarise, write the report. Exit 0 when
+    every task is done with no collision and no reservation violation, else 1."""
+    from tqdm import tqdm
+
+    from fleet_coord import report
+    from fleet_coord.cli import CliError
+    from fleet_coord.core.event_log import read_log
+
+    spec = DemoSpec(robots=len(robots), tasks=len(tasks), map=args.map, seed=args.seed,
+                    mode=args.mode, rtf=args.rtf or 0.0, out=args.out,
+                    agents_per_process=args.agents_per_process or 0,
+                    timeout_s=args.timeout or 0.0)
+    starts = {r: (float(roadmap.pos[v, 0]), float(roadmap.pos[v, 1]))
+              for r, v in robots.items()}
+    per = spec.agents_per_process or len(robots)
+    print(f"demo: {len(robots)} robots, {len(tasks)} pick-and-drop tasks on "
+          f"{os.path.relpath(roadmap.grid.path)} (seed {spec.seed}); PyBullet {spec.mode}, "
+          f"real-time factor up to {spec.real_time_factor:g} (lock-step with the agents), "
+          f"{per} agent(s) per process; fleet output in {os.path.join(spec.out, 'fleet.log')}")
+    bar = tqdm(total=len(tasks), unit="task", desc="tasks ended", leave=True,
+               bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
+
+    def progress(n: int, sim: float, rtf: float) -> None:
+        if n != bar.n:
+            bar.update(n - bar.n)
+        bar.set_postfix_str(f"sim {sim:.0f} s, {rtf:.1f}x", refresh=False)
+
+    try:
+        rec = run_fleet(spec, roadmap.grid.path, starts, tasks, progress)
+    except DemoError as e:
+        bar.close()
+        print(f"fleet-coord demo: {e}", file=sys.stderr)
+        return 1
+    finally:
+        bar.refresh()
+    bar.close()
+    try:
+        events = read_log([rec.event_log]) if os.path.exists(rec.event_log) else []
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    m = report.metrics(rec, tasks, spec, events)
+    out = spec.out
+    report.write_metrics(m, os.path.join(out, "metrics.json"))
+    ok = (m["done"] == len(tasks) and m["robot_robot_collisions"] == 0
+          and m["reservation_violations"] == 0)
+    title = (f"{m['done']}/{len(tasks)} tasks, makespan {m['makespan_s']:.0f} s, "
+             f"{m['robot_robot_collisions']} collisions, {m['reservation_violations']} "
+             f"violations ({spec.mode})")
+    report.plot_trajectories(rec, roadmap, tasks, os.path.join(out, "trajectories.png"), title)
+    report.plot_timeline(rec, os.path.join(out, "timeline.png"), title)
+    files = ["metrics.json", "trajectories.png", "timeline.png"]
+    if not args.no_gif:
+        frames = report.render_gif(rec, roadmap, tasks, os.path.join(out, "run.gif"))
+        files.append(f"run.gif ({frames} frames)")
+    files += ["events.jsonl", "fleet.log"]
+    print(summary(m))
+    print(f"report: {out}/ " + ", ".join(files))
+    return 0 if ok else 1
+
+
+def summary(m: dict) -> str:
+    reasons = ", ".join(f"{k or '?'} {v}" for k, v in m["refusal_reasons"].items())
+    lines = [
+        f"tasks: {m['done']}/{m['tasks']} done, {m['failed']} failed"
+        + (f" ({', '.join(sorted(m['failed_tasks'])[:5])})" if m["failed"] else ""),
+        f"makespan {m['makespan_s']:.1f} s (sim); task time (submit -> done) mean "
+        f"{m['mean_task_time_s']:.1f} s, p95 {m['p95_task_time_s']:.1f} s",
+        f"auctions: {m['auction_rounds']} rounds, {m['bids']} bids, {m['refusals']} refusals"
+        + (f" ({reasons})" if reasons else "") + f", {m['awards']} awards, "
+        f"{m['tasks_given_back']} tasks given back",
+        f"planning: {m['path_commits']} paths committed, {m['replans']} replans, "
+        f"{m['parking_commits']} parking holds",
+        f"safety: {m['robot_robot_collisions']} robot-robot collisions (sim contacts), "
+        f"{m['robot_obstacle_contacts']} robot-obstacle contacts; reservation violations "
+        f"{m['reservation_violations']} ({m['reservation_conflicts']} conflicting holds, "
+        f"{m['excursions']} excursions in {m['monitor_samples']} checked poses)",
+        f"real-time factor {m['real_time_factor']:.2f} (cap {m['real_time_factor_cap']:g}); "
+        f"{m['wall_run_s']:.0f} s wall for the run, {m['wall_startup_s']:.0f} s start-up",
+    ]
+    return "\n".join(lines)
