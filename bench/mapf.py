@@ -3,8 +3,9 @@
 
 For every map, agent count N and scenario, plans the first N rows of
 ``<map>-random-<k>.scen`` with a time limit, validates the plan with the independent
-checker (tests/mapf_validator.py) and records: solved, solve time, sum of costs (SoC),
-SoC / LB where LB is the sum of single-agent breadth-first distances, and makespan.
+checker (tests/mapf_validator.py) and records: solved, solve time (wall clock, what the
+time limit applies to), CPU time, the load average, sum of costs (SoC), SoC / LB where
+LB is the sum of single-agent breadth-first distances, and makespan.
 Per (map, N): success rate over the scenarios, and medians over the scenarios (time:
 over all of them, an unsolved one counting as the time limit; SoC/LB and makespan:
 over the solved ones).
@@ -12,7 +13,7 @@ over the solved ones).
 Writes a markdown table and a JSON file (default under build/bench/) and prints the
 table. A map's larger N are skipped once an N solves none of its scenarios.
 
-    .venv/bin/python bench/mapf.py                       # the default set, ~15-20 min
+    .venv/bin/python bench/mapf.py                       # the default set, ~30 s idle
     .venv/bin/python bench/mapf.py --maps random-32-32-20 --agents 100 200 --scens 1-5
 """
 from __future__ import annotations
