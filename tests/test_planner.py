@@ -500,6 +500,20 @@ def test_prioritized_unsolvable_instance_returns_none_within_the_time_limit():
     assert time.perf_counter() - t0 < 1.0
 
 
+def test_prioritized_off_grid_start_time_uses_the_general_sipp():
+    # A start time between ticks: the integer fast path does not apply; the plan is
+    # still valid, shifted by the start time.
+    roadmap, exclusion = grid_roadmap(*["......"] * 4)
+    starts, goals = [(0, 0), (5, 3), (0, 3)], [(5, 3), (0, 0), (5, 0)]
+    plan = plan_prioritized(roadmap, exclusion, starts, goals, t_start=0.5)
+    assert all(p[0][1] == 0.5 for p in plan.paths)
+    assert sorted(plan.table.robots()) == ["0", "1", "2"]
+    shifted = [[(v, t - 0.5) for v, t in p] for p in plan.paths]
+    xy = roadmap.pos.astype(int).tolist()
+    assert_valid_plan(roadmap.grid.free, starts, goals,
+                      [[tuple(xy[v]) for v in vertices_at_unit_times(p)] for p in shifted])
+
+
 def test_prioritized_unreachable_goal_returns_none_at_once():
     roadmap, exclusion = grid_roadmap("..@..")
     t0 = time.perf_counter()
