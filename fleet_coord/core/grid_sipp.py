@@ -23,6 +23,7 @@ the integers do not), at a fraction of the cost.
 from __future__ import annotations
 
 import time
+import weakref
 from bisect import bisect_right
 from heapq import heappop, heappush
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -46,7 +47,6 @@ class UnitGridModel:
     """
 
     def __init__(self, roadmap) -> None:
-        self.roadmap = roadmap
         self.num_vertices = roadmap.num_vertices
         self.num_edges = roadmap.num_edges
         edge_to = roadmap.edge_to.tolist()
@@ -60,20 +60,22 @@ class UnitGridModel:
                 out.append((edge_to[e], reverse[e]))
                 self.edge_ids[(u, edge_to[e])] = e
             self.neighbours.append(tuple(out))
+        self._reverse_graph = roadmap._reverse_graph(1.0)[0]   # lanes reversed, 1 s each
         self._dist: Dict[int, List[int]] = {}
+        # Distance tables are lists of Python ints (~36 bytes a vertex): keep ~8 M.
+        self._max_tables = max(64, (1 << 23) // max(self.num_vertices, 1))
 
     def distances(self, goals: Sequence[int]) -> None:
         """Compute (in one batch) and cache the step distances to ``goals``."""
         todo = sorted({int(g) for g in goals} - set(self._dist))
         if not todo:
             return
-        if len(self._dist) + len(todo) > 8192:
+        if len(self._dist) + len(todo) > self._max_tables:
             self._dist.clear()
         from scipy.sparse.csgraph import dijkstra
-        graph, _ = self.roadmap._reverse_graph(1.0)
-        for lo in range(0, len(todo), 256):   # bounded memory on big maps
+        for lo in range(0, min(len(todo), self._max_tables), 256):   # bounded memory
             chunk = todo[lo:lo + 256]
-            rows = dijkstra(graph, indices=chunk, unweighted=True)
+            rows = dijkstra(self._reverse_graph, indices=chunk, unweighted=True)
             rows = np.where(np.isinf(rows), NEVER, rows).astype(np.int64).tolist()
             self._dist.update(zip(chunk, rows))
 
@@ -86,7 +88,9 @@ class UnitGridModel:
         return d
 
 
-_models: Dict[int, Tuple[object, object, Optional[UnitGridModel]]] = {}
+# Per exclusion (which belongs to one roadmap); dropped with it. The model holds neither.
+_models: "weakref.WeakKeyDictionary[object, Optional[UnitGridModel]]" = \
+    weakref.WeakKeyDictionary()
 
 
 def unit_grid_model(roadmap, exclusion, max_speed: float) -> Optional[UnitGridModel]:
@@ -97,23 +101,21 @@ def unit_grid_model(roadmap, exclusion, max_speed: float) -> Optional[UnitGridMo
     exactly 1 s (``max_speed`` 1, no lower speed limit) and the exclusion relation is
     the grid's closed form with hold offsets below half a second (docs/core-model.md).
     """
-    if float(max_speed) != 1.0 or not roadmap.is_unit_grid():
+    if (float(max_speed) != 1.0 or not roadmap.is_unit_grid()
+            or exclusion.roadmap is not roadmap):
         return None
-    key = id(exclusion)
-    hit = _models.get(key)
-    if hit is not None and hit[0] is roadmap and hit[1] is exclusion:
-        return hit[2]
+    try:
+        return _models[exclusion]
+    except KeyError:
+        pass
     model = None
-    if (exclusion.roadmap is roadmap and exclusion.clearance < 0.5
-            and bool(np.all(roadmap.edge_speed >= 1.0))):
+    if exclusion.clearance < 0.5 and bool(np.all(roadmap.edge_speed >= 1.0)):
         from .roadmap import _csr, _grid_exclusive_pairs
         indptr, indices = _csr(*_grid_exclusive_pairs(roadmap), roadmap.num_resources)
         if (np.array_equal(indptr, exclusion.indptr)
                 and np.array_equal(indices, exclusion.indices)):
             model = UnitGridModel(roadmap)
-    if len(_models) >= 16:
-        _models.clear()
-    _models[key] = (roadmap, exclusion, model)  # keeps both alive: ids stay unique
+    _models[exclusion] = model
     return model
 
 
