@@ -75,8 +75,9 @@ class _TableFleet:
 
 class _GridFleet:
     """Robots planned with ``grid_sipp`` in integer time (unit grids, docs/core-model.md
-    "Reduction to classic MAPF"); the final plan is committed to a ``ReservationTable``,
-    which checks it once more."""
+    "Reduction to classic MAPF"); the ``UnitGridTable`` refuses vertex and swap
+    conflicts on every commit, and the plan's ``ReservationTable`` (built on first access
+    of ``MultiPlan.table``) checks the final plan once more."""
 
     def __init__(self, grid: UnitGridModel, roadmap, exclusion, t_start: int,
                  starts: List[int], goals: List[int], weight: float = 1.0) -> None:
