@@ -89,7 +89,7 @@ class FleetConfig:
     map: str
     footprint_radius: float = 0.15
     discovery_range: str = "LOCALHOST"
-    domain_id: int = 0
+    domain_id: int | None = None           # None: keep the environment's ROS_DOMAIN_ID
     use_sim_time: bool = False
     agents_per_process: int = 1
     restart: str = "on-failure"

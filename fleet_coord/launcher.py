@@ -133,7 +133,7 @@ class FleetLauncher:
             self._start(child)
         self._say("launch", f"started {len(self.children)} processes "
                             f"(discovery {self.env['ROS_AUTOMATIC_DISCOVERY_RANGE']}, "
-                            f"domain {self.env['ROS_DOMAIN_ID']})")
+                            f"domain {self.env.get('ROS_DOMAIN_ID', '0')})")
 
     # -- supervising -----------------------------------------------------------------------
     def poll(self) -> None:

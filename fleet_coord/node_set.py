@@ -51,8 +51,10 @@ class NodeSpec:
 
 def environment(cfg: FleetConfig) -> dict[str, str]:
     """The environment every process of the fleet runs with (discovery range, domain)."""
-    return {"ROS_AUTOMATIC_DISCOVERY_RANGE": cfg.discovery_range,
-            "ROS_DOMAIN_ID": str(cfg.domain_id)}
+    env = {"ROS_AUTOMATIC_DISCOVERY_RANGE": cfg.discovery_range}
+    if cfg.domain_id is not None:
+        env["ROS_DOMAIN_ID"] = str(cfg.domain_id)
+    return env
 
 
 def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,

@@ -20,3 +20,21 @@ def mapf_bench():
         pytest.skip(f"MovingAI benchmark folder not found at {MAPF_BENCH} "
                     "(set FLEET_COORD_MAPF_BENCH)")
     return MAPF_BENCH
+
+
+_DOMAIN = [0]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _ros_domain_per_module():
+    """Each test module runs on its own ROS_DOMAIN_ID (inherited by the processes it
+    starts), so a process a previous module left behind, or its late DDS traffic, cannot
+    answer this module's auctions or services."""
+    _DOMAIN[0] = _DOMAIN[0] % 200 + 1
+    old = os.environ.get("ROS_DOMAIN_ID")
+    os.environ["ROS_DOMAIN_ID"] = str(_DOMAIN[0])
+    yield
+    if old is None:
+        os.environ.pop("ROS_DOMAIN_ID", None)
+    else:
+        os.environ["ROS_DOMAIN_ID"] = old

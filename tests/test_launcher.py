@@ -30,9 +30,9 @@ def test_world_nodes_start_restart_after_kill_and_stop_cleanly():
     cfg = load_fleet_config("config/fleet_demo.yaml")
     specs = [s for s in fleet_nodes(cfg, robot_count=2)
              if s.executable in ("traffic", "fleet_monitor", "ideal_driver")]
-    shm_before = shm_files()
     out = io.StringIO()
-    launcher = FleetLauncher(cfg, specs, out=out, grace_s=3.0)
+    launcher = FleetLauncher(cfg, specs, out=out, grace_s=3.0,
+                             extra_env={"ROS_DOMAIN_ID": os.environ["ROS_DOMAIN_ID"]})
     launcher.start()
     try:
         with ros_context() as (ctx, ex):
@@ -54,6 +54,7 @@ def test_world_nodes_start_restart_after_kill_and_stop_cleanly():
                 new = launcher.pids().get("ideal_driver")
                 return new is not None and new != pids["ideal_driver"] and "r2" in odom
             assert spin_until(ex, restarted, 30), out.getvalue()
+        ours = mapped_shm(launcher.pids().values())  # Fast DDS files the fleet uses
     finally:
         launcher.shutdown()
     log = out.getvalue()
@@ -63,4 +64,4 @@ def test_world_nodes_start_restart_after_kill_and_stop_cleanly():
         assert not _alive(c.proc.pid)
     time.sleep(0.2)
     # /dev/shm is shared with every other process on the machine: count only files nobody maps
-    assert shm_files() - shm_before - mapped_shm() == set(), "Fast DDS shared-memory files left behind"
+    assert (ours & shm_files()) - mapped_shm() == set(), "Fast DDS shared-memory files left behind"
