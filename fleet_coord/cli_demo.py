@@ -16,17 +16,9 @@ import json
 import os
 import time
 
+from fleet_coord.cli_plan import _positive_int
+
 DEFAULT_OUT = "reports/demo"
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _positive_float(text: str) -> float:

@@ -7,17 +7,9 @@ Ctrl-C or SIGTERM stops every process cleanly; crashed nodes restart per the con
 from __future__ import annotations
 
 import argparse
+
+from fleet_coord.cli_plan import _positive_int
 import signal
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def register(subparsers) -> None:
