@@ -1,7 +1,7 @@
 """Latency of the fleet's DDS traffic: Contract Net auction rounds and fleet state.
 
 (a) **Auction round latency.** Real `RobotAgent` nodes (fleet_coord.robot_agent's own
-    `main()`, so the same MultiThreadedExecutor a deployment uses) run in child
+    `main()`, so the same executor a deployment uses) run in child
     processes, grouped `agents:processes` (e.g. 50:5 = five processes of ten agents;
     10:10 = one process per agent). One `ideal_driver` process gives them odometry at
     `--odom-rate` Hz (they refuse to bid without a pose). The benchmark process hosts a
@@ -212,10 +212,10 @@ def role_agents(argv: list[str]) -> None:
                         t0, time.time_ns(), c1 - c0))
 
     robot_agent.RobotAgent._on_cfp = _on_cfp
-    if executor == "single":
-        rclpy.executors.MultiThreadedExecutor = \
-            lambda num_threads=None: rclpy.executors.SingleThreadedExecutor()
-    elif executor != "multi":
+    if executor == "multi":  # what robot_agent.main() used before fleet_coord.spin
+        from fleet_coord import spin
+        spin.SingleThreadedExecutor = lambda: rclpy.executors.MultiThreadedExecutor(num_threads=4)
+    elif executor != "single":
         raise SystemExit(f"--executor: expected multi or single, got {executor!r}")
     try:
         robot_agent.main([sys.argv[0]] + argv)
@@ -228,10 +228,10 @@ def role_agents(argv: list[str]) -> None:
 
 def role_state_pubs(argv: list[str]) -> None:
     """One node per robot publishing RobotState at `--rate` Hz, stamped at send time,
-    `lamport` = per-robot sequence number; MultiThreadedExecutor as robot_agent.main."""
+    `lamport` = per-robot sequence number; one SingleThreadedExecutor as robot_agent.main."""
     import rclpy
     from fleet_coord_msgs.msg import RobotState
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.node import Node
 
     from fleet_coord import qos
@@ -259,7 +259,7 @@ def role_state_pubs(argv: list[str]) -> None:
             self.pub.publish(msg)
 
     nodes = [StatePub(r) for r in a.robots.split(",") if r]
-    ex = MultiThreadedExecutor(num_threads=min(4, max(2, len(nodes))))
+    ex = SingleThreadedExecutor()
     for n in nodes:
         ex.add_node(n)
     try:
@@ -362,7 +362,7 @@ def run_auction(n_agents: int, n_procs: int, args, rep: int, shm_seen: set[str])
     from fleet_coord.robot_agent import to_time
 
     label = f"auction {n_agents} agents / {n_procs} proc, run {rep}" + \
-        ("" if args.agent_executor == "multi" else f" (agents on {args.agent_executor})")
+        ("" if args.agent_executor == "single" else f" (agents on {args.agent_executor})")
     rng = random.Random(args.seed + rep)
     roadmap = load_roadmap(MAP)
     names = [f"r{i:02d}" for i in range(n_agents)]
@@ -702,9 +702,10 @@ def main() -> None:
     ap.add_argument("--odom-rate", type=float, default=20.0, help="ideal driver odometry Hz")
     ap.add_argument("--executor", choices=("events", "single", "multi"), default="events",
                     help="executor of the measuring node")
-    ap.add_argument("--agent-executor", choices=("multi", "single"), default="multi",
-                    help="executor of the agent processes: multi is what robot_agent.main() "
-                    "uses; the others are an experiment (patched in by the wrapper)")
+    ap.add_argument("--agent-executor", choices=("multi", "single"), default="single",
+                    help="executor of the agent processes: single is what robot_agent.main() "
+                    "uses (fleet_coord.spin); multi, the MultiThreadedExecutor it used "
+                    "before, is patched in by the wrapper for comparison")
     ap.add_argument("--state-rate", type=float, default=10.0)
     ap.add_argument("--state-seconds", type=float, default=30.0)
     ap.add_argument("--state-depth", type=int, default=0, help="subscriber history depth "

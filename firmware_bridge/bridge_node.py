@@ -17,15 +17,12 @@ this node only moves messages between it and ROS.
 from __future__ import annotations
 
 import math
-import sys
 import time
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rcl_interfaces.msg import ParameterDescriptor
@@ -33,6 +30,7 @@ from sensor_msgs.msg import BatteryState
 from std_srvs.srv import SetBool, Trigger
 
 from fleet_coord import qos
+from fleet_coord.spin import run_nodes
 from firmware_bridge import protocol as p
 from firmware_bridge.link import Link, LinkConfig, LinkState
 
@@ -278,20 +276,7 @@ class SerialBridge(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=sys.argv if args is None else args)
-    node = None
-    try:
-        node = SerialBridge()
-        executor = MultiThreadedExecutor(num_threads=2)
-        executor.add_node(node)
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-
+    run_nodes(lambda _argv: [SerialBridge()], args)
 
 if __name__ == "__main__":
     main()

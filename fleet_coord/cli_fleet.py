@@ -11,7 +11,6 @@ ROS_AUTOMATIC_DISCOVERY_RANGE / ROS_DOMAIN_ID as the fleet's config says).
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 

@@ -6,7 +6,6 @@ Ctrl-C or SIGTERM stops every process cleanly; crashed nodes restart per the con
 """
 from __future__ import annotations
 
-import argparse
 
 from fleet_coord.cli_plan import _positive_int
 import signal

@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from dataclasses import replace
 
-import rclpy
 from fleet_coord_msgs.msg import (Award, CallForProposal, Proposal, Refusal, Rejection,
                                   RobotState, TaskStatus)
 from fleet_coord_msgs.msg import Task as TaskMsg
@@ -34,11 +32,12 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from fleet_coord import qos
+from fleet_coord.spin import run_nodes
 from fleet_coord.core import contract_net as cn
 from fleet_coord.core.tasks import (DuplicateTask, LedgerError, Task, TaskError, TaskLedger,
-                                    TaskRecord, TaskState, TERMINAL_STATES)
+                                    TaskState, TERMINAL_STATES)
 from fleet_coord.fleet_config import load_roadmap
-from fleet_coord.robot_agent import from_time, task_from_msg, to_time
+from fleet_coord.robot_agent import from_time, to_time
 
 _CODE_TO_REASON = {
     Refusal.REASON_UNREACHABLE: cn.RefuseReason.UNREACHABLE,
@@ -362,15 +361,7 @@ class Dispatcher(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=sys.argv if args is None else args)
-    node = Dispatcher()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_nodes(lambda _argv: [Dispatcher()], args)
 
 
 if __name__ == "__main__":

@@ -13,10 +13,7 @@ Reads only: the monitor never changes the fleet's behaviour.
 """
 from __future__ import annotations
 
-import math
-import sys
 
-import rclpy
 from fleet_coord_msgs.msg import (Award, CallForProposal, FleetState, Proposal, Refusal,
                                   Rejection, ReservationSet, RobotState, TaskStatus)
 from geometry_msgs.msg import Point
@@ -25,6 +22,7 @@ from std_msgs.msg import String
 from visualization_msgs.msg import Marker, MarkerArray
 
 from fleet_coord import qos
+from fleet_coord.spin import run_nodes
 from fleet_coord.core.event_log import EventLog
 from fleet_coord.core.liveness import LivenessTracker
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
@@ -163,15 +161,7 @@ class FleetMonitor(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=sys.argv if args is None else args)
-    node = FleetMonitor()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_nodes(lambda _argv: [FleetMonitor()], args)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ than real time. The driver's own clock stays wall time (it paces itself by it).
 from __future__ import annotations
 
 import math
-import sys
 
 import rclpy
 from geometry_msgs.msg import Twist
@@ -30,6 +29,7 @@ from rclpy.time import Time
 from rosgraph_msgs.msg import Clock
 
 from fleet_coord import qos
+from fleet_coord.spin import run_nodes
 from fleet_coord.core.kinematics import Limits, UnicycleState, step
 
 
@@ -139,15 +139,7 @@ def odometry(robot: str, s: UnicycleState, stamp) -> Odometry:
 
 
 def main(args=None) -> None:
-    rclpy.init(args=sys.argv if args is None else args)
-    node = IdealDriver()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_nodes(lambda _argv: [IdealDriver()], args)
 
 
 if __name__ == "__main__":

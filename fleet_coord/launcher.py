@@ -63,9 +63,11 @@ def mapped_shm(pids=None) -> set[str]:
     return used
 
 
-def clean_shm(before: set[str]) -> list[str]:
-    """Remove Fast DDS shm files created since `before` that nobody uses any more."""
-    stale = sorted(shm_files() - before - mapped_shm())
+def clean_shm(before: set[str], used: set[str] = frozenset()) -> list[str]:
+    """Remove the Fast DDS shm files the fleet created (not in `before`) or `used` (mapped by
+    its processes; a port file may predate the fleet, left by an earlier crash) that nobody
+    maps any more. Files of other ROS programs on the machine are never touched."""
+    stale = sorted(shm_files() - (before - set(used)) - mapped_shm())
     for name in stale:
         try:
             os.unlink(os.path.join("/dev/shm", name))
@@ -183,6 +185,7 @@ class FleetLauncher:
         """SIGINT every child, then SIGTERM, then SIGKILL; remove stale shm files."""
         self._stopping.set()
         live = [c for c in self.children if c.proc and c.proc.poll() is None]
+        used = mapped_shm([c.proc.pid for c in live])
         for sig, wait in ((signal.SIGINT, self.grace_s), (signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
             for c in live:
                 try:
@@ -195,6 +198,6 @@ class FleetLauncher:
             live = [c for c in live if c.proc.poll() is None]
             if not live:
                 break
-        removed = clean_shm(self._shm_before)
+        removed = clean_shm(self._shm_before, used)
         self._say("launch", f"all {len(self.children)} processes stopped"
                             + (f"; removed {len(removed)} stale /dev/shm files" if removed else ""))

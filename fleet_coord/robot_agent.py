@@ -37,7 +37,7 @@ Speeds: the robot's limits (`max_v`, `max_w`, `max_acc`, `max_alpha`) must match
 driver; it *plans* at `plan_speed` (0 = `core.tracking.plan_speed_for(limits)`, slower
 than max_v so it has time to stop and turn inside a vertex star; see core/tracking.py).
 
-`main()` runs one agent per process, or several on a MultiThreadedExecutor with
+`main()` runs one agent per process, or several on one executor (fleet_coord.spin) with
 `--robots a,b,c` (parameters apply to all of them).
 """
 from __future__ import annotations
@@ -47,7 +47,6 @@ import random
 import sys
 from dataclasses import dataclass, field
 
-import rclpy
 from builtin_interfaces.msg import Time
 from fleet_coord_msgs.msg import (Award, CallForProposal, Proposal, Refusal, Rejection,
                                   ReservationSet, RobotState, TaskStatus)
@@ -59,6 +58,7 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from fleet_coord import qos
+from fleet_coord.spin import run_nodes
 from fleet_coord.core import contract_net as cn
 from fleet_coord.core.kinematics import Limits
 from fleet_coord.core.planner import path_to_segments, sipp
@@ -689,26 +689,16 @@ def _segment(robot: str, resource: int, t0: float, t1: float):
 
 
 def main(args=None) -> None:
+    """One agent (`robot` parameter or namespace), or several in this process:
+    `--robots a,b,c` (a large simulated fleet), all on one executor."""
     argv = list(sys.argv if args is None else args)
     robots: list[str] = []
     if "--robots" in argv:
         i = argv.index("--robots")
         robots = [r for r in argv[i + 1].split(",") if r]
         del argv[i:i + 2]
-    rclpy.init(args=argv)
-    nodes = [RobotAgent(r) for r in robots] if robots else [RobotAgent()]
-    executor = rclpy.executors.MultiThreadedExecutor(num_threads=min(4, max(2, len(nodes))))
-    for n in nodes:
-        executor.add_node(n)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        for n in nodes:
-            n.destroy_node()
-        rclpy.try_shutdown()
-
+    run_nodes(lambda _argv: [RobotAgent(r) for r in robots] if robots else [RobotAgent()],
+              argv)
 
 if __name__ == "__main__":
     main()

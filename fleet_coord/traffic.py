@@ -23,10 +23,8 @@ Thin by design: all decisions live in fleet_coord.core.traffic / reservations.
 from __future__ import annotations
 
 import math
-import sys
 
-import rclpy
-from fleet_coord_msgs.msg import ReservationSegment, ReservationSet, RobotState
+from fleet_coord_msgs.msg import ReservationSet, RobotState
 from fleet_coord_msgs.srv import Release, Reserve
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
@@ -34,6 +32,7 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from std_msgs.msg import String
 
 from fleet_coord import qos
+from fleet_coord.spin import run_nodes
 from fleet_coord.core.liveness import LivenessTracker
 from fleet_coord.core.reservations import Reservation, ReservationTable
 from fleet_coord.core.table_log import TableLog
@@ -232,15 +231,7 @@ class TrafficNode(Node):
 
 
 def main(args=None) -> None:
-    rclpy.init(args=sys.argv if args is None else args)
-    node = TrafficNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    run_nodes(lambda _argv: [TrafficNode()], args)
 
 
 if __name__ == "__main__":

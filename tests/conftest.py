@@ -25,11 +25,12 @@ def mapf_bench():
 _DOMAIN = [0]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _ros_domain_per_module():
-    """Each test module runs on its own ROS_DOMAIN_ID (inherited by the processes it
-    starts), so a process a previous module left behind, or its late DDS traffic, cannot
-    answer this module's auctions or services."""
+@pytest.fixture(autouse=True)
+def _ros_domain_per_test():
+    """Each test runs on its own ROS_DOMAIN_ID (inherited by the processes it starts), so a
+    participant a previous test left behind, or its late DDS traffic (a transient-local
+    table update, a straggling proposal), cannot reach this test's nodes. Domains 1..200
+    keep every Fast DDS port below 65535 (7400 + 250 * domain + offsets)."""
     _DOMAIN[0] = _DOMAIN[0] % 200 + 1
     old = os.environ.get("ROS_DOMAIN_ID")
     os.environ["ROS_DOMAIN_ID"] = str(_DOMAIN[0])

@@ -2,14 +2,11 @@
 all real rclpy nodes talking over real DDS (loopback, inside the test's netns)."""
 from __future__ import annotations
 
-import math
-import threading
 import time
 
-from fleet_coord_msgs.msg import ReservationSet, TaskStatus
+from fleet_coord_msgs.msg import TaskStatus
 from fleet_coord_msgs.msg import Task as TaskMsg
 from fleet_coord_msgs.srv import SubmitTask
-from nav_msgs.msg import Odometry
 from rclpy.parameter import Parameter
 
 from fleet_coord import qos

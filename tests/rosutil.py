@@ -6,15 +6,20 @@ import time
 from typing import Callable
 
 import rclpy
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 
 
 @contextlib.contextmanager
 def ros_context(args: list[str] | None = None):
-    """A fresh rclpy context and a multi-threaded executor; everything is torn down after."""
+    """A fresh rclpy context and a single-threaded executor; everything is torn down after.
+
+    Not the MultiThreadedExecutor: in rclpy 9 (Kilted) its spin_once() re-yields tasks the
+    pool has not started yet, so a ready timer (the sim's period-0 step timer) floods the pool
+    with duplicates and each spin_once() walks thousands of futures: the nodes under test
+    starve. Our nodes never block in a callback, so one thread serves them all."""
     ctx = rclpy.Context()
     rclpy.init(context=ctx, args=args)
-    ex = MultiThreadedExecutor(num_threads=4, context=ctx)
+    ex = SingleThreadedExecutor(context=ctx)
     try:
         yield ctx, ex
     finally:

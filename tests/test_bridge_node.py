@@ -88,7 +88,11 @@ def test_driver_client_drives_the_emulated_robot_through_the_bridge(emu):
             return yaw(client.odom[-1].pose.pose.orientation) > math.pi / 4
         assert spin_until(ex, turned, 10)
         tw = client.odom[-1].twist.twist
-        assert tw.linear.x == pytest.approx(0.25, rel=0.05)
+        hist = [(round(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9, 3),
+                 round(m.pose.pose.position.x, 3), round(m.pose.pose.position.y, 3),
+                 round(yaw(m.pose.pose.orientation), 3), round(m.twist.twist.linear.x, 3),
+                 round(m.twist.twist.angular.z, 3)) for m in client.odom[-12:]]
+        assert tw.linear.x == pytest.approx(0.25, rel=0.05), hist
         assert tw.angular.z == pytest.approx(0.5, rel=0.05)
         pos = client.odom[-1].pose.pose.position
         # still on the circle of radius v / omega about (0, 0.5) (ramp-up bends it a little)

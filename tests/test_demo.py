@@ -2,7 +2,6 @@
 and the demo refuses bad options clearly before anything starts. The full-stack demo
 (ROS 2 + PyBullet) is pinned by tests/test_demo_fleet.py."""
 import json
-import math
 
 import pytest
 

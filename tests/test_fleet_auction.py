@@ -1,5 +1,4 @@
 """Contract Net over real DDS: 5 robot agents bid, the dispatcher awards the cheapest."""
-import os
 
 import pytest
 

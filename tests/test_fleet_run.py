@@ -1,6 +1,5 @@
 """A small fleet does real work over real DDS, checked by an independent monitor:
 zero reservation conflicts, no robot ever outside its reserved resources."""
-import math
 
 from fleet_coord_msgs.msg import TaskStatus
 from fleet_coord_msgs.msg import Task as TaskMsg

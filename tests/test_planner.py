@@ -19,7 +19,7 @@ from fleet_coord.core.reservations import ReservationTable
 from fleet_coord.core.roadmap import (Footprint, GridMap, Roadmap, load_movingai_map,
                                       load_scenario)
 
-from mapf_validator import assert_valid_plan, check_plan
+from mapf_validator import assert_valid_plan
 
 INF = math.inf
 SMALL = Footprint(radius=0.1)  # L = 0.2: the classic grid conflicts

@@ -6,7 +6,6 @@ import pytest
 from fleet_coord.core.kinematics import Limits, UnicycleState, step
 from fleet_coord.core.planner import path_to_segments, sipp
 from fleet_coord.core.reservations import ReservationTable
-from fleet_coord.core.roadmap import Footprint
 from fleet_coord.core.tracking import (PathTracker, containment_error, plan_speed_for,
                                        turn_time)
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
