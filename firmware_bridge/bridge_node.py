@@ -6,10 +6,16 @@ Per robot (one node per serial port), under `/<robot>/`:
     (a twist older than `cmd_vel_timeout` is sent as zero: the robot stops under control,
     and if the bridge itself dies the firmware watchdog stops it);
   - publishes `odom` (nav_msgs/Odometry, frame `<robot>/odom`, child `<robot>/base_link`)
-    for every odometry frame from the device, and `battery` (sensor_msgs/BatteryState);
+    for every odometry frame from the device, and `battery` (sensor_msgs/BatteryState).
+    The device integrates its pose from (0, 0, 0) at power-on (or its last odometry
+    reset); the bridge composes it with `initial_pose`, the robot's map pose at that
+    moment, so `<robot>/odom` is anchored at the map as the simulated backends' is (an
+    agent reads it as its map pose). A restarted bridge keeps the pose: the device's
+    odometry survives reconnects;
   - publishes link and device health on `/diagnostics` (diagnostic_msgs/DiagnosticArray);
   - serves `estop` (std_srvs/SetBool: true engages, false releases; answers once the
-    device has confirmed) and `reset_odom` (std_srvs/Trigger: pose back to 0, 0, 0).
+    device has confirmed) and `reset_odom` (std_srvs/Trigger: the device's pose back to
+    0, 0, 0, i.e. the published pose back to `initial_pose`).
 
 The serial link itself (handshake, heartbeats, reconnects) is `firmware_bridge.link.Link`;
 this node only moves messages between it and ROS.
@@ -55,6 +61,9 @@ PARAMETERS: list[tuple[str, object, str]] = [
     ("odom_period_ms", 20, "periodic odometry from the device (besides one per command)"),
     ("status_period_ms", 200, "periodic status (battery, faults, e-stop) from the device"),
     ("diagnostics_period", 1.0, "s between /diagnostics messages"),
+    ("initial_pose", [0.0, 0.0, 0.0], "x, y (m), theta (rad): the robot's pose in the map "
+     "where its odometry reads (0, 0, 0), i.e. where it was powered on or its odometry "
+     "reset; published odom = initial_pose composed with the device's odometry"),
     ("wheel_radius", 0.05, "m"),
     ("track_width", 0.30, "m, distance between the wheels' contact points"),
     ("max_v", 1.0, "m/s, the device clips commands to this"),
@@ -100,6 +109,7 @@ class SerialBridge(Node):
         self.cmd_vel_timeout = float(prm["cmd_vel_timeout"])
         self._cmd = (0.0, 0.0)
         self._cmd_at: float | None = None  # monotonic time of the last cmd_vel
+        self.initial_pose = tuple(float(v) for v in prm["initial_pose"])
 
         config = LinkConfig(
             port=prm["port"], baud=int(prm["baud"]),
@@ -136,6 +146,11 @@ class SerialBridge(Node):
             if not (isinstance(prm[name], int) and 10 <= prm[name] <= 65535):
                 raise ValueError(f"parameter {name} must be an integer in 10..65535 ms, "
                                  f"got {prm[name]!r}")
+        pose = prm["initial_pose"]
+        if not (len(pose) == 3 and all(isinstance(v, (int, float)) and math.isfinite(v)
+                                       for v in pose)):
+            raise ValueError(f"parameter initial_pose must be 3 finite numbers [x, y, theta], "
+                             f"got {list(pose)!r}")
         if prm["link_timeout_ms"] <= prm["heartbeat_period_ms"]:
             raise ValueError(f"parameter link_timeout_ms ({prm['link_timeout_ms']}) must "
                              f"exceed heartbeat_period_ms ({prm['heartbeat_period_ms']})")
@@ -169,7 +184,8 @@ class SerialBridge(Node):
     def _on_reset_odom(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
         res.success, res.message = self.link.reset_odometry()
         if res.success:
-            res.message = "odometry reset to (0, 0, 0)"
+            res.message = "odometry reset to (0, 0, 0): the robot is at initial_pose " \
+                          "(%g, %g, %g)" % self.initial_pose
         return res
 
     # --- device -> ROS (called from the link's I/O thread) ------------------------------
@@ -179,10 +195,12 @@ class SerialBridge(Node):
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = f"{self.robot}/odom"
         msg.child_frame_id = f"{self.robot}/base_link"
-        msg.pose.pose.position.x = m.x
-        msg.pose.pose.position.y = m.y
+        x0, y0, th0 = self.initial_pose
+        c, s = math.cos(th0), math.sin(th0)
+        msg.pose.pose.position.x = x0 + c * m.x - s * m.y
+        msg.pose.pose.position.y = y0 + s * m.x + c * m.y
         o = msg.pose.pose.orientation
-        o.x, o.y, o.z, o.w = yaw_to_quaternion(m.theta)
+        o.x, o.y, o.z, o.w = yaw_to_quaternion(th0 + m.theta)   # the twist is body-frame
         msg.twist.twist.linear.x = m.v
         msg.twist.twist.angular.z = m.omega
         self._odom_pub.publish(msg)

@@ -102,8 +102,10 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
             nodes.append(NodeSpec(exe, exe, parameters=p, robots=own["robots"]))
     for r in robots:
         if r.backend == "serial":
+            # the device's odometry starts at 0: the bridge anchors it at the start pose
             nodes.append(NodeSpec("serial_bridge", "serial_bridge", namespace=r.name,
-                                  parameters=params("serial_bridge", port=r.port, baud=r.baud),
+                                  parameters=params("serial_bridge", port=r.port, baud=r.baud,
+                                                    initial_pose=[float(v) for v in r.start]),
                                   robots=[r.name]))
     # robot agents: each process hosts the agents of a group of robots (one robot per
     # process by default, as on real robots); the nodes are /<robot>/robot_agent, so the
