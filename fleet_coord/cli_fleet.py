@@ -4,13 +4,28 @@
     fleet-coord cancel ID [--reason TEXT]
     fleet-coord tasks [--all] [--robot NAME]
     fleet-coord status [--watch]          # a live fleet table from /fleet/state
+    fleet-coord add-robot NAME --station S [--config F] [--print]
+    fleet-coord remove-robot NAME [--force] [--reason TEXT]
 
-They use the fleet's services (/fleet/submit_task, /fleet/cancel_task, /fleet/list_tasks)
-and topics, with the discovery range and domain of the environment (set
-ROS_AUTOMATIC_DISCOVERY_RANGE / ROS_DOMAIN_ID as the fleet's config says).
+They use the fleet's services (/fleet/submit_task, /fleet/cancel_task, /fleet/list_tasks,
+/fleet/remove_robot, /ideal_driver/spawn_robot) and topics, with the discovery range and
+domain of the environment (set ROS_AUTOMATIC_DISCOVERY_RANGE / ROS_DOMAIN_ID as the
+fleet's config says; add-robot takes them from its --config like `fleet-coord launch`).
+
+Robots join and leave a running fleet (fleet_coord.core.membership): a robot joins when
+its agent first publishes its state, so `add-robot` puts the robot into the world (the
+ideal driver spawns it; a serial robot's bridge must already run) and then runs its
+agent here in the foreground, like `ros2 run`, until Ctrl-C or SIGTERM (`--print` prints
+the agent's command line instead, e.g. to run it on the robot's computer). An agent that
+stops makes its robot lost; `remove-robot` takes a robot out for good and frees what it
+holds.
 """
 from __future__ import annotations
 
+import os
+import shlex
+import signal
+import subprocess
 import sys
 import time
 
@@ -46,15 +61,55 @@ def register(subparsers) -> None:
     p.add_argument("--timeout", type=float, default=10.0)
     p.set_defaults(run=run_status)
 
+    p = subparsers.add_parser(
+        "add-robot", help="add a robot to the running fleet and run its agent",
+        description="Put a new robot at a station of the running fleet (the ideal driver "
+                    "spawns it; a serial robot's bridge must already run) and run its robot "
+                    "agent here in the foreground until Ctrl-C. The robot joins when its "
+                    "agent first reports; stopping the agent makes it lost, `fleet-coord "
+                    "remove-robot` takes it out.")
+    p.add_argument("robot", metavar="NAME", help="robot name: a letter, then letters, digits or _")
+    p.add_argument("--station", required=True, help="station (roadmap vertex name, 'x,y' on a "
+                                                    "grid map) where the robot starts; must be free")
+    p.add_argument("--theta", type=float, default=0.0, help="start heading, rad (default 0)")
+    p.add_argument("--config", default=None,
+                   help="the running fleet's config (default: config/fleet_demo.yaml): map, "
+                        "footprint, clock, discovery, robot_agent parameters")
+    p.add_argument("--backend", choices=("ideal", "serial", "sim"), default=None,
+                   help="the robot's backend (default: the config robots' backend)")
+    p.add_argument("--max-speed", type=float, default=1.0, help="m/s (default 1.0)")
+    p.add_argument("--max-angular-speed", type=float, default=2.0, help="rad/s (default 2.0)")
+    p.add_argument("--domain", type=int, help="ROS_DOMAIN_ID override (as for launch)")
+    p.add_argument("--print", dest="print_only", action="store_true",
+                   help="after the checks (and the spawn), print the agent's command line "
+                        "instead of running it")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the fleet")
+    p.set_defaults(run=run_add_robot)
+
+    p = subparsers.add_parser(
+        "remove-robot", help="take a robot out of the running fleet",
+        description="Remove a robot from the running fleet (/fleet/remove_robot on the traffic "
+                    "authority): everything it holds is released (a lost robot's blocked spot "
+                    "too), its unfinished tasks go back to auction, it gets no more awards, "
+                    "its agent (if running) stands down and a simulated robot leaves the "
+                    "world. Refused for an unknown robot, and for an alive robot with tasks "
+                    "unless --force.")
+    p.add_argument("robot", metavar="NAME")
+    p.add_argument("--force", action="store_true",
+                   help="remove it even though it is alive and has tasks")
+    p.add_argument("--reason", default="removed from the command line")
+    p.add_argument("--timeout", type=float, default=10.0)
+    p.set_defaults(run=run_remove_robot)
+
 
 class _Client:
     """One short-lived rclpy node for a command."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, **node_kwargs) -> None:
         import rclpy
         self.rclpy = rclpy
         rclpy.init(args=[])
-        self.node = rclpy.create_node(name)
+        self.node = rclpy.create_node(name, **node_kwargs)
 
     def call(self, srv_type, service: str, request, timeout: float, attempt_s: float = 3.0):
         """Call `service`, retrying the same request every `attempt_s` until `timeout`:
@@ -194,6 +249,195 @@ def run_status(args) -> int:
         return 0
     finally:
         c.close()
+
+
+def run_remove_robot(args) -> int:
+    from fleet_coord_msgs.srv import RemoveRobot
+    c = _Client("fleet_coord_cli_remove_robot")
+    try:
+        resp = c.call(RemoveRobot, "/fleet/remove_robot",
+                      RemoveRobot.Request(robot=args.robot, force=args.force, reason=args.reason),
+                      args.timeout)
+    finally:
+        c.close()
+    if not resp.ok:
+        print(f"fleet-coord remove-robot: {resp.error}", file=sys.stderr)
+        return 1
+    print(f"removed {args.robot}{' (it was lost)' if resp.was_lost else ''}: {resp.released} "
+          "reservation(s) released; its unfinished tasks go back to auction")
+    return 0
+
+
+def _ros_param(value) -> str:
+    """A value as `-p name:=value` wants it (YAML)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value) if value == value and abs(value) != float("inf") else (
+            ".nan" if value != value else (".inf" if value > 0 else "-.inf"))
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_ros_param(v) for v in value) + "]"
+    return str(value)
+
+
+def agent_command(cfg, robot: str, *, max_speed: float = 1.0, max_angular_speed: float = 2.0,
+                  use_sim_time: bool | None = None) -> list[str]:
+    """The command that runs `robot`'s agent for the fleet of `cfg` — the parameters
+    `fleet-coord launch` gives the config's own agents (fleet_coord.node_set)."""
+    params = {"use_sim_time": cfg.use_sim_time if use_sim_time is None else use_sim_time,
+              "map": os.path.abspath(cfg.map), "footprint_radius": float(cfg.footprint_radius),
+              "max_v": float(max_speed), "max_w": float(max_angular_speed),
+              **cfg.nodes.get("robot_agent", {})}
+    argv = [sys.executable, "-m", "fleet_coord.robot_agent", "--ros-args",
+            "-r", f"__ns:=/{robot}", "-p", f"robot:={robot}"]
+    for k, v in params.items():
+        argv += ["-p", f"{k}:={_ros_param(v)}"]
+    return argv
+
+
+def _config_backend(cfg, choice: str | None) -> str:
+    from fleet_coord.cli import CliError
+    if choice is not None:
+        return choice
+    backends = sorted({r.backend for r in cfg.robots})
+    if len(backends) != 1:
+        raise CliError(f"{cfg.path} mixes backends ({', '.join(backends)}): say which one the "
+                       "new robot uses with --backend")
+    return backends[0]
+
+
+def run_add_robot(args) -> int:
+    from fleet_coord.cli import CliError
+    from fleet_coord.fleet_config import (_ROS_NAME, ConfigError, load_fleet_config,
+                                          load_roadmap_and_exclusion)
+    from fleet_coord.node_set import default_config_path, environment
+
+    robot = args.robot
+    if not _ROS_NAME.match(robot):
+        raise CliError(f"{robot!r} is not a valid robot name (a letter, then letters, digits "
+                       "or '_')")
+    config = args.config or default_config_path()
+    try:
+        cfg = load_fleet_config(config)
+    except (ConfigError, OSError) as e:
+        raise CliError(str(e)) from None
+    for k, v in (("--max-speed", args.max_speed), ("--max-angular-speed", args.max_angular_speed)):
+        if not v > 0:
+            raise CliError(f"{k} must be > 0, got {v}")
+    roadmap, _exclusion, roadmap_id = load_roadmap_and_exclusion(cfg.map, cfg.footprint_radius)
+    try:
+        vertex = roadmap.vertex(args.station)
+    except KeyError as e:
+        raise CliError(f"--station: {e.args[0] if e.args else e} (map {cfg.map})") from None
+    x, y = float(roadmap.pos[vertex, 0]), float(roadmap.pos[vertex, 1])
+    backend = _config_backend(cfg, args.backend)
+    if backend == "sim":
+        raise CliError("the PyBullet sim cannot add robots at runtime: add "
+                       f"{robot} to the robots of {config} and relaunch (or use the ideal backend)")
+    os.environ.update(environment(cfg))
+    if args.domain is not None:
+        os.environ["ROS_DOMAIN_ID"] = str(args.domain)
+    argv = agent_command(cfg, robot, max_speed=args.max_speed,
+                         max_angular_speed=args.max_angular_speed)
+
+    from rclpy.parameter import Parameter
+    c = _Client(f"fleet_coord_cli_add_{robot}",
+                parameter_overrides=[Parameter("use_sim_time", value=bool(cfg.use_sim_time))])
+    try:
+        _check_join(c, cfg, robot, vertex, args.station, roadmap_id, args.timeout)
+        if backend == "ideal":
+            from fleet_coord_msgs.srv import SpawnRobot
+            resp = c.call(SpawnRobot, "/ideal_driver/spawn_robot",
+                          SpawnRobot.Request(robot=robot, x=x, y=y, theta=args.theta),
+                          args.timeout)
+            if not resp.ok:
+                print(f"fleet-coord add-robot: {resp.error}", file=sys.stderr)
+                return 1
+            print(f"spawned {robot} at station {args.station} ({x:g}, {y:g})")
+        elif c.node.count_publishers(f"/{robot}/odom") == 0:
+            raise CliError(f"nobody publishes /{robot}/odom: start {robot}'s serial_bridge "
+                           f"first (ros2 run fleet_coord serial_bridge --ros-args -r "
+                           f"__ns:=/{robot} -p port:=/dev/ttyACM0), with the robot standing "
+                           f"on station {args.station}")
+    finally:
+        c.close()
+
+    env_prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(environment(cfg).items()))
+    if args.print_only:
+        print(f"{env_prefix} {shlex.join(argv)}")
+        return 0
+    print(f"starting {robot}'s agent (Ctrl-C stops it; the robot then goes lost until "
+          f"`fleet-coord remove-robot {robot}` or a new agent)", flush=True)
+    child = subprocess.Popen(argv, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def forward(signum, _frame):
+        if child.poll() is None:
+            child.send_signal(signum)
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while True:
+            try:
+                rc = child.wait()
+                break
+            except KeyboardInterrupt:   # pragma: no cover - SIGINT is forwarded instead
+                continue
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return 0 if rc in (0, -signal.SIGINT, -signal.SIGTERM) else rc
+
+
+def _check_join(c, cfg, robot: str, vertex: int, station: str, roadmap_id: str,
+                timeout: float) -> None:
+    """Before a robot joins: the fleet runs the config's map, nobody speaks for `robot`
+    yet, and `station` is free from now on (a robot there would collide with whoever
+    holds or will cross it)."""
+    from fleet_coord_msgs.msg import ReservationSet, RobotState
+
+    from fleet_coord import qos
+    from fleet_coord.cli import CliError
+    from fleet_coord.fleet_config import load_roadmap_and_exclusion
+    from fleet_coord.table_replica import TableReplica
+
+    _roadmap, exclusion, _ = load_roadmap_and_exclusion(cfg.map, cfg.footprint_radius)
+    replica = TableReplica(exclusion.of, _roadmap.num_resources, "")
+    ids: set[str] = set()
+    speaking: list[str] = []
+
+    def on_table(m) -> None:
+        if m.roadmap_id:
+            ids.add(m.roadmap_id)
+        replica.apply(m)
+
+    c.node.create_subscription(ReservationSet, "/traffic/updates", on_table, qos.TABLE)
+    c.node.create_subscription(RobotState, "/fleet/robot_states",
+                               lambda m: speaking.append(m.robot), qos.state_qos())
+    deadline = time.monotonic() + timeout
+    listen_until = time.monotonic() + 1.5   # robots speak at 10 Hz
+    while True:
+        c.rclpy.spin_once(c.node, timeout_sec=0.1)
+        now_ns = c.node.get_clock().now().nanoseconds
+        synced = not replica.stale and (now_ns > 0 or not cfg.use_sim_time)
+        if synced and time.monotonic() >= listen_until:
+            break
+        if time.monotonic() > deadline:
+            what = "/traffic/updates" if replica.stale else "/clock"
+            raise CliError(f"no fleet answers on {what} within {timeout:g} s (is the fleet of "
+                           f"{cfg.path} running, with the same ROS_DOMAIN_ID and discovery "
+                           "range?)")
+    if ids and roadmap_id not in ids:
+        raise CliError(f"the running fleet uses another map or footprint than {cfg.path} "
+                       f"(roadmap {', '.join(sorted(ids))}, the config's {roadmap_id})")
+    if robot in speaking:
+        raise CliError(f"robot {robot!r} is already in the fleet (its agent is publishing "
+                       "states); pick another name")
+    now = c.node.get_clock().now().nanoseconds * 1e-9
+    clash = replica.table.first_conflict(vertex, now, float("inf"), robot=robot)
+    if clash is not None:
+        when = ("held until further notice" if clash.t_end == float("inf")
+                else f"reserved {clash.t_start - now:+.1f} s to {clash.t_end - now:+.1f} s from now")
+        raise CliError(f"station {station!r} is not free: {clash.robot} {when}; pick a free "
+                       "station")
 
 
 def _table(header, rows) -> str:

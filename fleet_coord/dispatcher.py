@@ -6,7 +6,7 @@
 | pub | `/fleet/cfp`, `/fleet/awards`, `/fleet/rejections` | CallForProposal, Award, Rejection (PROTOCOL) |
 | sub | `/fleet/proposals`, `/fleet/refusals` | Proposal, Refusal (PROTOCOL) |
 | pub / sub | `/fleet/task_status` | TaskStatus (PROTOCOL): the dispatcher's own (QUEUED, ANNOUNCED, AWARDED, FAILED, CANCELLED; robot empty except AWARDED) and the robots' (ACTIVE, DONE, FAILED) |
-| sub | `/fleet/robot_states` (STATE), `/fleet/robot_lost` (std_msgs/String) | |
+| sub | `/fleet/robot_states` (STATE), `/fleet/robot_lost`, `/fleet/robot_removed` (std_msgs/String) | |
 
 Every accepted task is in the `TaskLedger` (SQLite WAL, parameter `ledger`) before the
 client hears "accepted". One core `Initiator` per open task and round: cfp with a bid
@@ -16,6 +16,12 @@ reason the robots gave. A robot's failure or loss sends its tasks back to auctio
 most `max_task_attempts` times). On start-up pending tasks are announced again and
 in-flight ones must be confirmed by their robot's RobotState within `confirm_window`
 seconds, else they go back to auction.
+
+Robots join by speaking (their first RobotState makes them bidders) and leave when the
+traffic authority announces their removal on `/fleet/robot_removed`: the dispatcher
+drops them from its auctions, ignores their bids and states (until an agent started after
+the removal speaks for them, fleet_coord.core.membership) and re-announces their
+unfinished tasks.
 """
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ from std_msgs.msg import String
 from fleet_coord import qos
 from fleet_coord.spin import run_nodes
 from fleet_coord.core import contract_net as cn
+from fleet_coord.core.membership import Membership, incarnation_of
 from fleet_coord.core.tasks import (DuplicateTask, LedgerError, Task, TaskError, TaskLedger,
                                     TaskState, TERMINAL_STATES)
 from fleet_coord.fleet_config import load_roadmap
@@ -82,6 +89,7 @@ class Dispatcher(Node):
         self.excluded: dict[str, set[str]] = {}
         self.robots: dict[str, float] = {}           # robot -> last state (s)
         self.unconfirmed: dict[str, float] = {}      # in-flight task id -> deadline
+        self.membership = Membership()
         self._lamport = 0
 
         group = MutuallyExclusiveCallbackGroup()
@@ -97,6 +105,8 @@ class Dispatcher(Node):
         sub(RobotState, "/fleet/robot_states", self._on_robot_state, qos.state_qos(),
             callback_group=group)
         sub(String, "/fleet/robot_lost", self._on_robot_lost, qos.PROTOCOL,
+            callback_group=group)
+        sub(String, "/fleet/robot_removed", self._on_robot_removed, qos.PROTOCOL,
             callback_group=group)
         self.create_service(SubmitTask, "/fleet/submit_task", self._on_submit,
                             callback_group=group)
@@ -240,7 +250,7 @@ class Dispatcher(Node):
 
     def _on_proposal(self, m: Proposal) -> None:
         init = self.initiators.get(m.task_id)
-        if init is None:
+        if init is None or self.membership.is_removed(m.robot):
             return
         try:
             self._send(init.on_message(cn.Proposal(m.robot, m.task_id, m.round, m.cost,
@@ -250,7 +260,7 @@ class Dispatcher(Node):
 
     def _on_refusal(self, m: Refusal) -> None:
         init = self.initiators.get(m.task_id)
-        if init is None:
+        if init is None or self.membership.is_removed(m.robot):
             return
         reason = _CODE_TO_REASON.get(m.reason_code, cn.RefuseReason.BUSY)
         self._send(init.on_message(cn.Refusal(m.robot, m.task_id, m.round, reason, m.reason),
@@ -343,7 +353,9 @@ class Dispatcher(Node):
         except LedgerError as e:
             self.get_logger().warning(f"status {m.state} of {m.task_id} from {m.robot}: {e}")
 
-    def _on_robot_state(self, m: RobotState) -> None:
+    def _on_robot_state(self, m: RobotState, info) -> None:
+        if not self.membership.heard(m.robot, incarnation_of(info)):
+            return   # the old agent of a removed robot
         now = self.now()
         self.robots[m.robot] = now
         for task_id in [m.task_id, *m.queued_task_ids]:
@@ -358,6 +370,19 @@ class Dispatcher(Node):
         for rec in self.ledger.in_flight():
             if rec.robot == m.data:
                 self._requeue(rec.task.id, m.data, f"robot {m.data} was lost", now)
+
+    def _on_robot_removed(self, m: String) -> None:
+        now = self.now()
+        self.robots.pop(m.data, None)
+        self.membership.remove(m.data)
+        requeued = []
+        for rec in self.ledger.in_flight():
+            if rec.robot == m.data:
+                self._requeue(rec.task.id, m.data, f"robot {m.data} was removed from the fleet",
+                              now)
+                requeued.append(rec.task.id)
+        self.get_logger().info(f"robot {m.data} removed from the fleet; tasks back to auction: "
+                               f"{requeued or 'none'}")
 
 
 def main(args=None) -> None:

@@ -2,12 +2,14 @@
 
 - `/fleet/state` (msg/FleetState, 2 Hz): every robot's newest RobotState; robots declared
   lost (by the traffic authority on `/fleet/robot_lost`, or silent here for `lost_after`)
-  are listed in `lost` with their mode set to LOST.
+  are listed in `lost` with their mode set to LOST. A robot removed from the fleet
+  (`/fleet/robot_removed`) leaves the list until an agent started after the removal speaks
+  for it (fleet_coord.core.membership).
 - `/fleet/markers` (visualization_msgs/MarkerArray, 2 Hz) for RViz: robots as cylinders,
   their reserved future paths as line strips, the resources held right now as cubes.
 - The causal event log (`event_log` parameter, JSONL; see fleet_coord.core.event_log):
   every cfp, proposal, refusal, award, rejection, reservation change, task status and
-  robot loss, with task id and a Lamport timestamp, from which a run can be reconstructed.
+  robot loss and removal, with task id and a Lamport timestamp, from which a run can be reconstructed.
 
 Reads only: the monitor never changes the fleet's behaviour.
 """
@@ -25,6 +27,7 @@ from fleet_coord import qos
 from fleet_coord.spin import run_nodes
 from fleet_coord.core.event_log import EventLog
 from fleet_coord.core.liveness import LivenessTracker
+from fleet_coord.core.membership import Membership, incarnation_of
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
 from fleet_coord.table_replica import TableReplica
 
@@ -49,12 +52,14 @@ class FleetMonitor(Node):
         self.log = EventLog(p("event_log", "").value or None, "fleet_monitor")
         self.robots: dict[str, RobotState] = {}
         self.lost: set[str] = set()
+        self.membership = Membership()
         self.replica = TableReplica(exclusion.of, self.roadmap.num_resources, self.roadmap_id)
         self.state_pub = self.create_publisher(FleetState, "/fleet/state", qos.state_qos())
         self.marker_pub = self.create_publisher(MarkerArray, "/fleet/markers", 10)
         sub = self.create_subscription
         sub(RobotState, "/fleet/robot_states", self._on_state, qos.state_qos())
         sub(String, "/fleet/robot_lost", self._on_lost, qos.PROTOCOL)
+        sub(String, "/fleet/robot_removed", self._on_removed, qos.PROTOCOL)
         sub(ReservationSet, "/traffic/updates", self._on_table, qos.TABLE)
         sub(CallForProposal, "/fleet/cfp", lambda m: self._log("cfp", m, task_id=m.task.id,
                                                                round=m.round, kind=m.task.kind,
@@ -84,7 +89,9 @@ class FleetMonitor(Node):
         lamport = getattr(msg, "lamport", None) or None
         self.log.record(event, t=self.now(), task_id=tid, lamport=lamport, **detail)
 
-    def _on_state(self, msg: RobotState) -> None:
+    def _on_state(self, msg: RobotState, info) -> None:
+        if not self.membership.heard(msg.robot, incarnation_of(info)):
+            return   # the old agent of a removed robot
         self.robots[msg.robot] = msg
         if self.liveness.heard(msg.robot, self.now()) and msg.robot in self.lost:
             self.lost.discard(msg.robot)
@@ -94,6 +101,13 @@ class FleetMonitor(Node):
         if msg.data not in self.lost:
             self.lost.add(msg.data)
             self.log.record("robot_lost", t=self.now(), robot=msg.data, by="traffic")
+
+    def _on_removed(self, msg: String) -> None:
+        self.membership.remove(msg.data)
+        self.robots.pop(msg.data, None)
+        self.liveness.forget(msg.data)
+        self.lost.discard(msg.data)
+        self.log.record("robot_removed", t=self.now(), robot=msg.data)
 
     def _on_table(self, msg: ReservationSet) -> None:
         if self.replica.apply(msg) and not msg.is_snapshot:

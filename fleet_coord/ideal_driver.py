@@ -9,6 +9,11 @@ One node can drive many robots (parameter `robots`), integrating every robot wit
 timer: that is what large simulated fleets need. A robot whose commands stop for longer
 than `cmd_timeout` is stopped, like a firmware watchdog.
 
+Robots can join and leave at runtime: `~/spawn_robot` (fleet_coord_msgs/srv/SpawnRobot,
+i.e. `/ideal_driver/spawn_robot`) puts a new robot at a pose (`fleet-coord add-robot`
+calls it), and a robot removed from the fleet (`/fleet/robot_removed`, std_msgs/String)
+leaves the world: its topics go away.
+
 The clock (parameter `publish_clock`, default false): the driver can be the fleet's clock
 source, as the PyBullet sim node is. It then publishes rosgraph_msgs/Clock on `/clock`
 (CLOCK QoS) every step, starting at t = 0, and every step advances sim time by
@@ -20,13 +25,16 @@ than real time. The driver's own clock stays wall time (it paces itself by it).
 from __future__ import annotations
 
 import math
+import re
 
 import rclpy
+from fleet_coord_msgs.srv import SpawnRobot
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.time import Time
 from rosgraph_msgs.msg import Clock
+from std_msgs.msg import String
 
 from fleet_coord import qos
 from fleet_coord.spin import run_nodes
@@ -48,6 +56,7 @@ class _Robot:
         self.cmd = (0.0, 0.0)
         self.cmd_stamp = None  # node time of the last command
         self.pub = None
+        self.sub = None
 
 
 class IdealDriver(Node):
@@ -78,11 +87,9 @@ class IdealDriver(Node):
                              f"(x, y, theta for each of {len(robots)} robots), got {len(poses)}")
         self.robots: dict[str, _Robot] = {}
         for i, name in enumerate(robots):
-            r = _Robot(name, tuple(poses[3 * i:3 * i + 3]))
-            r.pub = self.create_publisher(Odometry, f"/{name}/odom", qos.ODOM)
-            self.create_subscription(Twist, f"/{name}/cmd_vel",
-                                     lambda msg, r=r: self._on_cmd(r, msg), qos.COMMAND)
-            self.robots[name] = r
+            self._add(name, tuple(poses[3 * i:3 * i + 3]))
+        self.create_service(SpawnRobot, "~/spawn_robot", self._on_spawn)
+        self.create_subscription(String, "/fleet/robot_removed", self._on_removed, qos.PROTOCOL)
         self._last = None
         if self.clock_pub is not None:
             self.clock_pub.publish(Clock(clock=Time(nanoseconds=0).to_msg()))
@@ -91,6 +98,42 @@ class IdealDriver(Node):
                  else "")
         self.get_logger().info(f"ideal driver ready: {len(self.robots)} robots "
                                f"({', '.join(self.robots)}) at {rate:g} Hz{clock}")
+
+    def _add(self, name: str, pose: tuple[float, float, float]) -> _Robot:
+        r = _Robot(name, pose)
+        r.pub = self.create_publisher(Odometry, f"/{name}/odom", qos.ODOM)
+        r.sub = self.create_subscription(Twist, f"/{name}/cmd_vel",
+                                         lambda msg, r=r: self._on_cmd(r, msg), qos.COMMAND)
+        self.robots[name] = r
+        return r
+
+    def _on_spawn(self, req: SpawnRobot.Request, resp: SpawnRobot.Response):
+        pose = (req.x, req.y, req.theta)
+        if not _ROS_NAME.match(req.robot):
+            resp.error = (f"{req.robot!r} is not a valid robot name (a letter, then letters, "
+                          "digits or '_')")
+        elif req.robot in self.robots:
+            resp.error = (f"robot {req.robot!r} is already in the world of {self.get_name()} "
+                          "(remove it from the fleet first: fleet-coord remove-robot "
+                          f"{req.robot})")
+        elif not all(math.isfinite(v) for v in pose):
+            resp.error = f"pose {pose} is not finite"
+        else:
+            self._add(req.robot, pose)
+            resp.ok = True
+            self.get_logger().info(f"spawned {req.robot} at ({req.x:g}, {req.y:g}, "
+                                   f"{req.theta:g})")
+            return resp
+        self.get_logger().warning(f"spawn refused: {resp.error}")
+        return resp
+
+    def _on_removed(self, msg: String) -> None:
+        r = self.robots.pop(msg.data, None)
+        if r is None:
+            return
+        self.destroy_subscription(r.sub)
+        self.destroy_publisher(r.pub)
+        self.get_logger().info(f"{msg.data} removed from the fleet: taken out of the world")
 
     def now(self) -> Time:
         """The fleet's time: sim time when this driver is the clock, else the node's."""
@@ -114,13 +157,16 @@ class IdealDriver(Node):
         dt = (now - self._last).nanoseconds * 1e-9
         self._last = now
         stamp = now.to_msg()
-        for r in self.robots.values():
+        for r in list(self.robots.values()):
             fresh = (r.cmd_stamp is not None
                      and (now - r.cmd_stamp).nanoseconds * 1e-9 <= self.cmd_timeout)
             v, w = r.cmd if fresh else (0.0, 0.0)
             if dt > 0:
                 r.state = step(r.state, v, w, dt, self.limits)
             r.pub.publish(odometry(r.name, r.state, stamp))
+
+
+_ROS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 def odometry(robot: str, s: UnicycleState, stamp) -> Odometry:

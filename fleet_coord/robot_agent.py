@@ -37,6 +37,12 @@ Speeds: the robot's limits (`max_v`, `max_w`, `max_acc`, `max_alpha`) must match
 driver; it *plans* at `plan_speed` (0 = `core.tracking.plan_speed_for(limits)`, slower
 than max_v so it has time to stop and turn inside a vertex star; see core/tracking.py).
 
+Removal: when the traffic authority announces this robot on `/fleet/robot_removed`
+(`fleet-coord remove-robot`), the agent stops the robot, drops its job and queue (the
+dispatcher re-announces them) and stands down for good: no states, no bids, no commands.
+Starting a new agent is how the robot rejoins. Another robot's removal ends what this
+agent knew of that robot's task (as a loss does).
+
 `main()` runs one agent per process, or several on one executor (fleet_coord.spin) with
 `--robots a,b,c` (parameters apply to all of them).
 """
@@ -178,6 +184,7 @@ class RobotAgent(Node):
         self._commit_version = 0             # replica version that shows the commit
         self._checked_version = -1
         self._recommit = None                # (future, path, kind) after a cut
+        self.removed = False                 # removed from the fleet: stands down
         self.replica = TableReplica(self.exclusion.of, self.roadmap.num_resources,
                                     self.roadmap_id)
 
@@ -198,6 +205,8 @@ class RobotAgent(Node):
         sub(TaskStatus, "/fleet/task_status", self._on_task_status, qos.PROTOCOL,
             callback_group=group)
         sub(String, "/fleet/robot_lost", self._on_robot_lost, qos.PROTOCOL,
+            callback_group=group)
+        sub(String, "/fleet/robot_removed", self._on_robot_removed, qos.PROTOCOL,
             callback_group=group)
         self.reserve_client = self.create_client(Reserve, "/traffic/reserve",
                                                  callback_group=group)
@@ -253,7 +262,7 @@ class RobotAgent(Node):
             self._task_stations[task.id] = [self.roadmap.vertex(s) for s in task.stations]
         except KeyError:
             pass
-        if self.robot in msg.excluded_robots:
+        if self.robot in msg.excluded_robots or self.removed:
             return
         if self.here is None:
             self._refuse(task.id, msg.round, Refusal.REASON_NOT_READY,
@@ -274,7 +283,7 @@ class RobotAgent(Node):
                                            cost=float(answer.cost), eta=to_time(answer.eta)))
 
     def _on_award(self, msg: Award) -> None:
-        if msg.robot != self.robot:
+        if msg.robot != self.robot or self.removed:
             return
         if self.job is not None and self.job.task_id == msg.task_id:
             return  # a duplicate award of the task it is doing
@@ -321,6 +330,23 @@ class RobotAgent(Node):
             if robot == m.data:
                 del self._active[tid]
 
+    def _on_robot_removed(self, m: String) -> None:
+        if m.data != self.robot:
+            self._on_robot_lost(m)
+            return
+        if self.removed:
+            return
+        self.removed = True
+        dropped = ([self.job.task_id] if self.job is not None and self.job.task_id else []) \
+            + [t.id for t in self.queue]
+        self.job, self.tracker = None, None
+        self.queue.clear()
+        self.cmd_pub.publish(Twist())
+        self.get_logger().warning(
+            f"{self.robot} was removed from the fleet: stopped and standing down (tasks "
+            f"dropped, the dispatcher re-announces them: {dropped or 'none'}); start a new "
+            "agent for it to rejoin")
+
     def open_tasks(self) -> list[OpenTask]:
         out = []
         for tid, (robot, progress) in sorted(self._active.items()):
@@ -366,7 +392,7 @@ class RobotAgent(Node):
     # -- the control loop -----------------------------------------------------------------
 
     def _tick(self) -> None:
-        if self.pose is None or self.here is None:
+        if self.pose is None or self.here is None or self.removed:
             return
         now = self.now()
         if not self.parked:
@@ -662,6 +688,8 @@ class RobotAgent(Node):
     # -- state ----------------------------------------------------------------------------
 
     def _publish_state(self) -> None:
+        if self.removed:
+            return
         msg = RobotState(robot=self.robot, battery=1.0, lamport=self._lamport_tick())
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = "map"

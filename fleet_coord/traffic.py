@@ -11,6 +11,14 @@ held since it was last heard stays blocked (fleet_coord.core.traffic) — and an
 listens to its `/<robot>/odom` (ODOM QoS): a robot whose agent died but whose base still
 reports is located once it stands still, and only the spot it stands on stays blocked.
 
+Membership (fleet_coord.core.membership): a robot joins by speaking; `/fleet/remove_robot`
+(srv/RemoveRobot) takes one out on purpose — everything it holds is released (a lost
+robot's blocked spot too), it is announced on `/fleet/robot_removed` (std_msgs/String,
+PROTOCOL QoS) for the dispatcher, the agents, the drivers and the monitor, and from then
+on its reservations are refused and its states ignored until an agent started after the
+removal speaks for it. An alive robot with a current or queued task is only removed with
+`force`. Removals are not written to the table log (what they released is).
+
 Durability: with the parameter `table_log` (a file path) the table and the lost set are
 written ahead of every answer (fleet_coord.core.table_log) and reloaded on start, so a
 traffic node killed and restarted keeps every reservation it granted (versions continue:
@@ -25,7 +33,7 @@ from __future__ import annotations
 import math
 
 from fleet_coord_msgs.msg import ReservationSet, RobotState
-from fleet_coord_msgs.srv import Release, Reserve
+from fleet_coord_msgs.srv import Release, RemoveRobot, Reserve
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.event_handler import SubscriptionEventCallbacks
@@ -34,6 +42,7 @@ from std_msgs.msg import String
 from fleet_coord import qos
 from fleet_coord.spin import run_nodes
 from fleet_coord.core.liveness import LivenessTracker
+from fleet_coord.core.membership import Membership, incarnation_of, removal_refusal
 from fleet_coord.core.reservations import Reservation, ReservationTable
 from fleet_coord.core.table_log import TableLog
 from fleet_coord.core.traffic import RobotLostError, TrafficAuthority
@@ -56,6 +65,8 @@ class TrafficNode(Node):
         fsync = p("table_fsync", True).value
         self.authority = TrafficAuthority(ReservationTable(exclusion.of, roadmap.num_resources))
         self.liveness = LivenessTracker(self.lost_after)
+        self.membership = Membership()
+        self._work: dict[str, list[str]] = {}   # robot -> its current and queued tasks
         self.table_log: TableLog | None = None
         if table_log:
             self.table_log = TableLog(table_log, self.roadmap_id, fsync=fsync)
@@ -75,8 +86,10 @@ class TrafficNode(Node):
         self._logged_lost = set(self.authority.lost)
         self.updates = self.create_publisher(ReservationSet, "/traffic/updates", qos.TABLE)
         self.lost_pub = self.create_publisher(String, "/fleet/robot_lost", qos.PROTOCOL)
+        self.removed_pub = self.create_publisher(String, "/fleet/robot_removed", qos.PROTOCOL)
         self.create_service(Reserve, "/traffic/reserve", self._on_reserve)
         self.create_service(Release, "/traffic/release", self._on_release)
+        self.create_service(RemoveRobot, "/fleet/remove_robot", self._on_remove_robot)
         events = SubscriptionEventCallbacks(liveliness=lambda _info: self._check_liveness())
         self.create_subscription(RobotState, "/fleet/robot_states", self._on_state,
                                  qos.state_qos(), event_callbacks=events)
@@ -105,6 +118,11 @@ class TrafficNode(Node):
                 resp.segment_index = i
                 resp.message = f"segment {i}: robot {s.robot!r} differs from the request's {req.robot!r}"
                 return resp
+        if self.membership.is_removed(req.robot):
+            resp.error = Reserve.Response.ERROR_INVALID
+            resp.message = (f"robot {req.robot!r} was removed from the fleet; start a new agent "
+                            "for it to rejoin (fleet-coord add-robot)")
+            return resp
         leases = [s.lease_expiry for s in req.segments if s.lease_expiry > 0]
         lease = min(leases) if leases else math.inf
         try:
@@ -135,8 +153,45 @@ class TrafficNode(Node):
         self._publish_updates()
         return resp
 
+    def _on_remove_robot(self, req: RemoveRobot.Request,
+                         resp: RemoveRobot.Response) -> RemoveRobot.Response:
+        robot = req.robot
+        table = self.authority.table
+        if self.membership.is_removed(robot) and not table.reservations(robot):
+            resp.ok = True   # idempotent: a client retrying after a lost response
+            self.get_logger().info(f"robot {robot} was already removed")
+            return resp
+        known = (robot in self.liveness.last_seen or robot in self.authority.lost
+                 or bool(table.reservations(robot)))
+        alive = robot in self.liveness.last_seen and robot not in self.liveness.lost
+        known_robots = set(self.liveness.last_seen) | set(table.robots()) | self.authority.lost
+        refusal = removal_refusal(robot, known=known, alive=alive,
+                                  tasks=self._work.get(robot, ()), force=req.force,
+                                  known_robots=known_robots)
+        if refusal is not None:
+            resp.ok, resp.error = False, refusal
+            self.get_logger().warning(f"remove {robot!r} refused: {refusal}")
+            return resp
+        resp.was_lost = robot in self.authority.lost or robot in self.liveness.lost
+        resp.released = self.authority.robot_removed(robot)
+        self.liveness.forget(robot)
+        self.membership.remove(robot)
+        self._work.pop(robot, None)
+        self._stop_locating(robot)
+        self._publish_updates()
+        self.removed_pub.publish(String(data=robot))
+        resp.ok = True
+        self.get_logger().info(
+            f"robot {robot} removed from the fleet ({'lost' if resp.was_lost else 'alive'}"
+            f"{', forced' if req.force else ''}{': ' + req.reason if req.reason else ''}): "
+            f"{resp.released} reservations released")
+        return resp
+
     # liveness --------------------------------------------------------------------------
-    def _on_state(self, msg: RobotState) -> None:
+    def _on_state(self, msg: RobotState, info) -> None:
+        if not self.membership.heard(msg.robot, incarnation_of(info)):
+            return   # the old agent of a removed robot
+        self._work[msg.robot] = [msg.task_id, *msg.queued_task_ids]
         if self.liveness.heard(msg.robot, self.now()):
             self.authority.robot_returned(msg.robot)
             self._stop_locating(msg.robot)

@@ -28,7 +28,7 @@ PKG = os.path.join(REPO, "fleet_coord_msgs")
 
 MSGS = ["Task", "TaskStatus", "CallForProposal", "Proposal", "Refusal", "Award",
         "Rejection", "ReservationSegment", "ReservationSet", "RobotState", "FleetState"]
-SRVS = ["SubmitTask", "CancelTask", "ListTasks", "Reserve", "Release"]
+SRVS = ["SubmitTask", "CancelTask", "ListTasks", "Reserve", "Release", "RemoveRobot", "SpawnRobot"]
 ACTIONS = ["ExecuteTask"]
 
 RELIABLE_LATCHED = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
@@ -85,6 +85,7 @@ def test_documented_defaults():
     assert reserve.replace is False  # default adds, never drops held segments
     assert fc_srv.Reserve.Response().error == fc_srv.Reserve.Response.ERROR_NONE
     assert fc_srv.Release.Request().only_after is False  # default releases everything
+    assert fc_srv.RemoveRobot.Request().force is False  # default never stops a working robot
 
 
 def _constants(cls, prefix=""):
