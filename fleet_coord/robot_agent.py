@@ -70,7 +70,7 @@ from fleet_coord.core.kinematics import Limits
 from fleet_coord.core.planner import path_to_segments, sipp
 from fleet_coord.core.revocation import clip, first_uncovered, legs_done_at, stop_point
 from fleet_coord.core.tasks import Task
-from fleet_coord.core.tracking import PathTracker, plan_speed_for, turn_time
+from fleet_coord.core.tracking import CommandHistory, PathTracker, plan_speed_for, turn_time
 from fleet_coord.core.yielding import OpenTask, needed_by, parked_at, yield_target
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
 from fleet_coord.ideal_driver import quaternion_to_yaw, yaw_to_quaternion
@@ -144,6 +144,9 @@ class RobotAgent(Node):
         control_rate = p("control_rate", 20.0).value
         state_rate = p("state_rate", 10.0).value
         self.start_margin = p("start_margin", 0.6).value   # commit latency budget (s)
+        # s from sending a command to its taking effect, beyond the odometry's age (which
+        # the agent measures): delay compensation, core/tracking.py CommandHistory
+        self.control_latency = p("control_latency", 1.0 / control_rate).value
         self.max_plan_attempts = p("max_plan_attempts", 20).value
         self.capacity_kg = p("capacity_kg", INF).value
         self.dwell = p("dwell", 0.0).value   # seconds at each station (load / unload)
@@ -166,6 +169,8 @@ class RobotAgent(Node):
         self.tracker: PathTracker | None = None
         self.pose: tuple[float, float, float] | None = None
         self.twist = (0.0, 0.0)
+        self.odom_t: float | None = None      # stamp of the last odometry (node clock)
+        self.commands = CommandHistory()
         self.here: int | None = None          # vertex stood on / parked at
         self.parked = False                   # its vertex is held until further notice
         self._park_future = None
@@ -341,7 +346,7 @@ class RobotAgent(Node):
             + [t.id for t in self.queue]
         self.job, self.tracker = None, None
         self.queue.clear()
-        self.cmd_pub.publish(Twist())
+        self._stop()
         self.get_logger().warning(
             f"{self.robot} was removed from the fleet: stopped and standing down (tasks "
             f"dropped, the dispatcher re-announces them: {dropped or 'none'}); start a new "
@@ -379,6 +384,10 @@ class RobotAgent(Node):
         self._tabu[self.here] = now + self.yield_tabu
         self.job = _Job(task=None, dwell=0.0, round=0, stations=[target])
 
+    def _stop(self) -> None:
+        self.cmd_pub.publish(Twist())
+        self.commands.clear()
+
     # -- inputs ---------------------------------------------------------------------------
 
     def _on_odom(self, msg: Odometry) -> None:
@@ -386,6 +395,7 @@ class RobotAgent(Node):
         self.pose = (msg.pose.pose.position.x, msg.pose.pose.position.y,
                      quaternion_to_yaw(q.x, q.y, q.z, q.w))
         self.twist = (msg.twist.twist.linear.x, msg.twist.twist.angular.z)
+        self.odom_t = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         if self.here is None:
             self.here = self._nearest_vertex(self.pose[0], self.pose[1])
 
@@ -404,7 +414,7 @@ class RobotAgent(Node):
             self._maybe_yield(now)
         if self.job is None:
             if not self._idle_stop_sent:
-                self.cmd_pub.publish(Twist())
+                self._stop()
                 self._idle_stop_sent = True
             return
         self._idle_stop_sent = False
@@ -418,7 +428,7 @@ class RobotAgent(Node):
         elif job.phase == "dwell" and now >= job.dwell_until:
             self._next_station(job, now)
         if job.phase != "drive":
-            self.cmd_pub.publish(Twist())
+            self._stop()
 
     def _park(self, now: float) -> None:
         """Hold the vertex it stands on until further notice (at start-up)."""
@@ -621,7 +631,7 @@ class RobotAgent(Node):
         self.tracker_path = list(path)
 
     def _stop_here(self, job: _Job, now: float) -> None:
-        self.cmd_pub.publish(Twist())
+        self._stop()
         self.here = self.tracker.vertex if self.tracker else self.here
         self.tracker = None
         self._recommit = None
@@ -637,7 +647,15 @@ class RobotAgent(Node):
         if job.phase != "drive":
             return
         x, y, th = self.pose
-        cmd = self.tracker.command(x, y, th, now)
+        # Act on where the robot will be when this command takes effect (see
+        # CommandHistory). An odometry stamp far from our clock (a driver on another
+        # clock) is not trusted: then the pose is taken as of now.
+        t_odom = self.odom_t if self.odom_t is not None and abs(self.odom_t - now) < 1.0 \
+            else now
+        t_apply = max(now, t_odom) + self.control_latency
+        x, y, th = self.commands.predict(x, y, th, t_odom, t_apply)
+        cmd = self.tracker.command(x, y, th, t_apply)
+        self.commands.record(t_apply, cmd.v, cmd.w)
         self.here = cmd.vertex
         twist = Twist()
         twist.linear.x, twist.angular.z = float(cmd.v), float(cmd.w)

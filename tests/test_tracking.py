@@ -6,8 +6,8 @@ import pytest
 from fleet_coord.core.kinematics import Limits, UnicycleState, step
 from fleet_coord.core.planner import path_to_segments, sipp
 from fleet_coord.core.reservations import ReservationTable
-from fleet_coord.core.tracking import (PathTracker, containment_error, plan_speed_for,
-                                       turn_time)
+from fleet_coord.core.tracking import (CommandHistory, PathTracker, containment_error,
+                                       plan_speed_for, turn_time)
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
 
 RADIUS = 0.15
@@ -21,8 +21,10 @@ def world():
 
 
 def simulate(roadmap, exclusion, path, limits, plan_speed, *, theta0=0.0, control_dt=0.05,
-             latency_steps=1, dt=0.01, t_max=None):
-    """Run the tracker against the kinematic robot; returns [(t, x, y)] and the tracker."""
+             latency_steps=1, dt=0.01, t_max=None, compensate=False):
+    """Run the tracker against the kinematic robot; returns [(t, x, y)] and the tracker.
+    A command acts `latency_steps` control periods after it was computed; `compensate`
+    tracks the pose predicted for then (CommandHistory), as robot_agent does."""
     holds = path_to_segments(roadmap, exclusion, path, plan_speed)
     tracker = PathTracker(roadmap, path, plan_speed, exclusion.clearance, limits)
     x0, y0 = roadmap.pos[path[0][0]]
@@ -30,10 +32,17 @@ def simulate(roadmap, exclusion, path, limits, plan_speed, *, theta0=0.0, contro
     t = float(path[0][1])
     t_end = t_max or (path[-1][1] + 10.0)
     pending = [(0.0, 0.0)] * latency_steps   # commands in flight
+    history = CommandHistory()
     trace, next_control, cmd = [], t, (0.0, 0.0)
     while t < t_end:
         if t >= next_control - 1e-9:
-            c = tracker.command(s.x, s.y, s.theta, t)
+            if compensate:
+                t_apply = t + latency_steps * control_dt
+                px, py, pth = history.predict(s.x, s.y, s.theta, t, t_apply)
+                c = tracker.command(px, py, pth, t_apply)
+                history.record(t_apply, c.v, c.w)
+            else:
+                c = tracker.command(s.x, s.y, s.theta, t)
             pending.append((c.v, c.w))
             cmd = pending.pop(0)
             next_control += control_dt
@@ -72,6 +81,50 @@ def test_robot_stays_inside_its_holds_on_a_path_with_turns(world):
     x, y = trace[-1][1:]
     assert math.hypot(x - 12, y - 6) < 0.05
     assert worst_excursion(exclusion, holds, trace) < 0.05
+
+
+@pytest.mark.parametrize("latency_steps", [2, 4])
+def test_delay_compensation_keeps_a_lagging_loop_inside_its_holds(world, latency_steps):
+    """0.1-0.2 s between computing a command and its effect (a simulator ahead of the
+    agent in lock-step, a slow link): the uncompensated heading loop oscillates and the
+    robot leaves its holds; tracking the pose predicted for when the command acts keeps
+    it inside and on time."""
+    roadmap, exclusion = world
+    table = ReservationTable(exclusion.of, roadmap.num_resources)
+    speed = plan_speed_for(LIMITS, exclusion.clearance)
+    start, goal = roadmap.vertex("2,2"), roadmap.vertex("12,6")
+    t0 = turn_time(math.pi / 2, LIMITS.max_w, 0.7 * LIMITS.max_alpha) + 0.1
+    path = [(start, 0.0)] + sipp(roadmap, exclusion, table, "a", start, goal, t0, speed)
+    worst = {}
+    for compensate in (False, True):
+        trace, tracker, holds = simulate(roadmap, exclusion, path, LIMITS, speed, theta0=2.0,
+                                         latency_steps=latency_steps, compensate=compensate,
+                                         t_max=path[-1][1] + 10.0)
+        worst[compensate] = worst_excursion(exclusion, holds, trace)
+        if compensate:
+            assert tracker.arrived
+            assert math.hypot(trace[-1][1] - 12, trace[-1][2] - 6) < 0.05
+    assert worst[True] < 0.05, worst
+    assert worst[False] > 0.1, worst   # the lag is real: without compensation it fails
+
+
+def test_command_history_predicts_lines_and_arcs():
+    h = CommandHistory()
+    assert h.predict(1.0, 2.0, 0.3, 0.0, 1.0) == (1.0, 2.0, 0.3)   # nothing sent: standing
+    h.record(10.0, 1.0, 0.0)
+    h.record(10.5, 0.0, math.pi)        # from 10.5 on: turn in place at pi rad/s
+    x, y, th = h.predict(0.0, 0.0, 0.0, 10.0, 11.0)
+    assert (x, y) == pytest.approx((0.5, 0.0)) and th == pytest.approx(math.pi / 2)
+    h.record(11.0, 1.0, 1.0)            # an arc of radius 1 for pi/2 s: a quarter circle
+    x, y, th = h.predict(0.0, 0.0, 0.0, 11.0, 11.0 + math.pi / 2)
+    assert (x, y, th) == pytest.approx((1.0, 1.0, math.pi / 2))
+    # a pose sampled in the middle of a command is carried from there
+    x, y, th = h.predict(0.0, 0.0, 0.0, 10.25, 10.5)
+    assert (x, y, th) == pytest.approx((0.25, 0.0, 0.0))
+    h.record(11.0, 0.0, 0.0)            # a newer decision for the same instant replaces it
+    assert h.predict(0.0, 0.0, 0.0, 11.0, 12.0) == (0.0, 0.0, 0.0)
+    h.clear()
+    assert h.predict(0.0, 0.0, 0.0, 10.0, 12.0) == (0.0, 0.0, 0.0)
 
 
 def test_robot_waits_for_the_reserved_departure_and_yields_to_traffic(world):

@@ -36,7 +36,8 @@ from typing import Sequence
 
 from fleet_coord.core.kinematics import Limits
 
-__all__ = ["Command", "Leg", "PathTracker", "cover_time", "turn_time", "plan_speed_for"]
+__all__ = ["Command", "CommandHistory", "Leg", "PathTracker", "cover_time", "turn_time",
+           "plan_speed_for"]
 
 #: Share of the acceleration limits the tracker assumes when it brakes (keeps the real
 #: robot, which ramps at its limits, from overshooting a stop point).
@@ -239,6 +240,60 @@ class PathTracker:
         w = max(-self.limits.max_w, min(self.limits.max_w, self.k_heading * err))
         speed *= max(0.0, math.cos(err)) ** 2
         return self._cmd(-speed if self.reverse else speed, w, p)
+
+
+class CommandHistory:
+    """Delay compensation (a Smith predictor for the unicycle).
+
+    The pose an agent reads is old by the time its command acts: the odometry was sampled
+    at ``t_odom``, and the command reaches the wheels at ``t_apply`` (transport, the
+    driver's command period, a simulator running ahead in lock-step). A heading loop with
+    gain ``K_HEADING`` and 0.1-0.2 s of such delay oscillates (turns in place that never
+    settle, wobbling on lanes) and the robot falls behind its timed path, i.e. out of its
+    reservations. The agent records each command with the time it applies from and
+    predicts the pose at ``t_apply`` by integrating the commands in force between the
+    odometry sample and then; the tracker then works on that pose and time. Before the
+    first recorded command (or after `clear()`, when the agent sent a stop) the robot is
+    taken as standing still."""
+
+    def __init__(self, horizon: float = 2.0) -> None:
+        self.horizon = horizon
+        self._cmds: list[tuple[float, float, float]] = []   # (t_apply, v, w), sorted
+
+    def clear(self) -> None:
+        self._cmds.clear()
+
+    def record(self, t_apply: float, v: float, w: float) -> None:
+        while self._cmds and self._cmds[-1][0] >= t_apply:
+            self._cmds.pop()   # a newer decision for the same instant replaces the old
+        self._cmds.append((t_apply, v, w))
+        cut = 0
+        while cut < len(self._cmds) - 1 and self._cmds[cut + 1][0] < t_apply - self.horizon:
+            cut += 1
+        del self._cmds[:cut]
+
+    def predict(self, x: float, y: float, theta: float, t_from: float,
+                t_to: float) -> tuple[float, float, float]:
+        """The pose at `t_to` of a robot at (x, y, theta) at `t_from` that follows the
+        recorded commands (each in force from its time until the next one's)."""
+        if t_to <= t_from or not self._cmds:
+            return x, y, theta
+        cmds = self._cmds
+        for i, (t0, v, w) in enumerate(cmds):
+            t1 = cmds[i + 1][0] if i + 1 < len(cmds) else math.inf
+            a, b = max(t0, t_from), min(t1, t_to)
+            if b <= a:
+                continue
+            dt = b - a
+            if abs(w) < 1e-9:
+                x += v * dt * math.cos(theta)
+                y += v * dt * math.sin(theta)
+            else:   # exact arc
+                th1 = theta + w * dt
+                x += v / w * (math.sin(th1) - math.sin(theta))
+                y -= v / w * (math.cos(th1) - math.cos(theta))
+                theta = th1
+        return x, y, _wrap(theta)
 
 
 def containment_error(exclusion, holds: Sequence[tuple[int, float, float]], x: float, y: float,
