@@ -41,6 +41,9 @@ def register(subparsers) -> None:
                    help="seconds from now by which the task should be done (0 = none)")
     p.add_argument("--payload", type=float, default=0.0, metavar="KG")
     p.add_argument("--wait", action="store_true", help="wait until the task is done or failed")
+    p.add_argument("--wait-timeout", type=float, default=0.0, metavar="SEC",
+                   help="with --wait: give up after SEC seconds (exit 3; the task goes on); "
+                   "0 = wait as long as it takes")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the fleet")
     p.set_defaults(run=run_submit)
 
@@ -164,9 +167,22 @@ def run_submit(args) -> int:
         print(f"accepted {resp.task_id}")
         if not args.wait:
             return 0
+        import time
+        if args.wait_timeout < 0:
+            print(f"fleet-coord submit: error: --wait-timeout must be >= 0 s, got "
+                  f"{args.wait_timeout}", file=sys.stderr)
+            return 2
+        give_up = time.monotonic() + args.wait_timeout if args.wait_timeout > 0 else None
+        last = "ACCEPTED"
         while True:
+            if give_up is not None and time.monotonic() > give_up:
+                print(f"{resp.task_id}: still {last} after {args.wait_timeout:g} s; not waiting "
+                      "any longer (the task goes on)", file=sys.stderr)
+                return 3
             c.rclpy.spin_once(c.node, timeout_sec=0.2)
             for s in statuses:
+                if s.task_id == resp.task_id:
+                    last = STATE_NAMES[s.state] if 0 <= s.state < len(STATE_NAMES) else str(s.state)
                 if s.task_id == resp.task_id and s.state in (TaskStatus.DONE, TaskStatus.CANCELLED) \
                         or (s.task_id == resp.task_id and s.state == TaskStatus.FAILED
                             and s.reporter != s.robot):

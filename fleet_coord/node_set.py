@@ -102,10 +102,13 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
             nodes.append(NodeSpec(exe, exe, parameters=p, robots=own["robots"]))
     for r in robots:
         if r.backend == "serial":
-            # the device's odometry starts at 0: the bridge anchors it at the start pose
+            # the device's odometry starts at 0: the bridge anchors it at the start pose;
+            # the device clips to the robot's limits, the ones its agent plans with
             nodes.append(NodeSpec("serial_bridge", "serial_bridge", namespace=r.name,
                                   parameters=params("serial_bridge", port=r.port, baud=r.baud,
-                                                    initial_pose=[float(v) for v in r.start]),
+                                                    initial_pose=[float(v) for v in r.start],
+                                                    max_v=r.max_speed,
+                                                    max_omega=r.max_angular_speed),
                                   robots=[r.name]))
     # robot agents: each process hosts the agents of a group of robots (one robot per
     # process by default, as on real robots); the nodes are /<robot>/robot_agent, so the

@@ -91,8 +91,18 @@ def test_launch_five_robots_complete_tasks_and_sigterm_cleans_up(tmp_path):
         for (tid, _), p, (out, err) in zip(jobs, procs, outs):
             assert p.returncode == 0, (tid, out, err)
             assert f"{tid}: DONE" in out
-        listing = _cli("tasks", "--all")
-        assert listing.returncode == 0 and listing.stdout.count("DONE") == 5
+        # --wait-timeout gives up waiting (exit 3) long before a robot can drive there;
+        # the task itself goes on to DONE
+        impatient = _cli("submit", "t6", "--kind", "goto", "--stations", "12,9", "--wait",
+                         "--wait-timeout", "0.3")
+        assert impatient.returncode == 3 and "still" in impatient.stderr, impatient
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            listing = _cli("tasks", "--all")
+            if listing.stdout.count("DONE") == 6:
+                break
+            time.sleep(1)
+        assert listing.returncode == 0 and listing.stdout.count("DONE") == 6, listing.stdout
         ours = mapped_shm(children)  # the Fast DDS files the fleet's processes use
         assert ours, "expected the fleet to use Fast DDS shared memory"
     finally:

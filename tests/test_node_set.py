@@ -53,6 +53,10 @@ def test_sim_is_the_clock_source_and_serial_robots_get_a_bridge_each():
     bridges = [s for s in hw if s.executable == "serial_bridge"]
     assert [(b.namespace, b.parameters["port"]) for b in bridges] == [
         ("amr_1", "/dev/ttyACM0"), ("amr_2", "/dev/ttyUSB0")]
+    # the device clips commands to the limits the robot's agent plans with
+    agents = next(s for s in hw if s.executable == "robot_agent" and "amr_1" in s.robots)
+    assert bridges[0].parameters["max_v"] == agents.parameters["max_v"] == 0.5
+    assert bridges[0].parameters["max_omega"] >= agents.parameters["max_w"]
     assert not any(s.executable in ("ideal_driver", "sim") for s in hw)
 
 
