@@ -1,0 +1,249 @@
+"""The fleet as separate processes over real DDS (issue 3 §5): a 10-robot run checked by
+the independent monitor, kill -9 of an agent process mid-task, kill -9 and restart of the
+dispatcher on the same ledger. Processes are started by fleet_coord.launcher from the
+fleet's node set and are all gone when each test ends."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+pytest.importorskip("fleet_coord_msgs.msg", reason="fleet_coord_msgs is built by `make setup`")
+import rclpy  # noqa: E402
+from fleet_coord_msgs.msg import Task as TaskMsg  # noqa: E402
+from fleet_coord_msgs.msg import TaskStatus  # noqa: E402
+from fleet_coord_msgs.srv import ListTasks, SubmitTask  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+
+from fleet_checks import Monitor  # noqa: E402
+from fleet_coord import qos  # noqa: E402
+from fleet_coord.fleet_config import DEFAULT_MAP, load_fleet_config  # noqa: E402
+from fleet_coord.launcher import FleetLauncher  # noqa: E402
+from fleet_coord.node_set import fleet_nodes  # noqa: E402
+from rosutil import ros_context, spin_until  # noqa: E402
+
+FAST = "max_acc: 40.0, max_alpha: 400.0"
+LOST_BOUND_S = 2.0
+
+
+def config(tmp_path, robots: dict[str, tuple[int, int]], restart: str = "never") -> str:
+    lines = [f"  - {{name: {r}, start: [{x}, {y}], max_speed: 3.0, max_angular_speed: 20.0}}"
+             for r, (x, y) in robots.items()]
+    text = f"""\
+fleet:
+  map: warehouse.map
+  discovery_range: LOCALHOST
+  backend: ideal
+  ledger: ledger.sqlite
+  restart: {restart}
+robots:
+{chr(10).join(lines)}
+nodes:
+  robot_agent: {{{FAST}, turn_margin: 0.2}}
+  ideal_driver: {{{FAST}, rate_hz: 100.0}}
+  dispatcher: {{bid_window: 0.3, retry_base: 0.5}}
+  traffic: {{lost_after: 1.5}}
+"""
+    path = tmp_path / "fleet.yaml"
+    path.write_text(text)
+    return str(path)
+
+
+class ProcFleet:
+    """A launched fleet plus the test's own node: submit client, status log, monitor."""
+
+    def __init__(self, cfg_path: str, ctx, ex, agents_per_process: int, log) -> None:
+        cfg = load_fleet_config(cfg_path)
+        specs = [s for s in fleet_nodes(cfg, agents_per_process=agents_per_process)
+                 if s.executable != "fleet_monitor"]
+        self.launcher = FleetLauncher(cfg, specs, out=log, grace_s=3.0,
+                                      extra_env={"ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID", "0")})
+        self.robots = [r.name for r in cfg.robots]
+        self.ex = ex
+        self.node = rclpy.create_node("fleet_test", context=ctx)
+        ex.add_node(self.node)
+        self.monitor = Monitor(self.node, self.robots, DEFAULT_MAP)
+        self.statuses: list[tuple[float, TaskStatus]] = []
+        self.lost: list[tuple[float, str]] = []
+        self.node.create_subscription(TaskStatus, "/fleet/task_status",
+                                      lambda m: self.statuses.append((time.monotonic(), m)),
+                                      qos.PROTOCOL)
+        self.node.create_subscription(String, "/fleet/robot_lost",
+                                      lambda m: self.lost.append((time.monotonic(), m.data)),
+                                      qos.PROTOCOL)
+        self.submit_client = self.node.create_client(SubmitTask, "/fleet/submit_task")
+        self.list_client = self.node.create_client(ListTasks, "/fleet/list_tasks")
+        self.launcher.start()
+
+    def spin(self, cond, timeout: float) -> bool:
+        def check():
+            self.launcher.poll()
+            return cond()
+        return spin_until(self.ex, check, timeout)
+
+    def call(self, client, req, timeout: float = 5.0, tries: int = 3):
+        for _ in range(tries):
+            if not client.wait_for_service(timeout_sec=0.0):
+                self.spin(lambda: client.service_is_ready(), timeout)
+            fut = client.call_async(req)
+            if self.spin(fut.done, timeout):
+                return fut.result()
+        raise AssertionError(f"no answer from {client.srv_name}")
+
+    def submit(self, task_id: str, stations: list[str]):
+        req = SubmitTask.Request()
+        req.task = TaskMsg(id=task_id, kind="goto", stations=stations)
+        resp = self.call(self.submit_client, req)
+        assert resp.accepted, resp.error
+        return resp
+
+    def ready(self) -> bool:
+        """Every robot is parked (its start vertex is in the table) and the dispatcher is up."""
+        held = set(self.monitor.replica.table.robots())
+        return held >= set(self.robots) and self.submit_client.service_is_ready()
+
+    def done_by(self, task_id: str) -> list[str]:
+        return [m.robot for _, m in self.statuses
+                if m.task_id == task_id and m.state == TaskStatus.DONE and m.robot]
+
+    def first(self, task_id: str, state: int, robot: str | None = None):
+        return next(((t, m) for t, m in self.statuses if m.task_id == task_id
+                     and m.state == state and (robot is None or m.robot == robot)), None)
+
+    def final_failed(self, task_id: str) -> bool:
+        return any(m.task_id == task_id and m.state == TaskStatus.FAILED and not m.robot
+                   for _, m in self.statuses)
+
+    def pid_of(self, process_name: str) -> int:
+        return self.launcher.pids()[process_name]
+
+    def agent_pid(self, robot: str) -> int:
+        """The process hosting `robot`'s agent (asserted to host no other robot)."""
+        child = next(c for c in self.launcher.children
+                     if c.spec.executable == "robot_agent" and robot in c.spec.robots)
+        assert child.spec.robots == [robot], child.spec.robots
+        return child.proc.pid
+
+    def shutdown(self) -> None:
+        self.launcher.shutdown()
+        alive = [c.proc.pid for c in self.launcher.children
+                 if c.proc is not None and c.proc.poll() is None]
+        assert alive == [], f"processes left behind: {alive}"
+
+
+@pytest.fixture
+def launched(tmp_path):
+    """Start fleets with `launched(robots, agents_per_process, restart)`; every process is
+    stopped (SIGINT, SIGTERM, SIGKILL) at the end, whatever happened."""
+    fleets = []
+    log = open(tmp_path / "launch.log", "w+")
+    with ros_context() as (ctx, ex):
+        def start(robots, agents_per_process=1, restart="never"):
+            fleet = ProcFleet(config(tmp_path, robots, restart), ctx, ex, agents_per_process,
+                              log)
+            fleets.append(fleet)
+            if not fleet.spin(fleet.ready, 40.0):
+                log.seek(0)
+                pytest.fail("fleet did not come up:\n" + log.read()[-4000:])
+            return fleet
+        try:
+            yield start
+        finally:
+            for f in fleets:
+                f.shutdown()
+    log.seek(0)
+    text = log.read()
+    print(text[-3000:])
+
+
+# Ten robots along the bottom of the warehouse; tasks in the open area and the aisles.
+TEN = {f"r{i}": (2 + 3 * i, 18) for i in range(10)}
+
+
+def test_ten_robots_thirty_tasks_complete_without_conflicts_or_excursions(launched):
+    fleet = launched(TEN, agents_per_process=5)
+    stations = [f"{x},{y}" for y in (14, 16, 9, 13) for x in range(2, 33, 4)][:30]
+    t0 = time.monotonic()
+    for i, st in enumerate(stations):
+        fleet.submit(f"job{i}", [st])
+    ids = [f"job{i}" for i in range(len(stations))]
+    finished = lambda: all(fleet.done_by(t) or fleet.final_failed(t) for t in ids)  # noqa: E731
+    assert fleet.spin(finished, 120.0), [t for t in ids if not fleet.done_by(t)]
+    elapsed = time.monotonic() - t0
+    assert all(len(fleet.done_by(t)) == 1 for t in ids), \
+        {t: fleet.done_by(t) for t in ids if len(fleet.done_by(t)) != 1}
+    m = fleet.monitor
+    assert m.samples > 500
+    assert m.conflicts == [], m.conflicts[:5]
+    assert m.excursions == [], m.excursions[:10]
+    print(f"10 robots, 30 tasks: {elapsed:.1f} s, {m.samples} containment samples")
+
+
+def test_kill_9_agent_mid_task_is_lost_in_bound_task_redone_spot_blocked(launched):
+    robots = {"v": (18, 14), "w1": (2, 18), "w2": (6, 18), "w3": (14, 18)}
+    # "v" runs alone in its process (the last group), the others share one
+    fleet = launched({"w1": robots["w1"], "w2": robots["w2"], "w3": robots["w3"],
+                      "v": robots["v"]}, agents_per_process=3)
+    fleet.submit("victim-task", ["28,14"])       # v is nearest: it wins and drives east
+    assert fleet.spin(lambda: fleet.first("victim-task", TaskStatus.ACTIVE, "v"), 10.0)
+    # let it get going, then kill its agent process mid-task
+    fleet.spin(lambda: False, 2.0)
+    assert not fleet.done_by("victim-task")
+    pid = fleet.agent_pid("v")
+    t_kill = time.monotonic()
+    os.kill(pid, signal.SIGKILL)
+    assert fleet.spin(lambda: any(r == "v" for _, r in fleet.lost), 5.0), "v never declared lost"
+    detection = next(t for t, r in fleet.lost if r == "v") - t_kill
+    assert detection <= LOST_BOUND_S, detection
+    assert fleet.spin(lambda: fleet.done_by("victim-task"), 45.0), fleet.statuses[-5:]
+    recovery = time.monotonic() - t_kill
+    assert fleet.done_by("victim-task") != ["v"] and len(fleet.done_by("victim-task")) == 1
+    # v's spot stays blocked: v holds it for good and nobody's reservations overlap it
+    table = fleet.monitor.replica.table
+    block = [r for r in table.reservations("v") if r.t_end == float("inf")]
+    assert block, "the lost robot's spot is not blocked"
+    for r in block:
+        assert table.first_conflict(r.resource, r.t_start, r.t_end, robot="v") is None
+    # ... and other tasks nearby still get done around it
+    fleet.submit("after", ["16,16"])
+    assert fleet.spin(lambda: fleet.done_by("after"), 30.0)
+    m = fleet.monitor
+    assert m.conflicts == [], m.conflicts[:5]
+    others = [e for e in m.excursions if e[0] != "v"]
+    assert others == [], others[:10]
+    print(f"kill -9 agent: lost after {detection:.2f} s, task done by "
+          f"{fleet.done_by('victim-task')} {recovery:.2f} s after the kill; "
+          f"v's own excursions while dying: {len(m.excursions) - len(others)}")
+
+
+def test_kill_9_dispatcher_and_restart_loses_no_task_and_runs_none_twice(launched):
+    robots = {"r1": (2, 18), "r2": (8, 18), "r3": (14, 18), "r4": (20, 18)}
+    fleet = launched(robots, agents_per_process=4, restart="on-failure")
+    ids = [f"d{i}" for i in range(10)]
+    stations = ["2,14", "8,14", "14,14", "20,14", "26,14", "5,16", "11,16", "17,16",
+                "23,16", "29,16"]
+    for tid, st in zip(ids, stations):
+        fleet.submit(tid, [st])
+    # some are being driven, some still wait for a robot: kill -9 the dispatcher now
+    assert fleet.spin(lambda: sum(bool(fleet.first(t, TaskStatus.ACTIVE)) for t in ids) >= 2,
+                      10.0)
+    old = fleet.pid_of("dispatcher")
+    t_kill = time.monotonic()
+    os.kill(old, signal.SIGKILL)
+    # the launcher restarts it (restart: on-failure) on the same ledger
+    assert fleet.spin(lambda: fleet.launcher.pids().get("dispatcher") not in (None, old), 10.0)
+    assert fleet.spin(lambda: all(fleet.done_by(t) for t in ids), 90.0), \
+        [t for t in ids if not fleet.done_by(t)]
+    recovery = time.monotonic() - t_kill
+    fleet.spin(lambda: False, 1.0)   # a duplicate execution would show up by now
+    assert {t: len(fleet.done_by(t)) for t in ids} == {t: 1 for t in ids}
+    # the restarted dispatcher's ledger agrees: every task DONE exactly once
+    resp = fleet.call(fleet.list_client, ListTasks.Request(include_finished=True))
+    states = {m.id: s.state for m, s in zip(resp.tasks, resp.statuses)}
+    assert {t: states.get(t) for t in ids} == {t: TaskStatus.DONE for t in ids}
+    m = fleet.monitor
+    assert m.conflicts == [] and m.excursions == [], (m.conflicts[:3], m.excursions[:3])
+    print(f"kill -9 dispatcher: all {len(ids)} tasks done once, "
+          f"{recovery:.1f} s after the kill")
