@@ -22,6 +22,25 @@ traffic authority announces their removal on `/fleet/robot_removed`: the dispatc
 drops them from its auctions, ignores their bids and states (until an agent started after
 the removal speaks for them, fleet_coord.core.membership) and re-announces their
 unfinished tasks.
+
+Late results (a lost robot that was only cut off). The traffic authority cannot tell a
+dead agent from a partitioned one, so a task whose robot was declared lost goes back to
+auction while that robot may still be driving it: with the network cut nobody can tell
+it to stop, and it parks on the task's last station, which no one else can then reach.
+In Contract Net terms the dispatcher withdrew the contract unilaterally, but the first
+contractor's inform-done still reports real work. So the dispatcher remembers the robots
+it took a task from on loss, and a DONE from one of them while the task has not ended is
+accepted (first completion wins, `TaskLedger.complete_late`): a running re-auction is
+cancelled (its bidders get reject-proposal), a pending retry dropped, and a re-award is
+withdrawn by a reject-proposal (Rejection) for the round the new robot won, which the
+agent takes as a cancel (it drops the task; a leg it is driving it finishes and parks).
+A DONE from the new robot that comes first ends the task as usual and the late one is
+ignored. What this cannot prevent is the work being done twice when both robots get
+through before either hears of the other: with a partition, a task is done at least
+once, never "exactly once"; the ledger records it done once. A former holder's ACTIVE
+statuses are ignored (the re-auction stands until one of them reports DONE). The
+"former holders" are kept in memory: a DONE that arrives after a dispatcher restart
+from a robot the task was taken from before it is ignored as before.
 """
 from __future__ import annotations
 
@@ -89,6 +108,7 @@ class Dispatcher(Node):
         self.excluded: dict[str, set[str]] = {}
         self.robots: dict[str, float] = {}           # robot -> last state (s)
         self.unconfirmed: dict[str, float] = {}      # in-flight task id -> deadline
+        self.former: dict[str, set[str]] = {}        # task -> robots it was taken from on loss
         self.membership = Membership()
         self._lamport = 0
 
@@ -315,7 +335,8 @@ class Dispatcher(Node):
         self.get_logger().warning(f"task {task_id} failed: {reason}")
         self._publish(task_id, TaskStatus.FAILED, reason=reason)
 
-    def _requeue(self, task_id: str, robot: str | None, reason: str, now: float) -> None:
+    def _requeue(self, task_id: str, robot: str | None, reason: str, now: float, *,
+                 lost: bool = False) -> None:
         rec = self.ledger.get(task_id)
         if rec is None or rec.state not in (TaskState.AWARDED, TaskState.ACTIVE):
             return
@@ -325,6 +346,8 @@ class Dispatcher(Node):
         self.ledger.transition(task_id, TaskState.QUEUED, now, reason=reason)
         if robot:
             self.excluded.setdefault(task_id, set()).add(robot)
+            if lost:
+                self.former.setdefault(task_id, set()).add(robot)
         self.retry_at[task_id] = now
         self.get_logger().info(f"task {task_id} back to auction: {reason}")
 
@@ -336,7 +359,11 @@ class Dispatcher(Node):
             return  # our own announcements
         now = self.now()
         rec = self.ledger.get(m.task_id)
-        if rec is None or rec.state in TERMINAL_STATES or rec.robot != m.robot:
+        if rec is None or rec.state in TERMINAL_STATES:
+            return
+        if rec.robot != m.robot:
+            if m.state == TaskStatus.DONE and m.robot in self.former.get(m.task_id, ()):
+                self._late_done(rec, m, now)
             return
         self.unconfirmed.pop(m.task_id, None)
         try:
@@ -352,6 +379,33 @@ class Dispatcher(Node):
                 self._requeue(m.task_id, m.robot, f"{m.robot} failed: {m.reason}", now)
         except LedgerError as e:
             self.get_logger().warning(f"status {m.state} of {m.task_id} from {m.robot}: {e}")
+
+    def _late_done(self, rec, m: TaskStatus, now: float) -> None:
+        """`m.robot`, which the task was taken from when it was lost, finished it: see the
+        module doc (late results)."""
+        task_id = m.task_id
+        init = self.initiators.pop(task_id, None)
+        if init is not None and init.state in (cn.InitiatorState.CFP_SENT,
+                                               cn.InitiatorState.EVALUATING):
+            self._send(init.cancel(now))
+        self.retry_at.pop(task_id, None)
+        self.no_bid_rounds.pop(task_id, None)
+        self.unconfirmed.pop(task_id, None)
+        try:
+            self.ledger.complete_late(task_id, m.robot, now, remote_lamport=m.lamport)
+        except LedgerError as e:
+            self.get_logger().warning(f"late DONE of {task_id} from {m.robot}: {e}")
+            return
+        self.former.pop(task_id, None)
+        self.excluded.pop(task_id, None)
+        if rec.state in (TaskState.AWARDED, TaskState.ACTIVE) and rec.robot:
+            self.reject_pub.publish(Rejection(
+                task_id=task_id, round=rec.round, robot=rec.robot, winner=m.robot,
+                initiator=self.get_name(), reason=f"withdrawn: done by {m.robot}"))
+        self.get_logger().info(
+            f"task {task_id} done by {m.robot}, which it had been taken from when it was "
+            f"lost (it was {rec.state}{' with ' + rec.robot if rec.robot else ''}"
+            f"{', award withdrawn' if rec.robot else ''})")
 
     def _on_robot_state(self, m: RobotState, info) -> None:
         if not self.membership.heard(m.robot, incarnation_of(info)):
@@ -369,7 +423,7 @@ class Dispatcher(Node):
         self.robots.pop(m.data, None)
         for rec in self.ledger.in_flight():
             if rec.robot == m.data:
-                self._requeue(rec.task.id, m.data, f"robot {m.data} was lost", now)
+                self._requeue(rec.task.id, m.data, f"robot {m.data} was lost", now, lost=True)
 
     def _on_robot_removed(self, m: String) -> None:
         now = self.now()

@@ -149,6 +149,12 @@ class RobotAgent(Node):
         self.control_latency = p("control_latency", 1.0 / control_rate).value
         self.max_plan_attempts = p("max_plan_attempts", 20).value
         self.capacity_kg = p("capacity_kg", INF).value
+        # what a bid measures: "travel" (marginal driving time) or "completion" (marginal
+        # sum of completion times: spreads work over the fleet), core/contract_net.py
+        objective = p("bid_objective", "travel").value
+        if objective not in cn.OBJECTIVES:
+            raise ValueError(f"parameter bid_objective must be one of "
+                             f"{', '.join(cn.OBJECTIVES)}, got {objective!r}")
         self.dwell = p("dwell", 0.0).value   # seconds at each station (load / unload)
         self.yield_check_period = p("yield_check_period", 1.0).value
         self.yield_wait = p("yield_wait", 30.0).value
@@ -162,7 +168,8 @@ class RobotAgent(Node):
                                         0.7 * self.limits.max_alpha) + 0.1
         self._rng = random.Random(self.robot)
         self.participant = cn.Participant(self.robot, self._travel_time,
-                                          cn.RobotProfile(capacity_kg=self.capacity_kg))
+                                          cn.RobotProfile(capacity_kg=self.capacity_kg,
+                                                         objective=objective))
         self.queue: list[Task] = []          # awarded, not started
         self._rounds: dict[str, int] = {}
         self.job: _Job | None = None
@@ -253,7 +260,8 @@ class RobotAgent(Node):
         else:
             position = self.roadmap.names[self.here]
             free_at = now
-        return cn.RobotState(position=position, queue=list(self.queue), free_at=free_at)
+        return cn.RobotState(position=position, queue=list(self.queue), free_at=free_at,
+                             now=now)
 
     # -- Contract Net ---------------------------------------------------------------------
 

@@ -494,6 +494,37 @@ class TaskLedger:
         return TaskRecord(task=cur.task, state=new, robot=holder, attempts=attempts,
                           round=rnd, updated_at=now, reason=reason)
 
+    def complete_late(self, task_id: str, robot: str, now: float, *,
+                      remote_lamport: int | None = None) -> TaskRecord:
+        """A robot the task was taken from (it was declared lost and the task went back
+        to auction) reports it done after all: the task is DONE, credited to `robot`,
+        from whatever non-final state it is in now (QUEUED, ANNOUNCED, or AWARDED /
+        ACTIVE with another robot). The event is "done" with `late` and, if another
+        robot held it, `withdrawn_from` in its detail. The caller checks that `robot`
+        did hold the task; this is outside `LEGAL_TRANSITIONS` on purpose.
+
+        Raises `UnknownTask`, `IllegalTransition` when the task already ended."""
+        self._check_now(now)
+        with self._tx() as db:
+            row = db.execute(f"SELECT {self._COLS} FROM tasks WHERE id = ?",
+                             (task_id,)).fetchone()
+            if row is None:
+                raise UnknownTask(f"no task {task_id!r} in the ledger")
+            cur = self._record(row)
+            if cur.state in TERMINAL_STATES:
+                raise IllegalTransition(f"task {task_id!r}: {robot!r} reported it done late "
+                                        f"but it already ended ({cur.state})")
+            db.execute("UPDATE tasks SET state = ?, robot = ?, updated_at = ?, reason = ? "
+                       "WHERE id = ?", (S.DONE.value, robot, now, "", task_id))
+            detail: dict[str, Any] = {"from": cur.state.value, "to": S.DONE.value,
+                                      "round": cur.round, "late": True}
+            if cur.robot and cur.robot != robot:
+                detail["withdrawn_from"] = cur.robot
+            self._append_event(db, task_id, S.DONE.value.lower(), robot, now, detail,
+                               remote_lamport)
+        return TaskRecord(task=cur.task, state=S.DONE, robot=robot, attempts=cur.attempts,
+                          round=cur.round, updated_at=now, reason="")
+
     def get(self, task_id: str) -> TaskRecord | None:
         with self._lock:
             row = self._db.execute(f"SELECT {self._COLS} FROM tasks WHERE id = ?",
