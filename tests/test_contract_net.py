@@ -562,3 +562,45 @@ def test_improvement_re_auctions_tasks_to_cheaper_places():
     assert better.total_cost == pytest.approx(620.950, abs=1e-3)
     assert better.total_cost < plain.total_cost == pytest.approx(660.380, abs=1e-3)
     assert sorted(t.id for q in better.queues.values() for t in q) == sorted(t.id for t in tasks)
+
+
+# -- bid objectives -------------------------------------------------------------------------
+
+def test_completion_objective_spreads_work_that_travel_piles_on_the_busy_robot():
+    """A robot at b with three trips queued (a, b, a), another idle at e: a new task at c
+    adds 20 s of driving to the busy one and 22.4 s to the idle one (travel: busy wins),
+    but the busy one would finish it at 50 s at the earliest, or delay its queue; the idle
+    one at 22.4 s (completion: idle wins)."""
+    queue = [goto("q1", "a"), goto("q2", "b"), goto("q3", "a")]
+    task = goto("new", "c")
+    bids = {}
+    for objective in ("travel", "completion"):
+        prof = RobotProfile(objective=objective)
+        busy = Participant("busy", tt, prof).bid(task, RobotState("b", list(queue), now=0.0))
+        idle = Participant("idle", tt, prof).bid(task, RobotState("e", [], now=0.0))
+        bids[objective] = (busy.cost, idle.cost)
+    far = math.dist(POS["e"], POS["c"])
+    assert bids["travel"] == pytest.approx((20.0, far))
+    assert bids["completion"] == pytest.approx((50.0, far))
+
+
+def test_completion_objective_counts_the_delay_of_the_later_tasks():
+    # inserting "x" at b before q1 (at c, 20 s away) delays q1 by 0 (b is on the way)...
+    prof = RobotProfile(objective="completion")
+    p = Participant("r", tt, prof)
+    state = RobotState("a", [goto("q1", "c")], now=0.0)
+    on_the_way = p.bid(goto("x", "b"), state)
+    assert on_the_way.cost == pytest.approx(10.0)        # done at 10 s, q1 not delayed
+    # ... a detour to e (10 s off, 10 s back... sqrt(500) to c) delays q1
+    detour = p.bid(goto("y", "e"), state)
+    first = 10.0 + (10.0 + math.dist(POS["e"], POS["c"]) - 20.0)   # before q1
+    last = 20.0 + math.dist(POS["c"], POS["e"])                      # after q1
+    assert detour.cost == pytest.approx(min(first, last))
+    # time in hand counts: the same robot still busy for 15 s bids 15 s more
+    later = p.bid(goto("x", "b"), RobotState("a", [goto("q1", "c")], now=0.0, free_at=15.0))
+    assert later.cost == pytest.approx(on_the_way.cost + 15.0)
+
+
+def test_unknown_objective_is_rejected_with_the_choices():
+    with pytest.raises(ValueError, match="objective.*travel, completion.*'fastest'"):
+        RobotProfile(objective="fastest")

@@ -45,12 +45,14 @@ __all__ = [
     "Cfp", "Proposal", "Refusal", "AcceptProposal", "RejectProposal", "InformDone",
     "Failure", "RefuseReason", "InitiatorState", "Initiator", "ContractNetError",
     "RetryPolicy", "Retry", "GiveUp", "explain_no_bids",
-    "RobotProfile", "RobotState", "Insertion", "Participant", "route_time",
+    "RobotProfile", "RobotState", "Insertion", "Participant", "route_time", "OBJECTIVES",
     "Assignment", "sequential_auction",
 ]
 
 TravelTime = Callable[[str, str], float]
 INF = math.inf
+#: What a bid measures (RobotProfile.objective).
+OBJECTIVES = ("travel", "completion")
 
 
 class ContractNetError(RuntimeError):
@@ -406,6 +408,13 @@ class RobotProfile:
     nearest of `chargers` (with no chargers configured: simply keep `reserve`). A charge
     stop takes `charge_time` and fills the battery to `battery_capacity`. Every stop takes
     `dwell` seconds (loading, unloading, docking).
+
+    `objective` is what a bid measures. ``"travel"``: the marginal route time (the robot's
+    added driving; a fleet minimising total travel). ``"completion"``: the marginal sum of
+    completion times, i.e. how long from now until the new task is done plus how much it
+    delays the robot's later tasks. Travel alone lets a busy robot near the work win task
+    after task while a farther idle one waits (a long makespan); completion weighs the
+    queue the robot already has, so work spreads over the fleet.
     """
     capacity_kg: float = INF
     max_queue: int = 10
@@ -417,8 +426,12 @@ class RobotProfile:
     charge_time: float = 0.0
     chargers: tuple[str, ...] = ()
     kinds: frozenset[str] = frozenset(KINDS)
+    objective: str = "travel"
 
     def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"RobotProfile.objective must be one of {', '.join(OBJECTIVES)}, "
+                             f"got {self.objective!r}")
         for name in ("capacity_kg", "drain_rate", "drain_per_kg", "reserve", "dwell",
                      "charge_time"):
             v = getattr(self, name)
@@ -441,12 +454,15 @@ class RobotState:
 
     `position`: where the robot starts its queue (where it stands, or where its current
     leg ends); `free_at`: when it is there and free (absolute s); `queue`: tasks accepted
-    but not started, in execution order; `battery`: energy at `position` (None = full).
+    but not started, in execution order; `battery`: energy at `position` (None = full);
+    `now`: the time of the bid (None = `free_at`: the robot has nothing in hand), the
+    reference of the "completion" objective.
     """
     position: str
     queue: list[Task] = field(default_factory=list)
     battery: float | None = None
     free_at: float = 0.0
+    now: float | None = None
 
 
 @dataclass(frozen=True)
@@ -602,6 +618,23 @@ class Participant:
                    or base_finish.get(q.id, INF) <= q.deadline] + [task.id]
         ids = tuple(q.id for q in queue)
         first_problem: _No | None = None
+        if p.objective == "completion":
+            ref = state.free_at if state.now is None else state.now
+            best: tuple[float, int, float] | None = None
+            for delta, i in candidates:
+                new_queue = list(queue[:i]) + [task] + list(queue[i:])
+                finish, problem = self._simulate(state, new_queue, on_time)
+                if problem is not None:
+                    first_problem = first_problem or problem
+                    continue
+                cost = finish[task.id] - ref + sum(finish[q.id] - base_finish.get(q.id, 0.0)
+                                                   for q in queue[i:])
+                if best is None or (cost, i) < best[:2]:
+                    best = (cost, i, finish[task.id])
+            if best is not None:
+                return Insertion(task, best[1], max(best[0], 0.0), best[2], ids)
+            assert first_problem is not None
+            return first_problem
         for delta, i in sorted(candidates):
             new_queue = list(queue[:i]) + [task] + list(queue[i:])
             finish, problem = self._simulate(state, new_queue, on_time)
