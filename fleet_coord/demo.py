@@ -118,7 +118,9 @@ def fleet_config(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, f
     cfg.nodes = {
         "sim": {"mode": spec.mode, "real_time_factor": float(spec.real_time_factor),
                 "odom_rate": ODOM_RATE_HZ, "max_lead": MAX_LEAD_S, **acc},
-        "robot_agent": {"turn_margin": TURN_MARGIN_S, **acc},
+        # bids weigh the queue a robot already has: work spreads over the fleet
+        # (core/contract_net.py RobotProfile.objective; "travel" piles it on a few robots)
+        "robot_agent": {"turn_margin": TURN_MARGIN_S, "bid_objective": "completion", **acc},
         "traffic": {"lost_after": 3.0},
         "dispatcher": {"bid_window": 0.5, "robot_timeout": 3.0},
         "fleet_monitor": {"lost_after": 3.0},
