@@ -21,6 +21,25 @@ station: plan with SIPP against the replica from the vertex it stands on, commit
 commit, track the timed path (core.tracking), dwell, go on; at the last station it parks
 (its vertex held until further notice, t_end = inf) and reports DONE.
 
+Reserve calls (park, commit, re-commit) are given up after `reserve_timeout` s without an
+answer (a request or response lost to packet loss, a traffic restart) and sent again;
+every call is idempotent (`replace=True` from now), and only the latest call of each kind
+is looked at, so the answer to one given up on is never applied. A grant seen in
+`/traffic/updates` counts as the answer (the response may be lost while the update got
+through). A commit also holds the vertex the robot stands on until further notice (the
+anchor): should its answer come late or never while the authority granted it, the table
+still covers the robot standing there; once it drives the path it trims the anchor off
+(the path alone, from now).
+
+Withdrawn tasks: a task it holds (queued or being done) that another robot reports DONE,
+or whose award the dispatcher withdraws (a Rejection for the round it won), is dropped;
+a leg being committed or driven is finished without the task and the robot parks.
+
+Cut off: no `/traffic/updates` for `silence` s (the authority sends a snapshot every 5 s)
+means the agent is cut off from the fleet; when it hears the fleet again it re-sends the
+DONE / FAILED statuses of that time (DDS drops them when the partition outlasts the
+participant lease), so the dispatcher learns of work done while the robot was lost.
+
 Yielding (fleet_coord.core.yielding): an idle parked agent checks every
 `yield_check_period` s whether an open task of another robot needs its spot (its next
 station, or its only way there) and if so drives to the nearest vertex nobody needs. It
@@ -51,6 +70,7 @@ from __future__ import annotations
 import math
 import random
 import sys
+import time
 from dataclasses import dataclass, field
 
 from builtin_interfaces.msg import Time
@@ -77,9 +97,11 @@ from fleet_coord.ideal_driver import quaternion_to_yaw, yaw_to_quaternion
 from fleet_coord.table_replica import TableReplica
 
 INF = math.inf
-#: A /traffic/reserve call unanswered for this long (s of the node's clock) is given up
-#: and sent again: DDS can drop a service response (seen at start-up under load).
+#: Default of the `reserve_timeout` parameter: a /traffic/reserve call unanswered for this
+#: long (s of the node's clock) is given up and sent again. DDS can drop a service
+#: response (at start-up under load, under packet loss, across a traffic restart).
 RESERVE_TIMEOUT_S = 2.0
+_GAVE_UP = "no answer in time"   # the message of a call given up on (compared by identity)
 
 _REFUSE_CODE = {
     cn.RefuseReason.UNREACHABLE: Refusal.REASON_UNREACHABLE,
@@ -110,6 +132,20 @@ def task_from_msg(m) -> Task:
 
 
 @dataclass
+class _Reserve:
+    """One /traffic/reserve call in flight. Every call carries a new `seq`; only the
+    current call of its kind (park, commit, re-commit) is ever looked at, so the answer
+    to a call given up on cannot be applied (its future is also removed from the client,
+    which then drops the late response). Requests are idempotent (`replace=True`): a
+    given-up call the authority did grant is superseded by the next one."""
+    seq: int
+    future: object
+    sent: float
+    keys: frozenset          # (resource, t_start, t_end) of the requested segments
+    granted_version: int | None = None   # seen granted in /traffic/updates first
+
+
+@dataclass
 class _Job:
     """The task being executed (or a yield move, task None): stations left, dwell, and
     what is in flight."""
@@ -129,6 +165,10 @@ class _Job:
         return self.task.id if self.task is not None else ""
 
 
+def _seg_key(resource: int, t0: float, t1: float) -> tuple:
+    return (int(resource), float(t0), float(t1))
+
+
 class RobotAgent(Node):
     def __init__(self, robot: str | None = None, **kwargs) -> None:
         super().__init__("robot_agent", namespace=kwargs.pop("namespace", robot or ""),
@@ -144,6 +184,11 @@ class RobotAgent(Node):
         control_rate = p("control_rate", 20.0).value
         state_rate = p("state_rate", 10.0).value
         self.start_margin = p("start_margin", 0.6).value   # commit latency budget (s)
+        # s without an answer after which a /traffic/reserve call is given up and resent
+        self.reserve_timeout = p("reserve_timeout", RESERVE_TIMEOUT_S).value
+        # no /traffic/updates (the authority sends a snapshot every 5 s) for this long:
+        # cut off from the fleet; its results of that time are sent again on return
+        self.silence = p("silence", 11.0).value
         # s from sending a command to its taking effect, beyond the odometry's age (which
         # the agent measures): delay compensation, core/tracking.py CommandHistory
         self.control_latency = p("control_latency", 1.0 / control_rate).value
@@ -180,11 +225,18 @@ class RobotAgent(Node):
         self.commands = CommandHistory()
         self.here: int | None = None          # vertex stood on / parked at
         self.parked = False                   # its vertex is held until further notice
-        self._park_future = None
-        self._park_sent = 0.0
-        self._commit_future = None
-        self._commit_sent = 0.0
+        self._reserve_seq = 0
+        self._park_call: _Reserve | None = None
+        self._commit_call: _Reserve | None = None
         self._commit_path = None
+        self._trim: _Reserve | None = None    # drops the start-vertex anchor of a commit
+        self._results: list[tuple[float, TaskStatus]] = []   # recent DONE / FAILED sent
+        self._heard_at: float | None = None   # last /traffic/updates message
+        self._cut_off_since: float | None = None
+        self._resend_at: list[float] = []
+        self._resend_since = 0.0
+        self._tick_wall: float | None = None   # monotonic time of the last control tick
+        self._tick_period = 1.0 / control_rate
         self._lamport = 0
         self._last_status = 0.0
         self._idle_stop_sent = False
@@ -195,7 +247,7 @@ class RobotAgent(Node):
         self._segments: list = []            # what the current drive committed
         self._commit_version = 0             # replica version that shows the commit
         self._checked_version = -1
-        self._recommit = None                # (future, path, kind) after a cut
+        self._recommit = None                # (_Reserve, plan, segments) after a cut
         self.removed = False                 # removed from the fleet: stands down
         self.replica = TableReplica(self.exclusion.of, self.roadmap.num_resources,
                                     self.roadmap_id)
@@ -212,7 +264,7 @@ class RobotAgent(Node):
         sub(Award, "/fleet/awards", self._on_award, qos.PROTOCOL, callback_group=group)
         sub(Rejection, "/fleet/rejections", self._on_rejection, qos.PROTOCOL,
             callback_group=group)
-        sub(ReservationSet, "/traffic/updates", self.replica.apply, qos.TABLE,
+        sub(ReservationSet, "/traffic/updates", self._on_update, qos.TABLE,
             callback_group=group)
         sub(TaskStatus, "/fleet/task_status", self._on_task_status, qos.PROTOCOL,
             callback_group=group)
@@ -241,6 +293,65 @@ class RobotAgent(Node):
     def _lamport_tick(self) -> int:
         self._lamport += 1
         return self._lamport
+
+    # -- /traffic/reserve calls ------------------------------------------------------------
+
+    def _call_reserve(self, segments, now: float) -> _Reserve:
+        """Send `segments` [(resource, t0, t1)] as this robot's plan from `now` on."""
+        req = Reserve.Request(robot=self.robot, roadmap_id=self.roadmap_id, replace=True,
+                              replace_from=now)
+        req.segments = [_segment(self.robot, r, a, b) for r, a, b in segments]
+        self._reserve_seq += 1
+        return _Reserve(self._reserve_seq, self.reserve_client.call_async(req), now,
+                        frozenset(_seg_key(r, a, b) for r, a, b in segments))
+
+    def _give_up(self, call: _Reserve | None) -> None:
+        """Forget a call: a response arriving later is dropped by the client."""
+        if call is not None and not call.future.done():
+            self.reserve_client.remove_pending_request(call.future)
+
+    def _answer(self, call: _Reserve, now: float):
+        """(done, ok, version, message) of a call: its response, or its grant seen in the
+        table updates (the response may be lost while the update got through), or, after
+        `reserve_timeout` s with neither, done and not ok (given up: send again)."""
+        if call.future.done():
+            resp = call.future.result()
+            if resp is None:
+                return True, False, 0, "no answer"
+            return True, bool(resp.ok), int(resp.version), resp.message
+        if call.granted_version is not None:
+            self._give_up(call)
+            return True, True, call.granted_version, "granted (seen in /traffic/updates)"
+        if now - call.sent > self.reserve_timeout:
+            self._give_up(call)
+            return True, False, 0, _GAVE_UP
+        return False, False, 0, ""
+
+    def _on_update(self, msg: ReservationSet) -> None:
+        self.replica.apply(msg)
+        now = self.now()
+        if self._cut_off_since is not None:
+            # back in touch: DDS may have dropped what it sent meanwhile (a partition
+            # longer than the participant lease); send its results again, a few times
+            # while the fleet's readers rediscover it (duplicates are harmless: a DONE of
+            # an ended task is ignored)
+            self.get_logger().warning(f"heard the fleet again after "
+                                      f"{now - self._cut_off_since:.1f} s; re-sending my results")
+            self._resend_at = [now + d for d in (0.5, 2.0, 5.0)]
+            self._resend_since = self._cut_off_since - 1.0
+            self._cut_off_since = None
+        self._heard_at = now
+        if msg.is_snapshot or msg.robot != self.robot:
+            return
+        added = None
+        rc = self._recommit[0] if self._recommit is not None else None
+        for call in (self._park_call, self._commit_call, rc, self._trim):
+            if call is None or call.granted_version is not None or call.future.done():
+                continue
+            if added is None:
+                added = {_seg_key(x.resource, x.t_start, x.t_end) for x in msg.added}
+            if call.keys and call.keys <= added:
+                call.granted_version = int(msg.version)
 
     def busy(self) -> bool:
         return self.job is not None or bool(self.queue)
@@ -316,20 +427,77 @@ class RobotAgent(Node):
         return state
 
     def _on_rejection(self, msg: Rejection) -> None:
-        if msg.robot == self.robot:
-            self.participant.on_reject_proposal(
-                cn.RejectProposal(self.robot, msg.task_id, msg.round))
+        if msg.robot != self.robot:
+            return
+        if self._holds(msg.task_id) == msg.round:
+            # a reject after the accept of the same round: the dispatcher withdrew the
+            # award (the robot it had taken the task from finished it after all)
+            self._withdraw(msg.task_id, f"award withdrawn: {msg.reason or msg.winner}")
+            return
+        self.participant.on_reject_proposal(
+            cn.RejectProposal(self.robot, msg.task_id, msg.round))
+
+    def _holds(self, task_id: str) -> int | None:
+        """The round it was awarded `task_id` in, if it is queued or being done here."""
+        if self.job is not None and self.job.task_id == task_id:
+            return self.job.round
+        if any(t.id == task_id for t in self.queue):
+            return self._rounds.get(task_id, 0)
+        return None
+
+    def _withdraw(self, task_id: str, why: str) -> None:
+        """Drop a task someone else has done: from the queue, or the current job. A job
+        whose commit is in flight or that is driving finishes the leg it committed (as a
+        move without a task: nobody hears of it) and parks at its end, so the robot stays
+        inside what it holds; otherwise it stops being a job at once."""
+        if any(t.id == task_id for t in self.queue):
+            self.queue[:] = [t for t in self.queue if t.id != task_id]
+            self._rounds.pop(task_id, None)
+            self.get_logger().info(f"dropped queued {task_id}: {why}")
+            return
+        job = self.job
+        if job is None or job.task_id != task_id:
+            return
+        if job.phase in ("commit", "drive") and job.stations:
+            self.job = _Job(task=None, dwell=0.0, round=0, stations=[job.stations[0]],
+                            phase=job.phase, legs_total=1)
+        else:
+            self.job = None
+            self.parked = False   # hold where it stands again (idempotent)
+        self.get_logger().info(f"dropped {task_id} (it was {job.phase}): {why}")
 
     def _status(self, task_id: str, state: int, rnd: int, progress: float = 0.0,
                 reason: str = "") -> None:
-        self.status_pub.publish(TaskStatus(
+        msg = TaskStatus(
             task_id=task_id, robot=self.robot, state=state, round=rnd,
             progress=float(progress), reason=reason, stamp=self.get_clock().now().to_msg(),
-            lamport=self._lamport_tick()))
+            lamport=self._lamport_tick())
+        self.status_pub.publish(msg)
+        if state in (TaskStatus.DONE, TaskStatus.FAILED):
+            now = self.now()
+            self._results = [(t, m) for t, m in self._results if now - t < 600.0][-19:]
+            self._results.append((now, msg))
+
+    def _check_contact(self, now: float) -> None:
+        """Notice a cut-off (no table update for `silence` s) and, once back, re-send the
+        results of that time (see _on_update)."""
+        if self._heard_at is not None and self._cut_off_since is None \
+                and now - self._heard_at > self.silence:
+            self._cut_off_since = self._heard_at
+            self.get_logger().warning(f"no word from the traffic authority for "
+                                      f"{now - self._heard_at:.1f} s")
+        if self._resend_at and now >= self._resend_at[0]:
+            self._resend_at.pop(0)
+            for t, m in self._results:
+                if t >= self._resend_since:
+                    self.status_pub.publish(m)
 
     # -- what the others are doing (for yielding) -----------------------------------------
 
     def _on_task_status(self, m: TaskStatus) -> None:
+        if m.state == TaskStatus.DONE and m.robot and m.robot != self.robot \
+                and self._holds(m.task_id) is not None:
+            self._withdraw(m.task_id, f"{m.robot} reported it done")
         if m.state == TaskStatus.ACTIVE and m.robot and m.robot != self.robot:
             if m.task_id in self._task_stations:
                 self._active[m.task_id] = (m.robot, float(m.progress))
@@ -410,9 +578,17 @@ class RobotAgent(Node):
     # -- the control loop -----------------------------------------------------------------
 
     def _tick(self) -> None:
+        wall = time.monotonic()
+        if self._tick_wall is not None and wall - self._tick_wall > 0.4 \
+                and self.job is not None:
+            # the driver's watchdog stops a robot without commands for 0.5 s
+            self.get_logger().warning(f"control loop stalled: {wall - self._tick_wall:.2f} s "
+                                      f"since the last tick (period {self._tick_period:g} s)")
+        self._tick_wall = wall
         if self.pose is None or self.here is None or self.removed:
             return
         now = self.now()
+        self._check_contact(now)
         if not self.parked:
             self._park(now)
         if self.job is None and self.queue and self.parked:
@@ -440,31 +616,26 @@ class RobotAgent(Node):
 
     def _park(self, now: float) -> None:
         """Hold the vertex it stands on until further notice (at start-up)."""
-        if self._park_future is None:
+        if self._park_call is None:
             if not self.reserve_client.service_is_ready():
                 return
-            req = Reserve.Request(robot=self.robot, roadmap_id=self.roadmap_id, replace=True,
-                                  replace_from=now)
-            req.segments = [_segment(self.robot, self.here, now, INF)]
-            self._park_future = self.reserve_client.call_async(req)
-            self._park_sent = now
+            self._park_call = self._call_reserve([(self.here, now, INF)], now)
             return
-        if not self._park_future.done():
-            if now - self._park_sent > RESERVE_TIMEOUT_S:
-                # DDS can drop a response sent before the server matched our reader:
-                # ask again (holding the vertex it stands on is idempotent)
-                self.reserve_client.remove_pending_request(self._park_future)
-                self._park_future = None
+        done, ok, _, message = self._answer(self._park_call, now)
+        if not done:
             return
-        resp = self._park_future.result()
-        self._park_future = None
-        if resp is not None and resp.ok:
+        self._park_call = None
+        if ok:
             self.parked = True
             self.get_logger().info(f"parked at {self.roadmap.names[self.here]}")
+        elif message is _GAVE_UP:
+            # a lost request or response: ask again (holding where it stands is idempotent)
+            self.get_logger().warning(f"no answer from /traffic/reserve for "
+                                      f"{self.reserve_timeout:g} s; asking again")
         else:
             self.get_logger().warning(
                 f"cannot hold my start vertex {self.roadmap.names[self.here]}: "
-                f"{resp.message if resp else 'no answer'}; retrying")
+                f"{message}; retrying")
 
     def _start(self, task: Task, now: float) -> None:
         stations = [self.roadmap.vertex(s) for s in task.stations]
@@ -504,11 +675,15 @@ class RobotAgent(Node):
             return
         path = [(self.here, now)] + path
         segments = path_to_segments(self.roadmap, self.exclusion, path, self.plan_speed)
-        req = Reserve.Request(robot=self.robot, roadmap_id=self.roadmap_id, replace=True,
-                              replace_from=now)
-        req.segments = [_segment(self.robot, r, a, b) for r, a, b in segments]
-        self._commit_future = self.reserve_client.call_async(req)
-        self._commit_sent = now
+        # The anchor: its start vertex stays held until further notice until it knows
+        # the answer. Should the answer be late or lost while the authority granted the
+        # path, the table then still covers the robot standing here (otherwise it would
+        # say the robot left at the planned departure and could give the vertex to
+        # someone else); a granted commit is trimmed once the robot drives it.
+        self._give_up(self._commit_call)
+        self._give_up(self._trim)
+        self._trim = None
+        self._commit_call = self._call_reserve(segments + [(self.here, now, INF)], now)
         self._commit_path = path
         self._commit_segments = segments
         job.phase = "commit"
@@ -523,19 +698,22 @@ class RobotAgent(Node):
         job.retry_at = now + min(2.0, 0.1 * 1.5 ** job.attempts) * (0.5 + self._rng.random())
 
     def _check_commit(self, job: _Job, now: float) -> None:
-        if not self._commit_future.done():
-            if now - self._commit_sent > RESERVE_TIMEOUT_S:
-                # a lost response (see _park): whatever was granted is replaced by the
-                # next commit (replace=True), so plan again
-                self.reserve_client.remove_pending_request(self._commit_future)
-                self._commit_future = None
-                self._retry(job, now, "no answer from /traffic/reserve")
+        done, ok, version, message = self._answer(self._commit_call, now)
+        if not done:
             return
-        resp = self._commit_future.result()
-        self._commit_future = None
+        self._commit_call = None
         path = self._commit_path
-        if resp is None or not resp.ok:
-            self._retry(job, now, f"reservation refused: {resp.message if resp else 'no answer'}")
+        if message is _GAVE_UP:
+            # A lost request or response. If the authority did grant it, the table says
+            # the robot leaves while it stands here: plan again at once, the new commit
+            # (replace=True, from now) supersedes it. Not a refusal: no attempt counted.
+            self.get_logger().warning(f"no answer from /traffic/reserve for "
+                                      f"{self.reserve_timeout:g} s; planning again")
+            job.phase = "plan"
+            job.retry_at = now
+            return
+        if not ok:
+            self._retry(job, now, f"reservation refused: {message}")
             return
         # The parking hold was replaced by the path; it parks again at the path's end.
         first_departure = next((t for (v, t), (w, _) in zip(path[1:], path[2:]) if w != v),
@@ -549,10 +727,11 @@ class RobotAgent(Node):
                                    self.exclusion.clearance, self.limits)
         self.tracker_path = list(path)
         self._segments = self._commit_segments
-        self._commit_version = resp.version
+        self._commit_version = version
         self._checked_version = -1
-        self._recommit = None
+        self._drop_recommit()
         job.phase = "drive"
+        self._send_trim(now)
 
     # -- revoked reservations ---------------------------------------------------------
 
@@ -596,22 +775,49 @@ class RobotAgent(Node):
                 plan = prefix + [(v, t0)] + cont[1:] if t0 > t_v else prefix + cont[1:]
         self._send_recommit(plan, now)
 
+    def _send_trim(self, now: float) -> None:
+        """Hold exactly the committed path from now on (drops the commit's anchor)."""
+        self._give_up(self._trim)
+        self._trim = self._call_reserve(clip(self._segments, now), now)
+
+    def _check_trim(self, now: float) -> None:
+        done, _, _, message = self._answer(self._trim, now)
+        if not done:
+            return
+        self._trim = None
+        if message is _GAVE_UP:
+            self._send_trim(now)
+        # refused: part of the path was revoked meanwhile; _check_cut deals with that (and
+        # its re-commit drops the anchor as well)
+
     def _send_recommit(self, plan, now: float) -> None:
         segs = clip(path_to_segments(self.roadmap, self.exclusion, plan, self.plan_speed), now)
-        req = Reserve.Request(robot=self.robot, roadmap_id=self.roadmap_id, replace=True,
-                              replace_from=now)
-        req.segments = [_segment(self.robot, r, a, b) for r, a, b in segs]
-        self._recommit = (self.reserve_client.call_async(req), plan, segs)
+        self._give_up(self._trim)   # a re-commit replaces everything from now as well
+        self._trim = None
+        self._drop_recommit()
+        self._recommit = (self._call_reserve(segs, now), plan, segs)
+
+    def _drop_recommit(self) -> None:
+        if self._recommit is not None:
+            self._give_up(self._recommit[0])
+            self._recommit = None
 
     def _check_recommit(self, job: _Job, now: float) -> None:
-        fut, plan, segs = self._recommit
-        if not fut.done():
+        call, plan, segs = self._recommit
+        done, ok, version, message = self._answer(call, now)
+        if not done:
             return
         self._recommit = None
-        resp = fut.result()
         stop = self.tracker_path
-        if resp is not None and resp.ok:
-            self._commit_version = resp.version
+        if message is _GAVE_UP:
+            # lost: ask again for what it drives now (the stop point; replace=True
+            # supersedes the call given up on if that was granted after all)
+            self.get_logger().warning(f"no answer to my re-commit for "
+                                      f"{self.reserve_timeout:g} s; sending it again")
+            self._send_recommit(stop, now)
+            return
+        if ok:
+            self._commit_version = version
             self._checked_version = -1
             if len(plan) > len(stop):
                 # the continuation: only if the robot has not passed the stop point yet
@@ -625,8 +831,7 @@ class RobotAgent(Node):
         if len(plan) > len(stop):
             self._send_recommit(stop, now)   # at least the stop point
             return
-        self.get_logger().error(f"cannot hold my stop point: "
-                                f"{resp.message if resp else 'no answer'}; stopping here")
+        self.get_logger().error(f"cannot hold my stop point: {message}; stopping here")
         self._stop_here(job, now)
 
     def _set_tracker(self, path) -> None:
@@ -642,7 +847,9 @@ class RobotAgent(Node):
         self._stop()
         self.here = self.tracker.vertex if self.tracker else self.here
         self.tracker = None
-        self._recommit = None
+        self._drop_recommit()
+        self._give_up(self._trim)
+        self._trim = None
         job.phase = "plan"
         job.retry_at = now + 0.5
         self.parked = False   # hold where it stands again before anything else
@@ -651,6 +858,8 @@ class RobotAgent(Node):
         if self._recommit is not None:
             self._check_recommit(job, now)
         else:
+            if self._trim is not None:
+                self._check_trim(now)
             self._check_cut(job, now)
         if job.phase != "drive":
             return
