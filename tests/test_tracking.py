@@ -21,14 +21,14 @@ def world():
 
 
 def simulate(roadmap, exclusion, path, limits, plan_speed, *, theta0=0.0, control_dt=0.05,
-             latency_steps=1, dt=0.01, t_max=None, compensate=False):
+             latency_steps=1, dt=0.01, t_max=None, compensate=False, offset=(0.0, 0.0)):
     """Run the tracker against the kinematic robot; returns [(t, x, y)] and the tracker.
     A command acts `latency_steps` control periods after it was computed; `compensate`
     tracks the pose predicted for then (CommandHistory), as robot_agent does."""
     holds = path_to_segments(roadmap, exclusion, path, plan_speed)
     tracker = PathTracker(roadmap, path, plan_speed, exclusion.clearance, limits)
     x0, y0 = roadmap.pos[path[0][0]]
-    s = UnicycleState(float(x0), float(y0), theta0)
+    s = UnicycleState(float(x0) + offset[0], float(y0) + offset[1], theta0)
     t = float(path[0][1])
     t_end = t_max or (path[-1][1] + 10.0)
     pending = [(0.0, 0.0)] * latency_steps   # commands in flight
@@ -106,6 +106,21 @@ def test_delay_compensation_keeps_a_lagging_loop_inside_its_holds(world, latency
             assert math.hypot(trace[-1][1] - 12, trace[-1][2] - 6) < 0.05
     assert worst[True] < 0.05, worst
     assert worst[False] > 0.1, worst   # the lag is real: without compensation it fails
+
+
+def test_a_robot_stopped_off_its_vertex_leaves_merging_onto_the_lane(world):
+    """An overshoot left the robot 0.1 m beside the vertex, sideways to its next lane: it
+    must not drive the lane 0.1 m off its centre line (out of the lane's hold)."""
+    roadmap, exclusion = world
+    table = ReservationTable(exclusion.of, roadmap.num_resources)
+    speed = plan_speed_for(LIMITS, exclusion.clearance)
+    start, goal = roadmap.vertex("2,2"), roadmap.vertex("2,6")     # a straight run in +y
+    t0 = turn_time(math.pi / 2, LIMITS.max_w, 0.7 * LIMITS.max_alpha) + 0.1
+    path = [(start, 0.0)] + sipp(roadmap, exclusion, table, "a", start, goal, t0, speed)
+    trace, tracker, holds = simulate(roadmap, exclusion, path, LIMITS, speed,
+                                     theta0=math.pi / 2, offset=(0.1, 0.0))
+    assert tracker.arrived
+    assert worst_excursion(exclusion, holds, trace) < 0.03
 
 
 def test_command_history_predicts_lines_and_arcs():

@@ -121,7 +121,7 @@ class PathTracker:
     def __init__(self, roadmap, path: Sequence[tuple[int, float]], plan_speed: float,
                  clearance: float, limits: Limits, *, pos_tol: float = 0.02,
                  heading_tol: float = HEADING_TOL, k_heading: float = K_HEADING,
-                 k_lateral: float = 3.0) -> None:
+                 k_lateral: float = 5.0) -> None:
         if not path:
             raise ValueError("PathTracker: the path is empty")
         self.limits = limits
@@ -205,10 +205,16 @@ class PathTracker:
         lane = math.atan2(leg.end[1] - leg.start[1], leg.end[0] - leg.start[0])
         if not self.driving:
             # At a vertex: face the lane (or its reverse), leave at the departure time.
+            # Stopped off the vertex (an overshoot, a wheel slip) the robot faces the lane
+            # as the lane-following law below would steer it there, so it leaves already
+            # merging back onto the lane's centre line (the lane's hold is no wider).
             err = _wrap(lane - theta)
             self.reverse = abs(err) > math.pi / 2 + 1e-6
-            if self.reverse:
-                err = _wrap(lane + math.pi - theta)
+            ux, uy = ((leg.end[0] - leg.start[0]) / leg.length,
+                      (leg.end[1] - leg.start[1]) / leg.length)
+            off = ux * (y - leg.start[1]) - uy * (x - leg.start[0])   # > 0: left of it
+            err = _wrap(lane + (math.pi if self.reverse else 0.0)
+                        - math.atan(self.k_lateral * off) - theta)
             if abs(err) > self.heading_tol or t < leg.t_dep:
                 return self._cmd(0.0, self._turn_rate(err) if abs(err) > 1e-3 else 0.0)
             self.driving = True
