@@ -89,10 +89,6 @@ def _blocked_for_good(ev, robot):
     return sorted(r for (r, _), end in held.items() if end == "inf")
 
 
-@pytest.mark.xfail(run=False, reason=(
-    "measured 2026: detection 1.52 s, task redone by b2, spot blocked, 0 conflicts, but one "
-    "0.15 s excursion (0.36 m) of b2 while the agent's revocation handling is being "
-    "reworked (robot_agent.py, in progress); run with --runxfail"))
 def test_killed_agent_on_host_b_is_lost_in_bound_its_task_redone_its_spot_blocked(fleet):
     fleet.start()
     fleet.submit("k1", "goto", "2,10")       # b1 (at 2,18) is the cheapest bidder
@@ -122,11 +118,12 @@ def test_killed_agent_on_host_b_is_lost_in_bound_its_task_redone_its_spot_blocke
 
 
 @pytest.mark.xfail(run=False, reason=(
-    "measured: c1 lost in 1.56 s, rejoins 1.6 s after link-up, 0 conflicts, but (1) c1's "
-    "agent stalls ~4 s while cut off, so it falls behind its timed path (17 excursions of "
-    "<= 0.38 m), and (2) its task p1, re-auctioned on loss, cannot be finished by another "
-    "robot while c1 parks on its station, and c1's own late DONE is ignored by the "
-    "dispatcher (rec.robot != c1); run with --runxfail"))
+    "measured: c1 lost in 1.5 s, rejoins 1.2-1.8 s after link-up, p1 done by c1 (its late "
+    "DONE accepted, the re-award withdrawn), 0 conflicts, but c1 falls behind its timed "
+    "path while cut off (8-16 excursions of <= 0.34 m): its control loop stalls ~0.9 s "
+    "every ~3 s in Fast DDS's blocking UDP sendmsg on the carrier-less interface (gone "
+    "with a non_blocking_send transport profile), and some excursions remain even then "
+    "(docs/reliability.md, Known gaps); run with --runxfail"))
 def test_cut_off_host_c_robot_stays_in_its_reservations_others_go_on_it_rejoins(fleet):
     fleet.start()
     fleet.submit("p1", "goto", "18,10")      # c1 (at 18,18)
@@ -190,10 +187,6 @@ def test_traffic_killed_and_restarted_keeps_its_table_and_grants_no_conflict(fle
 
 
 @pytest.mark.skipif(nft_skip_reason() is not None, reason=nft_skip_reason() or "")
-@pytest.mark.xfail(run=False, reason=(
-    "with 30% loss a Reserve response is dropped ('failed to send response (timeout)' in "
-    "rmw) and robot_agent waits for it forever (no timeout/retry on _park_future / "
-    "_commit_future); run with --runxfail"))
 def test_thirty_percent_packet_loss_on_host_b_fleet_still_completes(fleet):
     fleet.net.packet_loss("b", 30)
     up = fleet.start(timeout=90)
@@ -202,7 +195,9 @@ def test_thirty_percent_packet_loss_on_host_b_fleet_still_completes(fleet):
     t0 = time.monotonic()
     for tid, (kind, *st) in tasks.items():
         fleet.submit(tid, kind, *st)
-    assert fleet.wait(all_done(tasks), 90), fleet.tail()
+    # generous: under loss the b robots' bids often miss the 0.3 s bid window, so c1
+    # (on a clean host) may win all three tasks and do them one after the other
+    assert fleet.wait(all_done(tasks), 180), fleet.tail()
     took = time.monotonic() - t0
     ev = fleet.events()
     lost = [e["robot"] for e in ev.of("lost")]
