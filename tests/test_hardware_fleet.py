@@ -60,6 +60,9 @@ robots:
 {robots}
 nodes:
   traffic: {{lost_after: 2.0}}
+  # the round closes as soon as both robots answered; the long window only keeps a bid
+  # that a loaded CI machine delays from losing the task to the farther robot
+  dispatcher: {{bid_window: 3.0}}
   serial_bridge: {{cmd_rate_hz: 20.0, link_timeout_ms: 500}}
 """
     path = tmp_path / "fleet.yaml"
