@@ -93,7 +93,9 @@ def open_serial(config: LinkConfig) -> SerialPort:
     """Default opener: a device path or any pyserial URL (socket://host:port, rfc2217://)."""
     import serial
     return serial.serial_for_url(config.port, baudrate=config.baud,
-                                 timeout=config.read_timeout, write_timeout=0.2)
+                                 # a pty whose reader is descheduled on a loaded
+                                 # machine blocks for a moment: not yet a dead link
+                                 timeout=config.read_timeout, write_timeout=0.5)
 
 
 class _Request:

@@ -170,7 +170,9 @@ def test_ten_robots_thirty_tasks_complete_without_conflicts_or_excursions(launch
         fleet.submit(f"job{i}", [st])
     ids = [f"job{i}" for i in range(len(stations))]
     finished = lambda: all(fleet.done_by(t) or fleet.final_failed(t) for t in ids)  # noqa: E731
-    assert fleet.spin(finished, 120.0), [t for t in ids if not fleet.done_by(t)]
+    # travel bids can queue 8-9 of the 30 tasks on one robot (seen in CI): the run then
+    # lasts over 2 minutes on a loaded machine
+    assert fleet.spin(finished, 300.0), [t for t in ids if not fleet.done_by(t)]
     elapsed = time.monotonic() - t0
     assert all(len(fleet.done_by(t)) == 1 for t in ids), \
         {t: fleet.done_by(t) for t in ids if len(fleet.done_by(t)) != 1}
