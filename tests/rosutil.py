@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from typing import Callable
 
@@ -37,3 +38,23 @@ def spin_until(ex, cond: Callable[[], bool], timeout: float, step: float = 0.02)
             return True
         ex.spin_once(timeout_sec=step)
     return cond()
+
+
+def descendants(pid: int) -> set[int]:
+    """Live (non-zombie) descendant pids of `pid`, from /proc."""
+    kids, frontier = set(), {pid}
+    while frontier:
+        nxt = set()
+        for p in os.listdir("/proc"):
+            if not p.isdigit():
+                continue
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) in frontier and fields[0] != "Z":
+                nxt.add(int(p))
+        kids |= nxt
+        frontier = nxt
+    return kids

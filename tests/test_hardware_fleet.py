@@ -24,7 +24,7 @@ from fleet_checks import Monitor  # noqa: E402
 from fleet_coord import qos  # noqa: E402
 from fleet_coord.fleet_config import load_roadmap  # noqa: E402
 from fleet_coord.launcher import mapped_shm, shm_files  # noqa: E402
-from rosutil import ros_context, spin_until  # noqa: E402
+from rosutil import descendants, ros_context, spin_until  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAP = "warehouse_small.yaml"
@@ -87,23 +87,7 @@ def device_odometry(port: str, timeout: float = 10.0) -> p.Odometry:
         link.stop()
 
 
-def _descendants(pid):
-    kids, frontier = set(), {pid}
-    while frontier:
-        nxt = set()
-        for q in os.listdir("/proc"):
-            if not q.isdigit():
-                continue
-            try:
-                with open(f"/proc/{q}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) in frontier and fields[0] != "Z":
-                nxt.add(int(q))
-        kids |= nxt
-        frontier = nxt
-    return kids
+
 
 
 @pytest.fixture
@@ -154,7 +138,7 @@ def test_hardware_fleet_drives_emulated_robots_to_their_goals(tmp_path, emulator
             up = spin_until(ex, lambda: launcher.poll() is not None or (
                 set(monitor.replica.table.robots()) >= set(ROBOTS) and all(odom.values())), 60)
             assert up and launcher.poll() is None, "fleet did not come up:\n" + log_tail()
-            children = _descendants(launcher.pid)
+            children = descendants(launcher.pid)
             assert len(children) >= PROCESSES
             for r, st in ROBOTS.items():   # the bridge anchored the odometry at the start
                 first = odom[r][0]

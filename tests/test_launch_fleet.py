@@ -11,6 +11,7 @@ import pytest
 
 pytest.importorskip("fleet_coord_msgs.msg", reason="fleet_coord_msgs is built by `make setup`")
 from fleet_coord.launcher import mapped_shm, shm_files  # noqa: E402
+from rosutil import descendants  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = "{max_acc: 40.0, max_alpha: 400.0}"
@@ -34,23 +35,7 @@ nodes:
 """
 
 
-def _descendants(pid):
-    kids, frontier = set(), {pid}
-    while frontier:
-        nxt = set()
-        for p in os.listdir("/proc"):
-            if not p.isdigit():
-                continue
-            try:
-                with open(f"/proc/{p}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) in frontier and fields[0] != "Z":
-                nxt.add(int(p))
-        kids |= nxt
-        frontier = nxt
-    return kids
+
 
 
 def _cli(*args, timeout=60):
@@ -77,7 +62,7 @@ def test_launch_five_robots_complete_tasks_and_sigterm_cleans_up(tmp_path):
         else:
             log.seek(0)
             pytest.fail("fleet did not come up:\n" + log.read()[-4000:])
-        children = _descendants(launcher.pid)
+        children = descendants(launcher.pid)
         assert len(children) >= 9  # traffic, dispatcher, monitor, driver, 5 agents
         # one bad request is rejected with a reason, good ones complete
         bad = _cli("submit", "bad1", "--kind", "goto", "--stations", "nowhere")
