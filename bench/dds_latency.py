@@ -203,7 +203,8 @@ def role_agents(argv: list[str]) -> None:
     records: list[tuple] = []
     orig = robot_agent.RobotAgent._on_cfp
 
-    def _on_cfp(self, msg, info) -> None:  # two arguments: rclpy passes MessageInfo
+    def _on_cfp(self, msg, info=None) -> None:
+        info = info or self.io.cfp_info   # FleetIO keeps the MessageInfo of the cfp
         t0 = time.time_ns()
         c0 = time.thread_time_ns()
         orig(self, msg)
@@ -444,7 +445,8 @@ def run_auction(n_agents: int, n_procs: int, args, rep: int, shm_seen: set[str])
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{label}: agents not ready after {args.ready_timeout} s "
                                    f"(cfp subscribers: {cfp_pub.get_subscription_count()})")
-            if cfp_pub.get_subscription_count() >= n_agents:
+            # one cfp subscription per agent process (robot_agent.FleetIO is shared)
+            if cfp_pub.get_subscription_count() >= n_procs:
                 r = one_round(-1 - probe, roadmap.names[0])
                 probe += 1
                 props = sum(1 for a in r.answers.values() if a[0] == "P")

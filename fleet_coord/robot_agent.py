@@ -81,6 +81,7 @@ from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from std_msgs.msg import String
 
 from fleet_coord import qos
@@ -169,8 +170,109 @@ def _seg_key(resource: int, t0: float, t1: float) -> tuple:
     return (int(resource), float(t0), float(t1))
 
 
+class FleetIO:
+    """The fleet-wide half of an agent's interface, on one host node for every agent of a
+    process: `/fleet/*` and `/traffic/updates` subscriptions (each message is handed to
+    every agent, which filters what is its own), the shared publishers, the
+    `/traffic/reserve` client, and one control and one state timer per rate that tick
+    all agents in turn.
+
+    Why (docs/benchmarks.md, "DDS latency"): rclpy's executor costs ~0.5 ms per callback
+    in bookkeeping over every entity in the process, and a cfp then waited in a queue
+    behind the other agents' timers. With one agent per node and per entity, 10 agents
+    in a process had ~180 entities and 500 timer callbacks/s; shared, ~30 and 30, and a
+    cfp is one DDS delivery and one callback that bids for all 10."""
+
+    def __init__(self, host: Node) -> None:
+        self.host = host
+        self.agents: list[RobotAgent] = []
+        self._timers: dict[tuple[str, float], list] = {}
+        #: MessageInfo of the cfp being handed out (bench/dds_latency.py reads it)
+        self.cfp_info = None
+        group = MutuallyExclusiveCallbackGroup()
+        pub, sub = host.create_publisher, host.create_subscription
+        self.proposal_pub = pub(Proposal, "/fleet/proposals", qos.PROTOCOL)
+        self.refusal_pub = pub(Refusal, "/fleet/refusals", qos.PROTOCOL)
+        self.status_pub = pub(TaskStatus, "/fleet/task_status", qos.PROTOCOL)
+        self.state_pub = pub(RobotState, "/fleet/robot_states", qos.state_qos())
+        sub(CallForProposal, "/fleet/cfp", self._on_cfp, qos.PROTOCOL, callback_group=group)
+        for msg_type, topic, handler, profile in (
+                (Award, "/fleet/awards", "_on_award", qos.PROTOCOL),
+                (Rejection, "/fleet/rejections", "_on_rejection", qos.PROTOCOL),
+                (ReservationSet, "/traffic/updates", "_on_update", qos.TABLE),
+                (TaskStatus, "/fleet/task_status", "_on_task_status", qos.PROTOCOL),
+                (String, "/fleet/robot_lost", "_on_robot_lost", qos.PROTOCOL),
+                (String, "/fleet/robot_removed", "_on_robot_removed", qos.PROTOCOL)):
+            sub(msg_type, topic, self._fan_out(handler), profile, callback_group=group)
+        self.reserve_client = host.create_client(Reserve, "/traffic/reserve",
+                                                 callback_group=group)
+        self._group = group
+
+    def _fan_out(self, handler: str):
+        def deliver(msg) -> None:
+            for agent in self.agents:
+                getattr(agent, handler)(msg)
+        return deliver
+
+    def _on_cfp(self, msg: CallForProposal, info) -> None:
+        self.cfp_info = info
+        for agent in self.agents:
+            agent._on_cfp(msg)
+
+    def add(self, agent: RobotAgent, control_rate: float, state_rate: float) -> None:
+        """Serve `agent`: its handlers get the fleet-wide messages, its `_tick` and
+        `_publish_state` run on the host's timers of its rates."""
+        self.agents.append(agent)
+        for kind, rate in (("_tick", control_rate), ("_publish_state", state_rate)):
+            key = (kind, float(rate))
+            if key not in self._timers:
+                members: list = []
+                self._timers[key] = members
+                self.host.create_timer(1.0 / rate, self._ticker(members, kind),
+                                       callback_group=self._group)
+            self._timers[key].append(agent)
+
+    @staticmethod
+    def _ticker(members: list, kind: str):
+        def tick() -> None:
+            for agent in members:
+                getattr(agent, kind)()
+        return tick
+
+
+class AgentGroup(Node):
+    """Several robot agents in one process (a large simulated fleet): the agents stay
+    nodes of their own (`/<robot>/robot_agent`: name, parameters, logger, driver topics)
+    without parameter or type-description services (the group node has them), and share this node's FleetIO and clock subscription (the
+    agents' clocks follow this node's /clock under `use_sim_time`, one subscription for
+    the process instead of one per agent)."""
+
+    def __init__(self, robots: list[str], **kwargs) -> None:
+        if not robots:
+            raise ValueError("AgentGroup: robots must name at least one robot")
+        overrides = list(kwargs.pop("parameter_overrides", None) or [])
+        super().__init__(f"robot_agents_{robots[0]}", parameter_overrides=overrides, **kwargs)
+        self.io = FleetIO(self)
+        self.agents: list[RobotAgent] = []
+        for r in robots:
+            agent = RobotAgent(r, io=self.io, start_parameter_services=False,
+                               parameter_overrides=overrides + [
+                                   Parameter("use_sim_time", value=False),
+                                   Parameter("start_type_description_service", value=False)],
+                               **kwargs)
+            # rclpy has no public handle on a node's TimeSource; this one is the node's
+            # own (it follows use_sim_time and owns the /clock subscription)
+            self._time_source.attach_clock(agent.get_clock())
+            self.agents.append(agent)
+
+    def nodes(self) -> list[Node]:
+        """This node and its agents: what an executor spins."""
+        return [self, *self.agents]
+
+
+
 class RobotAgent(Node):
-    def __init__(self, robot: str | None = None, **kwargs) -> None:
+    def __init__(self, robot: str | None = None, io: FleetIO | None = None, **kwargs) -> None:
         super().__init__("robot_agent", namespace=kwargs.pop("namespace", robot or ""),
                          **kwargs)
         p = self.declare_parameter
@@ -252,30 +354,16 @@ class RobotAgent(Node):
         self.replica = TableReplica(self.exclusion.of, self.roadmap.num_resources,
                                     self.roadmap_id)
 
-        group = MutuallyExclusiveCallbackGroup()
-        pub, sub = self.create_publisher, self.create_subscription
-        self.cmd_pub = pub(Twist, f"/{self.robot}/cmd_vel", qos.COMMAND)
-        self.proposal_pub = pub(Proposal, "/fleet/proposals", qos.PROTOCOL)
-        self.refusal_pub = pub(Refusal, "/fleet/refusals", qos.PROTOCOL)
-        self.status_pub = pub(TaskStatus, "/fleet/task_status", qos.PROTOCOL)
-        self.state_pub = pub(RobotState, "/fleet/robot_states", qos.state_qos())
-        sub(Odometry, f"/{self.robot}/odom", self._on_odom, qos.ODOM, callback_group=group)
-        sub(CallForProposal, "/fleet/cfp", self._on_cfp, qos.PROTOCOL, callback_group=group)
-        sub(Award, "/fleet/awards", self._on_award, qos.PROTOCOL, callback_group=group)
-        sub(Rejection, "/fleet/rejections", self._on_rejection, qos.PROTOCOL,
-            callback_group=group)
-        sub(ReservationSet, "/traffic/updates", self._on_update, qos.TABLE,
-            callback_group=group)
-        sub(TaskStatus, "/fleet/task_status", self._on_task_status, qos.PROTOCOL,
-            callback_group=group)
-        sub(String, "/fleet/robot_lost", self._on_robot_lost, qos.PROTOCOL,
-            callback_group=group)
-        sub(String, "/fleet/robot_removed", self._on_robot_removed, qos.PROTOCOL,
-            callback_group=group)
-        self.reserve_client = self.create_client(Reserve, "/traffic/reserve",
-                                                 callback_group=group)
-        self.create_timer(1.0 / control_rate, self._tick, callback_group=group)
-        self.create_timer(1.0 / state_rate, self._publish_state, callback_group=group)
+        # the robot's own driver topics on this node; the fleet-wide topics, the traffic
+        # client and the timers on the host of `io`: this node, or the AgentGroup node
+        # that serves every agent of a process
+        self.cmd_pub = self.create_publisher(Twist, f"/{self.robot}/cmd_vel", qos.COMMAND)
+        self.create_subscription(Odometry, f"/{self.robot}/odom", self._on_odom, qos.ODOM)
+        self.io = io if io is not None else FleetIO(self)
+        self.io.add(self, control_rate, state_rate)
+        self.proposal_pub, self.refusal_pub = self.io.proposal_pub, self.io.refusal_pub
+        self.status_pub, self.state_pub = self.io.status_pub, self.io.state_pub
+        self.reserve_client = self.io.reserve_client
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -960,8 +1048,7 @@ def main(args=None) -> None:
         i = argv.index("--robots")
         robots = [r for r in argv[i + 1].split(",") if r]
         del argv[i:i + 2]
-    run_nodes(lambda _argv: [RobotAgent(r) for r in robots] if robots else [RobotAgent()],
-              argv)
+    run_nodes(lambda _argv: AgentGroup(robots).nodes() if robots else [RobotAgent()], argv)
 
 if __name__ == "__main__":
     main()

@@ -12,7 +12,7 @@ from rclpy.parameter import Parameter
 from fleet_coord import qos
 from fleet_coord.dispatcher import Dispatcher
 from fleet_coord.ideal_driver import IdealDriver
-from fleet_coord.robot_agent import RobotAgent
+from fleet_coord.robot_agent import AgentGroup, RobotAgent
 from fleet_coord.traffic import TrafficNode
 
 # A fast ideal robot, so fleet tests finish quickly (with `rtf` they also run faster than
@@ -27,7 +27,8 @@ def P(name, value):
 class Fleet:
     def __init__(self, ctx, ex, map_path: str, robots: dict[str, tuple[float, float]],
                  ledger: str, bid_window: float = 0.3, retry_max_rounds: int = 4,
-                 retry_base: float = 0.5, rtf: float | None = None) -> None:
+                 retry_base: float = 0.5, rtf: float | None = None,
+                 grouped: bool = False) -> None:
         self.ctx, self.ex = ctx, ex
         names = list(robots)
         poses = [c for xy in robots.values() for c in (float(xy[0]), float(xy[1]), 0.0)]
@@ -37,12 +38,19 @@ class Fleet:
         self.driver = IdealDriver(context=ctx, parameter_overrides=[
             P("robots", names), P("start_poses", poses), P("rate_hz", 100.0)] + limits + clock)
         self.traffic = TrafficNode(context=ctx, parameter_overrides=[P("map", map_path)] + sim)
-        self.agents = {r: RobotAgent(r, context=ctx, parameter_overrides=[
-            P("map", map_path), P("turn_margin", 0.2)] + limits + sim) for r in names}
+        agent_params = [P("map", map_path), P("turn_margin", 0.2)] + limits + sim
+        if grouped:   # all agents on one AgentGroup, as `robot_agent --robots a,b,c` runs them
+            self.group = AgentGroup(names, context=ctx, parameter_overrides=agent_params)
+            self.agents = dict(zip(names, self.group.agents))
+            agent_nodes = self.group.nodes()
+        else:
+            self.agents = {r: RobotAgent(r, context=ctx, parameter_overrides=agent_params)
+                           for r in names}
+            agent_nodes = list(self.agents.values())
         self.dispatcher = Dispatcher(context=ctx, parameter_overrides=[
             P("map", map_path), P("ledger", ledger), P("bid_window", bid_window),
             P("retry_max_rounds", retry_max_rounds), P("retry_base", retry_base)] + sim)
-        for n in [self.traffic, self.driver, *self.agents.values(), self.dispatcher]:
+        for n in [self.traffic, self.driver, *agent_nodes, self.dispatcher]:
             ex.add_node(n)
         self.statuses: list[TaskStatus] = []
         self.client_node = self.dispatcher  # any node can host the test's client

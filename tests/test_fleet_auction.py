@@ -31,9 +31,12 @@ def room(tmp_path):
     return str(path)
 
 
-def test_auction_awards_cheapest_bidder_and_unreachable_task_fails_with_reason(room, tmp_path):
+@pytest.mark.parametrize("grouped", [False, True], ids=["node-per-agent", "agent-group"])
+def test_auction_awards_cheapest_bidder_and_unreachable_task_fails_with_reason(
+        room, tmp_path, grouped):
     with ros_context() as (ctx, ex):
-        fleet = Fleet(ctx, ex, room, ROBOTS, str(tmp_path / "ledger.db"), retry_max_rounds=1)
+        fleet = Fleet(ctx, ex, room, ROBOTS, str(tmp_path / "ledger.db"), retry_max_rounds=1,
+                      grouped=grouped)
         assert spin_until(ex, fleet.ready, 15.0), "fleet did not come up"
 
         # (9, 3) is 3 lanes from r3 at (10, 1), 4 from r2: r3 bids lowest.

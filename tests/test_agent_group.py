@@ -1,0 +1,49 @@
+"""Several agents in one process (`robot_agent --robots a,b,c`): what AgentGroup shares
+and what each agent keeps, over real DDS. The group bidding, winning and driving is
+tests/test_fleet_auction.py[agent-group]."""
+
+from builtin_interfaces.msg import Time
+from rosgraph_msgs.msg import Clock
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+
+from fleet_coord.fleet_config import DEFAULT_MAP
+from fleet_coord.robot_agent import AgentGroup
+from rosutil import ros_context, spin_until
+
+ROBOTS = ["g1", "g2", "g3"]
+
+
+def test_group_shares_fleet_topics_and_sim_clock_each_agent_keeps_its_driver_topics():
+    with ros_context() as (ctx, ex):
+        group = AgentGroup(ROBOTS, context=ctx, parameter_overrides=[
+            Parameter("map", value=DEFAULT_MAP), Parameter("use_sim_time", value=True)])
+        for n in group.nodes():
+            ex.add_node(n)
+        probe = Node("group_probe", context=ctx)
+        ex.add_node(probe)
+        clock_pub = probe.create_publisher(Clock, "/clock", 10)
+
+        # one DDS reader per fleet-wide topic for the whole group, one per robot topic
+        assert spin_until(ex, lambda: probe.count_subscribers("/fleet/cfp") == 1
+                          and probe.count_subscribers("/g3/odom") == 1, 10.0)
+        for topic in ("/fleet/awards", "/traffic/updates", "/fleet/task_status"):
+            assert probe.count_subscribers(topic) == 1, topic
+        assert probe.count_publishers("/fleet/robot_states") == 1
+        assert all(probe.count_publishers(f"/{r}/cmd_vel") == 1 for r in ROBOTS)
+
+        # the agents' clocks follow the group's /clock subscription (they have none)
+        assert probe.count_subscribers("/clock") == 1
+        def clocked(sec):
+            clock_pub.publish(Clock(clock=Time(sec=sec)))
+            return all(abs(a.now() - sec) < 1e-6 for a in group.agents)
+        assert spin_until(ex, lambda: clocked(1234), 10.0), [a.now() for a in group.agents]
+
+        # agents are nodes of their own (name, namespace, parameters) without services
+        names = {(n, ns) for n, ns in probe.get_node_names_and_namespaces()}
+        assert {("robot_agent", f"/{r}") for r in ROBOTS} <= names, names
+        services = {name for name, _ in probe.get_service_names_and_types()}
+        assert "/robot_agents_g1/get_parameters" in services
+        assert not any(s.startswith("/g1/") for s in services), sorted(services)
+        assert [a.robot for a in group.agents] == ROBOTS
+        assert all(a.get_parameter("map").value == DEFAULT_MAP for a in group.agents)
