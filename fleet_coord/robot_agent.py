@@ -62,8 +62,10 @@ dispatcher re-announces them) and stands down for good: no states, no bids, no c
 Starting a new agent is how the robot rejoins. Another robot's removal ends what this
 agent knew of that robot's task (as a loss does).
 
-`main()` runs one agent per process, or several on one executor (fleet_coord.spin) with
-`--robots a,b,c` (parameters apply to all of them).
+`main()` runs one agent per process, or several with `--robots a,b,c` (parameters apply to
+all of them): an AgentGroup node then hosts the fleet-wide topics, the traffic client, the
+timers and the /clock subscription once for all its agents (FleetIO), and each agent keeps
+a node of its own for its name, parameters, logger and driver topics.
 """
 from __future__ import annotations
 
