@@ -57,6 +57,10 @@ class DemoError(RuntimeError):
     """The fleet did not come up, a process died, or the run timed out."""
 
 
+class DemoInterrupted(DemoError):
+    """Ctrl-C or SIGTERM: rclpy's signal handler shut the demo's context down."""
+
+
 @dataclass
 class DemoSpec:
     robots: int = 8
@@ -253,6 +257,8 @@ def run_fleet(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, floa
         def spin(seconds: float) -> None:
             end = time.monotonic() + seconds
             while True:
+                if not ctx.ok():   # rclpy turned SIGINT / SIGTERM into a shutdown
+                    raise DemoInterrupted("interrupted: the fleet is shut down")
                 ex.spin_once(timeout_sec=0.02)
                 if time.monotonic() >= end:
                     return
@@ -383,11 +389,14 @@ def run_demo(args, roadmap, exclusion, robots: dict[str, int], tasks) -> int:
         bar.set_postfix_str(f"sim {sim:.0f} s, {rtf:.1f}x", refresh=False)
 
     try:
-        rec = run_fleet(spec, roadmap.grid.path, starts, tasks, progress)
+        try:
+            rec = run_fleet(spec, roadmap.grid.path, starts, tasks, progress)
+        except KeyboardInterrupt:   # Ctrl-C: the fleet was shut down on the way out
+            raise DemoInterrupted("interrupted: the fleet is shut down") from None
     except DemoError as e:
         bar.close()
         print(f"fleet-coord demo: {e}", file=sys.stderr)
-        return 1
+        return 130 if isinstance(e, DemoInterrupted) else 1
     finally:
         bar.refresh()
     bar.close()

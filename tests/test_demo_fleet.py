@@ -51,3 +51,34 @@ def test_small_fleet_demo_completes_safely_and_writes_its_report(tmp_path, capsy
         # samples of a robot outside its held resources, 0.1-0.3 m, no contact.
         pytest.xfail(f"{metrics['excursions']} excursions: {metrics['first_excursions']}")
     assert code == 0, printed
+
+
+def test_ctrl_c_stops_the_demo_and_its_fleet(tmp_path):
+    """SIGINT (a Ctrl-C in the terminal) ends `fleet-coord demo` with exit 130 and a
+    one-line message, and takes every fleet process down with it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from rosutil import descendants
+    proc = subprocess.Popen([sys.executable, "-m", "fleet_coord.cli", "demo", "--robots", "2",
+                             "--tasks", "4", "--no-gif", "--out", str(tmp_path / "report")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(descendants(proc.pid)) < 5 and time.monotonic() < deadline:
+            time.sleep(0.5)   # the fleet's processes are up (sim, traffic, dispatcher, ...)
+        assert len(descendants(proc.pid)) >= 5, "the demo's fleet did not start"
+        time.sleep(3.0)
+        kids = descendants(proc.pid)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "Traceback" not in err, err[-2000:]
+    time.sleep(0.5)
+    assert not (kids & {int(p) for p in os.listdir("/proc") if p.isdigit()}), \
+        "fleet processes outlived the demo"
