@@ -49,11 +49,29 @@ class NodeSpec:
         return self.label or self.name
 
 
-def environment(cfg: FleetConfig) -> dict[str, str]:
-    """The environment every process of the fleet runs with (discovery range, domain)."""
+#: Fast DDS transports of a fleet that spans hosts: the default set (shared memory between
+#: the processes of one host, UDPv4 between hosts) with non-blocking UDP sends. A blocking
+#: send stalls the publishing thread when a host loses its link: the kernel keeps the
+#: datagrams for the unreachable peers queued on neighbour (ARP) resolution, charged to
+#: the participant's one UDP send socket, until resolution fails (~3 s); meanwhile the
+#: socket's buffer fills and `publish()` blocks (measured ~0.9 s every ~3 s in a cut-off
+#: robot agent, whose control loop then lags its timed path). Non-blocking, such a
+#: datagram is dropped instead (reliable topics resend it). docs/reliability.md.
+NETWORK_TRANSPORTS = "DEFAULT?non_blocking=true"
+
+
+def environment(cfg: FleetConfig, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment every process of the fleet runs with (discovery range, domain, and
+    for a fleet across hosts, discovery range SUBNET or SYSTEM_DEFAULT, Fast DDS's
+    transports: NETWORK_TRANSPORTS unless `base` (default: this process's environment)
+    sets FASTDDS_BUILTIN_TRANSPORTS itself)."""
     env = {"ROS_AUTOMATIC_DISCOVERY_RANGE": cfg.discovery_range}
     if cfg.domain_id is not None:
         env["ROS_DOMAIN_ID"] = str(cfg.domain_id)
+    base = os.environ if base is None else base
+    if cfg.discovery_range in ("SUBNET", "SYSTEM_DEFAULT") \
+            and not base.get("FASTDDS_BUILTIN_TRANSPORTS"):
+        env["FASTDDS_BUILTIN_TRANSPORTS"] = NETWORK_TRANSPORTS
     return env
 
 

@@ -3,7 +3,10 @@
 Host "a" (the fleet server) runs traffic, dispatcher and fleet_monitor; every other host
 is a robot: one ideal driver for its robots and one agent process per robot, as on a
 real robot. All nodes come from `fleet_coord.node_set.fleet_nodes` (the launcher's node
-set), started with `FleetLauncher` through `ip netns exec <host>`. Each host also runs a
+set), started with `FleetLauncher` through `ip netns exec <host>`, with the environment
+the config gives a deployment (`node_set.environment`: discovery SUBNET, so Fast DDS's
+default transports with non-blocking UDP sends; each host has its own /dev/shm, so shared
+memory within a host, UDP between hosts, as on separate machines). Each host also runs a
 `mh_observer.py` (odometry of its own robots; on "a" also the table updates, task
 statuses, losses, and task submission), whose JSONL logs `analyse` checks offline:
 
@@ -28,7 +31,7 @@ from fleet_coord.core.reservations import ReservationTable  # noqa: E402
 from fleet_coord.core.tracking import containment_error
 from fleet_coord.fleet_config import load_fleet_config, load_roadmap_and_exclusion
 from fleet_coord.launcher import FleetLauncher
-from fleet_coord.node_set import NodeSpec, fleet_nodes
+from fleet_coord.node_set import NodeSpec, environment, fleet_nodes
 
 from netns import Topology, ros_env
 
@@ -151,7 +154,8 @@ class MultiHostFleet:
         """Start everything; returns the seconds until every robot was parked and known to
         the dispatcher (its first bid-able state)."""
         t0 = time.monotonic()
-        env = {**os.environ, **self.env}
+        # the observers run with the fleet's environment too (its DDS transports)
+        env = {**os.environ, **environment(self.config), **self.env}
         for host in self.net.hosts:
             robots = ",".join(self.layout.get(host, []))
             argv = [sys.executable, os.path.join(HERE, "mh_observer.py"), "--out",

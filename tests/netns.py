@@ -3,14 +3,20 @@ pairs to a bridge that lives in a namespace of its own.
 
     bridge ns  fc<run>-br : bridge br0 <- ports p<host> (one veth end per host)
     host ns    fc<run>-<h>: lo, eth0 (the other veth end) = 10.231.0.<i>/24
+    host /dev/shm          : /dev/shm/fc<run>-<h>, bind-mounted on /dev/shm for the host's
+                             processes (each `exec_argv` process in a mount namespace of its own)
 
 Nothing can leave: the bridge namespace has no uplink, a host has only its /24 and a
 multicast route (Fast DDS discovery, 239.255.0.1) on eth0 — no default route, so any
 other destination is unreachable. Processes run in a host with `ip netns exec`; DDS
 there may use `ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET` (the subnet is this topology).
-Fast DDS's shared-memory transport would connect processes of different "hosts" through
-/dev/shm behind the network's back, so processes here use UDP only
-(`FASTDDS_BUILTIN_TRANSPORTS=UDPv4`, see `ros_env`).
+Each host has a /dev/shm of its own, as separate machines do: Fast DDS's shared-memory
+transport then connects the processes of one host (a robot's agent and its driver) as it
+does on a robot, and never processes of different hosts (it would, behind the network's
+back, through one shared /dev/shm: shared-memory port files are named by port number,
+and every namespace's first participant takes the same ports). Between hosts Fast DDS
+uses UDP (a host's id is derived from its IPv4 addresses, distinct per namespace, and
+shared-memory locators of another host are ignored).
 
 Faults: `link_down/link_up` (the host's bridge port: the host keeps its address and
 routes, packets are dropped as on a pulled cable), `packet_loss` (an nftables
@@ -68,6 +74,7 @@ class Host:
     netns: str
     address: str
     port: str                      # its veth end on the bridge (in the bridge namespace)
+    shm: str = ""                  # its /dev/shm (a directory of the machine's /dev/shm)
     procs: list[subprocess.Popen] = field(default_factory=list)
 
 
@@ -82,6 +89,7 @@ class Topology:
         self.hosts: dict[str, Host] = {}
         self._names = list(hosts)
         self._made: list[str] = []
+        self._shm: list[str] = []
 
     # -- building ---------------------------------------------------------------------
     def __enter__(self) -> Topology:
@@ -104,7 +112,9 @@ class Topology:
         for i, h in enumerate(self._names):
             ns = f"{self.tag}-{h}"
             port = f"p{i}"
-            host = Host(h, ns, f"{SUBNET}.{i + 1}", port)
+            host = Host(h, ns, f"{SUBNET}.{i + 1}", port, shm=f"/dev/shm/{ns}")
+            os.makedirs(host.shm)
+            self._shm.append(host.shm)
             _run("ip", "netns", "add", ns)
             self._made.append(ns)
             _run("ip", "-n", br, "link", "add", port, "type", "veth", "peer", "name", "eth0",
@@ -135,13 +145,20 @@ class Topology:
             # a process someone else left in the namespace keeps it alive; the name goes
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         self._made.clear()
+        for d in self._shm:
+            shutil.rmtree(d, ignore_errors=True)
+        self._shm.clear()
 
     def namespaces(self) -> list[str]:
         return list(self._made)
 
     # -- running ----------------------------------------------------------------------
     def exec_argv(self, host: str, argv: list[str]) -> list[str]:
-        return ["ip", "netns", "exec", self.hosts[host].netns, *argv]
+        """`argv` run in `host`: its network namespace, and its /dev/shm (bind-mounted in
+        the mount namespace `ip netns exec` gives every process it starts)."""
+        h = self.hosts[host]
+        return ["ip", "netns", "exec", h.netns, "sh", "-c",
+                'mount --bind "$0" /dev/shm && exec "$@"', h.shm, *argv]
 
     def popen(self, host: str, argv: list[str], **kwargs) -> subprocess.Popen:
         """Start `argv` in `host` (its own session, so signals reach only it)."""
@@ -191,8 +208,7 @@ table inet fcloss {{
 def ros_env(domain_id: int, log_dir: str) -> dict[str, str]:
     """Environment for ROS 2 processes inside the topology's hosts."""
     return {"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET", "ROS_DOMAIN_ID": str(domain_id),
-            "FASTDDS_BUILTIN_TRANSPORTS": "UDPv4", "ROS_LOG_DIR": log_dir,
-            "PYTHONUNBUFFERED": "1"}
+            "ROS_LOG_DIR": log_dir, "PYTHONUNBUFFERED": "1"}
 
 
 def _kill(p: subprocess.Popen, sig: int) -> None:

@@ -117,13 +117,6 @@ def test_killed_agent_on_host_b_is_lost_in_bound_its_task_redone_its_spot_blocke
     assert a["min_distance"][0] > FOOTPRINT_M, a["min_distance"]
 
 
-@pytest.mark.xfail(run=False, reason=(
-    "measured: c1 lost in 1.5 s, rejoins 1.2-1.8 s after link-up, p1 done by c1 (its late "
-    "DONE accepted, the re-award withdrawn), 0 conflicts, but c1 falls behind its timed "
-    "path while cut off (8-16 excursions of <= 0.34 m): its control loop stalls ~0.9 s "
-    "every ~3 s in Fast DDS's blocking UDP sendmsg on the carrier-less interface (gone "
-    "with a non_blocking_send transport profile), and some excursions remain even then "
-    "(docs/reliability.md, Known gaps); run with --runxfail"))
 def test_cut_off_host_c_robot_stays_in_its_reservations_others_go_on_it_rejoins(fleet):
     fleet.start()
     fleet.submit("p1", "goto", "18,10")      # c1 (at 18,18)

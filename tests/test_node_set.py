@@ -13,7 +13,8 @@ import pytest
 
 from fleet_coord.fleet_config import load_fleet_config
 from fleet_coord.launch_support import ARGUMENTS, resolve
-from fleet_coord.node_set import EXECUTABLES, fleet_nodes, params_yaml, ros_arguments
+from fleet_coord.node_set import (EXECUTABLES, NETWORK_TRANSPORTS, environment, fleet_nodes,
+                                  params_yaml, ros_arguments)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -58,6 +59,22 @@ def test_sim_is_the_clock_source_and_serial_robots_get_a_bridge_each():
     assert bridges[0].parameters["max_v"] == agents.parameters["max_v"] == 0.5
     assert bridges[0].parameters["max_omega"] >= agents.parameters["max_w"]
     assert not any(s.executable in ("ideal_driver", "sim") for s in hw)
+
+
+def test_environment_non_blocking_udp_only_for_a_fleet_across_hosts():
+    """A fleet across hosts gets Fast DDS's default transports (shared memory within a
+    host, UDPv4 between hosts) with non-blocking UDP sends: a blocking send stalled a
+    cut-off robot's control loop (docs/reliability.md). A single-host fleet keeps Fast
+    DDS's defaults; a transport set in the environment is left alone."""
+    demo = load_fleet_config(os.path.join(REPO, "config", "fleet_demo.yaml"))
+    hw = load_fleet_config(os.path.join(REPO, "config", "fleet_hardware.yaml"))
+    assert demo.discovery_range == "LOCALHOST" and hw.discovery_range == "SUBNET"
+    assert "FASTDDS_BUILTIN_TRANSPORTS" not in environment(demo, base={})
+    env = environment(hw, base={})
+    assert env["FASTDDS_BUILTIN_TRANSPORTS"] == NETWORK_TRANSPORTS == "DEFAULT?non_blocking=true"
+    assert env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "SUBNET"
+    assert "FASTDDS_BUILTIN_TRANSPORTS" not in environment(
+        hw, base={"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4"})
 
 
 def test_every_executable_is_a_console_script():
