@@ -50,10 +50,13 @@ def fleet_yaml(robots: dict[str, tuple[int, int]], *, ledger: str, table: str,
     for r, (x, y) in robots.items():
         lines.append(f"  - {{name: {r}, start: [{x}, {y}], max_speed: 3.0, "
                      "max_angular_speed: 20.0}")
+    # bid_window: a round closes as soon as every live robot answered, so 2 s only
+    # matters for a late bid (at 0.3 s a late bid on a loaded machine gave the task to
+    # the farther robot and the test waited on the wrong one)
     lines += ["nodes:",
               f"  robot_agent: {{{FAST}, turn_margin: 0.2}}",
               f"  ideal_driver: {{{FAST}, rate_hz: 100.0}}",
-              "  dispatcher: {bid_window: 0.3, retry_base: 0.5}",
+              "  dispatcher: {bid_window: 2.0, retry_base: 0.5}",
               f"  traffic: {{lost_after: {lost_after}, table_log: {table}}}"]
     return "\n".join(lines) + "\n"
 
