@@ -45,7 +45,9 @@ Yielding (fleet_coord.core.yielding): an idle parked agent checks every
 station, or its only way there) and if so drives to the nearest vertex nobody needs. It
 learns the open tasks from the cfp (stations), task-status (who is ACTIVE, how far) and
 robot-lost topics. A working agent whose station is held for good by a parked robot
-waits for it to yield (up to `yield_wait` s) instead of burning its plan attempts.
+waits for it to yield instead of burning its plan attempts: up to `yield_wait` s while
+the holder is idle, and while the holder works on a task (it heads to that station as
+the end of its own task, and yields once done) up to `yield_wait_busy` s in all.
 
 Revoked reservations (fleet_coord.core.revocation): while driving, the agent compares
 what it committed with its replica; when the traffic authority cut its holds (a lost
@@ -162,6 +164,7 @@ class _Job:
     dwell_until: float = 0.0
     legs_total: int = 1
     blocked_since: float | None = None   # its station is held by a parked robot
+    holder_idle_since: float | None = None   # ... that is not working on a task
 
     @property
     def task_id(self) -> str:
@@ -307,6 +310,7 @@ class RobotAgent(Node):
         self.dwell = p("dwell", 0.0).value   # seconds at each station (load / unload)
         self.yield_check_period = p("yield_check_period", 1.0).value
         self.yield_wait = p("yield_wait", 30.0).value
+        self.yield_wait_busy = p("yield_wait_busy", 180.0).value
         self.yield_tabu = p("yield_tabu", 30.0).value
         self.roadmap, self.exclusion, self.roadmap_id = load_roadmap_and_exclusion(map_path, radius)
         speed = p("plan_speed", 0.0).value
@@ -442,6 +446,10 @@ class RobotAgent(Node):
                 added = {_seg_key(x.resource, x.t_start, x.t_end) for x in msg.added}
             if call.keys and call.keys <= added:
                 call.granted_version = int(msg.version)
+
+    def _working(self, robot: str) -> bool:
+        """`robot` is executing a task (heard ACTIVE, not yet ended, lost or removed)."""
+        return any(r == robot for r, _ in self._active.values())
 
     def busy(self) -> bool:
         return self.job is not None or bool(self.queue)
@@ -742,20 +750,33 @@ class RobotAgent(Node):
             return
         holder = parked_at(self.replica.table, self.exclusion, goal, self.robot)
         if holder is not None and job.task is not None:
-            # A robot is parked on the station for good: it yields (core.yielding) when
-            # it is idle; waiting costs no plan attempt, but only so long.
+            # A robot holds the station for good: parked there, or heading there as the
+            # end of its task. It yields (core.yielding) once it is idle; waiting costs
+            # no plan attempt. The wait is bounded by `yield_wait` s of the holder being
+            # idle (it should have yielded: nowhere to go, lost) and by `yield_wait_busy`
+            # s in all (two working robots waiting for each other); then the task fails
+            # here and goes back to auction.
+            name = self.roadmap.names[goal]
             if job.blocked_since is None:
                 job.blocked_since = now
-                self.get_logger().info(f"station {self.roadmap.names[goal]} is held by "
-                                       f"{holder}; waiting for it to yield")
-            if now - job.blocked_since > self.yield_wait:
+                self.get_logger().info(f"station {name} is held by {holder}; "
+                                       f"waiting for it to yield")
+            if self._working(holder):
+                job.holder_idle_since = None
+            elif job.holder_idle_since is None:
+                job.holder_idle_since = now
+            idle = job.holder_idle_since is not None and \
+                now - job.holder_idle_since > self.yield_wait
+            if idle or now - job.blocked_since > self.yield_wait_busy:
                 self._finish(job, TaskStatus.FAILED,
-                             f"station {self.roadmap.names[goal]} stayed held by {holder} "
-                             f"for {self.yield_wait:g} s")
+                             f"station {name} stayed held by {holder} for "
+                             f"{now - job.blocked_since:.0f} s" +
+                             (f" ({self.yield_wait:g} s while it was idle)" if idle else
+                              f" while it worked (yield_wait_busy {self.yield_wait_busy:g} s)"))
             else:
                 job.retry_at = now + 0.3
             return
-        job.blocked_since = None
+        job.blocked_since = job.holder_idle_since = None
         t_start = now + self.start_margin + self.turn_allowance
         path = sipp(self.roadmap, self.exclusion, self.replica.table, self.robot, self.here,
                     goal, t_start, self.plan_speed, deadline_s=0.5)
