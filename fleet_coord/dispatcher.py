@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Collection
 from dataclasses import replace
 
 from fleet_coord_msgs.msg import (Award, CallForProposal, Proposal, Refusal, Rejection,
@@ -60,6 +61,7 @@ from fleet_coord import qos
 from fleet_coord.spin import run_nodes
 from fleet_coord.core import contract_net as cn
 from fleet_coord.core.membership import Membership, incarnation_of
+from fleet_coord.core.roadmap import Roadmap
 from fleet_coord.core.tasks import (DuplicateTask, LedgerError, Task, TaskError, TaskLedger,
                                     TaskState, TERMINAL_STATES)
 from fleet_coord.fleet_config import load_roadmap
@@ -77,6 +79,41 @@ _STATE_CODE = {TaskState.QUEUED: TaskStatus.QUEUED, TaskState.ANNOUNCED: TaskSta
                TaskState.AWARDED: TaskStatus.AWARDED, TaskState.ACTIVE: TaskStatus.ACTIVE,
                TaskState.DONE: TaskStatus.DONE, TaskState.FAILED: TaskStatus.FAILED,
                TaskState.CANCELLED: TaskStatus.CANCELLED}
+
+
+def task_from_submission(m: TaskMsg, roadmap: Roadmap, now: float,
+                         stations: Collection[str] | None = None) -> Task:
+    """The task of a SubmitTask request as a validated core Task, accepted at `now`:
+    poses are snapped to roadmap vertices (appended to `stations`), deadline 0 = none.
+    Raises `TaskError` naming the bad field. `stations`: the roadmap's station names
+    (pass a set when calling often)."""
+    if not m.id.strip():
+        raise TaskError("task id must be a non-empty string")
+    names = list(m.stations)
+    for i, pose in enumerate(m.poses):
+        x, y = pose.position.x, pose.position.y
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise TaskError(f"task {m.id!r}: poses[{i}] is not finite ({x}, {y})")
+        v = roadmap.vertex_at(round(x), round(y)) \
+            if abs(x - round(x)) < 1e-6 and abs(y - round(y)) < 1e-6 else None
+        if v is None:
+            raise TaskError(f"task {m.id!r}: poses[{i}] = ({x:g}, {y:g}) is not a "
+                            "vertex of the roadmap")
+        names.append(roadmap.names[v])
+    if m.deadline.sec < 0:
+        raise TaskError(f"task {m.id!r}: deadline must be >= 0 s (0 = none), got "
+                        f"{from_time(m.deadline):g}")
+    # builtin_interfaces/Time wants nanosec < 1e9. (sec 2**31 - 1 plus nanosec can reach
+    # 2**31 s: Task.validate refuses that, its int32 sec would wrap in the cfp.)
+    if m.deadline.nanosec >= 1_000_000_000:
+        raise TaskError(f"task {m.id!r}: deadline.nanosec must be < 1000000000, got "
+                        f"{m.deadline.nanosec}")
+    deadline = from_time(m.deadline)
+    task = Task(id=m.id, kind=m.kind, stations=names, priority=int(m.priority),
+                deadline=deadline if deadline > 0 else None,
+                payload_kg=float(m.payload_kg), submitted_at=now)
+    task.validate(set(roadmap.names) if stations is None else stations)
+    return task
 
 
 def task_to_msg(task: Task) -> TaskMsg:
@@ -162,28 +199,7 @@ class Dispatcher(Node):
     # -- services -------------------------------------------------------------------------
 
     def _validate(self, m: TaskMsg) -> Task:
-        if not m.id.strip():
-            raise TaskError("task id must be a non-empty string")
-        stations = list(m.stations)
-        for i, pose in enumerate(m.poses):
-            x, y = pose.position.x, pose.position.y
-            if not (math.isfinite(x) and math.isfinite(y)):
-                raise TaskError(f"task {m.id!r}: poses[{i}] is not finite ({x}, {y})")
-            v = self.roadmap.vertex_at(round(x), round(y)) \
-                if abs(x - round(x)) < 1e-6 and abs(y - round(y)) < 1e-6 else None
-            if v is None:
-                raise TaskError(f"task {m.id!r}: poses[{i}] = ({x:g}, {y:g}) is not a "
-                                "vertex of the roadmap")
-            stations.append(self.roadmap.names[v])
-        if m.deadline.sec < 0:
-            raise TaskError(f"task {m.id!r}: deadline must be >= 0 s (0 = none), got "
-                            f"{from_time(m.deadline):g}")
-        deadline = from_time(m.deadline)
-        task = Task(id=m.id, kind=m.kind, stations=stations, priority=int(m.priority),
-                    deadline=deadline if deadline > 0 else None,
-                    payload_kg=float(m.payload_kg), submitted_at=self.now())
-        task.validate(self.stations)
-        return task
+        return task_from_submission(m, self.roadmap, self.now(), self.stations)
 
     def _on_submit(self, req: SubmitTask.Request, resp: SubmitTask.Response):
         resp.task_id = req.task.id

@@ -70,6 +70,96 @@ class ConfigError(FileFormatError):
     expected."""
 
 
+# What PyYAML's SafeConstructor raises for a scalar its explicit tag does not fit
+# (`!!int abc`: ValueError, `!!bool maybe`: KeyError, `!!float ''`: IndexError) and
+# float() for an int beyond a float (OverflowError).
+_CONSTRUCT_ERRORS = (ValueError, KeyError, IndexError, OverflowError, TypeError)
+
+
+class _Reader(YamlReader):
+    """`YamlReader` that also refuses what its constructor cannot build (found by
+    tests/test_fuzz_inputs.py: these escaped as raw exceptions)."""
+
+    def number(self, node: yaml.Node, what: str, allow_inf: bool = False) -> float:
+        try:
+            return super().number(node, what, allow_inf)
+        except ConfigError:
+            raise
+        except _CONSTRUCT_ERRORS:
+            raise self.error(node, f"expected {what} as a number, got {describe(node)}") from None
+
+    def integer(self, node: yaml.Node, what: str) -> int:
+        try:
+            return super().integer(node, what)
+        except ConfigError:
+            raise
+        except _CONSTRUCT_ERRORS:
+            raise self.error(node, f"expected {what} as an integer, got {describe(node)}") from None
+
+    def boolean(self, node: yaml.Node, what: str) -> bool:
+        try:
+            return super().boolean(node, what)
+        except ConfigError:
+            raise
+        except _CONSTRUCT_ERRORS:
+            raise self.error(node, f"expected {what} as true or false, got {describe(node)}") from None
+
+
+# What a ROS parameter file can hold (rcl's YAML parser): scalars of these tags, lists of
+# scalars of one tag, mappings (parameter namespaces).
+_PARAM_SCALAR_TAGS = {"tag:yaml.org,2002:" + t: t for t in ("str", "int", "float", "bool")}
+
+
+def _check_params(rd: _Reader, node: yaml.Node, where: str,
+                  seen: set[int] | None = None) -> None:
+    """Refuse a `nodes.<section>` value no ROS node could take as parameters: null, other
+    tags (!!binary, timestamps, !!python/...), aliases (rcl: "Will not support aliasing"),
+    non-string names, lists of lists / mappings / mixed types."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        raise rd.error(node, f"'{where}': YAML aliases (*name) are not supported in ROS "
+                             "parameters; write the value out")
+    seen.add(id(node))
+    expected = ("a ROS parameter value (a string, number, true/false, a list of one of "
+                "those, or a mapping of parameters)")
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if (not isinstance(key, yaml.ScalarNode) or key.tag != "tag:yaml.org,2002:str"
+                    or not key.value):
+                raise rd.error(key, f"'{where}': expected a parameter name (a string), "
+                                    f"got {describe(key)}")
+            _check_params(rd, value, f"{where}.{key.value}", seen)
+    elif isinstance(node, yaml.SequenceNode):
+        tags = set()
+        for i, item in enumerate(node.value):
+            if not isinstance(item, yaml.ScalarNode) or item.tag not in _PARAM_SCALAR_TAGS:
+                raise rd.error(item, f"'{where}[{i}]': expected a string, number or true/false "
+                                     f"in a parameter list, got {describe(item)}")
+            _check_params(rd, item, f"{where}[{i}]", seen)
+            tags.add(item.tag)
+        if len(tags) > 1:
+            raise rd.error(node, f"'{where}': a parameter list holds values of one type, got "
+                                 f"{' and '.join(sorted(_PARAM_SCALAR_TAGS[t] for t in tags))}")
+    else:
+        if node.tag not in _PARAM_SCALAR_TAGS:
+            raise rd.error(node, f"'{where}': expected {expected}, got {describe(node)} "
+                                 f"({node.tag.rsplit(':', 1)[-1] if node.tag else 'no tag'})")
+        try:
+            rd._constructor.construct_object(node)
+        except _CONSTRUCT_ERRORS:
+            raise rd.error(node, f"'{where}': {describe(node)} is not a valid "
+                                 f"{_PARAM_SCALAR_TAGS[node.tag]}") from None
+
+
+def _compose(path: str) -> yaml.Node | None:
+    try:
+        return compose_yaml(path, ConfigError)
+    except UnicodeDecodeError as e:
+        line = e.object[:e.start].count(b"\n") + 1
+        raise ConfigError(f"not UTF-8 text: byte {e.object[e.start]:#04x} "
+                          f"(file offset {e.start})", path, line) from None
+
+
 @dataclass
 class RobotConfig:
     name: str
@@ -113,10 +203,18 @@ def load_fleet_config(path: str) -> FleetConfig:
     folder; a map name not found there is looked up among the bundled maps. Every error is
     a ConfigError naming the file, the line, the key and what was expected.
     """
-    root = compose_yaml(path, ConfigError)
+    try:
+        return _load_fleet_config(path)
+    except RecursionError:
+        # PyYAML composes (and we walk) nested collections recursively
+        raise ConfigError("collections nested too deeply", path) from None
+
+
+def _load_fleet_config(path: str) -> FleetConfig:
+    root = _compose(path)
     if root is None:
         raise ConfigError("expected a mapping with 'fleet' and 'robots', got an empty file", path, 1)
-    rd = YamlReader(path, ConfigError)
+    rd = _Reader(path, ConfigError)
     top = rd.mapping(root, "the fleet config", ("fleet", "robots"), ("nodes",))
     here = os.path.dirname(os.path.abspath(path))
 
@@ -135,6 +233,8 @@ def load_fleet_config(path: str) -> FleetConfig:
         except FileNotFoundError:
             raise rd.error(map_node, f"'fleet.map': file {map_name!r} not found next to the config "
                                      "or among the bundled maps") from None
+    if not os.path.isfile(map_path):
+        raise rd.error(map_node, f"'fleet.map': {map_name!r} is not a file ({map_path})")
     cfg = FleetConfig(path=path, map=map_path)
 
     def choice(key: str, options: tuple[str, ...]) -> str | None:
@@ -167,7 +267,10 @@ def load_fleet_config(path: str) -> FleetConfig:
         if key in f:
             setattr(cfg, key, rel(rd.name(f[key][1], f"'fleet.{key}' as a file name")))
 
-    roadmap = load_roadmap(cfg.map)
+    try:
+        roadmap = load_roadmap(cfg.map)
+    except (FileFormatError, OSError) as e:
+        raise rd.error(map_node, f"'fleet.map': {map_name!r} is not a usable map: {e}") from None
     robots_node = top["robots"][1]
     items = rd.sequence(robots_node, "'robots'")
     if not items:
@@ -220,10 +323,12 @@ def load_fleet_config(path: str) -> FleetConfig:
             raise rd.error(node, f"'{where}': starts where {starts[key]} starts ({start[0]}, {start[1]})")
         starts[key] = name
         rc = RobotConfig(name=name, backend=backend, start=start)
-        for k, what in (("max_speed", "m/s"), ("max_angular_speed", "rad/s"),
-                        ("battery_wh", "Wh"), ("payload_kg", "kg")):
+        # .inf means "no limit" for battery and payload (their defaults), never for a speed
+        for k, what, unlimited in (("max_speed", "m/s", False),
+                                   ("max_angular_speed", "rad/s", False),
+                                   ("battery_wh", "Wh", True), ("payload_kg", "kg", True)):
             if k in r:
-                value = rd.number(r[k][1], f"'{where}.{k}' ({what})", allow_inf=True)
+                value = rd.number(r[k][1], f"'{where}.{k}' ({what})", allow_inf=unlimited)
                 if not value > 0:
                     raise rd.error(r[k][1], f"'{where}.{k}' must be > 0 {what}, got {value}")
                 setattr(rc, k, value)
@@ -231,6 +336,8 @@ def load_fleet_config(path: str) -> FleetConfig:
             rc.port = rd.name(r["port"][1], f"'{where}.port' (a serial device path)")
         if "baud" in r:
             rc.baud = rd.integer(r["baud"][1], f"'{where}.baud'")
+            if rc.baud <= 0:
+                raise rd.error(r["baud"][1], f"'{where}.baud' must be > 0, got {rc.baud}")
         if rc.backend == "serial" and not rc.port:
             raise rd.error(node, f"'{where}': backend 'serial' needs 'port' (e.g. /dev/ttyACM0)")
         cfg.robots.append(rc)
@@ -241,5 +348,6 @@ def load_fleet_config(path: str) -> FleetConfig:
             if not isinstance(value, yaml.MappingNode):
                 raise rd.error(value, f"'nodes.{section}': expected a mapping of ROS parameters, "
                                       f"got {describe(value)}")
+            _check_params(rd, value, f"nodes.{section}")
             cfg.nodes[section] = yaml.safe_load(yaml.serialize(value)) or {}
     return cfg

@@ -81,6 +81,31 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
+def _is_finite(x: Any) -> bool:
+    """A number that is a finite float; an int too large for a float is not (math.isfinite
+    would raise OverflowError on it)."""
+    try:
+        return _is_number(x) and math.isfinite(x)
+    except OverflowError:
+        return False
+
+
+def _show(x: Any) -> str:
+    """repr() for an error message: Python refuses to print ints of more than 4300 digits."""
+    try:
+        return repr(x)
+    except ValueError:
+        return f"an int of {x.bit_length()} bits"
+
+
+# A task travels in fleet_coord_msgs/Task, where rclpy does not range-check: an int32 field
+# wraps silently when serialized (a larger one raises OverflowError).
+#: `priority` is an int32 (and a SQLite INTEGER).
+PRIORITY_RANGE = (-2**31, 2**31 - 1)
+#: `deadline` and `submitted_at` are builtin_interfaces/Time: int32 seconds.
+TIME_LIMIT_S = float(2**31)
+
+
 @dataclass
 class Task:
     """One job for one robot.
@@ -107,8 +132,11 @@ class Task:
         """
         if not isinstance(self.id, str) or not self.id.strip():
             raise TaskError(f"task id must be a non-empty string, got {self.id!r}")
+        # A ROS string ends at a NUL: robots would hear of another task (another station).
+        if "\x00" in self.id:
+            raise TaskError(f"task id must not contain NUL characters, got {self.id!r}")
         who = f"task {self.id!r}"
-        if self.kind not in KINDS:
+        if not isinstance(self.kind, str) or self.kind not in KINDS:
             raise TaskError(f"{who}: unknown kind {self.kind!r}; expected one of "
                             f"{', '.join(repr(k) for k in KINDS)}")
         if not isinstance(self.stations, (list, tuple)):
@@ -120,9 +148,9 @@ class Task:
                             f"{'s' if count > 1 else ''} {shape}, got {len(self.stations)}: "
                             f"{list(self.stations)!r}")
         for i, s in enumerate(self.stations):
-            if not isinstance(s, str) or not s:
-                raise TaskError(f"{who}: stations[{i}] must be a non-empty station name, "
-                                f"got {s!r}")
+            if not isinstance(s, str) or not s or "\x00" in s:
+                raise TaskError(f"{who}: stations[{i}] must be a non-empty station name "
+                                f"without NUL characters, got {s!r}")
             if known_stations is not None and s not in known_stations:
                 known = sorted(known_stations)
                 shown = ", ".join(known[:12]) + (f", ... ({len(known) - 12} more)"
@@ -131,20 +159,29 @@ class Task:
                                 f"known stations: {shown or '(none)'}")
         if not isinstance(self.priority, int) or isinstance(self.priority, bool):
             raise TaskError(f"{who}: priority must be an int, got {self.priority!r}")
+        if not PRIORITY_RANGE[0] <= self.priority <= PRIORITY_RANGE[1]:
+            raise TaskError(f"{who}: priority must be in {PRIORITY_RANGE[0]}..{PRIORITY_RANGE[1]} "
+                            f"(int32), got {_show(self.priority)}")
         if self.deadline is not None:
-            if not _is_number(self.deadline) or not math.isfinite(self.deadline):
+            if not _is_finite(self.deadline):
                 raise TaskError(f"{who}: deadline must be a finite number of seconds or "
-                                f"None, got {self.deadline!r}")
+                                f"None, got {_show(self.deadline)}")
             if self.deadline <= 0:
                 raise TaskError(f"{who}: deadline must be > 0 (absolute seconds), "
                                 f"got {self.deadline!r}")
-        if not _is_number(self.payload_kg) or not math.isfinite(self.payload_kg):
+            if self.deadline >= TIME_LIMIT_S:
+                raise TaskError(f"{who}: deadline must be before 2**31 s (a ROS time), "
+                                f"got {self.deadline!r}")
+        if not _is_finite(self.payload_kg):
             raise TaskError(f"{who}: payload_kg must be a finite number, "
-                            f"got {self.payload_kg!r}")
+                            f"got {_show(self.payload_kg)}")
         if self.payload_kg < 0:
             raise TaskError(f"{who}: payload_kg must be >= 0, got {self.payload_kg!r}")
-        if not _is_number(self.submitted_at) or not math.isfinite(self.submitted_at):
+        if not _is_finite(self.submitted_at):
             raise TaskError(f"{who}: submitted_at must be a finite number of seconds, "
+                            f"got {_show(self.submitted_at)}")
+        if self.submitted_at >= TIME_LIMIT_S:
+            raise TaskError(f"{who}: submitted_at must be before 2**31 s (a ROS time), "
                             f"got {self.submitted_at!r}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -175,7 +212,7 @@ class Task:
             if not ok:
                 v = d[key]
                 raise TaskError(f"{who}: key {key!r} must be {expected}, got "
-                                f"{type(v).__name__} {v!r}")
+                                f"{type(v).__name__} {_show(v)}")
 
         need("id", isinstance(d["id"], str), "a string")
         need("kind", isinstance(d["kind"], str), "a string")
@@ -184,11 +221,14 @@ class Task:
         if "priority" in d:
             need("priority", isinstance(d["priority"], int)
                  and not isinstance(d["priority"], bool), "an int")
+        # a float (NaN and inf too: validate() names those); an int only if a float holds it
         if d.get("deadline") is not None:
-            need("deadline", _is_number(d["deadline"]), "a number or null")
+            need("deadline", isinstance(d["deadline"], float) or _is_finite(d["deadline"]),
+                 "a number or null (within a float's range)")
         for key in ("payload_kg", "submitted_at"):
             if key in d:
-                need(key, _is_number(d[key]), "a number")
+                need(key, isinstance(d[key], float) or _is_finite(d[key]),
+                     "a number (within a float's range)")
         task = cls(id=d["id"], kind=d["kind"], stations=list(d["stations"]),
                    priority=d.get("priority", 0),
                    deadline=None if d.get("deadline") is None else float(d["deadline"]),
