@@ -326,6 +326,8 @@ class RobotAgent(Node):
         self.queue: list[Task] = []          # awarded, not started
         self._rounds: dict[str, int] = {}
         self.job: _Job | None = None
+        # a task job set aside while the robot yields its spot (it waited for a station)
+        self._suspended: _Job | None = None
         self.tracker: PathTracker | None = None
         self.pose: tuple[float, float, float] | None = None
         self.twist = (0.0, 0.0)
@@ -539,6 +541,8 @@ class RobotAgent(Node):
         """The round it was awarded `task_id` in, if it is queued or being done here."""
         if self.job is not None and self.job.task_id == task_id:
             return self.job.round
+        if self._suspended is not None and self._suspended.task_id == task_id:
+            return self._suspended.round
         if any(t.id == task_id for t in self.queue):
             return self._rounds.get(task_id, 0)
         return None
@@ -552,6 +556,10 @@ class RobotAgent(Node):
             self.queue[:] = [t for t in self.queue if t.id != task_id]
             self._rounds.pop(task_id, None)
             self.get_logger().info(f"dropped queued {task_id}: {why}")
+            return
+        if self._suspended is not None and self._suspended.task_id == task_id:
+            self._suspended = None   # the yield move goes on; nothing to resume after it
+            self.get_logger().info(f"dropped {task_id} (set aside while yielding): {why}")
             return
         job = self.job
         if job is None or job.task_id != task_id:
@@ -618,7 +626,7 @@ class RobotAgent(Node):
         self.removed = True
         dropped = ([self.job.task_id] if self.job is not None and self.job.task_id else []) \
             + [t.id for t in self.queue]
-        self.job, self.tracker = None, None
+        self.job, self.tracker, self._suspended = None, None, None
         self.queue.clear()
         self._stop()
         self.get_logger().warning(
@@ -656,7 +664,18 @@ class RobotAgent(Node):
         self.get_logger().info(f"yielding {name[self.here]} to {need.robot} ({need.task_id}, "
                                f"heading to {name[need.goal]}): moving to {name[target]}")
         self._tabu[self.here] = now + self.yield_tabu
+        if self.job is not None:   # a task waiting for its station: resumed after the move
+            self._suspended = self.job
         self.job = _Job(task=None, dwell=0.0, round=0, stations=[target])
+
+    @staticmethod
+    def _waiting(job: _Job | None) -> bool:
+        """A task job standing still until its next station frees up: it waits on a robot
+        holding the station, or its plans were refused. Such a robot yields its own spot
+        like an idle one (two robots waiting on each other's spots would otherwise block
+        until `yield_wait_busy`), and resumes the task after the move."""
+        return job is not None and job.task is not None and job.phase == "plan" \
+            and (job.blocked_since is not None or job.attempts > 0)
 
     def _stop(self) -> None:
         self.cmd_pub.publish(Twist())
@@ -691,7 +710,8 @@ class RobotAgent(Node):
             self._park(now)
         if self.job is None and self.queue and self.parked:
             self._start(self.queue.pop(0), now)
-        if self.job is None and self.parked and now >= self._next_yield_check:
+        if now >= self._next_yield_check and (
+                (self.job is None and self.parked) or self._waiting(self.job)):
             self._next_yield_check = now + self.yield_check_period
             self._maybe_yield(now)
         if self.job is None:
@@ -1025,6 +1045,10 @@ class RobotAgent(Node):
         if job.task is None:   # a yield move: nobody to report to
             if state == TaskStatus.FAILED:
                 self.get_logger().warning(f"could not yield: {reason}")
+            if self._suspended is not None:   # back to the task it waited in
+                self.job, self._suspended = self._suspended, None
+                self.job.phase, self.job.retry_at = "plan", 0.0
+                self.get_logger().info(f"resuming {self.job.task_id} after yielding")
             return
         self._status(job.task.id, state, job.round, 1.0 if state == TaskStatus.DONE else 0.0,
                      reason)

@@ -1,4 +1,4 @@
-"""Yielding: a parked idle robot moves out of the way of a robot that needs its spot.
+"""Yielding: a parked robot moves out of the way of a robot that needs its spot.
 
 A robot parked at its last goal holds its vertex until further notice (``t_end = inf``,
 docs/core-model.md). When that vertex is the next station of another robot's task, or
@@ -19,8 +19,10 @@ agent computes the same path from the same replica, so exactly those robots move
 
 Why it cannot livelock (two robots yielding back and forth):
 
-1. only idle robots yield; a robot executing a task never does, so a requester and a
-   yielder never swap roles over the same task;
+1. only robots standing still yield: idle ones, and (robot_agent) ones whose task waits
+   for its next station, which set the task aside for the move and resume it after; a
+   robot driving a task never does, so a requester and a yielder never swap roles
+   while both move;
 2. ``yield_target`` picks a vertex off every open task's remaining stations and
    least-disturbing path, so right after yielding ``needed_by`` is None for the tasks
    known then: a robot moves again only for a task that appeared later (progress);
