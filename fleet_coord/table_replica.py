@@ -42,10 +42,10 @@ class TableReplica:
         """Apply one update; returns True when the replica changed."""
         if msg.roadmap_id and self.roadmap_id and msg.roadmap_id != self.roadmap_id:
             return False
-        added = [segment_to_reservation(s).to_dict() for s in msg.added]
         if msg.is_snapshot:
             if msg.version < self.table.version or (msg.version == self.table.version and not self.stale):
-                return False
+                return False   # (checked first: converting a whole snapshot costs)
+            added = [segment_to_reservation(s).to_dict() for s in msg.added]
             self.table = ReservationTable.from_snapshot(
                 {"version": msg.version, "reservations": added}, self.exclusive, self.num_resources)
             self.stale = False
@@ -55,6 +55,7 @@ class TableReplica:
         if msg.version != self.table.version + 1:
             self.stale = True
             return False
+        added = [segment_to_reservation(s).to_dict() for s in msg.added]
         self.table.apply_update({"version": msg.version, "robot": msg.robot,
                                  "removed": [segment_to_reservation(s).to_dict() for s in msg.removed],
                                  "added": added})

@@ -26,6 +26,10 @@ replicas go on applying deltas) and never grants a conflicting one. Robots found
 reloaded table count as heard at start-up: one that stays silent is declared lost as
 usual. Without `table_log` the table lives in memory only.
 
+History: before each snapshot, reservations that ended more than `keep_history` s ago
+(default 60) are dropped, as ordinary deltas, so the table and the replicas stay the size
+of the fleet's present and future plans.
+
 Thin by design: all decisions live in fleet_coord.core.traffic / reservations.
 """
 from __future__ import annotations
@@ -58,6 +62,9 @@ class TrafficNode(Node):
         radius = p("footprint_radius", 0.15).value
         self.lost_after = p("lost_after", 1.5).value
         snapshot_period = p("snapshot_period", 5.0).value
+        # reservations that ended this many seconds ago are dropped from the table (and
+        # so from every replica) before each snapshot; 0 keeps them forever
+        self.keep_history = p("keep_history", 60.0).value
         roadmap, exclusion, self.roadmap_id = load_roadmap_and_exclusion(map_path, radius)
         self.exclusion = exclusion
         self._locating: dict[str, list] = {}   # lost robot -> [subscription, still_since, pose]
@@ -277,6 +284,11 @@ class TrafficNode(Node):
                 added=[to_segment_msg(Reservation.from_dict(d)) for d in upd["added"]]))
 
     def _publish_snapshot(self) -> None:
+        if self.keep_history > 0:
+            # the past is no one's to plan against: without this the table (and each
+            # agent's replica) grows by every segment ever driven (bench/load.py: +306
+            # reservations a minute at 50 robots, agents' memory +6 MB/min per process)
+            self.authority.table.release_before(self.now() - self.keep_history)
         self._publish_updates()
         snap = self.authority.table.snapshot()
         self.updates.publish(ReservationSet(

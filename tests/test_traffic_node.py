@@ -105,3 +105,29 @@ def test_silent_robot_is_declared_lost_and_its_spot_stays_blocked():
         # and x itself cannot reserve while lost
         r = _call(ex, reserve, Reserve.Request(robot="x", segments=_segs("x", (v, now + 200, now + 201))))
         assert not r.ok and "lost" in r.message
+
+
+def test_ended_reservations_leave_the_table_and_the_replicas():
+    """Before each snapshot the authority drops what ended more than `keep_history` s ago,
+    as ordinary deltas: the replica follows, what is current or ahead stays."""
+    roadmap, exclusion, rid = load_roadmap_and_exclusion("", 0.15)
+    with ros_context() as (ctx, ex):
+        traffic = TrafficNode(context=ctx, parameter_overrides=[
+            Parameter("keep_history", value=1.0), Parameter("snapshot_period", value=0.5)])
+        client = rclpy.create_node("agent_probe", context=ctx)
+        replica = TableReplica(exclusion.of, roadmap.num_resources, rid)
+        client.create_subscription(ReservationSet, "/traffic/updates", replica.apply, qos.TABLE)
+        reserve = client.create_client(Reserve, "/traffic/reserve")
+        ex.add_node(traffic)
+        ex.add_node(client)
+        v, w, u = roadmap.vertex_at(1, 1), roadmap.vertex_at(2, 1), roadmap.vertex_at(5, 1)
+        now = traffic.now()
+        r = _call(ex, reserve, Reserve.Request(robot="a", roadmap_id=rid, segments=_segs(
+            "a", (v, now - 5.0, now - 2.0), (w, now - 2.0, now + 100.0), (u, now + 100.0, INF))))
+        assert r.ok, r.message
+        assert spin_until(ex, lambda: len(traffic.authority.table.reservations("a")) == 2
+                          and not replica.stale
+                          and len(replica.table.reservations("a")) == 2, 5.0), \
+            (traffic.authority.table.reservations("a"), replica.table.reservations("a"))
+        assert {x.resource for x in replica.table.reservations("a")} == {w, u}
+        assert replica.version == traffic.authority.table.version
