@@ -111,7 +111,6 @@ def test_removed_robots_release_reservations_get_no_awards_and_a_new_agent_rejoi
 
 def test_cli_add_robot_joins_a_running_fleet_and_remove_robot_takes_it_out(tmp_path):
     """`fleet-coord add-robot` / `remove-robot` as processes against a running fleet."""
-    import os
     import signal
     import subprocess
     import sys
@@ -162,7 +161,11 @@ def test_cli_add_robot_joins_a_running_fleet_and_remove_robot_takes_it_out(tmp_p
             assert fleet.first("near-r5", TaskStatus.AWARDED).robot == "r5"
         finally:
             proc.send_signal(signal.SIGINT)
-            assert spin_until(ex, lambda: proc.poll() is not None, 30.0)
+            stopped = spin_until(ex, lambda: proc.poll() is not None, 30.0)
+            if not stopped:   # never leave it (and, by its death signal, its agent) behind
+                proc.kill()
+                proc.wait()
+        assert stopped, "add-robot did not stop within 30 s of SIGINT"
         out = proc.communicate()[0]
         assert "spawned r5 at station 5,3" in out, out
         # its agent stopped: r5 goes lost, then remove-robot frees its spot
