@@ -208,16 +208,19 @@ class FleetIO:
                 (TaskStatus, "/fleet/task_status", "_on_task_status", qos.PROTOCOL),
                 (String, "/fleet/robot_lost", "_on_robot_lost", qos.PROTOCOL),
                 (String, "/fleet/robot_removed", "_on_robot_removed", qos.PROTOCOL)):
-            sub(msg_type, topic, self._fan_out(handler), profile, callback_group=group)
+            sub(msg_type, topic, self._fan_out(self.agents, handler), profile,
+                callback_group=group)
         self.reserve_client = host.create_client(Reserve, "/traffic/reserve",
                                                  callback_group=group)
         self._group = group
 
-    def _fan_out(self, handler: str):
-        def deliver(msg) -> None:
-            for agent in self.agents:
-                getattr(agent, handler)(msg)
-        return deliver
+    @staticmethod
+    def _fan_out(agents: list, method: str):
+        """A callback calling `method` of each of `agents` (a live list) in turn."""
+        def call(*args) -> None:
+            for agent in agents:
+                getattr(agent, method)(*args)
+        return call
 
     def _on_cfp(self, msg: CallForProposal, info) -> None:
         self.cfp_info = info
@@ -233,24 +236,18 @@ class FleetIO:
             if key not in self._timers:
                 members: list = []
                 self._timers[key] = members
-                self.host.create_timer(1.0 / rate, self._ticker(members, kind),
+                self.host.create_timer(1.0 / rate, self._fan_out(members, kind),
                                        callback_group=self._group)
             self._timers[key].append(agent)
-
-    @staticmethod
-    def _ticker(members: list, kind: str):
-        def tick() -> None:
-            for agent in members:
-                getattr(agent, kind)()
-        return tick
 
 
 class AgentGroup(Node):
     """Several robot agents in one process (a large simulated fleet): the agents stay
     nodes of their own (`/<robot>/robot_agent`: name, parameters, logger, driver topics)
-    without parameter or type-description services (the group node has them), and share this node's FleetIO and clock subscription (the
-    agents' clocks follow this node's /clock under `use_sim_time`, one subscription for
-    the process instead of one per agent)."""
+    without parameter or type-description services (the group node has them), and share
+    this node's FleetIO and clock subscription (the agents' clocks follow this node's
+    /clock under `use_sim_time`, one subscription for the process instead of one per
+    agent)."""
 
     def __init__(self, robots: list[str], **kwargs) -> None:
         if not robots:

@@ -94,22 +94,36 @@ class YamlReader:
             raise self.error(node, f"expected {what}, got {describe(node)}")
         return node.value
 
+    def scalar(self, node: yaml.Node, tags: tuple[str, ...], convert):
+        """`convert` of the scalar `node` if its tag is one of `tags`, else None. None
+        also when PyYAML's constructor cannot build what the explicit tag claims
+        (`!!int abc`: ValueError, `!!bool maybe`: KeyError, `!!float ''`: IndexError) or
+        the number does not fit (a 400-digit float: OverflowError), found by
+        tests/test_fuzz_inputs.py."""
+        if not (isinstance(node, yaml.ScalarNode) and node.tag in tags):
+            return None
+        try:
+            return convert(self._constructor.construct_object(node))
+        except (ValueError, KeyError, IndexError, OverflowError, TypeError):
+            return None
+
     def number(self, node: yaml.Node, what: str, allow_inf: bool = False) -> float:
-        if (isinstance(node, yaml.ScalarNode)
-                and node.tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")):
-            value = float(self._constructor.construct_object(node))
-            if math.isfinite(value) or (allow_inf and value == math.inf):
-                return value
+        value = self.scalar(node, ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"),
+                             float)
+        if value is not None and (math.isfinite(value) or (allow_inf and value == math.inf)):
+            return value
         raise self.error(node, f"expected {what} as a number, got {describe(node)}")
 
     def integer(self, node: yaml.Node, what: str) -> int:
-        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:int":
-            return int(self._constructor.construct_object(node))
+        value = self.scalar(node, ("tag:yaml.org,2002:int",), int)
+        if value is not None:
+            return value
         raise self.error(node, f"expected {what} as an integer, got {describe(node)}")
 
     def boolean(self, node: yaml.Node, what: str) -> bool:
-        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:bool":
-            return bool(self._constructor.construct_object(node))
+        value = self.scalar(node, ("tag:yaml.org,2002:bool",), bool)
+        if value is not None:
+            return value
         raise self.error(node, f"expected {what} as true or false, got {describe(node)}")
 
     def sequence(self, node: yaml.Node, what: str) -> list[yaml.Node]:
