@@ -44,7 +44,10 @@ Yielding (fleet_coord.core.yielding): an idle parked agent checks every
 `yield_check_period` s whether an open task of another robot needs its spot (its next
 station, or its only way there) and if so drives to the nearest vertex nobody needs. It
 learns the open tasks from the cfp (stations), task-status (who is ACTIVE, how far) and
-robot-lost topics. A working agent whose station is held for good by a parked robot
+robot-lost topics; an agent repeats the ACTIVE status of its task every `status_period`
+s while it works (also while it waits or yields), so an agent that missed it (or dropped
+it when the robot was briefly declared lost) learns it again. A working agent whose
+station is held for good by a parked robot
 waits for it to yield instead of burning its plan attempts: up to `yield_wait` s while
 the holder is idle, and while the holder works on a task (it heads to that station as
 the end of its own task, and yields once done) up to `yield_wait_busy` s in all.
@@ -309,6 +312,8 @@ class RobotAgent(Node):
         self.yield_wait = p("yield_wait", 30.0).value
         self.yield_wait_busy = p("yield_wait_busy", 180.0).value
         self.yield_tabu = p("yield_tabu", 30.0).value
+        # s between repeats of its task's ACTIVE status (while driving: every 0.5 s)
+        self.status_period = p("status_period", 2.0).value
         self.roadmap, self.exclusion, self.roadmap_id = load_roadmap_and_exclusion(map_path, radius)
         speed = p("plan_speed", 0.0).value
         margin = p("turn_margin", 0.25).value   # s of control latency budget per turn
@@ -665,6 +670,19 @@ class RobotAgent(Node):
             self._suspended = self.job
         self.job = _Job(task=None, dwell=0.0, round=0, stations=[target])
 
+    def _repeat_status(self, now: float) -> None:
+        """Say again that it works on its task (ACTIVE, how far) every `status_period` s.
+        The others yield on what they last heard: one that missed the status, or dropped
+        it when this robot was declared lost for a moment, would otherwise never learn
+        that this robot waits for its spot."""
+        job = self.job if self.job is not None and self.job.task is not None \
+            else self._suspended
+        if job is None or now - self._last_status < self.status_period:
+            return
+        done = job.legs_total - len(job.stations)
+        self._status(job.task.id, TaskStatus.ACTIVE, job.round, done / job.legs_total)
+        self._last_status = now
+
     @staticmethod
     def _waiting(job: _Job | None) -> bool:
         """A task job standing still until its next station frees up: it waits on a robot
@@ -707,6 +725,7 @@ class RobotAgent(Node):
             self._park(now)
         if self.job is None and self.queue and self.parked:
             self._start(self.queue.pop(0), now)
+        self._repeat_status(now)
         if now >= self._next_yield_check and (
                 (self.job is None and self.parked) or self._waiting(self.job)):
             self._next_yield_check = now + self.yield_check_period

@@ -65,3 +65,28 @@ def test_revoked_reservations_make_the_robot_stop_before_the_cut_and_replan(tmp_
         assert monitor.conflicts == [], monitor.conflicts
         assert monitor.excursions == [], monitor.excursions[:5]
         assert time.monotonic() - t0 < 40
+
+
+def test_a_holder_that_missed_the_task_learns_it_from_the_repeated_status(tmp_path):
+    """a misses every task status b sends until b waits for a's spot (as when b was
+    declared lost for a moment: agents drop a lost robot's open tasks). b, standing still,
+    repeats its ACTIVE status every `status_period` s, so a learns of the task and yields
+    well before b's `yield_wait` (30 s) would fail the task."""
+    robots = {"a": (2, 1), "b": (5, 1)}
+    with ros_context() as (ctx, ex):
+        fleet = Fleet(ctx, ex, DEFAULT_MAP, robots, str(tmp_path / "ledger.db"))
+        monitor = Monitor(fleet.traffic, robots)
+        assert spin_until(ex, fleet.ready, 15.0), "fleet did not come up"
+        a, b = fleet.agents["a"], fleet.agents["b"]
+        a._on_task_status = lambda m: None   # deaf (the fan-out looks the handler up)
+        assert fleet.submit("drop-at-a", ["5,2", "2,1"], kind="pick_and_drop").accepted
+        assert spin_until(ex, lambda: b.job is not None and b.job.blocked_since is not None,
+                          30.0), "b never waited for a's spot"
+        assert not a._active, "a heard of the task although it was deaf"
+        waited_from = b.now()
+        del a._on_task_status                # hears again: only repeats can tell it now
+        assert spin_until(ex, lambda: fleet.final("drop-at-a") is not None, 40.0)
+        assert fleet.final("drop-at-a").state == TaskStatus.DONE, fleet.final("drop-at-a")
+        assert b.now() - waited_from < b.yield_wait
+        assert a.here != b.here
+        assert monitor.conflicts == [] and monitor.excursions == [], monitor.excursions[:5]
