@@ -547,11 +547,17 @@ def parse_args(argv=None):
                     help="ideal_driver rate_hz: odometry per robot per second (default 20, "
                          "the agents' control rate)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--tracemalloc", type=float, default=0.0, metavar="S",
+                    help="trace Python allocations in every fleet process and write the "
+                         "sites that grew most to <out>/tracemalloc/ every S s "
+                         "(fleet_coord.memtrace; costs CPU, so not for latency numbers)")
     ap.add_argument("--out", default=os.path.join(REPO, "reports", "load"))
     ap.add_argument("--png", default=None, help="default: <out>/load.png")
     a = ap.parse_args(argv)
     if a.robots < 1 or a.rate <= 0 or a.minutes <= 0 or a.sample_s <= 0:
         ap.error("--robots, --rate, --minutes and --sample-s must be > 0")
+    if a.tracemalloc < 0:
+        ap.error("--tracemalloc must be >= 0 s (0: off)")
     return a
 
 
@@ -587,8 +593,12 @@ def main(argv=None) -> int:
     fleet_log_path = os.path.join(out, "fleet.log")
     fleet_log = open(fleet_log_path, "w", encoding="utf-8")
     shm_before = shm_files()
-    launcher = FleetLauncher(cfg, specs, out=fleet_log, grace_s=5.0,
-                             extra_env={"ROS_LOG_DIR": os.path.join(workdir, "ros_log")})
+    extra_env = {"ROS_LOG_DIR": os.path.join(workdir, "ros_log")}
+    if args.tracemalloc > 0:
+        from fleet_coord import memtrace
+        extra_env[memtrace.ENV] = os.path.join(out, "tracemalloc")
+        extra_env[memtrace.ENV_PERIOD] = str(args.tracemalloc)
+    launcher = FleetLauncher(cfg, specs, out=fleet_log, grace_s=5.0, extra_env=extra_env)
     rng = random.Random(args.seed)
     interval = 60.0 / args.rate
     n_tasks = int(round(args.minutes * args.rate))

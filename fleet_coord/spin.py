@@ -17,6 +17,8 @@ import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
+from fleet_coord import memtrace
+
 
 def run_nodes(make_nodes: Callable[[list[str]], Iterable[Node]], args=None) -> None:
     """`rclpy.init(args)`, `make_nodes(argv)`, spin them all on one executor until Ctrl-C
@@ -28,6 +30,8 @@ def run_nodes(make_nodes: Callable[[list[str]], Iterable[Node]], args=None) -> N
     nodes: list[Node] = []
     try:
         nodes = list(make_nodes(argv))
+        if nodes:   # opt-in allocation tracing of a long run (FLEET_COORD_TRACEMALLOC)
+            memtrace.start(nodes[0].get_name())
         executor = SingleThreadedExecutor()
         for n in nodes:
             executor.add_node(n)
