@@ -47,10 +47,11 @@ learns the open tasks from the cfp (stations), task-status (who is ACTIVE, how f
 robot-lost topics; an agent repeats the ACTIVE status of its task every `status_period`
 s while it works (also while it waits or yields), so an agent that missed it (or dropped
 it when the robot was briefly declared lost) learns it again. A working agent whose
-station is held for good by a parked robot
-waits for it to yield instead of burning its plan attempts: up to `yield_wait` s while
-the holder is idle, and while the holder works on a task (it heads to that station as
-the end of its own task, and yields once done) up to `yield_wait_busy` s in all.
+station is held for good by a parked robot waits for it to yield instead of burning its
+plan attempts: up to `yield_wait` s while the holder is idle, and while the holder works
+on a task (it heads to that station as the end of its own task, and yields once done) as
+long as that task progresses — up to `yield_wait_busy` s without progress. An idle parked
+agent also checks that it holds exactly its spot for good (`_check_footprint`).
 
 Revoked reservations (fleet_coord.core.revocation): while driving, the agent compares
 what it committed with its replica; when the traffic authority cut its holds (a lost
@@ -168,6 +169,8 @@ class _Job:
     legs_total: int = 1
     blocked_since: float | None = None   # its station is held by a parked robot
     holder_idle_since: float | None = None   # ... that is not working on a task
+    holder_progress: tuple = ()               # ... whose tasks were this far along
+    holder_moved_at: float | None = None      # ... when that last changed
 
     @property
     def task_id(self) -> str:
@@ -356,6 +359,7 @@ class RobotAgent(Node):
         self._active: dict[str, tuple[str, float]] = {}   # task -> (robot, progress)
         self._tabu: dict[int, float] = {}                  # vertex -> tabu until
         self._next_yield_check = 0.0
+        self._odd_holds_since: float | None = None   # see _check_footprint
         self._segments: list = []            # what the current drive committed
         self._commit_version = 0             # replica version that shows the commit
         self._checked_version = -1
@@ -454,6 +458,11 @@ class RobotAgent(Node):
     def _working(self, robot: str) -> bool:
         """`robot` is executing a task (heard ACTIVE, not yet ended, lost or removed)."""
         return any(r == robot for r, _ in self._active.values())
+
+    def _progress_of(self, robot: str) -> tuple:
+        """How far along `robot` is with the tasks it works on: (task, progress) pairs."""
+        return tuple(sorted((tid, round(p, 3)) for tid, (r, p) in self._active.items()
+                            if r == robot))
 
     def busy(self) -> bool:
         return self.job is not None or bool(self.queue)
@@ -611,8 +620,11 @@ class RobotAgent(Node):
                 self._active[m.task_id] = (m.robot, float(m.progress))
         elif m.state in (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED):
             self._active.pop(m.task_id, None)
-            if m.state != TaskStatus.FAILED:
+            # a robot's FAILED sends the task back to auction; DONE, CANCELLED and the
+            # dispatcher's FAILED (no robot: it gave up) end it
+            if m.state != TaskStatus.FAILED or not m.robot:
                 self._task_stations.pop(m.task_id, None)
+                self.participant.forget(m.task_id)
 
     def _on_robot_lost(self, m: String) -> None:
         for tid, (robot, _) in list(self._active.items()):
@@ -669,6 +681,36 @@ class RobotAgent(Node):
         if self.job is not None:   # a task waiting for its station: resumed after the move
             self._suspended = self.job
         self.job = _Job(task=None, dwell=0.0, round=0, stations=[target])
+
+    def _check_footprint(self, now: float) -> None:
+        """An idle parked robot should hold exactly its spot for good in the table. It may
+        hold more: the traffic authority blocks, for good, everything a robot held around
+        the time it was declared lost (a stall of its process is enough), and an idle robot
+        never commits again to replace that block; nobody else can take those resources
+        and nothing would ever free them. Or less: its spot was cut. Either way, seen on
+        two checks in a row (the replica may lag a call by a moment), it parks again: a
+        hold of its spot from now on, replacing everything else it holds."""
+        if self.replica.stale or self._park_call is not None:
+            return
+        mine = [r for r in self.replica.table.reservations(self.robot) if r.t_end > now]
+        odd = [r for r in mine if r.t_end == INF and r.resource != self.here]
+        if odd or not any(r.resource == self.here and r.t_end == INF for r in mine):
+            if self._odd_holds_since is None:
+                self._odd_holds_since = now
+                return
+            rm = self.roadmap
+
+            def names(res: int) -> str:
+                if res < rm.num_vertices:
+                    return rm.names[res]
+                e = res - rm.num_vertices
+                return f"{rm.names[rm.edge_from[e]]}->{rm.names[rm.edge_to[e]]}"
+            self.get_logger().warning(
+                f"idle at {self.roadmap.names[self.here]} but holding "
+                f"{', '.join(names(r.resource) for r in odd) or 'not my spot'} for good: "
+                f"parking again")
+            self.parked = False
+        self._odd_holds_since = None
 
     def _repeat_status(self, now: float) -> None:
         """Say again that it works on its task (ACTIVE, how far) every `status_period` s.
@@ -729,7 +771,10 @@ class RobotAgent(Node):
         if now >= self._next_yield_check and (
                 (self.job is None and self.parked) or self._waiting(self.job)):
             self._next_yield_check = now + self.yield_check_period
-            self._maybe_yield(now)
+            if self.job is None:
+                self._check_footprint(now)
+            if self.parked:
+                self._maybe_yield(now)
         if self.job is None:
             if not self._idle_stop_sent:
                 self._stop()
@@ -790,8 +835,9 @@ class RobotAgent(Node):
             # end of its task. It yields (core.yielding) once it is idle; waiting costs
             # no plan attempt. The wait is bounded by `yield_wait` s of the holder being
             # idle (it should have yielded: nowhere to go, lost) and by `yield_wait_busy`
-            # s in all (two working robots waiting for each other); then the task fails
-            # here and goes back to auction.
+            # s of its tasks not progressing (two working robots waiting for each other;
+            # a holder driving to the station across a crowded map may take minutes);
+            # then the task fails here and goes back to auction.
             name = self.roadmap.names[goal]
             if job.blocked_since is None:
                 job.blocked_since = now
@@ -801,18 +847,22 @@ class RobotAgent(Node):
                 job.holder_idle_since = None
             elif job.holder_idle_since is None:
                 job.holder_idle_since = now
+            progress = self._progress_of(holder)
+            if job.holder_moved_at is None or progress != job.holder_progress:
+                job.holder_progress, job.holder_moved_at = progress, now
             idle = job.holder_idle_since is not None and \
                 now - job.holder_idle_since > self.yield_wait
-            if idle or now - job.blocked_since > self.yield_wait_busy:
+            if idle or now - job.holder_moved_at > self.yield_wait_busy:
                 self._finish(job, TaskStatus.FAILED,
                              f"station {name} stayed held by {holder} for "
                              f"{now - job.blocked_since:.0f} s" +
                              (f" ({self.yield_wait:g} s while it was idle)" if idle else
-                              f" while it worked (yield_wait_busy {self.yield_wait_busy:g} s)"))
+                              f", its task stuck for {now - job.holder_moved_at:.0f} s "
+                              f"(yield_wait_busy {self.yield_wait_busy:g} s)"))
             else:
                 job.retry_at = now + 0.3
             return
-        job.blocked_since = job.holder_idle_since = None
+        job.blocked_since = job.holder_idle_since = job.holder_moved_at = None
         t_start = now + self.start_margin + self.turn_allowance
         path = sipp(self.roadmap, self.exclusion, self.replica.table, self.robot, self.here,
                     goal, t_start, self.plan_speed, deadline_s=0.5)

@@ -383,6 +383,20 @@ def test_accept_inserts_at_the_bid_position_and_reject_forgets_the_bid():
     assert isinstance(fail, Failure) and "no open proposal for task 'u' in round 1" in fail.reason
 
 
+def test_a_task_that_ended_leaves_no_open_proposal_behind():
+    """A reject that never arrives (the task ended: done by another robot, cancelled,
+    given up) must not keep the bid for good: forget() drops it."""
+    p = Participant("r1", tt)
+    state = RobotState("a")
+    p.bid(goto("t", "b"), state, round=1)
+    p.bid(goto("u", "c"), state, round=1)
+    assert p.open_proposals() == 2
+    p.forget("t")
+    p.forget("never-bid")
+    assert p.open_proposals() == 1
+    assert isinstance(p.on_accept_proposal(AcceptProposal("r1", "t", 1), state), Failure)
+
+
 def test_accept_for_another_round_fails_and_keeps_the_open_bid():
     p = Participant("r1", tt)
     state = RobotState("a")

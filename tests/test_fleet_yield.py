@@ -90,3 +90,61 @@ def test_a_holder_that_missed_the_task_learns_it_from_the_repeated_status(tmp_pa
         assert b.now() - waited_from < b.yield_wait
         assert a.here != b.here
         assert monitor.conflicts == [] and monitor.excursions == [], monitor.excursions[:5]
+
+
+def test_an_idle_robot_gives_up_holds_it_should_not_have(tmp_path):
+    """A robot declared lost while it drove (a stalled process) gets everything it held
+    around then blocked for good; once it is idle again nothing would ever replace that.
+    The idle agent notices it holds more than its spot for good and parks again, so a
+    task to the blocked vertex completes instead of waiting for an idle holder."""
+    robots = {"a": (2, 1), "b": (9, 1)}
+    with ros_context() as (ctx, ex):
+        fleet = Fleet(ctx, ex, DEFAULT_MAP, robots, str(tmp_path / "ledger.db"))
+        monitor = Monitor(fleet.traffic, robots)
+        assert spin_until(ex, fleet.ready, 15.0), "fleet did not come up"
+        a = fleet.agents["a"]
+        table = fleet.traffic.authority.table
+        extra = monitor.roadmap.vertex("5,1")
+        # what the authority does when it declares a lost: its holds become blocks for
+        # good (here one more vertex than the spot it stands on)
+        now = fleet.traffic.now()
+        assert table.commit("a", [(extra, now, INF)]).ok
+        fleet.traffic._publish_updates()
+
+        def forever(robot):
+            return sorted(r.resource for r in table.reservations(robot) if r.t_end == INF)
+        assert forever("a") == sorted([a.here, extra])
+        assert spin_until(ex, lambda: forever("a") == [a.here], 10.0), forever("a")
+        assert fleet.submit("to-5-1", ["5,1"]).accepted
+        assert spin_until(ex, lambda: fleet.final("to-5-1") is not None, 40.0)
+        assert fleet.final("to-5-1").state == TaskStatus.DONE, fleet.final("to-5-1")
+        assert monitor.conflicts == [] and monitor.excursions == [], monitor.excursions[:5]
+
+
+def test_a_robot_waits_for_a_holder_whose_task_progresses(tmp_path):
+    """b's station is the end of a's task while a drives there across the map: b waits
+    as long as a's task progresses (here longer than `yield_wait_busy`, made 2 s),
+    and fails only when the holder's task stops progressing."""
+    robots = {"a": (14, 15), "b": (2, 12)}
+    with ros_context() as (ctx, ex):
+        fleet = Fleet(ctx, ex, DEFAULT_MAP, robots, str(tmp_path / "ledger.db"))
+        monitor = Monitor(fleet.traffic, robots)
+        assert spin_until(ex, fleet.ready, 15.0), "fleet did not come up"
+        a, b = fleet.agents["a"], fleet.agents["b"]
+        b.yield_wait_busy = 2.0
+        assert fleet.submit("a-far", ["13,15", "3,17"], kind="pick_and_drop").accepted
+        assert spin_until(ex, lambda: fleet.first("a-far", TaskStatus.AWARDED), 5.0)
+        assert fleet.first("a-far", TaskStatus.AWARDED).robot == "a"
+        assert fleet.submit("b-near", ["2,13", "3,17"], kind="pick_and_drop").accepted
+        assert spin_until(ex, lambda: b.job is not None and b.job.blocked_since is not None,
+                          30.0), "b never waited for a's station"
+        blocked_at = b.now()
+        assert spin_until(ex, lambda: fleet.final("b-near") is not None, 90.0), (
+            fleet.final("a-far"), a.job, a.here, a._active, b.job)
+        for tid in ("a-far", "b-near"):
+            assert fleet.final(tid).state == TaskStatus.DONE, fleet.final(tid)
+        gave_back = [s for s in fleet.statuses
+                     if s.task_id == "b-near" and s.state == TaskStatus.FAILED]
+        assert gave_back == [], gave_back[0].reason
+        assert fleet.final("b-near").stamp.sec - blocked_at > 2 * b.yield_wait_busy
+        assert monitor.conflicts == [] and monitor.excursions == [], monitor.excursions[:5]

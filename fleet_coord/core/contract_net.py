@@ -696,6 +696,14 @@ class Participant:
         if held is not None and held[0] == msg.round:
             del self._bids[msg.task_id]
 
+    def forget(self, task_id: str) -> None:
+        """The task ended (done, cancelled, given up): drop any open proposal for it (a
+        reject that never arrived would otherwise keep it for good)."""
+        self._bids.pop(task_id, None)
+
+    def open_proposals(self) -> int:
+        return len(self._bids)
+
     def inform_done(self, task_id: str) -> InformDone:
         return InformDone(self.name, task_id)
 
