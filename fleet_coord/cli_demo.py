@@ -53,7 +53,9 @@ def register(subparsers) -> None:
                    help="robot agents per process (default: all in one; 1 = one process "
                         "per robot, as on real robots)")
     p.add_argument("--timeout", type=_positive_float, default=None, metavar="S",
-                   help="give up after this many wall seconds (default: from the workload)")
+                   help="stop after this many wall seconds (default: no limit; a run in which "
+                        "no task ends for 900 s of sim time stops as stalled). A stopped "
+                        "run still writes its report, marked partial, and exits 1")
     p.add_argument("--out", default=DEFAULT_OUT, help="report folder (default %(default)s)")
     p.add_argument("--no-gif", action="store_true", help="skip the animated GIF")
     p.add_argument("--dry-run", action="store_true",

@@ -51,10 +51,15 @@ TURN_MARGIN_S = 0.2
 #: stamp their state at 10 Hz, so three state periods).
 MAX_LEAD_S = 0.2
 TRACE_PERIOD_S = 0.1       # recorded trajectory resolution (sim s)
+#: The run is stuck when no task has ended for this long (sim s) while tasks are open:
+#: a task takes at most a few minutes of sim time, waits included (yield_wait_busy 180 s).
+STALL_SIM_S = 900.0
+#: ... or when the sim clock has not advanced for this long (wall s).
+FROZEN_WALL_S = 120.0
 
 
 class DemoError(RuntimeError):
-    """The fleet did not come up, a process died, or the run timed out."""
+    """The fleet did not come up, or a process died."""
 
 
 class DemoInterrupted(DemoError):
@@ -71,7 +76,7 @@ class DemoSpec:
     rtf: float = 0.0               # 0: DEFAULT_RTF[mode]
     out: str = "reports/demo"
     agents_per_process: int = 0    # 0: all agents in one process
-    timeout_s: float = 0.0         # wall; 0: derived from the workload
+    timeout_s: float = 0.0         # wall; 0: none (the stall guard ends a stuck run)
     submit_interval_s: float = SUBMIT_INTERVAL_S
 
     @property
@@ -97,6 +102,10 @@ class Recording:
     wall_run_s: float = 0.0        # first submission -> last task ended
     wall_total_s: float = 0.0      # launch -> shutdown
     wall_startup_s: float = 0.0
+    #: how the run ended: "completed" (every task ended), "timeout" (--timeout), "stalled"
+    #: (no task ended for STALL_SIM_S, or the sim clock froze); `stop_reason` says more
+    ended: str = "completed"
+    stop_reason: str = ""
     sim_rtf: float = 0.0           # sim seconds per wall second over the run
     final: dict[str, dict] = field(default_factory=dict)   # task id -> final status
     event_log: str = ""
@@ -236,8 +245,7 @@ def run_fleet(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, floa
                              extra_env={"ROS_LOG_DIR": os.path.join(workdir, "ros_log")})
     robots = list(starts)
     n_tasks = len(tasks)
-    timeout = spec.timeout_s or (120.0 + 60.0 * n_tasks / max(1, len(robots))
-                                 * 8.0 / spec.real_time_factor + 2.0 * n_tasks)
+    timeout = spec.timeout_s or math.inf
     ctx = rclpy.Context()
     rclpy.init(context=ctx, args=[])
     try:
@@ -297,8 +305,13 @@ def run_fleet(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, floa
         next_at = rec.t_submit
         queue = list(tasks)
         run_deadline = time.monotonic() + timeout
+        last_end = (0, rec.t_submit)          # (tasks ended, sim time it changed)
+        last_tick = (rec.t_submit, time.monotonic())   # (sim time, wall when it moved)
         while True:
             now_sim = demo.sim_now()
+            wall = time.monotonic()
+            if now_sim > last_tick[0]:
+                last_tick = (now_sim, wall)
             if queue and now_sim >= next_at:
                 task = queue.pop(0)
                 req = SubmitTask.Request(task=TaskMsg(
@@ -324,15 +337,28 @@ def run_fleet(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, floa
                     pending[tid] = (demo.submit_client.call_async(req), req, time.monotonic())
             finished = len(rec.final)
             if progress is not None:
-                wall = time.monotonic() - wall_run0
+                elapsed = time.monotonic() - wall_run0
                 sim = demo.sim_now() - rec.t_submit
-                progress(finished, sim, sim / wall if wall > 0 else 0.0)
+                progress(finished, sim, sim / elapsed if elapsed > 0 else 0.0)
             if not queue and not pending and finished >= n_tasks:
                 break
             check_children()
-            if time.monotonic() > run_deadline:
-                raise DemoError(f"timed out after {timeout:.0f} s with {finished}/{n_tasks} "
-                                f"tasks ended; see {fleet_log_path}")
+            if finished != last_end[0]:
+                last_end = (finished, now_sim)
+            stop = None
+            if wall > run_deadline:
+                stop = ("timeout", f"timed out after {timeout:.0f} s (--timeout)")
+            elif now_sim - last_end[1] > STALL_SIM_S:
+                stop = ("stalled", f"no task ended for {now_sim - last_end[1]:.0f} s of sim "
+                                   f"time")
+            elif wall - last_tick[1] > FROZEN_WALL_S:
+                stop = ("stalled", f"the sim clock stood still for {wall - last_tick[1]:.0f} "
+                                   f"s (wall)")
+            if stop is not None:
+                rec.ended, rec.stop_reason = stop[0], (
+                    f"{stop[1]} with {finished}/{n_tasks} tasks ended; see {fleet_log_path}")
+                log(f"fleet-coord demo: {rec.stop_reason}; writing a partial report")
+                break
             spin(0.05)
         rec.wall_run_s = time.monotonic() - wall_run0
         rec.t_end = max((r["t"] for r in rec.final.values()), default=rec.t_submit)
@@ -391,7 +417,8 @@ def run_demo(args, roadmap, exclusion, robots: dict[str, int], tasks) -> int:
 
     try:
         try:
-            rec = run_fleet(spec, roadmap.grid.path, starts, tasks, progress)
+            rec = run_fleet(spec, roadmap.grid.path, starts, tasks, progress,
+                            log=lambda line: tqdm.write(line, file=sys.stderr))
         except KeyboardInterrupt:   # Ctrl-C: the fleet was shut down on the way out
             raise DemoInterrupted("interrupted: the fleet is shut down") from None
     except DemoError as e:
@@ -408,7 +435,8 @@ def run_demo(args, roadmap, exclusion, robots: dict[str, int], tasks) -> int:
     m = report.metrics(rec, tasks, spec, events)
     out = spec.out
     report.write_metrics(m, os.path.join(out, "metrics.json"))
-    ok = (m["done"] == len(tasks) and m["robot_robot_collisions"] == 0
+    ok = (rec.ended == "completed" and m["done"] == len(tasks)
+          and m["robot_robot_collisions"] == 0
           and m["reservation_violations"] == 0)
     title = (f"{m['done']}/{len(tasks)} tasks, makespan {m['makespan_s']:.0f} s, "
              f"{m['robot_robot_collisions']} collisions, {m['reservation_violations']} "
@@ -421,14 +449,18 @@ def run_demo(args, roadmap, exclusion, robots: dict[str, int], tasks) -> int:
         files.append(f"run.gif ({frames} frames)")
     files += ["events.jsonl", "fleet.log"]
     print(summary(m))
-    print(f"report: {out}/ " + ", ".join(files))
+    print(f"report: {out}/ " + ", ".join(files)
+          + ("" if rec.ended == "completed" else f" (partial: the run {rec.ended})"))
     return 0 if ok else 1
 
 
 def summary(m: dict) -> str:
     reasons = ", ".join(f"{k or '?'} {v}" for k, v in m["refusal_reasons"].items())
-    lines = [
+    lines = [] if m.get("ended", "completed") == "completed" else [
+        f"run STOPPED ({m['ended']}): {m['stop_reason']}"]
+    lines += [
         f"tasks: {m['done']}/{m['tasks']} done, {m['failed']} failed"
+        + (f" ({m['unfinished']} of them did not end)" if m.get("unfinished") else "")
         + (f" ({', '.join(sorted(m['failed_tasks'])[:5])})" if m["failed"] else ""),
         f"makespan {m['makespan_s']:.1f} s (sim); task time (submit -> done) mean "
         f"{m['mean_task_time_s']:.1f} s, p95 {m['p95_task_time_s']:.1f} s",

@@ -74,8 +74,9 @@ def metrics(rec, tasks, spec, events: list[dict]) -> dict:
     by_robot = Counter(f["robot"] for f in done.values())
     makespan = (max((f["t"] for f in done.values()), default=rec.t_submit) - rec.t_submit)
     out = {
+        "ended": rec.ended, "stop_reason": rec.stop_reason,
         "robots": len(rec.robots), "tasks": len(tasks), "done": len(done),
-        "failed": len(failed), "failed_tasks": failed,
+        "failed": len(failed), "unfinished": len(missing), "failed_tasks": failed,
         "makespan_s": round(makespan, 2),
         "mean_task_time_s": round(float(np.mean(times)), 2) if times else 0.0,
         "p95_task_time_s": round(_percentile(times, 95), 2),

@@ -82,3 +82,31 @@ def test_ctrl_c_stops_the_demo_and_its_fleet(tmp_path):
     time.sleep(0.5)
     assert not (kids & {int(p) for p in os.listdir("/proc") if p.isdigit()}), \
         "fleet processes outlived the demo"
+
+
+@pytest.mark.parametrize("how", ["timeout", "stalled"])
+def test_a_run_that_does_not_finish_stops_with_a_partial_report(tmp_path, capsys,
+                                                                 monkeypatch, how):
+    """--timeout, or the stall guard (no task ended for STALL_SIM_S of sim time, made 2 s
+    here), stops the run; the report is still written, with the safety counts, the tasks
+    that did not end, and how the run ended; the exit code is 1."""
+    out = tmp_path / "report"
+    args = ["demo", "--robots", "2", "--tasks", "6", "--seed", "3", "--no-gif",
+            "--out", str(out)]
+    if how == "timeout":
+        args += ["--timeout", "2"]
+    else:
+        monkeypatch.setattr("fleet_coord.demo.STALL_SIM_S", 2.0)
+    before = set(_children())
+    code = main(args)
+    captured = capsys.readouterr()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert code == 1, captured.out
+    assert metrics["ended"] == how, metrics["stop_reason"]
+    assert metrics["unfinished"] >= 1 and metrics["done"] + metrics["failed"] == 6
+    assert metrics["robot_robot_collisions"] == 0 and metrics["reservation_conflicts"] == 0
+    assert metrics["monitor_samples"] > 0
+    assert (out / "trajectories.png").stat().st_size > 0
+    assert f"run STOPPED ({how})" in captured.out
+    assert "partial report" in captured.err
+    assert set(_children()) <= before, "fleet processes left behind"
