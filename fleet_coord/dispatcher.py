@@ -7,6 +7,7 @@
 | sub | `/fleet/proposals`, `/fleet/refusals` | Proposal, Refusal (PROTOCOL) |
 | pub / sub | `/fleet/task_status` | TaskStatus (PROTOCOL): the dispatcher's own (QUEUED, ANNOUNCED, AWARDED, FAILED, CANCELLED; robot empty except AWARDED) and the robots' (ACTIVE, DONE, FAILED) |
 | sub | `/fleet/robot_states` (STATE), `/fleet/robot_lost`, `/fleet/robot_removed` (std_msgs/String) | |
+| sub | `/traffic/updates` | ReservationSet (TABLE): a replica of the reservation table |
 
 Every accepted task is in the `TaskLedger` (SQLite WAL, parameter `ledger`) before the
 client hears "accepted". One core `Initiator` per open task and round: cfp with a bid
@@ -15,7 +16,9 @@ bids is retried with exponential back-off (`RetryPolicy`) and finally fails with
 reason the robots gave. A robot's failure or loss sends its tasks back to auction (at
 most `max_task_attempts` times). On start-up pending tasks are announced again and
 in-flight ones must be confirmed by their robot's RobotState within `confirm_window`
-seconds, else they go back to auction.
+seconds, else they go back to auction. A task one of whose stations a lost robot holds
+for good (it stands there, or its committed path ends there) is not announced until that
+robot is heard again or removed: it stays QUEUED with the reason on `/fleet/task_status`.
 
 Robots join by speaking (their first RobotState makes them bidders) and leave when the
 traffic authority announces their removal on `/fleet/robot_removed`: the dispatcher
@@ -50,7 +53,7 @@ from collections.abc import Collection
 from dataclasses import replace
 
 from fleet_coord_msgs.msg import (Award, CallForProposal, Proposal, Refusal, Rejection,
-                                  RobotState, TaskStatus)
+                                  ReservationSet, RobotState, TaskStatus)
 from fleet_coord_msgs.msg import Task as TaskMsg
 from fleet_coord_msgs.srv import CancelTask, ListTasks, SubmitTask
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -64,7 +67,9 @@ from fleet_coord.core.membership import Membership, incarnation_of
 from fleet_coord.core.roadmap import Roadmap
 from fleet_coord.core.tasks import (DuplicateTask, LedgerError, Task, TaskError, TaskLedger,
                                     TaskState, TERMINAL_STATES)
-from fleet_coord.fleet_config import load_roadmap
+from fleet_coord.core.yielding import parked_at
+from fleet_coord.fleet_config import load_roadmap_and_exclusion
+from fleet_coord.table_replica import TableReplica
 from fleet_coord.robot_agent import from_time, to_time
 
 _CODE_TO_REASON = {
@@ -127,7 +132,8 @@ class Dispatcher(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("dispatcher", **kwargs)
         p = self.declare_parameter
-        self.roadmap = load_roadmap(p("map", "").value)
+        self.roadmap, self.exclusion, roadmap_id = load_roadmap_and_exclusion(
+            p("map", "").value, p("footprint_radius", 0.15).value)
         ledger = p("ledger", os.path.join(os.path.expanduser("~"), ".ros",
                                           "fleet_coord_tasks.db")).value
         os.makedirs(os.path.dirname(os.path.abspath(ledger)), exist_ok=True)
@@ -148,6 +154,10 @@ class Dispatcher(Node):
         self.former: dict[str, set[str]] = {}        # task -> robots it was taken from on loss
         self.membership = Membership()
         self._lamport = 0
+        # the reservation table, to see stations a lost robot holds for good (see _tick)
+        self.replica = TableReplica(self.exclusion.of, self.roadmap.num_resources, roadmap_id)
+        self.lost: set[str] = set()                  # declared lost, not heard since
+        self.deferred: dict[str, str] = {}           # task -> why it is not announced
 
         group = MutuallyExclusiveCallbackGroup()
         pub, sub = self.create_publisher, self.create_subscription
@@ -162,6 +172,8 @@ class Dispatcher(Node):
         sub(RobotState, "/fleet/robot_states", self._on_robot_state, qos.state_qos(),
             callback_group=group)
         sub(String, "/fleet/robot_lost", self._on_robot_lost, qos.PROTOCOL,
+            callback_group=group)
+        sub(ReservationSet, "/traffic/updates", self.replica.apply, qos.TABLE,
             callback_group=group)
         sub(String, "/fleet/robot_removed", self._on_robot_removed, qos.PROTOCOL,
             callback_group=group)
@@ -242,6 +254,7 @@ class Dispatcher(Node):
                                                cn.InitiatorState.EVALUATING):
             self._send(init.cancel(self.now()))
         self.retry_at.pop(req.task_id, None)
+        self.deferred.pop(req.task_id, None)
         self.ledger.transition(req.task_id, TaskState.CANCELLED, self.now(),
                                reason=req.reason or "cancelled by a client")
         self._publish(req.task_id, TaskStatus.CANCELLED, rec.robot or "", rec.round, req.reason)
@@ -306,6 +319,8 @@ class Dispatcher(Node):
         now = self.now()
         for task_id, at in list(self.retry_at.items()):
             if now >= at and (self.alive_robots(now) or now - at > 5.0):
+                if self._defer(task_id, now):
+                    continue
                 del self.retry_at[task_id]
                 try:
                     self._announce(task_id, now)
@@ -341,6 +356,35 @@ class Dispatcher(Node):
                 del self.unconfirmed[task_id]
                 self._requeue(task_id, None, "its robot did not confirm it after a "
                                              "dispatcher restart", now)
+
+    def _defer(self, task_id: str, now: float) -> bool:
+        """Hold back a task while one of its stations is held for good by a lost robot
+        (Known gap 4, docs/reliability.md): whoever won it would wait at that station for
+        a robot that cannot yield, and fail it after `yield_wait`, again and again. The
+        task stays QUEUED, with the reason on /fleet/task_status, and is announced once
+        the robot is heard again (it yields like any idle robot), is removed (its holds
+        are released), or is located elsewhere by the traffic authority."""
+        rec = self.ledger.get(task_id)
+        why = ""
+        if rec is not None and self.lost and not self.replica.stale:
+            for station in rec.task.stations:
+                holder = parked_at(self.replica.table, self.exclusion,
+                                   self.roadmap.vertex(station), "")
+                if holder in self.lost:
+                    why = (f"waiting: station {station} is held by lost robot {holder} "
+                           f"(announced when it is back or removed)")
+                    break
+        if not why:
+            if self.deferred.pop(task_id, None) is not None:
+                self.get_logger().info(f"task {task_id}: its stations are free of lost "
+                                       f"robots; announcing it")
+            return False
+        if self.deferred.get(task_id) != why:
+            self.deferred[task_id] = why
+            self.get_logger().warning(f"task {task_id} {why}")
+            self._publish(task_id, TaskStatus.QUEUED, reason=why)
+        self.retry_at[task_id] = now + 1.0
+        return True
 
     def _fail(self, task_id: str, reason: str, now: float) -> None:
         try:
@@ -428,6 +472,7 @@ class Dispatcher(Node):
             return   # the old agent of a removed robot
         now = self.now()
         self.robots[m.robot] = now
+        self.lost.discard(m.robot)
         for task_id in [m.task_id, *m.queued_task_ids]:
             if task_id and task_id in self.unconfirmed:
                 rec = self.ledger.get(task_id)
@@ -437,6 +482,7 @@ class Dispatcher(Node):
     def _on_robot_lost(self, m: String) -> None:
         now = self.now()
         self.robots.pop(m.data, None)
+        self.lost.add(m.data)
         for rec in self.ledger.in_flight():
             if rec.robot == m.data:
                 self._requeue(rec.task.id, m.data, f"robot {m.data} was lost", now, lost=True)
@@ -444,6 +490,7 @@ class Dispatcher(Node):
     def _on_robot_removed(self, m: String) -> None:
         now = self.now()
         self.robots.pop(m.data, None)
+        self.lost.discard(m.data)
         self.membership.remove(m.data)
         requeued = []
         for rec in self.ledger.in_flight():

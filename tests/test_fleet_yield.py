@@ -148,3 +148,31 @@ def test_a_robot_waits_for_a_holder_whose_task_progresses(tmp_path):
         assert gave_back == [], gave_back[0].reason
         assert fleet.final("b-near").stamp.sec - blocked_at > 2 * b.yield_wait_busy
         assert monitor.conflicts == [] and monitor.excursions == [], monitor.excursions[:5]
+
+
+def test_a_task_to_a_station_a_lost_robot_holds_waits_for_it(tmp_path):
+    """Known gap 4: a silent robot is declared lost and its spot stays blocked. A task to
+    that spot is not announced (nobody could get there: the winner would wait for a robot
+    that cannot yield and fail the task); it stays QUEUED, saying why. Once the robot
+    speaks again the task is announced and done."""
+    robots = {"a": (2, 1), "b": (9, 1)}
+    with ros_context() as (ctx, ex):
+        fleet = Fleet(ctx, ex, DEFAULT_MAP, robots, str(tmp_path / "ledger.db"))
+        monitor = Monitor(fleet.traffic, robots)
+        assert spin_until(ex, fleet.ready, 15.0), "fleet did not come up"
+        a = fleet.agents["a"]
+        a._publish_state = lambda: None      # a falls silent (a stalled or cut-off agent)
+        assert spin_until(ex, lambda: "a" in fleet.dispatcher.lost, 10.0), "a not lost"
+        assert fleet.submit("to-a", ["2,1"]).accepted
+        assert spin_until(ex, lambda: "to-a" in fleet.dispatcher.deferred, 5.0)
+        spin_until(ex, lambda: False, 2.0)
+        said = [s for s in fleet.statuses if s.task_id == "to-a"]
+        assert not [s for s in said if s.state == TaskStatus.ANNOUNCED], said
+        assert any(s.state == TaskStatus.QUEUED and "lost robot a" in s.reason
+                   for s in said), said
+        del a._publish_state                 # a speaks again
+        assert spin_until(ex, lambda: fleet.final("to-a") is not None, 40.0)
+        assert fleet.final("to-a").state == TaskStatus.DONE, fleet.final("to-a")
+        assert not [s for s in fleet.statuses
+                    if s.task_id == "to-a" and s.state == TaskStatus.FAILED]
+        assert monitor.conflicts == [] and monitor.excursions == [], monitor.excursions[:5]
