@@ -360,6 +360,7 @@ class RobotAgent(Node):
         self._tabu: dict[int, float] = {}                  # vertex -> tabu until
         self._next_yield_check = 0.0
         self._odd_holds_since: float | None = None   # see _check_footprint
+        self._park_version = 0               # table version that shows the last park
         self._segments: list = []            # what the current drive committed
         self._commit_version = 0             # replica version that shows the commit
         self._checked_version = -1
@@ -690,8 +691,9 @@ class RobotAgent(Node):
         and nothing would ever free them. Or less: its spot was cut. Either way, seen on
         two checks in a row (the replica may lag a call by a moment), it parks again: a
         hold of its spot from now on, replacing everything else it holds."""
-        if self.replica.stale or self._park_call is not None:
-            return
+        if self.replica.stale or self._park_call is not None or \
+                self.replica.version < max(self._park_version, self._commit_version):
+            return   # the replica does not show our last hold yet
         mine = [r for r in self.replica.table.reservations(self.robot) if r.t_end > now]
         odd = [r for r in mine if r.t_end == INF and r.resource != self.here]
         if odd or not any(r.resource == self.here and r.t_end == INF for r in mine):
@@ -800,12 +802,13 @@ class RobotAgent(Node):
                 return
             self._park_call = self._call_reserve([(self.here, now, INF)], now)
             return
-        done, ok, _, message = self._answer(self._park_call, now)
+        done, ok, version, message = self._answer(self._park_call, now)
         if not done:
             return
         self._park_call = None
         if ok:
             self.parked = True
+            self._park_version = version
             self.get_logger().info(f"parked at {self.roadmap.names[self.here]}")
         elif message is _GAVE_UP:
             # a lost request or response: ask again (holding where it stands is idempotent)
