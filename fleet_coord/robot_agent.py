@@ -1114,6 +1114,8 @@ class RobotAgent(Node):
         if job.task is None:   # a yield move: nobody to report to
             if state == TaskStatus.FAILED:
                 self.get_logger().warning(f"could not yield: {reason}")
+                if job.stations:   # pick another spot next time
+                    self._tabu[job.stations[0]] = self.now() + self.yield_tabu
             if self._suspended is not None:   # back to the task it waited in
                 self.job, self._suspended = self._suspended, None
                 self.job.phase, self.job.retry_at = "plan", 0.0

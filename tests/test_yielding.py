@@ -108,6 +108,21 @@ def test_yield_target_skips_tabu_and_held_vertices_and_other_tasks_stations():
                           V(roadmap, 2, 2), None}
 
 
+def test_yield_target_is_never_behind_a_parked_robot():
+    """A free cell behind a robot parked for good is no way out (the move is refused
+    until the robot leaves): in a one-wide corridor the nearest free cell (0, 1) lies
+    behind `other`, so the robot yields the other way, past the task's stations."""
+    roadmap, ex, table = grid("@@@@@@@@", "........", "@@@@@@@@")
+    here = V(roadmap, 2, 1)
+    park(table, "idle", here)
+    park(table, "other", V(roadmap, 1, 1))
+    task = OpenTask("t", "w", V(roadmap, 3, 1), (V(roadmap, 4, 1), V(roadmap, 5, 1)))
+    target = yield_target("idle", here, [task], table, roadmap, ex, 0.0, SPEED)
+    assert target == V(roadmap, 7, 1)   # (6, 1) touches the station (5, 1)
+    park(table, "third", V(roadmap, 7, 1))   # now every way out is taken
+    assert yield_target("idle", here, [task], table, roadmap, ex, 0.0, SPEED) is None
+
+
 def test_no_ping_pong_between_two_idle_robots_and_a_stream_of_tasks():
     """Two idle robots, tasks that each need one of their spots in turn: every yield moves
     a robot to a spot no open task needs, and never back to the spot it just left."""

@@ -136,6 +136,22 @@ def least_disturbing_path(roadmap, start: int, goal: int, speed: float,
     return None
 
 
+def _reachable(roadmap, start: int, blocked: dict[int, str] | set[int]) -> set[int]:
+    """Vertices reachable from `start` over lanes and vertices not in `blocked`."""
+    V = roadmap.num_vertices
+    seen = {int(start)}
+    todo = [int(start)]
+    while todo:
+        u = todo.pop()
+        for e in roadmap.out_edges[u]:
+            v = int(roadmap.edge_to[int(e)])
+            if v in seen or v in blocked or V + int(e) in blocked:
+                continue
+            seen.add(v)
+            todo.append(v)
+    return seen
+
+
 def _path_resources(roadmap, path: Sequence[int]) -> list[int]:
     out = [int(path[0])]
     for u, v in zip(path, path[1:]):
@@ -186,7 +202,9 @@ def yield_target(me: str, here: int, tasks: Iterable[OpenTask], table, roadmap, 
     """The nearest vertex (travel time from `here`) robot `me` can park at for good
     without being in anyone's way: free from some time on for ever in `table`, off every
     open task's stations and least-disturbing paths (and anything exclusive with them),
-    not in `tabu`. None when there is no such vertex."""
+    not in `tabu`, and reachable from `here` without entering anything another robot
+    holds for good (a free cell behind a parked robot is no way out: the move would be
+    refused until the robot gives up). None when there is no such vertex."""
     tasks = [t for t in tasks if t.robot != me]
     avoid: set[int] = set()
     for task in tasks:
@@ -198,9 +216,12 @@ def yield_target(me: str, here: int, tasks: Iterable[OpenTask], table, roadmap, 
         for r in need:
             avoid.update(int(y) for y in exclusion.of(r))
     avoid.update(int(v) for v in tabu)
+    reach = _reachable(roadmap, here, forever_holders(table, exclusion, skip=[me]))
     times = roadmap.shortest_times(here, speed)  # symmetric lanes: from `here` = to it
     order = sorted((float(t), v) for v, t in enumerate(times) if math.isfinite(t))
     for _, v in order:
+        if v not in reach:
+            continue
         if v == here or v in avoid:
             continue
         if any(int(y) in avoid for y in exclusion.of(v)):
