@@ -229,7 +229,14 @@ class TrafficNode(Node):
     def _stop_locating(self, robot: str) -> None:
         entry = self._locating.pop(robot, None)
         if entry is not None:
+            group = getattr(entry[0], "callback_group", None)
             self.destroy_subscription(entry[0])
+            # rclpy (9.x) keeps the weak references of every entity ever added to a
+            # callback group, also once it is destroyed: two per loss add up in a long
+            # run (found by fleet_coord.memtrace under bench/load.py). Drop the dead ones.
+            refs = getattr(group, "entities", None)
+            if isinstance(refs, set):
+                refs.difference_update([r for r in refs if r() is None])
 
     def _on_lost_odom(self, robot: str, msg: Odometry) -> None:
         entry = self._locating.get(robot)

@@ -131,3 +131,22 @@ def test_ended_reservations_leave_the_table_and_the_replicas():
             (traffic.authority.table.reservations("a"), replica.table.reservations("a"))
         assert {x.resource for x in replica.table.reservations("a")} == {w, u}
         assert replica.version == traffic.authority.table.version
+
+
+def test_locating_lost_robots_over_and_over_leaves_nothing_behind():
+    """Each loss subscribes to the lost robot's odometry and each return unsubscribes.
+    rclpy keeps a reference per entity ever added to a callback group; the traffic node
+    drops it, so thousands of losses in a long run (bench/load.py saw ~2000 in 8 min on an
+    overloaded machine) do not add up."""
+    with ros_context() as (ctx, ex):
+        node = TrafficNode(context=ctx, parameter_overrides=[Parameter("map", value="")])
+        ex.add_node(node)
+        group = node.default_callback_group
+        before = len(group.entities)
+        for i in range(200):
+            node._start_locating(f"robot_{i % 7}")
+            node._stop_locating(f"robot_{i % 7}")
+        # (the last one's event handlers may still be alive: a few, not two per loss)
+        assert len(group.entities) < before + 10, len(group.entities) - before
+        assert node._locating == {}
+        assert not [s for s in node.subscriptions if s.topic_name.endswith("/odom")]
