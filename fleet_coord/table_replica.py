@@ -26,12 +26,22 @@ def reservation_to_segment(r: Reservation) -> ReservationSegment:
                               lease_expiry=0.0 if math.isinf(r.lease_expiry) else float(r.lease_expiry))
 
 
+#: (roadmap id, resources) -> the table whose exclusion cache the replicas share
+_CACHE_TABLES: dict[tuple[str, int], ReservationTable] = {}
+
+
 class TableReplica:
     def __init__(self, exclusive, num_resources: int, roadmap_id: str = "") -> None:
         self.exclusive = exclusive
         self.num_resources = num_resources
         self.roadmap_id = roadmap_id
         self.table = ReservationTable(exclusive, num_resources)
+        if roadmap_id:   # one exclusion cache for every replica of this roadmap in the process
+            holder = _CACHE_TABLES.get((roadmap_id, num_resources))
+            if holder is None:   # an empty table that only holds the cache
+                holder = _CACHE_TABLES[(roadmap_id, num_resources)] = ReservationTable(
+                    exclusive, num_resources, record_updates=False)
+            self.table.share_exclusion_cache(holder)
         self.stale = True  # until the first snapshot or delta chain from version 0
 
     @property
@@ -47,7 +57,8 @@ class TableReplica:
                 return False   # (checked first: converting a whole snapshot costs)
             added = [segment_to_reservation(s).to_dict() for s in msg.added]
             self.table = ReservationTable.from_snapshot(
-                {"version": msg.version, "reservations": added}, self.exclusive, self.num_resources)
+                {"version": msg.version, "reservations": added}, self.exclusive,
+                self.num_resources, share_cache_with=self.table)   # same relation
             self.stale = False
             return True
         if msg.version <= self.table.version:

@@ -459,6 +459,29 @@ def test_snapshot_round_trips_through_json():
     assert r.drain_updates() == []
 
 
+def test_a_table_rebuilt_from_a_snapshot_can_keep_the_exclusion_cache():
+    """A replica replaces its table at every snapshot; with `share_cache_with` the new
+    table reuses what the old one learnt of the exclusion relation (same objects, no
+    recomputation) and behaves exactly as one that built its own."""
+    calls = []
+
+    def counted(resource):
+        calls.append(resource)
+        return line(10)(resource)
+
+    t = ReservationTable(counted, 10)
+    t.commit("a", [(1, 0, 1), (2, 1, INF)])
+    n = len(calls)
+    assert n > 0
+    shared = ReservationTable.from_snapshot(t.snapshot(), counted, 10, share_cache_with=t)
+    assert len(calls) == n                       # nothing recomputed for known resources
+    assert shared.exclusive(2) is t.exclusive(2)
+    own = ReservationTable.from_snapshot(t.snapshot(), line(10), 10)
+    for res in range(10):
+        assert shared.is_free(res, 0.5, 3) == own.is_free(res, 0.5, 3)
+    assert not shared.commit("b", [(2, 5, 6)]).ok and not own.commit("b", [(2, 5, 6)]).ok
+
+
 def test_snapshot_that_breaks_the_invariant_is_rejected():
     snap = {"version": 3, "reservations": [
         {"robot": "a", "resource": 1, "t_start": 0, "t_end": 2},

@@ -259,6 +259,15 @@ class ReservationTable:
     def __len__(self) -> int:
         return self._count
 
+    def share_exclusion_cache(self, other: "ReservationTable") -> None:
+        """Use `other`'s cache of the exclusion relation (checked tuples and sets) from
+        now on. Only for tables built on the same relation: a replica that replaces its
+        table at each snapshot, or the replicas of many agents in one process, would
+        otherwise each rebuild it (in bench/load.py these caches were the agents'
+        largest Python allocations, ~8 MB per process, refilled every snapshot)."""
+        self._raw_excl, self._raw_excl_set, self._excl = (
+            other._raw_excl, other._raw_excl_set, other._excl)
+
     def exclusive(self, resource: int) -> tuple[int, ...]:
         """The (cached, symmetry-checked) resources exclusive with `resource`."""
         try:
@@ -495,10 +504,14 @@ class ReservationTable:
     @classmethod
     def from_snapshot(cls, snap: dict[str, Any], exclusive: Exclusion,
                       num_resources: int | None = None, *,
-                      record_updates: bool = True) -> ReservationTable:
+                      record_updates: bool = True,
+                      share_cache_with: ReservationTable | None = None) -> ReservationTable:
         """Rebuild a table from `snapshot()`. Raises ValueError when the snapshot is
-        malformed or breaks the invariant."""
+        malformed or breaks the invariant. `share_cache_with`: a table on the same
+        exclusion relation whose cache to use (`share_exclusion_cache`)."""
         table = cls(exclusive, num_resources, record_updates=record_updates)
+        if share_cache_with is not None:
+            table.share_exclusion_cache(share_cache_with)
         for i, d in enumerate(snap["reservations"]):
             r = table._parse(d, f"snapshot reservation {i}")
             conflict = table._find_conflict([r])
