@@ -30,6 +30,7 @@ import os
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -56,6 +57,9 @@ TRACE_PERIOD_S = 0.1       # recorded trajectory resolution (sim s)
 STALL_SIM_S = 900.0
 #: ... or when the sim clock has not advanced for this long (wall s).
 FROZEN_WALL_S = 120.0
+#: After Ctrl-C / SIGTERM, the most time (wall s) the demo may take to stop the fleet and
+#: exit before a watchdog does it (the executor should never hang, but Ctrl-C must work).
+INTERRUPT_GRACE_S = 20.0
 
 
 class DemoError(RuntimeError):
@@ -248,6 +252,22 @@ def run_fleet(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, floa
     timeout = spec.timeout_s or math.inf
     ctx = rclpy.Context()
     rclpy.init(context=ctx, args=[])
+    finishing = threading.Event()   # set before our own shutdown of the context
+
+    def watchdog() -> None:
+        time.sleep(INTERRUPT_GRACE_S)
+        print(f"fleet-coord demo: interrupted, but still running after "
+              f"{INTERRUPT_GRACE_S:g} s: stopping the fleet and exiting", file=sys.stderr,
+              flush=True)
+        try:
+            launcher.shutdown()
+        finally:
+            os._exit(130)
+
+    # a signal shuts the context down (rclpy's handler): from then on the demo has
+    # INTERRUPT_GRACE_S to get out
+    ctx.on_shutdown(lambda: None if finishing.is_set() else threading.Thread(
+        target=watchdog, name="demo-interrupt-watchdog", daemon=True).start())
     try:
         # the events executor serves ~1000 odometry messages a wall second with less CPU
         from rclpy.experimental import EventsExecutor
@@ -379,6 +399,7 @@ def run_fleet(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, floa
                 ex.remove_node(demo.node)
                 demo.node.destroy_node()
             ex.shutdown()
+            finishing.set()
             rclpy.try_shutdown(context=ctx)
             fleet_log.close()
             shutil.rmtree(workdir, ignore_errors=True)
