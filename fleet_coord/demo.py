@@ -25,9 +25,11 @@ sim slows down (it never bursts to catch up), which only makes the agents' job e
 """
 from __future__ import annotations
 
+import faulthandler
 import math
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -67,7 +69,7 @@ class DemoError(RuntimeError):
 
 
 class DemoInterrupted(DemoError):
-    """Ctrl-C or SIGTERM: rclpy's signal handler shut the demo's context down."""
+    """Ctrl-C or SIGTERM: the demo stops the fleet and exits with 130."""
 
 
 @dataclass
@@ -251,11 +253,16 @@ def run_fleet(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, floa
     n_tasks = len(tasks)
     timeout = spec.timeout_s or math.inf
     ctx = rclpy.Context()
+    # a context of our own: rclpy installs no signal handler for it. Ctrl-C / SIGTERM only
+    # set a flag that the main loop checks every 20 ms; a KeyboardInterrupt raised inside
+    # the executor (in a callback it runs from C++) left it broken and the demo hung
     rclpy.init(context=ctx, args=[])
-    finishing = threading.Event()   # set before our own shutdown of the context
+    interrupted = threading.Event()
+    stopped = threading.Event()     # run_fleet has cleaned up
 
     def watchdog() -> None:
-        time.sleep(INTERRUPT_GRACE_S)
+        if stopped.wait(INTERRUPT_GRACE_S):
+            return
         print(f"fleet-coord demo: interrupted, but still running after "
               f"{INTERRUPT_GRACE_S:g} s: stopping the fleet and exiting", file=sys.stderr,
               flush=True)
@@ -264,10 +271,18 @@ def run_fleet(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, floa
         finally:
             os._exit(130)
 
-    # a signal shuts the context down (rclpy's handler): from then on the demo has
-    # INTERRUPT_GRACE_S to get out
-    ctx.on_shutdown(lambda: None if finishing.is_set() else threading.Thread(
-        target=watchdog, name="demo-interrupt-watchdog", daemon=True).start())
+    def on_signal(signum, frame) -> None:
+        if interrupted.is_set():
+            return   # already stopping; the watchdog makes sure it ends
+        interrupted.set()
+        threading.Thread(target=watchdog, name="demo-interrupt-watchdog", daemon=True).start()
+        # last resort, needs no GIL: dump every thread's stack and exit (the fleet's
+        # processes die with the demo: the launcher sets PR_SET_PDEATHSIG)
+        faulthandler.dump_traceback_later(INTERRUPT_GRACE_S + 15.0, exit=True)
+
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         # the events executor serves ~1000 odometry messages a wall second with less CPU
         from rclpy.experimental import EventsExecutor
@@ -286,7 +301,7 @@ def run_fleet(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, floa
         def spin(seconds: float) -> None:
             end = time.monotonic() + seconds
             while True:
-                if not ctx.ok():   # rclpy turned SIGINT / SIGTERM into a shutdown
+                if interrupted.is_set() or not ctx.ok():   # Ctrl-C / SIGTERM
                     raise DemoInterrupted("interrupted: the fleet is shut down")
                 ex.spin_once(timeout_sec=0.02)
                 if time.monotonic() >= end:
@@ -399,8 +414,12 @@ def run_fleet(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, floa
                 ex.remove_node(demo.node)
                 demo.node.destroy_node()
             ex.shutdown()
-            finishing.set()
             rclpy.try_shutdown(context=ctx)
+            for sig, previous in handlers.items():
+                signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+            stopped.set()
+            if interrupted.is_set():
+                faulthandler.cancel_dump_traceback_later()
             fleet_log.close()
             shutil.rmtree(workdir, ignore_errors=True)
             shutil.rmtree(launcher.rundir, ignore_errors=True)
