@@ -700,16 +700,10 @@ class RobotAgent(Node):
             if self._odd_holds_since is None:
                 self._odd_holds_since = now
                 return
-            rm = self.roadmap
-
-            def names(res: int) -> str:
-                if res < rm.num_vertices:
-                    return rm.names[res]
-                e = res - rm.num_vertices
-                return f"{rm.names[rm.edge_from[e]]}->{rm.names[rm.edge_to[e]]}"
+            held = ', '.join(self.roadmap.resource_name(r.resource) for r in odd)
             self.get_logger().warning(
                 f"idle at {self.roadmap.names[self.here]} but holding "
-                f"{', '.join(names(r.resource) for r in odd) or 'not my spot'} for good: "
+                f"{held or 'not my spot'} for good: "
                 f"parking again")
             self.parked = False
         self._odd_holds_since = None

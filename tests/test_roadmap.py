@@ -159,6 +159,14 @@ def test_example_warehouse_roadmap_loads():
     assert roadmap.grid is None and roadmap.title == "warehouse_small"
 
 
+def test_resources_are_named_as_vertices_and_lanes():
+    roadmap = Roadmap.from_yaml(EXAMPLE_YAML)
+    v = roadmap.vertex
+    e = roadmap.edge_id(v("main_a"), v("pick_a1"))
+    assert roadmap.resource_name(v("pick_a1")) == "pick_a1"
+    assert roadmap.resource_name(roadmap.edge_resource(e)) == "main_a->pick_a1"
+
+
 def test_one_way_lanes_are_one_way():
     roadmap = Roadmap.from_yaml(EXAMPLE_YAML)
     v = roadmap.vertex

@@ -554,6 +554,13 @@ class Roadmap:
         """The resource id of edge e."""
         return self.num_vertices + e
 
+    def resource_name(self, resource: int) -> str:
+        """A resource as people read it: a vertex's name, or ``"u->v"`` for a lane."""
+        if resource < self.num_vertices:
+            return self.names[resource]
+        e = resource - self.num_vertices
+        return f"{self.names[self.edge_from[e]]}->{self.names[self.edge_to[e]]}"
+
     def travel_time(self, e: int, max_speed: float) -> float:
         """Seconds to drive edge e for a robot whose top speed is ``max_speed``."""
         return float(self.edge_length[e] / min(self.edge_speed[e], max_speed))
