@@ -54,6 +54,7 @@ def test_good_config_with_bundled_map_and_defaults(tmp_path):
                   "{name: r2, start: [4, 18], backend: serial}"), 6, ["needs 'port'"]),
     (GOOD.replace("name: r2", "name: 2nd-robot"), 6, ["not a valid ROS name"]),
     (GOOD.replace("traffic:", "trafic:"), 8, ["unknown key 'trafic'"]),
+    (GOOD.replace("traffic:", "[a, b]:"), 8, ["expected a key name in 'nodes'", "got a list"]),
     (GOOD.split("robots:")[0] + "robots: 3\n", 4, ["'robots' as a list"]),
     (GOOD.replace("  backend: ideal\n", "  backend: [ideal\n"), None, ["invalid YAML"]),
     ("", 1, ["empty file"]),

@@ -76,7 +76,10 @@ class YamlReader:
         allowed = list(required) + list(optional)
         found: dict[str, tuple[yaml.Node, yaml.Node]] = {}
         for key, value in node.value:
-            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            if not isinstance(key, yaml.ScalarNode):
+                raise self.error(key, f"expected a key name in {what} ({' / '.join(allowed)}), "
+                                      f"got {describe(key)}")
+            name = key.value
             if name not in allowed:
                 raise self.error(key, f"unknown key {name!r} in {what} (expected "
                                       f"{' / '.join(allowed)})")
