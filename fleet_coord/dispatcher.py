@@ -41,9 +41,10 @@ A DONE from the new robot that comes first ends the task as usual and the late o
 ignored. What this cannot prevent is the work being done twice when both robots get
 through before either hears of the other: with a partition, a task is done at least
 once, never "exactly once"; the ledger records it done once. A former holder's ACTIVE
-statuses are ignored (the re-auction stands until one of them reports DONE). The
-"former holders" are kept in memory: a DONE that arrives after a dispatcher restart
-from a robot the task was taken from before it is ignored as before.
+statuses are ignored (the re-auction stands until one of them reports DONE). The ledger
+records who gave a task back and whether it was lost (`TaskLedger.given_back`), so a
+restarted dispatcher still takes a former holder's late DONE and does not ask robots
+that gave the task back again.
 """
 from __future__ import annotations
 
@@ -189,6 +190,13 @@ class Dispatcher(Node):
             self.retry_at[rec.task.id] = now + 0.5   # give robots time to be discovered
         for rec in self.ledger.in_flight():
             self.unconfirmed[rec.task.id] = now + self.confirm_window
+        for rec in [*self.ledger.pending(), *self.ledger.in_flight()]:
+            # who gave it back: not asked again; whose late DONE still counts (lost ones)
+            gave, lost = self.ledger.given_back(rec.task.id)
+            if gave:
+                self.excluded[rec.task.id] = gave
+            if lost:
+                self.former[rec.task.id] = lost
         if self.retry_at or self.unconfirmed:
             self.get_logger().info(f"restart: {len(self.retry_at)} pending task(s) to announce, "
                                    f"{len(self.unconfirmed)} in flight to confirm")
@@ -403,7 +411,8 @@ class Dispatcher(Node):
         if rec.attempts + 1 >= self.max_task_attempts:
             self._fail(task_id, f"{reason} (after {rec.attempts + 1} attempts)", now)
             return
-        self.ledger.transition(task_id, TaskState.QUEUED, now, reason=reason)
+        self.ledger.transition(task_id, TaskState.QUEUED, now, robot=robot or None,
+                               reason=reason, lost=lost and bool(robot))
         if robot:
             self.excluded.setdefault(task_id, set()).add(robot)
             if lost:

@@ -465,7 +465,8 @@ class TaskLedger:
     def transition(self, task_id: str, new_state: TaskState | str, now: float,
                    robot: str | None = None, reason: str = "", *,
                    auction_round: int | None = None,
-                   remote_lamport: int | None = None) -> TaskRecord:
+                   remote_lamport: int | None = None,
+                   lost: bool = False) -> TaskRecord:
         """Move `task_id` to `new_state` atomically and append the event.
 
         - to ANNOUNCED: starts a new auction round (`round` + 1; read it from the
@@ -474,7 +475,9 @@ class TaskLedger:
           task is ANNOUNCED *in that round* (compare-and-set), else `StaleAward`.
         - to ACTIVE / DONE: if `robot` is given it must be the robot holding the task.
         - to QUEUED from AWARDED / ACTIVE (robot lost or failed): `attempts` + 1 and the
-          robot is released.
+          robot is released; the event names it (`given_back_by`, and `lost` when it was
+          declared lost), so a restarted dispatcher knows whom not to ask again and whose
+          late DONE still counts (`given_back`).
 
         Returns the updated record. Raises `UnknownTask`, `IllegalTransition`
         (incl. `StaleAward`).
@@ -529,6 +532,10 @@ class TaskLedger:
             detail: dict[str, Any] = {"from": old.value, "to": new.value, "round": rnd}
             if reason:
                 detail["reason"] = reason
+            if new is S.QUEUED and old in (S.AWARDED, S.ACTIVE) and robot is not None:
+                detail["given_back_by"] = robot
+                if lost:
+                    detail["lost"] = True
             self._append_event(db, task_id, new.value.lower(), robot or holder or cur.robot,
                                now, detail, remote_lamport)
         return TaskRecord(task=cur.task, state=new, robot=holder, attempts=attempts,
@@ -598,6 +605,18 @@ class TaskLedger:
         with self._lock:
             rows = self._db.execute(f"{sql} ORDER BY {order}", args).fetchall()
         return [self._record(r) for r in rows]
+
+    def given_back(self, task_id: str) -> tuple[set[str], set[str]]:
+        """The robots that gave `task_id` back (failed it, were removed or lost while they
+        held it), and those of them that were declared lost (from the event history)."""
+        gave, lost = set(), set()
+        for ev in self.events(task_id):
+            robot = ev.detail.get("given_back_by")
+            if ev.event == S.QUEUED.value.lower() and robot:
+                gave.add(robot)
+                if ev.detail.get("lost"):
+                    lost.add(robot)
+        return gave, lost
 
     def events(self, task_id: str | None = None) -> list[TaskEvent]:
         """The history, oldest first (all tasks, or one)."""
