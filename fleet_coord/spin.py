@@ -14,6 +14,7 @@ import sys
 from typing import Callable, Iterable
 
 import rclpy
+from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 
@@ -38,6 +39,12 @@ def run_nodes(make_nodes: Callable[[list[str]], Iterable[Node]], args=None) -> N
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RCLError:
+        # rclpy 9: a signal that shuts the context down while the executor builds its wait
+        # set raises "failed to initialize wait set: the given context is not valid" (seen
+        # when a loaded fleet is stopped): that is the shutdown asked for, not an error
+        if rclpy.ok():
+            raise
     finally:
         for n in nodes:
             try:
