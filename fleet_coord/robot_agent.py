@@ -100,12 +100,16 @@ from fleet_coord.core.planner import path_to_segments, sipp
 from fleet_coord.core.revocation import clip, first_uncovered, legs_done_at, stop_point
 from fleet_coord.core.tasks import Task
 from fleet_coord.core.tracking import CommandHistory, PathTracker, plan_speed_for, turn_time
-from fleet_coord.core.yielding import OpenTask, needed_by, parked_at, yield_target
+from fleet_coord.core.yielding import OpenTask, YieldMemo, needed_by, parked_at, yield_target
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
 from fleet_coord.ideal_driver import quaternion_to_yaw, yaw_to_quaternion
 from fleet_coord.table_replica import TableReplica
 
 INF = math.inf
+#: The yield checks' searches, shared by every agent of this process: their replicas of
+#: the one traffic authority have equal contents at equal versions (they only check when
+#: not stale).
+_YIELD_MEMO = YieldMemo()
 #: Default of the `reserve_timeout` parameter: a /traffic/reserve call unanswered for this
 #: long (s of the node's clock) is given up and sent again. DDS can drop a service
 #: response (at start-up under load, under packet loss, across a traffic restart).
@@ -665,12 +669,13 @@ class RobotAgent(Node):
             return
         table = self.replica.table
         need = needed_by(self.robot, self.here, tasks, table, self.roadmap, self.exclusion,
-                         now, self.plan_speed)
+                         now, self.plan_speed, memo=_YIELD_MEMO)
         if need is None:
             return
         tabu = [v for v, until in self._tabu.items() if until > now]
         target = yield_target(self.robot, self.here, tasks, table, self.roadmap,
-                              self.exclusion, now, self.plan_speed, tabu=tabu)
+                              self.exclusion, now, self.plan_speed, tabu=tabu,
+                              memo=_YIELD_MEMO)
         name = self.roadmap.names
         if target is None:
             self.get_logger().warning(f"{need.robot} needs my spot {name[self.here]} for "
@@ -766,7 +771,10 @@ class RobotAgent(Node):
         self._repeat_status(now)
         if now >= self._next_yield_check and (
                 (self.job is None and self.parked) or self._waiting(self.job)):
-            self._next_yield_check = now + self.yield_check_period
+            # on the period's grid: the agents of a process check in the same tick, on
+            # the same table version, and share the searches (_YIELD_MEMO)
+            p = self.yield_check_period
+            self._next_yield_check = (math.floor(now / p) + 1) * p if p > 0 else now
             if self.job is None:
                 self._check_footprint(now)
             if self.parked:

@@ -180,3 +180,38 @@ def test_parked_at_names_the_robot_holding_a_station_for_good():
     assert parked_at(table, ex, V(roadmap, 4, 1), "w") == "idle"
     assert parked_at(table, ex, V(roadmap, 4, 1), "idle") is None
     assert parked_at(table, ex, V(roadmap, 1, 1), "w") is None   # only for a while
+
+
+def test_a_shared_memo_gives_every_robot_the_same_answers_and_shares_the_searches():
+    """YieldMemo (the agents of one process share it): on the warehouse with 30 parked
+    robots and 10 open tasks, every robot's needed_by and yield_target are what it
+    computes alone; the per-task searches run once per table version, not once per robot;
+    a change to the table (a new version) is seen at once."""
+    from fleet_coord.core.yielding import YieldMemo
+    from fleet_coord.fleet_config import DEFAULT_MAP, load_roadmap_and_exclusion
+    roadmap, ex, _ = load_roadmap_and_exclusion(DEFAULT_MAP, 0.15)
+    table = ReservationTable(ex.of, roadmap.num_resources)
+    rng = np.random.default_rng(5)
+    spots = [int(v) for v in rng.choice(roadmap.num_vertices, 60, replace=False)]
+    idle = {f"idle_{k}": v for k, v in enumerate(spots[:30])}
+    workers = {f"worker_{k}": v for k, v in enumerate(spots[30:40])}
+    for robot, v in {**idle, **workers}.items():
+        park(table, robot, v)
+    # goals: some on idle robots' spots, the rest free vertices
+    goals = list(idle.values())[:4] + spots[40:46]
+    tasks = [OpenTask(f"t{k}", w, g) for k, (w, g) in enumerate(zip(workers, goals))]
+
+    def answers(memo):
+        return {r: (needed_by(r, v, tasks, table, roadmap, ex, 0.0, SPEED, memo=memo),
+                    yield_target(r, v, tasks, table, roadmap, ex, 0.0, SPEED, memo=memo))
+                for r, v in idle.items()}
+    alone = answers(None)
+    memo = YieldMemo()
+    assert answers(memo) == alone
+    assert sum(need is not None for need, _ in alone.values()) >= 4
+    assert memo.hits > 10 * memo.misses      # 30 robots, one search per task and version
+    # the table changes: a robot parks on the way of some task -> new version, new answers
+    misses = memo.misses
+    park(table, "newcomer", spots[50])
+    assert answers(memo) == answers(None)
+    assert memo.misses > misses

@@ -456,6 +456,7 @@ class Roadmap:
                                and np.all(self.edge_length == 1.0))
 
         self._reverse_graphs: dict[float, tuple[csr_matrix, float | None]] = {}
+        self._lanes_from: dict[float, list[list[tuple[int, int, float]]]] = {}
         self._times: OrderedDict[tuple[int, float], np.ndarray] = OrderedDict()
         self._times_capacity = max(16, _TIMES_CACHE_BYTES // (8 * max(V, 1)))
         self._exclusions: dict[tuple[Footprint, str], Exclusion] = {}
@@ -564,6 +565,19 @@ class Roadmap:
     def travel_time(self, e: int, max_speed: float) -> float:
         """Seconds to drive edge e for a robot whose top speed is ``max_speed``."""
         return float(self.edge_length[e] / min(self.edge_speed[e], max_speed))
+
+    def lanes_from(self, max_speed: float) -> list[list[tuple[int, int, float]]]:
+        """Per vertex u, its lanes as plain ``(e, v, travel time)`` tuples, in edge order:
+        for searches written in Python (cached per speed; do not modify)."""
+        max_speed = float(max_speed)
+        with self._lock:
+            lanes = self._lanes_from.get(max_speed)
+            if lanes is None:
+                times = (self.edge_length / np.minimum(self.edge_speed, max_speed)).tolist()
+                to = self.edge_to.tolist()
+                lanes = [[(e, to[e], times[e]) for e in out.tolist()] for out in self.out_edges]
+                self._lanes_from[max_speed] = lanes
+            return lanes
 
     # ----- distances
 
