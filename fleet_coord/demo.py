@@ -53,6 +53,10 @@ TURN_MARGIN_S = 0.2
 #: Lock-step: the sim never leads the slowest agent by more than this (sim s; the agents
 #: stamp their state at 10 Hz, so three state periods).
 MAX_LEAD_S = 0.2
+#: ... and never runs more than this past the last command of a robot that drives (two
+#: control periods): a starved agent's robot neither drives on a stale command nor falls
+#: behind its timed path while the sim runs on (docs/benchmarks.md, "Demo").
+MAX_CMD_LEAD_S = 2.0 / ODOM_RATE_HZ
 TRACE_PERIOD_S = 0.1       # recorded trajectory resolution (sim s)
 #: The run is stuck when no task has ended for this long (sim s) while tasks are open:
 #: a task takes at most a few minutes of sim time, waits included (yield_wait_busy 180 s).
@@ -136,7 +140,8 @@ def fleet_config(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, f
     acc = {"max_acc": ROBOT_LIMITS["max_acc"], "max_alpha": ROBOT_LIMITS["max_alpha"]}
     cfg.nodes = {
         "sim": {"mode": spec.mode, "real_time_factor": float(spec.real_time_factor),
-                "odom_rate": ODOM_RATE_HZ, "max_lead": MAX_LEAD_S, **acc},
+                "odom_rate": ODOM_RATE_HZ, "max_lead": MAX_LEAD_S,
+                "max_cmd_lead": MAX_CMD_LEAD_S, **acc},
         # bids: the marginal driving time (bid_objective "travel", the default). Measured
         # on the default demo (docs/benchmarks.md): "completion" spreads the work (makespan
         # 1153 s instead of 1579 s) but one of 40 tasks failed then: a robot waiting for

@@ -25,7 +25,10 @@ robot, ``max_v``, ``max_w``, ``max_acc``, ``max_alpha``, ``cmd_timeout``) plus `
 physics), ``dt``, ``physics_dt``, ``real_time_factor``, ``odom_rate``,
 ``footprint_radius``, ``gui``, ``max_lead`` (lock-step with the agents: the sim never
 runs more than this many sim seconds ahead of the slowest agent's ``/fleet/robot_states``
-stamp; 0 = off, the default).
+stamp; 0 = off, the default), ``max_cmd_lead`` (lock-step with each robot's controller:
+while a robot drives on a non-zero ``cmd_vel``, the sim never runs more than this many sim
+seconds past it, so a starved agent's robot cannot drive on a stale command; a controller
+silent for 2 wall seconds no longer holds it; 0 = off, the default).
 """
 from __future__ import annotations
 
@@ -164,6 +167,11 @@ class SimNode(Node):
             "max_lead", 0.0,
             "lock-step with the fleet: never run more than this many sim seconds ahead of "
             "the slowest robot agent (its newest /fleet/robot_states stamp); 0 = off")
+        self.max_cmd_lead = param(
+            "max_cmd_lead", 0.0,
+            "lock-step with each robot's controller: while a robot drives on a non-zero "
+            "cmd_vel, never run more than this many sim seconds past that command (a "
+            "starved controller would let it drive on a stale one); 0 = off")
 
         if len(poses) != 3 * len(robots):
             raise ValueError(f"parameter start_poses: expected {3 * len(robots)} numbers "
@@ -171,6 +179,9 @@ class SimNode(Node):
         if not (math.isfinite(self.rtf) and self.rtf >= 0):
             raise ValueError(f"parameter real_time_factor: expected a number >= 0 "
                              f"(0 = as fast as possible), got {self.rtf!r}")
+        if not (0 <= self.max_cmd_lead < self.cmd_timeout):
+            raise ValueError(f"parameter max_cmd_lead: expected 0 (off) or sim seconds below "
+                             f"cmd_timeout ({self.cmd_timeout:g}), got {self.max_cmd_lead!r}")
         if not (math.isfinite(odom_rate) and odom_rate >= 0):
             raise ValueError(f"parameter odom_rate: expected Hz >= 0, got {odom_rate!r}")
 
@@ -189,6 +200,7 @@ class SimNode(Node):
         self._next_odom_ns = self._odom_period_ns
         n = len(robots)
         self._cmd_stamp = np.full(n, -math.inf)  # sim time of each robot's last cmd_vel
+        self._cmd_wall = np.full(n, -math.inf)   # ... and wall time (time.monotonic)
         self._cmd = np.zeros((n, 2))
 
         self._odom_pubs = []
@@ -246,12 +258,22 @@ class SimNode(Node):
     def _on_cmd(self, i: int, msg: Twist) -> None:
         self._cmd[i] = (msg.linear.x, msg.angular.z)
         self._cmd_stamp[i] = self.world.time
+        self._cmd_wall[i] = time.monotonic()
 
     def _held(self) -> bool:
-        """Lock-step: is the sim too far ahead of the slowest live agent?"""
+        """Lock-step: is the sim too far ahead of the slowest live agent, or of the last
+        command of a robot that drives?"""
+        wall = time.monotonic()
+        if self.max_cmd_lead > 0:
+            # a controller that stops commanding a moving robot is stalled (held here,
+            # up to _FOLLOW_SILENT_S wall) or gone (then the cmd_timeout watchdog stops it)
+            age = self.world.time - self._cmd_stamp
+            late = (age > self.max_cmd_lead) & (age <= self.cmd_timeout) & \
+                (wall - self._cmd_wall < _FOLLOW_SILENT_S) & (self._cmd != 0.0).any(axis=1)
+            if late.any():
+                return True
         if self.max_lead <= 0 or not self._agent_t:
             return False
-        wall = time.monotonic()
         live = [t for t, seen in self._agent_t.values() if wall - seen < _FOLLOW_SILENT_S]
         return bool(live) and self.world.time > min(live) + self.max_lead
 

@@ -102,6 +102,41 @@ def test_robot_follows_cmd_vel_and_stops_on_command_timeout():
         assert odom["r1"].pose.pose.position.x == pytest.approx(x_stopped)
 
 
+def test_lock_step_never_runs_past_a_moving_robots_last_command(monkeypatch):
+    """max_cmd_lead: a robot driving on a non-zero command holds the sim (here as fast as
+    possible) max_cmd_lead sim seconds after its last command, while its controller is
+    starved; a stopped robot does not; a controller silent for _FOLLOW_SILENT_S wall
+    seconds is taken for gone (the sim runs on and its watchdog stops the robot)."""
+    monkeypatch.setattr("sim.sim_node._FOLLOW_SILENT_S", 1.5)
+    with ros_context() as (ctx, ex):
+        sim = _sim(ctx, robots=["r1"], start_poses=[2.0, 1.0, 0.0], real_time_factor=0.0,
+                   max_cmd_lead=0.1, cmd_timeout=0.5, max_acc=100.0)
+        client = rclpy.create_node("client", context=ctx)
+        cmd = client.create_publisher(Twist, "/r1/cmd_vel", qos.COMMAND)
+        ex.add_node(sim)
+        ex.add_node(client)
+        assert spin_until(ex, lambda: client.count_subscribers("/r1/cmd_vel") > 0, 10)
+        # a stop command does not hold the sim
+        assert spin_until(ex, lambda: (cmd.publish(Twist()), sim._cmd_stamp[0] > 0)[1], 5)
+        stop_at = sim._cmd_stamp[0]
+        assert spin_until(ex, lambda: sim.world.time > stop_at + 2.0, 5)
+        # driving: the sim runs on while the commands keep coming
+        tw = Twist()
+        tw.linear.x = 0.5
+        t0 = sim.world.time
+        assert spin_until(ex, lambda: (cmd.publish(tw), sim.world.time > t0 + 1.0)[1], 10)
+        # the controller falls silent: the sim stops max_cmd_lead after its last command
+        spin_until(ex, lambda: False, 0.5)
+        held_at = sim.world.time
+        assert held_at - sim._cmd_stamp[0] <= 0.1 + sim.world.dt + 1e-9
+        assert sim.held_steps > 0
+        spin_until(ex, lambda: False, 0.3)
+        assert sim.world.time == held_at
+        # ... until it has been silent for _FOLLOW_SILENT_S: then the watchdog stops it
+        assert spin_until(ex, lambda: sim.world.time > held_at + 1.0, 5)
+        assert sim.world.robots.cmd[0].tolist() == [0.0, 0.0]
+
+
 @pytest.mark.parametrize("mode", ["kinematic", "physics"])
 def test_robots_driven_into_each_other_publish_one_contact(mode):
     with ros_context() as (ctx, ex):
@@ -136,3 +171,5 @@ def test_bad_parameters_are_refused_naming_them():
             _sim(ctx, real_time_factor=-1.0)
         with pytest.raises(ValueError, match="mode must be one of"):
             _sim(ctx, mode="gazebo")
+        with pytest.raises(ValueError, match="max_cmd_lead: expected 0 .* below cmd_timeout"):
+            _sim(ctx, max_cmd_lead=0.5, cmd_timeout=0.5)
