@@ -46,7 +46,8 @@ station, or its only way there) and if so drives to the nearest vertex nobody ne
 learns the open tasks from the cfp (stations), task-status (who is ACTIVE, how far) and
 robot-lost topics; an agent repeats the ACTIVE status of its task every `status_period`
 s while it works (also while it waits or yields), so an agent that missed it (or dropped
-it when the robot was briefly declared lost) learns it again. A working agent whose
+it when the robot was briefly declared lost) learns it again, and one whose end it missed
+goes quiet and is forgotten after `4 status_period + 1` s. A working agent whose
 station is held for good by a parked robot waits for it to yield instead of burning its
 plan attempts: up to `yield_wait` s while the holder is idle, and while the holder works
 on a task (it heads to that station as the end of its own task, and yields once done) as
@@ -223,6 +224,21 @@ class FleetIO:
         self.reserve_client = host.create_client(Reserve, "/traffic/reserve",
                                                  callback_group=group)
         self._group = group
+        self._replicas: dict[tuple[str, int], TableReplica] = {}
+
+    def replica(self, exclusive, num_resources: int, roadmap_id: str) -> TableReplica:
+        """The table replica of the agents on this roadmap: one per process and roadmap
+        (the first agent's `_on_update` applies a message, the others find it applied),
+        not one per agent: 25 agents kept 25 copies of the table and converted every
+        update and every 5-s snapshot 25 times (2.6 % of a 25-agent process's CPU in a
+        py-spy profile of the 50-robot demo). An agent whose roadmap has no id gets a
+        replica of its own."""
+        if not roadmap_id:
+            return TableReplica(exclusive, num_resources, roadmap_id)
+        key = (roadmap_id, num_resources)
+        if key not in self._replicas:
+            self._replicas[key] = TableReplica(exclusive, num_resources, roadmap_id)
+        return self._replicas[key]
 
     @staticmethod
     def _fan_out(agents: list, method: str):
@@ -321,6 +337,9 @@ class RobotAgent(Node):
         self.yield_tabu = p("yield_tabu", 30.0).value
         # s between repeats of its task's ACTIVE status (while driving: every 0.5 s)
         self.status_period = p("status_period", 2.0).value
+        # an open task of another robot not heard of for this long (its ACTIVE repeats
+        # stopped) is forgotten: its DONE was lost (see _expire_active)
+        self.active_expiry = 4.0 * self.status_period + 1.0
         self.roadmap, self.exclusion, self.roadmap_id = load_roadmap_and_exclusion(map_path, radius)
         speed = p("plan_speed", 0.0).value
         margin = p("turn_margin", 0.25).value   # s of control latency budget per turn
@@ -361,6 +380,7 @@ class RobotAgent(Node):
         self._idle_stop_sent = False
         self._task_stations: dict[str, list[int]] = {}   # from cfps
         self._active: dict[str, tuple[str, float]] = {}   # task -> (robot, progress)
+        self._active_heard: dict[str, float] = {}          # task -> when last heard ACTIVE
         self._tabu: dict[int, float] = {}                  # vertex -> tabu until
         self._next_yield_check = 0.0
         self._odd_holds_since: float | None = None   # see _check_footprint
@@ -370,15 +390,15 @@ class RobotAgent(Node):
         self._checked_version = -1
         self._recommit = None                # (_Reserve, plan, segments) after a cut
         self.removed = False                 # removed from the fleet: stands down
-        self.replica = TableReplica(self.exclusion.of, self.roadmap.num_resources,
-                                    self.roadmap_id)
 
         # the robot's own driver topics on this node; the fleet-wide topics, the traffic
-        # client and the timers on the host of `io`: this node, or the AgentGroup node
-        # that serves every agent of a process
+        # client, the table replica and the timers on the host of `io`: this node, or the
+        # AgentGroup node that serves every agent of a process
         self.cmd_pub = self.create_publisher(Twist, f"/{self.robot}/cmd_vel", qos.COMMAND)
         self.create_subscription(Odometry, f"/{self.robot}/odom", self._on_odom, qos.ODOM)
         self.io = io if io is not None else FleetIO(self)
+        self.replica = self.io.replica(self.exclusion.of, self.roadmap.num_resources,
+                                       self.roadmap_id)
         self.io.add(self, control_rate, state_rate)
         self.proposal_pub, self.refusal_pub = self.io.proposal_pub, self.io.refusal_pub
         self.status_pub, self.state_pub = self.io.status_pub, self.io.state_pub
@@ -623,18 +643,33 @@ class RobotAgent(Node):
         if m.state == TaskStatus.ACTIVE and m.robot and m.robot != self.robot:
             if m.task_id in self._task_stations:
                 self._active[m.task_id] = (m.robot, float(m.progress))
+                self._active_heard[m.task_id] = self.now()
         elif m.state in (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED):
             self._active.pop(m.task_id, None)
+            self._active_heard.pop(m.task_id, None)
             # a robot's FAILED sends the task back to auction; DONE, CANCELLED and the
             # dispatcher's FAILED (no robot: it gave up) end it
             if m.state != TaskStatus.FAILED or not m.robot:
                 self._task_stations.pop(m.task_id, None)
                 self.participant.forget(m.task_id)
 
+    def _expire_active(self, now: float) -> None:
+        """Forget the open tasks of others not heard of for `active_expiry` s. A working
+        agent repeats its ACTIVE every `status_period` s, so only a task whose end this
+        agent missed goes quiet: a reliable reader still drops messages when its history
+        (PROTOCOL, keep-last 100) overflows while its process is stalled. In the 50-robot
+        demo of 2026-12-03 the agents of one process missed a DONE that way and yielded
+        seven times to a task that had ended 3 000 s before."""
+        for tid, heard in list(self._active_heard.items()):
+            if now - heard > self.active_expiry:
+                del self._active_heard[tid]
+                self._active.pop(tid, None)
+
     def _on_robot_lost(self, m: String) -> None:
         for tid, (robot, _) in list(self._active.items()):
             if robot == m.data:
                 del self._active[tid]
+                self._active_heard.pop(tid, None)
 
     def _on_robot_removed(self, m: String) -> None:
         if m.data != self.robot:
@@ -764,6 +799,7 @@ class RobotAgent(Node):
             return
         now = self.now()
         self._check_contact(now)
+        self._expire_active(now)
         if not self.parked:
             self._park(now)
         if self.job is None and self.queue and self.parked:

@@ -7,6 +7,7 @@ from rosgraph_msgs.msg import Clock
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
+from fleet_coord import qos
 from fleet_coord.fleet_config import DEFAULT_MAP
 from fleet_coord.robot_agent import AgentGroup
 from rosutil import ros_context, spin_until
@@ -47,3 +48,39 @@ def test_group_shares_fleet_topics_and_sim_clock_each_agent_keeps_its_driver_top
         assert not any(s.startswith("/g1/") for s in services), sorted(services)
         assert [a.robot for a in group.agents] == ROBOTS
         assert all(a.get_parameter("map").value == DEFAULT_MAP for a in group.agents)
+
+
+def test_the_agents_of_a_group_plan_against_one_table_replica():
+    """One replica per process applies each /traffic/updates message once; every agent
+    sees the result (and a standalone agent keeps a replica of its own)."""
+    from fleet_coord_msgs.msg import ReservationSegment, ReservationSet
+    from fleet_coord.robot_agent import RobotAgent
+
+    with ros_context() as (ctx, ex):
+        params = [Parameter("map", value=DEFAULT_MAP)]
+        group = AgentGroup(ROBOTS, context=ctx, parameter_overrides=params)
+        alone = RobotAgent("solo", context=ctx, parameter_overrides=params)
+        for n in [*group.nodes(), alone]:
+            ex.add_node(n)
+        replica = group.agents[0].replica
+        assert all(a.replica is replica for a in group.agents)
+        assert alone.replica is not replica
+        probe = Node("replica_probe", context=ctx)
+        ex.add_node(probe)
+        pub = probe.create_publisher(ReservationSet, "/traffic/updates", qos.TABLE)
+        assert spin_until(ex, lambda: probe.count_subscribers("/traffic/updates") == 2, 10.0)
+
+        seg = ReservationSegment(robot="g2", resource=5, t_start=1.0, t_end=2.0)
+        snap = ReservationSet(version=3, is_snapshot=True, roadmap_id=replica.roadmap_id,
+                              added=[seg])
+        delta = ReservationSet(version=4, robot="g3", roadmap_id=replica.roadmap_id,
+                               added=[ReservationSegment(robot="g3", resource=7,
+                                                         t_start=2.0, t_end=3.0)])
+        pub.publish(snap)
+        assert spin_until(ex, lambda: alone.replica.version == 3 and replica.version == 3, 10.0)
+        pub.publish(delta)
+        assert spin_until(ex, lambda: alone.replica.version == 4 and replica.version == 4, 10.0)
+        for rep in (replica, alone.replica):
+            assert not rep.stale
+            assert sorted(rep.table.robots()) == ["g2", "g3"]
+            assert [(r.resource, r.t_start) for r in rep.table.reservations("g3")] == [(7, 2.0)]

@@ -166,3 +166,24 @@ def test_a_task_to_a_station_a_lost_robot_holds_waits_for_it(tmp_path):
         assert fleet.final("to-a").state == TaskStatus.DONE, fleet.final("to-a")
         assert not [s for s in fleet.statuses
                     if s.task_id == "to-a" and s.state == TaskStatus.FAILED]
+
+
+def test_a_task_whose_done_was_missed_is_forgotten_once_its_repeats_stop(tmp_path):
+    """A reliable reader still drops messages when its history overflows in a stalled
+    process: in the 50-robot demo one process missed a DONE and its idle robots yielded
+    again and again to a task long ended. a misses b's DONE here; b's ACTIVE repeats stop
+    with the task, so a forgets it within `active_expiry` s."""
+    robots = {"a": (2, 1), "b": (5, 1)}
+    with monitored_fleet(tmp_path, robots) as (fleet, monitor, ex):
+        a = fleet.agents["a"]
+        hear = a._on_task_status
+        a._on_task_status = lambda m: None if m.state == TaskStatus.DONE else hear(m)
+        assert fleet.submit("to-8-1", ["8,1"]).accepted
+        assert spin_until(ex, lambda: fleet.final("to-8-1") is not None, 40.0)
+        assert fleet.final("to-8-1").state == TaskStatus.DONE, fleet.final("to-8-1")
+        assert fleet.first("to-8-1", TaskStatus.AWARDED).robot == "b"
+        assert a._active.get("to-8-1", ("",))[0] == "b", "a never heard b work on it"
+        done_at = a.now()
+        assert spin_until(ex, lambda: "to-8-1" not in a._active, a.active_expiry + 5.0)
+        assert a.now() - done_at > a.active_expiry - a.status_period - 1.0
+        assert a.open_tasks() == []
