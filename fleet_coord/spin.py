@@ -10,24 +10,42 @@ walks them. 50 agents in 5 processes: auction p99 271-335 ms single-threaded aga
 """
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from typing import Callable, Iterable
 
 import rclpy
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 from fleet_coord import memtrace
 
 
 def run_nodes(make_nodes: Callable[[list[str]], Iterable[Node]], args=None) -> None:
     """`rclpy.init(args)`, `make_nodes(argv)`, spin them all on one executor until Ctrl-C
-    or SIGTERM (rclpy's signal handlers turn both into a clean shutdown), then destroy the
-    nodes and shut the context down. `argv` is the argument list without ROS arguments
-    already consumed by rclpy, for nodes that take their own options."""
+    or SIGTERM, then destroy the nodes and shut the context down. `argv` is the argument
+    list without ROS arguments already consumed by rclpy, for nodes that take their own
+    options.
+
+    Signals: in the main thread the process's own SIGINT/SIGTERM handlers only note the
+    signal, and the spin loop ends at its next turn (<= 0.1 s). rclpy's handlers would
+    shut the context down under the executor, and Python's default SIGINT handler raises
+    KeyboardInterrupt wherever the main thread is: inside pybind11's conversion of a taken
+    message that comes out as "RuntimeError: Unable to convert call argument '0' to
+    Python object" (a dispatcher stopped with a loaded fleet, bench/load.py, 2026-12-03;
+    the demo saw the same, fleet_coord/demo.py)."""
     argv = list(sys.argv if args is None else args)
-    rclpy.init(args=argv)
+    own_signals = threading.current_thread() is threading.main_thread()
+    rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO if own_signals
+               else None)
+    stop: list[int] = []
+    previous = {}
+    if own_signals:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda signum, _frame: stop.append(signum))
     nodes: list[Node] = []
     try:
         nodes = list(make_nodes(argv))
@@ -36,16 +54,20 @@ def run_nodes(make_nodes: Callable[[list[str]], Iterable[Node]], args=None) -> N
         executor = SingleThreadedExecutor()
         for n in nodes:
             executor.add_node(n)
-        executor.spin()
+        while not stop and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RCLError:
-        # rclpy 9: a signal that shuts the context down while the executor builds its wait
-        # set raises "failed to initialize wait set: the given context is not valid" (seen
-        # when a loaded fleet is stopped): that is the shutdown asked for, not an error
+        # rclpy 9: a context shut down while the executor builds its wait set raises
+        # "failed to initialize wait set: the given context is not valid" (seen when a
+        # loaded fleet was stopped by rclpy's own signal handlers): that is the shutdown
+        # asked for, not an error
         if rclpy.ok():
             raise
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         for n in nodes:
             try:
                 n.destroy_node()
