@@ -551,6 +551,9 @@ def parse_args(argv=None):
                     help="trace Python allocations in every fleet process and write the "
                          "sites that grew most to <out>/tracemalloc/ every S s "
                          "(fleet_coord.memtrace; costs CPU, so not for latency numbers)")
+    ap.add_argument("--tracemalloc-only", default="", metavar="NODES",
+                    help="with --tracemalloc: only the processes whose (first) node has one "
+                         "of these comma-separated names, e.g. traffic")
     ap.add_argument("--out", default=os.path.join(REPO, "reports", "load"))
     ap.add_argument("--png", default=None, help="default: <out>/load.png")
     a = ap.parse_args(argv)
@@ -598,6 +601,7 @@ def main(argv=None) -> int:
         from fleet_coord import memtrace
         extra_env[memtrace.ENV] = os.path.join(out, "tracemalloc")
         extra_env[memtrace.ENV_PERIOD] = str(args.tracemalloc)
+        extra_env[memtrace.ENV_ONLY] = args.tracemalloc_only
     launcher = FleetLauncher(cfg, specs, out=fleet_log, grace_s=5.0, extra_env=extra_env)
     rng = random.Random(args.seed)
     interval = 60.0 / args.rate

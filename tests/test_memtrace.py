@@ -48,3 +48,10 @@ def test_a_bad_period_is_named(monkeypatch, tmp_path):
     monkeypatch.setenv(memtrace.ENV_PERIOD, "soon")
     with pytest.raises(ValueError, match="FLEET_COORD_TRACEMALLOC_PERIOD must be a number"):
         memtrace.start("bad")
+
+
+def test_only_the_named_processes_are_traced(monkeypatch, tmp_path):
+    monkeypatch.setenv(memtrace.ENV, str(tmp_path))
+    monkeypatch.setenv(memtrace.ENV_ONLY, "traffic, dispatcher")
+    assert memtrace.start("robot_agents_robot_1") is None
+    assert not list(tmp_path.iterdir())
