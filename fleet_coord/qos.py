@@ -7,8 +7,9 @@
 - COMMAND: cmd_vel to a driver. Reliable, keep-last 1: the newest command must arrive.
 - PROTOCOL: Contract Net and task status messages. Reliable, keep-last 100: every cfp,
   proposal and award counts.
-- TABLE: reservation table updates. Reliable + transient-local, deep history, so a replica
-  that joins late receives the latest snapshot and the updates after it.
+- TABLE: reservation table updates. Reliable + transient-local, a history of ~5 s of
+  updates (TABLE_DEPTH), so a replica that joins late receives the latest snapshot and
+  the updates after it.
 - CLOCK: /clock as Gazebo and ROS publish it (best-effort would drop ticks; reliable,
   keep-last 1 is what rosgraph uses for sim time in practice).
 """
@@ -51,7 +52,16 @@ PROTOCOL = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
                       reliability=ReliabilityPolicy.RELIABLE,
                       durability=DurabilityPolicy.VOLATILE)
 
-TABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000,
+#: History depth of /traffic/updates. A late joiner needs the newest snapshot (every 5 s)
+#: and the deltas after it; a replica that misses some is stale until the next snapshot.
+#: Deeper costs memory in every writer and reader: Fast DDS keeps a payload buffer per
+#: history slot, grown to the largest sample it ever held, and every slot ends up holding
+#: a snapshot once. With 1000, traffic grew ~0.5 MB/min through a 16-minute
+#: bench/load.py run; bench/table_history.py: a depth of 1000 still grows after 12 000
+#: samples, 100 levels off by 2 000 (docs/benchmarks.md, "Load").
+TABLE_DEPTH = 100
+
+TABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=TABLE_DEPTH,
                    reliability=ReliabilityPolicy.RELIABLE,
                    durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
