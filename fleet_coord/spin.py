@@ -17,18 +17,19 @@ from typing import Callable, Iterable
 
 import rclpy
 from rclpy._rclpy_pybind11 import RCLError
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from fleet_coord import memtrace
 
 
-def run_nodes(make_nodes: Callable[[list[str]], Iterable[Node]], args=None) -> None:
+def run_nodes(make_nodes: Callable[[list[str]], Iterable[Node]], args=None,
+              executor_factory: Callable[[], Executor] = SingleThreadedExecutor) -> None:
     """`rclpy.init(args)`, `make_nodes(argv)`, spin them all on one executor until Ctrl-C
     or SIGTERM, then destroy the nodes and shut the context down. `argv` is the argument
     list without ROS arguments already consumed by rclpy, for nodes that take their own
-    options.
+    options. `executor_factory`: the sim node spins on the events executor.
 
     Signals: in the main thread the process's own SIGINT/SIGTERM handlers only note the
     signal, and the spin loop ends at its next turn (<= 0.1 s). rclpy's handlers would
@@ -51,7 +52,7 @@ def run_nodes(make_nodes: Callable[[list[str]], Iterable[Node]], args=None) -> N
         nodes = list(make_nodes(argv))
         if nodes:   # opt-in allocation tracing of a long run (FLEET_COORD_TRACEMALLOC)
             memtrace.start(nodes[0].get_name())
-        executor = SingleThreadedExecutor()
+        executor = executor_factory()
         for n in nodes:
             executor.add_node(n)
         while not stop and rclpy.ok():
