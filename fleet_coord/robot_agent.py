@@ -379,8 +379,8 @@ class RobotAgent(Node):
         self._last_status = 0.0
         self._idle_stop_sent = False
         self._task_stations: dict[str, list[int]] = {}   # from cfps
-        self._active: dict[str, tuple[str, float]] = {}   # task -> (robot, progress)
-        self._active_heard: dict[str, float] = {}          # task -> when last heard ACTIVE
+        # task -> (robot, progress, when last heard ACTIVE)
+        self._active: dict[str, tuple[str, float, float]] = {}
         self._tabu: dict[int, float] = {}                  # vertex -> tabu until
         self._next_yield_check = 0.0
         self._odd_holds_since: float | None = None   # see _check_footprint
@@ -482,11 +482,11 @@ class RobotAgent(Node):
 
     def _working(self, robot: str) -> bool:
         """`robot` is executing a task (heard ACTIVE, not yet ended, lost or removed)."""
-        return any(r == robot for r, _ in self._active.values())
+        return any(r == robot for r, _, _ in self._active.values())
 
     def _progress_of(self, robot: str) -> tuple:
         """How far along `robot` is with the tasks it works on: (task, progress) pairs."""
-        return tuple(sorted((tid, round(p, 3)) for tid, (r, p) in self._active.items()
+        return tuple(sorted((tid, round(p, 3)) for tid, (r, p, _) in self._active.items()
                             if r == robot))
 
     def busy(self) -> bool:
@@ -642,11 +642,9 @@ class RobotAgent(Node):
             self._withdraw(m.task_id, f"{m.robot} reported it done")
         if m.state == TaskStatus.ACTIVE and m.robot and m.robot != self.robot:
             if m.task_id in self._task_stations:
-                self._active[m.task_id] = (m.robot, float(m.progress))
-                self._active_heard[m.task_id] = self.now()
+                self._active[m.task_id] = (m.robot, float(m.progress), self.now())
         elif m.state in (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED):
             self._active.pop(m.task_id, None)
-            self._active_heard.pop(m.task_id, None)
             # a robot's FAILED sends the task back to auction; DONE, CANCELLED and the
             # dispatcher's FAILED (no robot: it gave up) end it
             if m.state != TaskStatus.FAILED or not m.robot:
@@ -660,16 +658,14 @@ class RobotAgent(Node):
         (PROTOCOL, keep-last 100) overflows while its process is stalled. In the 50-robot
         demo of 2026-12-03 the agents of one process missed a DONE that way and yielded
         seven times to a task that had ended 3 000 s before."""
-        for tid, heard in list(self._active_heard.items()):
+        for tid, (_, _, heard) in list(self._active.items()):
             if now - heard > self.active_expiry:
-                del self._active_heard[tid]
-                self._active.pop(tid, None)
+                del self._active[tid]
 
     def _on_robot_lost(self, m: String) -> None:
-        for tid, (robot, _) in list(self._active.items()):
+        for tid, (robot, _, _) in list(self._active.items()):
             if robot == m.data:
                 del self._active[tid]
-                self._active_heard.pop(tid, None)
 
     def _on_robot_removed(self, m: String) -> None:
         if m.data != self.robot:
@@ -690,7 +686,7 @@ class RobotAgent(Node):
 
     def open_tasks(self) -> list[OpenTask]:
         out = []
-        for tid, (robot, progress) in sorted(self._active.items()):
+        for tid, (robot, progress, _) in sorted(self._active.items()):
             stations = self._task_stations.get(tid)
             if not stations:
                 continue
