@@ -360,7 +360,7 @@ def run_auction(n_agents: int, n_procs: int, args, rep: int, shm_seen: set[str])
 
     from fleet_coord import qos
     from fleet_coord.fleet_config import load_roadmap
-    from fleet_coord.robot_agent import to_time
+    from fleet_coord.convert import to_time
 
     label = f"auction {n_agents} agents / {n_procs} proc, run {rep}" + \
         ("" if args.agent_executor == "single" else f" (agents on {args.agent_executor})")

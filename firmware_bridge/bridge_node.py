@@ -36,6 +36,7 @@ from sensor_msgs.msg import BatteryState
 from std_srvs.srv import SetBool, Trigger
 
 from fleet_coord import qos
+from fleet_coord.convert import set_yaw
 from fleet_coord.spin import run_nodes
 from firmware_bridge import protocol as p
 from firmware_bridge.link import Link, LinkConfig, LinkState
@@ -86,10 +87,6 @@ _LEVEL = {LinkState.UP: DiagnosticStatus.OK, LinkState.HANDSHAKE: DiagnosticStat
           LinkState.CONFIGURING: DiagnosticStatus.WARN,
           LinkState.DISCONNECTED: DiagnosticStatus.ERROR,
           LinkState.INCOMPATIBLE: DiagnosticStatus.ERROR, LinkState.STOPPED: DiagnosticStatus.STALE}
-
-
-def yaw_to_quaternion(yaw: float) -> tuple[float, float, float, float]:
-    return (0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0))
 
 
 class SerialBridge(Node):
@@ -199,8 +196,7 @@ class SerialBridge(Node):
         c, s = math.cos(th0), math.sin(th0)
         msg.pose.pose.position.x = x0 + c * m.x - s * m.y
         msg.pose.pose.position.y = y0 + s * m.x + c * m.y
-        o = msg.pose.pose.orientation
-        o.x, o.y, o.z, o.w = yaw_to_quaternion(th0 + m.theta)   # the twist is body-frame
+        set_yaw(msg.pose.pose.orientation, th0 + m.theta)   # the twist is body-frame
         msg.twist.twist.linear.x = m.v
         msg.twist.twist.angular.z = m.omega
         self._odom_pub.publish(msg)

@@ -62,6 +62,7 @@ from rclpy.node import Node
 from std_msgs.msg import String
 
 from fleet_coord import qos
+from fleet_coord.convert import from_time, task_to_msg, to_time
 from fleet_coord.spin import run_nodes
 from fleet_coord.core import contract_net as cn
 from fleet_coord.core.membership import Membership, incarnation_of
@@ -71,7 +72,6 @@ from fleet_coord.core.tasks import (DuplicateTask, LedgerError, Task, TaskError,
 from fleet_coord.core.yielding import parked_at
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
 from fleet_coord.table_replica import TableReplica
-from fleet_coord.robot_agent import from_time, to_time
 
 _CODE_TO_REASON = {
     Refusal.REASON_UNREACHABLE: cn.RefuseReason.UNREACHABLE,
@@ -120,13 +120,6 @@ def task_from_submission(m: TaskMsg, roadmap: Roadmap, now: float,
                 payload_kg=float(m.payload_kg), submitted_at=now)
     task.validate(set(roadmap.names) if stations is None else stations)
     return task
-
-
-def task_to_msg(task: Task) -> TaskMsg:
-    return TaskMsg(id=task.id, kind=task.kind, stations=list(task.stations),
-                   priority=int(task.priority),
-                   deadline=to_time(task.deadline or 0.0), payload_kg=float(task.payload_kg),
-                   submitted_at=to_time(task.submitted_at))
 
 
 class Dispatcher(Node):

@@ -38,15 +38,8 @@ from std_msgs.msg import String
 
 from fleet_coord import qos
 from fleet_coord.spin import run_nodes
+from fleet_coord.convert import odometry_msg
 from fleet_coord.core.kinematics import Limits, UnicycleState, step
-
-
-def yaw_to_quaternion(yaw: float) -> tuple[float, float, float, float]:
-    return (0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0))
-
-
-def quaternion_to_yaw(x: float, y: float, z: float, w: float) -> float:
-    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
 
 
 class _Robot:
@@ -170,18 +163,7 @@ _ROS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 def odometry(robot: str, s: UnicycleState, stamp) -> Odometry:
-    msg = Odometry()
-    msg.header.stamp = stamp
-    msg.header.frame_id = f"{robot}/odom"
-    msg.child_frame_id = f"{robot}/base_link"
-    msg.pose.pose.position.x = s.x
-    msg.pose.pose.position.y = s.y
-    q = yaw_to_quaternion(s.theta)
-    o = msg.pose.pose.orientation
-    o.x, o.y, o.z, o.w = q
-    msg.twist.twist.linear.x = s.v
-    msg.twist.twist.angular.z = s.w
-    return msg
+    return odometry_msg(robot, s.x, s.y, s.theta, s.v, s.w, stamp)
 
 
 def main(args=None) -> None:

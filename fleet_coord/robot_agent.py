@@ -82,7 +82,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from builtin_interfaces.msg import Time
 from fleet_coord_msgs.msg import (Award, CallForProposal, Proposal, Refusal, Rejection,
                                   ReservationSet, RobotState, TaskStatus)
 from fleet_coord_msgs.srv import Reserve
@@ -94,6 +93,8 @@ from rclpy.parameter import Parameter
 from std_msgs.msg import String
 
 from fleet_coord import qos
+from fleet_coord.convert import (REFUSE_CODE, from_time, segment_msg, set_yaw, task_from_msg,
+                                  to_time, yaw_of)
 from fleet_coord.spin import run_nodes
 from fleet_coord.core import contract_net as cn
 from fleet_coord.core.kinematics import Limits
@@ -103,7 +104,6 @@ from fleet_coord.core.tasks import Task
 from fleet_coord.core.tracking import CommandHistory, PathTracker, plan_speed_for, turn_time
 from fleet_coord.core.yielding import OpenTask, YieldMemo, needed_by, parked_at, yield_target
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
-from fleet_coord.ideal_driver import quaternion_to_yaw, yaw_to_quaternion
 from fleet_coord.table_replica import TableReplica
 
 INF = math.inf
@@ -117,32 +117,6 @@ _YIELD_MEMO = YieldMemo()
 RESERVE_TIMEOUT_S = 2.0
 _GAVE_UP = "no answer in time"   # the message of a call given up on (compared by identity)
 
-_REFUSE_CODE = {
-    cn.RefuseReason.UNREACHABLE: Refusal.REASON_UNREACHABLE,
-    cn.RefuseReason.BATTERY: Refusal.REASON_BATTERY,
-    cn.RefuseReason.PAYLOAD: Refusal.REASON_PAYLOAD,
-    cn.RefuseReason.BUSY: Refusal.REASON_BUSY,
-    cn.RefuseReason.DEADLINE: Refusal.REASON_DEADLINE,
-}
-
-
-def to_time(t: float) -> Time:
-    if not math.isfinite(t) or t < 0:
-        return Time()
-    sec = int(t)
-    return Time(sec=sec, nanosec=int(round((t - sec) * 1e9)) % 1_000_000_000)
-
-
-def from_time(t: Time) -> float:
-    return t.sec + t.nanosec * 1e-9
-
-
-def task_from_msg(m) -> Task:
-    """fleet_coord_msgs/Task -> core Task (deadline 0 = none). Not validated here."""
-    deadline = from_time(m.deadline)
-    return Task(id=m.id, kind=m.kind, stations=list(m.stations), priority=int(m.priority),
-                deadline=deadline if deadline > 0 else None, payload_kg=float(m.payload_kg),
-                submitted_at=from_time(m.submitted_at))
 
 
 @dataclass
@@ -427,7 +401,7 @@ class RobotAgent(Node):
         """Send `segments` [(resource, t0, t1)] as this robot's plan from `now` on."""
         req = Reserve.Request(robot=self.robot, roadmap_id=self.roadmap_id, replace=True,
                               replace_from=now)
-        req.segments = [_segment(self.robot, r, a, b) for r, a, b in segments]
+        req.segments = [segment_msg(self.robot, r, a, b) for r, a, b in segments]
         self._reserve_seq += 1
         return _Reserve(self._reserve_seq, self.reserve_client.call_async(req), now,
                         frozenset(_seg_key(r, a, b) for r, a, b in segments))
@@ -536,7 +510,7 @@ class RobotAgent(Node):
                 return
         answer = self.participant.bid(task, self._core_state(), msg.round)
         if isinstance(answer, cn.Refusal):
-            self._refuse(task.id, msg.round, _REFUSE_CODE.get(answer.reason, Refusal.REASON_OTHER),
+            self._refuse(task.id, msg.round, REFUSE_CODE.get(answer.reason, Refusal.REASON_OTHER),
                          f"{answer.reason}: {answer.detail}")
             return
         self.proposal_pub.publish(Proposal(task_id=task.id, round=msg.round, robot=self.robot,
@@ -773,11 +747,10 @@ class RobotAgent(Node):
     # -- inputs ---------------------------------------------------------------------------
 
     def _on_odom(self, msg: Odometry) -> None:
-        q = msg.pose.pose.orientation
         self.pose = (msg.pose.pose.position.x, msg.pose.pose.position.y,
-                     quaternion_to_yaw(q.x, q.y, q.z, q.w))
+                     yaw_of(msg.pose.pose.orientation))
         self.twist = (msg.twist.twist.linear.x, msg.twist.twist.angular.z)
-        self.odom_t = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        self.odom_t = from_time(msg.header.stamp)
         if self.here is None:
             self.here = self._nearest_vertex(self.pose[0], self.pose[1])
 
@@ -1171,8 +1144,7 @@ class RobotAgent(Node):
         if self.pose is not None:
             x, y, th = self.pose
             msg.pose.position.x, msg.pose.position.y = x, y
-            o = msg.pose.orientation
-            o.x, o.y, o.z, o.w = yaw_to_quaternion(th)
+            set_yaw(msg.pose.orientation, th)
             msg.twist.linear.x, msg.twist.angular.z = self.twist
         if self.job is None:
             msg.mode = RobotState.IDLE
@@ -1183,12 +1155,6 @@ class RobotAgent(Node):
         if self.here is not None:
             msg.vertex = self.here
         self.state_pub.publish(msg)
-
-
-def _segment(robot: str, resource: int, t0: float, t1: float):
-    from fleet_coord_msgs.msg import ReservationSegment
-    return ReservationSegment(robot=robot, resource=int(resource), t_start=float(t0),
-                              t_end=float(t1))
 
 
 def main(args=None) -> None:

@@ -19,6 +19,7 @@ from fleet_coord_msgs.msg import ReservationSet
 from nav_msgs.msg import Odometry
 
 from fleet_coord import qos
+from fleet_coord.convert import from_time
 from fleet_coord.core.tracking import containment_error
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
 from fleet_coord.table_replica import TableReplica
@@ -69,7 +70,7 @@ class RunMonitor:
                 self.conflicts.append((s.robot, s.resource, s.t_start, s.t_end, str(hit)))
 
     def _on_odom(self, robot: str, msg: Odometry) -> None:
-        t = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        t = from_time(msg.header.stamp)
         p = msg.pose.pose
         if self.on_odom is not None:
             self.on_odom(robot, t, p.position.x, p.position.y, p.orientation.z,

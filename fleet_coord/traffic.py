@@ -44,6 +44,7 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from std_msgs.msg import String
 
 from fleet_coord import qos
+from fleet_coord.convert import reservation_to_segment as to_segment_msg
 from fleet_coord.spin import run_nodes
 from fleet_coord.core.liveness import LivenessTracker
 from fleet_coord.core.membership import Membership, incarnation_of, removal_refusal
@@ -51,7 +52,6 @@ from fleet_coord.core.reservations import Reservation, ReservationTable
 from fleet_coord.core.table_log import TableLog
 from fleet_coord.core.traffic import RobotLostError, TrafficAuthority
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
-from fleet_coord.table_replica import reservation_to_segment as to_segment_msg
 
 
 class TrafficNode(Node):

@@ -38,7 +38,6 @@ import time
 
 import numpy as np
 import rclpy
-from builtin_interfaces.msg import Time as TimeMsg
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
@@ -51,6 +50,7 @@ from rosgraph_msgs.msg import Clock
 from std_msgs.msg import UInt32
 
 from fleet_coord import qos
+from fleet_coord.convert import from_time, time_from_ns
 from fleet_coord.spin import run_nodes
 from fleet_coord.core.kinematics import Limits
 from sim.world import MODES, SimWorld
@@ -68,10 +68,6 @@ _MAX_LAG_S = 0.25
 _MAX_STEPS_PER_TICK = 10
 # Lock-step: an agent silent this long (wall s) no longer holds the sim back.
 _FOLLOW_SILENT_S = 2.0
-
-
-def _time_msg(ns: int) -> TimeMsg:
-    return TimeMsg(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
 class SerializedOdometry:
@@ -210,7 +206,7 @@ class SimNode(Node):
         self._clock_pub = self.create_publisher(Clock, "/clock", qos.CLOCK)
         # /clock goes out every step: published as its 12 CDR bytes, like the odometry.
         self._clock_header = bytes(serialize_message(Clock()))[:4]
-        if serialize_message(Clock(clock=_time_msg(1_234_567_890_123))) != self._clock_bytes(
+        if serialize_message(Clock(clock=time_from_ns(1_234_567_890_123))) != self._clock_bytes(
                 1_234_567_890_123):
             raise RuntimeError("unexpected rosgraph_msgs/Clock CDR layout")
         self._contact_pubs = (
@@ -241,7 +237,7 @@ class SimNode(Node):
 
             def on_state(m) -> None:
                 if m.robot in names:
-                    self._agent_t[m.robot] = (m.header.stamp.sec + m.header.stamp.nanosec * 1e-9,
+                    self._agent_t[m.robot] = (from_time(m.header.stamp),
                                               time.monotonic())
             self.create_subscription(RobotState, "/fleet/robot_states", on_state,
                                      qos.state_qos())
@@ -348,7 +344,7 @@ class SimNode(Node):
             ("real_time_factor", f"{rtf:.2f}"), ("robot_robot_contacts", c.robot_robot),
             ("robot_obstacle_contacts", c.robot_obstacle))]
         msg = DiagnosticArray(status=[status])
-        msg.header.stamp = _time_msg(world.steps * self._dt_ns)
+        msg.header.stamp = time_from_ns(world.steps * self._dt_ns)
         self._diag_pub.publish(msg)
 
     def destroy_node(self) -> None:

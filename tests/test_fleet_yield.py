@@ -10,7 +10,7 @@ from fleet_coord_msgs.srv import Reserve
 from fleet_checks import Monitor
 from fleet_coord import qos
 from fleet_coord.fleet_config import DEFAULT_MAP
-from fleet_coord.robot_agent import _segment
+from fleet_coord.convert import segment_msg as _segment
 from fleet_harness import Fleet
 from rosutil import ros_context, spin_until
 

@@ -32,7 +32,7 @@ from fleet_coord.dispatcher import task_from_submission, task_to_msg
 from fleet_coord.fleet_config import (BACKENDS, DEFAULT_MAP, DISCOVERY_RANGES, NODE_SECTIONS,
                                       RESTART_POLICIES, ConfigError, load_fleet_config,
                                       load_roadmap)
-from fleet_coord.robot_agent import task_from_msg
+from fleet_coord.convert import task_from_msg
 from fleet_harness import Fleet
 from rosutil import ros_context, spin_until
 from test_fleet_config import GOOD

@@ -9,7 +9,8 @@ from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
 from fleet_coord import qos  # noqa: E402
-from fleet_coord.ideal_driver import IdealDriver, quaternion_to_yaw  # noqa: E402
+from fleet_coord.convert import quaternion_to_yaw  # noqa: E402
+from fleet_coord.ideal_driver import IdealDriver  # noqa: E402
 from rosutil import ros_context, spin_until  # noqa: E402
 
 

@@ -13,7 +13,7 @@ from rosgraph_msgs.msg import Clock  # noqa: E402
 from std_msgs.msg import UInt32  # noqa: E402
 
 from fleet_coord import qos  # noqa: E402
-from fleet_coord.ideal_driver import quaternion_to_yaw  # noqa: E402
+from fleet_coord.convert import quaternion_to_yaw  # noqa: E402
 from rosutil import ros_context, spin_until  # noqa: E402
 from sim.sim_node import CONTACTS_QOS, SimNode  # noqa: E402
 

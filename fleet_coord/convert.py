@@ -1,0 +1,178 @@
+"""Conversions between the core's types and ROS messages: the only module that does them.
+
+Nodes and the serial bridge translate messages to core calls and back through these
+functions, so a field's meaning (a zero deadline is "none", an infinite hold is
+`t_end = inf` while an unlimited lease is `lease_expiry = 0`, a time before 0 is sent as
+0) is decided here once. Plain functions of the message; no node, no clock.
+
+| core | message |
+|---|---|
+| seconds (float) | builtin_interfaces/Time (`to_time`, `from_time`) |
+| yaw (rad) | geometry_msgs/Quaternion (`yaw_to_quaternion`, `quaternion_to_yaw`) |
+| (x, y, theta, v, w) | nav_msgs/Odometry (`odometry_msg`, `pose_from_odometry`) |
+| core.tasks.Task | fleet_coord_msgs/Task (`task_to_msg`, `task_from_msg`) |
+| core.tasks.TaskState | TaskStatus.state codes (`STATE_CODE`, `state_from_code`) |
+| contract_net.RefuseReason | Refusal.reason_code (`REFUSE_CODE`) |
+| core.reservations.Reservation | ReservationSegment (`reservation_to_segment`, ...) |
+| core.replica.TableUpdate | ReservationSet (`table_update_from_msg`) |
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from builtin_interfaces.msg import Time
+from fleet_coord_msgs.msg import Refusal, ReservationSegment, ReservationSet, TaskStatus
+from fleet_coord_msgs.msg import Task as TaskMsg
+from nav_msgs.msg import Odometry
+
+from fleet_coord.core import contract_net as cn
+from fleet_coord.core.replica import TableUpdate
+from fleet_coord.core.reservations import Reservation
+from fleet_coord.core.tasks import Task, TaskState
+
+# -- time -------------------------------------------------------------------------------
+
+
+def to_time(t: float) -> Time:
+    """Seconds -> Time. A non-finite or negative time (none, unbounded) is Time() = 0."""
+    if not math.isfinite(t) or t < 0:
+        return Time()
+    sec = int(t)
+    return Time(sec=sec, nanosec=int(round((t - sec) * 1e9)) % 1_000_000_000)
+
+
+def time_from_ns(ns: int) -> Time:
+    """Integer nanoseconds -> Time, exactly (a clock counting in ns)."""
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def from_time(t: Any) -> float:
+    """Time (or a header stamp) -> seconds."""
+    return t.sec + t.nanosec * 1e-9
+
+
+# -- poses ------------------------------------------------------------------------------
+
+
+def yaw_to_quaternion(yaw: float) -> tuple[float, float, float, float]:
+    """(x, y, z, w) of a rotation by `yaw` about z."""
+    return (0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0))
+
+
+def quaternion_to_yaw(x: float, y: float, z: float, w: float) -> float:
+    """The rotation about z of a quaternion (roll and pitch ignored)."""
+    return math.atan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+
+
+def set_yaw(orientation: Any, yaw: float) -> None:
+    """Write `yaw` into a geometry_msgs/Quaternion in place."""
+    orientation.x, orientation.y, orientation.z, orientation.w = yaw_to_quaternion(yaw)
+
+
+def yaw_of(orientation: Any) -> float:
+    """The yaw of a geometry_msgs/Quaternion."""
+    o = orientation
+    return quaternion_to_yaw(o.x, o.y, o.z, o.w)
+
+
+def odometry_msg(robot: str, x: float, y: float, theta: float, v: float, w: float,
+                 stamp: Time) -> Odometry:
+    """The driver interface's odometry: pose in `<robot>/odom`, body-frame twist."""
+    msg = Odometry()
+    msg.header.stamp = stamp
+    msg.header.frame_id = f"{robot}/odom"
+    msg.child_frame_id = f"{robot}/base_link"
+    msg.pose.pose.position.x = float(x)
+    msg.pose.pose.position.y = float(y)
+    set_yaw(msg.pose.pose.orientation, theta)
+    msg.twist.twist.linear.x = float(v)
+    msg.twist.twist.angular.z = float(w)
+    return msg
+
+
+def pose_from_odometry(msg: Odometry) -> tuple[float, float, float, float, float, float]:
+    """(x, y, theta, v, w, stamp s) of an odometry message."""
+    p = msg.pose.pose
+    return (p.position.x, p.position.y, yaw_of(p.orientation),
+            msg.twist.twist.linear.x, msg.twist.twist.angular.z, from_time(msg.header.stamp))
+
+
+# -- tasks ------------------------------------------------------------------------------
+
+
+def task_to_msg(task: Task) -> TaskMsg:
+    """core Task -> fleet_coord_msgs/Task (no deadline = 0)."""
+    return TaskMsg(id=task.id, kind=task.kind, stations=list(task.stations),
+                   priority=int(task.priority),
+                   deadline=to_time(task.deadline or 0.0), payload_kg=float(task.payload_kg),
+                   submitted_at=to_time(task.submitted_at))
+
+
+def task_from_msg(m: TaskMsg) -> Task:
+    """fleet_coord_msgs/Task -> core Task (deadline 0 = none). Not validated here."""
+    deadline = from_time(m.deadline)
+    return Task(id=m.id, kind=m.kind, stations=list(m.stations), priority=int(m.priority),
+                deadline=deadline if deadline > 0 else None, payload_kg=float(m.payload_kg),
+                submitted_at=from_time(m.submitted_at))
+
+
+STATE_CODE: dict[TaskState, int] = {
+    TaskState.QUEUED: TaskStatus.QUEUED, TaskState.ANNOUNCED: TaskStatus.ANNOUNCED,
+    TaskState.AWARDED: TaskStatus.AWARDED, TaskState.ACTIVE: TaskStatus.ACTIVE,
+    TaskState.DONE: TaskStatus.DONE, TaskState.FAILED: TaskStatus.FAILED,
+    TaskState.CANCELLED: TaskStatus.CANCELLED}
+_CODE_STATE = {code: state for state, code in STATE_CODE.items()}
+
+
+def state_from_code(code: int) -> TaskState | None:
+    """The TaskState of a TaskStatus.state code; None for UNKNOWN or a code we do not
+    know."""
+    return _CODE_STATE.get(int(code))
+
+
+REFUSE_CODE: dict[cn.RefuseReason, int] = {
+    cn.RefuseReason.OTHER: Refusal.REASON_OTHER,
+    cn.RefuseReason.UNREACHABLE: Refusal.REASON_UNREACHABLE,
+    cn.RefuseReason.BATTERY: Refusal.REASON_BATTERY,
+    cn.RefuseReason.PAYLOAD: Refusal.REASON_PAYLOAD,
+    cn.RefuseReason.BUSY: Refusal.REASON_BUSY,
+    cn.RefuseReason.DEADLINE: Refusal.REASON_DEADLINE,
+    cn.RefuseReason.UNKNOWN_STATION: Refusal.REASON_UNKNOWN_STATION,
+    cn.RefuseReason.NOT_READY: Refusal.REASON_NOT_READY,
+    cn.RefuseReason.UNSUPPORTED_KIND: Refusal.REASON_UNSUPPORTED_KIND,
+}
+
+
+# -- reservations -----------------------------------------------------------------------
+
+
+def segment_msg(robot: str, resource: int, t0: float, t1: float) -> ReservationSegment:
+    """A requested segment: `robot` holds `resource` over [t0, t1) (t1 may be inf)."""
+    return ReservationSegment(robot=robot, resource=int(resource), t_start=float(t0),
+                              t_end=float(t1))
+
+
+def segment_to_reservation(s: ReservationSegment) -> Reservation:
+    """lease_expiry 0 on the wire = no lease."""
+    return Reservation(robot=s.robot, resource=int(s.resource), t_start=float(s.t_start),
+                       t_end=float(s.t_end),
+                       lease_expiry=float(s.lease_expiry) if s.lease_expiry > 0 else math.inf)
+
+
+def reservation_to_segment(r: Reservation) -> ReservationSegment:
+    return ReservationSegment(
+        robot=r.robot, resource=int(r.resource), t_start=float(r.t_start),
+        t_end=float(r.t_end),
+        lease_expiry=0.0 if math.isinf(r.lease_expiry) else float(r.lease_expiry))
+
+
+def table_update_from_msg(m: ReservationSet, segments: bool = True) -> TableUpdate:
+    """A /traffic/updates message as a core TableUpdate. `segments=False` leaves the
+    reservations out (a snapshot the replica does not want costs nothing to pass on)."""
+    conv = segment_to_reservation
+    return TableUpdate(version=int(m.version), robot=m.robot, is_snapshot=bool(m.is_snapshot),
+                       roadmap_id=m.roadmap_id,
+                       added=tuple(conv(s) for s in m.added) if segments else (),
+                       removed=tuple(conv(s) for s in m.removed) if segments else ())
+
