@@ -823,7 +823,7 @@ def analyse(args, bench: BenchNode, samples: list[dict], t0: float, t_end: float
     while w0 < span - 1e-6:
         w1 = min(w0 + args.window_s, span)
         a, b = t0 + w0, t0 + w1
-        inw = lambda x: x is not None and a < x <= b  # noqa: E731
+        inw = lambda x: x is not None and a < x <= b  # noqa: E731, B023 (used in this iteration)
         done = [r for r in recs if inw(r.done)]
         windows.append({
             "t0": w0, "t1": w1, "in_stream": w1 <= stream_s + 1e-6,
@@ -991,9 +991,11 @@ def report(r: dict, png: str, out: str) -> None:
         sl = f"{fit['slope']:+.3f}±{fit['se']:.3f}" if fit else "-"
         f2 = lambda x: "-" if x is None else f"{x:.0f}"  # noqa: E731
         c = lambda x: "-" if x is None else f"{x:.2f}"  # noqa: E731
+        kb = p['kb_per_table_reservation']
+        kb = '-' if kb is None else format(kb, '.1f')
         print(f"{n:<14} {f2(p['rss_start_mb']):>9} {f2(p['rss_end_mb']):>8} {sl:>13} "
               f"{(p['rss_tol_mb_per_min'] or 0):7.3f}  {c(p['cpu_first_min']):>8}/{c(p['cpu_last_min']):<8} "
-              f"{'-' if p['kb_per_table_reservation'] is None else format(p['kb_per_table_reservation'], '.1f'):>8}"
+              f"{kb:>8}"
               f"  {p['rss_verdict']}")
     stream_w = [w for w in r["windows"] if w["in_stream"]]
     w1, wn = (stream_w[0], stream_w[-1]) if stream_w else ({}, {})
@@ -1005,8 +1007,8 @@ def report(r: dict, png: str, out: str) -> None:
             L = r["latency_fits"][f"{key}_{q}"]
             fit = L["fit_ms_per_min"]
             sl = f"{fit['slope'] * sc:+.1f}±{fit['se'] * sc:.1f}" if fit else "-"
-            fw = lambda w: ("-" if not w or w[key][q] is None  # noqa: E731
-                            else f"{w[key][q] * 1e3 * sc:.0f}")
+            fw = lambda w: ("-" if not w or w[key][q] is None  # noqa: E731, B023
+                            else f"{w[key][q] * 1e3 * sc:.0f}")  # noqa: B023
             print(f"{key + ' ' + q:<18} {fw(w1):>12} {fw(wn):>12} {sl:>16} "
                   f"{(L['tol_ms_per_min'] or 0) * sc:8.1f}  {L['verdict']}")
     bf = r["backlog_fit"]

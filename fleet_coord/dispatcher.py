@@ -2,12 +2,18 @@
 
 | in / out | name | type |
 |---|---|---|
-| service | `/fleet/submit_task`, `/fleet/cancel_task`, `/fleet/list_tasks` | SubmitTask, CancelTask, ListTasks |
+| service | `/fleet/submit_task`, `/fleet/cancel_task` | SubmitTask, CancelTask |
+| service | `/fleet/list_tasks` | ListTasks |
 | pub | `/fleet/cfp`, `/fleet/awards`, `/fleet/rejections` | CallForProposal, Award, Rejection (PROTOCOL) |
 | sub | `/fleet/proposals`, `/fleet/refusals` | Proposal, Refusal (PROTOCOL) |
-| pub / sub | `/fleet/task_status` | TaskStatus (PROTOCOL): the dispatcher's own (QUEUED, ANNOUNCED, AWARDED, FAILED, CANCELLED; robot empty except AWARDED) and the robots' (ACTIVE, DONE, FAILED) |
-| sub | `/fleet/robot_states` (STATE), `/fleet/robot_lost`, `/fleet/robot_removed` (std_msgs/String) | |
+| pub / sub | `/fleet/task_status` | TaskStatus (PROTOCOL), see below |
+| sub | `/fleet/robot_states` (STATE) | RobotState |
+| sub | `/fleet/robot_lost`, `/fleet/robot_removed` | std_msgs/String (PROTOCOL) |
 | sub | `/traffic/updates` | ReservationSet (TABLE): a replica of the reservation table |
+
+On `/fleet/task_status` the dispatcher publishes its own states (QUEUED, ANNOUNCED,
+AWARDED, FAILED, CANCELLED; robot empty except AWARDED) and hears the robots' (ACTIVE,
+DONE, FAILED).
 
 Every accepted task is in the `TaskLedger` (SQLite WAL, parameter `ledger`) before the
 client hears "accepted". One core `Initiator` per open task and round: cfp with a bid

@@ -29,7 +29,7 @@ def share_config(name: str) -> str:
         path = os.path.join(get_package_share_directory("fleet_coord"), "config", name)
         if os.path.exists(path):
             return path
-    except Exception:  # not an installed ROS package (e.g. an editable pip install)
+    except Exception:  # noqa: BLE001 - not an installed ROS package (e.g. an editable pip install)
         pass
     return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config", name)
 

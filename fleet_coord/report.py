@@ -204,7 +204,7 @@ def plot_timeline(rec, path: str, title: str = "") -> None:
                                edgecolor=color[task], hatch="////", lw=0.0)
         # task labels at the middle of each task's span
         spans: dict[str, list[float]] = {}
-        for a, b, mode, task in timeline_segments(rec.states.get(robot, []), t_end):
+        for a, b, _mode, task in timeline_segments(rec.states.get(robot, []), t_end):
             if task:
                 s = spans.setdefault(task, [a, b])
                 s[0], s[1] = min(s[0], a), max(s[1], b)

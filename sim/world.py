@@ -358,5 +358,5 @@ class SimWorld:
     def __del__(self) -> None:
         try:
             self.close()
-        except Exception:  # interpreter shutdown: pybullet may already be gone
+        except Exception:  # noqa: BLE001 - interpreter shutdown: pybullet may already be gone
             pass

@@ -27,18 +27,18 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from fleet_coord.core.reservations import ReservationTable  # noqa: E402
+from fleet_coord.core.reservations import ReservationTable
 from fleet_coord.core.tracking import containment_error
 from fleet_coord.fleet_config import load_fleet_config, load_roadmap_and_exclusion
 from fleet_coord.launcher import FleetLauncher
 from fleet_coord.node_set import NodeSpec, environment, fleet_nodes
+from fleet_coord_msgs.msg import TaskStatus
 
 from netns import Topology, ros_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SERVER = "a"
 FAST = "max_acc: 40.0, max_alpha: 400.0"
-from fleet_coord_msgs.msg import TaskStatus
 
 DONE, FAILED = TaskStatus.DONE, TaskStatus.FAILED
 

@@ -199,7 +199,7 @@ table inet fcloss {{
 
     def counters(self, host: str) -> dict[str, int]:
         """rx/tx packet counters of the host's eth0."""
-        base = f"/sys/class/net/eth0/statistics"
+        base = "/sys/class/net/eth0/statistics"
         r = self.run(host, ["sh", "-c", f"cat {base}/rx_packets {base}/tx_packets"])
         rx, tx = (int(x) for x in r.stdout.split())
         return {"rx_packets": rx, "tx_packets": tx}

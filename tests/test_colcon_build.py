@@ -68,4 +68,4 @@ def test_documented_colcon_builds_work():
     assert not changed, (f"the check wrote into {VENV}: "
                          + ", ".join(sorted({path for path, _, _ in changed})[:20]))
     print(f"check_colcon.sh passed in {elapsed:.0f} s:")
-    print("\n".join(l for l in output.splitlines() if l.startswith(("check_colcon", "  "))))
+    print("\n".join(line for line in output.splitlines() if line.startswith(("check_colcon", "  "))))

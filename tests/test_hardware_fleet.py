@@ -153,13 +153,13 @@ def test_hardware_fleet_drives_emulated_robots_to_their_goals(tmp_path, emulator
                 if s.poll() is None:
                     s.kill()
                 outs[tid] = s.communicate()
-            for tid, (goal, robot) in TASKS.items():
+            for tid, (_goal, robot) in TASKS.items():
                 out, err = outs[tid]
                 assert subs[tid].returncode == 0 and f"{tid}: DONE by {robot}" in out, \
                     (tid, out, err, log_tail())
             # odometry at rest at the goal station (the agent's tracker stops within 2 cm)
             spin_until(ex, lambda: False, 1.0)
-            for tid, (goal, robot) in TASKS.items():
+            for goal, robot in TASKS.values():
                 last = odom[robot][-1]
                 err = math.dist((last.position.x, last.position.y), pos[goal])
                 assert err < 0.1, (robot, goal, last.position, err)
@@ -195,7 +195,7 @@ def test_hardware_fleet_drives_emulated_robots_to_their_goals(tmp_path, emulator
             pass
     # the devices' own word: each moved from where it was powered on (its start station,
     # heading east = theta 0) to its goal station
-    for tid, (goal, robot) in TASKS.items():
+    for goal, robot in TASKS.values():
         d = device_odometry(emulators[robot].port)
         start = pos[ROBOTS[robot]]
         moved = (d.x, d.y)

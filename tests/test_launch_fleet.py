@@ -16,22 +16,22 @@ from rosutil import descendants  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = "{max_acc: 40.0, max_alpha: 400.0}"
 
-CONFIG = f"""\
+CONFIG = """\
 fleet:
   map: warehouse.map
   discovery_range: LOCALHOST
   backend: ideal
   ledger: ledger.sqlite
 robots:
-  - {{name: robot_1, start: [2, 18], max_speed: 3.0, max_angular_speed: 20.0}}
-  - {{name: robot_2, start: [6, 18], max_speed: 3.0, max_angular_speed: 20.0}}
-  - {{name: robot_3, start: [10, 18], max_speed: 3.0, max_angular_speed: 20.0}}
-  - {{name: robot_4, start: [14, 18], max_speed: 3.0, max_angular_speed: 20.0}}
-  - {{name: robot_5, start: [18, 18], max_speed: 3.0, max_angular_speed: 20.0}}
+  - {name: robot_1, start: [2, 18], max_speed: 3.0, max_angular_speed: 20.0}
+  - {name: robot_2, start: [6, 18], max_speed: 3.0, max_angular_speed: 20.0}
+  - {name: robot_3, start: [10, 18], max_speed: 3.0, max_angular_speed: 20.0}
+  - {name: robot_4, start: [14, 18], max_speed: 3.0, max_angular_speed: 20.0}
+  - {name: robot_5, start: [18, 18], max_speed: 3.0, max_angular_speed: 20.0}
 nodes:
-  robot_agent: {{max_acc: 40.0, max_alpha: 400.0, turn_margin: 0.2}}
-  ideal_driver: {{max_acc: 40.0, max_alpha: 400.0, rate_hz: 100.0}}
-  dispatcher: {{bid_window: 0.3}}
+  robot_agent: {max_acc: 40.0, max_alpha: 400.0, turn_margin: 0.2}
+  ideal_driver: {max_acc: 40.0, max_alpha: 400.0, rate_hz: 100.0}
+  dispatcher: {bid_window: 0.3}
 """
 
 

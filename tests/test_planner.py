@@ -234,7 +234,8 @@ def test_sipp_rolling_horizon_stops_early_where_the_robot_can_wait():
     rest = sipp(roadmap, exclusion, table, "r", end, (29, 0), t_end, 1.0)
     assert rest[-1][0] == roadmap.vertex_at(29, 0)
     # A horizon beyond the goal gives the full path.
-    full = sipp(roadmap, exclusion, new_table(roadmap, exclusion), "r2", (0, 0), (29, 0), 0.0, 1.0, horizon=1e6)
+    full = sipp(roadmap, exclusion, new_table(roadmap, exclusion), "r2", (0, 0), (29, 0), 0.0, 1.0,
+                horizon=1e6)
     assert full[-1][0] == roadmap.vertex_at(29, 0)
 
 
@@ -310,7 +311,7 @@ def test_sipp_continuous_waits_exactly_until_the_lane_is_clear(yaml_roadmap):
 def test_sipp_never_conflicts_on_random_tables():
     rng = random.Random(7)
     roadmap, exclusion = grid_roadmap(*["......"] * 6)
-    for trial in range(30):
+    for _trial in range(30):
         table = new_table(roadmap, exclusion)
         cells_free = list(range(roadmap.num_vertices))
         rng.shuffle(cells_free)
@@ -371,7 +372,7 @@ def test_grid_sipp_matches_sipp_on_random_tables():
     # every one of its paths.
     rng = random.Random(5)
     same = better = 0
-    for trial in range(150):
+    for _trial in range(150):
         width = rng.randint(3, 9)
         rows = ["".join("@" if rng.random() < 0.2 else "." for _ in range(width))
                 for _ in range(rng.randint(3, 9))]

@@ -657,7 +657,7 @@ def test_random_sequences_keep_invariant_and_agree_with_brute_force(chunk):
         rng = random.Random(seed)
         excl = random_relation(rng, n_res)
         # even chunks: resource ids bounded (list storage); odd: unbounded (dict storage)
-        t = ReservationTable(lambda r: np.flatnonzero(excl[r]),
+        t = ReservationTable(lambda r, excl=excl: np.flatnonzero(excl[r]),
                              n_res if chunk % 2 == 0 else None)
         m = Model(excl)
         for step in range(100):

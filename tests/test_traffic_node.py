@@ -88,7 +88,8 @@ def test_silent_robot_is_declared_lost_and_its_spot_stays_blocked():
         v = roadmap.vertex_at(3, 1)
         now = traffic.now()
         assert _call(ex, reserve, Reserve.Request(
-            robot="x", segments=_segs("x", (v, now, now + 0.5), (roadmap.vertex_at(4, 1), now + 0.5, INF)))).ok
+            robot="x",
+            segments=_segs("x", (v, now, now + 0.5), (roadmap.vertex_at(4, 1), now + 0.5, INF)))).ok
         for _ in range(10):  # x speaks for a while...
             state.publish(RobotState(robot="x"))
             spin_until(ex, lambda: False, 0.05)

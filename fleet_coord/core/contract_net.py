@@ -621,7 +621,7 @@ class Participant:
         if p.objective == "completion":
             ref = state.free_at if state.now is None else state.now
             best: tuple[float, int, float] | None = None
-            for delta, i in candidates:
+            for _delta, i in candidates:
                 new_queue = list(queue[:i]) + [task] + list(queue[i:])
                 finish, problem = self._simulate(state, new_queue, on_time)
                 if problem is not None:
@@ -756,9 +756,8 @@ class _BidTable:
 
     def set(self, i: int, j: int, answer: Proposal | Refusal) -> None:
         self.answer[i][j] = answer
-        ok = isinstance(answer, Proposal)
-        self.cost[i, j] = answer.cost if ok else INF
-        self.eta[i, j] = answer.eta if ok else INF
+        self.cost[i, j] = answer.cost if isinstance(answer, Proposal) else INF
+        self.eta[i, j] = answer.eta if isinstance(answer, Proposal) else INF
         self.fresh[i, j] = True
 
     def best(self, pairs: Iterable[tuple[int, int]]) -> tuple[int, int]:

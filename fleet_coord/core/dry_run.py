@@ -18,9 +18,10 @@ import numpy as np
 
 from fleet_coord.core.contract_net import RobotState, sequential_auction
 from fleet_coord.core.reservations import ReservationTable
+from fleet_coord.core.roadmap import Exclusion, Roadmap
 from fleet_coord.core.sipp import sipp
 from fleet_coord.core.tasks import Task
-from fleet_coord.core.timed_path import path_to_segments
+from fleet_coord.core.timed_path import TimedPath, path_to_segments
 
 INF = math.inf
 
@@ -29,7 +30,7 @@ INF = math.inf
 class Leg:
     robot: str
     task_id: str          # "" for the final drive home
-    path: list            # timed path [(vertex, time), ...]
+    path: TimedPath
     planned_at: float
     retries: int
 
@@ -47,7 +48,7 @@ class DryRunResult:
         return max((leg.path[-1][1] for leg in self.legs), default=0.0)
 
 
-def dry_run(roadmap, exclusion, robots: dict[str, int], tasks: list[Task], *,
+def dry_run(roadmap: Roadmap, exclusion: Exclusion, robots: dict[str, int], tasks: list[Task], *,
             homes: Optional[dict[str, int]] = None, dwell: float = 2.0, max_speed: float = 1.0,
             retry_after: float = 1.0, max_retries: int = 200,
             progress: Optional[Callable[[int], None]] = None) -> DryRunResult:
@@ -116,7 +117,7 @@ def dry_run(roadmap, exclusion, robots: dict[str, int], tasks: list[Task], *,
     return DryRunResult(legs, done, failed, dict(assignment.winner), table)
 
 
-def positions(roadmap, path, times: np.ndarray) -> np.ndarray:
+def positions(roadmap: Roadmap, path: TimedPath, times: np.ndarray) -> np.ndarray:
     """Reference-point positions along a timed path at `times` (linear between steps)."""
     ts = np.array([t for _, t in path])
     xy = roadmap.pos[[v for v, _ in path]]

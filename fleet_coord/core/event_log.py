@@ -69,7 +69,7 @@ class EventLog:
             self._f = open(path, "a", encoding="utf-8")
 
     def record(self, event: str, *, t: float, task_id: str = "", robot: str = "",
-               lamport: int | None = None, **detail: Any) -> dict:
+               lamport: int | None = None, **detail: Any) -> dict[str, Any]:
         """Record an event; `lamport` is the sender's stamp of a received message (the
         log's clock witnesses it), None for a local event."""
         stamp = self.clock.witness(lamport) if lamport is not None else self.clock.tick()
@@ -88,7 +88,7 @@ class EventLog:
             self._f = None
 
 
-def read_log(paths: Iterable[str]) -> list[dict]:
+def read_log(paths: Iterable[str]) -> list[dict[str, Any]]:
     """All events of one or more logs in causal order. A torn last line (a crash mid-write)
     is skipped; any other malformed line raises ValueError naming file and line."""
     rows = []
@@ -110,13 +110,13 @@ def read_log(paths: Iterable[str]) -> list[dict]:
 
 @dataclass
 class ReplayedRun:
-    tasks: dict[str, dict] = field(default_factory=dict)   # task id -> {"state", "robot"}
+    tasks: dict[str, dict[str, str]] = field(default_factory=dict)   # task id -> {"state", "robot"}
     awards: dict[str, list[str]] = field(default_factory=dict)  # task id -> robots awarded
     table_version: int = 0
     lost: list[str] = field(default_factory=list)
 
 
-def replay(events: Iterator[dict] | list[dict]) -> ReplayedRun:
+def replay(events: Iterator[dict[str, Any]] | list[dict[str, Any]]) -> ReplayedRun:
     """Rebuild the end state of a run from its events."""
     run = ReplayedRun()
     for ev in events:

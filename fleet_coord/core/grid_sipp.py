@@ -26,9 +26,12 @@ import time
 import weakref
 from bisect import bisect_right
 from heapq import heappop, heappush
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from .roadmap import Exclusion, Roadmap
 
 NEVER = 1 << 40            # "until the end of time", as an int
 _TIME_BITS = 24            # arrival times below 2**24 s fit the heap key
@@ -36,6 +39,7 @@ _TIME_MASK = (1 << _TIME_BITS) - 1
 _WEIGHT_SCALE = 64         # f is kept in 1/64 s, so a weight w adds (w - 1) * 64 * h
 
 IntPath = List[Tuple[int, int]]
+_Scratch = Tuple[List[int], List[int], bytearray, List[int]]   # best, parent, closed, reached
 
 
 class UnitGridModel:
@@ -46,7 +50,7 @@ class UnitGridModel:
     of ``v -> u`` (the move a swap would collide with).
     """
 
-    def __init__(self, roadmap) -> None:
+    def __init__(self, roadmap: Roadmap) -> None:
         self.num_vertices = roadmap.num_vertices
         self.num_edges = roadmap.num_edges
         edge_to = roadmap.edge_to.tolist()
@@ -93,7 +97,8 @@ _models: "weakref.WeakKeyDictionary[object, Optional[UnitGridModel]]" = \
     weakref.WeakKeyDictionary()
 
 
-def unit_grid_model(roadmap, exclusion, max_speed: float) -> Optional[UnitGridModel]:
+def unit_grid_model(roadmap: Roadmap, exclusion: Exclusion, max_speed: float
+                    ) -> Optional[UnitGridModel]:
     """The cached ``UnitGridModel`` when integer-time planning is exact for this roadmap,
     exclusion and speed, else ``None``.
 
@@ -135,12 +140,13 @@ class UnitGridTable:
         self.occupied: List[List[int]] = [[] for _ in range(V)]
         self.holder: List[List[int]] = [[] for _ in range(V)]
         self.safe: List[List[int]] = [[self.t_from, NEVER] for _ in range(V)]
-        self.moves: set = set()          # departure * num_edges + edge
+        self.moves: set[int] = set()     # departure * num_edges + edge
         self._paths: Dict[int, IntPath] = {}
         self.max_intervals = 1           # an upper bound of len(safe[v]) // 2
-        self._scratch_arrays = None
+        self._scratch_arrays: Optional[_Scratch] = None
 
-    def runs_and_moves(self, path: IntPath, park: bool = True):
+    def runs_and_moves(self, path: IntPath, park: bool = True
+                       ) -> Tuple[List[Tuple[int, int, int]], List[int]]:
         """``[(v, a, b)]``: the path's stays (``v`` occupied over ``[a, b)``), and its
         moves as ``departure * num_edges + edge``."""
         E = self.model.num_edges
@@ -168,7 +174,7 @@ class UnitGridTable:
         """Why ``path`` (parked at its end) cannot be committed, or ``None``."""
         return self._conflict(*self.runs_and_moves(path))
 
-    def _conflict(self, runs, moves) -> Optional[str]:
+    def _conflict(self, runs: Sequence[Tuple[int, int, int]], moves: Sequence[int]) -> Optional[str]:
         E = self.model.num_edges
         for v, a, b in runs:
             occ = self.occupied[v]
@@ -248,7 +254,7 @@ class UnitGridTable:
     def paths(self) -> Dict[int, IntPath]:
         return dict(self._paths)
 
-    def _scratch(self, size: int):
+    def _scratch(self, size: int) -> _Scratch:
         """``grid_sipp``'s per-state arrays (best, parent, closed) of at least ``size``
         states, clean, and the list where it records the states it touches."""
         scratch = self._scratch_arrays

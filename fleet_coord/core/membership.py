@@ -76,7 +76,7 @@ def removal_refusal(robot: str, *, known: bool, alive: bool, tasks: Iterable[str
     return None
 
 
-def incarnation_of(message_info) -> Incarnation:
+def incarnation_of(message_info: object) -> Incarnation:
     """The incarnation token of a received message: its publisher's GID (rclpy's
     MessageInfo ``publisher_gid``) as bytes, or None when the middleware gives none."""
     gid = (message_info or {}).get("publisher_gid") if isinstance(message_info, dict) else None

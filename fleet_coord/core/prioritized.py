@@ -26,18 +26,37 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from bisect import bisect_right
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Protocol, Sequence, Tuple, Union, cast
 
-from .reservations import ReservationTable
+from .reservations import CommitResult, ReservationTable
 from .grid_sipp import NEVER, UnitGridModel, UnitGridTable, grid_sipp, unit_grid_model
 from .sipp import _resolve_vertex, motion_model, sipp
-from .timed_path import TimedPath, path_cost, path_to_segments
+from .timed_path import Segment, TimedPath, path_cost, path_to_segments
+
+if TYPE_CHECKING:
+    from .roadmap import Exclusion, Roadmap
+    from .sipp import Vertex
+
+_Table = Union[ReservationTable, Callable[[], ReservationTable]]
+
+
+class _Fleet(Protocol):
+    """What planning needs of a fleet: ``_TableFleet`` or ``_GridFleet``."""
+    goals: List[int]
+    neighbours: List[List[int]]
+    distance: List[float]
+
+    def reset(self) -> None: ...
+    def plan(self, i: int, deadline_s: float) -> Optional[TimedPath]: ...
+    def commit(self, i: int, path: TimedPath) -> None: ...
+    def release(self, i: int) -> None: ...
+    def result(self, paths: List[TimedPath]) -> Tuple[List[TimedPath], _Table]: ...
 
 
 class _TableFleet:
     """Robots planned with ``sipp`` against a ``SafeIntervalIndex`` (any roadmap)."""
 
-    def __init__(self, roadmap, exclusion, max_speed: float, t_start: float,
+    def __init__(self, roadmap: Roadmap, exclusion: Exclusion, max_speed: float, t_start: float,
                  starts: List[int], goals: List[int]) -> None:
         self.roadmap, self.exclusion, self.max_speed = roadmap, exclusion, max_speed
         self.t_start, self.starts, self.goals = t_start, starts, goals
@@ -45,8 +64,8 @@ class _TableFleet:
         self.neighbours = [[s[0] for s in succ] for succ in model.successors]
         self.distance = [model.times_to(goals[i])[starts[i]] for i in range(len(starts))]
         self.robots = [str(i) for i in range(len(starts))]  # the table's robot ids
-        self.index: Optional[SafeIntervalIndex] = None
-        self.segments: Dict[int, list] = {}
+        self.index: SafeIntervalIndex       # set by reset()
+        self.segments: Dict[int, List[Segment]] = {}
 
     def reset(self) -> None:
         self.index = SafeIntervalIndex(
@@ -69,7 +88,7 @@ class _TableFleet:
     def release(self, i: int) -> None:
         self.index.release(self.robots[i], self.segments.pop(i))
 
-    def result(self, paths: List[TimedPath]):
+    def result(self, paths: List[TimedPath]) -> Tuple[List[TimedPath], _Table]:
         return paths, self.index.table
 
 
@@ -79,33 +98,35 @@ class _GridFleet:
     conflicts on every commit, and the plan's ``ReservationTable`` (built on first access
     of ``MultiPlan.table``) checks the final plan once more."""
 
-    def __init__(self, grid: UnitGridModel, roadmap, exclusion, t_start: int,
+    def __init__(self, grid: UnitGridModel, roadmap: Roadmap, exclusion: Exclusion, t_start: int,
                  starts: List[int], goals: List[int], weight: float = 1.0) -> None:
         self.grid, self.roadmap, self.exclusion = grid, roadmap, exclusion
         self.weight = weight
         self.t_start, self.starts, self.goals = t_start, starts, goals
         grid.distances(goals)
         self.neighbours = [[v for v, _ in nb] for nb in grid.neighbours]
-        self.distance = [grid.distance_to(goals[i])[starts[i]] for i in range(len(starts))]
-        self.distance = [math.inf if d >= NEVER else d for d in self.distance]
-        self.table: Optional[UnitGridTable] = None
+        distance = [grid.distance_to(goals[i])[starts[i]] for i in range(len(starts))]
+        self.distance: List[float] = [math.inf if d >= NEVER else d for d in distance]
+        self.table: UnitGridTable            # set by reset()
 
     def reset(self) -> None:
         self.table = UnitGridTable(self.grid, self.t_start)
 
-    def plan(self, i: int, deadline_s: float):
-        return grid_sipp(self.grid, self.table, self.starts[i], self.goals[i], self.t_start,
-                         deadline_s=deadline_s, weight=self.weight)
+    def plan(self, i: int, deadline_s: float) -> Optional[TimedPath]:
+        # integer times are times: an IntPath is a TimedPath
+        return cast(Optional[TimedPath], grid_sipp(
+            self.grid, self.table, self.starts[i], self.goals[i], self.t_start,
+            deadline_s=deadline_s, weight=self.weight))
 
-    def commit(self, i: int, path) -> None:
-        self.table.commit(i, path)
+    def commit(self, i: int, path: TimedPath) -> None:
+        self.table.commit(i, cast(List[Tuple[int, int]], path))
 
     def release(self, i: int) -> None:
         self.table.release(i)
 
-    def result(self, paths):
-        paths = [[(v, float(t)) for v, t in p] for p in paths]
-        return paths, lambda: self._table_of(paths)
+    def result(self, paths: List[TimedPath]) -> Tuple[List[TimedPath], _Table]:
+        timed = [[(v, float(t)) for v, t in p] for p in paths]
+        return timed, lambda: self._table_of(timed)
 
     def _table_of(self, paths: List[TimedPath]) -> ReservationTable:
         table = ReservationTable(self.exclusion.of, self.roadmap.num_resources,
@@ -118,7 +139,8 @@ class _GridFleet:
         return table
 
 
-def _unblock_goals(fleet, paths, distance, t_start, deadline) -> None:
+def _unblock_goals(fleet: _Fleet, paths: List[TimedPath], distance: List[float], t_start: float,
+                   deadline: float) -> None:
     """Repair the typical loss of prioritised planning, in place.
 
     A robot planned late often waits near its goal until the last earlier robot has
@@ -130,8 +152,8 @@ def _unblock_goals(fleet, paths, distance, t_start, deadline) -> None:
     n = len(paths)
     goals = fleet.goals
     visits: Dict[int, List[Tuple[float, int]]] = {}   # vertex -> [(time, robot)]
-    for j, p in enumerate(paths):
-        for v, t in p:
+    for j, path in enumerate(paths):
+        for v, t in path:
             visits.setdefault(v, []).append((t, j))
     delays = sorted(((path_cost(paths[i]) - distance[i], i) for i in range(n)), reverse=True)
     for delay, a in delays:
@@ -149,7 +171,7 @@ def _unblock_goals(fleet, paths, distance, t_start, deadline) -> None:
         new = {}
         for j in group:
             remaining = deadline - time.perf_counter()
-            p = None
+            p: Optional[TimedPath] = None
             if remaining > 0:
                 p = fleet.plan(j, remaining)
             if p is None:
@@ -172,7 +194,8 @@ def _unblock_goals(fleet, paths, distance, t_start, deadline) -> None:
             fleet.commit(j, old[j])  # the rest of the table did not change: cannot fail
 
 
-def _culprits(neighbours, i, starts, goals, paths) -> List[int]:
+def _culprits(neighbours: List[List[int]], i: int, starts: List[int], goals: List[int],
+              paths: Sequence[Optional[TimedPath]]) -> List[int]:
     """The planned robots to lift out so that robot ``i`` can be planned.
 
     Robots parked at their goals act as walls. A 0-1 breadth-first search from ``i``'s
@@ -227,17 +250,17 @@ class SafeIntervalIndex:
     them); commits still go through the table, which checks the invariant.
     """
 
-    def __init__(self, table: ReservationTable, exclusion, t_from: float = 0.0) -> None:
+    def __init__(self, table: ReservationTable, exclusion: Exclusion, t_from: float = 0.0) -> None:
         self.table = table
         self._of = exclusion.of
         self._t_from = float(t_from)
         self._everything = [(self._t_from, math.inf)]
         self._safe: Dict[int, List[Tuple[float, float]]] = {}
         self._exclusive: Dict[int, List[int]] = {}
-        self._dirty: set = set()   # resources whose list must be re-read from the table
-        self._robots = set()
+        self._dirty: set[int] = set()   # resources whose list must be re-read from the table
+        self._robots: set[str] = set()
 
-    def commit(self, robot: str, segments: Sequence[Tuple[int, float, float]]):
+    def commit(self, robot: str, segments: Sequence[Tuple[int, float, float]]) -> CommitResult:
         result = self.table.commit(robot, segments)
         if result.ok:
             self._robots.add(robot)
@@ -285,7 +308,7 @@ class SafeIntervalIndex:
         self._dirty.discard(resource)
         self._safe[resource] = self.table.safe_intervals(resource, t_from=self._t_from)
 
-    def safe_intervals(self, resource: int, *, robot=None, t_from: float = 0.0
+    def safe_intervals(self, resource: int, *, robot: Optional[str] = None, t_from: float = 0.0
                        ) -> List[Tuple[float, float]]:
         """``ReservationTable.safe_intervals`` for a robot that holds nothing (a list the
         caller must not modify)."""
@@ -342,7 +365,8 @@ class MultiPlan:
         return max((path_cost(p) for p in self.paths), default=0.0)
 
 
-def plan_prioritized(roadmap, exclusion, starts: Sequence, goals: Sequence, *,
+def plan_prioritized(roadmap: Roadmap, exclusion: Exclusion, starts: Sequence[Vertex],
+                     goals: Sequence[Vertex], *,
                      max_speed: float = 1.0, time_limit_s: float = 10.0, seed: int = 0,
                      t_start: float = 0.0, max_attempts: Optional[int] = None,
                      improve_s: Optional[float] = None, max_bumps: int = 3,
@@ -375,13 +399,14 @@ def plan_prioritized(roadmap, exclusion, starts: Sequence, goals: Sequence, *,
     starts_v = [_resolve_vertex(roadmap, s) for s in starts]
     goals_v = [_resolve_vertex(roadmap, g) for g in goals]
     for name, vs in (("start", starts_v), ("goal", goals_v)):
-        seen = {}
+        seen: Dict[int, int] = {}
         for i, v in enumerate(vs):
             if v in seen:
                 raise ValueError(f"robots {seen[v]} and {i} share the {name} vertex {v}")
             seen[v] = i
     n = len(starts_v)
     grid = unit_grid_model(roadmap, exclusion, max_speed) if grid_fast_path else None
+    fleet: _Fleet
     if grid is not None and float(t_start).is_integer():
         fleet = _GridFleet(grid, roadmap, exclusion, int(t_start), starts_v, goals_v,
                            grid_weight)
@@ -439,9 +464,10 @@ def plan_prioritized(roadmap, exclusion, starts: Sequence, goals: Sequence, *,
             now = time.perf_counter()
             budget = now - t0 if improve_s is None else float(improve_s)
             if budget > 0:
-                _unblock_goals(fleet, paths, distance, t_start, min(deadline, now + budget))
-            paths, table = fleet.result(paths)
-            return MultiPlan(paths=paths, order=planned, attempts=attempts,
+                _unblock_goals(fleet, cast(List[TimedPath], paths), distance, t_start,
+                               min(deadline, now + budget))
+            done, table = fleet.result(cast(List[TimedPath], paths))   # all planned
+            return MultiPlan(paths=done, order=planned, attempts=attempts,
                              solve_time_s=time.perf_counter() - t0, _table=table)
         if max_attempts is not None and attempts >= max_attempts:
             return None

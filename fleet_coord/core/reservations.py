@@ -58,7 +58,7 @@ import operator
 from array import array
 from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterable, NoReturn, Sequence
+from typing import Any, Callable, Iterable, NoReturn
 
 __all__ = [
     "CommitResult",
@@ -69,7 +69,7 @@ __all__ = [
 ]
 
 Segment = tuple[int, float, float]
-Exclusion = Callable[[int], Sequence[int]]
+Exclusion = Callable[[int], Iterable[int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +101,7 @@ class Reservation:
         return f"{self.robot!r} on resource {self.resource} [{self.t_start!r}, {self.t_end!r})"
 
 
-def _sort_key(r: Reservation) -> tuple:
+def _sort_key(r: Reservation) -> tuple[float, float, str, int, float]:
     return (r.t_start, r.t_end, r.robot, r.resource, r.lease_expiry)
 
 
@@ -117,7 +117,8 @@ class ReservationConflict(Exception):
         self.requested = requested
         self.existing = existing
 
-    def __reduce__(self):  # keep it picklable despite the two-argument constructor
+    def __reduce__(self) -> tuple[type[ReservationConflict], tuple[Reservation, Reservation]]:
+        # keep it picklable despite the two-argument constructor
         return (type(self), (self.requested, self.existing))
 
 
@@ -130,7 +131,7 @@ class ReplicaOutOfSync(Exception):
         self.current_version = current_version
         self.update_version = update_version
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[ReplicaOutOfSync], tuple[str, int, int]]:
         return (type(self), (str(self), self.current_version, self.update_version))
 
 
@@ -232,10 +233,10 @@ class ReservationTable:
         self._excl: dict[int, tuple[int, ...]] = {}       # checked for symmetry
         # resource -> its first track (None: nothing held). A list when the number of
         # resources is known (an index is cheaper than a hash probe on the hot path).
-        self._held: list[_Track | None] | dict[int, _Track] = (
+        self._held: list[_Track | None] | dict[int, _Track | None] = (
             {} if num_resources is None else [None] * num_resources)
         self._head: Callable[[int], _Track | None] = (
-            self._held.get if num_resources is None else self._held.__getitem__)
+            self._held.get if isinstance(self._held, dict) else self._held.__getitem__)
         self._by_robot: dict[str, _RobotIndex] = {}
         self._count = 0
         # Lazy-deletion heaps (entries whose reservation is gone are skipped on pop).
@@ -608,7 +609,9 @@ class ReservationTable:
             if k >= 0 and track.items[k] is r:
                 track.pop(k)
                 if not track.items:
+                    assert head is not None
                     if i > 0:
+                        assert head.more is not None
                         del head.more[i - 1]
                         if not head.more:
                             head.more = None
@@ -646,14 +649,14 @@ class ReservationTable:
                 return True
         return False
 
-    def _push(self, heap: list, key: float, r: Reservation) -> None:
+    def _push(self, heap: list[tuple[float, int, Reservation]], key: float, r: Reservation) -> None:
         self._seq += 1
         heapq.heappush(heap, (key, self._seq, r))
         if len(heap) > 2 * self._count + 1024:   # drop entries of reservations long gone
             heap[:] = [e for e in heap if self._live(e[2])]
             heapq.heapify(heap)
 
-    def _pop_heap(self, heap: list, t: float) -> list[Reservation]:
+    def _pop_heap(self, heap: list[tuple[float, int, Reservation]], t: float) -> list[Reservation]:
         out = []
         while heap and heap[0][0] <= t:
             r = heapq.heappop(heap)[2]
@@ -722,17 +725,17 @@ class ReservationTable:
 
     @staticmethod
     def _check_time(t: Any, what: str) -> float:
-        t = float(t)
-        if math.isnan(t):
+        seconds = float(t)
+        if math.isnan(seconds):
             raise ValueError(f"{what} must be a time in seconds, got NaN")
-        return t
+        return seconds
 
     @staticmethod
     def _check_lease(lease: Any) -> float:
-        lease = float(lease)
-        if math.isnan(lease):
+        expiry = float(lease)
+        if math.isnan(expiry):
             raise ValueError("lease_expiry must be a time in seconds (or inf), got NaN")
-        return lease
+        return expiry
 
     def _check_interval(self, t0: Any, t1: Any) -> tuple[float, float]:
         t0, t1 = self._check_time(t0, "t0"), self._check_time(t1, "t1")

@@ -12,16 +12,20 @@ Pure: the table, the path and time are parameters; no rclpy.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from fleet_coord.core.timed_path import Segment, TimedPath, path_to_segments
+
+if TYPE_CHECKING:
+    from fleet_coord.core.reservations import ReservationTable
+    from fleet_coord.core.roadmap import Exclusion, Roadmap
 
 __all__ = ["clip", "first_uncovered", "legs_done_at", "stop_point"]
 
 _EPS = 1e-9
 
 
-def first_uncovered(table, robot: str, segments: Sequence[Segment],
+def first_uncovered(table: ReservationTable, robot: str, segments: Sequence[Segment],
                     t_from: float) -> float | None:
     """The earliest time >= `t_from` at which one of `segments` (what the robot committed)
     is no longer covered by `robot`'s reservations in `table`; None when all still are."""
@@ -58,7 +62,8 @@ def clip(segments: Sequence[Segment], t_from: float) -> list[Segment]:
     return [(r, max(a, t_from), b) for r, a, b in segments if b > t_from]
 
 
-def stop_point(table, roadmap, exclusion, robot: str, path: TimedPath, speed: float,
+def stop_point(table: ReservationTable, roadmap: Roadmap, exclusion: Exclusion, robot: str,
+               path: TimedPath, speed: float,
                t_cut: float, legs_driven: int) -> int | None:
     """Index k of the last step of `path` where the robot can stop and park: it reaches
     step k within what it holds (every hold before the goal hold of step k ends by

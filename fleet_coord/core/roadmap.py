@@ -110,6 +110,7 @@ class Footprint:
                                  f"got {self.radius!r}")
             object.__setattr__(self, "radius", radius)
             return
+        assert self.polygon is not None
         points = tuple((float(x), float(y)) for x, y in self.polygon)
         shape = shapely.Polygon(points) if len(points) >= 3 else None
         if shape is None or not shape.is_valid or shape.area <= 0:
@@ -123,6 +124,7 @@ class Footprint:
         heading."""
         if self.radius is not None:
             return self.radius
+        assert self.polygon is not None
         return max(math.hypot(x, y) for x, y in self.polygon)
 
     def geometry(self, heading: float = 0.0) -> shapely.Geometry:
@@ -157,7 +159,7 @@ class GridMap:
         return 0 <= x < self.width and 0 <= y < self.height and bool(self.free[y, x])
 
 
-def _read_lines(path: str | os.PathLike) -> list[str]:
+def _read_lines(path: str | os.PathLike[str]) -> list[str]:
     # latin-1 decodes every byte, so a stray byte is reported as an unknown character
     # with its position instead of as a UnicodeDecodeError.
     with open(path, encoding="latin-1", newline="") as f:
@@ -165,7 +167,7 @@ def _read_lines(path: str | os.PathLike) -> list[str]:
     return [line.rstrip("\r") for line in text.split("\n")]
 
 
-def load_movingai_map(path: str | os.PathLike) -> GridMap:
+def load_movingai_map(path: str | os.PathLike[str]) -> GridMap:
     """Read a MovingAI ``.map`` file (``type``, ``height``, ``width``, ``map`` header,
     then ``height`` rows of ``width`` characters; ``. G S`` free, ``@ O T W`` blocked).
 
@@ -190,6 +192,7 @@ def load_movingai_map(path: str | os.PathLike) -> GridMap:
     dims = {}
     for index, keyword in ((1, "height"), (2, "width")):
         word = header(index, keyword, f"{keyword} <int>")
+        assert word is not None   # a two-word header line
         if not word.isdigit() or int(word) == 0:
             raise MapError(f"expected '{keyword} <positive int>', got {lines[index]!r}",
                            path, index + 1)
@@ -222,7 +225,7 @@ def load_movingai_map(path: str | os.PathLike) -> GridMap:
     return GridMap(width=width, height=height, free=free, path=path)
 
 
-def load_scenario(path: str | os.PathLike, n: int | None = None, *,
+def load_scenario(path: str | os.PathLike[str], n: int | None = None, *,
                   grid: GridMap | None = None) -> list[tuple[tuple[int, int], tuple[int, int]]]:
     """Read a MovingAI ``.scen`` file and return the first ``n`` (default all) rows as
     ``[((start_x, start_y), (goal_x, goal_y)), ...]``.
@@ -238,7 +241,7 @@ def load_scenario(path: str | os.PathLike, n: int | None = None, *,
     lines = _read_lines(path)
     first = lines[0].split() if lines else []
     if len(first) != 2 or first[0] != "version":
-        raise MapError(f"expected 'version <number>', got "
+        raise MapError("expected 'version <number>', got "
                        + (repr(lines[0]) if lines else "empty file"), path, 1)
 
     rows: list[tuple[tuple[int, int], tuple[int, int]]] = []
@@ -307,7 +310,7 @@ def _parse_roadmap_yaml(path: str) -> dict[str, Any]:
         kind = "waypoint"
         if "kind" in fields:
             kind_node = fields["kind"][1]
-            kind = kind_node.value if isinstance(kind_node, yaml.ScalarNode) else None
+            kind = str(kind_node.value) if isinstance(kind_node, yaml.ScalarNode) else ""
             if kind not in STATION_KINDS:
                 raise reader.error(kind_node, f"expected kind of station {name!r} to be one "
                                               f"of {' | '.join(STATION_KINDS)}, got "
@@ -399,7 +402,8 @@ class Roadmap:
     source: str | None
     title: str | None
 
-    def __init__(self, pos: np.ndarray, edge_from: Sequence[int], edge_to: Sequence[int],
+    def __init__(self, pos: np.ndarray, edge_from: Sequence[int] | np.ndarray,
+                 edge_to: Sequence[int] | np.ndarray,
                  edge_speed: Sequence[float] | None = None, names: Sequence[str] | None = None,
                  kinds: Sequence[str] | None = None, grid: GridMap | None = None,
                  source: str | None = None, title: str | None = None):
@@ -495,7 +499,7 @@ class Roadmap:
                    grid=grid, source=grid.path)
 
     @classmethod
-    def from_yaml(cls, path: str | os.PathLike) -> "Roadmap":
+    def from_yaml(cls, path: str | os.PathLike[str]) -> "Roadmap":
         """Load a YAML waypoint graph (format in the module docstring); raises
         :class:`MapError` naming file and line of the first problem."""
         return cls(**_parse_roadmap_yaml(os.fspath(path)))
@@ -598,9 +602,9 @@ class Roadmap:
             raise ValueError(f"max_speed must be > 0 m/s, got {max_speed}")
         graph, uniform = self._reverse_graph(max_speed)
         if uniform is not None:  # every lane takes the same time: breadth-first search
-            times = dijkstra(graph, indices=goal, unweighted=True) * uniform
+            times = np.asarray(dijkstra(graph, indices=goal, unweighted=True)) * uniform
         else:
-            times = dijkstra(graph, indices=goal)
+            times = np.asarray(dijkstra(graph, indices=goal))
         times.flags.writeable = False
         with self._lock:
             self._times[key] = times
@@ -812,7 +816,9 @@ def _swept_polygons(polygon: np.ndarray, a: np.ndarray, b: np.ndarray,
     shape = shapely.Polygon(polygon)
     if shape.convex_hull.area - shape.area <= _AREA_EPS:
         # Convex: the sweep is the hull of the polygon at both ends.
-        return shapely.convex_hull(shapely.multipoints(np.concatenate([at_a, at_b], axis=1)))
+        hulls: np.ndarray = shapely.convex_hull(
+            shapely.multipoints(np.concatenate([at_a, at_b], axis=1)))
+        return hulls
     # Non-convex: both end copies plus the parallelogram each polygon side sweeps.
     swept = []
     k = len(polygon)

@@ -25,13 +25,23 @@ import math
 import time
 from bisect import bisect_right
 from heapq import heappop, heappush
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Protocol, Tuple, Union
 
 from .timed_path import TimedPath
+
+if TYPE_CHECKING:
+    from .roadmap import Exclusion, Roadmap
 
 INF = math.inf
 
 _Interval = Tuple[float, float]
+
+
+class SafeIntervals(Protocol):
+    """What SIPP reads from a table (ReservationTable, prioritized.SafeIntervalIndex)."""
+
+    def safe_intervals(self, resource: int, *, robot: Optional[str] = None,
+                       t_from: float = 0.0) -> List[_Interval]: ...
 
 
 class MotionModel:
@@ -42,7 +52,7 @@ class MotionModel:
     empty). Built once and cached: plain Python lists are what the search loop reads fastest.
     """
 
-    def __init__(self, roadmap, exclusion, max_speed: float) -> None:
+    def __init__(self, roadmap: Roadmap, exclusion: Exclusion, max_speed: float) -> None:
         if not max_speed > 0:
             raise ValueError(f"max_speed must be > 0, got {max_speed!r}")
         self.roadmap = roadmap
@@ -77,7 +87,7 @@ class MotionModel:
 _models: Dict[Tuple[int, int, float], MotionModel] = {}
 
 
-def motion_model(roadmap, exclusion, max_speed: float) -> MotionModel:
+def motion_model(roadmap: Roadmap, exclusion: Exclusion, max_speed: float) -> MotionModel:
     """The cached ``MotionModel`` of this roadmap, exclusion and speed."""
     key = (id(roadmap), id(exclusion), float(max_speed))
     model = _models.get(key)
@@ -89,12 +99,16 @@ def motion_model(roadmap, exclusion, max_speed: float) -> MotionModel:
     return model
 
 
-def _resolve_vertex(roadmap, v) -> int:
+Vertex = Union[int, str, Tuple[int, int]]
+"""A vertex as callers name it: its id, its name or its ``(x, y)`` position."""
+
+
+def _resolve_vertex(roadmap: Roadmap, v: Vertex) -> int:
     if isinstance(v, (int,)) or hasattr(v, "__index__"):
-        v = int(v)
-        if not 0 <= v < roadmap.num_vertices:
-            raise ValueError(f"vertex {v} is not in the roadmap (0..{roadmap.num_vertices - 1})")
-        return v
+        i = int(v)  # type: ignore[arg-type]  # numpy integers too
+        if not 0 <= i < roadmap.num_vertices:
+            raise ValueError(f"vertex {i} is not in the roadmap (0..{roadmap.num_vertices - 1})")
+        return i
     return int(roadmap.vertex(v))
 
 
@@ -110,7 +124,8 @@ def _after(t: float, minimum: float) -> float:
     return r
 
 
-def sipp(roadmap, exclusion, table, robot, start, goal, t_start: float, max_speed: float,
+def sipp(roadmap: Roadmap, exclusion: Exclusion, table: SafeIntervals, robot: Optional[str],
+         start: Vertex, goal: Vertex, t_start: float, max_speed: float,
          *, horizon: Optional[float] = None, park: bool = True,
          deadline_s: Optional[float] = None) -> Optional[TimedPath]:
     """Earliest-arrival timed path for ``robot`` from ``start`` (at ``t_start``) to ``goal``.
@@ -179,7 +194,7 @@ def sipp(roadmap, exclusion, table, robot, start, goal, t_start: float, max_spee
         if g >= t_horizon and interval_end == INF:
             return _reconstruct(parent, (u, i), g)
 
-        for v, e, d, c, middle in successors[u]:
+        for v, _e, d, c, middle in successors[u]:
             h_v = h[v]
             if h_v == INF:
                 continue
@@ -194,7 +209,7 @@ def sipp(roadmap, exclusion, table, robot, start, goal, t_start: float, max_spee
             j = bisect_right(v_intervals, (g + dc, INF))
             if j and v_intervals[j - 1][1] > g + dc:
                 j -= 1
-            for j in range(j, len(v_intervals)):
+            for j in range(j, len(v_intervals)):  # noqa: B020 (resumes at j)
                 a_v, b_v = v_intervals[j]
                 if a_v > latest + dc:
                     break                       # ... and not after we must have left u
@@ -242,7 +257,7 @@ def _earliest_through(middle_intervals: List[_Interval], t: float, c: float,
     k = _first_open(middle_intervals, t + dc)
     if k and middle_intervals[k - 1][1] == t + dc:
         k -= 1  # the hold is half-open: an interval ending exactly at t + dc still fits
-    for k in range(k, len(middle_intervals)):
+    for k in range(k, len(middle_intervals)):  # noqa: B020 (resumes at k)
         m_a, m_b = middle_intervals[k]
         if m_a <= t + c:
             t_k = t
@@ -255,7 +270,8 @@ def _earliest_through(middle_intervals: List[_Interval], t: float, c: float,
     return INF
 
 
-def _reconstruct(parent, state, arrival: float) -> TimedPath:
+def _reconstruct(parent: Dict[Tuple[int, int], Optional[Tuple[int, int, float, float]]],
+                 state: Tuple[int, int], arrival: float) -> TimedPath:
     """The steps leading to ``state``: arrivals, and a wait step before each delayed departure."""
     steps: TimedPath = []
     while True:

@@ -24,9 +24,9 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, BinaryIO, Iterable
 
-from fleet_coord.core.reservations import ReservationTable
+from fleet_coord.core.reservations import Exclusion, ReservationTable
 
 FORMAT = 1
 
@@ -50,10 +50,10 @@ class TableLog:
         self.fsync = fsync
         self.compact_every = compact_every
         self._since_compact = 0
-        self._f = None
+        self._f: BinaryIO | None = None
 
     # -- reading ---------------------------------------------------------------------------
-    def load(self, exclusive, num_resources: int) -> Recovered | None:
+    def load(self, exclusive: Exclusion, num_resources: int) -> Recovered | None:
         """The state the log records, or None when there is no log yet."""
         if not os.path.exists(self.path) or os.path.getsize(self.path) == 0:
             return None
@@ -104,10 +104,13 @@ class TableLog:
         lines = [json.dumps({"update": u}) for u in updates]
         if lost is not None:
             lines.append(json.dumps({"lost": sorted(lost)}))
-        self._f.write(("\n".join(lines) + "\n").encode())
-        self._f.flush()
+        f = self._f
+        if f is None:
+            raise RuntimeError(f"table log {self.path}: append before start()")
+        f.write(("\n".join(lines) + "\n").encode())
+        f.flush()
         if self.fsync:
-            os.fsync(self._f.fileno())
+            os.fsync(f.fileno())
         self._since_compact += len(updates)
 
     def should_compact(self) -> bool:

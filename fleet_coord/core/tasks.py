@@ -25,7 +25,8 @@ import threading
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from types import TracebackType
+from typing import Any, List  # List: TaskLedger.list shadows the builtin in the class
 
 __all__ = [
     "KINDS", "LEGAL_TRANSITIONS", "TERMINAL_STATES",
@@ -399,7 +400,8 @@ class TaskLedger:
                 raise
             return self.ledger._db
 
-        def __exit__(self, exc_type, exc, tb) -> None:
+        def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                     tb: TracebackType | None) -> None:
             try:
                 self.ledger._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
             finally:
@@ -428,7 +430,7 @@ class TaskLedger:
                    (task_id, event, robot, now, lamport, json.dumps(detail, sort_keys=True)))
 
     @staticmethod
-    def _record(row: tuple) -> TaskRecord:
+    def _record(row: tuple[Any, ...]) -> TaskRecord:
         json_text, state, robot, attempts, rnd, updated_at, reason = row
         return TaskRecord(task=Task.from_dict(json.loads(json_text)), state=TaskState(state),
                           robot=robot, attempts=attempts, round=rnd,
@@ -582,20 +584,20 @@ class TaskLedger:
         """Tasks in submission order, optionally only those in `states`."""
         return self._select(states, "rowid")
 
-    def pending(self) -> list[TaskRecord]:
+    def pending(self) -> List[TaskRecord]:
         """Tasks to (re)announce, e.g. after a restart: QUEUED and ANNOUNCED, highest
         priority first, then in submission order. (An ANNOUNCED task's auction died with
         the previous dispatcher: announce it again, which starts a new round.)"""
         return self._select((S.QUEUED, S.ANNOUNCED), "priority DESC, rowid")
 
-    def in_flight(self) -> list[TaskRecord]:
+    def in_flight(self) -> List[TaskRecord]:
         """AWARDED and ACTIVE tasks: after a restart, confirm each with its robot (and
         re-queue the ones the robot does not know)."""
         return self._select((S.AWARDED, S.ACTIVE), "rowid")
 
-    def _select(self, states: Iterable[TaskState | str] | None, order: str) -> list[TaskRecord]:
+    def _select(self, states: Iterable[TaskState | str] | None, order: str) -> List[TaskRecord]:
         sql = f"SELECT {self._COLS} FROM tasks"
-        args: tuple = ()
+        args: tuple[str, ...] = ()
         if states is not None:
             vals = tuple(TaskState(s).value for s in states)
             if not vals:
@@ -618,10 +620,10 @@ class TaskLedger:
                     lost.add(robot)
         return gave, lost
 
-    def events(self, task_id: str | None = None) -> list[TaskEvent]:
+    def events(self, task_id: str | None = None) -> List[TaskEvent]:
         """The history, oldest first (all tasks, or one)."""
         sql = "SELECT seq, task_id, event, robot, t, lamport, detail FROM events"
-        args: tuple = ()
+        args: tuple[str, ...] = ()
         if task_id is not None:
             sql += " WHERE task_id = ?"
             args = (task_id,)

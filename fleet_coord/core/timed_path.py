@@ -13,7 +13,10 @@ it, so a plan and its reservations cannot disagree.
 from __future__ import annotations
 
 import math
-from typing import List, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Sequence, Tuple
+
+if TYPE_CHECKING:
+    from fleet_coord.core.roadmap import Exclusion, Roadmap
 
 TimedPath = List[Tuple[int, float]]
 """``[(vertex, time), ...]``: where the robot is at each listed time (see module doc)."""
@@ -22,7 +25,8 @@ Segment = Tuple[int, float, float]
 """``(resource, t_start, t_end)``: the half-open hold ``[t_start, t_end)`` of a resource."""
 
 
-def path_to_segments(roadmap, exclusion, path: Sequence[Tuple[int, float]], max_speed: float,
+def path_to_segments(roadmap: Roadmap, exclusion: Exclusion, path: Sequence[Tuple[int, float]],
+                     max_speed: float,
                      *, park_until: float = math.inf) -> List[Segment]:
     """The holds a robot needs to drive ``path`` at up to ``max_speed``.
 

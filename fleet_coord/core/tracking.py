@@ -32,9 +32,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from fleet_coord.core.kinematics import Limits
+
+if TYPE_CHECKING:
+    from fleet_coord.core.roadmap import Exclusion, Roadmap
 
 __all__ = ["Command", "CommandHistory", "Leg", "PathTracker", "cover_time", "turn_time",
            "plan_speed_for"]
@@ -118,7 +121,7 @@ class PathTracker:
     speed the path was planned with (lane durations = length / plan speed).
     """
 
-    def __init__(self, roadmap, path: Sequence[tuple[int, float]], plan_speed: float,
+    def __init__(self, roadmap: Roadmap, path: Sequence[tuple[int, float]], plan_speed: float,
                  clearance: float, limits: Limits, *, pos_tol: float = 0.02,
                  heading_tol: float = HEADING_TOL, k_heading: float = K_HEADING,
                  k_lateral: float = 5.0) -> None:
@@ -302,7 +305,7 @@ class CommandHistory:
         return x, y, _wrap(theta)
 
 
-def containment_error(exclusion, holds: Sequence[tuple[int, float, float]], x: float, y: float,
+def containment_error(exclusion: Exclusion, holds: Sequence[tuple[int, float, float]], x: float, y: float,
                       t: float, slack_t: float = 0.0) -> float:
     """How far (m) a robot at (x, y) at time t sticks out of the resources it holds:
     0 when its footprint (circle of the bounding radius) lies inside the union of the

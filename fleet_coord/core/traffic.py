@@ -99,6 +99,7 @@ class TrafficAuthority:
             result = self.table.commit(robot, block, replace_from=now)
             if result.ok:
                 return
+            assert result.conflict is not None   # a refused commit names its conflict
             other = result.conflict.existing
             cut = max(now, other.t_start)
             self.table.release(other.robot, after=cut)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import yaml
+
+_T = TypeVar("_T")
 
 
 class FileFormatError(ValueError):
@@ -14,7 +16,7 @@ class FileFormatError(ValueError):
     ``"<path>:<line>[:<column>]: <what was expected, got what>"``; the parts are kept as
     ``path``, ``line`` (1-based), ``column`` and ``reason``."""
 
-    def __init__(self, reason: str, path: str | os.PathLike | None = None,
+    def __init__(self, reason: str, path: str | os.PathLike[str] | None = None,
                  line: int | None = None, column: int | None = None):
         self.reason, self.line, self.column = reason, line, column
         self.path = None if path is None else os.fspath(path)
@@ -95,9 +97,10 @@ class YamlReader:
         # Names are taken verbatim ('yes', '01' stay strings).
         if not isinstance(node, yaml.ScalarNode) or node.value == "":
             raise self.error(node, f"expected {what}, got {describe(node)}")
-        return node.value
+        return str(node.value)
 
-    def scalar(self, node: yaml.Node, tags: tuple[str, ...], convert):
+    def scalar(self, node: yaml.Node, tags: tuple[str, ...], convert: Callable[[Any], _T]
+               ) -> _T | None:
         """`convert` of the scalar `node` if its tag is one of `tags`, else None. None
         also when PyYAML's constructor cannot build what the explicit tag claims
         (`!!int abc`: ValueError, `!!bool maybe`: KeyError, `!!float ''`: IndexError) or

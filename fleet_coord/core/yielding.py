@@ -37,7 +37,13 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from heapq import heappop, heappush
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence, TypeVar, cast
+
+if TYPE_CHECKING:
+    from fleet_coord.core.reservations import ReservationTable
+    from fleet_coord.core.roadmap import Exclusion, Roadmap
+
+_T = TypeVar("_T")
 
 __all__ = ["OpenTask", "PARKED_PENALTY", "YieldMemo", "forever_holders",
            "least_disturbing_path", "needed_by", "parked_at", "position", "yield_target"]
@@ -63,7 +69,8 @@ class OpenTask:
         return (self.goal, *self.later)
 
 
-def forever_holders(table, exclusion, *, skip: Iterable[str] = ()) -> dict[int, str]:
+def forever_holders(table: ReservationTable, exclusion: Exclusion, *,
+                    skip: Iterable[str] = ()) -> dict[int, str]:
     """resource -> robot, for every resource blocked by a reservation that never ends
     (a robot parked, or going to park), including resources exclusive with it."""
     skip = set(skip)
@@ -86,10 +93,11 @@ class YieldMemo:
 
     def __init__(self, keep: int = 4) -> None:
         self.keep = keep
-        self._slots: OrderedDict[tuple, dict] = OrderedDict()
+        self._slots: OrderedDict[tuple[object, ...], dict[tuple[object, ...], object]] = OrderedDict()
         self.hits = self.misses = 0
 
-    def get(self, table, roadmap, exclusion, speed: float, key: tuple, compute):
+    def get(self, table: ReservationTable, roadmap: Roadmap, exclusion: Exclusion, speed: float,
+            key: tuple[object, ...], compute: Callable[[], _T]) -> _T:
         slot_key = (int(table.version), id(roadmap), id(exclusion), float(speed))
         slot = self._slots.get(slot_key)
         if slot is None:
@@ -100,13 +108,14 @@ class YieldMemo:
             self._slots.move_to_end(slot_key)
         if key in slot:
             self.hits += 1
-            return slot[key]
+            return cast(_T, slot[key])
         self.misses += 1
         value = slot[key] = compute()
         return value
 
 
-def _holders(table, exclusion, skip: str, memo: YieldMemo | None, roadmap,
+def _holders(table: ReservationTable, exclusion: Exclusion, skip: str, memo: YieldMemo | None,
+             roadmap: Roadmap,
              speed: float) -> dict[int, str]:
     if memo is None:
         return forever_holders(table, exclusion, skip=[skip])
@@ -114,7 +123,7 @@ def _holders(table, exclusion, skip: str, memo: YieldMemo | None, roadmap,
                     lambda: forever_holders(table, exclusion, skip=[skip]))
 
 
-def parked_at(table, exclusion, vertex: int, robot: str) -> str | None:
+def parked_at(table: ReservationTable, exclusion: Exclusion, vertex: int, robot: str) -> str | None:
     """Another robot (not `robot`) whose never-ending hold blocks `vertex`, or None: the
     station is taken until that robot yields."""
     for r in table.reservations():
@@ -123,7 +132,7 @@ def parked_at(table, exclusion, vertex: int, robot: str) -> str | None:
     return None
 
 
-def position(table, roadmap, robot: str, now: float) -> int | None:
+def position(table: ReservationTable, roadmap: Roadmap, robot: str, now: float) -> int | None:
     """The vertex `robot` is at (or heading to, when on a lane) at `now`, from its holds;
     None when it holds nothing around `now`."""
     holds = table.reservations(robot)
@@ -142,7 +151,7 @@ def position(table, roadmap, robot: str, now: float) -> int | None:
     return int(roadmap.edge_to[res - V])
 
 
-def least_disturbing_path(roadmap, start: int, goal: int, speed: float,
+def least_disturbing_path(roadmap: Roadmap, start: int, goal: int, speed: float,
                           blocked: dict[int, str] | set[int]) -> list[int] | None:
     """Vertices of the fastest path start -> goal where entering a blocked resource (a
     vertex, or a lane's middle) costs PARKED_PENALTY extra; None when unreachable.
@@ -175,7 +184,7 @@ def least_disturbing_path(roadmap, start: int, goal: int, speed: float,
     return None
 
 
-def _reachable(roadmap, start: int, blocked: dict[int, str] | set[int]) -> set[int]:
+def _reachable(roadmap: Roadmap, start: int, blocked: dict[int, str] | set[int]) -> set[int]:
     """Vertices reachable from `start` over lanes and vertices not in `blocked`."""
     V = roadmap.num_vertices
     seen = {int(start)}
@@ -191,14 +200,17 @@ def _reachable(roadmap, start: int, blocked: dict[int, str] | set[int]) -> set[i
     return seen
 
 
-def _path_resources(roadmap, path: Sequence[int]) -> list[int]:
+def _path_resources(roadmap: Roadmap, path: Sequence[int]) -> list[int]:
     out = [int(path[0])]
     for u, v in zip(path, path[1:]):
-        out += [roadmap.num_vertices + int(roadmap.edge_id(u, v)), int(v)]
+        e = roadmap.edge_id(u, v)
+        assert e is not None, (u, v)   # the path was searched over the roadmap's lanes
+        out += [roadmap.num_vertices + e, int(v)]
     return out
 
 
-def _task_path(roadmap, exclusion, table, task: OpenTask, now: float, speed: float,
+def _task_path(roadmap: Roadmap, exclusion: Exclusion, table: ReservationTable, task: OpenTask,
+               now: float, speed: float,
                blocked: dict[int, str], memo: YieldMemo | None = None,
                start: int | None = None) -> list[int] | None:
     if start is None:
@@ -211,7 +223,8 @@ def _task_path(roadmap, exclusion, table, task: OpenTask, now: float, speed: flo
                     lambda: least_disturbing_path(roadmap, start, task.goal, speed, blocked))
 
 
-def needed_by(me: str, spot: int, tasks: Iterable[OpenTask], table, roadmap, exclusion,
+def needed_by(me: str, spot: int, tasks: Iterable[OpenTask], table: ReservationTable,
+              roadmap: Roadmap, exclusion: Exclusion,
               now: float, speed: float, memo: YieldMemo | None = None) -> OpenTask | None:
     """The first open task (of another robot) whose next station or least-disturbing
     path needs the vertex `spot` that idle robot `me` is parked at; None when nobody
@@ -241,7 +254,8 @@ def needed_by(me: str, spot: int, tasks: Iterable[OpenTask], table, roadmap, exc
     return None
 
 
-def yield_target(me: str, here: int, tasks: Iterable[OpenTask], table, roadmap, exclusion,
+def yield_target(me: str, here: int, tasks: Iterable[OpenTask], table: ReservationTable,
+                 roadmap: Roadmap, exclusion: Exclusion,
                  now: float, speed: float, *, tabu: Iterable[int] = (),
                  memo: YieldMemo | None = None) -> int | None:
     """The nearest vertex (travel time from `here`) robot `me` can park at for good
