@@ -6,11 +6,15 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo bench clean
+.PHONY: setup lint test demo bench clean
 setup:
 	@bash scripts/setup.sh
 
-test: setup
+# ruff + mypy (scripts/lint.sh); part of `make test`
+lint: setup
+	@bash scripts/lint.sh
+
+test: setup lint
 	@bash scripts/isolated.sh $(PY) -m pytest $(PYTEST_ARGS)
 
 demo: setup
