@@ -17,10 +17,12 @@ setup(
         ("share/" + package_name + "/config", glob("config/*.yaml")),
         ("share/" + package_name + "/config/maps", glob("config/maps/*")),
     ],
-    package_data={"fleet_coord": ["py.typed"], "sim": ["urdf/*.urdf"]},
+    package_data={"fleet_coord": ["py.typed"], "fleet_coord.vda5050": ["schemas/*"],
+                  "sim": ["urdf/*.urdf"]},
     # ROS 2 packages (rclpy, messages) come from the ROS install or, here, from the
     # PyPI wheels listed in requirements.txt; they are not pip requirements of the package.
-    install_requires=["numpy", "scipy", "shapely", "pyyaml", "pyserial", "tqdm"],
+    install_requires=["numpy", "scipy", "shapely", "pyyaml", "pyserial", "tqdm", "paho-mqtt",
+                      "jsonschema"],
     zip_safe=True,
     maintainer="fleet_coord developers",
     maintainer_email="dev@fleet-coord.invalid",
