@@ -40,6 +40,7 @@ setup(
             "fleet_monitor = fleet_coord.fleet_monitor:main",
             "serial_bridge = firmware_bridge.bridge_node:main",
             "sim = sim.sim_node:main",
+            "vda5050_emulator = fleet_coord.vda5050.emulator:main",
         ],
     },
 )

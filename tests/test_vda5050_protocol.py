@@ -95,3 +95,13 @@ def test_outbox_counts_header_ids_per_topic_and_refuses_to_send_an_invalid_messa
     assert out.header("instantActions", 0.0)["headerId"] == 0
     with pytest.raises(schema.SchemaError):
         out.message("instantActions", 0.0, {"actions": [{"actionType": "startPause"}]})
+
+
+def test_errata_validate_by_the_text_where_the_schema_contradicts_it():
+    item = schema.official("factsheet")["properties"]["protocolFeatures"]["properties"][
+        "mobileRobotActions"]["items"]["properties"]
+    assert item["pauseAllowed"]["type"] == "string"      # the published schema
+    fixed = schema.schema("factsheet")["properties"]["protocolFeatures"]["properties"][
+        "mobileRobotActions"]["items"]["properties"]
+    assert fixed["pauseAllowed"]["type"] == "boolean" and fixed["cancelAllowed"]["type"] == "boolean"
+    assert len(schema.ERRATA) == 2

@@ -7,6 +7,10 @@ with :func:`_strip_trailing_commas`, which drops a comma only where the next tok
 an object or array (outside strings), so the schema's content is exactly what the VDA
 wrote.
 
+Errata: where a schema contradicts the specification text, the text applies (spec,
+section 7). :data:`ERRATA` lists the places this package validates by the text instead,
+each with the text's wording; ``schemas/README.md`` lists them too.
+
 ``date-time`` (every header's ``timestamp``) is checked as an ISO 8601 / RFC 3339 UTC time,
 which jsonschema only does with an optional package; the check here is our own.
 """
@@ -20,13 +24,23 @@ from typing import Any
 
 import jsonschema
 
-__all__ = ["TOPICS", "SchemaError", "errors", "check", "schema"]
+__all__ = ["TOPICS", "ERRATA", "SchemaError", "errors", "check", "official", "schema"]
 
 #: The topics the specification defines a schema for (section 4.3).
 TOPICS = ("order", "instantActions", "state", "connection", "factsheet", "responses",
           "visualization", "zoneSet")
 
 _DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schemas")
+
+_ACTION_ITEM = ("properties", "protocolFeatures", "properties", "mobileRobotActions", "items",
+                "properties")
+#: (topic, path to a property's schema, the schema the text gives it, why).
+ERRATA: tuple[tuple[str, tuple[str, ...], dict[str, Any], str], ...] = (
+    ("factsheet", _ACTION_ITEM + ("pauseAllowed",), {"type": "boolean"},
+     "7.10 protocolFeatures: pauseAllowed | boolean (the schema says string)"),
+    ("factsheet", _ACTION_ITEM + ("cancelAllowed",), {"type": "boolean"},
+     "7.10 protocolFeatures: cancelAllowed | boolean (the schema says string)"),
+)
 
 
 class SchemaError(ValueError):
@@ -67,9 +81,8 @@ def _strip_trailing_commas(text: str) -> str:
     return "".join(out)
 
 
-@functools.cache
-def schema(topic: str) -> dict[str, Any]:
-    """The parsed official schema of `topic` (one of :data:`TOPICS`)."""
+def official(topic: str) -> dict[str, Any]:
+    """The official schema file of `topic` (one of :data:`TOPICS`), parsed as published."""
     if topic not in TOPICS:
         raise ValueError(f"no VDA 5050 schema for topic {topic!r}; expected one of "
                          f"{', '.join(TOPICS)}")
@@ -79,6 +92,20 @@ def schema(topic: str) -> dict[str, Any]:
         return dict(json.loads(text))
     except json.JSONDecodeError:
         return dict(json.loads(_strip_trailing_commas(text)))
+
+
+@functools.cache
+def schema(topic: str) -> dict[str, Any]:
+    """The schema `topic`'s messages are validated against: the official one with
+    :data:`ERRATA` applied."""
+    s = official(topic)
+    for name, path, replacement, _why in ERRATA:
+        if name == topic:
+            node = s
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = {**node[path[-1]], **replacement}
+    return s
 
 
 _FORMATS = jsonschema.FormatChecker(formats=())

@@ -1,0 +1,115 @@
+"""Shared pieces of the VDA 5050 tests: a private Mosquitto, emulator processes, and an
+MQTT listener that checks every message it sees against the official schemas."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from fleet_coord.vda5050 import schema
+from fleet_coord.vda5050.broker import Broker, BrokerError, mosquitto_path
+from fleet_coord.vda5050.protocol import INTERFACE, Outbox, topic
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def broker_or_skip() -> Broker:
+    if mosquitto_path() is None:
+        pytest.skip("mosquitto is not installed and could not be (scripts/setup.sh installs "
+                    "it when run as root: apt-get install mosquitto)")
+    try:
+        return Broker().start()
+    except BrokerError as e:
+        pytest.fail(str(e))
+
+
+class Listener:
+    """Subscribes to every VDA 5050 topic of `manufacturer`; keeps (topic, message)
+    in arrival order and every schema problem found."""
+
+    def __init__(self, broker: Broker, manufacturer: str = "acme") -> None:
+        self.messages: list[tuple[str, dict]] = []
+        self.problems: list[str] = []
+        self._cv = threading.Condition()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, *a: c.subscribe(
+            f"{INTERFACE}/v3/{manufacturer}/+/#", qos=1)
+        self.client.connect(broker.host, broker.port, keepalive=10)
+        self.client.loop_start()
+
+    def _on_message(self, client, userdata, message) -> None:
+        name = message.topic.rsplit("/", 1)[-1]
+        try:
+            msg = json.loads(message.payload)
+        except ValueError as e:
+            msg = {}
+            self.problems.append(f"{message.topic}: not JSON: {e}")
+        if name in schema.TOPICS and isinstance(msg, dict) and not msg.get("_test_invalid"):
+            for p in schema.errors(name, msg):
+                self.problems.append(f"{message.topic}: {p}")
+        with self._cv:
+            self.messages.append((message.topic, msg))
+            self._cv.notify_all()
+
+    def wait_for(self, predicate, timeout: float = 20.0, what: str = "a message"):
+        """The first message (topic, msg) after the ones seen so far... or any seen, that
+        satisfies predicate(topic, msg)."""
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while True:
+                for t, m in self.messages:
+                    if predicate(t, m):
+                        return t, m
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no {what} within {timeout:g} s; last: "
+                                         f"{[(t, m.get('connectionState', '')) for t, m in self.messages[-5:]]}")
+                self._cv.wait(left)
+
+    def clear(self) -> None:
+        with self._cv:
+            self.messages.clear()
+
+    def publish(self, serial: str, name: str, msg: dict) -> None:
+        self.client.publish(topic(INTERFACE, "acme", serial, name), json.dumps(msg), qos=0)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def start_emulator(broker: Broker, serial: str, start: str, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "fleet_coord.vda5050.emulator", "--broker", broker.address,
+           "--manufacturer", "acme", "--serial-number", serial, "--start", start,
+           "--log-level", "WARNING", *extra]
+    return subprocess.Popen(cmd, cwd=REPO, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            return proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait(timeout=10)
+
+
+def is_state(serial: str, key: str | None = None, value=None):
+    def pred(t: str, m: dict) -> bool:
+        return t.endswith(f"/{serial}/state") and (key is None or m.get(key) == value)
+    return pred
+
+
+def is_connection(serial: str, state: str):
+    return lambda t, m: t.endswith(f"/{serial}/connection") and m.get("connectionState") == state
+
+
