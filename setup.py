@@ -41,6 +41,7 @@ setup(
             "serial_bridge = firmware_bridge.bridge_node:main",
             "sim = sim.sim_node:main",
             "vda5050_emulator = fleet_coord.vda5050.emulator:main",
+            "vda5050_master = fleet_coord.vda5050.master:main",
         ],
     },
 )

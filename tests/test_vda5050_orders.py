@@ -276,11 +276,14 @@ def test_order_book_starts_a_new_order_when_the_plan_does_not_continue_the_base(
     path = timed_path(roadmap, ("0,0", "1,0"), wait=0.0)
     book.plan(path, 10.0)
     first = book.step(path_to_segments(roadmap, exclusion, path, PLAN_SPEED), 10.0)
-    # the vehicle finished and is idle at 0,0 (say, cancelled); a plan from 0,1
+    # the vehicle is idle at 0,0 (say, cancelled); a plan from 0,1 waits until it is there
     book.on_state(state(book, last_seq=0, last_node="0_0", idle=True), 10.5)
     other = timed_path(roadmap, ("0,1", "1,1"), t0=11.0)
+    other_segs = path_to_segments(roadmap, exclusion, other, PLAN_SPEED)
     book.plan(other, 11.0)
-    body = book.step(path_to_segments(roadmap, exclusion, other, PLAN_SPEED), 11.0)
+    assert book.step(other_segs, 11.0) is None
+    book.on_state(state(book, last_seq=0, last_node="0_0", x=0.0, y=1.0, idle=True), 11.0)
+    body = book.step(other_segs, 11.0)
     assert body["orderId"] != first["orderId"] and body["orderUpdateId"] == 0
     assert body["nodes"][0]["nodeId"] == "0_1"
 

@@ -333,14 +333,28 @@ class OrderBook:
     expected_speed: float = 0.0   # 0 = max_speed
     _orders: int = 0
     _route_changed: bool = False  # the route changed since the last update sent
+    _plan_vertices: list[int] = field(default_factory=list)
 
     # -- inputs --------------------------------------------------------------------------
 
     def plan(self, path: Sequence[tuple[int, float]], now: float) -> None:
-        """A new planned path for the robot (from where the vehicle is or will stop)."""
-        route = build_route(self.roadmap, self.clearance, route_vertices(path),
-                            self.max_speed)
+        """A new planned path for the robot (from where the vehicle is or will stop). The
+        same vertices as the current route's remainder only retime it: the holds carry
+        the times."""
+        vertices = route_vertices(path)
+        if vertices == self._plan_vertices:
+            return
+        self._plan_vertices = vertices
+        route = build_route(self.roadmap, self.clearance, vertices, self.max_speed)
         self.pending_route = (route, now)
+
+    def reset(self) -> None:
+        """Forget the order: the vehicle restarted (it knows no order) or was replaced.
+        The next plan starts a new order."""
+        self.route, self.pending_route, self._plan_vertices = None, None, []
+        self.update_id = self.acked_id = -1
+        self.base_pieces, self.stitch, self.last_body = 0, 0, None
+        self.vehicle = VehicleView()
 
     def on_state(self, msg: dict[str, Any], t_state: float) -> None:
         v = self.vehicle
@@ -457,6 +471,10 @@ class OrderBook:
         v = self.vehicle
         if self.update_id >= 0 and not (v.idle and self.acked_id == self.update_id):
             return False
+        if v.x is not None and v.y is not None:
+            start = route.nodes[0]
+            if math.hypot(start.x - v.x, start.y - v.y) > 0.5 * self.clearance:
+                return False   # not where the vehicle stands (yet): wait for it
         self._orders += 1
         self.order_id = f"{self.order_prefix}-{self._orders}"
         self.update_id, self.acked_id = -1, -1

@@ -1,0 +1,335 @@
+"""vda5050_master: VDA 5050 3.0 master control of one vehicle (one node per vehicle, like
+the serial bridge per physical robot).
+
+The robot's agent keeps its role (bids, plans, reserves). This node turns what the agent
+committed into orders for the vehicle and the vehicle's reports into the robot's
+odometry (docs/vda5050.md):
+
+| in / out | name | type | QoS |
+|---|---|---|---|
+| sub | `/<robot>/plan` | nav_msgs/Path: the committed timed path (pose = vertex, stamp = time there) | PLAN |
+| sub | `/traffic/updates` | ReservationSet (a replica: what the robot holds) | TABLE |
+| pub | `/<robot>/odom` | nav_msgs/Odometry from the vehicle's state / visualization, stamped with the vehicle's time; only while the vehicle is available | ODOM |
+| pub | `/<robot>/vehicle` | diagnostic_msgs/DiagnosticStatus: connection, errors, order, lateness; on change and every 1 s | PLAN |
+| srv | `/<robot>/estop` | std_srvs/SetBool: true = instant action startPause, false = stopPause | |
+| srv | `/<robot>/cancel_order` | std_srvs/Trigger: instant action cancelOrder | |
+| MQTT pub | `<interface>/v3/<manufacturer>/<serialNumber>/order`, `.../instantActions` | | QoS 0 |
+| MQTT sub | `.../state`, `.../visualization`, `.../connection`, `.../factsheet` | | QoS 0 / 1 |
+
+Orders: ``orders.OrderBook`` (pure): the base never extends past what the robot holds
+in the table, released in space and time. Every received message passes
+``protocol.Inbox`` (JSON, official schema, version 3, this vehicle, fresh headerId); a
+message that does not is logged and dropped. Nothing a vehicle sends can stop this node.
+
+Availability: the vehicle is available while its connection is ONLINE, it was heard
+(state or visualization) within ``silence`` s, it is in AUTOMATIC or SEMIAUTOMATIC mode
+and reports no FATAL error. Odometry flows only while it is available: an agent that
+hears no odometry stops speaking for its robot, and the fleet declares it lost.
+
+The factsheet sets the vehicle's limits: orders never allow more than its
+``maximumSpeed``, and a vehicle whose outline does not fit the fleet's footprint is never
+given an order.
+
+Time: VDA 5050 timestamps are UTC wall time; the fleet must run on wall time
+(``use_sim_time: false``), with the vehicles' clocks synchronised (NTP).
+"""
+from __future__ import annotations
+
+import json
+import math
+import queue
+import sys
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+from fleet_coord_msgs.msg import ReservationSet
+from nav_msgs.msg import Odometry, Path
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from std_srvs.srv import SetBool, Trigger
+
+from fleet_coord import qos
+from fleet_coord.convert import odometry_msg, to_time
+from fleet_coord.fleet_config import load_roadmap_and_exclusion
+from fleet_coord.spin import run_nodes
+from fleet_coord.table_replica import TableReplica
+from fleet_coord.vda5050.emulator import parse_broker
+from fleet_coord.vda5050.orders import OrderBook
+from fleet_coord.vda5050.protocol import (INTERFACE, Inbox, Outbox, Rejected, check_id,
+                                          parse_timestamp, topic)
+
+#: The plan and the vehicle's status: reliable, keep-last 1, transient-local (a master
+#: or monitor that starts late gets the current one).
+PLAN_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+IN_TOPICS = ("state", "visualization", "connection", "factsheet")
+
+
+def plan_from_msg(roadmap: Any, msg: Path) -> list[tuple[int, float]]:
+    """nav_msgs/Path (a pose per step, at a roadmap vertex, stamped with the time the robot
+    is there) -> timed path. Raises ValueError naming the first pose off the roadmap."""
+    out = []
+    for k, ps in enumerate(msg.poses):
+        p = ps.pose.position
+        v = roadmap.vertex_at(p.x, p.y)
+        if v is None:
+            raise ValueError(f"plan pose {k} at ({p.x:g}, {p.y:g}) is not a roadmap vertex")
+        out.append((int(v), ps.header.stamp.sec + ps.header.stamp.nanosec * 1e-9))
+    return out
+
+
+def outline_radius(factsheet: dict[str, Any]) -> float:
+    """The radius of the vehicle's outline from its factsheet: the farthest vertex of its
+    2D envelopes, else half the diagonal of width x length."""
+    geometry = factsheet.get("mobileRobotGeometry") or {}
+    vertices = [v for env in geometry.get("envelopes2d", []) for v in env["vertices"]]
+    if vertices:
+        return max(math.hypot(v["x"], v["y"]) for v in vertices)
+    phys = factsheet["physicalParameters"]
+    return math.hypot(phys["width"], phys["length"]) / 2.0
+
+
+class Vda5050Master(Node):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("vda5050_master", **kwargs)
+        p = self.declare_parameter
+        ns = self.get_namespace().strip("/")
+        self.robot = p("robot", ns or "robot_1").value
+        self.manufacturer = check_id("manufacturer", p("manufacturer", "").value)
+        self.serial = check_id("serial_number", p("serial_number", self.robot).value)
+        host, port = parse_broker(p("broker", "127.0.0.1:1883").value)
+        interface = check_id("interface", p("interface", INTERFACE).value)
+        map_path = p("map", "").value
+        radius = float(p("footprint_radius", 0.15).value)
+        self.max_speed = float(p("max_speed", 1.0).value)   # the config's cap (m/s)
+        rate = float(p("rate", 20.0).value)
+        # s without a state or visualization after which the vehicle is unavailable
+        self.silence = float(p("silence", 2.0).value)
+        map_id = check_id("map_id", p("map_id", "map").value)
+        for name, value in (("max_speed", self.max_speed), ("rate", rate),
+                            ("silence", self.silence)):
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"parameter {name} must be a finite number > 0, got {value!r}")
+        self.roadmap, self.exclusion, roadmap_id = load_roadmap_and_exclusion(map_path, radius)
+        self.footprint_radius = radius
+        self.replica = TableReplica(self.exclusion.of, self.roadmap.num_resources, roadmap_id)
+        self.book = OrderBook(self.roadmap, self.exclusion.clearance, self.max_speed,
+                              map_id=map_id, order_prefix=f"{self.robot}")
+        self.inbox = Inbox(self.manufacturer, self.serial)
+        self.out = Outbox(self.manufacturer, self.serial)
+        self.topics = {name: topic(interface, self.manufacturer, self.serial, name)
+                       for name in IN_TOPICS + ("order", "instantActions")}
+        self.connection = "UNKNOWN"
+        self.heard_at = -math.inf        # node clock: last state / visualization
+        self.mode = "STARTUP"
+        self.errors: list[dict[str, Any]] = []
+        self.factsheet: dict[str, Any] | None = None
+        self.fits = True                 # the outline fits the fleet's footprint
+        self.dropped = 0                 # messages from the vehicle that were not used
+        self.sent = {"order": 0, "instantActions": 0}
+        self._actions = 0
+        self._status_key: tuple = ()
+        self._status_at = -math.inf
+        self._inq: queue.SimpleQueue = queue.SimpleQueue()
+
+        self.odom_pub = self.create_publisher(Odometry, f"/{self.robot}/odom", qos.ODOM)
+        self.status_pub = self.create_publisher(DiagnosticStatus, f"/{self.robot}/vehicle",
+                                                PLAN_QOS)
+        self.create_subscription(ReservationSet, "/traffic/updates", self.replica.apply,
+                                 qos.TABLE)
+        self.create_subscription(Path, f"/{self.robot}/plan", self._on_plan, PLAN_QOS)
+        self.create_service(SetBool, f"/{self.robot}/estop", self._on_estop)
+        self.create_service(Trigger, f"/{self.robot}/cancel_order", self._on_cancel)
+        self.create_timer(1.0 / rate, self._tick)
+
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=f"fleet_coord-master-{self.manufacturer}-{self.serial}",
+                                  protocol=mqtt.MQTTv311)
+        self.client.on_connect = self._on_connect
+        self.client.on_message = lambda c, u, m: self._inq.put((m.topic, m.payload))
+        self.client.reconnect_delay_set(0.2, 5.0)
+        self.client.connect_async(host, port, keepalive=5)
+        self.client.loop_start()
+        self.get_logger().info(
+            f"master control of {self.manufacturer}/{self.serial} for {self.robot} via "
+            f"{host}:{port} ({self.topics['order'].rsplit('/', 1)[0]}/...)")
+
+    # -- time -----------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    # -- MQTT -----------------------------------------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties=None) -> None:
+        if reason_code.is_failure:
+            self.get_logger().error(f"MQTT broker refused the connection: {reason_code}")
+            return
+        client.subscribe([(self.topics[name], 1 if name == "connection" else 0)
+                          for name in IN_TOPICS])
+
+    def _send(self, name: str, body: dict[str, Any]) -> None:
+        msg = self.out.message(name, time.time(), body)
+        self.client.publish(self.topics[name], json.dumps(msg), qos=0)
+        self.sent[name] += 1
+
+    def instant_action(self, action_type: str, **params: str) -> str:
+        """Send one instant action; returns its actionId."""
+        self._actions += 1
+        aid = f"{self.robot}-{action_type}-{self._actions}"
+        action: dict[str, Any] = {"actionId": aid, "actionType": action_type,
+                                  "blockingType": "NONE"}
+        if params:
+            action["actionParameters"] = [{"key": k, "value": v} for k, v in params.items()]
+        self._send("instantActions", {"actions": [action]})
+        self.get_logger().info(f"instant action {action_type} ({aid}) sent")
+        return aid
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def _on_plan(self, msg: Path) -> None:
+        try:
+            path = plan_from_msg(self.roadmap, msg)
+            if path:
+                self.book.plan(path, self.now())
+        except ValueError as e:
+            self.get_logger().error(f"plan dropped: {e}")
+
+    def _on_estop(self, req: SetBool.Request, resp: SetBool.Response) -> SetBool.Response:
+        self.instant_action("startPause" if req.data else "stopPause")
+        resp.success = self.client.is_connected()
+        resp.message = ("e-stop: startPause sent" if req.data else "released: stopPause sent") \
+            if resp.success else "not connected to the MQTT broker"
+        return resp
+
+    def _on_cancel(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
+        if not self.book.order_id:
+            resp.success, resp.message = False, "no order to cancel"
+            return resp
+        self.instant_action("cancelOrder", orderId=self.book.order_id)
+        resp.success, resp.message = True, f"cancelOrder sent for {self.book.order_id}"
+        return resp
+
+    def _receive(self, mqtt_topic: str, payload: bytes) -> None:
+        name = mqtt_topic.rsplit("/", 1)[-1]
+        try:
+            msg = self.inbox.accept(name, payload)
+        except Rejected as e:
+            self.dropped += 1
+            self.get_logger().warning(f"dropped a message from {self.serial}: {e}")
+            return
+        now = self.now()
+        if name == "connection":
+            state = msg["connectionState"]
+            if state != self.connection:
+                log = self.get_logger().info if state == "ONLINE" else self.get_logger().warning
+                log(f"vehicle {self.serial}: connection {state}")
+                if state == "ONLINE" and self.book.order_id:
+                    # a vehicle that comes back starts afresh: its order is gone
+                    self.book.reset()
+            self.connection = state
+            return
+        if name == "factsheet":
+            self._on_factsheet(msg)
+            return
+        t_vehicle = parse_timestamp(msg["timestamp"])
+        if name == "state":
+            self.book.on_state(msg, t_vehicle)
+            self.mode = msg["operatingMode"]
+            new = [e for e in msg["errors"] if e not in self.errors]
+            for e in new:
+                self.get_logger().warning(
+                    f"vehicle {self.serial} error {e['errorType']} ({e['errorLevel']}): "
+                    f"{e.get('errorDescription', '')}")
+            self.errors = msg["errors"]
+        pos = msg.get("mobileRobotPosition")
+        self.heard_at = now
+        if pos is not None and self.available(now):
+            vel = msg.get("velocity") or {}
+            self.odom_pub.publish(odometry_msg(
+                self.robot, pos["x"], pos["y"], pos["theta"], float(vel.get("vx", 0.0)),
+                float(vel.get("omega", 0.0)), to_time(t_vehicle)))
+
+    def _on_factsheet(self, msg: dict[str, Any]) -> None:
+        self.factsheet = msg
+        phys = msg["physicalParameters"]
+        vmax = float(phys["maximumSpeed"])
+        if vmax < self.max_speed:
+            self.get_logger().warning(
+                f"vehicle {self.serial} drives at most {vmax:g} m/s (factsheet), the config "
+                f"says {self.max_speed:g}: orders allow {vmax:g}")
+        self.book.max_speed = min(self.max_speed, vmax) if vmax > 0 else self.max_speed
+        r = outline_radius(msg)
+        self.fits = r <= self.footprint_radius + 1e-9
+        if not self.fits:
+            self.get_logger().error(
+                f"vehicle {self.serial}'s outline (radius {r:.3f} m, factsheet) does not fit "
+                f"the fleet's footprint (radius {self.footprint_radius:g} m): it gets no orders")
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def available(self, now: float) -> bool:
+        return (self.connection == "ONLINE" and now - self.heard_at <= self.silence
+                and self.mode in ("AUTOMATIC", "SEMIAUTOMATIC")
+                and not any(e["errorLevel"] == "FATAL" for e in self.errors))
+
+    def _tick(self) -> None:
+        for _ in range(1000):
+            try:
+                item = self._inq.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                self._receive(*item)
+            except Exception as e:   # a message we did not foresee must not stop the node
+                self.dropped += 1
+                self.get_logger().error(f"dropped a message on {item[0]}: "
+                                        f"{type(e).__name__}: {e}")
+        now = self.now()
+        if self.available(now) and self.fits and self.client.is_connected():
+            holds = [(r.resource, r.t_start, r.t_end)
+                     for r in self.replica.table.reservations(self.robot)]
+            if not self.replica.stale:
+                body = self.book.step(holds, now)
+                if body is not None:
+                    self._send("order", body)
+        self._publish_status(now)
+
+    def _publish_status(self, now: float) -> None:
+        ok = self.available(now)
+        key = (ok, self.connection, self.mode, self.book.order_id, self.book.update_id,
+               self.book.acked_id, len(self.errors), self.fits)
+        if key == self._status_key and now - self._status_at < 1.0:
+            return
+        self._status_key, self._status_at = key, now
+        level = DiagnosticStatus.OK if ok and self.fits else DiagnosticStatus.ERROR
+        values = {"connection": self.connection, "operating_mode": self.mode,
+                  "available": str(ok).lower(), "order_id": self.book.order_id,
+                  "order_update_sent": str(self.book.update_id),
+                  "order_update_acknowledged": str(self.book.acked_id),
+                  "errors": ", ".join(f"{e['errorType']}/{e['errorLevel']}" for e in self.errors),
+                  "messages_dropped": str(self.dropped),
+                  "orders_sent": str(self.sent["order"]),
+                  "expected_speed": f"{self.book.expected_speed:.3f}"}
+        msg = DiagnosticStatus(level=level, name=f"{self.robot}/vda5050",
+                               message="available" if ok else "unavailable",
+                               hardware_id=f"{self.manufacturer}/{self.serial}",
+                               values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        self.status_pub.publish(msg)
+
+    def destroy_node(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> None:
+    run_nodes(lambda _argv: [Vda5050Master()], sys.argv if args is None else args)
+
+
+if __name__ == "__main__":
+    main()
