@@ -29,11 +29,15 @@ def test_emulator_drives_an_order_and_reports_its_connection_over_mosquitto(mqtt
     _, fs = listener.wait_for(lambda t, m: t.endswith("/e1/factsheet"), what="factsheet")
     assert fs["physicalParameters"]["maximumSpeed"] == 1.0
     master = Outbox("acme", "e1")
-    node = lambda nid, seq, x, rel=True: {"nodeId": nid, "sequenceId": seq, "released": rel,
-                                          "nodePosition": {"x": x, "y": 2.0, "mapId": "map"},
-                                          "actions": []}
-    edge = lambda seq, rel=True: {"edgeId": f"e{seq}", "sequenceId": seq, "released": rel,
-                                  "maximumSpeed": 2.0, "actions": []}
+
+    def node(nid, seq, x, rel=True):
+        return {"nodeId": nid, "sequenceId": seq, "released": rel,
+                "nodePosition": {"x": x, "y": 2.0, "mapId": "map"}, "actions": []}
+
+    def edge(seq, rel=True):
+        return {"edgeId": f"e{seq}", "sequenceId": seq, "released": rel, "maximumSpeed": 2.0,
+                "actions": []}
+
     listener.publish("e1", "order", master.message("order", 0.0, {
         "orderId": "o1", "orderUpdateId": 0,
         "nodes": [node("a", 0, 1.0), node("b", 2, 1.5), node("c", 4, 2.0, False)],

@@ -88,8 +88,11 @@ def test_master_releases_the_committed_path_and_the_vehicle_stays_in_its_holds()
                                    | {"serialNumber": "other"}).encode()):
                 listener.inject("vda5050/v3/acme/m1/connection", bad)
             gx, gy = map(float, roadmap.pos[goal])
-            arrived = lambda: any(abs(m.pose.pose.position.x - gx) < 1e-6 and
-                                  abs(m.pose.pose.position.y - gy) < 1e-6 for m in odom[-3:])
+
+            def arrived():
+                return any(abs(m.pose.pose.position.x - gx) < 1e-6 and
+                           abs(m.pose.pose.position.y - gy) < 1e-6 for m in odom[-3:])
+
             assert spin_until(ex, arrived, path[-1][1] - time.time() + 30), \
                 f"the vehicle did not reach the goal; master: {master.book.base_pieces} pieces released"
             # a stale state (an old headerId) is dropped too

@@ -149,9 +149,12 @@ def test_cancel_stops_at_once_clears_the_order_and_refuses_its_updates():
 def test_pause_and_resume_and_unknown_actions():
     v = vehicle()
     v.on_order(line(3, 3))
-    acts = lambda *kinds: OUT.message("instantActions", 1.0, {"actions": [
-        {"actionId": f"i{k}", "actionType": kind, "blockingType": "NONE"}
-        for k, kind in enumerate(kinds)]})
+
+    def acts(*kinds):
+        return OUT.message("instantActions", 1.0, {"actions": [
+            {"actionId": f"i{k}", "actionType": kind, "blockingType": "NONE"}
+            for k, kind in enumerate(kinds)]})
+
     v.on_instant_actions(acts("startPause"))
     run(v, 0.0, 1.0)
     assert v.x == 0.0 and v.state_body()["paused"]

@@ -15,7 +15,7 @@ import pytest
 
 from fleet_coord.vda5050 import schema
 from fleet_coord.vda5050.broker import Broker, BrokerError, mosquitto_path
-from fleet_coord.vda5050.protocol import INTERFACE, Outbox, topic
+from fleet_coord.vda5050.protocol import INTERFACE, topic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -73,8 +73,8 @@ class Listener:
                         return t, m
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"no {what} within {timeout:g} s; last: "
-                                         f"{[(t, m.get('connectionState', '')) for t, m in self.messages[-5:]]}")
+                    last = [(t, m.get("connectionState", "")) for t, m in self.messages[-5:]]
+                    raise AssertionError(f"no {what} within {timeout:g} s; last: {last}")
                 self._cv.wait(left)
 
     def clear(self) -> None:

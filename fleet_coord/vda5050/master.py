@@ -9,12 +9,16 @@ odometry (docs/vda5050.md):
 |---|---|---|---|
 | sub | `/<robot>/plan` | nav_msgs/Path: the committed timed path (pose = vertex, stamp = time there) | PLAN |
 | sub | `/traffic/updates` | ReservationSet (a replica: what the robot holds) | TABLE |
-| pub | `/<robot>/odom` | nav_msgs/Odometry from the vehicle's state / visualization, stamped with the vehicle's time; only while the vehicle is available | ODOM |
-| pub | `/<robot>/vehicle` | diagnostic_msgs/DiagnosticStatus: connection, errors, order, lateness; on change and every 1 s | PLAN |
+| pub | `/<robot>/odom` | nav_msgs/Odometry: the vehicle's reports (see below) | ODOM |
+| pub | `/<robot>/vehicle` | diagnostic_msgs/DiagnosticStatus (below) | PLAN |
 | srv | `/<robot>/estop` | std_srvs/SetBool: true = instant action startPause, false = stopPause | |
 | srv | `/<robot>/cancel_order` | std_srvs/Trigger: instant action cancelOrder | |
 | MQTT pub | `<interface>/v3/<manufacturer>/<serialNumber>/order`, `.../instantActions` | | QoS 0 |
 | MQTT sub | `.../state`, `.../visualization`, `.../connection`, `.../factsheet` | | QoS 0 / 1 |
+
+Odometry comes from the vehicle's state and visualization, stamped with the vehicle's
+time, only while the vehicle is available. The status says connection, mode, errors,
+order sent / acknowledged, messages dropped; on change and every 1 s.
 
 Orders: ``orders.OrderBook`` (pure): the base never extends past what the robot holds
 in the table, released in space and time. Every received message passes
@@ -285,7 +289,8 @@ class Vda5050Master(Node):
                 break
             try:
                 self._receive(*item)
-            except Exception as e:   # a message we did not foresee must not stop the node
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                # content the schema allows but we did not foresee: never stops the node
                 self.dropped += 1
                 self.get_logger().error(f"dropped a message on {item[0]}: "
                                         f"{type(e).__name__}: {e}")

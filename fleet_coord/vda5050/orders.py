@@ -446,6 +446,7 @@ class OrderBook:
 
     def _continue(self, route: Route, span: int) -> None:
         """Replace everything after the base's end by `route` after its node `span`."""
+        assert self.route is not None
         end = self.route.pieces[self.base_pieces - 1].end if self.base_pieces else 0
         keep_nodes = self.route.nodes[:end + 1]
         keep_edges = self.route.edges[:end]

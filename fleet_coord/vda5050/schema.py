@@ -111,7 +111,6 @@ def schema(topic: str) -> dict[str, Any]:
 _FORMATS = jsonschema.FormatChecker(formats=())
 
 
-@_FORMATS.checks("date-time", raises=ValueError)
 def _is_date_time(value: object) -> bool:
     if not isinstance(value, str):
         return True   # the "type" keyword reports it
@@ -121,6 +120,9 @@ def _is_date_time(value: object) -> bool:
     if parsed.tzinfo is None:
         raise ValueError(f"{value!r} has no time zone (expected ...Z for UTC)")
     return True
+
+
+_FORMATS.checks("date-time", raises=ValueError)(_is_date_time)
 
 
 @functools.cache
