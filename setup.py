@@ -22,7 +22,7 @@ setup(
     # ROS 2 packages (rclpy, messages) come from the ROS install or, here, from the
     # PyPI wheels listed in requirements.txt; they are not pip requirements of the package.
     install_requires=["numpy", "scipy", "shapely", "pyyaml", "pyserial", "tqdm", "paho-mqtt",
-                      "jsonschema"],
+                      "jsonschema", "cryptography"],
     zip_safe=True,
     maintainer="fleet_coord developers",
     maintainer_email="dev@fleet-coord.invalid",

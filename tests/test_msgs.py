@@ -27,8 +27,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PKG = os.path.join(REPO, "fleet_coord_msgs")
 
 MSGS = ["Task", "TaskStatus", "CallForProposal", "Proposal", "Refusal", "Award",
-        "Rejection", "ReservationSegment", "ReservationSet", "RobotState", "FleetState"]
-SRVS = ["SubmitTask", "CancelTask", "ListTasks", "Reserve", "Release", "RemoveRobot", "SpawnRobot"]
+        "Rejection", "ReservationSegment", "ReservationSet", "RobotState", "FleetState",
+        "Auth", "RobotNotice", "KeyEntry", "Keyring", "SignedTwist", "SignedOdometry"]
+SRVS = ["SubmitTask", "CancelTask", "ListTasks", "Reserve", "Release", "RemoveRobot", "SpawnRobot",
+        "SetEstop"]
 ACTIONS = ["ExecuteTask"]
 
 RELIABLE_LATCHED = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE,
