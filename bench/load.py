@@ -280,10 +280,9 @@ class BenchNode:
     """Submits the task stream and records what the fleet says. Built lazily (rclpy)."""
 
     def __init__(self, ctx, robots: list[str]) -> None:
-        from fleet_coord_msgs.msg import ReservationSet, RobotState, TaskStatus
+        from fleet_coord_msgs.msg import ReservationSet, RobotNotice, RobotState, TaskStatus
         from fleet_coord_msgs.srv import SubmitTask
         from rclpy.node import Node
-        from std_msgs.msg import String
 
         from fleet_coord import qos
 
@@ -304,7 +303,7 @@ class BenchNode:
         sub = self.node.create_subscription
         sub(TaskStatus, "/fleet/task_status", self._on_status, qos.PROTOCOL)
         sub(RobotState, "/fleet/robot_states", self._on_state, qos.state_qos())
-        sub(String, "/fleet/robot_lost", lambda m: self.lost.append((time.time(), m.data)),
+        sub(RobotNotice, "/fleet/robot_lost", lambda m: self.lost.append((time.time(), m.robot)),
             qos.PROTOCOL)
         sub(ReservationSet, "/traffic/updates", self._on_table, qos.TABLE)
         self.submit_client = self.node.create_client(SubmitTask, "/fleet/submit_task")

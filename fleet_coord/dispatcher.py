@@ -8,7 +8,7 @@
 | sub | `/fleet/proposals`, `/fleet/refusals` | Proposal, Refusal (PROTOCOL) |
 | pub / sub | `/fleet/task_status` | TaskStatus (PROTOCOL), see below |
 | sub | `/fleet/robot_states` (STATE) | RobotState |
-| sub | `/fleet/robot_lost`, `/fleet/robot_removed` | std_msgs/String (PROTOCOL) |
+| sub | `/fleet/robot_lost`, `/fleet/robot_removed` | RobotNotice (PROTOCOL) |
 | sub | `/traffic/updates` | ReservationSet (TABLE): a replica of the reservation table |
 
 On `/fleet/task_status` the dispatcher publishes its own states (QUEUED, ANNOUNCED,
@@ -60,12 +60,11 @@ from collections.abc import Collection
 from dataclasses import replace
 
 from fleet_coord_msgs.msg import (Award, CallForProposal, Proposal, Refusal, Rejection,
-                                  ReservationSet, RobotState, TaskStatus)
+                                  ReservationSet, RobotNotice, RobotState, TaskStatus)
 from fleet_coord_msgs.msg import Task as TaskMsg
 from fleet_coord_msgs.srv import CancelTask, ListTasks, SubmitTask
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
-from std_msgs.msg import String
 
 from fleet_coord import qos
 from fleet_coord.convert import from_time, task_to_msg, to_time
@@ -171,11 +170,11 @@ class Dispatcher(Node):
             callback_group=group)
         sub(RobotState, "/fleet/robot_states", self._on_robot_state, qos.state_qos(),
             callback_group=group)
-        sub(String, "/fleet/robot_lost", self._on_robot_lost, qos.PROTOCOL,
+        sub(RobotNotice, "/fleet/robot_lost", self._on_robot_lost, qos.PROTOCOL,
             callback_group=group)
         sub(ReservationSet, "/traffic/updates", self.replica.apply, qos.TABLE,
             callback_group=group)
-        sub(String, "/fleet/robot_removed", self._on_robot_removed, qos.PROTOCOL,
+        sub(RobotNotice, "/fleet/robot_removed", self._on_robot_removed, qos.PROTOCOL,
             callback_group=group)
         self.create_service(SubmitTask, "/fleet/submit_task", self._on_submit,
                             callback_group=group)
@@ -487,26 +486,26 @@ class Dispatcher(Node):
                 if rec is not None and rec.robot == m.robot:
                     del self.unconfirmed[task_id]
 
-    def _on_robot_lost(self, m: String) -> None:
+    def _on_robot_lost(self, m: RobotNotice) -> None:
         now = self.now()
-        self.robots.pop(m.data, None)
-        self.lost.add(m.data)
+        self.robots.pop(m.robot, None)
+        self.lost.add(m.robot)
         for rec in self.ledger.in_flight():
-            if rec.robot == m.data:
-                self._requeue(rec.task.id, m.data, f"robot {m.data} was lost", now, lost=True)
+            if rec.robot == m.robot:
+                self._requeue(rec.task.id, m.robot, f"robot {m.robot} was lost", now, lost=True)
 
-    def _on_robot_removed(self, m: String) -> None:
+    def _on_robot_removed(self, m: RobotNotice) -> None:
         now = self.now()
-        self.robots.pop(m.data, None)
-        self.lost.discard(m.data)
-        self.membership.remove(m.data)
+        self.robots.pop(m.robot, None)
+        self.lost.discard(m.robot)
+        self.membership.remove(m.robot)
         requeued = []
         for rec in self.ledger.in_flight():
-            if rec.robot == m.data:
-                self._requeue(rec.task.id, m.data, f"robot {m.data} was removed from the fleet",
+            if rec.robot == m.robot:
+                self._requeue(rec.task.id, m.robot, f"robot {m.robot} was removed from the fleet",
                               now)
                 requeued.append(rec.task.id)
-        self.get_logger().info(f"robot {m.data} removed from the fleet; tasks back to auction: "
+        self.get_logger().info(f"robot {m.robot} removed from the fleet; tasks back to auction: "
                                f"{requeued or 'none'}")
 
 

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 
 from fleet_coord_msgs.msg import (Award, CallForProposal, FleetState, Proposal, Refusal,
-                                  Rejection, ReservationSet, RobotState, TaskStatus)
+                                  Rejection, ReservationSet, RobotNotice, RobotState,
+                                  TaskStatus)
 from geometry_msgs.msg import Point
 from rclpy.node import Node
-from std_msgs.msg import String
 from visualization_msgs.msg import Marker, MarkerArray
 
 from fleet_coord import qos
@@ -58,8 +58,8 @@ class FleetMonitor(Node):
         self.marker_pub = self.create_publisher(MarkerArray, "/fleet/markers", 10)
         sub = self.create_subscription
         sub(RobotState, "/fleet/robot_states", self._on_state, qos.state_qos())
-        sub(String, "/fleet/robot_lost", self._on_lost, qos.PROTOCOL)
-        sub(String, "/fleet/robot_removed", self._on_removed, qos.PROTOCOL)
+        sub(RobotNotice, "/fleet/robot_lost", self._on_lost, qos.PROTOCOL)
+        sub(RobotNotice, "/fleet/robot_removed", self._on_removed, qos.PROTOCOL)
         sub(ReservationSet, "/traffic/updates", self._on_table, qos.TABLE)
         sub(CallForProposal, "/fleet/cfp", lambda m: self._log("cfp", m, task_id=m.task.id,
                                                                round=m.round, kind=m.task.kind,
@@ -97,17 +97,17 @@ class FleetMonitor(Node):
             self.lost.discard(msg.robot)
             self.log.record("robot_returned", t=self.now(), robot=msg.robot)
 
-    def _on_lost(self, msg: String) -> None:
-        if msg.data not in self.lost:
-            self.lost.add(msg.data)
-            self.log.record("robot_lost", t=self.now(), robot=msg.data, by="traffic")
+    def _on_lost(self, msg: RobotNotice) -> None:
+        if msg.robot not in self.lost:
+            self.lost.add(msg.robot)
+            self.log.record("robot_lost", t=self.now(), robot=msg.robot, by="traffic")
 
-    def _on_removed(self, msg: String) -> None:
-        self.membership.remove(msg.data)
-        self.robots.pop(msg.data, None)
-        self.liveness.forget(msg.data)
-        self.lost.discard(msg.data)
-        self.log.record("robot_removed", t=self.now(), robot=msg.data)
+    def _on_removed(self, msg: RobotNotice) -> None:
+        self.membership.remove(msg.robot)
+        self.robots.pop(msg.robot, None)
+        self.liveness.forget(msg.robot)
+        self.lost.discard(msg.robot)
+        self.log.record("robot_removed", t=self.now(), robot=msg.robot)
 
     def _on_table(self, msg: ReservationSet) -> None:
         if self.replica.apply(msg) and not msg.is_snapshot:

@@ -11,7 +11,7 @@ than `cmd_timeout` is stopped, like a firmware watchdog.
 
 Robots can join and leave at runtime: `~/spawn_robot` (fleet_coord_msgs/srv/SpawnRobot,
 i.e. `/ideal_driver/spawn_robot`) puts a new robot at a pose (`fleet-coord add-robot`
-calls it), and a robot removed from the fleet (`/fleet/robot_removed`, std_msgs/String)
+calls it), and a robot removed from the fleet (`/fleet/robot_removed`, RobotNotice)
 leaves the world: its topics go away.
 
 The clock (parameter `publish_clock`, default false): the driver can be the fleet's clock
@@ -28,13 +28,13 @@ import math
 import re
 
 import rclpy
+from fleet_coord_msgs.msg import RobotNotice
 from fleet_coord_msgs.srv import SpawnRobot
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.time import Time
 from rosgraph_msgs.msg import Clock
-from std_msgs.msg import String
 
 from fleet_coord import qos
 from fleet_coord.spin import run_nodes
@@ -82,7 +82,7 @@ class IdealDriver(Node):
         for i, name in enumerate(robots):
             self._add(name, tuple(poses[3 * i:3 * i + 3]))
         self.create_service(SpawnRobot, "~/spawn_robot", self._on_spawn)
-        self.create_subscription(String, "/fleet/robot_removed", self._on_removed, qos.PROTOCOL)
+        self.create_subscription(RobotNotice, "/fleet/robot_removed", self._on_removed, qos.PROTOCOL)
         self._last = None
         if self.clock_pub is not None:
             self.clock_pub.publish(Clock(clock=Time(nanoseconds=0).to_msg()))
@@ -120,13 +120,13 @@ class IdealDriver(Node):
         self.get_logger().warning(f"spawn refused: {resp.error}")
         return resp
 
-    def _on_removed(self, msg: String) -> None:
-        r = self.robots.pop(msg.data, None)
+    def _on_removed(self, msg: RobotNotice) -> None:
+        r = self.robots.pop(msg.robot, None)
         if r is None:
             return
         self.destroy_subscription(r.sub)
         self.destroy_publisher(r.pub)
-        self.get_logger().info(f"{msg.data} removed from the fleet: taken out of the world")
+        self.get_logger().info(f"{msg.robot} removed from the fleet: taken out of the world")
 
     def now(self) -> Time:
         """The fleet's time: sim time when this driver is the clock, else the node's."""

@@ -83,14 +83,13 @@ import time
 from dataclasses import dataclass, field
 
 from fleet_coord_msgs.msg import (Award, CallForProposal, Proposal, Refusal, Rejection,
-                                  ReservationSet, RobotState, TaskStatus)
+                                  ReservationSet, RobotNotice, RobotState, TaskStatus)
 from fleet_coord_msgs.srv import Reserve
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from std_msgs.msg import String
 
 from fleet_coord import qos
 from fleet_coord.convert import (REFUSE_CODE, from_time, segment_msg, set_yaw, task_from_msg,
@@ -191,8 +190,8 @@ class FleetIO:
                 (Rejection, "/fleet/rejections", "_on_rejection", qos.PROTOCOL),
                 (ReservationSet, "/traffic/updates", "_on_update", qos.TABLE),
                 (TaskStatus, "/fleet/task_status", "_on_task_status", qos.PROTOCOL),
-                (String, "/fleet/robot_lost", "_on_robot_lost", qos.PROTOCOL),
-                (String, "/fleet/robot_removed", "_on_robot_removed", qos.PROTOCOL)):
+                (RobotNotice, "/fleet/robot_lost", "_on_robot_lost", qos.PROTOCOL),
+                (RobotNotice, "/fleet/robot_removed", "_on_robot_removed", qos.PROTOCOL)):
             sub(msg_type, topic, self._fan_out(self.agents, handler), profile,
                 callback_group=group)
         self.reserve_client = host.create_client(Reserve, "/traffic/reserve",
@@ -636,13 +635,13 @@ class RobotAgent(Node):
             if now - heard > self.active_expiry:
                 del self._active[tid]
 
-    def _on_robot_lost(self, m: String) -> None:
+    def _on_robot_lost(self, m: RobotNotice) -> None:
         for tid, (robot, _, _) in list(self._active.items()):
-            if robot == m.data:
+            if robot == m.robot:
                 del self._active[tid]
 
-    def _on_robot_removed(self, m: String) -> None:
-        if m.data != self.robot:
+    def _on_robot_removed(self, m: RobotNotice) -> None:
+        if m.robot != self.robot:
             self._on_robot_lost(m)
             return
         if self.removed:

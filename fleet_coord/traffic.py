@@ -7,13 +7,13 @@ snapshot and what followed) and a full snapshot every `snapshot_period` seconds.
 Watches `/fleet/robot_states` (msg/RobotState, STATE QoS with a liveliness lease): a
 robot silent for `lost_after` seconds is declared lost — what it committed stays, what it
 held since it was last heard stays blocked (fleet_coord.core.traffic) — and announced on
-`/fleet/robot_lost` (std_msgs/String, PROTOCOL QoS). While a robot is lost the node
+`/fleet/robot_lost` (RobotNotice, PROTOCOL QoS). While a robot is lost the node
 listens to its `/<robot>/odom` (ODOM QoS): a robot whose agent died but whose base still
 reports is located once it stands still, and only the spot it stands on stays blocked.
 
 Membership (fleet_coord.core.membership): a robot joins by speaking; `/fleet/remove_robot`
 (srv/RemoveRobot) takes one out on purpose — everything it holds is released (a lost
-robot's blocked spot too), it is announced on `/fleet/robot_removed` (std_msgs/String,
+robot's blocked spot too), it is announced on `/fleet/robot_removed` (RobotNotice,
 PROTOCOL QoS) for the dispatcher, the agents, the drivers and the monitor, and from then
 on its reservations are refused and its states ignored until an agent started after the
 removal speaks for it. An alive robot with a current or queued task is only removed with
@@ -36,12 +36,11 @@ from __future__ import annotations
 
 import math
 
-from fleet_coord_msgs.msg import ReservationSet, RobotState
+from fleet_coord_msgs.msg import ReservationSet, RobotNotice, RobotState
 from fleet_coord_msgs.srv import Release, RemoveRobot, Reserve
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.event_handler import SubscriptionEventCallbacks
-from std_msgs.msg import String
 
 from fleet_coord import qos
 from fleet_coord.convert import reservation_to_segment as to_segment_msg
@@ -92,8 +91,8 @@ class TrafficNode(Node):
             self.table_log.start(self.authority.table, self.authority.lost)
         self._logged_lost = set(self.authority.lost)
         self.updates = self.create_publisher(ReservationSet, "/traffic/updates", qos.TABLE)
-        self.lost_pub = self.create_publisher(String, "/fleet/robot_lost", qos.PROTOCOL)
-        self.removed_pub = self.create_publisher(String, "/fleet/robot_removed", qos.PROTOCOL)
+        self.lost_pub = self.create_publisher(RobotNotice, "/fleet/robot_lost", qos.PROTOCOL)
+        self.removed_pub = self.create_publisher(RobotNotice, "/fleet/robot_removed", qos.PROTOCOL)
         self.create_service(Reserve, "/traffic/reserve", self._on_reserve)
         self.create_service(Release, "/traffic/release", self._on_release)
         self.create_service(RemoveRobot, "/fleet/remove_robot", self._on_remove_robot)
@@ -186,7 +185,8 @@ class TrafficNode(Node):
         self._work.pop(robot, None)
         self._stop_locating(robot)
         self._publish_updates()
-        self.removed_pub.publish(String(data=robot))
+        self.removed_pub.publish(RobotNotice(robot=robot, reason=req.reason,
+                                                 stamp=self.get_clock().now().to_msg()))
         resp.ok = True
         self.get_logger().info(
             f"robot {robot} removed from the fleet ({'lost' if resp.was_lost else 'alive'}"
@@ -211,7 +211,9 @@ class TrafficNode(Node):
                 f"robot {robot} lost (silent > {self.lost_after:.1f} s); what it committed "
                 f"stays, spot {outcome.blocked} stays blocked; reservations revoked for "
                 f"{sorted(outcome.revoked)}")
-            self.lost_pub.publish(String(data=robot))
+            self.lost_pub.publish(RobotNotice(
+                robot=robot, reason=f"silent > {self.lost_after:.1f} s",
+                stamp=self.get_clock().now().to_msg()))
             self._start_locating(robot)
         expired = self.authority.table.expire(now)
         if expired:

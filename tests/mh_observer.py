@@ -21,11 +21,10 @@ import threading
 import time
 
 import rclpy
-from fleet_coord_msgs.msg import ReservationSet, RobotState, TaskStatus
+from fleet_coord_msgs.msg import ReservationSet, RobotNotice, RobotState, TaskStatus
 from fleet_coord_msgs.msg import Task as TaskMsg
 from fleet_coord_msgs.srv import SubmitTask
 from nav_msgs.msg import Odometry
-from std_msgs.msg import String
 
 from fleet_coord import qos
 
@@ -74,8 +73,8 @@ def main() -> None:
             TaskStatus, "/fleet/task_status",
             lambda m: log(k="status", task=m.task_id, robot=m.robot, state=m.state,
                           reason=m.reason), qos.PROTOCOL)
-        node.create_subscription(String, "/fleet/robot_lost",
-                                 lambda m: log(k="lost", robot=m.data), qos.PROTOCOL)
+        node.create_subscription(RobotNotice, "/fleet/robot_lost",
+                                 lambda m: log(k="lost", robot=m.robot), qos.PROTOCOL)
         last_state: dict[str, float] = {}
 
         def on_state(m):

@@ -2,9 +2,8 @@
 gave a task back: a lost robot's late DONE ends the task (first completion wins), and the
 robots that gave it back are not asked again (docs/reliability.md, Known gap 3)."""
 import rclpy
-from fleet_coord_msgs.msg import TaskStatus
+from fleet_coord_msgs.msg import RobotNotice, TaskStatus
 from rclpy.parameter import Parameter
-from std_msgs.msg import String
 
 from fleet_coord import qos
 from fleet_coord.core.tasks import Task, TaskLedger, TaskState
@@ -26,14 +25,14 @@ def test_a_restarted_dispatcher_still_takes_a_lost_former_holders_late_done(tmp_
     params = [Parameter("map", value=DEFAULT_MAP), Parameter("ledger", value=path)]
     with ros_context() as (ctx, ex):
         node = rclpy.create_node("fleet_test", context=ctx)
-        lost_pub = node.create_publisher(String, "/fleet/robot_lost", qos.PROTOCOL)
+        lost_pub = node.create_publisher(RobotNotice, "/fleet/robot_lost", qos.PROTOCOL)
         status_pub = node.create_publisher(TaskStatus, "/fleet/task_status", qos.PROTOCOL)
         ex.add_node(node)
         first = Dispatcher(context=ctx, parameter_overrides=params)
         ex.add_node(first)
         assert spin_until(ex, lambda: lost_pub.get_subscription_count() > 0, 10.0)
         # a is declared lost while it drives t1: t1 goes back to auction
-        lost_pub.publish(String(data="a"))
+        lost_pub.publish(RobotNotice(robot="a"))
         assert spin_until(ex, lambda: first.ledger.get("t1").state in (
             TaskState.QUEUED, TaskState.ANNOUNCED), 5.0), first.ledger.get("t1")
         # the dispatcher is restarted (its memory is gone; the ledger is what is left)

@@ -12,10 +12,10 @@ import pytest
 
 pytest.importorskip("fleet_coord_msgs.msg", reason="fleet_coord_msgs is built by `make setup`")
 import rclpy  # noqa: E402
+from fleet_coord_msgs.msg import RobotNotice  # noqa: E402
 from fleet_coord_msgs.msg import Task as TaskMsg  # noqa: E402
 from fleet_coord_msgs.msg import TaskStatus  # noqa: E402
 from fleet_coord_msgs.srv import ListTasks, SubmitTask  # noqa: E402
-from std_msgs.msg import String  # noqa: E402
 
 from fleet_checks import Monitor  # noqa: E402
 from fleet_coord import qos  # noqa: E402
@@ -70,8 +70,8 @@ class ProcFleet:
         self.node.create_subscription(TaskStatus, "/fleet/task_status",
                                       lambda m: self.statuses.append((time.monotonic(), m)),
                                       qos.PROTOCOL)
-        self.node.create_subscription(String, "/fleet/robot_lost",
-                                      lambda m: self.lost.append((time.monotonic(), m.data)),
+        self.node.create_subscription(RobotNotice, "/fleet/robot_lost",
+                                      lambda m: self.lost.append((time.monotonic(), m.robot)),
                                       qos.PROTOCOL)
         self.submit_client = self.node.create_client(SubmitTask, "/fleet/submit_task")
         self.list_client = self.node.create_client(ListTasks, "/fleet/list_tasks")

@@ -8,10 +8,10 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="rclpy is installed by `make setup`")
 msgs = pytest.importorskip("fleet_coord_msgs.msg", reason="fleet_coord_msgs is built by `make setup`")
-from fleet_coord_msgs.msg import ReservationSegment, ReservationSet, RobotState  # noqa: E402
+from fleet_coord_msgs.msg import (ReservationSegment, ReservationSet,  # noqa: E402
+                                  RobotNotice, RobotState)
 from fleet_coord_msgs.srv import Release, Reserve  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from std_msgs.msg import String  # noqa: E402
 
 from fleet_coord import qos  # noqa: E402
 from fleet_coord.fleet_config import load_roadmap_and_exclusion  # noqa: E402
@@ -78,8 +78,8 @@ def test_silent_robot_is_declared_lost_and_its_spot_stays_blocked():
         robot = rclpy.create_node("robot_x", context=ctx)
         probe = rclpy.create_node("probe", context=ctx)
         lost = []
-        probe.create_subscription(String, "/fleet/robot_lost", lambda m: lost.append(
-            (m.data, time.monotonic())), qos.PROTOCOL)
+        probe.create_subscription(RobotNotice, "/fleet/robot_lost", lambda m: lost.append(
+            (m.robot, time.monotonic())), qos.PROTOCOL)
         state = robot.create_publisher(RobotState, "/fleet/robot_states", qos.state_qos())
         reserve = probe.create_client(Reserve, "/traffic/reserve")
         ex.add_node(traffic)
