@@ -63,6 +63,7 @@ RESTART_POLICIES = ("never", "on-failure", "always")
 NODE_SECTIONS = ("traffic", "dispatcher", "robot_agent", "fleet_monitor", "ideal_driver", "sim",
                  "serial_bridge")
 _ROS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+AUTH_MODES = ("off", "permissive", "enforce")
 
 
 class ConfigError(FileFormatError):
@@ -137,6 +138,20 @@ class RobotConfig:
 
 
 @dataclass
+class AuthConfig:
+    """`auth:` of a fleet config (docs/security.md)."""
+    mode: str = "off"                      # off | permissive (verify, log, accept) | enforce
+    keys: str = ""                         # key directory (absolute; default <config stem>.keys)
+    window: float = 30.0                   # s: oldest a message on a volatile channel may be
+    tolerance: float = 2.0                 # s: clock skew allowed between hosts
+    sros2: bool = False                    # also run the nodes in their SROS2 enclaves
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
+
+
+@dataclass
 class FleetConfig:
     path: str
     map: str
@@ -150,6 +165,7 @@ class FleetConfig:
     event_log: str = ""
     robots: list[RobotConfig] = field(default_factory=list)
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    auth: AuthConfig = field(default_factory=AuthConfig)
 
     def robot(self, name: str) -> RobotConfig:
         for r in self.robots:
@@ -178,7 +194,7 @@ def _load_fleet_config(path: str) -> FleetConfig:
     if root is None:
         raise ConfigError("expected a mapping with 'fleet' and 'robots', got an empty file", path, 1)
     rd = YamlReader(path, ConfigError)
-    top = rd.mapping(root, "the fleet config", ("fleet", "robots"), ("nodes",))
+    top = rd.mapping(root, "the fleet config", ("fleet", "robots"), ("nodes", "auth"))
     here = os.path.dirname(os.path.abspath(path))
 
     def rel(p: str) -> str:
@@ -313,4 +329,35 @@ def _load_fleet_config(path: str) -> FleetConfig:
                                       f"got {describe(value)}")
             _check_params(rd, value, f"nodes.{section}")
             cfg.nodes[section] = yaml.safe_load(yaml.serialize(value)) or {}
+    cfg.auth = (_auth_section(rd, top["auth"][1], path, rel) if "auth" in top
+                else AuthConfig(keys=default_key_dir(path)))
     return cfg
+
+
+def _auth_section(rd: YamlReader, node: yaml.Node, path: str, rel: Any) -> AuthConfig:
+    a = rd.mapping(node, "'auth'", (), ("mode", "keys", "window", "tolerance", "sros2"))
+    auth = AuthConfig()
+    if "mode" in a:
+        auth.mode = rd.name(a["mode"][1], "'auth.mode'")
+        if auth.mode not in AUTH_MODES:
+            raise rd.error(a["mode"][1], f"'auth.mode': expected one of {', '.join(AUTH_MODES)}, "
+                                         f"got {auth.mode!r}")
+    if "keys" in a:
+        auth.keys = rel(rd.name(a["keys"][1], "'auth.keys' as a directory name"))
+    for key, what in (("window", "'auth.window' (s)"), ("tolerance", "'auth.tolerance' (s)")):
+        if key in a:
+            value = rd.number(a[key][1], what)
+            if not value > 0:
+                raise rd.error(a[key][1], f"{what} must be > 0, got {value}")
+            setattr(auth, key, value)
+    if "sros2" in a:
+        auth.sros2 = rd.boolean(a["sros2"][1], "'auth.sros2'")
+    if not auth.keys:
+        auth.keys = default_key_dir(path)
+    return auth
+
+
+def default_key_dir(config_path: str) -> str:
+    """Where `fleet-coord keys init CONFIG` puts the keys: `<config stem>.keys/` next to it."""
+    stem = os.path.splitext(os.path.basename(config_path))[0]
+    return os.path.join(os.path.dirname(os.path.abspath(config_path)), f"{stem}.keys")
