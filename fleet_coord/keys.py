@@ -32,7 +32,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from fleet_coord.core.trust import Keyring, KeyRecord, Role, key_id
-from fleet_coord.fleet_config import default_key_dir  # noqa: F401  (re-exported)
 
 KEYRING = "keyring.yaml"
 SERVER_IDENTITIES = (("operator", Role.OPERATOR), ("traffic", Role.TRAFFIC),
@@ -85,14 +84,13 @@ def fleet_identities(cfg: Any) -> list[IdentitySpec]:
 
 # -- files --------------------------------------------------------------------------------
 
-def _write_private(path: str, data: bytes) -> None:
-    """Atomically write a secret file readable by its owner only."""
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")   # mkstemp creates it 0600
+def _write_atomic(path: str, data: bytes, mode: int) -> None:
+    """Write a file whole or not at all (a node may read it meanwhile), with `mode`."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")   # created 0600
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o600)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -100,18 +98,13 @@ def _write_private(path: str, data: bytes) -> None:
         raise
 
 
-def _write_public(path: str, text: str) -> None:
-    folder = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def write_private(path: str, data: bytes) -> None:
+    """A secret: readable by its owner only."""
+    _write_atomic(path, data, 0o600)
+
+
+def write_public(path: str, text: str) -> None:
+    _write_atomic(path, text.encode(), 0o644)
 
 
 def _read_secret(path: str, what: str) -> bytes:
@@ -275,15 +268,15 @@ class KeyDir:
 
     # writing ---------------------------------------------------------------------------
     def write_keyring(self, kr: Keyring) -> None:
-        _write_public(self.keyring_path, keyring_to_yaml(kr))
+        write_public(self.keyring_path, keyring_to_yaml(kr))
 
     def _new_identity(self, spec: IdentitySpec) -> KeyRecord:
         key = Ed25519PrivateKey.generate()
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-        _write_private(self.key_path(spec.name), pem)
+        write_private(self.key_path(spec.name), pem)
         if spec.link and spec.role is Role.AGENT:
-            _write_private(self.link_path(spec.link), secrets.token_bytes(32).hex().encode()
+            write_private(self.link_path(spec.link), secrets.token_bytes(32).hex().encode()
                            + b"\n")
         return KeyRecord(spec.name, spec.role, key.public_key().public_bytes_raw(), spec.robots)
 

@@ -6,9 +6,9 @@ import stat
 import pytest
 
 from fleet_coord.core.trust import Refusal, Role
-from fleet_coord.fleet_config import load_fleet_config
-from fleet_coord.keys import (KeyDir, KeyFileError, default_key_dir, fleet_identities,
-                              keyring_from_yaml, robot_identities)
+from fleet_coord.fleet_config import default_key_dir, load_fleet_config
+from fleet_coord.keys import (KeyDir, KeyFileError, fleet_identities, keyring_from_yaml,
+                              robot_identities)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO = os.path.join(REPO, "config", "fleet_demo.yaml")

@@ -1,0 +1,346 @@
+"""An SROS2 keystore for a fleet: DDS Security for ROS 2 installs that have it.
+
+`fleet-coord keys sros2 CONFIG` writes `<key directory>/sros2/`, laid out as `ros2
+security create_keystore` / `create_enclave` do (so `ros2 security list_enclaves` reads
+it), with one enclave per process of the fleet's node set:
+
+    public/identity_ca.cert.pem, public/permissions_ca.cert.pem     two CAs (P-256)
+    private/identity_ca.key.pem, private/permissions_ca.key.pem     0600
+    enclaves/governance.xml, enclaves/governance.p7s                signed by the permissions CA
+    enclaves/fleet_coord/<process>/                                 one per process:
+        cert.pem, key.pem (0600)          its identity, issued by the identity CA
+        permissions.xml, permissions.p7s  what it may publish / subscribe, signed
+        identity_ca.cert.pem, permissions_ca.cert.pem, governance.p7s   copies
+
+Permissions are least privilege, derived from the node set (fleet_coord.node_set) and
+`INTERFACES` (the topics and services each executable publishes, subscribes, serves and
+calls): a robot's agent may publish only its own robot's command topic, the dispatcher
+may not write the reservation table, and so on. Topics of robots that join at run time
+are covered by wildcards where a node serves any robot (the traffic authority, the
+ideal driver, the monitor).
+
+Enforcement needs a DDS with the Security plugins; the PyPI Fast DDS has none, so this
+install tests only that the documents are well-formed (XML Schema), signed and chain to
+the keystore's CAs (tests/test_sros2.py, with `openssl`). See docs/security.md.
+"""
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from xml.sax.saxutils import escape
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import pkcs7
+from cryptography.x509.oid import NameOID
+
+from fleet_coord.keys import write_private, write_public
+from fleet_coord.node_set import NodeSpec
+
+ENCLAVE_ROOT = "/fleet_coord"
+VALID_DAYS = 3650
+
+#: Infrastructure every ROS 2 node uses: rosout, parameter events, the rmw graph topic,
+#: its own parameter and type-description services (with "~" for the node's name).
+_COMMON_PUB = ("/rosout", "/parameter_events")
+_COMMON_SUB = ("/parameter_events", "/clock")
+_NODE_SERVICES = ("~/describe_parameters", "~/get_parameter_types", "~/get_parameters",
+                  "~/list_parameters", "~/set_parameters", "~/set_parameters_atomically",
+                  "~/get_type_description")
+
+# What the fleet's messages travel on (docs/security.md and the README's node graph).
+FLEET = ("/fleet/cfp", "/fleet/awards", "/fleet/rejections", "/fleet/proposals",
+         "/fleet/refusals", "/fleet/task_status", "/fleet/robot_states", "/fleet/robot_lost",
+         "/fleet/robot_removed", "/traffic/updates", "/fleet/keyring")
+
+
+@dataclass
+class Interfaces:
+    """What one process publishes, subscribes, serves and calls. "{robot}" stands for
+    each robot the process serves; "*" for any robot (a DDS topic-expression wildcard)."""
+    publish: set[str] = field(default_factory=set)
+    subscribe: set[str] = field(default_factory=set)
+    serve: set[str] = field(default_factory=set)
+    call: set[str] = field(default_factory=set)
+
+
+def _ifc(pub: Iterable[str] = (), sub: Iterable[str] = (), serve: Iterable[str] = (),
+         call: Iterable[str] = ()) -> Interfaces:
+    return Interfaces(set(pub), set(sub), set(serve), set(call))
+
+
+_ROBOT_LINK_IN = ("/{robot}/cmd_vel", "/{robot}/cmd_vel_signed")
+_ROBOT_LINK_OUT = ("/{robot}/odom", "/{robot}/odom_signed")
+
+#: executable (fleet_coord.node_set.EXECUTABLES) -> its interfaces
+INTERFACES: dict[str, Interfaces] = {
+    "traffic": _ifc(pub=("/traffic/updates", "/fleet/robot_lost", "/fleet/robot_removed",
+                         "/fleet/keyring"),
+                    sub=("/fleet/robot_states", "/fleet/keyring", "/*/odom", "/*/odom_signed"),
+                    serve=("/traffic/reserve", "/traffic/release", "/fleet/remove_robot")),
+    "dispatcher": _ifc(pub=("/fleet/cfp", "/fleet/awards", "/fleet/rejections",
+                            "/fleet/task_status"),
+                       sub=("/fleet/proposals", "/fleet/refusals", "/fleet/task_status",
+                            "/fleet/robot_states", "/fleet/robot_lost", "/fleet/robot_removed",
+                            "/traffic/updates", "/fleet/keyring"),
+                       serve=("/fleet/submit_task", "/fleet/cancel_task", "/fleet/list_tasks",
+                              "/fleet/execute_task")),
+    "fleet_monitor": _ifc(pub=("/fleet/state", "/fleet/markers"),
+                          sub=FLEET),
+    "robot_agent": _ifc(pub=("/fleet/proposals", "/fleet/refusals", "/fleet/task_status",
+                             "/fleet/robot_states", *_ROBOT_LINK_IN),
+                        sub=("/fleet/cfp", "/fleet/awards", "/fleet/rejections",
+                             "/traffic/updates", "/fleet/task_status", "/fleet/robot_lost",
+                             "/fleet/robot_removed", "/fleet/keyring", *_ROBOT_LINK_OUT),
+                        call=("/traffic/reserve",)),
+    "ideal_driver": _ifc(pub=("/*/odom", "/*/odom_signed", "/clock"),
+                         sub=("/*/cmd_vel", "/*/cmd_vel_signed", "/fleet/robot_removed",
+                              "/fleet/keyring"),
+                         serve=("/ideal_driver/spawn_robot",)),
+    "sim": _ifc(pub=(*_ROBOT_LINK_OUT, "/clock", "/sim/contacts/robot_robot",
+                     "/sim/contacts/robot_obstacle", "/diagnostics"),
+                sub=(*_ROBOT_LINK_IN, "/fleet/robot_states", "/fleet/keyring")),
+    "serial_bridge": _ifc(pub=(*_ROBOT_LINK_OUT, "/{robot}/battery", "/diagnostics"),
+                          sub=(*_ROBOT_LINK_IN, "/fleet/keyring"),
+                          serve=("/{robot}/estop", "/{robot}/set_estop", "/{robot}/reset_odom")),
+}
+
+#: The operator's tools (fleet-coord submit / cancel / tasks / status / add-robot /
+#: remove-robot / keys, the web view): not a node of the node set.
+OPERATOR = _ifc(pub=("/fleet/keyring",),
+                sub=("/fleet/state", "/fleet/task_status", "/traffic/updates",
+                     "/fleet/robot_states", "/*/odom", "/*/odom_signed"),
+                call=("/fleet/submit_task", "/fleet/cancel_task", "/fleet/list_tasks",
+                      "/fleet/remove_robot", "/traffic/release", "/ideal_driver/spawn_robot",
+                      "/*/estop",
+                      "/*/set_estop", "/fleet/execute_task"))
+
+
+def enclave_of(spec: NodeSpec) -> str:
+    """The enclave of one process of the node set: /fleet_coord/[<namespace>/]<process>."""
+    ns = f"/{spec.namespace}" if spec.namespace else ""
+    return f"{ENCLAVE_ROOT}{ns}/{spec.process_name}"
+
+
+OPERATOR_ENCLAVE = f"{ENCLAVE_ROOT}/operator"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One enclave's DDS permissions: DDS topic names (rt/, rq/, rr/ prefixes)."""
+    enclave: str
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+
+
+def _node_names(spec: NodeSpec) -> list[str]:
+    """Fully qualified names of the process's nodes (for its "~/" services)."""
+    if spec.executable == "robot_agent":
+        return [f"/{r}/robot_agent" for r in spec.robots]
+    ns = f"/{spec.namespace}" if spec.namespace else ""
+    return [f"{ns}/{spec.name or spec.executable}"]
+
+
+def grant_for(enclave: str, ifc: Interfaces, robots: Iterable[str], nodes: Iterable[str],
+              actions: Iterable[str] = ("/fleet/execute_task",)) -> Grant:
+    robots = list(robots)
+
+    def expand(names: Iterable[str]) -> set[str]:
+        out: set[str] = set()
+        for n in names:
+            out.update(n.replace("{robot}", r) for r in robots) if "{robot}" in n else out.add(n)
+        return out
+
+    actions = set(actions)
+    pub = {f"rt{t}" for t in expand(ifc.publish) | set(_COMMON_PUB)}
+    sub = {f"rt{t}" for t in expand(ifc.subscribe) | set(_COMMON_SUB)}
+    pub.add("ros_discovery_info")
+    sub.add("ros_discovery_info")
+    served = expand(ifc.serve) | {s.replace("~", n) for n in nodes for s in _NODE_SERVICES}
+    # where request and reply topics go: a server subscribes to requests and publishes
+    # replies (and an action's feedback and status); a client the other way round
+    for names, requests, replies in ((served, sub, pub), (expand(ifc.call), pub, sub)):
+        for s in names:
+            if s in actions:
+                for part in ("send_goal", "cancel_goal", "get_result"):
+                    requests.add(f"rq{s}/_action/{part}Request")
+                    replies.add(f"rr{s}/_action/{part}Reply")
+                replies.update({f"rt{s}/_action/feedback", f"rt{s}/_action/status"})
+            else:
+                requests.add(f"rq{s}Request")
+                replies.add(f"rr{s}Reply")
+    return Grant(enclave, tuple(sorted(pub)), tuple(sorted(sub)))
+
+
+def fleet_grants(specs: Iterable[NodeSpec]) -> list[Grant]:
+    """One grant per process of the node set, plus the operator's."""
+    grants = []
+    for spec in specs:
+        robots = spec.robots if spec.executable != "ideal_driver" else []
+        grants.append(grant_for(enclave_of(spec), INTERFACES[spec.executable], robots,
+                                _node_names(spec)))
+    grants.append(grant_for(OPERATOR_ENCLAVE, OPERATOR, [], []))
+    return grants
+
+
+# -- documents ----------------------------------------------------------------------------
+
+def governance_xml(domain_id: int) -> str:
+    """Authenticated, encrypted, access-controlled: unauthenticated participants are not
+    admitted and every topic needs a grant (as sros2's default governance)."""
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<dds xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+    xsi:noNamespaceSchemaLocation="http://www.omg.org/spec/DDS-SECURITY/20170901/omg_shared_ca_governance.xsd">
+  <domain_access_rules>
+    <domain_rule>
+      <domains>
+        <id>{domain_id}</id>
+      </domains>
+      <allow_unauthenticated_participants>false</allow_unauthenticated_participants>
+      <enable_join_access_control>true</enable_join_access_control>
+      <discovery_protection_kind>ENCRYPT</discovery_protection_kind>
+      <liveliness_protection_kind>ENCRYPT</liveliness_protection_kind>
+      <rtps_protection_kind>SIGN</rtps_protection_kind>
+      <topic_access_rules>
+        <topic_rule>
+          <topic_expression>*</topic_expression>
+          <enable_discovery_protection>true</enable_discovery_protection>
+          <enable_liveliness_protection>true</enable_liveliness_protection>
+          <enable_read_access_control>true</enable_read_access_control>
+          <enable_write_access_control>true</enable_write_access_control>
+          <metadata_protection_kind>ENCRYPT</metadata_protection_kind>
+          <data_protection_kind>ENCRYPT</data_protection_kind>
+        </topic_rule>
+      </topic_access_rules>
+    </domain_rule>
+  </domain_access_rules>
+</dds>
+"""
+
+
+def _topics(names: Iterable[str]) -> str:
+    return "".join(f"\n            <topic>{escape(n)}</topic>" for n in names)
+
+
+def permissions_xml(grant: Grant, domain_id: int, not_before: datetime.datetime,
+                    not_after: datetime.datetime) -> str:
+    fmt = "%Y-%m-%dT%H:%M:%S"
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<dds xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+    xsi:noNamespaceSchemaLocation="http://www.omg.org/spec/DDS-SECURITY/20170901/omg_shared_ca_permissions.xsd">
+  <permissions>
+    <grant name="{escape(grant.enclave)}">
+      <subject_name>CN={escape(grant.enclave)}</subject_name>
+      <validity>
+        <not_before>{not_before.strftime(fmt)}</not_before>
+        <not_after>{not_after.strftime(fmt)}</not_after>
+      </validity>
+      <allow_rule>
+        <domains>
+          <id>{domain_id}</id>
+        </domains>
+        <publish>
+          <topics>{_topics(grant.publish)}
+          </topics>
+        </publish>
+        <subscribe>
+          <topics>{_topics(grant.subscribe)}
+          </topics>
+        </subscribe>
+      </allow_rule>
+      <default>DENY</default>
+    </grant>
+  </permissions>
+</dds>
+"""
+
+
+# -- certificates and signing -------------------------------------------------------------
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: x509.Name,
+          issuer_key: ec.EllipticCurvePrivateKey, ca: bool, now: datetime.datetime
+          ) -> x509.Certificate:
+    builder = (x509.CertificateBuilder()
+               .subject_name(_name(subject)).issuer_name(issuer)
+               .public_key(key.public_key())
+               .serial_number(x509.random_serial_number())
+               # a day early: peers whose clocks lag must not see it as not yet valid
+               .not_valid_before(now - datetime.timedelta(days=1))
+               .not_valid_after(now + datetime.timedelta(days=VALID_DAYS))
+               .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None),
+                              critical=True))
+    if ca:
+        builder = builder.add_extension(
+            x509.KeyUsage(digital_signature=True, content_commitment=False,
+                          key_encipherment=False, data_encipherment=False, key_agreement=False,
+                          key_cert_sign=True, crl_sign=True, encipher_only=False,
+                          decipher_only=False), critical=True)
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def smime_sign(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
+    """Detached S/MIME (text) signature, as DDS Security expects governance and
+    permissions documents."""
+    return (pkcs7.PKCS7SignatureBuilder().set_data(data)
+            .add_signer(cert, key, hashes.SHA256())
+            .sign(serialization.Encoding.SMIME,
+                  [pkcs7.PKCS7Options.Text, pkcs7.PKCS7Options.DetachedSignature]))
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption())
+
+
+def _pem_cert(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def write_keystore(path: str, specs: Iterable[NodeSpec], domain_id: int = 0) -> list[str]:
+    """(Re)write the SROS2 keystore at `path` for the node set `specs`; returns the
+    enclaves. An existing keystore there is replaced (new CAs: every enclave is new)."""
+    grants = fleet_grants(specs)
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    for sub in ("public", "private", "enclaves"):
+        os.makedirs(os.path.join(path, sub), mode=0o700 if sub == "private" else 0o755)
+    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    cas = {}
+    for which in ("identity_ca", "permissions_ca"):
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = f"fleet_coord {which.replace('_', ' ')}"
+        cert = _cert(name, key, _name(name), key, True, now)
+        cas[which] = (cert, key)
+        write_public(os.path.join(path, "public", f"{which}.cert.pem"), _pem_cert(cert))
+        write_private(os.path.join(path, "private", f"{which}.key.pem"), _pem_key(key))
+    id_cert, id_key = cas["identity_ca"]
+    perm_cert, perm_key = cas["permissions_ca"]
+    gov = governance_xml(domain_id).encode()
+    enclaves_dir = os.path.join(path, "enclaves")
+    write_public(os.path.join(enclaves_dir, "governance.xml"), gov.decode())
+    gov_p7s = smime_sign(perm_cert, perm_key, gov)
+    write_public(os.path.join(enclaves_dir, "governance.p7s"), gov_p7s.decode())
+    for g in grants:
+        d = os.path.join(enclaves_dir, g.enclave.lstrip("/"))
+        os.makedirs(d, exist_ok=True)
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = _cert(g.enclave, key, id_cert.subject, id_key, False, now)
+        write_public(os.path.join(d, "cert.pem"), _pem_cert(cert))
+        write_private(os.path.join(d, "key.pem"), _pem_key(key))
+        for which, (c, _k) in cas.items():
+            write_public(os.path.join(d, f"{which}.cert.pem"), _pem_cert(c))
+        write_public(os.path.join(d, "governance.p7s"), gov_p7s.decode())
+        perms = permissions_xml(g, domain_id, cert.not_valid_before_utc,
+                                cert.not_valid_after_utc).encode()
+        write_public(os.path.join(d, "permissions.xml"), perms.decode())
+        write_public(os.path.join(d, "permissions.p7s"),
+                      smime_sign(perm_cert, perm_key, perms).decode())
+    return [g.enclave for g in grants]
