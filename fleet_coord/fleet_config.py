@@ -57,10 +57,11 @@ def load_roadmap_and_exclusion(path: str, footprint_radius: float) -> tuple[Road
 
 
 # ------------------------------------------------------------------------ fleet configs
-BACKENDS = ("ideal", "sim", "serial")
+BACKENDS = ("ideal", "sim", "serial", "vda5050")
 DISCOVERY_RANGES = ("LOCALHOST", "SUBNET", "SYSTEM_DEFAULT", "OFF")
 RESTART_POLICIES = ("never", "on-failure", "always")
 NODE_SECTIONS = ("traffic", "dispatcher", "robot_agent", "fleet_monitor", "ideal_driver", "sim",
+                 "vda5050_master",
                  "serial_bridge")
 _ROS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 AUTH_MODES = ("off", "permissive", "enforce")
@@ -135,6 +136,9 @@ class RobotConfig:
     payload_kg: float = math.inf
     port: str = ""                         # serial backend
     baud: int = 115200
+    manufacturer: str = ""                 # vda5050 backend: the vehicle's topic levels
+    serial_number: str = ""                # (default: the robot's name)
+    broker: str = "127.0.0.1:1883"         # vda5050 backend: MQTT broker host:port
 
 
 @dataclass
@@ -173,6 +177,37 @@ class FleetConfig:
                 return r
         raise KeyError(f"no robot {name!r} in {self.path}; robots: "
                        f"{', '.join(r.name for r in self.robots)}")
+
+
+def _vda5050_keys(rd: YamlReader, r: dict, rc: RobotConfig, where: str, node: yaml.Node) -> None:
+    """`manufacturer`, `serial_number`, `broker` of a vda5050 robot (docs/vda5050.md)."""
+    from fleet_coord.vda5050.protocol import ID_RE
+
+    keys = ("manufacturer", "serial_number", "broker")
+    if rc.backend != "vda5050":
+        for k in keys:
+            if k in r:
+                raise rd.error(r[k][0], f"'{where}.{k}' is for backend 'vda5050' only "
+                                        f"(this robot's backend is {rc.backend!r})")
+        return
+    if "manufacturer" not in r:
+        raise rd.error(node, f"'{where}': backend 'vda5050' needs 'manufacturer' (the "
+                             "vehicle's MQTT topic level, e.g. acme)")
+    for k in ("manufacturer", "serial_number"):
+        if k in r:
+            value = rd.name(r[k][1], f"'{where}.{k}'")
+            if not ID_RE.match(value):
+                raise rd.error(r[k][1], f"'{where}.{k}': {value!r} may only use A-Z a-z 0-9 "
+                                        "_ . : - (VDA 5050 topic levels)")
+            setattr(rc, k, value)
+    rc.serial_number = rc.serial_number or rc.name
+    if "broker" in r:
+        from fleet_coord.vda5050.emulator import parse_broker
+        rc.broker = rd.name(r["broker"][1], f"'{where}.broker' (host:port)")
+        try:
+            parse_broker(rc.broker)
+        except ValueError as e:
+            raise rd.error(r["broker"][1], f"'{where}.broker': {e}") from None
 
 
 def load_fleet_config(path: str) -> FleetConfig:
@@ -260,7 +295,8 @@ def _load_fleet_config(path: str) -> FleetConfig:
         where = f"robots[{i}]"
         r = rd.mapping(node, where, ("name",),
                        ("backend", "start", "start_station", "max_speed", "max_angular_speed",
-                        "battery_wh", "payload_kg", "port", "baud"))
+                        "battery_wh", "payload_kg", "port", "baud", "manufacturer",
+                        "serial_number", "broker"))
         name = rd.name(r["name"][1], f"'{where}.name'")
         if not _ROS_NAME.match(name):
             raise rd.error(r["name"][1], f"'{where}.name': {name!r} is not a valid ROS name "
@@ -319,8 +355,14 @@ def _load_fleet_config(path: str) -> FleetConfig:
                 raise rd.error(r["baud"][1], f"'{where}.baud' must be > 0, got {rc.baud}")
         if rc.backend == "serial" and not rc.port:
             raise rd.error(node, f"'{where}': backend 'serial' needs 'port' (e.g. /dev/ttyACM0)")
+        _vda5050_keys(rd, r, rc, where, node)
         cfg.robots.append(rc)
 
+    vda = [r.name for r in cfg.robots if r.backend == "vda5050"]
+    if vda and cfg.use_sim_time:
+        raise rd.error(f["use_sim_time"][1], f"'fleet.use_sim_time': VDA 5050 vehicles "
+                       f"({', '.join(vda)}) run on wall time (UTC timestamps); a fleet with "
+                       "them needs use_sim_time: false")
     if "nodes" in top:
         sections = rd.mapping(top["nodes"][1], "'nodes'", (), NODE_SECTIONS)
         for section, (_, value) in sections.items():

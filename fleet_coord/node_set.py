@@ -25,6 +25,7 @@ EXECUTABLES = {
     "ideal_driver": "fleet_coord.ideal_driver",
     "sim": "sim.sim_node",
     "serial_bridge": "firmware_bridge.bridge_node",
+    "vda5050_master": "fleet_coord.vda5050.master",
 }
 
 
@@ -128,19 +129,34 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
                                                     max_v=r.max_speed,
                                                     max_omega=r.max_angular_speed),
                                   robots=[r.name]))
+        elif r.backend == "vda5050":
+            # VDA 5050 master control: the vehicle drives itself along released orders
+            nodes.append(NodeSpec("vda5050_master", "vda5050_master", namespace=r.name,
+                                  parameters=params("vda5050_master", robot=r.name,
+                                                    manufacturer=r.manufacturer,
+                                                    serial_number=r.serial_number,
+                                                    broker=r.broker, max_speed=r.max_speed),
+                                  robots=[r.name]))
     # robot agents: each process hosts the agents of a group of robots (one robot per
     # process by default, as on real robots); the nodes are /<robot>/robot_agent, so the
     # process is not renamed and its parameters apply to all its nodes (conservative
-    # limits: the slowest robot of the group)
-    for i in range(0, len(robots), per_process):
-        group = robots[i:i + per_process]
-        label = f"agent_{group[0].name}" if per_process == 1 else f"agents_{i // per_process + 1}"
-        nodes.append(NodeSpec(
-            "robot_agent", "", label=label,
-            parameters=params("robot_agent", max_v=min(r.max_speed for r in group),
-                              max_w=min(r.max_angular_speed for r in group)),
-            arguments=["--robots", ",".join(r.name for r in group)],
-            robots=[r.name for r in group]))
+    # limits: the slowest robot of the group). VDA 5050 robots are grouped apart: their
+    # agents hand timed paths to the vehicle instead of tracking them (drive: follow).
+    groups = 0
+    for drive, members in (("track", [r for r in robots if r.backend != "vda5050"]),
+                           ("follow", [r for r in robots if r.backend == "vda5050"])):
+        for i in range(0, len(members), per_process):
+            group = members[i:i + per_process]
+            groups += 1
+            label = f"agent_{group[0].name}" if per_process == 1 else f"agents_{groups}"
+            own: dict[str, Any] = {"max_v": min(r.max_speed for r in group),
+                                   "max_w": min(r.max_angular_speed for r in group)}
+            if drive == "follow":
+                own["drive"] = drive
+            nodes.append(NodeSpec(
+                "robot_agent", "", label=label, parameters=params("robot_agent", **own),
+                arguments=["--robots", ",".join(r.name for r in group)],
+                robots=[r.name for r in group]))
     return nodes
 
 

@@ -69,3 +69,33 @@ def test_bad_configs_name_file_line_and_key(tmp_path, bad, line, words):
         assert e.value.line == line, msg
     for w in words:
         assert w in msg, msg
+
+
+def test_vda5050_robots_need_a_manufacturer_wall_time_and_get_a_master(tmp_path):
+    from fleet_coord.fleet_config import ConfigError, load_fleet_config
+    from fleet_coord.node_set import fleet_nodes
+
+    def write(robot_extra, fleet_extra=""):
+        p = tmp_path / "f.yaml"
+        p.write_text("fleet:\n  map: warehouse_small.yaml\n" + fleet_extra +
+                     "robots:\n  - {name: a, start_station: park_1}\n"
+                     "  - {name: v, start_station: park_2, backend: vda5050" + robot_extra + "}\n")
+        return str(p)
+
+    with pytest.raises(ConfigError, match="needs 'manufacturer'"):
+        load_fleet_config(write(""))
+    with pytest.raises(ConfigError, match="may only use"):
+        load_fleet_config(write(", manufacturer: 'ac/me'"))
+    with pytest.raises(ConfigError, match="broker"):
+        load_fleet_config(write(", manufacturer: acme, broker: 'localhost:x'"))
+    with pytest.raises(ConfigError, match="wall time"):
+        load_fleet_config(write(", manufacturer: acme", "  use_sim_time: true\n"))
+    cfg = load_fleet_config(write(", manufacturer: acme, broker: '127.0.0.1:1999'"))
+    v = cfg.robot("v")
+    assert (v.manufacturer, v.serial_number, v.broker) == ("acme", "v", "127.0.0.1:1999")
+    specs = fleet_nodes(cfg)
+    master = [s for s in specs if s.executable == "vda5050_master"]
+    assert [(m.namespace, m.parameters["manufacturer"]) for m in master] == [("v", "acme")]
+    agents = [s for s in specs if s.executable == "robot_agent"]
+    assert [(s.robots, s.parameters.get("drive", "track")) for s in agents] == \
+        [(["a"], "track"), (["v"], "follow")]
