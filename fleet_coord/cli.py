@@ -21,6 +21,7 @@ SUBCOMMANDS = [
     "fleet_coord.cli_demo",
     "fleet_coord.cli_launch",
     "fleet_coord.cli_fleet",
+    "fleet_coord.cli_keys",
 ]
 
 

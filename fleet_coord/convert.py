@@ -15,6 +15,7 @@ functions, so a field's meaning (a zero deadline is "none", an infinite hold is
 | contract_net.RefuseReason | Refusal.reason_code (`REFUSE_CODE`) |
 | core.reservations.Reservation | ReservationSegment (`reservation_to_segment`, ...) |
 | core.replica.TableUpdate | ReservationSet (`table_update_from_msg`) |
+| core.trust.Keyring | Keyring of KeyEntry (`keyring_to_msg`, `keyring_from_msg`) |
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ import math
 from typing import Any
 
 from builtin_interfaces.msg import Time
-from fleet_coord_msgs.msg import Refusal, ReservationSegment, ReservationSet, TaskStatus
+from fleet_coord_msgs.msg import (KeyEntry, Keyring as KeyringMsg, Refusal, ReservationSegment,
+                                  ReservationSet, TaskStatus)
 from fleet_coord_msgs.msg import Task as TaskMsg
 from nav_msgs.msg import Odometry
 
@@ -30,6 +32,7 @@ from fleet_coord.core import contract_net as cn
 from fleet_coord.core.replica import TableUpdate
 from fleet_coord.core.reservations import Reservation
 from fleet_coord.core.tasks import Task, TaskState
+from fleet_coord.core.trust import Keyring, KeyRecord, Role, robots_of
 
 # -- time -------------------------------------------------------------------------------
 
@@ -176,3 +179,33 @@ def table_update_from_msg(m: ReservationSet, segments: bool = True) -> TableUpda
                        added=tuple(conv(s) for s in m.added) if segments else (),
                        removed=tuple(conv(s) for s in m.removed) if segments else ())
 
+
+# -- keys -------------------------------------------------------------------------------
+
+
+def keyring_to_msg(kr: Keyring, reason: str = "") -> KeyringMsg:
+    """The keyring as /fleet/keyring carries it (unsigned: the operator signs it)."""
+    return KeyringMsg(
+        serial=kr.serial, reason=reason, revoked=sorted(kr.revoked),
+        keys=[KeyEntry(identity=r.identity, role=r.role.value, key_id=r.key_id,
+                       algorithm=KeyEntry.ALGORITHM_ED25519, public_key=list(r.public_key))
+              for r in sorted(kr.keys.values(), key=lambda r: r.identity)])
+
+
+def keyring_from_msg(m: KeyringMsg, robots: dict[str, tuple[str, ...]] | None = None) -> Keyring:
+    """A received keyring. Raises ValueError for an entry that is not a well-formed Ed25519
+    key or whose key id does not match its key. `robots`: which robots each identity speaks
+    for is not on the wire - an agent speaks for its own name, a driver `bridge_<robot>`
+    for its robot, others as in `robots` (the local keyring's) or for none."""
+    keys = {}
+    for e in m.keys:
+        if e.algorithm != KeyEntry.ALGORITHM_ED25519 or len(e.public_key) != 32:
+            raise ValueError(f"keyring entry {e.identity!r}: not an Ed25519 public key")
+        role = Role(e.role)
+        speaks = robots_of(e.identity, role) or (robots or {}).get(e.identity, ())
+        rec = KeyRecord(e.identity, role, bytes(e.public_key), speaks)
+        if rec.key_id != e.key_id:
+            raise ValueError(f"keyring entry {e.identity!r}: key id {e.key_id!r} does not "
+                             f"match its key ({rec.key_id})")
+        keys[e.identity] = rec
+    return Keyring(m.serial, keys, frozenset(m.revoked))

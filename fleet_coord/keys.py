@@ -31,7 +31,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from fleet_coord.core.trust import Keyring, KeyRecord, Role, key_id
+from fleet_coord.core.trust import Keyring, KeyRecord, Role, bridge_identity, key_id
 
 KEYRING = "keyring.yaml"
 SERVER_IDENTITIES = (("operator", Role.OPERATOR), ("traffic", Role.TRAFFIC),
@@ -53,10 +53,6 @@ class IdentitySpec:
     role: Role
     robots: tuple[str, ...] = ()
     link: str = ""             # the robot whose link key this identity holds ("" none)
-
-
-def bridge_identity(robot: str) -> str:
-    return f"bridge_{robot}"
 
 
 def robot_identities(robot: str, backend: str) -> list[IdentitySpec]:

@@ -10,6 +10,8 @@
 - TABLE: reservation table updates. Reliable + transient-local, a history of ~5 s of
   updates (TABLE_DEPTH), so a replica that joins late receives the latest snapshot and
   the updates after it.
+- KEYRING: /fleet/keyring, the operator-signed keyring (run-time key changes). Reliable
+  + transient-local, keep-last 1: a node that starts later gets the newest one.
 - CLOCK: /clock as Gazebo and ROS publish it (best-effort would drop ticks; reliable,
   keep-last 1 is what rosgraph uses for sim time in practice).
 """
@@ -68,3 +70,7 @@ TABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=TABLE_DEPTH,
 CLOCK = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                    reliability=ReliabilityPolicy.RELIABLE,
                    durability=DurabilityPolicy.VOLATILE)
+
+KEYRING = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                     reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)

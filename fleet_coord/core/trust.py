@@ -62,6 +62,21 @@ class Refusal(str, enum.Enum):
     REPLAY = "replayed"
 
 
+def bridge_identity(robot: str) -> str:
+    """The identity of robot N's driver (its serial bridge)."""
+    return f"bridge_{robot}"
+
+
+def robots_of(identity: str, role: Role) -> tuple[str, ...]:
+    """The robots an identity speaks for by its name: an agent for its own name, a bridge
+    for its robot; () for the others (a simulated world's robots are listed explicitly)."""
+    if role is Role.AGENT:
+        return (identity,)
+    if role is Role.DRIVER and identity.startswith("bridge_"):
+        return (identity[len("bridge_"):],)
+    return ()
+
+
 def key_id(public_key: bytes) -> str:
     """An identity's key id: the first 16 hex digits of SHA-256 over the raw public key
     (over the link key for an HMAC link)."""
