@@ -40,11 +40,16 @@ def run(args) -> int:
                             else args.use_sim_time == "true")
     except (ConfigError, ValueError) as e:
         raise CliError(str(e)) from None
+    from fleet_coord.keys import KeyFileError
     extra = {"ROS_DOMAIN_ID": str(args.domain)} if args.domain is not None else None
     launcher = FleetLauncher(cfg, specs, extra_env=extra)
     signal.signal(signal.SIGTERM, launcher.request_stop)
     signal.signal(signal.SIGINT, launcher.request_stop)
-    launcher.start()
+    try:
+        launcher.start()
+    except KeyFileError as e:
+        launcher.shutdown()
+        raise CliError(str(e)) from None
     try:
         launcher.run()
     finally:

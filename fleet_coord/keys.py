@@ -45,6 +45,7 @@ class KeyFileError(Exception):
     def __init__(self, path: str, problem: str) -> None:
         super().__init__(f"{path}: {problem}")
         self.path = path
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -340,3 +341,54 @@ class KeyDir:
             if os.path.exists(path):
                 os.unlink(path)
         return kr, names
+
+
+# -- what a process needs -----------------------------------------------------------------
+
+def node_credentials(spec: Any) -> tuple[list[str], list[str]]:
+    """(identities whose private keys the process signs with, robots whose link keys it
+    holds) for one process of the node set (spec: fleet_coord.node_set.NodeSpec). The
+    traffic authority and the simulated worlds look link keys up when a robot needs one."""
+    exe = spec.executable
+    if exe == "robot_agent":
+        return list(spec.robots), list(spec.robots)
+    if exe == "serial_bridge":
+        return [bridge_identity(r) for r in spec.robots], list(spec.robots)
+    if exe in ("traffic", "dispatcher", "fleet_monitor", "ideal_driver", "sim"):
+        return [exe], []
+    return [], []
+
+
+def check_credentials(cfg: Any, specs: list[Any]) -> None:
+    """Before a fleet starts: every key file its processes need is there, readable, owner-
+    only and the keyring's (cfg: FleetConfig with auth enabled). Raises KeyFileError naming
+    every bad file."""
+    kd = KeyDir(cfg.auth.keys)
+    keyring = kd.keyring()
+    problems: list[KeyFileError] = []
+    for spec in specs:
+        identities, links = node_credentials(spec)
+        for identity in identities:
+            try:
+                kd.private_key(identity, keyring)
+            except KeyFileError as e:
+                problems.append(e)
+        for robot in links:
+            try:
+                kd.link_key(robot)
+            except KeyFileError as e:
+                problems.append(e)
+    if problems:
+        first = problems[0]
+        more = "".join(f"\n  {p}" for p in problems[1:])
+        raise KeyFileError(first.path, first.problem + more)
+
+
+def check_fleet(cfg: Any, specs: list[Any]) -> None:
+    """Everything a fleet's processes need for authentication, before any starts: their
+    key files (auth.mode not off) and their SROS2 enclaves (auth.sros2)."""
+    if cfg.auth.enabled:
+        check_credentials(cfg, specs)
+    if cfg.auth.sros2:
+        from fleet_coord.sros2 import check_keystore
+        check_keystore(os.path.join(cfg.auth.keys, "sros2"), specs)

@@ -63,6 +63,8 @@ def resolve(values: dict[str, str], default_config: str) -> tuple[list[NodeSpec]
         use_sim_time=_bool("use_sim_time", v["use_sim_time"]) if v["use_sim_time"] else None,
         agents_per_process=(_int("agents_per_process", v["agents_per_process"])
                             if v["agents_per_process"] else None))
+    from fleet_coord.keys import check_fleet
+    check_fleet(cfg, specs)        # a bad key file: an error naming it, before any node
     env = environment(cfg)
     if v["domain"]:
         env["ROS_DOMAIN_ID"] = str(_int("domain", v["domain"]))
@@ -80,10 +82,12 @@ def generate_launch_description(config_name: str):
         values = {n: LaunchConfiguration(n).perform(context) for n in ARGUMENTS}
         specs, env = resolve(values, share_config(config_name))
         actions = [SetEnvironmentVariable(k, val) for k, val in env.items()]
+        sros2 = env.get("ROS_SECURITY_ENABLE") == "true"
         for s in specs:
             actions.append(Node(package=s.package, executable=s.executable, name=s.name or None,
                                 namespace=s.namespace or None, parameters=[s.parameters],
-                                arguments=s.arguments, output="screen", emulate_tty=True))
+                                arguments=s.arguments, output="screen", emulate_tty=True,
+                                ros_arguments=["--enclave", s.enclave] if sros2 else None))
         return actions
 
     return LaunchDescription(

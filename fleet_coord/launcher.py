@@ -110,7 +110,8 @@ class FleetLauncher:
         pfile = os.path.join(self.rundir, f"{spec.namespace or 'root'}__{spec.process_name}.yaml")
         with open(pfile, "w") as f:
             yaml.safe_dump(params_yaml(spec), f)
-        return [sys.executable, "-m", spec.module, *spec.arguments, *ros_arguments(spec, pfile)]
+        return [sys.executable, "-m", spec.module, *spec.arguments,
+                *ros_arguments(spec, pfile, sros2=self.config.auth.sros2)]
 
     def _say(self, name: str, line: str) -> None:
         with self._lock:
@@ -129,6 +130,9 @@ class FleetLauncher:
         threading.Thread(target=self._pump, args=(child, child.proc.stdout), daemon=True).start()
 
     def start(self) -> None:
+        # a missing or bad key file stops the launch before any process runs
+        from fleet_coord.keys import check_fleet
+        check_fleet(self.config, self.specs)
         for spec in self.specs:
             child = Child(spec, self._argv(spec))
             self.children.append(child)

@@ -49,6 +49,12 @@ class NodeSpec:
     def process_name(self) -> str:
         return self.label or self.name
 
+    @property
+    def enclave(self) -> str:
+        """The process's SROS2 enclave: /fleet_coord/[<namespace>/]<process>."""
+        ns = f"/{self.namespace}" if self.namespace else ""
+        return f"/fleet_coord{ns}/{self.process_name}"
+
 
 #: Fast DDS transports of a fleet that spans hosts: the default set (shared memory between
 #: the processes of one host, UDPv4 between hosts) with non-blocking UDP sends. A blocking
@@ -70,6 +76,11 @@ def environment(cfg: FleetConfig, base: dict[str, str] | None = None) -> dict[st
     if cfg.domain_id is not None:
         env["ROS_DOMAIN_ID"] = str(cfg.domain_id)
     base = os.environ if base is None else base
+    if cfg.auth.sros2:
+        # DDS Security with the keystore `fleet-coord keys sros2` writes (a ROS install
+        # whose DDS has the Security plugins; each process names its enclave)
+        env.update(ROS_SECURITY_KEYSTORE=os.path.join(cfg.auth.keys, "sros2"),
+                   ROS_SECURITY_ENABLE="true", ROS_SECURITY_STRATEGY="Enforce")
     if cfg.discovery_range in ("SUBNET", "SYSTEM_DEFAULT") \
             and not base.get("FASTDDS_BUILTIN_TRANSPORTS"):
         env["FASTDDS_BUILTIN_TRANSPORTS"] = NETWORK_TRANSPORTS
@@ -94,6 +105,10 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
         raise ValueError(f"agents_per_process must be >= 1, got {per_process}")
     common = {"use_sim_time": sim_time, "map": cfg.map,
               "footprint_radius": cfg.footprint_radius}
+    if cfg.auth.enabled:
+        # every node signs and checks (docs/security.md); its key comes from this directory
+        common.update(auth_mode=cfg.auth.mode, auth_keys=cfg.auth.keys,
+                      auth_window=cfg.auth.window, auth_tolerance=cfg.auth.tolerance)
 
     def params(section: str, **own: Any) -> dict[str, Any]:
         return {**common, **own, **cfg.nodes.get(section, {})}
@@ -160,10 +175,13 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
     return nodes
 
 
-def ros_arguments(spec: NodeSpec, params_file: str | None = None) -> list[str]:
-    """`--ros-args` for a process started without launch: node name, namespace and either a
-    params file (written by the caller) or -p assignments."""
+def ros_arguments(spec: NodeSpec, params_file: str | None = None, sros2: bool = False
+                  ) -> list[str]:
+    """`--ros-args` for a process started without launch: node name, namespace, the SROS2
+    enclave (`sros2`) and either a params file (written by the caller) or -p assignments."""
     args = ["--ros-args"]
+    if sros2:
+        args += ["--enclave", spec.enclave]
     if spec.name:
         args += ["-r", f"__node:={spec.name}"]
     if spec.namespace:

@@ -26,8 +26,10 @@ the keystore's CAs (tests/test_sros2.py, with `openssl`). See docs/security.md.
 from __future__ import annotations
 
 import datetime
+import glob
 import os
 import shutil
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
@@ -38,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import pkcs7
 from cryptography.x509.oid import NameOID
 
-from fleet_coord.keys import write_private, write_public
+from fleet_coord.keys import KeyFileError, write_private, write_public
 from fleet_coord.node_set import NodeSpec
 
 ENCLAVE_ROOT = "/fleet_coord"
@@ -121,9 +123,8 @@ OPERATOR = _ifc(pub=("/fleet/keyring",),
 
 
 def enclave_of(spec: NodeSpec) -> str:
-    """The enclave of one process of the node set: /fleet_coord/[<namespace>/]<process>."""
-    ns = f"/{spec.namespace}" if spec.namespace else ""
-    return f"{ENCLAVE_ROOT}{ns}/{spec.process_name}"
+    """The enclave of one process of the node set (NodeSpec.enclave)."""
+    return spec.enclave
 
 
 OPERATOR_ENCLAVE = f"{ENCLAVE_ROOT}/operator"
@@ -344,3 +345,41 @@ def write_keystore(path: str, specs: Iterable[NodeSpec], domain_id: int = 0) -> 
         write_public(os.path.join(d, "permissions.p7s"),
                       smime_sign(perm_cert, perm_key, perms).decode())
     return [g.enclave for g in grants]
+
+
+# -- before launching ---------------------------------------------------------------------
+
+def dds_security_available() -> bool | None:
+    """Whether the Fast DDS this process would load has the DDS Security plugins: False
+    when its library has no PKI-DH authentication plugin (the PyPI wheels), None when that
+    cannot be told (another RMW, the library not found)."""
+    if os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp") not in (
+            "rmw_fastrtps_cpp", "rmw_fastrtps_dynamic_cpp"):
+        return None
+    prefixes = [sys.prefix, *os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep)]
+    for prefix in filter(None, prefixes):
+        for lib in sorted(glob.glob(os.path.join(prefix, "lib", "libfastdds.so*"))
+                          + glob.glob(os.path.join(prefix, "lib", "libfastrtps.so*"))):
+            try:
+                with open(lib, "rb") as f:
+                    return b"DDS:Auth:PKI-DH" in f.read()
+            except OSError:
+                continue
+    return None
+
+
+def check_keystore(keystore: str, specs: Iterable[NodeSpec]) -> None:
+    """Before a fleet starts with `auth.sros2`: the keystore has every process's enclave,
+    and the DDS can enforce it. Raises KeyFileError naming what is missing."""
+    for spec in specs:
+        d = os.path.join(keystore, "enclaves", spec.enclave.lstrip("/"))
+        for f in ("cert.pem", "key.pem", "permissions.p7s", "governance.p7s"):
+            if not os.path.isfile(os.path.join(d, f)):
+                raise KeyFileError(os.path.join(d, f), f"enclave {spec.enclave} is not in the "
+                                   "SROS2 keystore (write it with `fleet-coord keys sros2 "
+                                   "CONFIG`)")
+    if dds_security_available() is False:
+        raise KeyFileError(keystore, "auth.sros2 is on, but this ROS 2 install's Fast DDS has "
+                           "no DDS Security plugins (no PKI-DH in libfastdds): SROS2 cannot "
+                           "be enforced here - the PyPI wheels are built without them. Use "
+                           "auth.mode (the fleet's own signatures) and auth.sros2: false")
