@@ -8,20 +8,13 @@ import pytest
 from fleet_coord.cli import main
 from fleet_coord.keys import KeyDir
 
-CONFIG = """fleet:
-  map: warehouse.map
-  discovery_range: LOCALHOST
-robots:
-  - {name: r1, start: [2, 18]}
-  - {name: r2, start: [6, 18]}
-auth: {mode: enforce}
-"""
+from test_auth_launch import CONFIG  # noqa: E402  (one small authenticated fleet)
 
 
 @pytest.fixture
 def config(tmp_path):
     p = tmp_path / "fleet_t.yaml"
-    p.write_text(CONFIG)
+    p.write_text(CONFIG % "")
     return str(p)
 
 
@@ -29,7 +22,7 @@ def test_init_list_and_refusing_to_overwrite(config, tmp_path, capsys):
     assert main(["keys", "init", config]) == 0
     kd = KeyDir(str(tmp_path / "fleet_t.keys"))
     assert set(kd.keyring().keys) == {"operator", "traffic", "dispatcher", "fleet_monitor",
-                                      "ideal_driver", "r1", "r2"}
+                                      "ideal_driver", "r1", "r2", "r3"}
     assert main(["keys", "list", config]) == 0
     assert "ideal_driver" in capsys.readouterr().out
     assert main(["keys", "init", config]) == 2
@@ -48,8 +41,8 @@ def test_errors_name_the_file(config, tmp_path, capsys):
 def test_add_rotate_revoke_change_the_keyring(config, tmp_path):
     main(["keys", "init", config])
     kd = KeyDir(str(tmp_path / "fleet_t.keys"))
-    assert main(["keys", "add", config, "r3", "--no-publish"]) == 0
-    assert kd.keyring().keys["r3"].robots == ("r3",) and kd.link_key("r3")
+    assert main(["keys", "add", config, "r4", "--no-publish"]) == 0
+    assert kd.keyring().keys["r4"].robots == ("r4",) and kd.link_key("r4")
     assert main(["keys", "add", config, "web_operator", "--role", "operator",
                  "--no-publish"]) == 0
     old = kd.keyring().keys["r1"].key_id
