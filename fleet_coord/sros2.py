@@ -94,7 +94,7 @@ INTERFACES: dict[str, Interfaces] = {
     "fleet_monitor": _ifc(pub=("/fleet/state", "/fleet/markers"),
                           sub=FLEET),
     "robot_agent": _ifc(pub=("/fleet/proposals", "/fleet/refusals", "/fleet/task_status",
-                             "/fleet/robot_states", *_ROBOT_LINK_IN),
+                             "/fleet/robot_states", "/{robot}/plan", *_ROBOT_LINK_IN),
                         sub=("/fleet/cfp", "/fleet/awards", "/fleet/rejections",
                              "/traffic/updates", "/fleet/task_status", "/fleet/robot_lost",
                              "/fleet/robot_removed", "/fleet/keyring", *_ROBOT_LINK_OUT),
@@ -109,6 +109,11 @@ INTERFACES: dict[str, Interfaces] = {
     "serial_bridge": _ifc(pub=(*_ROBOT_LINK_OUT, "/{robot}/battery", "/diagnostics"),
                           sub=(*_ROBOT_LINK_IN, "/fleet/keyring"),
                           serve=("/{robot}/estop", "/{robot}/set_estop", "/{robot}/reset_odom")),
+    # VDA 5050 master control: the vehicle's odometry and status from MQTT, orders from
+    # the agent's plan and the table (fleet_coord/vda5050/master.py)
+    "vda5050_master": _ifc(pub=("/{robot}/odom", "/{robot}/vehicle"),
+                           sub=("/{robot}/plan", "/traffic/updates", "/fleet/keyring"),
+                           serve=("/{robot}/estop", "/{robot}/cancel_order")),
 }
 
 #: The operator's tools (fleet-coord submit / cancel / tasks / status / add-robot /
