@@ -1,5 +1,6 @@
-"""VDA 5050 orders from reservations (fleet_coord.vda5050.orders): routes, the release
-rule in space and time, order updates. Pure: no MQTT, no ROS."""
+"""The release rule (fleet_coord.core.release: routes with walls, pieces, released in
+space and time) and VDA 5050 orders from reservations (fleet_coord.vda5050.orders: order
+updates). Pure: no MQTT, no ROS."""
 from __future__ import annotations
 
 import math
@@ -9,9 +10,9 @@ import pytest
 
 from fleet_coord.core.planner import path_to_segments
 from fleet_coord.core.roadmap import Footprint, GridMap, Roadmap
+from fleet_coord.core.release import chain_holds, lateness, next_release, route_vertices
 from fleet_coord.vda5050 import schema
-from fleet_coord.vda5050.orders import (OrderBook, build_route, chain_holds, lateness,
-                                        next_release, node_ids, route_vertices)
+from fleet_coord.vda5050.orders import OrderBook, build_route, node_ids
 from fleet_coord.vda5050.protocol import Outbox
 
 PLAN_SPEED = 0.33
