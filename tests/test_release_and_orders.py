@@ -314,3 +314,34 @@ def test_every_order_the_book_builds_is_valid_against_the_official_schema(grid):
         now += 0.1
     assert sent >= len(book.route.pieces) // 2 and book.base_pieces == len(book.route.pieces)
     assert math.isinf(chain_holds(book.route, len(book.route.pieces) - 1, segs, now)[0][1])
+
+
+def test_progress_projects_the_pose_and_never_goes_back(grid):
+    from fleet_coord.core.release import project
+    roadmap, exclusion = grid
+    route = build_route(roadmap, exclusion.clearance,
+                        [roadmap.vertex(n) for n in ("0,0", "1,0", "1,1", "0,1", "0,0")], 1.0)
+    assert project(route, 0.5, 0.02) == pytest.approx(0.5)
+    assert project(route, 1.02, 0.6) == pytest.approx(1.6)
+    # back at the start place: the first pass is behind it, the last one counts
+    assert project(route, 0.0, 0.0, s_from=3.5) == pytest.approx(4.0)
+    assert project(route, 0.0, 0.0) == pytest.approx(0.0)
+
+
+def test_retimed_holds_shift_the_rest_and_cover_the_robot_from_now(grid):
+    from fleet_coord.core.release import retimed
+    roadmap, exclusion = grid
+    path = timed_path(roadmap, ("0,0", "1,0", "2,0"))
+    segs = path_to_segments(roadmap, exclusion, path, PLAN_SPEED)
+    later = retimed(segs, 1, now=12.5, shift=2.0)
+    assert [r for r, _, _ in later] == [r for r, _, _ in segs[1:]]
+    assert later[0][1] == 12.5 and later[0][2] == pytest.approx(segs[1][2] + 2.0)
+    assert all(a[2] == b[1] for a, b in zip(later, later[1:]))      # still back to back
+    assert math.isinf(later[-1][2])
+    # the shifted path gives the same holds (path_to_segments is shift-invariant)
+    shifted = path_to_segments(roadmap, exclusion, [(v, t + 2.0) for v, t in path], PLAN_SPEED)
+    assert [r for r, _, _ in later[1:]] == [r for r, _, _ in shifted[2:]]
+    assert [t for _, a, b in later[1:] for t in (a, b)] == \
+        pytest.approx([t for _, a, b in shifted[2:] for t in (a, b)])
+    with pytest.raises(ValueError, match="shift"):
+        retimed(segs, 1, 12.5, -1.0)

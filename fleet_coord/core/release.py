@@ -45,7 +45,7 @@ from typing import Sequence
 from fleet_coord.core.roadmap import Roadmap
 
 __all__ = ["RouteNode", "RouteEdge", "Piece", "Route", "route_vertices", "build_route",
-           "chain_holds", "next_release", "lateness", "EPS_T", "EPS_S"]
+           "chain_holds", "next_release", "lateness", "project", "retimed", "EPS_T", "EPS_S"]
 
 EPS_T = 1e-6     # s: rounding in the table's arithmetic, not a real difference
 EPS_S = 1e-6     # m
@@ -273,3 +273,40 @@ def lateness(route: Route, holds_chain: Sequence[tuple[float, float]], first: in
         return 0.0
     p = route.pieces[first]
     return t_state + route.min_time(s_pos, p.s_out) - t_out
+
+
+def project(route: Route, x: float, y: float, s_from: float = 0.0) -> float:
+    """Arc length of the route point nearest to (x, y) at or after `s_from` (progress
+    never goes back: on a route that passes a place twice, the later pass counts only
+    once the robot got there)."""
+    best_s, best_d = s_from, math.inf
+    for i in range(len(route.edges)):
+        a, b = route.nodes[i], route.nodes[i + 1]
+        if b.s < s_from - EPS_S:
+            continue
+        dx, dy = b.x - a.x, b.y - a.y
+        length2 = dx * dx + dy * dy
+        u = ((x - a.x) * dx + (y - a.y) * dy) / length2 if length2 > 0 else 0.0
+        u = max(0.0, min(1.0, u))
+        s = max(a.s + u * (b.s - a.s), s_from)
+        px, py = a.x + (s - a.s) / (b.s - a.s) * dx, a.y + (s - a.s) / (b.s - a.s) * dy
+        d = math.hypot(x - px, y - py)
+        if d < best_d - 1e-9:
+            best_s, best_d = s, d
+    return best_s
+
+
+def retimed(segments: Sequence[tuple[int, float, float]], first: int, now: float,
+            shift: float) -> list[tuple[int, float, float]]:
+    """The holds of a route's pieces ``first, first + 1, ...`` (`segments`: one per piece,
+    as ``path_to_segments`` gives them) `shift` s later, the current piece ``first`` held
+    from `now` (the robot is in it): what a robot that runs late re-commits."""
+    if not 0 <= first < len(segments):
+        raise ValueError(f"retimed: piece {first} is not one of the {len(segments)} pieces")
+    if not shift >= 0:
+        raise ValueError(f"retimed: shift must be >= 0 s, got {shift!r}")
+    out = []
+    for k, (r, t0, t1) in enumerate(segments[first:]):
+        start = min(now, t0 + shift) if k == 0 else t0 + shift
+        out.append((int(r), float(start), float(t1 + shift)))
+    return out
