@@ -1,0 +1,159 @@
+"""Authentication inside a ROS 2 node: what a node of the fleet holds to sign what it
+says and check what it hears (docs/security.md).
+
+    auth = NodeAuth(node, identities=["traffic"])       # declares the auth_* parameters
+    pub.publish(auth.sign(msg, "traffic/updates"))
+    def on_state(msg):
+        if not auth.check(msg, "fleet/robot_states", subjects=[msg.robot], op=MODES[msg.mode]):
+            return                                        # dropped and logged (rate-limited)
+
+Parameters (set by fleet_coord.node_set from the config's `auth:` section):
+`auth_mode` off | permissive | enforce, `auth_keys` (the key directory), `auth_window`,
+`auth_tolerance`. With `off` signing is a no-op and every check passes, so the nodes run
+as before; `permissive` signs and checks, logs what it would drop, but drops nothing (for
+rolling authentication out); `enforce` drops.
+
+The node also listens to /fleet/keyring and takes a newer keyring an operator signed
+(a robot added, a key rotated or revoked) - from then on its checks use it. Missing or
+bad key files raise fleet_coord.keys.KeyFileError naming the file, before the node does
+anything.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from fleet_coord_msgs.msg import Auth, Keyring as KeyringMsg
+from rcl_interfaces.msg import ParameterDescriptor
+
+from fleet_coord import qos
+from fleet_coord.auth import LinkSigner, Signer, Verifier
+from fleet_coord.keys import KeyDir, KeyFileError
+
+MODES = ("off", "permissive", "enforce")
+
+_PARAMS = (
+    ("auth_mode", "off", "off | permissive (check and log, accept) | enforce (drop what fails)"),
+    ("auth_keys", "", "the fleet's key directory (fleet-coord keys init CONFIG)"),
+    ("auth_window", 30.0, "s: the oldest a message on a volatile channel may be"),
+    ("auth_tolerance", 2.0, "s: clock skew allowed between hosts"),
+)
+
+
+class NodeAuth:
+    """One node's (or one process's) signers and verifier. `identities`: who this node
+    signs as (a process of several agents signs as each of its robots); `links`: robots
+    whose link key it holds from the start (others are looked up when needed)."""
+
+    def __init__(self, node: Any, identities: Iterable[str] = (), links: Iterable[str] = (),
+                 *, keyring_topic: bool = True) -> None:
+        self.node = node
+        values = {}
+        for name, default, text in _PARAMS:
+            if not node.has_parameter(name):
+                node.declare_parameter(name, default, ParameterDescriptor(description=text))
+            values[name] = node.get_parameter(name).value
+        self.mode = values["auth_mode"]
+        if self.mode not in MODES:
+            raise ValueError(f"parameter auth_mode: expected one of {', '.join(MODES)}, "
+                             f"got {self.mode!r}")
+        self.enabled = self.mode != "off"
+        self.enforce = self.mode == "enforce"
+        self._signers: dict[str, Signer] = {}
+        self._links: dict[str, LinkSigner] = {}
+        self._link_keys: dict[str, bytes | None] = {}
+        self.verifier: Verifier | None = None
+        #: the newest operator-signed keyring message heard (the traffic authority relays it)
+        self.keyring_msg: KeyringMsg | None = None
+        if not self.enabled:
+            return
+        if not values["auth_keys"]:
+            raise KeyFileError("auth_keys", f"auth_mode is {self.mode} but no key directory "
+                                            "is set (parameter auth_keys)")
+        self.keys = KeyDir(values["auth_keys"])
+        keyring = self.keys.keyring()
+        for identity in identities:
+            self._signers[identity] = Signer(identity, self.keys.private_key(identity, keyring))
+        for robot in links:
+            self._link_keys[robot] = self.keys.link_key(robot)
+        logger = node.get_logger()
+        self.verifier = Verifier(keyring, window=values["auth_window"],
+                                 tolerance=values["auth_tolerance"], link_key=self._link_key,
+                                 log=logger.warning)
+        if keyring_topic:
+            node.create_subscription(KeyringMsg, "/fleet/keyring", self._on_keyring,
+                                     qos.KEYRING)
+        logger.info(f"authentication {self.mode}: signing as {', '.join(self._signers) or '-'}, "
+                    f"keyring serial {keyring.serial} ({self.keys.path})")
+
+    # -- signing --------------------------------------------------------------------------
+    def sign(self, msg: Any, channel: str, identity: str | None = None,
+             request: Auth | None = None) -> Any:
+        """Fill msg.auth as `identity` (default: this node's only identity); no-op if off."""
+        if not self.enabled:
+            return msg
+        if identity is None:
+            if len(self._signers) != 1:
+                raise ValueError(f"sign {channel}: say which identity "
+                                 f"({', '.join(self._signers)})")
+            identity = next(iter(self._signers))
+        return self._signers[identity].sign(msg, channel, request)
+
+    def link_sign(self, msg: Any, robot: str, channel: str) -> Any:
+        if not self.enabled:
+            return msg
+        signer = self._links.get(robot)
+        if signer is None:
+            key = self._link_key(robot)
+            if key is None:
+                raise KeyFileError(self.keys.link_path(robot), f"no link key for {robot!r}")
+            signer = self._links[robot] = LinkSigner(robot, key)
+        return signer.sign(msg, channel)
+
+    # -- checking -------------------------------------------------------------------------
+    def check(self, msg: Any, channel: str, *, subjects: Iterable[str] = (),
+              op: str | None = None, request: Auth | None = None, rule: str | None = None
+              ) -> bool:
+        """Whether to use a received message (a drop is logged, rate-limited)."""
+        if self.verifier is None:
+            return True
+        dropped = self.verifier.verify(msg, channel, rule=rule, subjects=subjects, op=op,
+                                       request=request)
+        return dropped is None or not self.enforce
+
+    def check_link(self, msg: Any, robot: str, channel: str) -> bool:
+        if self.verifier is None:
+            return True
+        return self.verifier.verify_link(msg, robot, channel) is None or not self.enforce
+
+    def _link_key(self, robot: str) -> bytes | None:
+        if robot not in self._link_keys:
+            # a robot added at run time: its link key file appears in the key directory
+            self._link_keys[robot] = self.keys.link_key_or_none(robot)
+        return self._link_keys[robot]
+
+    # -- run-time keyring -----------------------------------------------------------------
+    def _on_keyring(self, msg: KeyringMsg) -> None:
+        from fleet_coord.convert import keyring_from_msg
+        assert self.verifier is not None
+        if self.verifier.verify(msg, "fleet/keyring") is not None:
+            return
+        old = self.verifier.keyring
+        try:
+            keyring = keyring_from_msg(msg, {n: r.robots for n, r in old.keys.items()})
+        except ValueError as e:
+            self.node.get_logger().warning(f"keyring serial {msg.serial} refused: {e}")
+            return
+        if self.verifier.update_keyring(keyring):
+            self.keyring_msg = msg
+            # a rotated or revoked robot's link key is read again (or is gone)
+            changed = {n for n in set(old.keys) | set(keyring.keys)
+                       if old.keys.get(n) != keyring.keys.get(n)}
+            for robot in changed:
+                self._links.pop(robot, None)
+                self._link_keys.pop(robot, None)
+            gone = sorted(set(old.keys) - set(keyring.keys))
+            self.node.get_logger().warning(
+                f"keyring serial {keyring.serial} from {msg.auth.signer}"
+                + (f": {msg.reason}" if msg.reason else "")
+                + (f"; refusing {', '.join(gone)} from now on" if gone else ""))

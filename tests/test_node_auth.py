@@ -1,0 +1,80 @@
+"""fleet_coord.node_auth: a real rclpy node's signing and checking under each auth_mode
+(no traffic needed: messages are handed over in-process)."""
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="rclpy is installed by `make setup`; run via `make test`")
+from fleet_coord_msgs.msg import Proposal, SignedTwist  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+
+from fleet_coord.fleet_config import load_fleet_config  # noqa: E402
+from fleet_coord.keys import KeyDir, KeyFileError, fleet_identities  # noqa: E402
+from fleet_coord.node_auth import NodeAuth  # noqa: E402
+from test_auth_launch import CONFIG  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory):
+    p = tmp_path_factory.mktemp("na") / "fleet_n.yaml"
+    p.write_text(CONFIG % "")
+    cfg = load_fleet_config(str(p))
+    KeyDir(cfg.auth.keys).init(fleet_identities(cfg))
+    return cfg.auth.keys
+
+
+@pytest.fixture
+def make_node():
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    nodes = []
+
+    def make(name, **params):
+        node = rclpy.create_node(name, context=ctx, parameter_overrides=[
+            Parameter(k, value=v) for k, v in params.items()])
+        nodes.append(node)
+        return node
+    yield make
+    for n in nodes:
+        n.destroy_node()
+    rclpy.shutdown(context=ctx)
+
+
+def test_off_signs_nothing_and_accepts_everything(make_node):
+    auth = NodeAuth(make_node("n_off"), identities=["r1"])
+    msg = auth.sign(Proposal(robot="r2"), "fleet/proposals")
+    assert msg.auth.signer == "" and auth.check(msg, "fleet/proposals", subjects=["r2"])
+
+
+def test_enforce_takes_its_peers_signed_messages_and_drops_forgeries(make_node, keys):
+    agent = NodeAuth(make_node("n_r1", auth_mode="enforce", auth_keys=keys),
+                     identities=["r1"], links=["r1"])
+    dispatcher = NodeAuth(make_node("n_disp", auth_mode="enforce", auth_keys=keys),
+                          identities=["dispatcher"])
+    bid = agent.sign(Proposal(robot="r1", cost=2.0), "fleet/proposals")
+    assert dispatcher.check(bid, "fleet/proposals", subjects=["r1"])
+    forged = agent.sign(Proposal(robot="r2", cost=0.0), "fleet/proposals")
+    assert not dispatcher.check(forged, "fleet/proposals", subjects=["r2"])
+    assert not dispatcher.check(Proposal(robot="r2"), "fleet/proposals", subjects=["r2"])
+    # the link: the agent's HMAC for its robot, checked by a world that looks the key up
+    world = NodeAuth(make_node("n_world", auth_mode="enforce", auth_keys=keys),
+                     identities=["ideal_driver"])
+    cmd = agent.link_sign(SignedTwist(), "r1", "r1/cmd_vel_signed")
+    assert world.check_link(cmd, "r1", "r1/cmd_vel_signed")
+    assert not world.check_link(SignedTwist(), "r1", "r1/cmd_vel_signed")
+
+
+def test_permissive_checks_and_logs_but_drops_nothing(make_node, keys):
+    auth = NodeAuth(make_node("n_perm", auth_mode="permissive", auth_keys=keys),
+                    identities=["dispatcher"])
+    assert auth.check(Proposal(robot="r2"), "fleet/proposals", subjects=["r2"])
+    assert sum(auth.verifier.dropped.values()) == 1
+
+
+def test_bad_settings_are_named(make_node, keys, tmp_path):
+    with pytest.raises(ValueError, match="auth_mode: expected one of off, permissive, enforce"):
+        NodeAuth(make_node("n_bad", auth_mode="strict"))
+    with pytest.raises(KeyFileError, match="no key directory is set"):
+        NodeAuth(make_node("n_nokeys", auth_mode="enforce"))
+    with pytest.raises(KeyFileError, match="nowhere: key directory not found"):
+        NodeAuth(make_node("n_nodir", auth_mode="enforce", auth_keys=str(tmp_path / "nowhere")))
+    with pytest.raises(KeyFileError, match="ghost.key: private key of 'ghost' not found"):
+        NodeAuth(make_node("n_ghost", auth_mode="enforce", auth_keys=keys), identities=["ghost"])
