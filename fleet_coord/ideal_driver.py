@@ -14,6 +14,10 @@ i.e. `/ideal_driver/spawn_robot`) puts a new robot at a pose (`fleet-coord add-r
 calls it), and a robot removed from the fleet (`/fleet/robot_removed`, RobotNotice)
 leaves the world: its topics go away.
 
+Authentication (parameters `auth_*`, docs/security.md): commands come signed on
+`cmd_vel_signed` and odometry also goes out signed (fleet_coord.robot_link); a spawn
+needs an operator's signature, a removal the traffic authority's.
+
 The clock (parameter `publish_clock`, default false): the driver can be the fleet's clock
 source, as the PyBullet sim node is. It then publishes rosgraph_msgs/Clock on `/clock`
 (CLOCK QoS) every step, starting at t = 0, and every step advances sim time by
@@ -40,6 +44,8 @@ from fleet_coord import qos
 from fleet_coord.spin import run_nodes
 from fleet_coord.convert import odometry_msg
 from fleet_coord.core.kinematics import Limits, UnicycleState, step
+from fleet_coord.node_auth import NodeAuth
+from fleet_coord.robot_link import DriverLink
 
 
 class _Robot:
@@ -48,8 +54,7 @@ class _Robot:
         self.state = UnicycleState(*pose)
         self.cmd = (0.0, 0.0)
         self.cmd_stamp = None  # node time of the last command
-        self.pub = None
-        self.sub = None
+        self.link: DriverLink | None = None
 
 
 class IdealDriver(Node):
@@ -78,6 +83,7 @@ class IdealDriver(Node):
         if len(poses) != 3 * len(robots):
             raise ValueError(f"parameter start_poses: expected {3 * len(robots)} numbers "
                              f"(x, y, theta for each of {len(robots)} robots), got {len(poses)}")
+        self.auth = NodeAuth(self, identities=["ideal_driver"])
         self.robots: dict[str, _Robot] = {}
         for i, name in enumerate(robots):
             self._add(name, tuple(poses[3 * i:3 * i + 3]))
@@ -94,15 +100,15 @@ class IdealDriver(Node):
 
     def _add(self, name: str, pose: tuple[float, float, float]) -> _Robot:
         r = _Robot(name, pose)
-        r.pub = self.create_publisher(Odometry, f"/{name}/odom", qos.ODOM)
-        r.sub = self.create_subscription(Twist, f"/{name}/cmd_vel",
-                                         lambda msg, r=r: self._on_cmd(r, msg), qos.COMMAND)
+        r.link = DriverLink(self, self.auth, name, lambda msg, r=r: self._on_cmd(r, msg))
         self.robots[name] = r
         return r
 
     def _on_spawn(self, req: SpawnRobot.Request, resp: SpawnRobot.Response):
         pose = (req.x, req.y, req.theta)
-        if not _ROS_NAME.match(req.robot):
+        if not self.auth.check(req, "ideal_driver/spawn_robot"):
+            resp.error = "refused: not signed by an operator of the fleet"
+        elif not _ROS_NAME.match(req.robot):
             resp.error = (f"{req.robot!r} is not a valid robot name (a letter, then letters, "
                           "digits or '_')")
         elif req.robot in self.robots:
@@ -116,16 +122,17 @@ class IdealDriver(Node):
             resp.ok = True
             self.get_logger().info(f"spawned {req.robot} at ({req.x:g}, {req.y:g}, "
                                    f"{req.theta:g})")
-            return resp
+            return self.auth.sign(resp, "ideal_driver/spawn_robot#response", request=req.auth)
         self.get_logger().warning(f"spawn refused: {resp.error}")
-        return resp
+        return self.auth.sign(resp, "ideal_driver/spawn_robot#response", request=req.auth)
 
     def _on_removed(self, msg: RobotNotice) -> None:
+        if not self.auth.check(msg, "fleet/robot_removed"):
+            return
         r = self.robots.pop(msg.robot, None)
         if r is None:
             return
-        self.destroy_subscription(r.sub)
-        self.destroy_publisher(r.pub)
+        r.link.destroy()
         self.get_logger().info(f"{msg.robot} removed from the fleet: taken out of the world")
 
     def now(self) -> Time:
@@ -156,7 +163,7 @@ class IdealDriver(Node):
             v, w = r.cmd if fresh else (0.0, 0.0)
             if dt > 0:
                 r.state = step(r.state, v, w, dt, self.limits)
-            r.pub.publish(odometry(r.name, r.state, stamp))
+            r.link.publish_odom(odometry(r.name, r.state, stamp))
 
 
 _ROS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")

@@ -1,0 +1,92 @@
+"""The link between robot N's agent and its driver, with or without authentication.
+
+Without authentication it is the plain driver interface every ROS robot has: Twist on
+`/<robot>/cmd_vel` in, Odometry on `/<robot>/odom` out (Gazebo's diff-drive, Nav2 stacks
+and vendor bridges speak it). With authentication (docs/security.md) commands travel as
+`SignedTwist` on `/<robot>/cmd_vel_signed` and the driver takes no others; odometry goes
+out both plain (for RViz and tools) and as `SignedOdometry` on `/<robot>/odom_signed`,
+which is what the agent (and the traffic authority) read. Both are HMAC-SHA256 with the
+robot's link key (fleet_coord.auth).
+
+    link = DriverLink(node, auth, "robot_3", on_cmd=lambda twist: ...)   # ideal driver, sim, bridge
+    link.publish_odom(odometry_msg)
+    link = AgentLink(node, auth, "robot_3", on_odom=lambda odom: ...)    # the robot's agent
+    link.publish_cmd(twist)
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from fleet_coord_msgs.msg import SignedOdometry, SignedTwist
+from geometry_msgs.msg import Twist
+from nav_msgs.msg import Odometry
+
+from fleet_coord import qos
+from fleet_coord.node_auth import NodeAuth
+
+
+class DriverLink:
+    """The driver's end of robot N's link (one per robot a driver serves)."""
+
+    def __init__(self, node: Any, auth: NodeAuth, robot: str,
+                 on_cmd: Callable[[Twist], None], **sub_kwargs: Any) -> None:
+        self.node, self.auth, self.robot = node, auth, robot
+        self.cmd_channel = f"{robot}/cmd_vel_signed"
+        self.odom_channel = f"{robot}/odom_signed"
+        self.odom_pub = node.create_publisher(Odometry, f"/{robot}/odom", qos.ODOM)
+        self.signed_pub = None
+        if auth.enabled:
+            self.signed_pub = node.create_publisher(SignedOdometry, f"/{robot}/odom_signed",
+                                                    qos.ODOM)
+
+            def on_signed(msg: SignedTwist) -> None:
+                if auth.check_link(msg, robot, self.cmd_channel):
+                    on_cmd(msg.twist)
+            self.cmd_sub = node.create_subscription(SignedTwist, f"/{robot}/cmd_vel_signed",
+                                                    on_signed, qos.COMMAND, **sub_kwargs)
+        else:
+            self.cmd_sub = node.create_subscription(Twist, f"/{robot}/cmd_vel", on_cmd,
+                                                    qos.COMMAND, **sub_kwargs)
+
+    def publish_odom(self, odom: Odometry) -> None:
+        self.odom_pub.publish(odom)
+        if self.signed_pub is not None:
+            self.signed_pub.publish(self.auth.link_sign(SignedOdometry(odom=odom), self.robot,
+                                                        self.odom_channel))
+
+    def destroy(self) -> None:
+        self.node.destroy_subscription(self.cmd_sub)
+        self.node.destroy_publisher(self.odom_pub)
+        if self.signed_pub is not None:
+            self.node.destroy_publisher(self.signed_pub)
+
+
+class AgentLink:
+    """The agent's end of robot N's link."""
+
+    def __init__(self, node: Any, auth: NodeAuth, robot: str,
+                 on_odom: Callable[[Odometry], None], **sub_kwargs: Any) -> None:
+        self.node, self.auth, self.robot = node, auth, robot
+        self.cmd_channel = f"{robot}/cmd_vel_signed"
+        odom_channel = f"{robot}/odom_signed"
+        if auth.enabled:
+            self.cmd_pub = node.create_publisher(SignedTwist, f"/{robot}/cmd_vel_signed",
+                                                 qos.COMMAND)
+
+            def on_signed(msg: SignedOdometry) -> None:
+                if auth.check_link(msg, robot, odom_channel):
+                    on_odom(msg.odom)
+            self.odom_sub = node.create_subscription(SignedOdometry, f"/{robot}/odom_signed",
+                                                     on_signed, qos.ODOM, **sub_kwargs)
+        else:
+            self.cmd_pub = node.create_publisher(Twist, f"/{robot}/cmd_vel", qos.COMMAND)
+            self.odom_sub = node.create_subscription(Odometry, f"/{robot}/odom", on_odom,
+                                                     qos.ODOM, **sub_kwargs)
+
+    def publish_cmd(self, twist: Twist) -> None:
+        if self.auth.enabled:
+            self.cmd_pub.publish(self.auth.link_sign(SignedTwist(twist=twist), self.robot,
+                                                     self.cmd_channel))
+        else:
+            self.cmd_pub.publish(twist)
