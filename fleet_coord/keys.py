@@ -57,9 +57,10 @@ class IdentitySpec:
 
 
 def robot_identities(robot: str, backend: str) -> list[IdentitySpec]:
-    """The identities a robot brings: its agent, and a serial robot's bridge."""
+    """The identities a robot brings: its agent, and the driver of a robot that has one of
+    its own (a serial robot's bridge, a VDA 5050 vehicle's master control)."""
     out = [IdentitySpec(robot, Role.AGENT, (robot,), link=robot)]
-    if backend == "serial":
+    if backend in ("serial", "vda5050"):
         out.append(IdentitySpec(bridge_identity(robot), Role.DRIVER, (robot,), link=robot))
     return out
 
@@ -352,7 +353,7 @@ def node_credentials(spec: Any) -> tuple[list[str], list[str]]:
     exe = spec.executable
     if exe == "robot_agent":
         return list(spec.robots), list(spec.robots)
-    if exe == "serial_bridge":
+    if exe in ("serial_bridge", "vda5050_master"):
         return [bridge_identity(r) for r in spec.robots], list(spec.robots)
     if exe in ("traffic", "dispatcher", "fleet_monitor", "ideal_driver", "sim"):
         return [exe], []

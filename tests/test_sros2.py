@@ -133,3 +133,9 @@ def test_permissions_are_least_privilege(keystore):
     assert "rq/fleet/submit_taskRequest" in op.publish
     assert {e for e, g in grants.items() if "rt/fleet/keyring" in g.publish} \
         == {OPERATOR_ENCLAVE, enclave_of(by_exe["traffic"][0][0])}
+
+
+def test_every_executable_of_the_node_set_has_interfaces():
+    from fleet_coord.node_set import EXECUTABLES
+    from fleet_coord.sros2 import INTERFACES
+    assert set(INTERFACES) == set(EXECUTABLES)
