@@ -17,6 +17,12 @@ Per robot (one node per serial port), under `/<robot>/`:
     device has confirmed) and `reset_odom` (std_srvs/Trigger: the device's pose back to
     0, 0, 0, i.e. the published pose back to `initial_pose`).
 
+With authentication (parameters `auth_*`, docs/security.md) the commands come signed on
+`cmd_vel_signed`, odometry also goes out signed (fleet_coord.robot_link), and `set_estop`
+(fleet_coord_msgs/SetEstop) engages for any identity of the fleet but releases only for
+an operator; the plain `estop` still engages (stopping is always safe) but refuses a
+release.
+
 The serial link itself (handshake, heartbeats, reconnects) is `firmware_bridge.link.Link`;
 this node only moves messages between it and ROS.
 """
@@ -26,6 +32,7 @@ import math
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from fleet_coord_msgs.srv import SetEstop
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -37,6 +44,9 @@ from std_srvs.srv import SetBool, Trigger
 
 from fleet_coord import qos
 from fleet_coord.convert import set_yaw
+from fleet_coord.core.trust import bridge_identity
+from fleet_coord.node_auth import NodeAuth
+from fleet_coord.robot_link import DriverLink
 from fleet_coord.spin import run_nodes
 from firmware_bridge import protocol as p
 from firmware_bridge.link import Link, LinkConfig, LinkState
@@ -118,13 +128,15 @@ class SerialBridge(Node):
                                  on_status=self._on_status, on_state=self._on_link_state)
 
         ns = f"/{robot}"
-        self._odom_pub = self.create_publisher(Odometry, f"{ns}/odom", qos.ODOM)
+        self.auth = NodeAuth(self, identities=[bridge_identity(robot)])
+        self._link = DriverLink(self, self.auth, robot, self._on_cmd_vel)
         self._battery_pub = self.create_publisher(BatteryState, f"{ns}/battery",
                                                   qos.state_qos())
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS)
-        self.create_subscription(Twist, f"{ns}/cmd_vel", self._on_cmd_vel, qos.COMMAND)
         services = MutuallyExclusiveCallbackGroup()  # they block until the device answers
         self.create_service(SetBool, f"{ns}/estop", self._on_estop, callback_group=services)
+        self.create_service(SetEstop, f"{ns}/set_estop", self._on_set_estop,
+                            callback_group=services)
         self.create_service(Trigger, f"{ns}/reset_odom", self._on_reset_odom,
                             callback_group=services)
         self.create_timer(1.0 / prm["cmd_rate_hz"], self._send_command)
@@ -170,13 +182,31 @@ class SerialBridge(Node):
         self.link.send_velocity(v, w, self.cmd_timeout_ms)
 
     def _on_estop(self, req: SetBool.Request, res: SetBool.Response) -> SetBool.Response:
-        res.success, res.message = self.link.set_estop(bool(req.data))
-        text = f"e-stop {'engage' if req.data else 'release'} requested: {res.message}"
-        if req.data or not res.success:
+        if not req.data and self.auth.enabled:
+            res.success, res.message = False, ("refused: releasing an e-stop needs an "
+                                               f"operator's signature (/{self.robot}/set_estop)")
+            self.get_logger().warning(f"unsigned e-stop release {res.message}")
+            return res
+        res.success, res.message = self._set_estop(bool(req.data))
+        return res
+
+    def _on_set_estop(self, req: SetEstop.Request, res: SetEstop.Response) -> SetEstop.Response:
+        op = "engage" if req.engage else "release"
+        if self.auth.check(req, f"{self.robot}/set_estop", rule="{robot}/set_estop", op=op):
+            res.ok, res.message = self._set_estop(req.engage, req.auth.signer, req.reason)
+        else:
+            res.ok, res.message = False, f"refused: {op} not allowed for this sender"
+        return self.auth.sign(res, f"{self.robot}/set_estop#response", request=req.auth)
+
+    def _set_estop(self, engage: bool, who: str = "", why: str = "") -> tuple[bool, str]:
+        ok, message = self.link.set_estop(engage)
+        text = (f"e-stop {'engage' if engage else 'release'} requested"
+                + (f" by {who}" if who else "") + (f" ({why})" if why else "") + f": {message}")
+        if engage or not ok:
             self.get_logger().warning(text)
         else:  # rclpy ties one call site to one severity
             self.get_logger().info(text)
-        return res
+        return ok, message
 
     def _on_reset_odom(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
         res.success, res.message = self.link.reset_odometry()
@@ -199,7 +229,7 @@ class SerialBridge(Node):
         set_yaw(msg.pose.pose.orientation, th0 + m.theta)   # the twist is body-frame
         msg.twist.twist.linear.x = m.v
         msg.twist.twist.angular.z = m.omega
-        self._odom_pub.publish(msg)
+        self._link.publish_odom(msg)
 
     def _on_status(self, s: p.Status, _rx_time: float) -> None:
         msg = BatteryState()
