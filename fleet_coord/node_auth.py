@@ -23,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from fleet_coord_msgs.msg import Auth, Keyring as KeyringMsg
+from fleet_coord_msgs.msg import Auth, RobotState
+from fleet_coord_msgs.msg import Keyring as KeyringMsg
 from rcl_interfaces.msg import ParameterDescriptor
 
 from fleet_coord import qos
@@ -31,6 +32,11 @@ from fleet_coord.auth import LinkSigner, Signer, Verifier
 from fleet_coord.keys import KeyDir, KeyFileError
 
 MODES = ("off", "permissive", "enforce")
+
+#: RobotState.mode codes by name: the operation a state message does (core.trust POLICY)
+ROBOT_MODES = {RobotState.IDLE: "IDLE", RobotState.MOVING: "MOVING",
+               RobotState.WAITING: "WAITING", RobotState.CHARGING: "CHARGING",
+               RobotState.ESTOP: "ESTOP", RobotState.LOST: "LOST", RobotState.ERROR: "ERROR"}
 
 _PARAMS = (
     ("auth_mode", "off", "off | permissive (check and log, accept) | enforce (drop what fails)"),
@@ -120,6 +126,24 @@ class NodeAuth:
         dropped = self.verifier.verify(msg, channel, rule=rule, subjects=subjects, op=op,
                                        request=request)
         return dropped is None or not self.enforce
+
+    # the fleet's common messages: who they speak for and what they do, in one place
+    def check_state(self, msg: Any) -> bool:
+        """A RobotState: robot N's own, never LOST (the monitor's verdict)."""
+        return self.check(msg, "fleet/robot_states", subjects=[msg.robot],
+                          op=ROBOT_MODES.get(msg.mode, str(msg.mode)))
+
+    def check_status(self, msg: Any) -> bool:
+        """A TaskStatus: the dispatcher's, or robot N's own ACTIVE / DONE / FAILED."""
+        from fleet_coord.convert import state_from_code
+        state = state_from_code(msg.state)
+        return self.check(msg, "fleet/task_status", subjects=[msg.reporter, msg.robot],
+                          op=state.value if state is not None else str(msg.state))
+
+    def check_robot_msg(self, msg: Any, channel: str) -> bool:
+        """A message that speaks for its `robot` field (a proposal, a refusal, a Reserve or
+        Release request)."""
+        return self.check(msg, channel, subjects=[msg.robot])
 
     def check_link(self, msg: Any, robot: str, channel: str) -> bool:
         if self.verifier is None:

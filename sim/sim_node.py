@@ -50,7 +50,9 @@ from rosgraph_msgs.msg import Clock
 from std_msgs.msg import UInt32
 
 from fleet_coord import qos
-from fleet_coord.convert import from_time, time_from_ns
+from fleet_coord.convert import from_time, odometry_msg, time_from_ns
+from fleet_coord.node_auth import NodeAuth
+from fleet_coord.robot_link import DriverLink
 from fleet_coord.spin import run_nodes
 from fleet_coord.core.kinematics import Limits
 from sim.world import MODES, SimWorld
@@ -198,7 +200,12 @@ class SimNode(Node):
 
         self._odom_pubs = []
         self._odom_wire = []
-        for i, name in enumerate(robots):
+        # authenticated: signed commands in, odometry also signed (fleet_coord.robot_link);
+        # messages built in Python then, not the prepacked plain odometry below
+        self.auth = NodeAuth(self, identities=["sim"])
+        self._links = [DriverLink(self, self.auth, name, lambda m, i=i: self._on_cmd(i, m))
+                       for i, name in enumerate(robots)] if self.auth.enabled else []
+        for i, name in enumerate(robots if not self._links else ()):
             self._odom_pubs.append(self.create_publisher(Odometry, f"/{name}/odom", qos.ODOM))
             self._odom_wire.append(SerializedOdometry(name))
             self.create_subscription(Twist, f"/{name}/cmd_vel",
@@ -236,7 +243,7 @@ class SimNode(Node):
             names = set(robots)
 
             def on_state(m) -> None:
-                if m.robot in names:
+                if m.robot in names and self.auth.check_state(m):
                     self._agent_t[m.robot] = (from_time(m.header.stamp),
                                               time.monotonic())
             self.create_subscription(RobotState, "/fleet/robot_states", on_state,
@@ -325,6 +332,10 @@ class SimNode(Node):
                                 states[:, 3], states[:, 4]]).tolist()
         for pub, wire, row in zip(self._odom_pubs, self._odom_wire, rows):
             pub.publish(wire.pack(sec, nanosec, *row))
+        if self._links:
+            stamp = time_from_ns(ns)
+            for link, st in zip(self._links, states.tolist()):
+                link.publish_odom(odometry_msg(link.robot, *st[:5], stamp))
         self.odom_published += len(rows)
 
     def _publish_contacts(self) -> None:

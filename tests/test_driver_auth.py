@@ -1,6 +1,7 @@
-"""The serial bridge of an authenticated fleet, against the C emulator over a pty: only
-its agent's signed commands drive the robot, its odometry comes out signed, anybody may
-engage the e-stop but only an operator releases it (docs/security.md)."""
+"""The drivers of an authenticated fleet (the serial bridge against the C emulator over a
+pty, the PyBullet sim, the ideal driver): only the agent's signed commands drive a robot,
+odometry comes out signed, anybody may engage an e-stop but only an operator releases it
+or spawns a robot (docs/security.md)."""
 import os
 import time
 
@@ -104,4 +105,73 @@ def test_signed_commands_drive_and_only_an_operator_releases_the_estop(tmp_path,
         # the answer is the bridge's, bound to this request
         assert verifier.verify(resp, "r1/set_estop#response", rule="{robot}/set_estop#response",
                                subjects=["r1"], request=req.auth) is None
+        client.destroy_node()
+
+
+def test_the_sim_takes_only_signed_commands_and_signs_its_odometry(tmp_path):
+    pytest.importorskip("pybullet", reason="pybullet is installed by `make setup`")
+    from sim.sim_node import SimNode
+    p = tmp_path / "fleet_s.yaml"
+    p.write_text(CONFIG.replace("backend: serial, port: /dev/null", "backend: sim"))
+    cfg = load_fleet_config(str(p))
+    kd = KeyDir(cfg.auth.keys)
+    kd.init(fleet_identities(cfg))
+    with ros_context() as (ctx, ex):
+        sim = SimNode(context=ctx, parameter_overrides=[
+            Parameter(k, value=v) for k, v in dict(
+                robots=["r1"], start_poses=[2.0, 18.0, 0.0], max_acc=100.0,
+                real_time_factor=4.0, auth_mode="enforce", auth_keys=kd.path).items()])
+        client = rclpy.create_node("sim_client", context=ctx)
+        ex.add_node(sim)
+        ex.add_node(client)
+        odom = []
+        client.create_subscription(SignedOdometry, "/r1/odom_signed", odom.append, qos.ODOM)
+        plain = client.create_publisher(Twist, "/r1/cmd_vel", qos.COMMAND)
+        signed = client.create_publisher(SignedTwist, "/r1/cmd_vel_signed", qos.COMMAND)
+        assert spin_until(ex, lambda: odom, 10)
+        verifier = Verifier(kd.keyring(), link_key=kd.link_key_or_none)
+        assert verifier.verify_link(odom[-1], "r1", "r1/odom_signed") is None
+        t = Twist()
+        t.linear.x = 0.5
+        agent = LinkSigner("r1", kd.link_key("r1"))
+        x0 = odom[-1].odom.pose.pose.position.x
+        spin_until(ex, lambda: plain.publish(t) and False, 0.5)
+        assert odom[-1].odom.pose.pose.position.x == pytest.approx(x0)
+        assert spin_until(ex, lambda: signed.publish(
+            agent.sign(SignedTwist(twist=t), "r1/cmd_vel_signed")) or
+            odom[-1].odom.pose.pose.position.x > x0 + 0.2, 10)
+        client.destroy_node()
+
+
+def test_the_ideal_driver_spawns_only_for_an_operator_and_answers_signed(tmp_path):
+    from fleet_coord_msgs.srv import SpawnRobot
+
+    from fleet_coord.ideal_driver import IdealDriver
+    p = tmp_path / "fleet_i.yaml"
+    p.write_text(CONFIG.replace("backend: serial, port: /dev/null", "backend: ideal"))
+    cfg = load_fleet_config(str(p))
+    kd = KeyDir(cfg.auth.keys)
+    kd.init(fleet_identities(cfg))
+    with ros_context() as (ctx, ex):
+        driver = IdealDriver(context=ctx, parameter_overrides=[
+            Parameter("robots", value=["r1"]), Parameter("start_poses", value=[2.0, 18.0, 0.0]),
+            Parameter("auth_mode", value="enforce"), Parameter("auth_keys", value=kd.path)])
+        client = rclpy.create_node("spawn_client", context=ctx)
+        ex.add_node(driver)
+        ex.add_node(client)
+        spawn = client.create_client(SpawnRobot, "/ideal_driver/spawn_robot")
+        assert spawn.wait_for_service(timeout_sec=10)
+        unsigned = call(ex, spawn, SpawnRobot.Request(robot="ghost", x=6.0, y=18.0))
+        assert not unsigned.ok and "not signed by an operator" in unsigned.error
+        robot = Signer("r1", kd.private_key("r1"))
+        as_robot = call(ex, spawn, robot.sign(SpawnRobot.Request(robot="ghost2", x=6.0, y=18.0),
+                                              "ideal_driver/spawn_robot"))
+        assert not as_robot.ok and set(driver.robots) == {"r1"}
+        operator = Signer("operator", kd.private_key("operator"))
+        req = operator.sign(SpawnRobot.Request(robot="r9", x=6.0, y=18.0),
+                            "ideal_driver/spawn_robot")
+        resp = call(ex, spawn, req)
+        assert resp.ok and "r9" in driver.robots
+        verifier = Verifier(kd.keyring())
+        assert verifier.verify(resp, "ideal_driver/spawn_robot#response", request=req.auth) is None
         client.destroy_node()
