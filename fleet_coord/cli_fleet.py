@@ -12,6 +12,11 @@ They use the fleet's services (/fleet/submit_task, /fleet/cancel_task, /fleet/li
 domain of the environment (set ROS_AUTOMATIC_DISCOVERY_RANGE / ROS_DOMAIN_ID as the
 fleet's config says; add-robot takes them from its --config like `fleet-coord launch`).
 
+In a fleet that authenticates (docs/security.md) submit, cancel, remove-robot and
+add-robot act as the operator: they sign with the `operator` key of `--keys DIR` (or
+$FLEET_COORD_KEYS; add-robot: its --config's key directory) and accept only answers the
+fleet's dispatcher / authority / driver signed for that request.
+
 Robots join and leave a running fleet (fleet_coord.core.membership): a robot joins when
 its agent first publishes its state, so `add-robot` puts the robot into the world (the
 ideal driver spawns it; a serial robot's bridge must already run) and then runs its
@@ -45,12 +50,14 @@ def register(subparsers) -> None:
                    help="with --wait: give up after SEC seconds (exit 3; the task goes on); "
                    "0 = wait as long as it takes")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the fleet")
+    _keys_arg(p)
     p.set_defaults(run=run_submit)
 
     p = subparsers.add_parser("cancel", help="cancel a task of the running fleet")
     p.add_argument("task_id")
     p.add_argument("--reason", default="cancelled from the command line")
     p.add_argument("--timeout", type=float, default=10.0)
+    _keys_arg(p)
     p.set_defaults(run=run_cancel)
 
     p = subparsers.add_parser("tasks", help="list the running fleet's tasks")
@@ -102,34 +109,63 @@ def register(subparsers) -> None:
                    help="remove it even though it is alive and has tasks")
     p.add_argument("--reason", default="removed from the command line")
     p.add_argument("--timeout", type=float, default=10.0)
+    _keys_arg(p)
     p.set_defaults(run=run_remove_robot)
+
+
+def _keys_arg(p) -> None:
+    p.add_argument("--keys", default=os.environ.get("FLEET_COORD_KEYS", ""), metavar="DIR",
+                   help="the fleet's key directory: sign as its operator (a fleet that "
+                        "authenticates; default $FLEET_COORD_KEYS)")
 
 
 class _Client:
     """One short-lived rclpy node for a command."""
 
-    def __init__(self, name: str, **node_kwargs) -> None:
+    def __init__(self, name: str, keys: str = "", **node_kwargs) -> None:
         import rclpy
         self.rclpy = rclpy
+        self.signer = self.verifier = None
+        if keys:   # before rclpy: a bad key file is an error naming it, nothing started
+            from fleet_coord.auth import Signer, Verifier
+            from fleet_coord.cli import CliError
+            from fleet_coord.keys import KeyDir, KeyFileError
+            try:
+                kd = KeyDir(keys)
+                self.verifier = Verifier(kd.keyring())
+                self.signer = Signer("operator", kd.private_key("operator",
+                                                                self.verifier.keyring))
+            except KeyFileError as e:
+                raise CliError(str(e)) from None
         rclpy.init(args=[])
         self.node = rclpy.create_node(name, **node_kwargs)
 
     def call(self, srv_type, service: str, request, timeout: float, attempt_s: float = 3.0):
-        """Call `service`, retrying the same request every `attempt_s` until `timeout`:
-        DDS can drop a response sent before the server has matched this client's reader,
-        and the fleet's services are idempotent for a repeated request."""
+        """Call `service`, retrying every `attempt_s` until `timeout`: DDS can drop a
+        response sent before the server has matched this client's reader, and the fleet's
+        services are idempotent for a repeated request. Signed as the operator (each
+        attempt anew: a repeated signature is a replay), the answer checked, with --keys."""
         from fleet_coord.cli import CliError
+        channel = service.lstrip("/")
         client = self.node.create_client(srv_type, service)
         deadline = time.monotonic() + timeout
         if not client.wait_for_service(timeout_sec=timeout):
             raise CliError(f"no fleet answers on {service} within {timeout:g} s (is the fleet "
                            "running, with the same ROS_DOMAIN_ID and discovery range?)")
         while True:
+            if self.signer is not None:
+                self.signer.sign(request, channel)
             fut = client.call_async(request)
             left = deadline - time.monotonic()
             self.rclpy.spin_until_future_complete(self.node, fut, timeout_sec=max(0.1, min(attempt_s, left)))
             if fut.done():
-                return fut.result()
+                resp = fut.result()
+                if self.verifier is not None:
+                    dropped = self.verifier.verify(resp, f"{channel}#response",
+                                                   request=request.auth)
+                    if dropped is not None:
+                        raise CliError(f"the answer on {service} does not count: {dropped}")
+                return resp
             client.remove_pending_request(fut)
             if time.monotonic() >= deadline:
                 raise CliError(f"{service} did not answer within {timeout:g} s")
@@ -147,7 +183,7 @@ def run_submit(args) -> int:
     from fleet_coord_msgs.srv import SubmitTask
 
     from fleet_coord import qos
-    c = _Client("fleet_coord_cli_submit")
+    c = _Client("fleet_coord_cli_submit", args.keys)
     try:
         statuses = []
         c.node.create_subscription(TaskStatus, "/fleet/task_status", statuses.append, qos.PROTOCOL)
@@ -196,7 +232,7 @@ def run_submit(args) -> int:
 
 def run_cancel(args) -> int:
     from fleet_coord_msgs.srv import CancelTask
-    c = _Client("fleet_coord_cli_cancel")
+    c = _Client("fleet_coord_cli_cancel", args.keys)
     try:
         resp = c.call(CancelTask, "/fleet/cancel_task",
                       CancelTask.Request(task_id=args.task_id, reason=args.reason), args.timeout)
@@ -269,7 +305,7 @@ def run_status(args) -> int:
 
 def run_remove_robot(args) -> int:
     from fleet_coord_msgs.srv import RemoveRobot
-    c = _Client("fleet_coord_cli_remove_robot")
+    c = _Client("fleet_coord_cli_remove_robot", args.keys)
     try:
         resp = c.call(RemoveRobot, "/fleet/remove_robot",
                       RemoveRobot.Request(robot=args.robot, force=args.force, reason=args.reason),
@@ -300,10 +336,11 @@ def agent_command(cfg, robot: str, *, max_speed: float = 1.0, max_angular_speed:
                   use_sim_time: bool | None = None) -> list[str]:
     """The command that runs `robot`'s agent for the fleet of `cfg` — the parameters
     `fleet-coord launch` gives the config's own agents (fleet_coord.node_set)."""
+    from fleet_coord.node_set import auth_parameters
     params = {"use_sim_time": cfg.use_sim_time if use_sim_time is None else use_sim_time,
               "map": os.path.abspath(cfg.map), "footprint_radius": float(cfg.footprint_radius),
               "max_v": float(max_speed), "max_w": float(max_angular_speed),
-              **cfg.nodes.get("robot_agent", {})}
+              **auth_parameters(cfg), **cfg.nodes.get("robot_agent", {})}
     argv = [sys.executable, "-m", "fleet_coord.robot_agent", "--ros-args",
             "-r", f"__ns:=/{robot}", "-p", f"robot:={robot}"]
     for k, v in params.items():
@@ -356,8 +393,10 @@ def run_add_robot(args) -> int:
     argv = agent_command(cfg, robot, max_speed=args.max_speed,
                          max_angular_speed=args.max_angular_speed)
 
+    if cfg.auth.enabled:
+        _provision_robot(cfg, robot, backend, args.timeout)
     from rclpy.parameter import Parameter
-    c = _Client(f"fleet_coord_cli_add_{robot}",
+    c = _Client(f"fleet_coord_cli_add_{robot}", cfg.auth.keys if cfg.auth.enabled else "",
                 parameter_overrides=[Parameter("use_sim_time", value=bool(cfg.use_sim_time))])
     try:
         _check_join(c, cfg, robot, vertex, args.station, roadmap_id, args.timeout)
@@ -401,6 +440,24 @@ def run_add_robot(args) -> int:
         for s, h in old.items():
             signal.signal(s, h)
     return 0 if rc in (0, -signal.SIGINT, -signal.SIGTERM) else rc
+
+
+def _provision_robot(cfg, robot: str, backend: str, timeout: float) -> None:
+    """A joining robot of an authenticating fleet: its keys (unless provisioned already,
+    e.g. by `fleet-coord keys add`), and the running fleet told (operator-signed keyring)."""
+    from fleet_coord.cli import CliError
+    from fleet_coord.cli_keys import publish_keyring
+    from fleet_coord.keys import KeyDir, KeyFileError, robot_identities
+    kd = KeyDir(cfg.auth.keys)
+    try:
+        kr = kd.keyring()
+        if robot not in kr.keys:
+            kr = kd.add(robot_identities(robot, backend))
+            print(f"provisioned keys for {robot} in {kd.path} (keyring serial {kr.serial})")
+        n = publish_keyring(cfg, kd, kr, f"added {robot}", timeout, set_env=False)
+    except KeyFileError as e:
+        raise CliError(str(e)) from None
+    print(f"keyring serial {kr.serial} taken by {n} running node(s)")
 
 
 def _check_join(c, cfg, robot: str, vertex: int, station: str, roadmap_id: str,

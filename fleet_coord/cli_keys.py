@@ -161,9 +161,10 @@ def _maybe_publish(args, cfg, kd, kr, reason: str) -> int:
     return 0
 
 
-def publish_keyring(cfg, kd, kr, reason: str, timeout: float) -> int:
+def publish_keyring(cfg, kd, kr, reason: str, timeout: float, set_env: bool = True) -> int:
     """Publish `kr` on /fleet/keyring signed by the operator; returns how many subscribers
-    acknowledged it within `timeout` (0: no fleet running)."""
+    acknowledged it within `timeout` (0: no fleet running). `set_env`: take discovery
+    range and domain from the config (False: the caller has set them)."""
     import rclpy
     from rclpy.duration import Duration
 
@@ -173,7 +174,8 @@ def publish_keyring(cfg, kd, kr, reason: str, timeout: float) -> int:
     from fleet_coord.node_set import environment
     from fleet_coord_msgs.msg import Keyring
 
-    os.environ.update(environment(cfg))
+    if set_env:
+        os.environ.update(environment(cfg))
     key = _keys_call(kd.private_key, "operator", kr)
     msg = Signer("operator", key).sign(keyring_to_msg(kr, reason), "fleet/keyring")
     ctx = rclpy.Context()

@@ -87,6 +87,15 @@ def environment(cfg: FleetConfig, base: dict[str, str] | None = None) -> dict[st
     return env
 
 
+def auth_parameters(cfg: FleetConfig) -> dict[str, Any]:
+    """The parameters every node of an authenticating fleet gets (docs/security.md): it
+    signs and checks with the keys of this directory. None when auth is off."""
+    if not cfg.auth.enabled:
+        return {}
+    return {"auth_mode": cfg.auth.mode, "auth_keys": cfg.auth.keys,
+            "auth_window": cfg.auth.window, "auth_tolerance": cfg.auth.tolerance}
+
+
 def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
                 use_sim_time: bool | None = None, agents_per_process: int | None = None
                 ) -> list[NodeSpec]:
@@ -105,10 +114,7 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
         raise ValueError(f"agents_per_process must be >= 1, got {per_process}")
     common = {"use_sim_time": sim_time, "map": cfg.map,
               "footprint_radius": cfg.footprint_radius}
-    if cfg.auth.enabled:
-        # every node signs and checks (docs/security.md); its key comes from this directory
-        common.update(auth_mode=cfg.auth.mode, auth_keys=cfg.auth.keys,
-                      auth_window=cfg.auth.window, auth_tolerance=cfg.auth.tolerance)
+    common.update(auth_parameters(cfg))
 
     def params(section: str, **own: Any) -> dict[str, Any]:
         return {**common, **own, **cfg.nodes.get(section, {})}

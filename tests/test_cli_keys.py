@@ -88,3 +88,55 @@ def test_a_revocation_reaches_a_running_node_signed_by_the_operator(config, tmp_
     assert received == kd.keyring()
     assert verifier.update_keyring(received)
     assert "r2" not in verifier.keyring.keys
+
+
+def _serve_and_run(argv, answer):
+    """Run `fleet-coord argv` in a thread against a /fleet/remove_robot server in this
+    process whose handler is answer(request) -> response."""
+    from fleet_coord_msgs.srv import RemoveRobot
+    from rosutil import ros_context
+
+    seen, rc = [], []
+    with ros_context() as (ctx, ex):
+        node = rclpy_mod().create_node("fake_authority", context=ctx)
+        ex.add_node(node)
+        node.create_service(RemoveRobot, "/fleet/remove_robot",
+                            lambda req, resp: (seen.append(req), answer(req))[1])
+        cli = threading.Thread(target=lambda: rc.append(main(argv)))
+        cli.start()
+        while cli.is_alive():
+            ex.spin_once(timeout_sec=0.05)
+        cli.join()
+    return rc[0], seen
+
+
+def rclpy_mod():
+    return pytest.importorskip("rclpy", reason="rclpy is installed by `make setup`")
+
+
+def test_cli_signs_as_the_operator_and_takes_only_the_authoritys_answer(config, tmp_path,
+                                                                          capsys):
+    rclpy_mod()
+    from fleet_coord_msgs.srv import RemoveRobot
+
+    from fleet_coord.auth import Signer, Verifier
+    main(["keys", "init", config])
+    kd = KeyDir(str(tmp_path / "fleet_t.keys"))
+    verifier = Verifier(kd.keyring())
+    traffic = Signer("traffic", kd.private_key("traffic"))
+    robot = Signer("r1", kd.private_key("r1"))
+
+    def authority(req):
+        resp = RemoveRobot.Response(ok=verifier.verify(req, "fleet/remove_robot") is None)
+        return traffic.sign(resp, "fleet/remove_robot#response", request=req.auth)
+    argv = ["remove-robot", "r2", "--keys", kd.path, "--timeout", "10"]
+    rc, seen = _serve_and_run(argv, authority)
+    assert rc == 0 and seen[-1].auth.signer == "operator"
+    assert "removed r2" in capsys.readouterr().out
+    # a rogue server answering in its own name (a robot's key) or unsigned: not believed
+    for rogue in (lambda req: robot.sign(RemoveRobot.Response(ok=True),
+                                         "fleet/remove_robot#response", request=req.auth),
+                  lambda req: RemoveRobot.Response(ok=True)):
+        rc, _ = _serve_and_run(argv, rogue)
+        assert rc == 2
+        assert "the answer on /fleet/remove_robot does not count" in capsys.readouterr().err
