@@ -29,6 +29,7 @@ from fleet_coord.core.event_log import EventLog
 from fleet_coord.core.liveness import LivenessTracker
 from fleet_coord.core.membership import Membership, incarnation_of
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
+from fleet_coord.node_auth import NodeAuth
 from fleet_coord.table_replica import TableReplica
 
 STATE_NAMES = {v: k for k, v in vars(TaskStatus).items()
@@ -54,6 +55,8 @@ class FleetMonitor(Node):
         self.lost: set[str] = set()
         self.membership = Membership()
         self.replica = TableReplica(exclusion.of, self.roadmap.num_resources, self.roadmap_id)
+        # what it hears counts (and is logged) only when its sender may say it
+        self.auth = NodeAuth(self, identities=["fleet_monitor"])
         self.state_pub = self.create_publisher(FleetState, "/fleet/state", qos.state_qos())
         self.marker_pub = self.create_publisher(MarkerArray, "/fleet/markers", 10)
         sub = self.create_subscription
@@ -61,19 +64,21 @@ class FleetMonitor(Node):
         sub(RobotNotice, "/fleet/robot_lost", self._on_lost, qos.PROTOCOL)
         sub(RobotNotice, "/fleet/robot_removed", self._on_removed, qos.PROTOCOL)
         sub(ReservationSet, "/traffic/updates", self._on_table, qos.TABLE)
-        sub(CallForProposal, "/fleet/cfp", lambda m: self._log("cfp", m, task_id=m.task.id,
-                                                               round=m.round, kind=m.task.kind,
-                                                               stations=list(m.task.stations)),
+        a = self.auth
+        sub(CallForProposal, "/fleet/cfp", lambda m: a.check(m, "fleet/cfp") and self._log(
+            "cfp", m, task_id=m.task.id, round=m.round, kind=m.task.kind,
+            stations=list(m.task.stations)), qos.PROTOCOL)
+        sub(Proposal, "/fleet/proposals", lambda m: a.check_robot_msg(m, "fleet/proposals")
+            and self._log("proposal", m, robot=m.robot, round=m.round, cost=m.cost),
             qos.PROTOCOL)
-        sub(Proposal, "/fleet/proposals", lambda m: self._log(
-            "proposal", m, robot=m.robot, round=m.round, cost=m.cost), qos.PROTOCOL)
-        sub(Refusal, "/fleet/refusals", lambda m: self._log(
-            "refusal", m, robot=m.robot, round=m.round, reason=m.reason), qos.PROTOCOL)
-        sub(Award, "/fleet/awards", lambda m: self._log("award", m, robot=m.robot, round=m.round),
+        sub(Refusal, "/fleet/refusals", lambda m: a.check_robot_msg(m, "fleet/refusals")
+            and self._log("refusal", m, robot=m.robot, round=m.round, reason=m.reason),
             qos.PROTOCOL)
-        sub(Rejection, "/fleet/rejections", lambda m: self._log(
-            "rejection", m, robot=m.robot, round=m.round), qos.PROTOCOL)
-        sub(TaskStatus, "/fleet/task_status", lambda m: self._log(
+        sub(Award, "/fleet/awards", lambda m: a.check(m, "fleet/awards") and self._log(
+            "award", m, robot=m.robot, round=m.round), qos.PROTOCOL)
+        sub(Rejection, "/fleet/rejections", lambda m: a.check(m, "fleet/rejections")
+            and self._log("rejection", m, robot=m.robot, round=m.round), qos.PROTOCOL)
+        sub(TaskStatus, "/fleet/task_status", lambda m: a.check_status(m) and self._log(
             "status", m, robot=m.robot, state=STATE_NAMES.get(m.state, str(m.state)),
             progress=round(float(m.progress), 3), reason=m.reason), qos.PROTOCOL)
         self.create_timer(0.5, self._publish)
@@ -90,6 +95,8 @@ class FleetMonitor(Node):
         self.log.record(event, t=self.now(), task_id=tid, lamport=lamport, **detail)
 
     def _on_state(self, msg: RobotState, info) -> None:
+        if not self.auth.check_state(msg):
+            return
         if not self.membership.heard(msg.robot, incarnation_of(info)):
             return   # the old agent of a removed robot
         self.robots[msg.robot] = msg
@@ -98,11 +105,15 @@ class FleetMonitor(Node):
             self.log.record("robot_returned", t=self.now(), robot=msg.robot)
 
     def _on_lost(self, msg: RobotNotice) -> None:
+        if not self.auth.check(msg, "fleet/robot_lost"):
+            return
         if msg.robot not in self.lost:
             self.lost.add(msg.robot)
             self.log.record("robot_lost", t=self.now(), robot=msg.robot, by="traffic")
 
     def _on_removed(self, msg: RobotNotice) -> None:
+        if not self.auth.check(msg, "fleet/robot_removed"):
+            return
         self.membership.remove(msg.robot)
         self.robots.pop(msg.robot, None)
         self.liveness.forget(msg.robot)
@@ -110,6 +121,8 @@ class FleetMonitor(Node):
         self.log.record("robot_removed", t=self.now(), robot=msg.robot)
 
     def _on_table(self, msg: ReservationSet) -> None:
+        if not self.auth.check(msg, "traffic/updates"):
+            return
         if self.replica.apply(msg) and not msg.is_snapshot:
             seg = lambda segs: [[s.resource, s.t_start, s.t_end] for s in segs]  # noqa: E731
             self.log.record("reservation", t=self.now(), robot=msg.robot, version=msg.version,
@@ -131,7 +144,7 @@ class FleetMonitor(Node):
                 st.mode = RobotState.LOST
             fs.robots.append(st)
         fs.lost = sorted(self.lost)
-        self.state_pub.publish(fs)
+        self.state_pub.publish(self.auth.sign(fs, "fleet/state"))
         self.marker_pub.publish(self.markers(now))
 
     def markers(self, now: float) -> MarkerArray:
