@@ -117,6 +117,9 @@ class IdealDriver(Node):
                           f"{req.robot})")
         elif not all(math.isfinite(v) for v in pose):
             resp.error = f"pose {pose} is not finite"
+        elif not self.auth.has_link(req.robot):
+            resp.error = (f"no link key for {req.robot!r} in {self.auth.keys.path} (provision "
+                          f"it first: fleet-coord keys add CONFIG {req.robot})")
         else:
             self._add(req.robot, pose)
             resp.ok = True

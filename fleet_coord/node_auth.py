@@ -67,7 +67,7 @@ class NodeAuth:
         self.enforce = self.mode == "enforce"
         self._signers: dict[str, Signer] = {}
         self._links: dict[str, LinkSigner] = {}
-        self._link_keys: dict[str, bytes | None] = {}
+        self._link_keys: dict[str, bytes] = {}
         self.verifier: Verifier | None = None
         #: the newest operator-signed keyring message heard (the traffic authority relays it)
         self.keyring_msg: KeyringMsg | None = None
@@ -104,6 +104,10 @@ class NodeAuth:
                                  f"({', '.join(self._signers)})")
             identity = next(iter(self._signers))
         return self._signers[identity].sign(msg, channel, request)
+
+    def has_link(self, robot: str) -> bool:
+        """Whether this node can sign and check robot N's link (its link key is here)."""
+        return not self.enabled or self._link_key(robot) is not None
 
     def link_sign(self, msg: Any, robot: str, channel: str) -> Any:
         if not self.enabled:
@@ -151,10 +155,14 @@ class NodeAuth:
         return self.verifier.verify_link(msg, robot, channel) is None or not self.enforce
 
     def _link_key(self, robot: str) -> bytes | None:
-        if robot not in self._link_keys:
+        key = self._link_keys.get(robot)
+        if key is None:
             # a robot added at run time: its link key file appears in the key directory
-            self._link_keys[robot] = self.keys.link_key_or_none(robot)
-        return self._link_keys[robot]
+            # (not remembered while missing: it may be provisioned in a moment)
+            key = self.keys.link_key_or_none(robot)
+            if key is not None:
+                self._link_keys[robot] = key
+        return key
 
     # -- run-time keyring -----------------------------------------------------------------
     def _on_keyring(self, msg: KeyringMsg) -> None:

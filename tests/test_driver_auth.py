@@ -20,7 +20,7 @@ from firmware_bridge.emulator import Emulator  # noqa: E402
 from fleet_coord import qos  # noqa: E402
 from fleet_coord.auth import LinkSigner, Signer, Verifier  # noqa: E402
 from fleet_coord.fleet_config import load_fleet_config  # noqa: E402
-from fleet_coord.keys import KeyDir, fleet_identities  # noqa: E402
+from fleet_coord.keys import KeyDir, fleet_identities, robot_identities  # noqa: E402
 from rosutil import ros_context, spin_until  # noqa: E402
 
 CONFIG = """fleet: {map: warehouse.map, discovery_range: LOCALHOST}
@@ -30,14 +30,19 @@ auth: {mode: enforce}
 """
 
 
-@pytest.fixture
-def keys(tmp_path):
-    p = tmp_path / "fleet_b.yaml"
-    p.write_text(CONFIG)
+def provision(tmp_path, backend="serial, port: /dev/null"):
+    """The key directory of a one-robot authenticating fleet on `backend`."""
+    p = tmp_path / "fleet_d.yaml"
+    p.write_text(CONFIG.replace("serial, port: /dev/null", backend))
     cfg = load_fleet_config(str(p))
     kd = KeyDir(cfg.auth.keys)
     kd.init(fleet_identities(cfg))
     return kd
+
+
+@pytest.fixture
+def keys(tmp_path):
+    return provision(tmp_path)
 
 
 def call(ex, client, req):
@@ -111,11 +116,7 @@ def test_signed_commands_drive_and_only_an_operator_releases_the_estop(tmp_path,
 def test_the_sim_takes_only_signed_commands_and_signs_its_odometry(tmp_path):
     pytest.importorskip("pybullet", reason="pybullet is installed by `make setup`")
     from sim.sim_node import SimNode
-    p = tmp_path / "fleet_s.yaml"
-    p.write_text(CONFIG.replace("backend: serial, port: /dev/null", "backend: sim"))
-    cfg = load_fleet_config(str(p))
-    kd = KeyDir(cfg.auth.keys)
-    kd.init(fleet_identities(cfg))
+    kd = provision(tmp_path, "sim")
     with ros_context() as (ctx, ex):
         sim = SimNode(context=ctx, parameter_overrides=[
             Parameter(k, value=v) for k, v in dict(
@@ -147,11 +148,7 @@ def test_the_ideal_driver_spawns_only_for_an_operator_and_answers_signed(tmp_pat
     from fleet_coord_msgs.srv import SpawnRobot
 
     from fleet_coord.ideal_driver import IdealDriver
-    p = tmp_path / "fleet_i.yaml"
-    p.write_text(CONFIG.replace("backend: serial, port: /dev/null", "backend: ideal"))
-    cfg = load_fleet_config(str(p))
-    kd = KeyDir(cfg.auth.keys)
-    kd.init(fleet_identities(cfg))
+    kd = provision(tmp_path, "ideal")
     with ros_context() as (ctx, ex):
         driver = IdealDriver(context=ctx, parameter_overrides=[
             Parameter("robots", value=["r1"]), Parameter("start_poses", value=[2.0, 18.0, 0.0]),
@@ -168,6 +165,10 @@ def test_the_ideal_driver_spawns_only_for_an_operator_and_answers_signed(tmp_pat
                                               "ideal_driver/spawn_robot"))
         assert not as_robot.ok and set(driver.robots) == {"r1"}
         operator = Signer("operator", kd.private_key("operator"))
+        unprovisioned = call(ex, spawn, operator.sign(
+            SpawnRobot.Request(robot="r9", x=6.0, y=18.0), "ideal_driver/spawn_robot"))
+        assert not unprovisioned.ok and "no link key for 'r9'" in unprovisioned.error
+        kd.add(robot_identities("r9", "ideal"))
         req = operator.sign(SpawnRobot.Request(robot="r9", x=6.0, y=18.0),
                             "ideal_driver/spawn_robot")
         resp = call(ex, spawn, req)
