@@ -167,9 +167,11 @@ def _read_lines(path: str | os.PathLike[str]) -> list[str]:
     return [line.rstrip("\r") for line in text.split("\n")]
 
 
-def load_movingai_map(path: str | os.PathLike[str]) -> GridMap:
+def load_movingai_map(path: str | os.PathLike[str], *, extra_free: str = "") -> GridMap:
     """Read a MovingAI ``.map`` file (``type``, ``height``, ``width``, ``map`` header,
-    then ``height`` rows of ``width`` characters; ``. G S`` free, ``@ O T W`` blocked).
+    then ``height`` rows of ``width`` characters; ``. G S`` free, ``@ O T W`` blocked,
+    and the characters of ``extra_free`` free too, e.g. the League of Robot Runners'
+    ``E`` emitter cells).
 
     Returns the :class:`GridMap`; raises :class:`MapError` naming line and column of the
     first problem.
@@ -214,13 +216,15 @@ def load_movingai_map(path: str | os.PathLike[str]) -> GridMap:
 
     cells = np.frombuffer("".join(rows).encode("latin-1"), dtype=np.uint8)
     cells = cells.reshape(height, width)
-    free = np.isin(cells, np.frombuffer("".join(sorted(FREE_CELLS)).encode(), np.uint8))
+    free_chars = "".join(sorted(FREE_CELLS | frozenset(extra_free)))
+    free = np.isin(cells, np.frombuffer(free_chars.encode("latin-1"), np.uint8))
     known = free | np.isin(cells, np.frombuffer("".join(sorted(BLOCKED_CELLS)).encode(),
                                                 np.uint8))
     if not known.all():
         y, x = np.argwhere(~known)[0]
         raise MapError(f"unknown cell character {rows[y][x]!r} (expected one of "
-                       "'.', 'G', 'S' free or '@', 'O', 'T', 'W' blocked)",
+                       f"{', '.join(repr(c) for c in free_chars)} free or "
+                       "'@', 'O', 'T', 'W' blocked)",
                        path, 5 + int(y), int(x) + 1)
     return GridMap(width=width, height=height, free=free, path=path)
 
