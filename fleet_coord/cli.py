@@ -22,6 +22,7 @@ SUBCOMMANDS = [
     "fleet_coord.cli_launch",
     "fleet_coord.cli_fleet",
     "fleet_coord.cli_keys",
+    "fleet_coord.cli_lifelong",
 ]
 
 

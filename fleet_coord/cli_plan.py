@@ -43,6 +43,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def write_json(path: str, document: object) -> None:
+    """Write ``document`` as one line of JSON; a failure is the user's CliError."""
+    from .cli import CliError
+    try:
+        with open(path, "w") as f:
+            json.dump(document, f, separators=(",", ":"))
+            f.write("\n")
+    except OSError as err:
+        raise CliError(f"cannot write {path}: {err.strerror or err}") from None
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "plan", help="plan a MovingAI MAPF instance (prioritised SIPP)",
@@ -117,12 +128,7 @@ def run(args: argparse.Namespace) -> int:
     document = {"map": args.map, "scen": args.scen, "agents": agents,
                 "sum_of_costs": sum_of_costs, "makespan": makespan,
                 "solve_time_s": round(plan.solve_time_s, 4)}
-    try:
-        with open(args.out, "w") as f:
-            json.dump(document, f, separators=(",", ":"))
-            f.write("\n")
-    except OSError as err:
-        raise CliError(f"cannot write {args.out}: {err.strerror or err}") from None
+    write_json(args.out, document)
     print(f"planned {len(agents)} agents in {plan.solve_time_s:.3f} s "
           f"({plan.attempts} attempt{'s' if plan.attempts != 1 else ''}): "
           f"sum of costs {sum_of_costs}, makespan {makespan} -> {args.out}")

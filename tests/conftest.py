@@ -22,6 +22,18 @@ def mapf_bench():
     return MAPF_BENCH
 
 
+LORR = os.environ.get("FLEET_COORD_LORR", os.path.join(os.path.dirname(REPO), "shared", "lorr"))
+
+
+@pytest.fixture
+def lorr_examples():
+    """Path to the League of Robot Runners example instances (../shared/lorr or
+    $FLEET_COORD_LORR)."""
+    if not os.path.isdir(LORR):
+        pytest.skip(f"LoRR example instances not found at {LORR} (set FLEET_COORD_LORR)")
+    return LORR
+
+
 _DOMAIN = [0]
 
 
