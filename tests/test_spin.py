@@ -2,7 +2,6 @@
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import rclpy
@@ -46,12 +45,18 @@ def test_a_fleet_process_stops_on_a_signal_without_a_traceback(sig):
     proc = subprocess.Popen([sys.executable, "-m", "fleet_coord.ideal_driver",
                              "--ros-args", "-p", "robots:=[r1]", "-p", "start_poses:=[2.0, 1.0, 0.0]"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
     try:
-        time.sleep(3.0)
+        for line in proc.stdout:   # signal it once it spins (not while it still imports)
+            lines.append(line)
+            if "ideal driver ready" in line:
+                break
         proc.send_signal(sig)
-        out, _ = proc.communicate(timeout=20)
+        out, _ = proc.communicate(timeout=60)
+        out = "".join(lines) + out
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
     assert proc.returncode == 0, out[-2000:]
     assert "Traceback" not in out, out[-2000:]
