@@ -23,6 +23,7 @@ SUBCOMMANDS = [
     "fleet_coord.cli_fleet",
     "fleet_coord.cli_keys",
     "fleet_coord.cli_lifelong",
+    "fleet_coord.cli_ledger",
 ]
 
 

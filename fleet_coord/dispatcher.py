@@ -142,7 +142,10 @@ class Dispatcher(Node):
         self.max_task_attempts = p("max_task_attempts", 3).value
         self.robot_timeout = p("robot_timeout", 2.0).value
         self.confirm_window = p("confirm_window", 3.0).value
-        self.ledger = TaskLedger(ledger)
+        self.ledger = TaskLedger(ledger)   # LedgerUnusable: the process stops (spin.run_nodes)
+        for problem in self.ledger.problems:
+            self.get_logger().error(f"task ledger {ledger}: {problem}; the record is kept as "
+                                    "it is and skipped (`fleet-coord ledger check`)")
         self.stations = set(self.roadmap.names)
         self.initiators: dict[str, cn.Initiator] = {}
         self.no_bid_rounds: dict[str, int] = {}

@@ -3,7 +3,9 @@
 `FleetLauncher` runs each NodeSpec (fleet_coord.node_set) as a child process
 `python -m <module> --ros-args ...` with its parameters in a params file, prefixes every
 line a child prints with its node name, restarts crashed children per the config's
-policy (never / on-failure / always, with back-off), and shuts down cleanly: SIGINT to
+policy (never / on-failure / always, with back-off; never a child that refused to start
+because its input is unusable, exit status 78, fleet_coord.core.errors), and shuts down
+cleanly: SIGINT to
 every child, then SIGTERM, then SIGKILL after a grace period. Children die with the
 launcher even when it is killed (PR_SET_PDEATHSIG), and Fast DDS shared-memory files the
 fleet left in /dev/shm are removed once no process maps them.
@@ -23,6 +25,7 @@ from typing import Callable, TextIO
 
 import yaml
 
+from fleet_coord.core.errors import EXIT_CANNOT_START
 from fleet_coord.fleet_config import FleetConfig
 from fleet_coord.node_set import NodeSpec, environment, fleet_nodes, params_yaml, ros_arguments
 
@@ -155,6 +158,11 @@ class FleetLauncher:
             if not c.exit_codes or c.next_start == 0.0:
                 c.exit_codes.append(code)
                 wants = policy == "always" or (policy == "on-failure" and code != 0)
+                if code == EXIT_CANNOT_START:   # its input is unusable: a restart cannot help
+                    self._say("launch", f"{c.spec.process_name} refused to start (exit "
+                                        f"{code}: see its message above); not restarting it")
+                    c.proc = None
+                    continue
                 if not wants or c.restarts >= self.max_restarts:
                     self._say("launch", f"{c.spec.process_name} exited with {code}; not restarting "
                                         f"(policy {policy}, restarts {c.restarts})")

@@ -10,6 +10,7 @@ walks them. 50 agents in 5 processes: auction p99 271-335 ms single-threaded aga
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -22,6 +23,7 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from fleet_coord import memtrace
+from fleet_coord.core.errors import EXIT_CANNOT_START, CannotStart
 
 
 def run_nodes(make_nodes: Callable[[list[str]], Iterable[Node]], args=None,
@@ -37,7 +39,11 @@ def run_nodes(make_nodes: Callable[[list[str]], Iterable[Node]], args=None,
     KeyboardInterrupt wherever the main thread is: inside pybind11's conversion of a taken
     message that comes out as "RuntimeError: Unable to convert call argument '0' to
     Python object" (a dispatcher stopped with a loaded fleet, bench/load.py, 2026-12-03;
-    the demo saw the same, fleet_coord/demo.py)."""
+    the demo saw the same, fleet_coord/demo.py).
+
+    A `CannotStart` raised while the nodes are built (a corrupted ledger, a parameter
+    out of range) is printed and the process exits with `EXIT_CANNOT_START`: launchers
+    do not restart it (fleet_coord.core.errors)."""
     argv = list(sys.argv if args is None else args)
     own_signals = threading.current_thread() is threading.main_thread()
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO if own_signals
@@ -48,8 +54,13 @@ def run_nodes(make_nodes: Callable[[list[str]], Iterable[Node]], args=None,
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda signum, _frame: stop.append(signum))
     nodes: list[Node] = []
+    refused: CannotStart | None = None
     try:
-        nodes = list(make_nodes(argv))
+        try:
+            nodes = list(make_nodes(argv))
+        except CannotStart as e:   # a crash loop would not change it: say why and stop
+            refused = e
+            return
         if nodes:   # opt-in allocation tracing of a long run (FLEET_COORD_TRACEMALLOC)
             memtrace.start(nodes[0].get_name())
         executor = executor_factory()
@@ -75,3 +86,7 @@ def run_nodes(make_nodes: Callable[[list[str]], Iterable[Node]], args=None,
             except Exception:  # noqa: BLE001 - the context may already be gone on a signal
                 pass
         rclpy.try_shutdown()
+        if refused is not None:
+            print(f"{os.path.basename(argv[0]) if argv else 'fleet_coord'}: cannot start: "
+                  f"{refused}", file=sys.stderr, flush=True)
+            sys.exit(EXIT_CANNOT_START)
