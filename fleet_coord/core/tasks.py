@@ -36,7 +36,7 @@ from types import TracebackType
 from typing import Any, List  # List: TaskLedger.list shadows the builtin in the class
 
 from fleet_coord.core.errors import CannotStart
-from fleet_coord.core.names import id_problem, robot_name_problem, short_repr, text_problem
+from fleet_coord.core.names import id_problem, robot_name_problem, short_repr
 
 __all__ = [
     "KINDS", "LEGAL_TRANSITIONS", "TERMINAL_STATES",
@@ -610,7 +610,7 @@ class TaskLedger:
             raise self._unusable(f"cannot be opened ({e})") from None
         try:
             try:
-                version = ro.execute("PRAGMA user_version").fetchone()[0]
+                version = int(ro.execute("PRAGMA user_version").fetchone()[0])
                 found = {r[0] for r in ro.execute(
                     "SELECT name FROM sqlite_master WHERE type = 'table'")}
                 result = [r[0] for r in ro.execute("PRAGMA integrity_check(20)")]
