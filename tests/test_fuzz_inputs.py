@@ -606,12 +606,13 @@ def test_malformed_task_dicts_and_fields_raise_task_error_only():
 # ---------------------------------------------------------------------------------------
 
 def _weird_id(rng: random.Random) -> str:
+    """An unusual but valid task id (printable, at most 128 bytes of UTF-8)."""
     return rng.choice([
         lambda: f"m{rng.randrange(10**6)}",
-        lambda: "u" + "".join(chr(rng.randrange(1, 0x2FFF))
-                              for _ in range(rng.randint(1, 12))),
-        lambda: "x" * rng.randint(500, 4000),
-        lambda: "ctl" + "".join(chr(rng.randrange(1, 32)) for _ in range(3)),
+        lambda: "u" + "".join(c for c in (chr(rng.randrange(33, 0x2FFF))
+                                          for _ in range(rng.randint(1, 12)))
+                              if c.isprintable()),
+        lambda: "x" * rng.randint(60, 128),
         lambda: "tâche-" + str(rng.random()),
     ])()
 
@@ -631,7 +632,9 @@ def malformed_requests(rng: random.Random, station_names: set[str], n: int):
                 "empty_station": "stations[", "pose": "poses[", "deadline": "deadline",
                 "payload": "payload_kg"}[cat]
         if cat == "id":
-            m.id = rng.choice(["", " ", "\t", "\n \r", " " * 300])
+            m.id = rng.choice(["", " ", "\t", "\n \r", " " * 300, "x" * rng.randint(129, 4000),
+                               "ctl" + "".join(chr(rng.randrange(1, 32)) for _ in range(3)),
+                               "\x1b[31mred", " padded", "a\u200bb"])
         elif cat == "kind":
             m.kind = rng.choice(["", "GOTO", "pick", "charge ", "fly",
                                  "".join(chr(rng.randrange(32, 0x2FF)) for _ in range(6))])
