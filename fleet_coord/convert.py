@@ -16,6 +16,7 @@ functions, so a field's meaning (a zero deadline is "none", an infinite hold is
 | core.reservations.Reservation | ReservationSegment (`reservation_to_segment`, ...) |
 | core.replica.TableUpdate | ReservationSet (`table_update_from_msg`) |
 | core.trust.Keyring | Keyring of KeyEntry (`keyring_to_msg`, `keyring_from_msg`) |
+| timed path [(vertex, t)] | nav_msgs/Path (`timed_path_msg`, `timed_path_from_msg`) |
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from builtin_interfaces.msg import Time
 from fleet_coord_msgs.msg import (KeyEntry, Keyring as KeyringMsg, Refusal, ReservationSegment,
                                   ReservationSet, TaskStatus)
 from fleet_coord_msgs.msg import Task as TaskMsg
-from nav_msgs.msg import Odometry
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Odometry, Path
 
 from fleet_coord.core import contract_net as cn
 from fleet_coord.core.replica import TableUpdate
@@ -209,3 +211,42 @@ def keyring_from_msg(m: KeyringMsg, robots: dict[str, tuple[str, ...]] | None = 
                              f"match its key ({rec.key_id})")
         keys[e.identity] = rec
     return Keyring(m.serial, keys, frozenset(m.revoked))
+
+
+# -- timed paths --------------------------------------------------------------------------
+
+
+def timed_path_msg(roadmap: Any, path: Any, stamp: Time) -> Path:
+    """A timed path [(vertex, t)] as nav_msgs/Path (frame ``map``): a pose per step at the
+    vertex, stamped with the time the robot is there, heading along the next lane."""
+    msg = Path()
+    msg.header.stamp = stamp
+    msg.header.frame_id = "map"
+    n = len(path)
+    for k, (v, t) in enumerate(path):
+        ps = PoseStamped()
+        ps.header.stamp = to_time(float(t))
+        ps.header.frame_id = "map"
+        x, y = (float(c) for c in roadmap.pos[int(v)])
+        ps.pose.position.x, ps.pose.position.y = x, y
+        ahead = next((int(w) for w, _ in path[k + 1:n] if int(w) != int(v)), None)
+        if ahead is not None:
+            ax, ay = (float(c) for c in roadmap.pos[ahead])
+            set_yaw(ps.pose.orientation, math.atan2(ay - y, ax - x))
+        else:
+            set_yaw(ps.pose.orientation, 0.0)
+        msg.poses.append(ps)
+    return msg
+
+
+def timed_path_from_msg(roadmap: Any, msg: Path) -> list[tuple[int, float]]:
+    """nav_msgs/Path (a pose per step at a roadmap vertex, stamped with the time the robot
+    is there) -> timed path. Raises ValueError naming the first pose off the roadmap."""
+    out = []
+    for k, ps in enumerate(msg.poses):
+        p = ps.pose.position
+        v = roadmap.vertex_at(p.x, p.y)
+        if v is None:
+            raise ValueError(f"plan pose {k} at ({p.x:g}, {p.y:g}) is not a roadmap vertex")
+        out.append((int(v), from_time(ps.header.stamp)))
+    return out

@@ -173,7 +173,9 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
             own: dict[str, Any] = {"max_v": min(r.max_speed for r in group),
                                    "max_w": min(r.max_angular_speed for r in group)}
             if drive == "follow":
-                own["drive"] = drive
+                # the master control reports the vehicle unavailable at once; silent
+                # odometry for 2 s (the master's own threshold is 3 s) is the fallback
+                own.update(drive=drive, driver_timeout=2.0)
             nodes.append(NodeSpec(
                 "robot_agent", "", label=label, parameters=params("robot_agent", **own),
                 arguments=["--robots", ",".join(r.name for r in group)],

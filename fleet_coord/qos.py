@@ -74,3 +74,10 @@ CLOCK = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
 KEYRING = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                      reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+#: A robot's committed path for its VDA 5050 master control (/<robot>/plan) and the
+#: vehicle's status (/<robot>/vehicle): the latest one counts, and a node that starts late
+#: gets it.
+PLAN = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                  reliability=ReliabilityPolicy.RELIABLE,
+                  durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -213,6 +213,7 @@ def follow(book, now, idle=False):
 def test_order_book_orders_are_schema_valid_and_extend_by_stitched_updates(grid):
     roadmap, exclusion = grid
     book = OrderBook(roadmap, exclusion.clearance, max_speed=1.0)
+    book.on_state(state(book, idle=True), 9.9)     # idle at 0,0
     out = Outbox("acme", "v1")
     path = timed_path(roadmap, ("0,0", "1,0", "2,0"), wait=1.0)
     segs = path_to_segments(roadmap, exclusion, path, PLAN_SPEED)
@@ -244,6 +245,7 @@ def test_order_book_orders_are_schema_valid_and_extend_by_stitched_updates(grid)
 def test_order_book_continues_the_order_with_a_plan_from_the_base_end(grid):
     roadmap, exclusion = grid
     book = OrderBook(roadmap, exclusion.clearance, max_speed=1.0)
+    book.on_state(state(book, idle=True), 9.9)     # idle at 0,0
     path = timed_path(roadmap, ("0,0", "1,0"), wait=0.0)
     segs = path_to_segments(roadmap, exclusion, path, PLAN_SPEED)
     book.plan(path, 10.0)
@@ -274,24 +276,28 @@ def test_order_book_continues_the_order_with_a_plan_from_the_base_end(grid):
 def test_order_book_starts_a_new_order_when_the_plan_does_not_continue_the_base(grid):
     roadmap, exclusion = grid
     book = OrderBook(roadmap, exclusion.clearance, max_speed=1.0)
+    book.on_state(state(book, idle=True), 9.9)     # idle at 0,0
     path = timed_path(roadmap, ("0,0", "1,0"), wait=0.0)
     book.plan(path, 10.0)
     first = book.step(path_to_segments(roadmap, exclusion, path, PLAN_SPEED), 10.0)
-    # the vehicle is idle at 0,0 (say, cancelled); a plan from 0,1 waits until it is there
+    # the vehicle is idle at 0,0 (say, cancelled); a plan from 1,1 waits until it is there
     book.on_state(state(book, last_seq=0, last_node="0_0", idle=True), 10.5)
-    other = timed_path(roadmap, ("0,1", "1,1"), t0=11.0)
+    other = timed_path(roadmap, ("1,1", "2,1"), t0=11.0)
     other_segs = path_to_segments(roadmap, exclusion, other, PLAN_SPEED)
     book.plan(other, 11.0)
     assert book.step(other_segs, 11.0) is None
-    book.on_state(state(book, last_seq=0, last_node="0_0", x=0.0, y=1.0, idle=True), 11.0)
+    book.on_state(state(book, last_seq=0, last_node="0_0", x=1.1, y=1.0, idle=True), 11.0)
     body = book.step(other_segs, 11.0)
     assert body["orderId"] != first["orderId"] and body["orderUpdateId"] == 0
-    assert body["nodes"][0]["nodeId"] == "0_1"
+    assert body["nodes"][0]["nodeId"] == "1_1"
+    # it stands 0.1 m off the first node: the node's allowed deviation covers it
+    assert body["nodes"][0]["nodePosition"]["allowedDeviationXY"]["a"] == pytest.approx(0.15)
 
 
 def test_order_book_learns_a_slow_vehicles_speed(grid):
     roadmap, exclusion = grid
     book = OrderBook(roadmap, exclusion.clearance, max_speed=1.0)
+    book.on_state(state(book, idle=True), 9.9)     # idle at 0,0
     book.plan(timed_path(roadmap, ("0,0", "1,0")), 10.0)
     for k in range(10):
         book.on_state(state(book, driving=True, speed=0.2), 10.0 + k)
@@ -301,6 +307,7 @@ def test_order_book_learns_a_slow_vehicles_speed(grid):
 def test_every_order_the_book_builds_is_valid_against_the_official_schema(grid):
     roadmap, exclusion = grid
     book = OrderBook(roadmap, exclusion.clearance, max_speed=0.8)
+    book.on_state(state(book, idle=True), 9.9)
     path = timed_path(roadmap, ("0,0", "1,0", "1,1", "2,1", "3,1", "3,0"))
     segs = path_to_segments(roadmap, exclusion, path, PLAN_SPEED)
     book.plan(path, 10.0)

@@ -15,12 +15,11 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy is installed by `make setup`"
 pytest.importorskip("fleet_coord_msgs.msg", reason="fleet_coord_msgs is built by `make setup`")
 from fleet_coord_msgs.msg import ReservationSet  # noqa: E402
 from fleet_coord_msgs.srv import Reserve  # noqa: E402
-from geometry_msgs.msg import PoseStamped  # noqa: E402
 from nav_msgs.msg import Odometry, Path  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
 from fleet_coord import qos  # noqa: E402
-from fleet_coord.convert import segment_msg, to_time  # noqa: E402
+from fleet_coord.convert import segment_msg, timed_path_msg, to_time  # noqa: E402
 from fleet_coord.core.planner import path_to_segments, sipp  # noqa: E402
 from fleet_coord.core.tracking import containment_error  # noqa: E402
 from fleet_coord.fleet_config import load_roadmap_and_exclusion  # noqa: E402
@@ -32,18 +31,6 @@ from rosutil import ros_context, spin_until  # noqa: E402
 from vda5050_util import Listener, broker_or_skip, is_connection, start_emulator, stop  # noqa: E402
 
 PLAN_SPEED = 0.33
-
-
-def plan_msg(roadmap, path) -> Path:
-    msg = Path()
-    msg.header.frame_id = "map"
-    for v, t in path:
-        ps = PoseStamped()
-        ps.header.stamp = to_time(t)
-        ps.header.frame_id = "map"
-        ps.pose.position.x, ps.pose.position.y = map(float, roadmap.pos[v])
-        msg.poses.append(ps)
-    return msg
 
 
 def test_master_releases_the_committed_path_and_the_vehicle_stays_in_its_holds():
@@ -78,7 +65,7 @@ def test_master_releases_the_committed_path_and_the_vehicle_stays_in_its_holds()
             req.segments = [segment_msg("r1", r, a, b) for r, a, b in segs]
             fut = reserve.call_async(req)
             assert spin_until(ex, fut.done, 20) and fut.result().ok, fut.result()
-            plan_pub.publish(plan_msg(roadmap, path))
+            plan_pub.publish(timed_path_msg(roadmap, path, to_time(now)))
             # bad messages "from the vehicle": dropped, the master goes on
             good = Outbox("acme", "m1")
             for bad in (b"{not json", json.dumps({"headerId": 1}).encode(),

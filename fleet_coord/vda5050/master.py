@@ -51,11 +51,10 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from fleet_coord_msgs.msg import ReservationSet
 from nav_msgs.msg import Odometry, Path
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_srvs.srv import SetBool, Trigger
 
 from fleet_coord import qos
-from fleet_coord.convert import odometry_msg, to_time
+from fleet_coord.convert import odometry_msg, timed_path_from_msg, to_time
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
 from fleet_coord.spin import run_nodes
 from fleet_coord.table_replica import TableReplica
@@ -64,26 +63,9 @@ from fleet_coord.vda5050.orders import OrderBook
 from fleet_coord.vda5050.protocol import (INTERFACE, Inbox, Outbox, Rejected, check_id,
                                           parse_timestamp, topic)
 
-#: The plan and the vehicle's status: reliable, keep-last 1, transient-local (a master
-#: or monitor that starts late gets the current one).
-PLAN_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                      reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+PLAN_QOS = qos.PLAN
 
 IN_TOPICS = ("state", "visualization", "connection", "factsheet")
-
-
-def plan_from_msg(roadmap: Any, msg: Path) -> list[tuple[int, float]]:
-    """nav_msgs/Path (a pose per step, at a roadmap vertex, stamped with the time the robot
-    is there) -> timed path. Raises ValueError naming the first pose off the roadmap."""
-    out = []
-    for k, ps in enumerate(msg.poses):
-        p = ps.pose.position
-        v = roadmap.vertex_at(p.x, p.y)
-        if v is None:
-            raise ValueError(f"plan pose {k} at ({p.x:g}, {p.y:g}) is not a roadmap vertex")
-        out.append((int(v), ps.header.stamp.sec + ps.header.stamp.nanosec * 1e-9))
-    return out
 
 
 def outline_radius(factsheet: dict[str, Any]) -> float:
@@ -112,7 +94,7 @@ class Vda5050Master(Node):
         self.max_speed = float(p("max_speed", 1.0).value)   # the config's cap (m/s)
         rate = float(p("rate", 20.0).value)
         # s without a state or visualization after which the vehicle is unavailable
-        self.silence = float(p("silence", 2.0).value)
+        self.silence = float(p("silence", 3.0).value)
         map_id = check_id("map_id", p("map_id", "map").value)
         for name, value in (("max_speed", self.max_speed), ("rate", rate),
                             ("silence", self.silence)):
@@ -121,8 +103,11 @@ class Vda5050Master(Node):
         self.roadmap, self.exclusion, roadmap_id = load_roadmap_and_exclusion(map_path, radius)
         self.footprint_radius = radius
         self.replica = TableReplica(self.exclusion.of, self.roadmap.num_resources, roadmap_id)
+        # order ids unique across restarts of this node: the vehicle may still know an
+        # order of the last run (a repeated id would be an outdated update to it)
         self.book = OrderBook(self.roadmap, self.exclusion.clearance, self.max_speed,
-                              map_id=map_id, order_prefix=f"{self.robot}")
+                              map_id=map_id,
+                              order_prefix=f"{self.robot}.{int(time.time() * 10) % 10 ** 9:x}")
         self.inbox = Inbox(self.manufacturer, self.serial)
         self.out = Outbox(self.manufacturer, self.serial)
         self.topics = {name: topic(interface, self.manufacturer, self.serial, name)
@@ -197,7 +182,7 @@ class Vda5050Master(Node):
 
     def _on_plan(self, msg: Path) -> None:
         try:
-            path = plan_from_msg(self.roadmap, msg)
+            path = timed_path_from_msg(self.roadmap, msg)
             if path:
                 self.book.plan(path, self.now())
         except ValueError as e:
@@ -230,10 +215,15 @@ class Vda5050Master(Node):
         if name == "connection":
             state = msg["connectionState"]
             if state != self.connection:
-                log = self.get_logger().info if state == "ONLINE" else self.get_logger().warning
-                log(f"vehicle {self.serial}: connection {state}")
+                # (rclpy: one severity per logging call site)
+                if state == "ONLINE":
+                    self.get_logger().info(f"vehicle {self.serial}: connection {state}")
+                else:
+                    self.get_logger().warning(f"vehicle {self.serial}: connection {state}")
                 if state == "ONLINE" and self.book.order_id:
                     # a vehicle that comes back starts afresh: its order is gone
+                    self.get_logger().warning(f"vehicle {self.serial} is back: order "
+                                              f"{self.book.order_id} forgotten")
                     self.book.reset()
             self.connection = state
             return
@@ -302,6 +292,10 @@ class Vda5050Master(Node):
                 body = self.book.step(holds, now)
                 if body is not None:
                     self._send("order", body)
+                    released = [n["nodeId"] for n in body["nodes"] if n["released"]]
+                    self.get_logger().info(
+                        f"order {body['orderId']}/{body['orderUpdateId']} sent: base to "
+                        f"{released[-1]}, {len(body['nodes']) - len(released)} horizon nodes")
         self._publish_status(now)
 
     def _publish_status(self, now: float) -> None:

@@ -84,6 +84,7 @@ class OrderBook:
     expected_speed: float = 0.0   # 0 = max_speed
     _orders: int = 0
     _route_changed: bool = False  # the route changed since the last update sent
+    start_deviation: float = 0.0  # allowedDeviationXY of a new order's first node (m)
     _plan_vertices: list[int] = field(default_factory=list)
 
     # -- inputs --------------------------------------------------------------------------
@@ -220,13 +221,20 @@ class OrderBook:
         self._route_changed = True
 
     def _new_order(self, route: Route) -> bool:
+        """Start a new order on `route` if the vehicle is idle at (or next to) its first
+        node; False: not now (kept pending)."""
         v = self.vehicle
         if self.update_id >= 0 and not (v.idle and self.acked_id == self.update_id):
             return False
-        if v.x is not None and v.y is not None:
-            start = route.nodes[0]
-            if math.hypot(start.x - v.x, start.y - v.y) > 0.5 * self.clearance:
-                return False   # not where the vehicle stands (yet): wait for it
+        if v.x is None or v.y is None:
+            return False   # where the vehicle is is not known yet: its first state
+        start = route.nodes[0]
+        off = math.hypot(start.x - v.x, start.y - v.y)
+        if off > 2.0 * self.clearance:
+            return False   # not where the vehicle stands (yet): wait for it
+        # a vehicle that stopped next to the vertex (a cancel, a restart where it stood)
+        # takes the first node as reached: its allowed deviation covers it (spec 6.1.3.1)
+        self.start_deviation = off + 0.05 if off > 0.02 else 0.0
         self._orders += 1
         self.order_id = f"{self.order_prefix}-{self._orders}"
         self.update_id, self.acked_id = -1, -1
@@ -248,6 +256,9 @@ class OrderBook:
                 "released": i <= released_end,
                 "nodePosition": {"x": n.x, "y": n.y, "mapId": self.map_id},
                 "actions": []}
+            if i == 0 and self.start_deviation > 0:
+                node["nodePosition"]["allowedDeviationXY"] = {
+                    "a": self.start_deviation, "b": self.start_deviation, "theta": 0.0}
             nodes.append(node)
             if i < len(route.edges):
                 e = route.edges[i]
