@@ -52,7 +52,7 @@ class NodeAuth:
     whose link key it holds from the start (others are looked up when needed)."""
 
     def __init__(self, node: Any, identities: Iterable[str] = (), links: Iterable[str] = (),
-                 *, keyring_topic: bool = True) -> None:
+                 *, keyring_topic: bool = True, relay_keyring: bool = False) -> None:
         self.node = node
         values = {}
         for name, default, text in _PARAMS:
@@ -69,8 +69,9 @@ class NodeAuth:
         self._links: dict[str, LinkSigner] = {}
         self._link_keys: dict[str, bytes] = {}
         self.verifier: Verifier | None = None
-        #: the newest operator-signed keyring message heard (the traffic authority relays it)
+        #: the newest operator-signed keyring message heard
         self.keyring_msg: KeyringMsg | None = None
+        self._relay = None
         if not self.enabled:
             return
         if not values["auth_keys"]:
@@ -89,6 +90,11 @@ class NodeAuth:
         if keyring_topic:
             node.create_subscription(KeyringMsg, "/fleet/keyring", self._on_keyring,
                                      qos.KEYRING)
+        if relay_keyring:
+            # the command that changed the keys exits; a node that starts later (or on
+            # another host, with an older key directory) still gets the change from here:
+            # the operator's signature is relayed unchanged
+            self._relay = node.create_publisher(KeyringMsg, "/fleet/keyring", qos.KEYRING)
         logger.info(f"authentication {self.mode}: signing as {', '.join(self._signers) or '-'}, "
                     f"keyring serial {keyring.serial} ({self.keys.path})")
 
@@ -168,6 +174,8 @@ class NodeAuth:
     def _on_keyring(self, msg: KeyringMsg) -> None:
         from fleet_coord.convert import keyring_from_msg
         assert self.verifier is not None
+        if msg.serial <= self.verifier.keyring.serial:
+            return   # not newer: the relayed copy of one we took, or an old one replayed
         if self.verifier.verify(msg, "fleet/keyring") is not None:
             return
         old = self.verifier.keyring
@@ -178,6 +186,8 @@ class NodeAuth:
             return
         if self.verifier.update_keyring(keyring):
             self.keyring_msg = msg
+            if self._relay is not None:
+                self._relay.publish(msg)
             # a rotated or revoked robot's link key is read again (or is gone)
             changed = {n for n in set(old.keys) | set(keyring.keys)
                        if old.keys.get(n) != keyring.keys.get(n)}

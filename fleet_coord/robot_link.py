@@ -62,6 +62,22 @@ class DriverLink:
             self.node.destroy_publisher(self.signed_pub)
 
 
+def subscribe_odom(node: Any, auth: NodeAuth, robot: str, on_odom: Callable[[Odometry], None],
+                   **sub_kwargs: Any) -> Any:
+    """Robot N's odometry as the fleet reads it: signed by its driver when authenticated
+    (`odom_signed`, only what its link key MACs), plain `odom` otherwise."""
+    if not auth.enabled:
+        return node.create_subscription(Odometry, f"/{robot}/odom", on_odom, qos.ODOM,
+                                        **sub_kwargs)
+    channel = f"{robot}/odom_signed"
+
+    def on_signed(msg: SignedOdometry) -> None:
+        if auth.check_link(msg, robot, channel):
+            on_odom(msg.odom)
+    return node.create_subscription(SignedOdometry, f"/{robot}/odom_signed", on_signed,
+                                    qos.ODOM, **sub_kwargs)
+
+
 class AgentLink:
     """The agent's end of robot N's link."""
 
@@ -69,20 +85,10 @@ class AgentLink:
                  on_odom: Callable[[Odometry], None], **sub_kwargs: Any) -> None:
         self.node, self.auth, self.robot = node, auth, robot
         self.cmd_channel = f"{robot}/cmd_vel_signed"
-        odom_channel = f"{robot}/odom_signed"
-        if auth.enabled:
-            self.cmd_pub = node.create_publisher(SignedTwist, f"/{robot}/cmd_vel_signed",
-                                                 qos.COMMAND)
-
-            def on_signed(msg: SignedOdometry) -> None:
-                if auth.check_link(msg, robot, odom_channel):
-                    on_odom(msg.odom)
-            self.odom_sub = node.create_subscription(SignedOdometry, f"/{robot}/odom_signed",
-                                                     on_signed, qos.ODOM, **sub_kwargs)
-        else:
-            self.cmd_pub = node.create_publisher(Twist, f"/{robot}/cmd_vel", qos.COMMAND)
-            self.odom_sub = node.create_subscription(Odometry, f"/{robot}/odom", on_odom,
-                                                     qos.ODOM, **sub_kwargs)
+        self.cmd_pub = (node.create_publisher(SignedTwist, f"/{robot}/cmd_vel_signed",
+                                              qos.COMMAND) if auth.enabled
+                        else node.create_publisher(Twist, f"/{robot}/cmd_vel", qos.COMMAND))
+        self.odom_sub = subscribe_odom(node, auth, robot, on_odom, **sub_kwargs)
 
     def publish_cmd(self, twist: Twist) -> None:
         if self.auth.enabled:
