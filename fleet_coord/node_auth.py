@@ -98,6 +98,17 @@ class NodeAuth:
         logger.info(f"authentication {self.mode}: signing as {', '.join(self._signers) or '-'}, "
                     f"keyring serial {keyring.serial} ({self.keys.path})")
 
+    def add_identity(self, identity: str, link: bool = False) -> None:
+        """Sign as `identity` too (an agent joining a process of agents); `link`: it is a
+        robot whose link key this node holds. No-op when off."""
+        if not self.enabled or identity in self._signers:
+            return
+        assert self.verifier is not None
+        self._signers[identity] = Signer(identity, self.keys.private_key(
+            identity, self.verifier.keyring))
+        if link:
+            self._link_keys[identity] = self.keys.link_key(identity)
+
     # -- signing --------------------------------------------------------------------------
     def sign(self, msg: Any, channel: str, identity: str | None = None,
              request: Auth | None = None) -> Any:
