@@ -20,6 +20,7 @@ anything.
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,6 +30,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 
 from fleet_coord import qos
 from fleet_coord.auth import LinkSigner, Signer, Verifier
+from fleet_coord.core.trust import RateLimiter
 from fleet_coord.keys import KeyDir, KeyFileError
 
 MODES = ("off", "permissive", "enforce")
@@ -72,6 +74,7 @@ class NodeAuth:
         #: the newest operator-signed keyring message heard
         self.keyring_msg: KeyringMsg | None = None
         self._relay = None
+        self._no_link = RateLimiter(5.0)
         if not self.enabled:
             return
         if not values["auth_keys"]:
@@ -126,14 +129,20 @@ class NodeAuth:
         """Whether this node can sign and check robot N's link (its link key is here)."""
         return not self.enabled or self._link_key(robot) is not None
 
-    def link_sign(self, msg: Any, robot: str, channel: str) -> Any:
+    def link_sign(self, msg: Any, robot: str, channel: str) -> Any | None:
+        """`msg` with its link MAC; None when this node has no link key for `robot` (never
+        provisioned here, or revoked): the caller sends nothing."""
         if not self.enabled:
             return msg
         signer = self._links.get(robot)
         if signer is None:
             key = self._link_key(robot)
             if key is None:
-                raise KeyFileError(self.keys.link_path(robot), f"no link key for {robot!r}")
+                if self._no_link.allow(robot, time.monotonic()) is not None:
+                    self.node.get_logger().warning(
+                        f"no link key for {robot!r} in {self.keys.path}: its {channel} is "
+                        "not sent (revoked, or not provisioned here)")
+                return None
             signer = self._links[robot] = LinkSigner(robot, key)
         return signer.sign(msg, channel)
 
@@ -158,7 +167,8 @@ class NodeAuth:
         """A TaskStatus: the dispatcher's, or robot N's own ACTIVE / DONE / FAILED."""
         from fleet_coord.convert import state_from_code
         state = state_from_code(msg.state)
-        return self.check(msg, "fleet/task_status", subjects=[msg.reporter, msg.robot],
+        subjects = [msg.robot, msg.reporter] if msg.reporter else [msg.robot]
+        return self.check(msg, "fleet/task_status", subjects=subjects,
                           op=state.value if state is not None else str(msg.state))
 
     def check_robot_msg(self, msg: Any, channel: str) -> bool:

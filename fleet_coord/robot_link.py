@@ -50,10 +50,15 @@ class DriverLink:
                                                     qos.COMMAND, **sub_kwargs)
 
     def publish_odom(self, odom: Odometry) -> None:
-        self.odom_pub.publish(odom)
-        if self.signed_pub is not None:
-            self.signed_pub.publish(self.auth.link_sign(SignedOdometry(odom=odom), self.robot,
-                                                        self.odom_channel))
+        # each form only when someone listens: authenticated, the fleet reads the signed
+        # one and the plain one is for tools (RViz, recorders) - not both at every step
+        if self.signed_pub is None or self.odom_pub.get_subscription_count():
+            self.odom_pub.publish(odom)
+        if self.signed_pub is not None and self.signed_pub.get_subscription_count():
+            signed = self.auth.link_sign(SignedOdometry(odom=odom), self.robot,
+                                         self.odom_channel)
+            if signed is not None:
+                self.signed_pub.publish(signed)
 
     def destroy(self) -> None:
         self.node.destroy_subscription(self.cmd_sub)
@@ -92,7 +97,8 @@ class AgentLink:
 
     def publish_cmd(self, twist: Twist) -> None:
         if self.auth.enabled:
-            self.cmd_pub.publish(self.auth.link_sign(SignedTwist(twist=twist), self.robot,
-                                                     self.cmd_channel))
+            signed = self.auth.link_sign(SignedTwist(twist=twist), self.robot, self.cmd_channel)
+            if signed is not None:
+                self.cmd_pub.publish(signed)
         else:
             self.cmd_pub.publish(twist)
