@@ -42,7 +42,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import BatteryState
 from std_srvs.srv import SetBool, Trigger
 
-from fleet_coord import qos
+from fleet_coord import parameters, qos
 from fleet_coord.convert import set_yaw
 from fleet_coord.core.trust import bridge_identity
 from fleet_coord.node_auth import NodeAuth
@@ -106,6 +106,7 @@ class SerialBridge(Node):
         for name, default, desc in PARAMETERS:
             prm[name] = self.declare_parameter(
                 name, default, ParameterDescriptor(description=desc)).value
+        parameters.check_node(self, "serial_bridge")
         self._validate(prm)
         robot = prm["robot"] or self.get_namespace().strip("/")
         if not robot:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import sys
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 SUBCOMMANDS = [
     "fleet_coord.cli_plan",
@@ -29,6 +30,29 @@ SUBCOMMANDS = [
 
 class CliError(Exception):
     """A user-facing error: bad arguments, unreadable input, no result. Exit status 2."""
+
+
+def number(lo: float = -math.inf, hi: float = math.inf, *, above: bool = False,
+           integer: bool = False, unit: str = "") -> Callable[[str], float]:
+    """An argparse `type`: a finite number (an integer with `integer`) in [lo, hi], or
+    (lo, hi] with `above`. `nan`, `inf` and `1e300` are refused with what was expected."""
+    def fmt(x: float) -> str:
+        return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+    lo_text = f"> {fmt(lo)}" if above else f">= {fmt(lo)}"
+    bounds = " and ".join(t for t in ((lo_text if lo > -math.inf else ""),
+                                      (f"<= {fmt(hi)}" if hi < math.inf else "")) if t)
+    expected = (f"{'an integer' if integer else 'a finite number'}"
+                f"{' ' + bounds if bounds else ''}{' ' + unit if unit else ''}")
+
+    def parse(text: str) -> float:
+        try:
+            value: float = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not math.isfinite(value) or value < lo or value > hi or (above and value == lo):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:

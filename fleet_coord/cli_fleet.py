@@ -27,12 +27,19 @@ holds.
 """
 from __future__ import annotations
 
+import math
 import os
 import shlex
 import signal
 import subprocess
 import sys
 import time
+
+from fleet_coord.cli import number
+
+#: seconds: the longest --deadline (a task's deadline is a ROS time, int32 seconds)
+DEADLINE_MAX_S = 10 * 365 * 24 * 3600.0
+TIMEOUT = number(0, 86400, above=True, unit="s")
 
 
 def register(subparsers) -> None:
@@ -41,34 +48,35 @@ def register(subparsers) -> None:
     p.add_argument("--kind", default="pick_and_drop", choices=("pick_and_drop", "goto", "charge"))
     p.add_argument("--stations", nargs="+", required=True, metavar="STATION",
                    help="station names: PICK DROP for pick_and_drop, GOAL for goto/charge")
-    p.add_argument("--priority", type=int, default=0)
-    p.add_argument("--deadline", type=float, default=0.0,
+    p.add_argument("--priority", type=number(-2**31, 2**31 - 1, integer=True), default=0,
+                   help="higher is more urgent (int32, default 0)")
+    p.add_argument("--deadline", type=number(0, DEADLINE_MAX_S, unit="s"), default=0.0,
                    help="seconds from now by which the task should be done (0 = none)")
-    p.add_argument("--payload", type=float, default=0.0, metavar="KG")
+    p.add_argument("--payload", type=number(0, 1e6, unit="kg"), default=0.0, metavar="KG")
     p.add_argument("--wait", action="store_true", help="wait until the task is done or failed")
-    p.add_argument("--wait-timeout", type=float, default=0.0, metavar="SEC",
+    p.add_argument("--wait-timeout", type=number(0, 1e9, unit="s"), default=0.0, metavar="SEC",
                    help="with --wait: give up after SEC seconds (exit 3; the task goes on); "
                    "0 = wait as long as it takes")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the fleet")
+    p.add_argument("--timeout", type=TIMEOUT, default=10.0, help="seconds to wait for the fleet")
     _keys_arg(p)
     p.set_defaults(run=run_submit)
 
     p = subparsers.add_parser("cancel", help="cancel a task of the running fleet")
     p.add_argument("task_id")
     p.add_argument("--reason", default="cancelled from the command line")
-    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--timeout", type=TIMEOUT, default=10.0)
     _keys_arg(p)
     p.set_defaults(run=run_cancel)
 
     p = subparsers.add_parser("tasks", help="list the running fleet's tasks")
     p.add_argument("--all", action="store_true", help="include finished tasks")
     p.add_argument("--robot", default="", help="only this robot's tasks")
-    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--timeout", type=TIMEOUT, default=10.0)
     p.set_defaults(run=run_tasks)
 
     p = subparsers.add_parser("status", help="the running fleet's robots as a table")
     p.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
-    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--timeout", type=TIMEOUT, default=10.0)
     p.set_defaults(run=run_status)
 
     p = subparsers.add_parser(
@@ -81,19 +89,23 @@ def register(subparsers) -> None:
     p.add_argument("robot", metavar="NAME", help="robot name: a letter, then letters, digits or _")
     p.add_argument("--station", required=True, help="station (roadmap vertex name, 'x,y' on a "
                                                     "grid map) where the robot starts; must be free")
-    p.add_argument("--theta", type=float, default=0.0, help="start heading, rad (default 0)")
+    p.add_argument("--theta", type=number(-2 * math.pi, 2 * math.pi, unit="rad"), default=0.0,
+                   help="start heading, rad (default 0)")
     p.add_argument("--config", default=None,
                    help="the running fleet's config (default: config/fleet_demo.yaml): map, "
                         "footprint, clock, discovery, robot_agent parameters")
     p.add_argument("--backend", choices=("ideal", "serial", "sim"), default=None,
                    help="the robot's backend (default: the config robots' backend)")
-    p.add_argument("--max-speed", type=float, default=1.0, help="m/s (default 1.0)")
-    p.add_argument("--max-angular-speed", type=float, default=2.0, help="rad/s (default 2.0)")
-    p.add_argument("--domain", type=int, help="ROS_DOMAIN_ID override (as for launch)")
+    p.add_argument("--max-speed", type=number(0, 20, above=True, unit="m/s"), default=1.0,
+                   help="m/s (default 1.0)")
+    p.add_argument("--max-angular-speed", type=number(0, 100, above=True, unit="rad/s"),
+                   default=2.0, help="rad/s (default 2.0)")
+    p.add_argument("--domain", type=number(0, 232, integer=True),
+                   help="ROS_DOMAIN_ID override (as for launch)")
     p.add_argument("--print", dest="print_only", action="store_true",
                    help="after the checks (and the spawn), print the agent's command line "
                         "instead of running it")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the fleet")
+    p.add_argument("--timeout", type=TIMEOUT, default=10.0, help="seconds to wait for the fleet")
     p.set_defaults(run=run_add_robot)
 
     p = subparsers.add_parser(
@@ -108,7 +120,7 @@ def register(subparsers) -> None:
     p.add_argument("--force", action="store_true",
                    help="remove it even though it is alive and has tasks")
     p.add_argument("--reason", default="removed from the command line")
-    p.add_argument("--timeout", type=float, default=10.0)
+    p.add_argument("--timeout", type=TIMEOUT, default=10.0)
     _keys_arg(p)
     p.set_defaults(run=run_remove_robot)
 
@@ -183,6 +195,14 @@ def run_submit(args) -> int:
     from fleet_coord_msgs.srv import SubmitTask
 
     from fleet_coord import qos
+    from fleet_coord.cli import CliError
+    from fleet_coord.core.names import id_problem
+    # what the dispatcher would refuse anyway, said before anything is sent
+    problem = id_problem(args.task_id, "task id") or next(
+        (p for i, st in enumerate(args.stations)
+         if (p := id_problem(st, f"--stations[{i}]", "station name"))), None)
+    if problem:
+        raise CliError(problem)
     c = _Client("fleet_coord_cli_submit", args.keys)
     try:
         statuses = []
@@ -190,10 +210,6 @@ def run_submit(args) -> int:
         task = Task(id=args.task_id, kind=args.kind, stations=args.stations,
                     priority=args.priority, payload_kg=args.payload, requester="fleet-coord cli")
         if args.deadline:
-            if args.deadline < 0:
-                print(f"fleet-coord submit: error: --deadline must be >= 0 s, got {args.deadline}",
-                      file=sys.stderr)
-                return 2
             from rclpy.duration import Duration
             task.deadline = (c.node.get_clock().now() + Duration(seconds=args.deadline)).to_msg()
         resp = c.call(SubmitTask, "/fleet/submit_task", SubmitTask.Request(task=task), args.timeout)

@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-from fleet_coord.core.roadmap import Exclusion, Footprint, Roadmap, load_movingai_map
+from fleet_coord import parameters
+from fleet_coord.core.roadmap import Exclusion, Footprint, MapError, Roadmap, load_movingai_map
 from fleet_coord.core.yaml_reader import FileFormatError, YamlReader, compose_yaml, describe
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -38,10 +39,17 @@ def resolve_map(path: str) -> str:
 
 
 def load_roadmap(path: str) -> Roadmap:
+    """The roadmap of a map file; MapError for one with nowhere to drive (a grid with no
+    free cell, a roadmap without stations), which every node would fail on later."""
     path = resolve_map(path)
     if path.endswith((".yaml", ".yml")):
-        return Roadmap.from_yaml(path)
-    return Roadmap.from_grid(load_movingai_map(path))
+        roadmap = Roadmap.from_yaml(path)
+    else:
+        roadmap = Roadmap.from_grid(load_movingai_map(path))
+    if roadmap.num_vertices == 0:
+        raise MapError("the map has no free cell: there is nowhere for a robot to be "
+                       "(every cell is an obstacle)", path)
+    return roadmap
 
 
 @functools.lru_cache(maxsize=8)
@@ -114,6 +122,25 @@ def _check_params(rd: YamlReader, node: yaml.Node, where: str,
         if rd.scalar(node, (node.tag,), lambda _value: True) is None:
             raise rd.error(node, f"'{where}': {describe(node)} is not a valid "
                                  f"{_PARAM_SCALAR_TAGS[node.tag]}")
+
+
+def _node_parameters(rd: YamlReader, section: str, node: yaml.MappingNode) -> dict[str, Any]:
+    """`nodes.<section>` checked against the parameter table (fleet_coord.parameters):
+    unknown names (with "did you mean"), names another key sets, values out of bounds."""
+    values: dict[str, Any] = {}
+    for key, value in node.value:
+        name, where = key.value, f"'nodes.{section}.{key.value}'"
+        why = parameters.reserved(section, name) or parameters.unknown(section, name)
+        if why:
+            raise rd.error(key, f"{where}: {why}")
+        v = yaml.safe_load(yaml.serialize(value))
+        if isinstance(value, yaml.MappingNode) and name not in parameters.PASS_THROUGH:
+            raise rd.error(value, f"{where}: expected a parameter value, got a mapping")
+        why = parameters.problem(section, name, v)
+        if why:
+            raise rd.error(value, f"{where}: {why}")
+        values[name] = v
+    return parameters.check_values(section, values)
 
 
 def _compose(path: str) -> yaml.Node | None:
@@ -370,7 +397,7 @@ def _load_fleet_config(path: str) -> FleetConfig:
                 raise rd.error(value, f"'nodes.{section}': expected a mapping of ROS parameters, "
                                       f"got {describe(value)}")
             _check_params(rd, value, f"nodes.{section}")
-            cfg.nodes[section] = yaml.safe_load(yaml.serialize(value)) or {}
+            cfg.nodes[section] = _node_parameters(rd, section, value)
     cfg.auth = (_auth_section(rd, top["auth"][1], path, rel) if "auth" in top
                 else AuthConfig(keys=default_key_dir(path)))
     return cfg

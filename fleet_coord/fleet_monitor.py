@@ -23,7 +23,7 @@ from geometry_msgs.msg import Point
 from rclpy.node import Node
 from visualization_msgs.msg import Marker, MarkerArray
 
-from fleet_coord import qos
+from fleet_coord import parameters, qos
 from fleet_coord.spin import run_nodes
 from fleet_coord.core.event_log import EventLog
 from fleet_coord.core.liveness import LivenessTracker
@@ -47,10 +47,12 @@ class FleetMonitor(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("fleet_monitor", **kwargs)
         p = self.declare_parameter
-        self.roadmap, exclusion, self.roadmap_id = load_roadmap_and_exclusion(
-            p("map", "").value, p("footprint_radius", 0.15).value)
-        self.liveness = LivenessTracker(p("lost_after", 1.5).value)
-        self.log = EventLog(p("event_log", "").value or None, "fleet_monitor")
+        map_path, radius = p("map", "").value, p("footprint_radius", 0.15).value
+        lost_after, event_log = p("lost_after", 1.5).value, p("event_log", "").value
+        parameters.check_node(self, "fleet_monitor")
+        self.roadmap, exclusion, self.roadmap_id = load_roadmap_and_exclusion(map_path, radius)
+        self.liveness = LivenessTracker(lost_after)
+        self.log = EventLog(event_log or None, "fleet_monitor")
         self.robots: dict[str, RobotState] = {}
         self.lost: set[str] = set()
         self.membership = Membership()

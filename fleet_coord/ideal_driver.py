@@ -40,7 +40,7 @@ from rclpy.node import Node
 from rclpy.time import Time
 from rosgraph_msgs.msg import Clock
 
-from fleet_coord import qos
+from fleet_coord import parameters, qos
 from fleet_coord.spin import run_nodes
 from fleet_coord.convert import odometry_msg
 from fleet_coord.core.kinematics import Limits, UnicycleState, step
@@ -67,9 +67,9 @@ class IdealDriver(Node):
         self.cmd_timeout = p("cmd_timeout", 0.5).value
         self.publish_clock = p("publish_clock", False).value
         self.rtf = p("real_time_factor", 1.0).value
-        if not (math.isfinite(self.rtf) and self.rtf > 0):
-            raise ValueError(f"parameter real_time_factor: expected a number > 0, got "
-                             f"{self.rtf!r}")
+        limits = [p(k, v).value for k, v in (("max_v", 1.0), ("max_w", 2.0), ("max_acc", 2.0),
+                                             ("max_alpha", 6.0))]
+        parameters.check_node(self, "ideal_driver")
         if self.publish_clock and self.get_parameter("use_sim_time").value:
             self.get_logger().warning("publish_clock: the clock source keeps wall time; "
                                       "ignoring use_sim_time: true")
@@ -78,8 +78,7 @@ class IdealDriver(Node):
         self._sim_ns = 0
         self.clock_pub = (self.create_publisher(Clock, "/clock", qos.CLOCK)
                           if self.publish_clock else None)
-        self.limits = Limits(max_v=p("max_v", 1.0).value, max_w=p("max_w", 2.0).value,
-                             max_acc=p("max_acc", 2.0).value, max_alpha=p("max_alpha", 6.0).value)
+        self.limits = Limits(*limits)
         if len(poses) != 3 * len(robots):
             raise ValueError(f"parameter start_poses: expected {3 * len(robots)} numbers "
                              f"(x, y, theta for each of {len(robots)} robots), got {len(poses)}")

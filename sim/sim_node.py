@@ -49,7 +49,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import UInt32
 
-from fleet_coord import qos
+from fleet_coord import parameters, qos
 from fleet_coord.convert import from_time, odometry_msg, time_from_ns
 from fleet_coord.node_auth import NodeAuth
 from fleet_coord.robot_link import DriverLink
@@ -145,9 +145,9 @@ class SimNode(Node):
                       "start pose of every robot: flat x, y, theta (m, m, rad) per robot")
         self.cmd_timeout = param("cmd_timeout", 0.5,
                                  "stop a robot after this many sim seconds without cmd_vel")
-        limits = Limits(max_v=param("max_v", 1.0, "m/s"), max_w=param("max_w", 2.0, "rad/s"),
-                        max_acc=param("max_acc", 2.0, "m/s^2"),
-                        max_alpha=param("max_alpha", 6.0, "rad/s^2"))
+        limit_values = dict(max_v=param("max_v", 1.0, "m/s"), max_w=param("max_w", 2.0, "rad/s"),
+                            max_acc=param("max_acc", 2.0, "m/s^2"),
+                            max_alpha=param("max_alpha", 6.0, "rad/s^2"))
         map_path = param("map", "", "MovingAI .map or YAML roadmap; empty: bundled warehouse")
         mode = param("mode", "kinematic", f"one of {MODES}")
         dt = param("dt", 0.02, "sim seconds per step")
@@ -168,6 +168,8 @@ class SimNode(Node):
             "cmd_vel, never run more than this many sim seconds past that command (a "
             "starved controller would let it drive on a stale one); 0 = off")
 
+        parameters.check_node(self, "sim")
+        limits = Limits(**limit_values)
         if len(poses) != 3 * len(robots):
             raise ValueError(f"parameter start_poses: expected {3 * len(robots)} numbers "
                              f"(x, y, theta for each of {len(robots)} robots), got {len(poses)}")

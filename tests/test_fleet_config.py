@@ -53,7 +53,29 @@ def test_good_config_with_bundled_map_and_defaults(tmp_path):
     (GOOD.replace("{name: r2, start: [4, 18, 1.57], max_speed: 0.5}",
                   "{name: r2, start: [4, 18], backend: serial}"), 6, ["needs 'port'"]),
     (GOOD.replace("name: r2", "name: 2nd-robot"), 6, ["not a valid ROS name"]),
-    (GOOD.replace("traffic:", "trafic:"), 8, ["unknown key 'trafic'"]),
+    (GOOD.replace("traffic:", "trafic:"), 8, ["unknown key 'trafic'", "did you mean 'traffic'"]),
+    # every nodes.* value: its type and bounds, its name ("did you mean"), who sets it
+    (GOOD.replace("lost_after: 1.0", "lost_after: 1.0e+300"), 8,
+     ["'nodes.traffic.lost_after'", "<= 600 s", "1e+300"]),
+    (GOOD.replace("lost_after: 1.0", "lost_after: -1"), 8, ["'nodes.traffic.lost_after'", ">= 0.05"]),
+    (GOOD.replace("lost_after: 1.0", "lost_after: .nan"), 8, ["'nodes.traffic.lost_after'", "nan"]),
+    (GOOD.replace("lost_after: 1.0", "lost_after: soon"), 8, ["'nodes.traffic.lost_after'", "number"]),
+    (GOOD.replace("lost_after: 1.0", "lostafter: 1.0"), 8,
+     ["'nodes.traffic.lostafter'", "unknown parameter", "did you mean 'lost_after'"]),
+    (GOOD.replace("traffic: {lost_after: 1.0}", "dispatcher: {retry_max_rounds: 2.5}"), 8,
+     ["'nodes.dispatcher.retry_max_rounds'", "an integer"]),
+    (GOOD.replace("traffic: {lost_after: 1.0}", "robot_agent: {bid_objective: fastest}"), 8,
+     ["'nodes.robot_agent.bid_objective'", "one of travel, completion"]),
+    (GOOD.replace("traffic: {lost_after: 1.0}", "robot_agent: {max_v: 2.0}"), 8,
+     ["'nodes.robot_agent.max_v'", "each robot's max_speed", "set it there"]),
+    (GOOD.replace("traffic: {lost_after: 1.0}", "ideal_driver: {max_w: 2.0}"), 8,
+     ["'nodes.ideal_driver.max_w'", "max_angular_speed"]),
+    (GOOD.replace("traffic: {lost_after: 1.0}", "dispatcher: {ledger: x.db}"), 8,
+     ["'nodes.dispatcher.ledger'", "fleet.ledger"]),
+    (GOOD.replace("traffic: {lost_after: 1.0}", "traffic: {map: other.map}"), 8,
+     ["'nodes.traffic.map'", "fleet.map"]),
+    (GOOD.replace("traffic: {lost_after: 1.0}", "robot_agent: {max_acc: 0}"), 8,
+     ["'nodes.robot_agent.max_acc'", "> 0"]),
     (GOOD.replace("traffic:", "[a, b]:"), 8, ["expected a key name in 'nodes'", "got a list"]),
     (GOOD.split("robots:")[0] + "robots: 3\n", 4, ["'robots' as a list"]),
     (GOOD.replace("  backend: ideal\n", "  backend: [ideal\n"), None, ["invalid YAML"]),
@@ -99,3 +121,18 @@ def test_vda5050_robots_need_a_manufacturer_wall_time_and_get_a_master(tmp_path)
     agents = [s for s in specs if s.executable == "robot_agent"]
     assert [(s.robots, s.parameters.get("drive", "track")) for s in agents] == \
         [(["a"], "track"), (["v"], "follow")]
+
+
+def test_an_int_for_a_float_parameter_is_made_a_float(tmp_path):
+    """rclpy keeps a parameter's declared type: `lost_after: 2` (an int) for a float
+    parameter would stop the node at start."""
+    cfg = load_fleet_config(write(tmp_path, GOOD.replace("lost_after: 1.0", "lost_after: 2")))
+    assert cfg.nodes["traffic"]["lost_after"] == 2.0
+    assert isinstance(cfg.nodes["traffic"]["lost_after"], float)
+
+
+def test_a_map_with_no_free_cell_is_a_clear_error(tmp_path):
+    (tmp_path / "wall.map").write_text("type octile\nheight 3\nwidth 4\nmap\n@@@@\n@@@@\n@@@@\n")
+    path = write(tmp_path, "fleet: {map: wall.map}\nrobots:\n  - {name: r0, start: [1, 1]}\n")
+    with pytest.raises(ConfigError, match="'fleet.map'.*no free cell"):
+        load_fleet_config(path)

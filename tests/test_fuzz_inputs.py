@@ -78,7 +78,7 @@ nodes:
   dispatcher:
     bid_window: 0.3
     retry_max_rounds: 4
-  serial_bridge: {cmd_rate_hz: 20.0, names: [a, b]}
+  serial_bridge: {cmd_rate_hz: 20.0, link_timeout_ms: 500}
 """
 SEEDS = [GOOD, RICH]
 KNOWN_KEYS = ["fleet", "robots", "nodes", "map", "footprint_radius", "discovery_range",

@@ -169,7 +169,7 @@ def test_bad_parameters_are_refused_naming_them():
             _sim(ctx, robots=["a"], start_poses=[0.0, 0.0, 0.0])
         with pytest.raises(ValueError, match="real_time_factor"):
             _sim(ctx, real_time_factor=-1.0)
-        with pytest.raises(ValueError, match="mode must be one of"):
+        with pytest.raises(ValueError, match="parameter .mode.: expected one of kinematic, physics"):
             _sim(ctx, mode="gazebo")
         with pytest.raises(ValueError, match="max_cmd_lead: expected 0 .* below cmd_timeout"):
             _sim(ctx, max_cmd_lead=0.5, cmd_timeout=0.5)

@@ -2,6 +2,7 @@
 what was expected. Used by the roadmap loader and the fleet config loader."""
 from __future__ import annotations
 
+import difflib
 import math
 import os
 from typing import Any, Callable, Sequence, TypeVar
@@ -57,6 +58,15 @@ def compose_yaml(path: str, error: type[FileFormatError]) -> yaml.Node | None:
         raise error(f"invalid YAML: {err}", path) from None
 
 
+def did_you_mean(name: str, known: Sequence[str]) -> str:
+    """'; did you mean 'x'?' for a near miss of `name` among `known`, else ''."""
+    close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+    if not close:   # a dropped or added '_' ("lostafter") is a near miss too
+        flat = {k.replace("_", ""): k for k in known}
+        close = [flat[name.replace("_", "")]] if name.replace("_", "") in flat else []
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 class YamlReader:
     """Walks a composed YAML document, keeping line numbers for error messages."""
 
@@ -83,7 +93,8 @@ class YamlReader:
                                       f"got {describe(key)}")
             name = key.value
             if name not in allowed:
-                raise self.error(key, f"unknown key {name!r} in {what} (expected "
+                raise self.error(key, f"unknown key {name!r} in {what}"
+                                      f"{did_you_mean(str(name), allowed)} (expected "
                                       f"{' / '.join(allowed)})")
             if name in found:
                 raise self.error(key, f"duplicate key {name!r} in {what}")
