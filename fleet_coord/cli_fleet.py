@@ -439,7 +439,11 @@ def run_add_robot(args) -> int:
         return 0
     print(f"starting {robot}'s agent (Ctrl-C stops it; the robot then goes lost until "
           f"`fleet-coord remove-robot {robot}` or a new agent)", flush=True)
-    child = subprocess.Popen(argv, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    from fleet_coord.launcher import die_with_parent
+    # the agent stops with this command, also when it is killed (no orphaned agent that
+    # keeps speaking for the robot)
+    child = subprocess.Popen(argv, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                             preexec_fn=die_with_parent)
 
     def forward(signum, _frame):
         if child.poll() is None:

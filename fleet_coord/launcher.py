@@ -32,7 +32,9 @@ from fleet_coord.node_set import NodeSpec, environment, fleet_nodes, params_yaml
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:
+    """`preexec_fn` of a child that must not outlive its parent, even a parent killed
+    with SIGKILL: it gets SIGTERM when the parent dies (PR_SET_PDEATHSIG)."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError:
@@ -129,7 +131,7 @@ class FleetLauncher:
     def _start(self, child: Child) -> None:
         child.proc = subprocess.Popen(child.argv, env=self.env, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      start_new_session=True, preexec_fn=_die_with_parent)
+                                      start_new_session=True, preexec_fn=die_with_parent)
         threading.Thread(target=self._pump, args=(child, child.proc.stdout), daemon=True).start()
 
     def start(self) -> None:

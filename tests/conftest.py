@@ -51,3 +51,16 @@ def _ros_domain_per_test():
         os.environ.pop("ROS_DOMAIN_ID", None)
     else:
         os.environ["ROS_DOMAIN_ID"] = old
+
+
+@pytest.fixture
+def processes():
+    """`processes.popen(argv, ...)` starts a process the test owns: when the test ends
+    (also on a failed assertion) it is stopped with everything it started
+    (rosutil.Processes)."""
+    from rosutil import Processes
+    procs = Processes()
+    try:
+        yield procs
+    finally:
+        procs.stop()

@@ -67,13 +67,20 @@ class Fleet:
         req.task = TaskMsg(id=task_id, kind=kind, stations=stations, **fields)
         return self.call(req)
 
-    def call(self, req, timeout: float = 5.0):
-        fut = self.submit_client.call_async(req)
+    def call(self, req, timeout: float = 20.0, attempt_s: float = 3.0):
+        """SubmitTask, sent again every `attempt_s` until answered: DDS can drop a response
+        sent before the server matched this client's reader, and a submission is
+        idempotent (the same task again is "accepted" again)."""
         deadline = time.monotonic() + timeout
-        while not fut.done() and time.monotonic() < deadline:
-            self.ex.spin_once(timeout_sec=0.02)
-        assert fut.done(), "SubmitTask did not answer"
-        return fut.result()
+        while True:
+            fut = self.submit_client.call_async(req)
+            give_up = min(deadline, time.monotonic() + attempt_s)
+            while not fut.done() and time.monotonic() < give_up:
+                self.ex.spin_once(timeout_sec=0.02)
+            if fut.done():
+                return fut.result()
+            self.submit_client.remove_pending_request(fut)
+            assert time.monotonic() < deadline, "SubmitTask did not answer"
 
     def final(self, task_id: str) -> TaskStatus | None:
         for s in self.statuses:

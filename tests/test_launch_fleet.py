@@ -43,7 +43,7 @@ def _cli(*args, timeout=60):
                           text=True, timeout=timeout, cwd=REPO)
 
 
-def test_launch_five_robots_complete_tasks_and_sigterm_cleans_up(tmp_path):
+def test_launch_five_robots_complete_tasks_and_sigterm_cleans_up(tmp_path, processes):
     cfg = tmp_path / "fleet.yaml"
     cfg.write_text(CONFIG)
     log = open(tmp_path / "launch.log", "w+")
@@ -68,9 +68,9 @@ def test_launch_five_robots_complete_tasks_and_sigterm_cleans_up(tmp_path):
         bad = _cli("submit", "bad1", "--kind", "goto", "--stations", "nowhere")
         assert bad.returncode == 1 and "nowhere" in bad.stderr
         jobs = [("t1", "2,13"), ("t2", "9,14"), ("t3", "20,15"), ("t4", "27,14"), ("t5", "33,16")]
-        procs = [subprocess.Popen([sys.executable, "-m", "fleet_coord.cli", "submit", tid, "--kind",
-                                   "goto", "--stations", st, "--wait", "--timeout", "20"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+        procs = [processes.popen([sys.executable, "-m", "fleet_coord.cli", "submit", tid, "--kind",
+                                  "goto", "--stations", st, "--wait", "--timeout", "20"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
                  for tid, st in jobs]
         outs = [p.communicate(timeout=120) for p in procs]
         for (tid, _), p, (out, err) in zip(jobs, procs, outs):
