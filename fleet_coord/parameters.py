@@ -143,6 +143,11 @@ SCHEMA: dict[str, dict[str, Bound]] = {
         "track_width": F(0, 100, "m", above=True), "max_v": _SPEED, "max_omega": _TURN,
         "max_accel": _ACC, "max_alpha": _ALPHA,
     },
+    "vda5050_master": {
+        "robot": Bound("robot"), "manufacturer": STR, "serial_number": STR, "broker": STR,
+        "interface": STR, "max_speed": _SPEED, "rate": F(0.1, 1000, "Hz"),
+        "silence": F(0.1, 600, "s"), "map_id": STR,
+    },
 }
 
 #: node section -> parameter -> the config key that sets it (not settable under `nodes`).
@@ -162,6 +167,9 @@ RESERVED: dict[str, dict[str, str]] = {
                       "baud": "each robot's baud", "initial_pose": "each robot's start",
                       "max_v": "each robot's max_speed",
                       "max_omega": "each robot's max_angular_speed"},
+    "vda5050_master": {"robot": "the robot's name", "manufacturer": "each robot's manufacturer",
+                       "serial_number": "each robot's serial_number",
+                       "broker": "each robot's broker", "max_speed": "each robot's max_speed"},
 }
 for _section in RESERVED:
     RESERVED[_section] = {**_FROM_FLEET, **RESERVED[_section]}

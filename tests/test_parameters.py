@@ -19,6 +19,7 @@ def _nodes(ctx, tmp_path):
     from fleet_coord.ideal_driver import IdealDriver
     from fleet_coord.robot_agent import RobotAgent
     from fleet_coord.traffic import TrafficNode
+    from fleet_coord.vda5050.master import Vda5050Master
     from sim.sim_node import SimNode
     return {
         "traffic": TrafficNode(context=ctx),
@@ -30,6 +31,8 @@ def _nodes(ctx, tmp_path):
         "sim": SimNode(context=ctx),
         "serial_bridge": SerialBridge(context=ctx, parameter_overrides=[
             Parameter("robot", value="r1"), Parameter("port", value="loop://")]),
+        "vda5050_master": Vda5050Master(context=ctx, parameter_overrides=[  # no broker needed
+            Parameter("manufacturer", value="acme")]),
     }
 
 
