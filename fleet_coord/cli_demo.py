@@ -60,6 +60,10 @@ def register(subparsers) -> None:
     p.add_argument("--no-gif", action="store_true", help="skip the animated GIF")
     p.add_argument("--dry-run", action="store_true",
                    help="no ROS: allocate by Contract Net and plan with SIPP in one process")
+    p.add_argument("--vda5050", type=_positive_int, default=None, metavar="N",
+                   help="a mixed fleet: the --robots robots driven over ROS (ideal driver) "
+                        "plus N emulated VDA 5050 vehicles on a private Mosquitto, on wall "
+                        "time (docs/vda5050.md)")
     p.set_defaults(run=run)
 
 
@@ -138,7 +142,8 @@ def _load(args):
         roadmap, exclusion, _ = load_roadmap_and_exclusion(args.map, 0.15)
     except (MapError, FileNotFoundError) as e:
         raise CliError(str(e)) from None
-    robots, tasks = make_workload(roadmap, args.robots, args.tasks, args.seed)
+    robots, tasks = make_workload(roadmap, args.robots + (getattr(args, "vda5050", None) or 0),
+                                  args.tasks, args.seed)
     if os.path.exists(args.out) and not os.path.isdir(args.out):
         raise CliError(f"--out {args.out!r} exists and is not a folder")
     try:
@@ -151,6 +156,13 @@ def _load(args):
 def run(args) -> int:
     if getattr(args, "dry_run", False):
         return run_dry(args)
+    if getattr(args, "vda5050", None):
+        from fleet_coord.cli import CliError
+        if args.mode != "kinematic" or args.rtf is not None:
+            raise CliError("--vda5050 runs on wall time with the ideal driver: --mode and "
+                           "--rtf do not apply")
+        from fleet_coord.vda5050.mixed_demo import run_mixed_demo
+        return run_mixed_demo(args, *_load(args))
     from fleet_coord.demo import run_demo
     return run_demo(args, *_load(args))
 

@@ -26,7 +26,7 @@ from fleet_coord.fleet_config import load_roadmap_and_exclusion  # noqa: E402
 from fleet_coord.table_replica import TableReplica  # noqa: E402
 from fleet_coord.traffic import TrafficNode  # noqa: E402
 from fleet_coord.vda5050.master import PLAN_QOS, Vda5050Master  # noqa: E402
-from fleet_coord.vda5050.protocol import Outbox, parse_timestamp  # noqa: E402
+from fleet_coord.vda5050.protocol import Outbox  # noqa: E402
 from rosutil import ros_context, spin_until  # noqa: E402
 from vda5050_util import Listener, broker_or_skip, is_connection, start_emulator, stop  # noqa: E402
 
@@ -94,13 +94,10 @@ def test_master_releases_the_committed_path_and_the_vehicle_stays_in_its_holds()
         listener.close()
         broker.stop()
     # the independent check, from what the vehicle itself reported over MQTT
-    reports = [(parse_timestamp(m["timestamp"]), m["mobileRobotPosition"])
-               for t, m in listener.messages if t.endswith("/m1/state") or
-               t.endswith("/m1/visualization") if "mobileRobotPosition" in m]
-    checked = [(t, p) for t, p in reports if t >= path[0][1]]
+    checked = [(t, x, y) for _, t, x, y in listener.reports(["m1"]) if t >= path[0][1]]
     assert len(checked) > 20
-    worst = max(containment_error(exclusion, holds, p["x"], p["y"], t, slack_t=0.05)
-                for t, p in checked)
+    worst = max(containment_error(exclusion, holds, x, y, t, slack_t=0.05)
+                for t, x, y in checked)
     assert worst <= 0.1, worst
     assert listener.problems == []
     sent = [m for t, m in listener.messages if t.endswith("/m1/order")]

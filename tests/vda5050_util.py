@@ -7,14 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
-import paho.mqtt.client as mqtt
 import pytest
 
-from fleet_coord.vda5050 import schema
 from fleet_coord.vda5050.broker import Broker, BrokerError, mosquitto_path
+from fleet_coord.vda5050.observer import MqttObserver
 from fleet_coord.vda5050.protocol import INTERFACE, topic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,41 +28,16 @@ def broker_or_skip() -> Broker:
         pytest.fail(str(e))
 
 
-class Listener:
-    """Subscribes to every VDA 5050 topic of `manufacturer`; keeps (topic, message)
-    in arrival order and every schema problem found."""
+class Listener(MqttObserver):
+    """The observer (every message of manufacturer "acme", schema-checked) with what the
+    tests need on top: wait for a message, inject a bad one."""
 
     def __init__(self, broker: Broker, manufacturer: str = "acme") -> None:
-        self.messages: list[tuple[str, dict]] = []
-        self.problems: list[str] = []
-        self.injected: set[bytes] = set()     # sent by the test on purpose: not checked
-        self._cv = threading.Condition()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
-        self.client.on_message = self._on_message
-        self.client.on_connect = lambda c, *a: c.subscribe(
-            f"{INTERFACE}/v3/{manufacturer}/+/#", qos=1)
-        self.client.connect(broker.host, broker.port, keepalive=10)
-        self.client.loop_start()
-
-    def _on_message(self, client, userdata, message) -> None:
-        if bytes(message.payload) in self.injected:
-            return
-        name = message.topic.rsplit("/", 1)[-1]
-        try:
-            msg = json.loads(message.payload)
-        except ValueError as e:
-            msg = {}
-            self.problems.append(f"{message.topic}: not JSON: {e}")
-        if name in schema.TOPICS and isinstance(msg, dict):
-            for p in schema.errors(name, msg):
-                self.problems.append(f"{message.topic}: {p}")
-        with self._cv:
-            self.messages.append((message.topic, msg))
-            self._cv.notify_all()
+        super().__init__(broker.host, broker.port, manufacturer)
 
     def wait_for(self, predicate, timeout: float = 20.0, what: str = "a message"):
-        """The first message (topic, msg) after the ones seen so far... or any seen, that
-        satisfies predicate(topic, msg)."""
+        """The first message (topic, msg) seen so far or to come that satisfies
+        predicate(topic, msg)."""
         deadline = time.monotonic() + timeout
         with self._cv:
             while True:
@@ -88,10 +61,6 @@ class Listener:
         """Publish a (bad) message as if a vehicle sent it; it is not checked here."""
         self.injected.add(payload)
         self.client.publish(mqtt_topic, payload)
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def start_emulator(broker: Broker, serial: str, start: str, *extra: str) -> subprocess.Popen:
