@@ -55,6 +55,7 @@ def run_mixed_demo(args: Any, roadmap: Any, exclusion: Any, robots: dict[str, in
     no schema problem, else 1."""
     import rclpy
     from fleet_coord_msgs.msg import TaskStatus
+    from rclpy.executors import SingleThreadedExecutor
     from fleet_coord_msgs.srv import SubmitTask
 
     from fleet_coord import qos
@@ -104,7 +105,7 @@ def run_mixed_demo(args: Any, roadmap: Any, exclusion: Any, robots: dict[str, in
                                  extra_env={"ROS_LOG_DIR": os.path.join(workdir, "ros_log")})
         ctx = rclpy.Context()
         rclpy.init(context=ctx, args=[])
-        ex = rclpy.executors.SingleThreadedExecutor(context=ctx)
+        ex = SingleThreadedExecutor(context=ctx)
         node = rclpy.create_node("fleet_coord_mixed_demo", context=ctx)
         ex.add_node(node)
         monitor = RunMonitor(node, list(ros), roadmap.grid.path)
