@@ -260,8 +260,9 @@ def test_order_book_continues_the_order_with_a_plan_from_the_base_end(grid):
             break
         assert now < 20
     assert body["nodes"][-1]["nodeId"] == "1_0" and body["nodes"][-1]["released"]
-    # a new leg from 1,0: same order, next update, stitched at node 1_0 (sequenceId 6)
-    book.on_state(state(book, last_seq=6, last_node="1_0", x=1.0, idle=True), now)
+    # a new leg from 1,0 while the vehicle still shows the order (not idle): the same
+    # order, next update, stitched at node 1_0 (sequenceId 6)
+    book.on_state(state(book, last_seq=6, last_node="1_0", x=1.0, idle=False), now)
     leg = timed_path(roadmap, ("1,0", "1,1"), t0=now, wait=0.5)
     book.plan(leg, now)
     leg_segs = path_to_segments(roadmap, exclusion, leg, PLAN_SPEED)
@@ -271,6 +272,12 @@ def test_order_book_continues_the_order_with_a_plan_from_the_base_end(grid):
     assert upd["nodes"][0]["nodeId"] == "1_0" and upd["nodes"][0]["sequenceId"] == 6
     assert [n["nodeId"] for n in upd["nodes"]][-1] == "1_1"
     assert upd["nodes"][1]["released"]   # the star of 1,0 up to its wall: held from now
+    # a vehicle done with its order (idle) gets the next leg as a new order
+    book.on_state(state(book, last_seq=12, last_node="1_1", x=1.0, y=1.0, idle=True), now + 5)
+    back = timed_path(roadmap, ("1,1", "1,0"), t0=now + 5)
+    book.plan(back, now + 5)
+    new = book.step(path_to_segments(roadmap, exclusion, back, PLAN_SPEED), now + 5)
+    assert new["orderId"] != body["orderId"] and new["orderUpdateId"] == 0
 
 
 def test_order_book_starts_a_new_order_when_the_plan_does_not_continue_the_base(grid):

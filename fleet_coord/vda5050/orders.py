@@ -180,6 +180,10 @@ class OrderBook:
         (kept pending)."""
         if self.route is None or self.update_id < 0:
             return self._new_order(route)
+        # a vehicle done with its order (no horizon either) starts a new one: orders stay
+        # one leg long instead of growing with every leg of a long run
+        if self.vehicle.idle and self.acked_id == self.update_id and self._new_order(route):
+            return True
         end = self.route.pieces[self.base_pieces - 1].end if self.base_pieces else 0
         # the new route must run through the base's end along the same nodes: its first
         # vertex is at or before it on the current route
