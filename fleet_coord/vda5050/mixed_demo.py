@@ -45,7 +45,10 @@ def mixed_config(map_path: str, ros: dict[str, tuple[float, float]],
                                manufacturer=MANUFACTURER, serial_number=n, broker=broker)
                    for n, (x, y) in vda.items()]
     acc = {"max_acc": LIMITS["max_acc"], "max_alpha": LIMITS["max_alpha"]}
-    cfg.nodes = {"robot_agent": {"turn_margin": 0.2, **acc}, "ideal_driver": acc,
+    # completion bids spread the work over the fleet (travel bids queue many tasks on the
+    # robot nearest the picks)
+    cfg.nodes = {"robot_agent": {"turn_margin": 0.2, "bid_objective": "completion", **acc},
+                 "ideal_driver": acc,
                  "traffic": {"lost_after": 3.0},
                  "dispatcher": {"bid_window": 0.5, "robot_timeout": 3.0}}
     return cfg
