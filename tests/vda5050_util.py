@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from fleet_coord.launcher import die_with_parent
 from fleet_coord.vda5050.broker import Broker, BrokerError, mosquitto_path
 from fleet_coord.vda5050.observer import MqttObserver
 from fleet_coord.vda5050.protocol import INTERFACE, topic
@@ -67,7 +68,7 @@ def start_emulator(broker: Broker, serial: str, start: str, *extra: str) -> subp
     cmd = [sys.executable, "-m", "fleet_coord.vda5050.emulator", "--broker", broker.address,
            "--manufacturer", "acme", "--serial-number", serial, "--start", start,
            "--log-level", "WARNING", *extra]
-    return subprocess.Popen(cmd, cwd=REPO, start_new_session=True)
+    return subprocess.Popen(cmd, cwd=REPO, start_new_session=True, preexec_fn=die_with_parent)
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> int:

@@ -64,8 +64,9 @@ class Broker:
                     "log_dest stderr\n"
                     "log_type error\nlog_type warning\n")
         log = open(os.path.join(self._dir, "mosquitto.log"), "wb")
+        from fleet_coord.launcher import die_with_parent
         self.proc = subprocess.Popen([exe, "-c", conf], stdout=log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=die_with_parent)
         log.close()
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:

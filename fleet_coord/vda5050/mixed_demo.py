@@ -66,7 +66,7 @@ def run_mixed_demo(args: Any, roadmap: Any, exclusion: Any, robots: dict[str, in
     from fleet_coord import qos
     from fleet_coord.cli import CliError
     from fleet_coord.convert import task_to_msg
-    from fleet_coord.launcher import FleetLauncher
+    from fleet_coord.launcher import FleetLauncher, die_with_parent
     from fleet_coord.node_set import fleet_nodes
     from fleet_coord.run_monitor import RunMonitor
     from fleet_coord.vda5050.broker import Broker, BrokerError
@@ -94,6 +94,11 @@ def run_mixed_demo(args: Any, roadmap: Any, exclusion: Any, robots: dict[str, in
     observer = None
     ctx = None
     t0 = time.monotonic()
+    # Ctrl-C / SIGTERM only set a flag the loop checks: the fleet, the emulators and the
+    # broker are then stopped on the way out (they also die with this process)
+    stop: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: stop.append(signum))
     try:
         for n, (x, y) in vda.items():
             emulators.append(subprocess.Popen(
@@ -101,7 +106,8 @@ def run_mixed_demo(args: Any, roadmap: Any, exclusion: Any, robots: dict[str, in
                  broker.address, "--manufacturer", MANUFACTURER, "--serial-number", n,
                  "--start", f"{x},{y},0", "--max-speed", str(LIMITS["max_v"]),
                  "--max-angular-speed", str(LIMITS["max_w"]), "--log-level", "WARNING"],
-                stdout=fleet_log, stderr=subprocess.STDOUT, start_new_session=True))
+                stdout=fleet_log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=die_with_parent))
         observer = MqttObserver(broker.host, broker.port, MANUFACTURER)
         cfg = mixed_config(roadmap.grid.path, ros, vda, broker.address, workdir)
         launcher = FleetLauncher(cfg, [s for s in fleet_nodes(cfg)
@@ -127,6 +133,8 @@ def run_mixed_demo(args: Any, roadmap: Any, exclusion: Any, robots: dict[str, in
         def spin(seconds: float) -> None:
             end = time.monotonic() + seconds
             while time.monotonic() < end:
+                if stop:
+                    raise RuntimeError("interrupted: the fleet is shut down")
                 ex.spin_once(timeout_sec=0.02)
             launcher.poll()
             dead = [c.spec.process_name for c in launcher.children if c.proc is None]
