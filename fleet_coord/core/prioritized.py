@@ -61,7 +61,7 @@ class _TableFleet:
         self.roadmap, self.exclusion, self.max_speed = roadmap, exclusion, max_speed
         self.t_start, self.starts, self.goals = t_start, starts, goals
         model = motion_model(roadmap, exclusion, max_speed)
-        self.neighbours = [[s[0] for s in succ] for succ in model.successors]
+        self.neighbours = model.neighbours()
         self.distance = [model.times_to(goals[i])[starts[i]] for i in range(len(starts))]
         self.robots = [str(i) for i in range(len(starts))]  # the table's robot ids
         self.index: SafeIntervalIndex       # set by reset()

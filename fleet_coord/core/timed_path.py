@@ -13,7 +13,9 @@ it, so a plan and its reservations cannot disagree.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, List, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
+
+from .time_model import TimeModel, decode, holds
 
 if TYPE_CHECKING:
     from fleet_coord.core.roadmap import Exclusion, Roadmap
@@ -26,58 +28,30 @@ Segment = Tuple[int, float, float]
 
 
 def path_to_segments(roadmap: Roadmap, exclusion: Exclusion, path: Sequence[Tuple[int, float]],
-                     max_speed: float,
-                     *, park_until: float = math.inf) -> List[Segment]:
-    """The holds a robot needs to drive ``path`` at up to ``max_speed``.
+                     model: Union[TimeModel, float], *, park_until: float = math.inf,
+                     start_heading: Optional[float] = None) -> List[Segment]:
+    """The holds a robot needs to drive ``path`` under ``model`` (a ``TimeModel``, or a
+    plain speed in m/s: ``TimeModel.constant``).
 
-    A traversal of ``e = u -> v`` departing at ``t`` with duration ``d`` and hold offset
-    ``c = exclusion.hold_offset(e, speed)`` holds ``u`` until ``t + c``, the middle of
-    ``e`` over ``[t + c, t + d - c)`` (omitted when empty) and ``v`` from ``t + d - c``.
-    The first vertex is held from the path's first time; the last one until
-    ``park_until`` (default: until released).
+    Each traversal of ``e = u -> v`` holds ``u`` until the reference point is ``L`` past
+    it, the middle of ``e`` while it is more than ``L`` from both ends (omitted when
+    empty) and ``v`` from ``L`` before it, each widened by the model's ``margin``
+    (``time_model.decode``); with ``TimeModel.constant(s)``: ``u`` until ``t + c``, the
+    middle over ``[t + c, t + d - c)``, ``v`` from ``t + d - c`` (``c = L / s``). The
+    first vertex is held from the path's first time; the last one until ``park_until``
+    (default: until released).
 
     Raises ``ValueError`` when the path is empty, uses a lane the roadmap does not have,
-    or leaves a vertex before it arrived there.
+    or is faster than the model allows (it leaves a vertex before it arrived and turned).
     """
     if not path:
         raise ValueError("path_to_segments: the path is empty")
-    if not max_speed > 0:
-        raise ValueError(f"path_to_segments: max_speed must be > 0, got {max_speed!r}")
-    num_vertices = roadmap.num_vertices
-    edge_speed = roadmap.edge_speed
-    segments: List[Segment] = []
-    here, t_here = int(path[0][0]), float(path[0][1])
-    hold_from = t_here
-    for k in range(1, len(path)):
-        v, t_v = int(path[k][0]), float(path[k][1])
-        if v == here:  # a wait: the hold on `here` simply goes on
-            if t_v < t_here:
-                raise ValueError(f"path_to_segments: step {k} goes back in time "
-                                 f"({t_v} after {t_here})")
-            t_here = t_v
-            continue
-        e = roadmap.edge_id(here, v)
-        if e is None or e < 0:
-            raise ValueError(f"path_to_segments: step {k} moves {here} -> {v}, "
-                             "which is not a lane of the roadmap")
-        duration = roadmap.travel_time(e, max_speed)
-        c = exclusion.hold_offset(e, min(float(edge_speed[e]), max_speed))
-        depart = t_v - duration
-        # Tolerate rounding in the caller's arithmetic, not a real time travel.
-        if depart < t_here - 1e-9:
-            raise ValueError(f"path_to_segments: step {k} arrives at {v} at {t_v}, so it "
-                             f"must leave {here} at {depart}, before it was there ({t_here})")
-        depart = max(depart, t_here)
-        segments.append((here, hold_from, depart + c))
-        if depart + c < depart + duration - c:
-            segments.append((num_vertices + e, depart + c, depart + duration - c))
-        hold_from = depart + duration - c
-        here, t_here = v, t_v
-    if park_until <= hold_from:
-        raise ValueError(f"path_to_segments: park_until={park_until} is not after the "
-                         f"goal hold starts ({hold_from})")
-    segments.append((here, hold_from, park_until))
-    return segments
+    try:
+        traversals = decode(roadmap, exclusion.clearance, path, model,
+                            start_heading=start_heading)
+        return holds(roadmap, path, traversals, park_until)
+    except ValueError as e:
+        raise ValueError(f"path_to_segments: {e}") from None
 
 
 def path_cost(path: Sequence[Tuple[int, float]]) -> float:
