@@ -6,8 +6,9 @@ import pytest
 from fleet_coord.core.kinematics import Limits, UnicycleState, step
 from fleet_coord.core.planner import path_to_segments, sipp
 from fleet_coord.core.reservations import ReservationTable
+from fleet_coord.core.time_model import TimeModel
 from fleet_coord.core.tracking import (CommandHistory, PathTracker, containment_error,
-                                       plan_speed_for, turn_time)
+                                       plan_speed_for, robot_time_model, turn_time)
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
 
 RADIUS = 0.15
@@ -23,6 +24,7 @@ def world():
 def simulate(roadmap, exclusion, path, limits, plan_speed, *, theta0=0.0, control_dt=0.05,
              latency_steps=1, dt=0.01, t_max=None, compensate=False, offset=(0.0, 0.0)):
     """Run the tracker against the kinematic robot; returns [(t, x, y)] and the tracker.
+    `plan_speed`: the path's time model (or plan speed: the stop-and-turn model).
     A command acts `latency_steps` control periods after it was computed; `compensate`
     tracks the pose predicted for then (CommandHistory), as robot_agent does."""
     holds = path_to_segments(roadmap, exclusion, path, plan_speed)
@@ -56,6 +58,10 @@ def simulate(roadmap, exclusion, path, limits, plan_speed, *, theta0=0.0, contro
 
 def worst_excursion(exclusion, holds, trace):
     return max((containment_error(exclusion, holds, x, y, t), t, x, y) for t, x, y in trace)[0]
+
+
+def real(exclusion, limits=LIMITS):
+    return robot_time_model(limits, exclusion.clearance)
 
 
 def test_plan_speed_leaves_time_for_a_quarter_turn_inside_a_star():
@@ -198,3 +204,71 @@ def test_containment_error_measures_how_far_outside(world):
     assert containment_error(exclusion, holds, 2.0, 2.0, 11.0) == math.inf
     # 0.1 m beyond the end of the star's spoke (L = 0.3) sticks out by about 0.1 m.
     assert containment_error(exclusion, holds, 2.4, 2.0, 1.0) == pytest.approx(0.1, abs=0.01)
+
+
+# ------------------------------------------------------- the model at the real limits
+
+DEMO_LIMITS = Limits(max_v=1.0, max_w=4.0, max_acc=4.0, max_alpha=20.0)
+
+
+@pytest.mark.parametrize("limits", [LIMITS, DEMO_LIMITS], ids=["fast", "demo"])
+@pytest.mark.parametrize("latency_steps", [1, 3])
+def test_real_speed_plan_is_driven_on_time_inside_its_holds(world, limits, latency_steps):
+    """Planned at the robot's limits (straight runs at full speed, a turn only at the
+    corner): with delay compensation the robot stays inside its holds under 0.05-0.15 s
+    of control latency and reaches its goal within the margin of the planned time."""
+    roadmap, exclusion = world
+    table = ReservationTable(exclusion.of, roadmap.num_resources)
+    model = real(exclusion, limits)
+    path = sipp(roadmap, exclusion, table, "a", roadmap.vertex("2,2"), roadmap.vertex("12,6"),
+                0.0, model, start_heading=2.0)
+    old = sipp(roadmap, exclusion, table, "a", roadmap.vertex("2,2"), roadmap.vertex("12,6"),
+               0.0, plan_speed_for(limits, exclusion.clearance))
+    assert path[-1][1] < old[-1][1] / 3
+    trace, tracker, holds = simulate(roadmap, exclusion, path, limits, model, theta0=2.0,
+                                     latency_steps=latency_steps, compensate=True)
+    assert tracker.arrived
+    assert worst_excursion(exclusion, holds, trace[::3]) < 0.03
+    at_goal = next(t for t, x, y in trace if math.hypot(x - 12, y - 6) < 0.03)
+    assert at_goal <= path[-1][1] + model.margin
+
+
+def test_a_straight_run_is_driven_without_stopping(world):
+    roadmap, exclusion = world
+    table = ReservationTable(exclusion.of, roadmap.num_resources)
+    model = real(exclusion, DEMO_LIMITS)
+    path = sipp(roadmap, exclusion, table, "a", roadmap.vertex("2,6"), roadmap.vertex("12,6"),
+                0.0, model, start_heading=0.0)
+    assert len(path) == 11                               # no wait step on the way
+    trace, tracker, holds = simulate(roadmap, exclusion, path, DEMO_LIMITS, model,
+                                     compensate=True)
+    assert tracker.arrived
+    # between 3,6 and 11,6 the robot never slows below 90 % of its top speed
+    xs = [(t, x) for t, x, y in trace if 3.0 < x < 11.0]
+    speeds = [(x1 - x0) / (t1 - t0) for (t0, x0), (t1, x1) in zip(xs[::5], xs[5::5])]
+    assert min(speeds) > 0.9 * DEMO_LIMITS.max_v
+    assert worst_excursion(exclusion, holds, trace[::3]) < 0.03
+
+
+def test_real_speed_robot_waits_for_traffic_and_reverses(world):
+    """Departures after waits (another robot crossing) and a reversal (no turn: it
+    drives back in reverse) under the real-speed model."""
+    roadmap, exclusion = world
+    table = ReservationTable(exclusion.of, roadmap.num_resources)
+    model = real(exclusion)
+    crossing = [(roadmap.vertex("9,3"), 0.0), (roadmap.vertex("9,3"), 4.0)]
+    crossing += [(roadmap.vertex("9,2"), 5.0), (roadmap.vertex("9,1"), 6.0)]
+    slow = TimeModel.constant(1.0)
+    assert table.commit("b", path_to_segments(roadmap, exclusion, crossing, slow)).ok
+    path = sipp(roadmap, exclusion, table, "a", roadmap.vertex("2,2"), roadmap.vertex("9,2"),
+                0.0, model, start_heading=0.0)
+    back = sipp(roadmap, exclusion, table, "a", roadmap.vertex("9,2"), roadmap.vertex("5,2"),
+                path[-1][1], model, start_heading=0.0)
+    full = path + back[1:]
+    assert any(v == w for (v, _), (w, _) in zip(full, full[1:]))   # it waits somewhere
+    holds = path_to_segments(roadmap, exclusion, full, model)
+    assert table.check("a", holds) is None
+    trace, tracker, _ = simulate(roadmap, exclusion, full, LIMITS, model, compensate=True,
+                                 latency_steps=2)
+    assert tracker.arrived
+    assert worst_excursion(exclusion, holds, trace[::3]) < 0.03

@@ -1,30 +1,31 @@
 """Tracking a reserved timed path with a unicycle (differential-drive) robot.
 
-A timed path (``[(vertex, time), ...]``, docs/core-model.md) holds, for a traversal of
-``u -> v`` departing at ``t`` with duration ``d`` and hold offset ``c``: vertex ``u``
-until ``t + c``, the lane's middle over ``[t + c, t + d - c)``, vertex ``v`` from
-``t + d - c`` on. The tracker keeps the robot inside what it holds:
+A timed path and its time model (``time_model.decode``) say, per traversal of a lane
+``u -> v``, when the robot leaves ``u`` and on which speed profile it drives, whether it
+stops at ``v`` or passes it, and when it holds what: ``u`` until ``t_leave``, the lane's
+middle from ``t_mid``, ``v`` from ``t_enter``. The tracker keeps the robot inside what it
+holds:
 
-- **at a vertex**: rotate in place toward the next lane (driving it in reverse when that
-  needs less than a quarter turn), never leave before the departure time;
-- **on a lane**: the robot may be in ``u``'s star until ``t + c``, in the middle during
-  ``[t + c, t + d - c)`` and in ``v``'s star from ``t + d - c``. The geometries meet at
-  two *walls*, ``L`` from ``u`` and ``L`` before ``v``, and the robot must be exactly
-  at a wall when the hold changes. So it drives at full speed to the first wall and
-  stops there until ``t + c``, to the second wall and stops until ``t + d - c`` (ahead
-  of schedule: wait), then on to ``v``, where it stops and turns for the next lane.
+- **at a stop**: turn in place toward the next lane (driving it in reverse when the
+  model allows it and that turns less), leave at the departure time (up to ``lead`` s
+  early, never earlier than the holds allow);
+- **on a run** (lanes passed without stopping up to the next stop): follow the planned
+  position ``lead`` s ahead of the clock — the profile's speed plus a correction
+  proportional to the distance to it —, never cross a *wall* before the resource
+  behind it is held (the robot slows to arrive at a wall when it opens, or brakes to
+  stand there), and brake to stand at the stop at the end of the run.
 
-Turn-time allowance
--------------------
-At a vertex it passes without a planned wait the robot has ``c = L / s`` (plan speed
-``s``) from the second wall's opening to the next departure: it must drive the last
-``L``, stop and turn in that time, and after the departure drive the first ``L`` of
-the next lane in ``c`` again. So the robot is planned at a *conservative* speed
-(``plan_speed_for(limits, clearance)``): the largest ``s`` for which ``L / s`` covers
-a quarter turn plus the approach, plus a margin for control latency. Reverse driving
-means no turn is ever more than a quarter turn. Planning at the robot's top speed would
-leave no time to turn. The first departure of a path also needs a turn: the agent
-plans it to start ``turn_time`` after now (the robot turns while it holds its start).
+The walls are where the geometries meet: ``L`` past ``u`` (the middle's edge) and ``L``
+before ``v`` (the star of ``v``). Holds are widened by the model's ``margin``: the robot
+may be up to ``margin`` s behind its plan and still be inside what it holds (the time
+model plans accelerations and turns below the robot's limits so that it can keep up).
+
+With ``TimeModel.drive_ahead`` (the conservative stop-and-turn model: every lane at a
+slow constant plan speed, ``plan_speed_for``) the robot instead drives at full speed to
+the next wall that is not open yet and stands there: ahead of its plan it has the time
+to stop and turn at each vertex. Reverse driving means no turn is ever more than a
+quarter turn. The first departure of a path also needs a turn: the planner counts it
+from the robot's heading (``sipp(..., start_heading=)``).
 
 Pure: time is a parameter, no rclpy.
 """
@@ -32,15 +33,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 from fleet_coord.core.kinematics import Limits
+from fleet_coord.core.time_model import (Ramp, TimeModel, as_time_model, cover_time, decode,
+                                         turn_time)
 
 if TYPE_CHECKING:
     from fleet_coord.core.roadmap import Exclusion, Roadmap
 
 __all__ = ["Command", "CommandHistory", "Leg", "PathTracker", "cover_time", "turn_time",
-           "plan_speed_for"]
+           "plan_speed_for", "robot_time_model"]
 
 #: Share of the acceleration limits the tracker assumes when it brakes (keeps the real
 #: robot, which ramps at its limits, from overshooting a stop point).
@@ -48,32 +51,33 @@ BRAKE_SHARE = 0.7
 #: Heading gain and tolerance of the turn in place (gain * control period must stay < 1).
 K_HEADING = 12.0
 HEADING_TOL = 0.06
+#: Gain (1/s) of the correction toward the planned position on a run.
+K_ALONG = 3.0
+#: Gain (1/s) of the last centimetres of a stop, v = k_stop * distance: the real-speed
+#: model plans no slack at stops, so its final approach must be prompt (with delay
+#: compensation, CommandHistory); the stop-and-turn model has time and stays gentle even
+#: without compensation. Times the control period + latency it must stay below 1.
+K_STOP = {"real": 8.0, "stop_and_turn": 4.0}
+#: Share of the model's margin the robot runs ahead of its plan (lateness eats it first).
+LEAD_SHARE = 0.4
 
 
 def _wrap(a: float) -> float:
     return math.atan2(math.sin(a), math.cos(a))
 
 
-def cover_time(distance: float, max_v: float, acc: float) -> float:
-    """Seconds to cover `distance` from (or to) standstill at acceleration `acc`, top
-    speed `max_v`."""
-    d_acc = max_v * max_v / (2.0 * acc)
-    if distance <= d_acc:
-        return math.sqrt(2.0 * distance / acc)
-    return max_v / acc + (distance - d_acc) / max_v
-
-
-def turn_time(angle: float, max_w: float, alpha: float) -> float:
-    """Seconds to turn `angle` radians in place from rest to rest (trapezoidal profile)."""
-    angle = abs(angle)
-    if angle <= max_w * max_w / alpha:
-        return 2.0 * math.sqrt(angle / alpha)
-    return angle / max_w + max_w / alpha
+def heading_settle_time(alpha: float, k_heading: float = K_HEADING,
+                        heading_tol: float = HEADING_TOL) -> float:
+    """Seconds the heading loop needs beyond the trapezoidal turn: it ends on a
+    proportional law (``k_heading``) whose exponential tail counts too."""
+    err0 = max(2.0 * alpha / (k_heading * k_heading), heading_tol)  # where the law turns linear
+    return math.log(err0 / heading_tol) / k_heading + 0.05
 
 
 def plan_speed_for(limits: Limits, clearance: float, margin: float = 0.25) -> float:
-    """The plan speed that leaves time to stop, make a quarter turn and go again inside a
-    vertex star of radius `clearance` (see the module docstring). Never above max_v."""
+    """The plan speed of the conservative stop-and-turn model: the speed that leaves time
+    to stop, make a quarter turn and go again inside a vertex star of radius `clearance`
+    (see the module docstring). Never above max_v."""
     acc, alpha = limits.max_acc, limits.max_alpha
     if not math.isfinite(acc):
         acc = 1e3
@@ -87,20 +91,50 @@ def plan_speed_for(limits: Limits, clearance: float, margin: float = 0.25) -> fl
     return min(limits.max_v, clearance / (max(arrive_and_turn, leave) + margin))
 
 
+#: The time models a robot can plan with (the ``time_model`` parameter of an agent).
+TIME_MODELS = ("real", "stop_and_turn")
+
+
+def robot_time_model(limits: Limits, clearance: float, kind: str = "real", *,
+                     margin: float = 0.3, turn_margin: float = 0.25,
+                     plan_speed: float = 0.0, reverse: bool = True) -> TimeModel:
+    """The ``TimeModel`` a robot with these limits plans with.
+
+    ``"real"``: at its limits (``TimeModel.of_robot``: accelerations and turns at
+    ``BRAKE_SHARE`` of them, turns plus the heading loop's settling, holds widened by
+    ``margin`` s). ``"stop_and_turn"``: the conservative model, every lane at
+    ``plan_speed`` (0: ``plan_speed_for(limits, clearance, turn_margin)``) and the robot
+    driving ahead of its plan (``drive_ahead``)."""
+    if kind == "real":
+        alpha = limits.max_alpha if math.isfinite(limits.max_alpha) else 1e3
+        return TimeModel.of_robot(limits, margin=margin, share=BRAKE_SHARE,
+                                  settle=heading_settle_time(BRAKE_SHARE * alpha),
+                                  reverse=reverse)
+    if kind == "stop_and_turn":
+        speed = plan_speed if plan_speed > 0 else plan_speed_for(limits, clearance, turn_margin)
+        return TimeModel(max_v=speed, reverse=reverse, drive_ahead=True)
+    raise ValueError(f"time model must be one of {', '.join(TIME_MODELS)}, got {kind!r}")
+
+
 @dataclass(frozen=True)
 class Leg:
-    """One traversal of the path: lane u -> v, leaving at `t_dep`, giving u up at
-    `t_leave` (= t_dep + c), holding v from `t_enter` (= t_dep + d - c), arriving (at
-    plan speed) at `t_arr`."""
+    """One traversal of the path: lane u -> v, leaving u at `t_dep` (on `ramp`), at v at
+    `t_arr`; u held until `t_leave`, the middle from `t_mid`, v from `t_enter`;
+    `stops_after`: the robot stops at v (else it passes v into the next leg)."""
     u: int
     v: int
     t_dep: float
     t_leave: float
+    t_mid: float
     t_enter: float
     t_arr: float
     start: tuple[float, float]
     end: tuple[float, float]
     length: float
+    wall: float
+    has_middle: bool
+    stops_after: bool
+    ramp: Ramp
 
 
 @dataclass(frozen=True)
@@ -117,46 +151,54 @@ class Command:
 class PathTracker:
     """Follow one committed timed path: `command(x, y, theta, t) -> Command`.
 
-    `clearance` is the exclusion's L (2 x footprint bounding radius); `plan_speed` the
-    speed the path was planned with (lane durations = length / plan speed).
+    `model` is the path's time model (a ``TimeModel``, or a plain plan speed: the
+    conservative model at that speed); `clearance` the exclusion's L (2 x footprint
+    bounding radius). `lead`: how far (s) ahead of its plan the robot runs (default:
+    ``LEAD_SHARE`` of the margin; inf with ``drive_ahead``).
     """
 
-    def __init__(self, roadmap: Roadmap, path: Sequence[tuple[int, float]], plan_speed: float,
-                 clearance: float, limits: Limits, *, pos_tol: float = 0.02,
+    def __init__(self, roadmap: Roadmap, path: Sequence[tuple[int, float]],
+                 model: Union[TimeModel, float], clearance: float,
+                 limits: Limits, *, lead: Optional[float] = None, pos_tol: float = 0.02,
                  heading_tol: float = HEADING_TOL, k_heading: float = K_HEADING,
-                 k_lateral: float = 5.0) -> None:
+                 k_lateral: float = 5.0, k_along: float = K_ALONG,
+                 k_stop: Optional[float] = None) -> None:
         if not path:
             raise ValueError("PathTracker: the path is empty")
+        if not isinstance(model, TimeModel):
+            model = TimeModel(max_v=as_time_model(model).max_v, drive_ahead=True)
+        self.model = model
         self.limits = limits
         self.clearance = float(clearance)
         self.pos_tol = pos_tol
         self.heading_tol = heading_tol
         self.k_heading = k_heading
         self.k_lateral = k_lateral
+        self.k_along = k_along
+        self.k_stop = k_stop or K_STOP["stop_and_turn" if model.drive_ahead else "real"]
+        if lead is None:
+            lead = math.inf if model.drive_ahead else LEAD_SHARE * model.margin
+        self.lead = lead
+        #: how early it may leave a stop: never before its holds allow
+        self.early = min(lead, model.margin)
         self.acc = BRAKE_SHARE * (limits.max_acc if math.isfinite(limits.max_acc) else 1e3)
         self.alpha = BRAKE_SHARE * (limits.max_alpha if math.isfinite(limits.max_alpha) else 1e3)
-        self.legs: list[Leg] = []
+        try:
+            traversals = decode(roadmap, clearance, path, model)
+        except ValueError as e:
+            raise ValueError(f"PathTracker: {e}") from None
         pos = roadmap.pos
-        here = int(path[0][0])
-        for v, t_v in path[1:]:
-            v = int(v)
-            if v == here:
-                continue  # a wait: departure times carry it
-            e = roadmap.edge_id(here, v)
-            if e is None:
-                raise ValueError(f"PathTracker: {here} -> {v} is not a lane of the roadmap")
-            d = float(roadmap.travel_time(e, plan_speed))
-            length = float(roadmap.edge_length[e])
-            s = min(float(plan_speed), float(roadmap.edge_speed[e]))
-            c = min(self.clearance, length / 2.0) / s
-            t_arr = float(t_v)
-            t_dep = t_arr - d
-            self.legs.append(Leg(here, v, t_dep, t_dep + c, t_dep + d - c, t_arr,
-                                 (float(pos[here][0]), float(pos[here][1])),
-                                 (float(pos[v][0]), float(pos[v][1])), length))
-            here = v
+        self.legs: list[Leg] = []
+        for tr in traversals:
+            length = float(roadmap.edge_length[tr.e])
+            self.legs.append(Leg(
+                tr.u, tr.v, tr.t_dep, tr.t_leave, tr.t_mid, tr.t_enter, tr.t_arr,
+                (float(pos[tr.u][0]), float(pos[tr.u][1])),
+                (float(pos[tr.v][0]), float(pos[tr.v][1])), length,
+                min(self.clearance, length / 2.0), tr.timing.has_middle, tr.stops_after,
+                tr.ramp))
         self.start_vertex = int(path[0][0])
-        self.goal = here
+        self.goal = self.legs[-1].v if self.legs else self.start_vertex
         self.index = 0          # the leg being driven or next to drive
         self.driving = False
         self.reverse = False
@@ -198,6 +240,51 @@ class PathTracker:
         return Command(v, w, self._progress(p), self.arrived, self.vertex, self.index,
                        self.driving)
 
+    def _brake(self, distance: float) -> float:
+        """The speed from which the robot still stops within `distance` (and creeps the
+        last centimetres proportionally, so one control period cannot overshoot)."""
+        if distance <= 0.0:
+            return 0.0
+        return min(math.sqrt(2.0 * self.acc * distance), max(self.k_stop * distance, 0.05))
+
+    def _speed_cap(self, p: float, t: float) -> tuple[float, float]:
+        """(highest safe speed, distance to the stop ending this run) for a robot `p` m
+        along the current leg at time `t`: it must stop at the run's end and reach no
+        wall before the resource behind it is held."""
+        cap = self.limits.max_v
+        horizon = cap * cap / (2.0 * self.acc) + cap   # walls farther off cannot bind
+        base = 0.0
+        for j in range(self.index, len(self.legs)):
+            leg = self.legs[j]
+            if leg.has_middle:
+                walls = ((leg.wall, leg.t_mid), (leg.length - leg.wall, leg.t_enter))
+            else:
+                walls = ((leg.length / 2.0, leg.t_enter),)
+            for x, opens in walls:
+                if t < opens:
+                    # slow to arrive when it opens, or brake to stand in front of it (past
+                    # it already, an overshoot: stand still, do not make it worse)
+                    ahead = base + x - p
+                    cap = min(cap, max(self._brake(ahead), ahead / (opens - t)))
+            if leg.stops_after:
+                stop = base + leg.length - p
+                return min(cap, self._brake(stop)), stop
+            base += leg.length
+            if base - p > horizon:
+                break
+        return cap, math.inf
+
+    def _reference(self, t: float) -> tuple[float, float]:
+        """(planned position relative to the current leg's start, planned speed) at `t`."""
+        base = 0.0
+        for j in range(self.index, len(self.legs)):
+            leg = self.legs[j]
+            if t <= leg.t_arr or leg.stops_after or j == len(self.legs) - 1:
+                x, v = leg.ramp.at(t - leg.t_dep)
+                return base + x, v
+            base += leg.length
+        return base, 0.0
+
     # -- the control law ------------------------------------------------------------
 
     def command(self, x: float, y: float, theta: float, t: float) -> Command:
@@ -207,45 +294,47 @@ class PathTracker:
         leg = self.legs[self.index]
         lane = math.atan2(leg.end[1] - leg.start[1], leg.end[0] - leg.start[0])
         if not self.driving:
-            # At a vertex: face the lane (or its reverse), leave at the departure time.
+            # At a stop: face the lane (or its reverse), leave at the departure time.
             # Stopped off the vertex (an overshoot, a wheel slip) the robot faces the lane
             # as the lane-following law below would steer it there, so it leaves already
             # merging back onto the lane's centre line (the lane's hold is no wider).
             err = _wrap(lane - theta)
-            self.reverse = abs(err) > math.pi / 2 + 1e-6
+            self.reverse = self.model.reverse and abs(err) > math.pi / 2 + 1e-6
             ux, uy = ((leg.end[0] - leg.start[0]) / leg.length,
                       (leg.end[1] - leg.start[1]) / leg.length)
             off = ux * (y - leg.start[1]) - uy * (x - leg.start[0])   # > 0: left of it
             err = _wrap(lane + (math.pi if self.reverse else 0.0)
                         - math.atan(self.k_lateral * off) - theta)
-            if abs(err) > self.heading_tol or t < leg.t_dep:
+            if abs(err) > self.heading_tol or t < leg.t_dep - self.early:
                 return self._cmd(0.0, self._turn_rate(err) if abs(err) > 1e-3 else 0.0)
             self.driving = True
         ex, ey = ((leg.end[0] - leg.start[0]) / leg.length,
                   (leg.end[1] - leg.start[1]) / leg.length)
         rx, ry = x - leg.start[0], y - leg.start[1]
         p = rx * ex + ry * ey                   # progress along the lane
+        while p >= leg.length and not leg.stops_after and self.index + 1 < len(self.legs):
+            # passed v without stopping: on along the next lane of the run
+            self.index += 1
+            leg = self.legs[self.index]
+            ex, ey = ((leg.end[0] - leg.start[0]) / leg.length,
+                      (leg.end[1] - leg.start[1]) / leg.length)
+            rx, ry = x - leg.start[0], y - leg.start[1]
+            p = rx * ex + ry * ey
         lateral = ex * ry - ey * rx             # > 0: left of the lane
-        # The walls: the middle is ours from t_leave, v's star from t_enter.
-        wall = min(self.clearance, leg.length / 2.0)
-        if t >= leg.t_enter:
-            stop_at = leg.length
-        elif t >= leg.t_leave:
-            stop_at = leg.length - wall
-        else:
-            stop_at = wall
-        remaining = stop_at - p
-        if t >= leg.t_enter and remaining <= self.pos_tol:
+        cap, stop = self._speed_cap(p, t)
+        if stop <= self.pos_tol and t >= leg.t_enter:
             self.driving = False
             self.index += 1
             return self.command(x, y, theta, t)
-        speed = 0.0
-        if remaining > 0:
-            speed = min(self.limits.max_v, math.sqrt(2.0 * self.acc * remaining),
-                        max(4.0 * remaining, 0.05))
-        body = lane + (math.pi if self.reverse else 0.0)
-        want = body - math.atan(self.k_lateral * lateral)
-        err = _wrap(want - theta)
+        if math.isinf(self.lead):
+            want = self.limits.max_v
+        else:
+            s_ref, v_ref = self._reference(t + self.lead)
+            want = v_ref + self.k_along * (s_ref - p)
+        speed = max(0.0, min(want, cap))
+        body = math.atan2(ey, ex) + (math.pi if self.reverse else 0.0)
+        want_heading = body - math.atan(self.k_lateral * lateral)
+        err = _wrap(want_heading - theta)
         w = max(-self.limits.max_w, min(self.limits.max_w, self.k_heading * err))
         speed *= max(0.0, math.cos(err)) ** 2
         return self._cmd(-speed if self.reverse else speed, w, p)
