@@ -297,7 +297,7 @@ def test_the_lorr_action_model_is_the_unit_step_special_case():
     heading-aware variant is tested against)."""
     rng = random.Random(11)
     same = 0
-    for trial in range(40):
+    for _ in range(40):
         rows = ["".join("@" if rng.random() < 0.15 else "." for _ in range(6)) for _ in range(5)]
         roadmap, exclusion = grid(*rows, radius=0.1)
         if roadmap.num_vertices < 8:

@@ -25,13 +25,13 @@ import math
 import time
 from bisect import bisect_right
 from heapq import heappop, heappush
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Tuple, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Protocol, Tuple, Union
 
 import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import dijkstra
 
-from .time_model import TimeModel, as_time_model, lane_times
+from .time_model import LaneTiming, TimeModel, as_time_model, lane_times
 from .timed_path import TimedPath
 
 if TYPE_CHECKING:
@@ -104,12 +104,12 @@ class MotionModel:
         self.num_stand = len(self.node_vertex)
         # Pass nodes: R + e for every lane that has a continuation.
         self.node_vertex.extend(lt.edge_to)
-        self.successors: List[list] = [self._stand_successors(self.node_vertex[n],
+        self.successors: List[List[_Successor]] = [self._stand_successors(self.node_vertex[n],
                                                               self.node_heading[n])
                                        for n in range(self.num_stand)]
         for e in range(roadmap.num_edges):
             f = lt.next[e]
-            succ: list = []
+            succ: List[_Successor] = []
             if f >= 0:
                 v0 = lt.through(e)
                 self._add(succ, f, 0.0, lt.timing(f, v0, 0.0), self.arrival_node[f])
@@ -127,17 +127,18 @@ class MotionModel:
             a = 0.0
         return round(a, 9)
 
-    def _add(self, succ: list, e: int, turn: float, timing, node: int) -> None:
+    def _add(self, succ: List[_Successor], e: int, turn: float, timing: Optional[LaneTiming],
+             node: int) -> None:
         if timing is None:
             return
         middle = self.roadmap.num_vertices + e if timing.has_middle else -1
         succ.append((node, self.lanes.edge_to[e], turn, timing.d, timing.hold_u, timing.m0,
                      timing.m1, middle, timing.w_from))
 
-    def _stand_successors(self, u: int, heading: Optional[float]) -> list:
+    def _stand_successors(self, u: int, heading: Optional[float]) -> List[_Successor]:
         """Successors of standing at ``u`` facing ``heading`` (None: turns are free)."""
         lt, model = self.lanes, self.model
-        succ: list = []
+        succ: List[_Successor] = []
         for e in self.roadmap.out_edges[u].tolist():
             turn = 0.0 if heading is None else model.turn(model.turn_angle(heading, lt.angle[e]))
             self._add(succ, e, turn, lt.timing(e, 0.0, 0.0), self.arrival_node[e])
@@ -145,7 +146,7 @@ class MotionModel:
                 self._add(succ, e, turn, lt.timing(e, 0.0, lt.through(e)), self.num_stand + e)
         return succ
 
-    def start_successors(self, u: int, heading: Optional[float]) -> list:
+    def start_successors(self, u: int, heading: Optional[float]) -> List[_Successor]:
         """Successors of the start: standing at ``u`` facing ``heading`` (rad; None: the
         heading is not known, the first turn is free)."""
         if heading is None or not self.model.turns:
@@ -184,7 +185,7 @@ class MotionModel:
             h = self._node_times_to[goal] = times.tolist()
         return h
 
-    def _reverse_node_graph(self):
+    def _reverse_node_graph(self) -> csr_matrix:
         if self._reverse_graph is None:
             weight: Dict[Tuple[int, int], float] = {}
             for n, succ in enumerate(self.successors):
@@ -347,7 +348,7 @@ def sipp(roadmap: Roadmap, exclusion: Exclusion, table: SafeIntervals, robot: Op
             j = bisect_right(v_intervals, (ready + w_from, INF))
             if j and v_intervals[j - 1][1] > ready + w_from:
                 j -= 1
-            for j in range(j, len(v_intervals)):
+            for j in range(j, len(v_intervals)):  # noqa: B020 (resumes at j)
                 a_v, b_v = v_intervals[j]
                 if a_v > latest + w_from or (passing and a_v > ready + w_from):
                     break                       # ... and not after we must have left u
@@ -410,7 +411,7 @@ def _earliest_through(middle_intervals: List[_Interval], t: float, c: float,
     k = _first_open(middle_intervals, t + dc)
     if k and middle_intervals[k - 1][1] == t + dc:
         k -= 1  # the hold is half-open: an interval ending exactly at t + dc still fits
-    for k in range(k, len(middle_intervals)):
+    for k in range(k, len(middle_intervals)):  # noqa: B020 (resumes at k)
         m_a, m_b = middle_intervals[k]
         if m_a <= t + c:
             t_k = t
@@ -421,7 +422,8 @@ def _earliest_through(middle_intervals: List[_Interval], t: float, c: float,
     return INF
 
 
-def _reconstruct(parent, node_vertex, start_node: int, start: int, state,
+def _reconstruct(parent: Dict[Tuple[int, int], Optional[Tuple[int, int, float, float]]],
+                 node_vertex: List[int], start_node: int, start: int, state: Tuple[int, int],
                  arrival: float) -> TimedPath:
     """The steps leading to ``state``: arrivals, and a wait step before each delayed departure."""
     def vertex(n: int) -> int:

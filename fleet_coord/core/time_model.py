@@ -37,7 +37,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
+
+if TYPE_CHECKING:
+    from .kinematics import Limits
+    from .roadmap import Roadmap
 
 INF = math.inf
 #: Lanes whose directions differ by less than this (rad) continue one another; turns
@@ -111,7 +115,7 @@ class TimeModel:
         return cls(max_v=float(speed))
 
     @classmethod
-    def of_robot(cls, limits, *, margin: float = 0.3, share: float = 0.8,
+    def of_robot(cls, limits: Limits, *, margin: float = 0.3, share: float = 0.8,
                  settle: float = 0.15, reverse: bool = True) -> "TimeModel":
         """The model at a robot's real limits (``kinematics.Limits``): cruise at its top
         speed, plan accelerations at ``share`` of its limits (the tracker keeps the rest to
@@ -156,7 +160,7 @@ class TimeModel:
         return Ramp.make(length, v0, v1, cruise, self.max_acc)
 
 
-def as_time_model(model) -> TimeModel:
+def as_time_model(model: Union[TimeModel, float]) -> TimeModel:
     """``model`` itself, or ``TimeModel.constant(model)`` for a plain speed (m/s)."""
     if isinstance(model, TimeModel):
         return model
@@ -247,7 +251,7 @@ class LaneTimes:
     """Per (roadmap, clearance L, time model): each lane's straight continuation, cruise
     speed, direction, and its timings on demand (cached by entry / exit speed)."""
 
-    def __init__(self, roadmap, clearance: float, model: TimeModel) -> None:
+    def __init__(self, roadmap: Roadmap, clearance: float, model: TimeModel) -> None:
         self.roadmap = roadmap
         self.clearance = float(clearance)
         self.model = model
@@ -295,7 +299,7 @@ class LaneTimes:
 _lane_times: Dict[Tuple[int, float, TimeModel], LaneTimes] = {}
 
 
-def lane_times(roadmap, clearance: float, model: TimeModel) -> LaneTimes:
+def lane_times(roadmap: Roadmap, clearance: float, model: TimeModel) -> LaneTimes:
     """The cached ``LaneTimes`` of this roadmap, clearance and model."""
     key = (id(roadmap), float(clearance), model)
     lt = _lane_times.get(key)
@@ -332,7 +336,8 @@ class Traversal:
         return self.timing.ramp
 
 
-def decode(roadmap, clearance: float, path: Sequence[Tuple[int, float]], model,
+def decode(roadmap: Roadmap, clearance: float, path: Sequence[Tuple[int, float]],
+           model: Union[TimeModel, float],
            *, start_heading: Optional[float] = None) -> List[Traversal]:
     """The traversals of a timed path under ``model`` (see ``Traversal``).
 
@@ -424,7 +429,7 @@ def decode(roadmap, clearance: float, path: Sequence[Tuple[int, float]], model,
     return out
 
 
-def holds(roadmap, path: Sequence[Tuple[int, float]], traversals: Sequence[Traversal],
+def holds(roadmap: Roadmap, path: Sequence[Tuple[int, float]], traversals: Sequence[Traversal],
           park_until: float = INF) -> List[Tuple[int, float, float]]:
     """The ``(resource, t_start, t_end)`` holds of a decoded path: the first vertex from
     the path's first time, each lane's middle and its endpoints as ``Traversal`` says, the

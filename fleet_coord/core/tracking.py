@@ -256,6 +256,7 @@ class PathTracker:
         base = 0.0
         for j in range(self.index, len(self.legs)):
             leg = self.legs[j]
+            walls: tuple[tuple[float, float], ...]
             if leg.has_middle:
                 walls = ((leg.wall, leg.t_mid), (leg.length - leg.wall, leg.t_enter))
             else:
