@@ -77,3 +77,34 @@ def test_uncovered_is_none_while_everything_is_held():
     assert first_uncovered(traffic.table, "m", segs, 0.0) is None
     traffic.release("m", after=1.2)
     assert first_uncovered(traffic.table, "m", segs, 0.0) == 1.2
+
+
+def test_a_stop_point_inside_a_straight_run_is_braked_into():
+    """At the robot's real limits it passes the vertices of a straight run at speed; to
+    stop at one after a cut it brakes on the lane into it, arriving later than it would
+    have passed (stop_prefix), and parks there."""
+    from fleet_coord.core.kinematics import Limits
+    from fleet_coord.core.planner import sipp
+    from fleet_coord.core.timed_path import stop_prefix
+    from fleet_coord.core.tracking import robot_time_model
+
+    roadmap, ex, traffic = setup()
+    model = robot_time_model(Limits(max_v=1.0, max_w=4.0, max_acc=4.0, max_alpha=20.0),
+                             ex.clearance)
+    path = sipp(roadmap, ex, traffic.table, "mover", (0, 1), (7, 1), 0.0, model,
+                start_heading=0.0)
+    assert len(path) == 8                                    # one run, no stop on the way
+    assert traffic.reserve("mover", path_to_segments(roadmap, ex, path, model)).ok
+    prefix = stop_prefix(roadmap, ex, path, 4, model)
+    assert prefix[:4] == path[:4] and prefix[4][0] == path[4][0]
+    assert prefix[4][1] > path[4][1]                          # braking takes longer
+    path_to_segments(roadmap, ex, prefix, model)              # a valid path of the model
+    # its holds cut from when it would enter (5, 1): it stops at (4, 1), braking into it
+    five = roadmap.vertex_at(5, 1)
+    cut = next(a for r, a, _ in path_to_segments(roadmap, ex, path, model) if r == five)
+    traffic.release("mover", after=cut)
+    k = stop_point(traffic.table, roadmap, ex, "mover", path, model, cut, legs_driven=1)
+    assert k == 4
+    stop = stop_prefix(roadmap, ex, path, k, model)
+    assert traffic.reserve("mover", clip(path_to_segments(roadmap, ex, stop, model), 0.5),
+                           replace_from=0.5).ok

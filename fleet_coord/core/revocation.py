@@ -12,9 +12,10 @@ Pure: the table, the path and time are parameters; no rclpy.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Sequence, Union
 
-from fleet_coord.core.timed_path import Segment, TimedPath, path_to_segments
+from fleet_coord.core.time_model import TimeModel
+from fleet_coord.core.timed_path import Segment, TimedPath, path_to_segments, stop_prefix
 
 if TYPE_CHECKING:
     from fleet_coord.core.reservations import ReservationTable
@@ -63,19 +64,23 @@ def clip(segments: Sequence[Segment], t_from: float) -> list[Segment]:
 
 
 def stop_point(table: ReservationTable, roadmap: Roadmap, exclusion: Exclusion, robot: str,
-               path: TimedPath, speed: float,
-               t_cut: float, legs_driven: int) -> int | None:
+               path: TimedPath, model: Union[TimeModel, float], t_cut: float,
+               legs_driven: int) -> int | None:
     """Index k of the last step of `path` where the robot can stop and park: it reaches
-    step k within what it holds (every hold before the goal hold of step k ends by
-    `t_cut`), step k is not behind it (`legs_driven` lanes done, or
-    being driven), and its vertex is free for ever from the moment it enters it. None
-    when there is no such step."""
+    step k within what it holds (every hold of ``stop_prefix(path, k)`` - the path
+    braking to a stop at step k - before the goal hold ends by `t_cut`), step k is not
+    behind it (`legs_driven` lanes done, or being driven; a step it would pass at speed
+    must lie beyond the lane it drives, so it can still brake), and its vertex is free
+    for ever from the moment it enters it. None when there is no such step. Drive
+    ``stop_prefix(roadmap, exclusion, path, k, model)`` to stop there."""
     done = legs_done_at(path)
     for k in range(len(path) - 1, -1, -1):
         if done[k] < legs_driven:
             break
-        prefix = list(path[:k + 1])
-        segs = path_to_segments(roadmap, exclusion, prefix, speed)
+        prefix = stop_prefix(roadmap, exclusion, path, k, model)
+        if prefix is None or (prefix[-1][1] != path[k][1] and done[k] <= legs_driven):
+            continue
+        segs = path_to_segments(roadmap, exclusion, prefix, model)
         *before, (v, a, _) = segs
         # the holds on the way there all end by the cut (the cut took only what follows)
         if a > t_cut + _EPS or any(b > t_cut + _EPS for _, _, b in before):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple, Union
 
-from .time_model import TimeModel, decode, holds
+from .time_model import TimeModel, as_time_model, decode, holds, lane_times
 
 if TYPE_CHECKING:
     from fleet_coord.core.roadmap import Exclusion, Roadmap
@@ -52,6 +52,27 @@ def path_to_segments(roadmap: Roadmap, exclusion: Exclusion, path: Sequence[Tupl
         return holds(roadmap, path, traversals, park_until)
     except ValueError as e:
         raise ValueError(f"path_to_segments: {e}") from None
+
+
+def stop_prefix(roadmap: Roadmap, exclusion: Exclusion, path: Sequence[Tuple[int, float]],
+                k: int, model: Union[TimeModel, float]) -> Optional[TimedPath]:
+    """``path`` up to its step ``k``, the robot stopping there: where it would have passed
+    step ``k`` at speed it brakes on the lane into it instead, so that step comes later.
+    None when that lane is too short to brake from its speed."""
+    prefix = [(int(v), float(t)) for v, t in path[:k + 1]]
+    if k == 0 or prefix[-1][0] == prefix[-2][0]:
+        return prefix
+    traversals = decode(roadmap, exclusion.clearance, path, model)
+    moves = sum(1 for (u, _), (v, _) in zip(prefix, prefix[1:]) if u != v)
+    last = traversals[moves - 1]
+    if last.stops_after:
+        return prefix
+    model = as_time_model(model)
+    timing = lane_times(roadmap, exclusion.clearance, model).timing(last.e, last.ramp.v0, 0.0)
+    if timing is None:
+        return None
+    prefix[-1] = (prefix[-1][0], last.t_dep + timing.d)
+    return prefix
 
 
 def path_cost(path: Sequence[Tuple[int, float]]) -> float:
