@@ -374,13 +374,16 @@ def sipp(roadmap: Roadmap, exclusion: Exclusion, table: SafeIntervals, robot: Op
                 # (arrival - d), which float rounding may put a hair before t.
                 arrival = t + d
                 dep = arrival - d
-                if dep < t and not passing:
-                    t = math.nextafter(t, INF)
-                    arrival = t + d
-                    dep = arrival - d
-                if not (a_v <= dep + w_from < b_v) or dep + hold_u > interval_end:
-                    continue
-                if middle >= 0 and not _fits(safe[middle], dep + m0, dep + m1):
+                if dep != t:
+                    if dep < t and not passing:
+                        t = math.nextafter(t, INF)
+                        arrival = t + d
+                        dep = arrival - d
+                    if not (a_v <= dep + w_from < b_v):
+                        continue
+                    if middle >= 0 and not _fits(safe[middle], dep + m0, dep + m1):
+                        continue
+                if dep + hold_u > interval_end:
                     continue
                 key = (m, j)
                 if arrival < best.get(key, INF):

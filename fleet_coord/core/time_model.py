@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 if TYPE_CHECKING:
     from .kinematics import Limits
@@ -80,7 +80,7 @@ def cover_time(distance: float, max_v: float, acc: float) -> float:
     return max_v / acc + (distance - d_acc) / max_v
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=True)
 class TimeModel:
     """How long a robot needs (see the module docstring). Speeds in m/s, accelerations in
     m/s^2, angles in rad, times in s; ``inf`` means "takes no time"."""
@@ -95,6 +95,14 @@ class TimeModel:
     #: conservative model: planned slowly enough to stop and turn there); otherwise it
     #: follows its plan's profile within ``margin``
     drive_ahead: bool = False
+
+    def __hash__(self) -> int:
+        # cached: a model keys the per-roadmap caches looked up on every plan
+        h: Optional[int] = self.__dict__.get("_hash")
+        if h is None:
+            h = hash(tuple(getattr(self, f) for f in _FIELDS))
+            object.__setattr__(self, "_hash", h)
+        return h
 
     def __post_init__(self) -> None:
         for name in ("max_v", "max_acc", "max_w", "max_alpha"):
@@ -160,14 +168,24 @@ class TimeModel:
         return Ramp.make(length, v0, v1, cruise, self.max_acc)
 
 
+_FIELDS = ("max_v", "max_acc", "max_w", "max_alpha", "turn_extra", "margin", "reverse",
+           "drive_ahead")
+_constant: Dict[float, TimeModel] = {}
+
+
 def as_time_model(model: Union[TimeModel, float]) -> TimeModel:
     """``model`` itself, or ``TimeModel.constant(model)`` for a plain speed (m/s)."""
     if isinstance(model, TimeModel):
         return model
     speed = float(model)
-    if not speed > 0:
-        raise ValueError(f"max_speed must be > 0, got {model!r}")
-    return TimeModel.constant(speed)
+    found = _constant.get(speed)
+    if found is None:
+        if not speed > 0:
+            raise ValueError(f"max_speed must be > 0, got {model!r}")
+        if len(_constant) >= 64:
+            _constant.clear()
+        found = _constant[speed] = TimeModel.constant(speed)
+    return found
 
 
 class Ramp:
@@ -310,8 +328,7 @@ def lane_times(roadmap: Roadmap, clearance: float, model: TimeModel) -> LaneTime
     return lt
 
 
-@dataclass(frozen=True)
-class Traversal:
+class Traversal(NamedTuple):
     """One lane of a timed path as the robot drives it. ``t_dep``: when it leaves ``u``
     (at ``v0``: 0 after a stop); ``t_arr`` = ``t_dep + d``: when it is at ``v`` (at ``v1``:
     0 when it stops there). Holds (margin included): ``u`` until ``t_leave``, the lane's
@@ -395,6 +412,7 @@ def decode(roadmap: Roadmap, clearance: float, path: Sequence[Tuple[int, float]]
                              f"is too short to reach {v1:g} m/s from a stop")
     out: List[Traversal] = []
     heading = start_heading
+    turns = model.turns
     for i, (k, e, tail, arrived) in enumerate(moves):
         timing = timings[i]
         assert timing is not None
@@ -406,7 +424,7 @@ def decode(roadmap: Roadmap, clearance: float, path: Sequence[Tuple[int, float]]
             reverse = out[-1].reverse
         else:
             lane = lt.angle[e]
-            if heading is not None:
+            if heading is not None and turns:
                 ahead = abs(wrap(lane - heading))
                 reverse = model.reverse and ahead > math.pi / 2 + ANGLE_TOL
                 turn = model.turn(model.turn_angle(heading, lane))
@@ -422,10 +440,9 @@ def decode(roadmap: Roadmap, clearance: float, path: Sequence[Tuple[int, float]]
                     f"must leave {roadmap.names[lt.edge_from[e]]} at {t_dep:.6g}, {why}")
         heading = lt.angle[e] + (math.pi if reverse else 0.0)
         out.append(Traversal(
-            e=e, u=lt.edge_from[e], v=lt.edge_to[e], t_dep=t_dep, t_arr=t_arr, timing=timing,
-            stops_before=not passes[i], stops_after=not passes[i + 1], reverse=reverse,
-            turn_before=turn, t_leave=t_dep + timing.hold_u, t_mid=t_dep + timing.m0,
-            t_mid_end=t_dep + timing.m1, t_enter=t_dep + timing.w_from))
+            e, lt.edge_from[e], lt.edge_to[e], t_dep, t_arr, timing, not passes[i],
+            not passes[i + 1], reverse, turn, t_dep + timing.hold_u, t_dep + timing.m0,
+            t_dep + timing.m1, t_dep + timing.w_from))
     return out
 
 
