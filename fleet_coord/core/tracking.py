@@ -51,6 +51,13 @@ BRAKE_SHARE = 0.7
 #: Heading gain and tolerance of the turn in place (gain * control period must stay < 1).
 K_HEADING = 12.0
 HEADING_TOL = 0.06
+#: Heading gain while driving (lower than in place: the lateral loop rides on it, and at
+#: speed it must tolerate command latency the delay compensation did not see) and the
+#: look-ahead time of the lateral correction (its time constant at speed).
+K_DRIVE = 8.0
+T_LOOKAHEAD = 0.5
+#: ... capped (m): the lanes' holds have no lateral room, an offset must die out quickly.
+MAX_LOOKAHEAD = 0.4
 #: Gain (1/s) of the correction toward the planned position on a run.
 K_ALONG = 3.0
 #: Gain (1/s) of the last centimetres of a stop, v = k_stop * distance: the real-speed
@@ -162,6 +169,7 @@ class PathTracker:
                  limits: Limits, *, lead: Optional[float] = None, pos_tol: float = 0.02,
                  heading_tol: float = HEADING_TOL, k_heading: float = K_HEADING,
                  k_lateral: float = 5.0, k_along: float = K_ALONG,
+                 t_lookahead: Optional[float] = None, k_drive: float = K_DRIVE,
                  k_stop: Optional[float] = None) -> None:
         if not path:
             raise ValueError("PathTracker: the path is empty")
@@ -174,6 +182,10 @@ class PathTracker:
         self.heading_tol = heading_tol
         self.k_heading = k_heading
         self.k_lateral = k_lateral
+        # the stop-and-turn model drives short bursts ahead: it steers back at once
+        self.t_lookahead = (0.0 if model.drive_ahead else T_LOOKAHEAD) \
+            if t_lookahead is None else t_lookahead
+        self.k_drive = k_drive
         self.k_along = k_along
         self.k_stop = k_stop or K_STOP["stop_and_turn" if model.drive_ahead else "real"]
         if lead is None:
@@ -202,6 +214,7 @@ class PathTracker:
         self.index = 0          # the leg being driven or next to drive
         self.driving = False
         self.reverse = False
+        self._speed = 0.0       # the last speed commanded (m/s)
 
     # -- helpers --------------------------------------------------------------------
 
@@ -307,6 +320,7 @@ class PathTracker:
             err = _wrap(lane + (math.pi if self.reverse else 0.0)
                         - math.atan(self.k_lateral * off) - theta)
             if abs(err) > self.heading_tol or t < leg.t_dep - self.early:
+                self._speed = 0.0
                 return self._cmd(0.0, self._turn_rate(err) if abs(err) > 1e-3 else 0.0)
             self.driving = True
         ex, ey = ((leg.end[0] - leg.start[0]) / leg.length,
@@ -334,10 +348,15 @@ class PathTracker:
             want = v_ref + self.k_along * (s_ref - p)
         speed = max(0.0, min(want, cap))
         body = math.atan2(ey, ex) + (math.pi if self.reverse else 0.0)
-        want_heading = body - math.atan(self.k_lateral * lateral)
+        # Steer back onto the lane over a look-ahead distance that grows with speed, so the
+        # lateral loop stays as slow (1 / T_LOOKAHEAD) at 1 m/s as at a crawl and tolerates
+        # command latency the delay compensation did not see.
+        lookahead = max(1.0 / self.k_lateral, min(self.t_lookahead * self._speed, MAX_LOOKAHEAD))
+        want_heading = body - math.atan(lateral / lookahead)
         err = _wrap(want_heading - theta)
-        w = max(-self.limits.max_w, min(self.limits.max_w, self.k_heading * err))
+        w = max(-self.limits.max_w, min(self.limits.max_w, self.k_drive * err))
         speed *= max(0.0, math.cos(err)) ** 2
+        self._speed = speed
         return self._cmd(-speed if self.reverse else speed, w, p)
 
 
