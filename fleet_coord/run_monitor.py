@@ -9,11 +9,16 @@ of the agents, the dispatcher or the planner — and counts two kinds of violati
 - **excursions**: a robot whose footprint, at the time stamped on its odometry, sticks
   out of the union of the resources it holds at that time by more than ``tolerance_m``
   (``core.tracking.containment_error``). A robot that holds nothing yet (not parked) is
-  not checked.
+  not checked. A sample is checked once the monitor's replica shows a table change the
+  authority stamped at or after the sample's time (or a snapshot): its table updates
+  may reach it later than the odometry of a robot already driving what they granted.
 
 Used by the fleet tests and by ``fleet-coord demo``. Reads only.
 """
 from __future__ import annotations
+
+import math
+from collections import deque
 
 from fleet_coord_msgs.msg import ReservationSet
 from nav_msgs.msg import Odometry
@@ -45,6 +50,9 @@ class RunMonitor:
                                              # stale until the next snapshot: not checked)
         self.on_odom = None                  # optional hook: f(robot, t, x, y, qz, qw, v)
         self._n: dict[str, int] = {}
+        self._known_until = -math.inf        # authority's stamp of the newest change applied
+        # sampled odometry (robot, t, x, y) not checked yet: newer than the replica
+        self._waiting: deque[tuple[str, float, float, float]] = deque(maxlen=10_000)
         node.create_subscription(ReservationSet, "/traffic/updates", self._on_update, qos.TABLE)
         for r in robots:
             node.create_subscription(Odometry, f"/{r}/odom",
@@ -61,6 +69,10 @@ class RunMonitor:
         if not self.replica.apply(msg):
             if self.replica.stale:
                 self.gaps += 1
+            elif msg.version <= self.replica.version:
+                # nothing new (a periodic snapshot): the replica is current as of its stamp
+                self._known_until = max(self._known_until, from_time(msg.stamp))
+                self._check_waiting()
             return
         self.updates += 1
         table = self.replica.table
@@ -68,6 +80,8 @@ class RunMonitor:
             hit = table.first_conflict(s.resource, s.t_start, s.t_end, robot=s.robot)
             if hit is not None:
                 self.conflicts.append((s.robot, s.resource, s.t_start, s.t_end, str(hit)))
+        self._known_until = max(self._known_until, from_time(msg.stamp))
+        self._check_waiting()
 
     def _on_odom(self, robot: str, msg: Odometry) -> None:
         t = from_time(msg.header.stamp)
@@ -78,13 +92,19 @@ class RunMonitor:
         n = self._n[robot] = self._n.get(robot, 0) + 1
         if n % self.check_every:
             return
-        if self.replica.stale:
-            return  # a lost update: wait for the next snapshot rather than guess
-        holds = self.holds(robot)
-        if not holds:
-            return  # not parked yet
-        x, y = p.position.x, p.position.y
-        err = containment_error(self.exclusion, holds, x, y, t, slack_t=self.slack_t)
-        self.samples += 1
-        if err > self.tolerance_m:
-            self.excursions.append((robot, round(t, 3), round(x, 3), round(y, 3), err))
+        self._waiting.append((robot, t, p.position.x, p.position.y))
+        self._check_waiting()
+
+    def _check_waiting(self) -> None:
+        """Check the samples the replica is current for (see the module docstring)."""
+        while self._waiting and not self.replica.stale \
+                and self._waiting[0][1] <= self._known_until:
+            # (stale: a lost update; wait for the next snapshot rather than guess)
+            robot, t, x, y = self._waiting.popleft()
+            holds = self.holds(robot)
+            if not holds:
+                continue  # not parked yet
+            err = containment_error(self.exclusion, holds, x, y, t, slack_t=self.slack_t)
+            self.samples += 1
+            if err > self.tolerance_m:
+                self.excursions.append((robot, round(t, 3), round(x, 3), round(y, 3), err))
