@@ -169,7 +169,7 @@ class PathTracker:
                  limits: Limits, *, lead: Optional[float] = None, pos_tol: float = 0.02,
                  heading_tol: float = HEADING_TOL, k_heading: float = K_HEADING,
                  k_lateral: float = 5.0, k_along: float = K_ALONG,
-                 t_lookahead: Optional[float] = None, k_drive: float = K_DRIVE,
+                 t_lookahead: Optional[float] = None, k_drive: Optional[float] = None,
                  k_stop: Optional[float] = None) -> None:
         if not path:
             raise ValueError("PathTracker: the path is empty")
@@ -185,7 +185,11 @@ class PathTracker:
         # the stop-and-turn model drives short bursts ahead: it steers back at once
         self.t_lookahead = (0.0 if model.drive_ahead else T_LOOKAHEAD) \
             if t_lookahead is None else t_lookahead
-        self.k_drive = k_drive
+        # the stop-and-turn model keeps its tuning: stand at a wall until it opens (it is
+        # ahead of its plan anyway), steer back hard
+        self.k_drive = K_HEADING if model.drive_ahead and k_drive is None else \
+            (k_drive or K_DRIVE)
+        self.glide = not model.drive_ahead
         self.k_along = k_along
         self.k_stop = k_stop or K_STOP["stop_and_turn" if model.drive_ahead else "real"]
         if lead is None:
@@ -279,7 +283,8 @@ class PathTracker:
                     # slow to arrive when it opens, or brake to stand in front of it (past
                     # it already, an overshoot: stand still, do not make it worse)
                     ahead = base + x - p
-                    cap = min(cap, max(self._brake(ahead), ahead / (opens - t)))
+                    glide = ahead / (opens - t) if self.glide else 0.0
+                    cap = min(cap, max(self._brake(ahead), glide))
             if leg.stops_after:
                 stop = base + leg.length - p
                 return min(cap, self._brake(stop)), stop
