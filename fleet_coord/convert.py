@@ -12,9 +12,10 @@ functions, so a field's meaning (a zero deadline is "none", an infinite hold is
 | (x, y, theta, v, w) | nav_msgs/Odometry (`odometry_msg`, `pose_from_odometry`) |
 | core.tasks.Task | fleet_coord_msgs/Task (`task_to_msg`, `task_from_msg`) |
 | core.tasks.TaskState | TaskStatus.state codes (`STATE_CODE`, `state_from_code`) |
-| contract_net.RefuseReason | Refusal.reason_code (`REFUSE_CODE`) |
+| contract_net.RefuseReason | Refusal.reason_code (`REFUSE_CODE`, `refuse_reason_from_code`) |
+| contract_net.Proposal / Refusal | Proposal / Refusal (`proposal_from_msg`, `refusal_from_msg`) |
 | core.reservations.Reservation | ReservationSegment (`reservation_to_segment`, ...) |
-| core.replica.TableUpdate | ReservationSet (`table_update_from_msg`) |
+| core.replica.TableUpdate | ReservationSet (`table_update_from_msg`, `table_update_msg`) |
 | core.trust.Keyring | Keyring of KeyEntry (`keyring_to_msg`, `keyring_from_msg`) |
 | timed path [(vertex, t)] | nav_msgs/Path (`timed_path_msg`, `timed_path_from_msg`) |
 """
@@ -24,8 +25,8 @@ import math
 from typing import Any
 
 from builtin_interfaces.msg import Time
-from fleet_coord_msgs.msg import (KeyEntry, Keyring as KeyringMsg, Refusal, ReservationSegment,
-                                  ReservationSet, TaskStatus)
+from fleet_coord_msgs.msg import (KeyEntry, Keyring as KeyringMsg, Proposal, Refusal,
+                                  ReservationSegment, ReservationSet, TaskStatus)
 from fleet_coord_msgs.msg import Task as TaskMsg
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry, Path
@@ -147,6 +148,22 @@ REFUSE_CODE: dict[cn.RefuseReason, int] = {
     cn.RefuseReason.NOT_READY: Refusal.REASON_NOT_READY,
     cn.RefuseReason.UNSUPPORTED_KIND: Refusal.REASON_UNSUPPORTED_KIND,
 }
+_CODE_REFUSE = {code: reason for reason, code in REFUSE_CODE.items()}
+
+
+def refuse_reason_from_code(code: int) -> cn.RefuseReason:
+    """The RefuseReason of a Refusal.reason_code; OTHER for a code we do not know (the
+    detail text then says why)."""
+    return _CODE_REFUSE.get(int(code), cn.RefuseReason.OTHER)
+
+
+def proposal_from_msg(m: Proposal) -> cn.Proposal:
+    return cn.Proposal(m.robot, m.task_id, int(m.round), float(m.cost), from_time(m.eta))
+
+
+def refusal_from_msg(m: Refusal) -> cn.Refusal:
+    return cn.Refusal(m.robot, m.task_id, int(m.round), refuse_reason_from_code(m.reason_code),
+                      m.reason, m.station or None)
 
 
 # -- reservations -----------------------------------------------------------------------
@@ -250,3 +267,11 @@ def timed_path_from_msg(roadmap: Any, msg: Path) -> list[tuple[int, float]]:
             raise ValueError(f"plan pose {k} at ({p.x:g}, {p.y:g}) is not a roadmap vertex")
         out.append((int(v), from_time(ps.header.stamp)))
     return out
+
+
+def table_update_msg(u: TableUpdate, stamp: Time) -> ReservationSet:
+    """A core TableUpdate (the authority's delta or snapshot) as a /traffic/updates message."""
+    conv = reservation_to_segment
+    return ReservationSet(version=int(u.version), robot=u.robot, roadmap_id=u.roadmap_id,
+                          is_snapshot=bool(u.is_snapshot), stamp=stamp,
+                          added=[conv(r) for r in u.added], removed=[conv(r) for r in u.removed])

@@ -41,8 +41,8 @@ def test_a_restarted_dispatcher_still_takes_a_lost_former_holders_late_done(tmp_
         first.ledger.close()
         second = Dispatcher(context=ctx, parameter_overrides=params)
         ex.add_node(second)
-        assert second.former == {"t1": {"a"}}
-        assert second.excluded == {"t1": {"a"}, "t2": {"b"}}
+        assert second.core.former_holders() == {"t1": {"a"}}
+        assert second.core.excluded() == {"t1": {"a"}, "t2": {"b"}}
         assert spin_until(ex, lambda: status_pub.get_subscription_count() > 0, 10.0)
         # ... and a, back after all, reports t1 done: the first completion wins
         status_pub.publish(TaskStatus(task_id="t1", robot="a", state=TaskStatus.DONE))

@@ -108,7 +108,7 @@ def test_an_idle_robot_gives_up_holds_it_should_not_have(tmp_path):
         # good (here one more vertex than the spot it stands on)
         now = fleet.traffic.now()
         assert table.commit("a", [(extra, now, INF)]).ok
-        fleet.traffic._publish_updates()
+        fleet.traffic.publish_updates()
 
         def forever(robot):
             return sorted(r.resource for r in table.reservations(robot) if r.t_end == INF)
@@ -153,9 +153,9 @@ def test_a_task_to_a_station_a_lost_robot_holds_waits_for_it(tmp_path):
     with monitored_fleet(tmp_path, robots) as (fleet, monitor, ex):
         a = fleet.agents["a"]
         a._publish_state = lambda: None      # a falls silent (a stalled or cut-off agent)
-        assert spin_until(ex, lambda: "a" in fleet.dispatcher.lost, 10.0), "a not lost"
+        assert spin_until(ex, lambda: "a" in fleet.dispatcher.core.lost, 10.0), "a not lost"
         assert fleet.submit("to-a", ["2,1"]).accepted
-        assert spin_until(ex, lambda: "to-a" in fleet.dispatcher.deferred, 5.0)
+        assert spin_until(ex, lambda: "to-a" in fleet.dispatcher.core.deferred(), 5.0)
         spin_until(ex, lambda: False, 2.0)
         said = [s for s in fleet.statuses if s.task_id == "to-a"]
         assert not [s for s in said if s.state == TaskStatus.ANNOUNCED], said

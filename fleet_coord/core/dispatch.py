@@ -1,0 +1,507 @@
+"""The dispatcher's decisions: accept tasks, auction them (Contract Net), follow their
+execution, give them back to auction when their robot fails, is lost or removed.
+
+A pure state machine like `contract_net.Initiator`: inputs are method calls with the
+time as a parameter (submissions, proposals and refusals, robots' task statuses, robot
+states, losses and removals, `tick`), outputs are actions for the node to send
+(`CallForProposals`, `Award`, `Rejection`, `StatusUpdate`). The only other effect is the
+`TaskLedger` (core.tasks), written before any action leaves: every accepted task is in
+it before the client hears "accepted", and a restarted `Dispatch` rebuilds itself from
+it (pending tasks are announced again, in-flight ones must be confirmed by their robot
+within `confirm_window` seconds).
+
+Per open task there is ONE record, `TaskEntry`, deleted when the task ends.
+
+Auctions. One `Initiator` per open task and round: cfp with a bid window, the lowest
+marginal cost wins; a round without bids is retried with back-off (`RetryPolicy`) and
+finally fails with the reason the robots gave. A robot's failure, loss or removal sends
+its tasks back to auction (at most `max_task_attempts` times); the robots that gave a
+task back are not asked again. A task one of whose stations a lost robot holds for good
+(it stands there, or its committed path ends there) is not announced until that robot is
+heard again or removed: it stays QUEUED with the reason (docs/reliability.md, Known
+gap 4).
+
+Late results. The traffic authority cannot tell a dead agent from a partitioned one, so
+a task whose robot was declared lost goes back to auction while that robot may still be
+driving it. In Contract Net terms the contract was withdrawn unilaterally, but the first
+contractor's inform-done still reports real work: a DONE from a robot the task was taken
+from on loss, while the task has not ended, is accepted (first completion wins,
+`TaskLedger.complete_late`). A running re-auction is cancelled, a pending retry dropped,
+and a re-award withdrawn by a reject-proposal to the new robot, which drops the task. A
+DONE from the new robot that comes first ends the task as usual and the late one is
+ignored. With a partition a task is done at least once, never "exactly once"; the ledger
+records it done once. A former holder's ACTIVE statuses are ignored.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol, Union
+
+from fleet_coord.core import contract_net as cn
+from fleet_coord.core.membership import Incarnation, Membership
+from fleet_coord.core.replica import Replica
+from fleet_coord.core.roadmap import Exclusion, Roadmap
+from fleet_coord.core.tasks import (TERMINAL_STATES, DuplicateTask, LedgerError, Task,
+                                    TaskError, TaskLedger, TaskRecord, TaskState)
+from fleet_coord.core.yielding import parked_at
+
+__all__ = ["Action", "Award", "CallForProposals", "Dispatch", "DispatchConfig", "Refused",
+           "Rejection", "StatusUpdate", "TaskEntry"]
+
+
+class Log(Protocol):
+    """What the core says about its decisions (rclpy's node logger, `logging.Logger`)."""
+
+    def info(self, msg: str) -> object: ...
+    def warning(self, msg: str) -> object: ...
+
+
+class Refused(Exception):
+    """A submission or cancellation the dispatcher refuses; `str()` is the client's error."""
+
+
+@dataclass(frozen=True)
+class DispatchConfig:
+    bid_window: float = 0.3             # s a cfp waits for answers
+    retry: cn.RetryPolicy = cn.RetryPolicy(base=1.0, factor=2.0, max_attempts=4)
+    max_task_attempts: int = 3          # robots a task may be given to before it fails
+    robot_timeout: float = 2.0          # s without a RobotState: not asked in auctions
+    confirm_window: float = 3.0         # s a robot has to confirm an in-flight task at restart
+    name: str = "dispatcher"            # the initiator named in cfps, awards, rejections
+    start_delay: float = 0.5            # s before re-announcing at restart (robots to discover)
+    no_robot_grace: float = 5.0         # s a due task waits for a robot before it is announced anyway
+    defer_recheck: float = 1.0          # s between checks of a task held back by a lost robot
+
+    def __post_init__(self) -> None:
+        for name in ("bid_window", "robot_timeout", "confirm_window"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"dispatcher {name} must be a finite number of seconds > 0, "
+                                 f"got {value!r}")
+        if not (isinstance(self.max_task_attempts, int) and self.max_task_attempts >= 1):
+            raise ValueError(f"dispatcher max_task_attempts must be an integer >= 1, got "
+                             f"{self.max_task_attempts!r}")
+
+
+# -- actions ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CallForProposals:
+    """cfp: bid on `task` in auction `round` by `bid_deadline`; `excluded` may not bid."""
+    task: Task
+    round: int
+    bid_deadline: float
+    excluded: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Award:
+    """accept-proposal: `robot` won `round` of `task_id`."""
+    task_id: str
+    round: int
+    robot: str
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """reject-proposal to `robot` for `round` of `task_id`; for the robot holding the task
+    (a withdrawn award) it means: drop it."""
+    task_id: str
+    round: int
+    robot: str
+    winner: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    """The dispatcher's own task status (QUEUED, ANNOUNCED, AWARDED, FAILED, CANCELLED);
+    `robot` only with AWARDED (and CANCELLED of a held task)."""
+    task_id: str
+    state: TaskState
+    robot: str = ""
+    round: int = 0
+    reason: str = ""
+    lamport: int = 0
+
+
+Action = Union[CallForProposals, Award, Rejection, StatusUpdate]
+
+
+@dataclass
+class TaskEntry:
+    """Everything the dispatcher keeps about one open task besides its ledger record."""
+    initiator: cn.Initiator | None = None   # the auction round running now
+    announce_at: float | None = None        # (re)announce at this time; None: not due
+    no_bid_rounds: int = 0                  # rounds in a row nobody bid in
+    gave_back: set[str] = field(default_factory=set)     # not asked again
+    lost_holders: set[str] = field(default_factory=set)  # gave it back lost: a late DONE counts
+    confirm_by: float | None = None         # in flight at restart: its robot confirms by then
+    deferred: str = ""                      # why it is held back (a lost robot holds a station)
+
+
+class Dispatch:
+    """The dispatcher (see the module doc). Restarted on a ledger it picks up where the
+    ledger says: construct it at `now` and `tick` it."""
+
+    def __init__(self, ledger: TaskLedger, config: DispatchConfig, now: float, *,
+                 roadmap: Roadmap | None = None, exclusion: Exclusion | None = None,
+                 replica: Replica | None = None, log: Log | None = None) -> None:
+        self.ledger = ledger
+        self.config = config
+        self.roadmap, self.exclusion, self.replica = roadmap, exclusion, replica
+        self.log: Log = log if log is not None else logging.getLogger("fleet_coord.dispatch")
+        self.entries: dict[str, TaskEntry] = {}
+        self.robots: dict[str, float] = {}      # robot -> when its last state came
+        self.lost: set[str] = set()             # declared lost, not heard since
+        self.membership = Membership()
+        self.lamport = 0
+        pending, in_flight = ledger.pending(), ledger.in_flight()
+        for rec in pending:
+            self._entry(rec.task.id).announce_at = now + config.start_delay
+        for rec in in_flight:
+            self._entry(rec.task.id).confirm_by = now + config.confirm_window
+        for rec in [*pending, *in_flight]:
+            gave, lost = ledger.given_back(rec.task.id)
+            entry = self._entry(rec.task.id)
+            entry.gave_back, entry.lost_holders = gave, lost
+        if pending or in_flight:
+            self.log.info(f"restart: {len(pending)} pending task(s) to announce, "
+                          f"{len(in_flight)} in flight to confirm")
+
+    def _entry(self, task_id: str) -> TaskEntry:
+        entry = self.entries.get(task_id)
+        if entry is None:
+            entry = self.entries[task_id] = TaskEntry()
+        return entry
+
+    def alive_robots(self, now: float) -> list[str]:
+        return sorted(r for r, t in self.robots.items() if now - t <= self.config.robot_timeout)
+
+    def _status(self, task_id: str, state: TaskState, robot: str = "", rnd: int = 0,
+                reason: str = "") -> StatusUpdate:
+        self.lamport += 1
+        return StatusUpdate(task_id, state, robot, rnd, reason, self.lamport)
+
+    def _ended(self, task_id: str) -> None:
+        """The task reached a final state: forget it (a long run must not grow with the
+        tasks it has seen)."""
+        self.entries.pop(task_id, None)
+
+    # -- clients ------------------------------------------------------------------------
+
+    def submit(self, now: float, task: Task) -> list[Action]:
+        """Accept `task` (validated by the caller against the roadmap). Idempotent: the
+        same task again (a client retrying after a lost response) is accepted again;
+        the same id with other content is refused."""
+        try:
+            self.ledger.submit(task, now)
+        except DuplicateTask as e:
+            prev = self.ledger.get(task.id)
+            if prev is not None and \
+                    replace(prev.task, submitted_at=0.0) == replace(task, submitted_at=0.0):
+                return []
+            raise Refused(str(e)) from None
+        except (TaskError, LedgerError, ValueError) as e:
+            raise Refused(str(e)) from None
+        self._entry(task.id).announce_at = now
+        return [self._status(task.id, TaskState.QUEUED)]
+
+    def cancel(self, now: float, task_id: str, reason: str = "") -> list[Action]:
+        rec = self.ledger.get(task_id)
+        if rec is None:
+            raise Refused(f"no task {task_id!r}")
+        if rec.state in TERMINAL_STATES:
+            raise Refused(f"task {task_id!r} already ended ({rec.state})")
+        out: list[Action] = self._stop_auction(task_id, now)
+        self.ledger.transition(task_id, TaskState.CANCELLED, now,
+                               reason=reason or "cancelled by a client")
+        self._ended(task_id)
+        out.append(self._status(task_id, TaskState.CANCELLED, rec.robot or "", rec.round, reason))
+        return out
+
+    # -- auctions -----------------------------------------------------------------------
+
+    def _stop_auction(self, task_id: str, now: float) -> list[Action]:
+        """End a running auction round of `task_id` without award (its bidders get
+        reject-proposal)."""
+        entry = self.entries.get(task_id)
+        init = entry.initiator if entry else None
+        if entry is None or init is None:
+            return []
+        entry.initiator = None
+        if init.state in (cn.InitiatorState.CFP_SENT, cn.InitiatorState.EVALUATING):
+            return self._send(init, init.cancel(now))
+        return []
+
+    def _send(self, init: cn.Initiator, actions: Iterable[cn.Action]) -> list[Action]:
+        out: list[Action] = []
+        for a in actions:
+            if isinstance(a, cn.AcceptProposal):
+                out.append(Award(a.task_id, a.round, a.robot))
+            else:
+                out.append(Rejection(a.task_id, a.round, a.robot, winner=init.winner or "",
+                                     reason=a.reason))
+        return out
+
+    def _announce(self, task_id: str, entry: TaskEntry, now: float) -> list[Action]:
+        rec = self.ledger.transition(task_id, TaskState.ANNOUNCED, now)
+        robots = [r for r in self.alive_robots(now) if r not in entry.gave_back]
+        init = cn.Initiator(rec.task, rec.round, robots, now, self.config.bid_window)
+        entry.initiator = init
+        return [CallForProposals(rec.task, rec.round, init.deadline, tuple(sorted(entry.gave_back))),
+                self._status(task_id, TaskState.ANNOUNCED, rnd=rec.round)]
+
+    def _answer(self, now: float, msg: cn.Proposal | cn.Refusal) -> list[Action]:
+        entry = self.entries.get(msg.task_id)
+        init = entry.initiator if entry else None
+        if init is None or entry is None or self.membership.is_removed(msg.robot):
+            return []
+        if msg.robot in entry.gave_back:   # the cfp excluded it; it may not win the task back
+            if isinstance(msg, cn.Proposal):
+                return [Rejection(msg.task_id, msg.round, msg.robot,
+                                  reason="excluded: it gave this task back")]
+            return []
+        try:
+            return self._send(init, init.on_message(msg, now))
+        except ValueError as e:
+            self.log.warning(f"bad proposal from {msg.robot}: {e}")
+            return []
+
+    def on_proposal(self, now: float, proposal: cn.Proposal) -> list[Action]:
+        return self._answer(now, proposal)
+
+    def on_refusal(self, now: float, refusal: cn.Refusal) -> list[Action]:
+        return self._answer(now, refusal)
+
+    def tick(self, now: float) -> list[Action]:
+        """Announce what is due, close auctions at their deadline, and give back in-flight
+        tasks nobody confirmed after a restart."""
+        out: list[Action] = []
+        alive = bool(self.alive_robots(now))
+        for task_id, entry in list(self.entries.items()):
+            at = entry.announce_at
+            if at is None or now < at or not (alive or now - at > self.config.no_robot_grace):
+                continue
+            deferred, actions = self._defer(task_id, entry, now)
+            out += actions
+            if deferred:
+                continue
+            entry.announce_at = None
+            try:
+                out += self._announce(task_id, entry, now)
+            except LedgerError as e:
+                self.log.warning(f"cannot announce {task_id}: {e}")
+        out += self._close_auctions(now)
+        for task_id, entry in list(self.entries.items()):
+            if entry.confirm_by is not None and now >= entry.confirm_by:
+                entry.confirm_by = None
+                out += self._requeue(task_id, None, "its robot did not confirm it after a "
+                                                    "dispatcher restart", now)
+        return out
+
+    def _close_auctions(self, now: float) -> list[Action]:
+        """Each running round that is over: award its winner, or retry / fail it."""
+        out: list[Action] = []
+        for task_id, entry in list(self.entries.items()):
+            init = entry.initiator
+            if init is None:
+                continue
+            actions = init.tick(now)
+            if init.state is cn.InitiatorState.AWARDED and actions:
+                entry.initiator = None
+                try:
+                    self.ledger.transition(task_id, TaskState.AWARDED, now, robot=init.winner,
+                                           auction_round=init.round)
+                except LedgerError as e:
+                    self.log.warning(f"award of {task_id} refused: {e}")
+                    continue
+                out += self._send(init, actions)
+                out.append(self._status(task_id, TaskState.AWARDED, init.winner or "",
+                                        init.round))
+                entry.no_bid_rounds = 0
+            elif init.state is cn.InitiatorState.NO_BIDS:
+                entry.initiator = None
+                entry.no_bid_rounds += 1
+                decision = self.config.retry.after_no_bids(entry.no_bid_rounds, now, init)
+                if isinstance(decision, cn.GiveUp):
+                    out += self._fail(task_id, decision.reason, now)
+                else:
+                    self.ledger.transition(task_id, TaskState.QUEUED, now,
+                                           reason=init.no_bids_reason())
+                    entry.announce_at = decision.at
+        return out
+
+    def _defer(self, task_id: str, entry: TaskEntry, now: float) -> tuple[bool, list[Action]]:
+        """Hold back a task while one of its stations is held for good by a lost robot:
+        whoever won it would wait at that station for a robot that cannot yield, and fail
+        it after `yield_wait`, again and again. It stays QUEUED, with the reason in a
+        status, until the robot is heard again (it yields like any idle robot), is
+        removed (its holds are released), or is located elsewhere by the authority."""
+        why = ""
+        replica, roadmap, exclusion = self.replica, self.roadmap, self.exclusion
+        rec = self.ledger.get(task_id) if self.lost else None
+        if rec is not None and replica is not None and not replica.stale \
+                and roadmap is not None and exclusion is not None:
+            for station in rec.task.stations:
+                holder = parked_at(replica.table, exclusion, roadmap.vertex(station), "")
+                if holder in self.lost:
+                    why = (f"waiting: station {station} is held by lost robot {holder} "
+                           f"(announced when it is back or removed)")
+                    break
+        if not why:
+            if entry.deferred:
+                entry.deferred = ""
+                self.log.info(f"task {task_id}: its stations are free of lost robots; "
+                              f"announcing it")
+            return False, []
+        out: list[Action] = []
+        if entry.deferred != why:
+            entry.deferred = why
+            self.log.warning(f"task {task_id} {why}")
+            out.append(self._status(task_id, TaskState.QUEUED, reason=why))
+        entry.announce_at = now + self.config.defer_recheck
+        return True, out
+
+    def _fail(self, task_id: str, reason: str, now: float) -> list[Action]:
+        try:
+            self.ledger.transition(task_id, TaskState.FAILED, now, reason=reason)
+        except LedgerError as e:
+            self.log.warning(f"cannot fail {task_id}: {e}")
+            return []
+        self._ended(task_id)
+        self.log.warning(f"task {task_id} failed: {reason}")
+        return [self._status(task_id, TaskState.FAILED, reason=reason)]
+
+    def _requeue(self, task_id: str, robot: str | None, reason: str, now: float, *,
+                 lost: bool = False) -> list[Action]:
+        """Give an in-flight task back to auction (`robot` gave it back), or fail it when
+        it has been given to `max_task_attempts` robots."""
+        rec = self.ledger.get(task_id)
+        if rec is None or rec.state not in (TaskState.AWARDED, TaskState.ACTIVE):
+            return []
+        if rec.attempts + 1 >= self.config.max_task_attempts:
+            return self._fail(task_id, f"{reason} (after {rec.attempts + 1} attempts)", now)
+        self.ledger.transition(task_id, TaskState.QUEUED, now, robot=robot or None,
+                               reason=reason, lost=lost and bool(robot))
+        entry = self._entry(task_id)
+        if robot:
+            entry.gave_back.add(robot)
+            if lost:
+                entry.lost_holders.add(robot)
+        entry.announce_at = now
+        self.log.info(f"task {task_id} back to auction: {reason}")
+        return []
+
+    # -- execution ----------------------------------------------------------------------
+
+    def on_task_status(self, now: float, task_id: str, robot: str, state: TaskState, *,
+                       reason: str = "", lamport: int | None = None) -> list[Action]:
+        """A robot's report on a task it holds (ACTIVE, DONE, FAILED); others are ignored."""
+        if not robot or state not in (TaskState.ACTIVE, TaskState.DONE, TaskState.FAILED):
+            return []
+        rec = self.ledger.get(task_id)
+        if rec is None or rec.state in TERMINAL_STATES:
+            return []
+        entry = self._entry(task_id)
+        if rec.robot != robot:
+            if state is TaskState.DONE and robot in entry.lost_holders:
+                return self._late_done(rec, robot, now, lamport)
+            return []
+        entry.confirm_by = None
+        try:
+            if state is TaskState.ACTIVE and rec.state is TaskState.AWARDED:
+                self.ledger.transition(task_id, TaskState.ACTIVE, now, robot=robot,
+                                       remote_lamport=lamport)
+            elif state is TaskState.DONE:
+                if rec.state is TaskState.AWARDED:
+                    self.ledger.transition(task_id, TaskState.ACTIVE, now, robot=robot)
+                self.ledger.transition(task_id, TaskState.DONE, now, robot=robot,
+                                       remote_lamport=lamport)
+                self._ended(task_id)
+            elif state is TaskState.FAILED:
+                return self._requeue(task_id, robot, f"{robot} failed: {reason}", now)
+        except LedgerError as e:
+            self.log.warning(f"status {state} of {task_id} from {robot}: {e}")
+        return []
+
+    def _late_done(self, rec: TaskRecord, robot: str, now: float,
+                   lamport: int | None) -> list[Action]:
+        """`robot`, which the task was taken from when it was lost, finished it (see the
+        module doc: late results)."""
+        task_id = rec.task.id
+        out = self._stop_auction(task_id, now)
+        try:
+            self.ledger.complete_late(task_id, robot, now, remote_lamport=lamport)
+        except LedgerError as e:
+            self.log.warning(f"late DONE of {task_id} from {robot}: {e}")
+            return out
+        self._ended(task_id)
+        if rec.state in (TaskState.AWARDED, TaskState.ACTIVE) and rec.robot:
+            out.append(Rejection(task_id, rec.round, rec.robot, winner=robot,
+                                 reason=f"withdrawn: done by {robot}"))
+        self.log.info(f"task {task_id} done by {robot}, which it had been taken from when it "
+                      f"was lost (it was {rec.state}{' with ' + rec.robot if rec.robot else ''}"
+                      f"{', award withdrawn' if rec.robot else ''})")
+        return out
+
+    def on_robot_state(self, now: float, robot: str, task_ids: Sequence[str] = (),
+                       incarnation: Incarnation = None) -> list[Action]:
+        """A RobotState: `robot` is alive and holds `task_ids` (current, then queued)."""
+        if not self.membership.heard(robot, incarnation):
+            return []   # the old agent of a removed robot
+        self.robots[robot] = now
+        self.lost.discard(robot)
+        for task_id in task_ids:
+            entry = self.entries.get(task_id) if task_id else None
+            if entry is not None and entry.confirm_by is not None:
+                rec = self.ledger.get(task_id)
+                if rec is not None and rec.robot == robot:
+                    entry.confirm_by = None
+        return []
+
+    def on_robot_lost(self, now: float, robot: str) -> list[Action]:
+        self.robots.pop(robot, None)
+        self.lost.add(robot)
+        out: list[Action] = []
+        for rec in self.ledger.in_flight():
+            if rec.robot == robot:
+                out += self._requeue(rec.task.id, robot, f"robot {robot} was lost", now,
+                                     lost=True)
+        return out
+
+    def on_robot_removed(self, now: float, robot: str) -> list[Action]:
+        self.robots.pop(robot, None)
+        self.lost.discard(robot)
+        self.membership.remove(robot)
+        out: list[Action] = []
+        requeued = []
+        for rec in self.ledger.in_flight():
+            if rec.robot == robot:
+                out += self._requeue(rec.task.id, robot,
+                                     f"robot {robot} was removed from the fleet", now)
+                requeued.append(rec.task.id)
+        self.log.info(f"robot {robot} removed from the fleet; tasks back to auction: "
+                      f"{requeued or 'none'}")
+        return out
+
+    # -- views --------------------------------------------------------------------------
+
+    def open_tasks(self) -> Mapping[str, TaskEntry]:
+        return self.entries
+
+    def excluded(self) -> dict[str, set[str]]:
+        """task -> the robots not asked again (they gave it back)."""
+        return {t: set(e.gave_back) for t, e in self.entries.items() if e.gave_back}
+
+    def deferred(self) -> dict[str, str]:
+        """task -> why it is held back (a station held by a lost robot)."""
+        return {t: e.deferred for t, e in self.entries.items() if e.deferred}
+
+    def former_holders(self) -> dict[str, set[str]]:
+        """task -> the robots it was taken from on loss (their late DONE counts)."""
+        return {t: set(e.lost_holders) for t, e in self.entries.items() if e.lost_holders}
+

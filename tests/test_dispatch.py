@@ -1,0 +1,325 @@
+"""The dispatcher core (fleet_coord.core.dispatch) without ROS: auctions, execution,
+give-backs, late results, restarts, membership, deferral, and that an ended task leaves
+nothing behind."""
+import math
+import random
+
+import numpy as np
+import pytest
+
+from fleet_coord.core import contract_net as cn
+from fleet_coord.core import dispatch as dp
+from fleet_coord.core.replica import Replica, TableUpdate
+from fleet_coord.core.reservations import Reservation
+from fleet_coord.core.roadmap import Footprint, GridMap, Roadmap
+from fleet_coord.core.tasks import Task, TaskLedger, TaskState
+
+S = TaskState
+CONFIG = dp.DispatchConfig(bid_window=0.3, retry=cn.RetryPolicy(base=1.0, max_attempts=2),
+                           max_task_attempts=3, robot_timeout=2.0, confirm_window=3.0)
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    with TaskLedger(str(tmp_path / "ledger.db")) as led:
+        yield led
+
+
+def make(ledger, now=0.0, robots=("a", "b"), **kw):
+    d = dp.Dispatch(ledger, kw.pop("config", CONFIG), now, **kw)
+    for r in robots:
+        d.on_robot_state(now, r, incarnation=f"{r}-agent-1")
+    return d
+
+
+def of(actions, kind):
+    return [a for a in actions if isinstance(a, kind)]
+
+
+def statuses(actions):
+    return [(a.task_id, a.state) for a in of(actions, dp.StatusUpdate)]
+
+
+def auction(d, task_id, bids, now):
+    """Run one round: tick announces, robots bid {robot: cost}, tick at the deadline."""
+    out = d.tick(now)
+    cfp, = [c for c in of(out, dp.CallForProposals) if c.task.id == task_id]
+    for robot, cost in bids.items():
+        out += d.on_proposal(now, cn.Proposal(robot, task_id, cfp.round, cost, now + cost))
+    out += d.tick(cfp.bid_deadline)
+    return cfp, out
+
+
+def test_submit_announce_award_done_and_the_task_leaves_no_record(ledger):
+    d = make(ledger)
+    assert statuses(d.submit(0.0, Task("t", "goto", ["s"]))) == [("t", S.QUEUED)]
+    cfp, out = auction(d, "t", {"a": 5.0, "b": 3.0}, 0.1)
+    assert cfp.round == 1 and cfp.excluded == ()
+    award, = of(out, dp.Award)
+    assert (award.robot, award.round) == ("b", 1)
+    reject, = of(out, dp.Rejection)
+    assert (reject.robot, reject.winner) == ("a", "b")
+    assert ("t", S.AWARDED) in statuses(out)
+    d.on_task_status(0.5, "t", "b", S.ACTIVE)
+    assert ledger.get("t").state is S.ACTIVE
+    d.on_task_status(1.0, "t", "b", S.DONE, lamport=7)
+    assert ledger.get("t").state is S.DONE
+    assert d.entries == {}
+    # a late repeat changes nothing
+    assert d.on_task_status(1.1, "t", "b", S.DONE) == [] and d.entries == {}
+
+
+def test_lamport_stamps_of_the_dispatchers_statuses_increase(ledger):
+    d = make(ledger)
+    out = d.submit(0.0, Task("t", "goto", ["s"])) + d.tick(0.0)
+    stamps = [a.lamport for a in of(out, dp.StatusUpdate)]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps) == 2
+
+
+def test_resubmitting_the_same_task_is_accepted_and_another_with_its_id_refused(ledger):
+    d = make(ledger)
+    d.submit(0.0, Task("t", "goto", ["s"], submitted_at=0.0))
+    assert d.submit(1.0, Task("t", "goto", ["s"], submitted_at=1.0)) == []
+    with pytest.raises(dp.Refused, match="already submitted"):
+        d.submit(2.0, Task("t", "goto", ["other"]))
+    with pytest.raises(dp.Refused, match="takes 1 station"):
+        d.submit(2.0, Task("u", "goto", []))
+
+
+def test_no_bids_is_retried_then_failed_with_the_reason_and_forgotten(ledger):
+    d = make(ledger)
+    d.submit(0.0, Task("t", "goto", ["s"]))
+    out = d.tick(0.0)
+    cfp, = of(out, dp.CallForProposals)
+    for r in ("a", "b"):
+        d.on_refusal(0.1, cn.Refusal(r, "t", cfp.round, cn.RefuseReason.UNREACHABLE,
+                                     "no path", "s"))
+    out = d.tick(0.1)      # everyone answered: closes early, no bids
+    assert ledger.get("t").state is S.QUEUED and not of(out, dp.CallForProposals)
+    assert of(d.tick(0.5), dp.CallForProposals) == []   # back-off: 1 s
+    cfp2, = of(d.tick(1.2), dp.CallForProposals)
+    assert cfp2.round == 2
+    out = d.tick(cfp2.bid_deadline + 0.01)
+    failed, = [a for a in of(out, dp.StatusUpdate) if a.state is S.FAILED]
+    assert "(2 asked: a, b)" in failed.reason and "2 auction rounds" in failed.reason
+    assert ledger.get("t").state is S.FAILED and d.entries == {}
+
+
+def test_a_failed_task_goes_to_others_and_fails_after_max_attempts(ledger):
+    d = make(ledger, robots=("a", "b", "c", "d"))
+    d.submit(0.0, Task("t", "goto", ["s"]))
+    now = 0.0
+    for robot in ("a", "b"):
+        cfp, out = auction(d, "t", {r: 1.0 + i for i, r in enumerate("abcd")}, now)
+        assert of(out, dp.Award)[0].robot == robot
+        assert set(cfp.excluded) == ({"a"} if robot == "b" else set())
+        d.on_task_status(now + 0.5, "t", robot, S.FAILED, reason="blocked")
+        assert d.excluded()["t"] >= {robot}
+        now += 1.0
+    cfp, out = auction(d, "t", {"c": 1.0}, now)
+    assert set(cfp.excluded) == {"a", "b"}
+    d.on_task_status(now + 0.5, "t", "c", S.FAILED, reason="blocked")
+    rec = ledger.get("t")
+    assert rec.state is S.FAILED and "after 3 attempts" in rec.reason
+    assert d.entries == {}
+
+
+def test_a_lost_robots_late_done_wins_withdraws_the_reaward_and_leaves_nothing(ledger):
+    d = make(ledger)
+    d.submit(0.0, Task("t", "goto", ["s"]))
+    auction(d, "t", {"a": 1.0}, 0.0)
+    d.on_task_status(0.5, "t", "a", S.ACTIVE)
+    d.on_robot_lost(1.0, "a")
+    assert ledger.get("t").state is S.QUEUED
+    assert d.former_holders() == {"t": {"a"}} and d.excluded() == {"t": {"a"}}
+    cfp, out = auction(d, "t", {"b": 2.0, "a": 0.5}, 1.0)   # a is excluded: its bid is rejected
+    assert cfp.excluded == ("a",) and of(out, dp.Award)[0].robot == "b"
+    assert [r.reason for r in of(out, dp.Rejection) if r.robot == "a"] == [
+        "excluded: it gave this task back"]
+    # a's ACTIVE is ignored; its DONE counts (first completion wins)
+    assert d.on_task_status(1.5, "t", "a", S.ACTIVE) == [] and ledger.get("t").robot == "b"
+    out = d.on_task_status(2.0, "t", "a", S.DONE)
+    withdrawn, = of(out, dp.Rejection)
+    assert (withdrawn.robot, withdrawn.winner) == ("b", "a")
+    assert "withdrawn" in withdrawn.reason
+    rec = ledger.get("t")
+    assert rec.state is S.DONE and rec.robot == "a"
+    assert d.entries == {}          # gave_back / lost_holders pruned with the task
+    assert d.on_task_status(2.5, "t", "b", S.DONE) == [] and ledger.get("t").robot == "a"
+
+
+def test_a_late_done_during_a_reauction_cancels_it(ledger):
+    d = make(ledger)
+    d.submit(0.0, Task("t", "goto", ["s"]))
+    auction(d, "t", {"a": 1.0}, 0.0)
+    d.on_robot_lost(1.0, "a")
+    cfp, = of(d.tick(1.0), dp.CallForProposals)
+    d.on_proposal(1.1, cn.Proposal("b", "t", cfp.round, 2.0, 3.0))
+    out = d.on_task_status(1.2, "t", "a", S.DONE)
+    rejected, = of(out, dp.Rejection)
+    assert rejected.robot == "b" and rejected.reason == "cancelled"
+    assert ledger.get("t").state is S.DONE and d.entries == {}
+    assert of(d.tick(2.0), dp.Award) == []
+
+
+def test_only_a_lost_former_holder_may_finish_late(ledger):
+    d = make(ledger)
+    d.submit(0.0, Task("t", "goto", ["s"]))
+    auction(d, "t", {"a": 1.0}, 0.0)
+    d.on_task_status(0.5, "t", "a", S.FAILED, reason="blocked")   # gave it back, not lost
+    auction(d, "t", {"b": 1.0}, 1.0)
+    d.on_task_status(1.5, "t", "a", S.DONE)
+    assert ledger.get("t").state is S.AWARDED and ledger.get("t").robot == "b"
+
+
+def test_cancel_rejects_the_running_round_and_forgets_the_task(ledger):
+    d = make(ledger)
+    d.submit(0.0, Task("t", "goto", ["s"]))
+    cfp, = of(d.tick(0.0), dp.CallForProposals)
+    d.on_proposal(0.1, cn.Proposal("a", "t", cfp.round, 1.0, 2.0))
+    out = d.cancel(0.2, "t", "no longer needed")
+    assert [(r.robot, r.reason) for r in of(out, dp.Rejection)] == [("a", "cancelled")]
+    assert ("t", S.CANCELLED) in statuses(out)
+    assert ledger.get("t").state is S.CANCELLED and d.entries == {}
+    with pytest.raises(dp.Refused, match="already ended"):
+        d.cancel(0.3, "t")
+    with pytest.raises(dp.Refused, match="no task 'nope'"):
+        d.cancel(0.3, "nope")
+
+
+def test_a_lost_or_removed_robot_gives_its_tasks_back(ledger):
+    d = make(ledger)
+    for tid in ("t1", "t2"):
+        d.submit(0.0, Task(tid, "goto", ["s"]))
+    d.tick(0.0)
+    for tid in ("t1", "t2"):
+        d.on_proposal(0.1, cn.Proposal("a", tid, 1, 1.0, 2.0))
+    d.tick(0.4)
+    assert {ledger.get(t).robot for t in ("t1", "t2")} == {"a"}
+    d.on_robot_removed(1.0, "a")
+    assert {ledger.get(t).state for t in ("t1", "t2")} == {S.QUEUED}
+    assert d.former_holders() == {}          # removed on purpose: no late DONE from it
+    assert "a" not in d.alive_robots(1.0)
+    # the removed robot's old agent is not heard; its bids are ignored
+    d.on_robot_state(1.1, "a", incarnation="a-agent-1")
+    assert "a" not in d.alive_robots(1.1)
+    cfp, = [c for c in of(d.tick(1.2), dp.CallForProposals) if c.task.id == "t1"]
+    assert d.on_proposal(1.3, cn.Proposal("a", "t1", cfp.round, 0.1, 1.0)) == []
+    # a new agent for it (another incarnation) makes it a member again
+    d.on_robot_state(2.0, "a", incarnation=b"new-gid")
+    assert "a" in d.alive_robots(2.0)
+
+
+def test_a_silent_robot_is_not_asked(ledger):
+    d = make(ledger)
+    d.on_robot_state(3.0, "b")          # a last spoke at 0
+    d.submit(3.0, Task("t", "goto", ["s"]))
+    cfp, = of(d.tick(3.0), dp.CallForProposals)
+    assert d.entries["t"].initiator.participants == {"b"}
+
+
+def test_restart_announces_pending_tasks_and_requeues_unconfirmed_ones(ledger):
+    d = make(ledger)
+    for tid in ("pending", "held", "orphan"):
+        d.submit(0.0, Task(tid, "goto", ["s"]))
+    d.tick(0.0)
+    d.on_proposal(0.1, cn.Proposal("a", "held", 1, 1.0, 2.0))
+    d.on_proposal(0.1, cn.Proposal("b", "orphan", 1, 1.0, 2.0))
+    d.tick(0.4)
+    d.cancel(0.5, "pending")
+    d.submit(0.6, Task("new", "goto", ["s"]))
+    # crash: a new core on the same ledger
+    d2 = make(ledger, now=10.0)
+    assert set(d2.entries) == {"held", "orphan", "new"}
+    assert of(d2.tick(10.1), dp.CallForProposals) == []     # start_delay: robots discover us
+    assert [c.task.id for c in of(d2.tick(10.6), dp.CallForProposals)] == ["new"]
+    d2.on_robot_state(11.0, "a", ["held"])                     # a confirms what it holds
+    d2.tick(13.1)
+    assert ledger.get("held").state is S.AWARDED
+    assert ledger.get("orphan").state is S.QUEUED              # b never confirmed it
+    assert "its robot did not confirm" in ledger.get("orphan").reason
+
+
+def test_a_task_at_a_station_a_lost_robot_holds_waits_until_the_robot_is_back(ledger):
+    free = np.ones((1, 5), dtype=bool)
+    roadmap = Roadmap.from_grid(GridMap(width=5, height=1, free=free, path="<test>"))
+    exclusion = roadmap.exclusion(Footprint(radius=0.1))
+    replica = Replica(exclusion.of, roadmap.num_resources)
+    parked = Reservation("a", roadmap.vertex("2,0"), 0.0, math.inf)
+    replica.apply(TableUpdate(version=1, is_snapshot=True, added=(parked,)))
+    d = make(ledger, roadmap=roadmap, exclusion=exclusion, replica=replica)
+    d.on_robot_lost(0.5, "a")
+    d.submit(1.0, Task("t", "goto", ["2,0"]))
+    out = d.tick(1.0)
+    assert not of(out, dp.CallForProposals)
+    why, = [a.reason for a in of(out, dp.StatusUpdate) if a.state is S.QUEUED and a.reason]
+    assert "held by lost robot a" in why and d.deferred() == {"t": why}
+    assert d.tick(1.5) == []                                  # said once, re-checked later
+    d.on_robot_state(3.0, "a")                                # a is back: it yields as usual
+    assert [c.task.id for c in of(d.tick(3.0), dp.CallForProposals)] == ["t"]
+    assert d.deferred() == {}
+
+
+def test_bad_proposals_are_dropped_with_a_warning(ledger):
+    warnings = []
+
+    class Log:
+        def info(self, msg):
+            pass
+
+        def warning(self, msg):
+            warnings.append(msg)
+
+    d = make(ledger, log=Log())
+    d.submit(0.0, Task("t", "goto", ["s"]))
+    cfp, = of(d.tick(0.0), dp.CallForProposals)
+    assert d.on_proposal(0.1, cn.Proposal("a", "t", cfp.round, math.nan, 1.0)) == []
+    assert "bad proposal from a" in warnings[0]
+
+
+@pytest.mark.parametrize("bad, match", [
+    (dict(bid_window=0), "bid_window"), (dict(confirm_window=math.inf), "confirm_window"),
+    (dict(max_task_attempts=0), "max_task_attempts")])
+def test_config_names_the_bad_setting(bad, match):
+    with pytest.raises(ValueError, match=match):
+        dp.DispatchConfig(**bad)
+
+
+def test_a_long_run_of_mixed_outcomes_keeps_no_record_of_ended_tasks(ledger):
+    """A hundred tasks through every ending (done, failed, lost + late done, removed,
+    cancelled): the per-task records are exactly the open tasks at every step."""
+    rng = random.Random(3)
+    robots = [f"r{i}" for i in range(4)]
+    d = make(ledger, robots=robots)
+    now = 0.0
+    for k in range(120):
+        now += 1.0
+        for r in robots:
+            d.on_robot_state(now, r)
+        d.submit(now, Task(f"t{k}", "goto", ["s"]))
+        for _ in range(3):
+            out = d.tick(now)
+            for cfp in of(out, dp.CallForProposals):
+                for r in robots:
+                    if r not in cfp.excluded:
+                        d.on_proposal(now, cn.Proposal(r, cfp.task.id, cfp.round,
+                                                       rng.random(), now + 1))
+            now += 0.4
+        for rec in ledger.in_flight():
+            roll = rng.random()
+            if roll < 0.5:
+                d.on_task_status(now, rec.task.id, rec.robot, S.DONE)
+            elif roll < 0.6:
+                d.on_task_status(now, rec.task.id, rec.robot, S.FAILED, reason="x")
+            elif roll < 0.7:
+                holder = rec.robot
+                d.on_robot_lost(now, holder)
+                d.on_robot_state(now, holder)
+                if rng.random() < 0.5:
+                    d.on_task_status(now, rec.task.id, holder, S.DONE)
+            elif roll < 0.75:
+                d.cancel(now, rec.task.id)
+        open_ids = {r.task.id for r in ledger.list() if r.state not in
+                    (S.DONE, S.FAILED, S.CANCELLED)}
+        assert set(d.entries) == open_ids
+    assert len(d.entries) < 50
