@@ -40,7 +40,7 @@ def test_removed_robots_release_reservations_get_no_awards_and_a_new_agent_rejoi
         traffic, table = fleet.traffic, fleet.traffic.authority.table
         assert spin_until(ex, fleet.ready, 30.0), "fleet did not come up"
         # agents are told apart by their state publisher's GID (a new agent: a new GID)
-        assert traffic.membership.incarnation.get("r1") is not None
+        assert traffic.authority.membership.incarnation.get("r1") is not None
 
         # An unknown robot: refused, naming it.
         r = _call(fleet, remove, RemoveRobot.Request(robot="r9"))
@@ -68,7 +68,7 @@ def test_removed_robots_release_reservations_get_no_awards_and_a_new_agent_rejoi
         worker = fleet.first("far", TaskStatus.AWARDED).robot
         assert worker in ("r0", "r1")
         spare = "r1" if worker == "r0" else "r0"
-        assert spin_until(ex, lambda: "far" in traffic._work.get(worker, ()), 10.0)
+        assert spin_until(ex, lambda: "far" in traffic.authority.work.get(worker, ()), 10.0)
         r = _call(fleet, remove, RemoveRobot.Request(robot=worker))
         assert not r.ok and "far" in r.error and "force" in r.error, r.error
         assert table.reservations(worker)

@@ -119,7 +119,7 @@ def test_restarted_traffic_node_keeps_grants_and_continues_versions(world, tmp_p
         second = TrafficNode(context=ctx, parameter_overrides=params)
         ex.add_node(second)
         assert second.authority.table.version == version
-        assert second.liveness.last_seen.keys() == {"r1"}
+        assert second.authority.liveness.last_seen.keys() == {"r1"}
         r = reserve(ex, client, "r2")
         assert not r.ok and r.error == Reserve.Response.ERROR_CONFLICT
         assert r.conflicting_segment.robot == "r1"

@@ -72,3 +72,102 @@ def test_removed_robot_frees_everything():
     ta.robot_lost("a", 1.0)
     assert ta.robot_removed("a") >= 1
     assert ta.reserve("b", [(0, 2, INF)]).ok
+
+
+# -- the authority around the table: requests, membership, liveness, locating, history --
+
+def grid_authority(tmp_path=None, **kw):
+    """A 5 x 1 corridor with real geometry (to locate robots) and, with tmp_path, a log."""
+    import numpy as np
+    from fleet_coord.core.roadmap import Footprint, GridMap, Roadmap
+    from fleet_coord.core.table_log import TableLog
+    roadmap = Roadmap.from_grid(GridMap(width=5, height=1, free=np.ones((1, 5), bool),
+                                        path="<test>"))
+    ex = roadmap.exclusion(Footprint(radius=0.1))
+    if tmp_path is not None:
+        log = TableLog(str(tmp_path / "table.log"), "rm1", fsync=False)
+        return roadmap, TrafficAuthority.recover(log, ex, roadmap.num_resources, 0.0,
+                                                 roadmap_id="rm1", **kw)
+    return roadmap, TrafficAuthority(ReservationTable(ex.of, roadmap.num_resources),
+                                     exclusion=ex, roadmap_id="rm1", **kw)
+
+
+def test_requests_are_refused_with_the_reason_and_the_conflict_named():
+    from fleet_coord.core.traffic import ReserveError
+    _, ta = grid_authority()
+    assert ta.request("a", [(0, 0.0, INF)]).ok
+    r = ta.request("b", [(1, 0.0, 1.0), (0, 1.0, 2.0)])
+    assert (r.ok, r.error, r.segment_index, r.conflict.robot) == (False, ReserveError.CONFLICT,
+                                                                   1, "a")
+    r = ta.request("b", [(1, 0.0, 1.0)], roadmap_id="other")
+    assert r.error is ReserveError.ROADMAP_MISMATCH and "'other'" in r.message
+    r = ta.request("b", [(99, 0.0, 1.0)])
+    assert r.error is ReserveError.INVALID and "99" in r.message
+    ta.robot_lost("a", 1.0)
+    r = ta.request("a", [(2, 2.0, 3.0)])
+    assert r.error is ReserveError.INVALID and "lost" in r.message
+
+
+def test_silence_makes_a_robot_lost_once_its_odometry_locates_it_and_speaking_returns_it():
+    from fleet_coord.core.traffic import RobotLost, WatchOdometry
+    roadmap, ta = grid_authority(lost_after=1.0)
+    v = roadmap.vertex("1,0")
+    assert ta.request("a", [(v, 0.0, 2.0), (roadmap.vertex("2,0"), 2.0, INF)]).ok
+    assert ta.on_robot_state(0.0, "a", ["t1"]) == []
+    assert ta.tick(0.5) == []
+    out = ta.tick(1.6)
+    assert [type(a) for a in out] == [RobotLost, WatchOdometry] and out[1].on
+    assert ta.tick(2.0) == [] and ta.lost == {"a"}      # announced once
+    # its odometry: moving, then standing at (1, 0) for long enough
+    assert ta.on_lost_odometry(2.0, "a", 1.0, 0.0, moving=True) == []
+    assert ta.on_lost_odometry(2.1, "a", 1.0, 0.0, moving=False) == []
+    assert ta.on_lost_odometry(2.7, "a", 1.0, 0.0, moving=False) == [WatchOdometry("a", False)]
+    assert {r.resource for r in ta.table.reservations("a") if r.t_end > 2.7} == {v}  # its spot
+    assert ta.on_robot_state(3.0, "a") == [] and ta.lost == set()
+
+
+def test_a_returning_robot_stops_the_odometry_watch():
+    from fleet_coord.core.traffic import WatchOdometry
+    _, ta = grid_authority(lost_after=1.0)
+    ta.on_robot_state(0.0, "a")
+    ta.tick(2.0)
+    assert ta.on_robot_state(2.5, "a") == [WatchOdometry("a", False)]
+    assert ta.locating == {}
+
+
+def test_remove_robot_refuses_unknown_and_busy_robots_and_is_idempotent():
+    from fleet_coord.core.traffic import RobotRemoved, WatchOdometry
+    _, ta = grid_authority(lost_after=1.0)
+    ok, _ = ta.remove_robot("ghost")
+    assert not ok.ok and "unknown robot 'ghost'" in ok.error
+    ta.on_robot_state(0.0, "a", ["t1"], incarnation=b"gid-1")
+    busy, _ = ta.remove_robot("a")
+    assert not busy.ok and "t1" in busy.error
+    ta.request("a", [(0, 0.0, INF)])
+    ta.tick(5.0)                                          # lost: may be removed
+    done, actions = ta.remove_robot("a")
+    assert done.ok and done.was_lost and done.released >= 1
+    assert actions == [WatchOdometry("a", False), RobotRemoved("a")]
+    again, actions = ta.remove_robot("a")
+    assert again.ok and again.already and actions == []
+    # its old agent is not heard; a new one makes it a member again
+    ta.on_robot_state(6.0, "a", incarnation=b"gid-1")
+    assert ta.request("a", [(0, 6.0, INF)]).error.value == "INVALID"
+    ta.on_robot_state(6.1, "a", incarnation=b"gid-2")
+    assert ta.request("a", [(0, 6.1, INF)]).ok
+
+
+def test_snapshots_drop_the_past_and_the_log_brings_the_table_back(tmp_path):
+    roadmap, ta = grid_authority(tmp_path, keep_history=10.0)
+    assert ta.request("a", [(0, 0.0, 5.0), (1, 5.0, INF)]).ok
+    assert ta.request("b", [(3, 0.0, INF)]).ok
+    first = ta.drain()
+    assert [u.version for u in first] == [1, 2] and first[0].added[0].robot == "a"
+    ta.robot_lost("b", 20.0)
+    *deltas, snap = ta.snapshot(20.0)
+    assert snap.is_snapshot and snap.roadmap_id == "rm1"
+    assert {(r.robot, r.resource) for r in snap.added} == {("a", 1), ("b", 3)}  # (a, 0) ended
+    # a restart on the log: same table, same version, b still lost
+    _, back = grid_authority(tmp_path, keep_history=10.0)
+    assert back.table.version == ta.table.version and back.lost == {"b"}
+    assert {(r.robot, r.resource) for r in back.table.reservations()} == {("a", 1), ("b", 3)}

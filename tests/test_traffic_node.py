@@ -14,6 +14,7 @@ from fleet_coord_msgs.srv import Release, Reserve  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
 from fleet_coord import qos  # noqa: E402
+from fleet_coord.core.traffic import WatchOdometry  # noqa: E402
 from fleet_coord.fleet_config import load_roadmap_and_exclusion  # noqa: E402
 from fleet_coord.table_replica import TableReplica  # noqa: E402
 from fleet_coord.traffic import TrafficNode  # noqa: E402
@@ -145,9 +146,9 @@ def test_locating_lost_robots_over_and_over_leaves_nothing_behind():
         group = node.default_callback_group
         before = len(group.entities)
         for i in range(200):
-            node._start_locating(f"robot_{i % 7}")
-            node._stop_locating(f"robot_{i % 7}")
+            node._do([WatchOdometry(f"robot_{i % 7}", True)])
+            node._do([WatchOdometry(f"robot_{i % 7}", False)])
         # (the last one's event handlers may still be alive: a few, not two per loss)
         assert len(group.entities) < before + 10, len(group.entities) - before
-        assert node._locating == {}
+        assert node._odom_subs == {}
         assert not [s for s in node.subscriptions if s.topic_name.endswith("/odom")]

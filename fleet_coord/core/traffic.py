@@ -18,14 +18,38 @@ Either way the robot is inside what it holds from the moment it was last heard o
 Blocking can clash with other robots' *future* reservations of that space (they planned
 to pass after the lost robot left); those robots lose their reservations from the clash
 on and must replan (they see it in their replica) — safety before throughput.
+
+Around the table the authority decides who is in the fleet (fleet_coord.core.membership:
+robots join by speaking; `remove_robot` takes one out for good, refused for an unknown
+robot and for an alive one with work unless forced), who is alive (`LivenessTracker`:
+silent for `lost_after` s = lost; the one `lost` set), where a lost robot stands (its
+odometry, `on_lost_odometry`), and what leaves the table: reservations that ended
+`keep_history` s ago are dropped before each snapshot, expired leases at every `tick`.
+With a `TableLog` every change is written ahead of the updates that announce it
+(`drain`), and `recover` rebuilds the authority from the log after a restart.
+
+Pure: time is a parameter, outputs are `TableUpdate`s to publish and `Action`s (a robot
+lost or removed, start / stop watching a lost robot's odometry); the node
+(fleet_coord.traffic) translates.
 """
 from __future__ import annotations
 
+import logging
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable
+from enum import Enum
+from typing import Protocol, Union
 
-from fleet_coord.core.reservations import CommitResult, Reservation, ReservationTable
+import shapely
+
+from fleet_coord.core.liveness import LivenessTracker
+from fleet_coord.core.membership import Incarnation, Membership, removal_refusal
+from fleet_coord.core.replica import TableUpdate
+from fleet_coord.core.reservations import (CommitResult, Reservation, ReservationConflict,
+                                           ReservationTable, Segment)
+from fleet_coord.core.roadmap import Exclusion
+from fleet_coord.core.table_log import TableLog
 
 
 @dataclass
@@ -38,10 +62,122 @@ class RobotLostError(RuntimeError):
     pass
 
 
+class Log(Protocol):
+    def info(self, msg: str) -> object: ...
+    def warning(self, msg: str) -> object: ...
+
+
+class ReserveError(str, Enum):
+    """Why a reserve call was refused (the codes of srv/Reserve's `error`)."""
+    NONE = "NONE"
+    CONFLICT = "CONFLICT"                  # another robot holds an exclusive resource
+    INVALID = "INVALID"                    # bad segments, a lost or removed robot
+    ROADMAP_MISMATCH = "ROADMAP_MISMATCH"  # planned on another roadmap
+
+
+@dataclass(frozen=True)
+class ReserveResult:
+    ok: bool
+    version: int                           # the table's version after the call
+    error: ReserveError = ReserveError.NONE
+    message: str = ""
+    conflict: Reservation | None = None    # the other robot's reservation in the way
+    segment_index: int = 0                 # the requested segment that conflicts
+
+
+@dataclass(frozen=True)
+class RemoveResult:
+    ok: bool
+    error: str = ""
+    released: int = 0                      # reservations freed
+    was_lost: bool = False
+    already: bool = False                  # removed before (a client retrying)
+
+
+@dataclass(frozen=True)
+class RobotLost:
+    """Announce: `robot` is lost (what it committed stays, `outcome.blocked` is kept)."""
+    robot: str
+    outcome: LossOutcome
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class RobotRemoved:
+    """Announce: `robot` was taken out of the fleet."""
+    robot: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class WatchOdometry:
+    """Start (`on`) or stop listening to a lost robot's odometry (`on_lost_odometry`)."""
+    robot: str
+    on: bool
+
+
+Action = Union[RobotLost, RobotRemoved, WatchOdometry]
+
+
+@dataclass
+class Locating:
+    """A lost robot whose odometry is watched: standing still at `at` since `still_since`."""
+    still_since: float | None = None
+    at: tuple[float, float] | None = None
+
+
+#: how long a lost robot's odometry must show it standing still before it is located (s)
+STILL_FOR = 0.5
+
+
 class TrafficAuthority:
-    def __init__(self, table: ReservationTable) -> None:
+    """The reservation table plus the fleet around it (module doc). Constructed with just
+    a table it is the table-level authority the unit tests drive; the node gives it the
+    exclusion (to locate lost robots), the liveness timeout, the history to keep and the
+    table log."""
+
+    def __init__(self, table: ReservationTable, *, exclusion: Exclusion | None = None,
+                 roadmap_id: str = "", lost_after: float = 1.5, keep_history: float = 60.0,
+                 table_log: TableLog | None = None, log: Log | None = None) -> None:
         self.table = table
-        self.lost: set[str] = set()
+        self.exclusion = exclusion
+        self.roadmap_id = roadmap_id
+        self.liveness = LivenessTracker(lost_after)
+        self.keep_history = keep_history
+        self.membership = Membership()
+        self.work: dict[str, list[str]] = {}          # robot -> its current and queued tasks
+        self.locating: dict[str, Locating] = {}
+        self.table_log = table_log
+        self._logged_lost: set[str] = set()           # the lost set the table log has
+        self.log: Log = log if log is not None else logging.getLogger("fleet_coord.traffic")
+
+    @property
+    def lost(self) -> set[str]:
+        """Robots declared lost and not heard since (the liveness tracker's set)."""
+        return self.liveness.lost
+
+    @classmethod
+    def recover(cls, table_log: TableLog, exclusion: Exclusion, num_resources: int,
+                now: float, *, roadmap_id: str = "", lost_after: float = 1.5,
+                keep_history: float = 60.0, log: Log | None = None) -> TrafficAuthority:
+        """The authority a table log records (a new one when there is no log yet); robots
+        found in the table count as heard `now` (one that stays silent is lost as usual).
+        From here on every change is written to the log ahead of its update."""
+        rec = table_log.load(exclusion.of, num_resources)
+        table = rec.table if rec is not None else ReservationTable(exclusion.of, num_resources)
+        ta = cls(table, exclusion=exclusion, roadmap_id=roadmap_id, lost_after=lost_after,
+                 keep_history=keep_history, table_log=table_log, log=log)
+        if rec is not None:
+            for robot in rec.table.robots():
+                ta.liveness.heard(robot, now)
+            ta.liveness.lost.update(rec.lost)
+            ta.log.info(f"recovered the table from {table_log.path}: {len(rec.table)} "
+                        f"reservations of {len(rec.table.robots())} robots at version "
+                        f"{rec.table.version} ({rec.updates} updates replayed), lost: "
+                        f"{sorted(rec.lost) or 'none'}")
+        table_log.start(ta.table, ta.lost)
+        ta._logged_lost = set(ta.lost)
+        return ta
 
     def reserve(self, robot: str, segments: Iterable[tuple[int, float, float]], *,
                 replace_from: float | None = None,
@@ -115,3 +251,165 @@ class TrafficAuthority:
         """The robot was taken out of the fleet on purpose: everything it held is freed."""
         self.lost.discard(robot)
         return self.table.release(robot)
+
+    # -- requests ---------------------------------------------------------------------------
+
+    def request(self, robot: str, segments: Sequence[Segment], *,
+                replace_from: float | None = None, lease_expiry: float = math.inf,
+                roadmap_id: str = "") -> ReserveResult:
+        """A reserve call: refused for another roadmap, a removed or lost robot, bad
+        segments; else the atomic commit (`reserve`)."""
+        version = self.table.version
+        if roadmap_id and self.roadmap_id and roadmap_id != self.roadmap_id:
+            return ReserveResult(False, version, ReserveError.ROADMAP_MISMATCH,
+                                 f"roadmap_id {roadmap_id!r} is not this fleet's "
+                                 f"{self.roadmap_id!r}")
+        if self.membership.is_removed(robot):
+            return ReserveResult(False, version, ReserveError.INVALID,
+                                 f"robot {robot!r} was removed from the fleet; start a new "
+                                 "agent for it to rejoin (fleet-coord add-robot)")
+        try:
+            result = self.reserve(robot, segments, replace_from=replace_from,
+                                  lease_expiry=lease_expiry)
+        except (ValueError, RobotLostError) as e:
+            return ReserveResult(False, version, ReserveError.INVALID, str(e))
+        if result.ok:
+            return ReserveResult(True, result.version)
+        c = result.conflict
+        assert c is not None   # a refused commit names its conflict
+        return ReserveResult(False, result.version, ReserveError.CONFLICT, str(c), c.existing,
+                             _index_of(segments, c))
+
+    def remove_robot(self, robot: str, *, force: bool = False,
+                     reason: str = "") -> tuple[RemoveResult, list[Action]]:
+        """Take `robot` out of the fleet for good: release everything it holds (a lost
+        robot's blocked spot too) and stop hearing its current agent. Idempotent."""
+        if self.membership.is_removed(robot) and not self.table.reservations(robot):
+            return RemoveResult(True, already=True), []
+        seen = self.liveness.last_seen
+        known = robot in seen or robot in self.lost or bool(self.table.reservations(robot))
+        alive = robot in seen and robot not in self.lost
+        refusal = removal_refusal(robot, known=known, alive=alive,
+                                  tasks=self.work.get(robot, ()), force=force,
+                                  known_robots=set(seen) | set(self.table.robots()) | self.lost)
+        if refusal is not None:
+            return RemoveResult(False, refusal), []
+        was_lost = robot in self.lost
+        released = self.robot_removed(robot)
+        self.liveness.forget(robot)
+        self.membership.remove(robot)
+        self.work.pop(robot, None)
+        return (RemoveResult(True, released=released, was_lost=was_lost),
+                self._stop_locating(robot) + [RobotRemoved(robot, reason)])
+
+    # -- what the authority hears -------------------------------------------------------------
+
+    def on_robot_state(self, now: float, robot: str, task_ids: Sequence[str] = (),
+                       incarnation: Incarnation = None) -> list[Action]:
+        """A RobotState: `robot` is alive and holds `task_ids` (current, then queued)."""
+        if not self.membership.heard(robot, incarnation):
+            return []   # the old agent of a removed robot
+        self.work[robot] = list(task_ids)
+        if self.liveness.heard(robot, now):
+            self.robot_returned(robot)
+            return self._stop_locating(robot)
+        return []
+
+    def tick(self, now: float) -> list[Action]:
+        """Declare robots silent for `lost_after` s lost (and watch their odometry), drop
+        expired leases."""
+        out: list[Action] = []
+        for robot in self.liveness.check(now):
+            outcome = self.robot_lost(robot, now, self.liveness.last_seen.get(robot))
+            self.log.warning(f"robot {robot} lost (silent > {self.liveness.lost_after:.1f} s); "
+                             f"what it committed stays, spot {outcome.blocked} stays blocked; "
+                             f"reservations revoked for {sorted(outcome.revoked)}")
+            out.append(RobotLost(robot, outcome, f"silent > {self.liveness.lost_after:.1f} s"))
+            if robot not in self.locating:
+                self.locating[robot] = Locating()
+                out.append(WatchOdometry(robot, True))
+        expired = self.table.expire(now)
+        if expired:
+            self.log.info(f"leases expired for {expired}")
+        return out
+
+    def on_lost_odometry(self, now: float, robot: str, x: float, y: float,
+                         moving: bool) -> list[Action]:
+        """Odometry of a lost robot: once it stood still for STILL_FOR s, only the spot it
+        stands on stays blocked (`robot_located`) and its odometry is no longer needed."""
+        entry = self.locating.get(robot)
+        if entry is None or robot not in self.lost:
+            return []
+        if moving or entry.at is None or math.hypot(x - entry.at[0], y - entry.at[1]) > 0.01:
+            entry.still_since, entry.at = now, (x, y)
+            return []
+        if entry.still_since is None or now - entry.still_since < STILL_FOR:
+            return []
+        spot = self._resources_under(robot, x, y)
+        if not spot:
+            self.log.warning(f"lost robot {robot} stands at ({x:.2f}, {y:.2f}), outside "
+                             "everything it holds; keeping all of it blocked")
+        else:
+            outcome = self.robot_located(robot, spot, now)
+            self.log.info(f"lost robot {robot} located at ({x:.2f}, {y:.2f}) by its odometry: "
+                          f"spot {outcome.blocked} stays blocked, the rest is released; "
+                          f"reservations revoked for {sorted(outcome.revoked)}")
+        return self._stop_locating(robot)
+
+    def _stop_locating(self, robot: str) -> list[Action]:
+        return [WatchOdometry(robot, False)] if self.locating.pop(robot, None) else []
+
+    def _resources_under(self, robot: str, x: float, y: float) -> list[int]:
+        """The robot's held resources whose geometry its footprint touches."""
+        if self.exclusion is None:
+            return []
+        ex = self.exclusion
+        disc = shapely.Point(x, y).buffer(ex.footprint.bounding_radius, quad_segs=8)
+        held = {r.resource for r in self.table.reservations(robot)}
+        return sorted(res for res in held if not ex.geometry(res).is_empty
+                      and ex.geometry(res).intersection(disc).area > 1e-9)
+
+    # -- what leaves the authority ------------------------------------------------------------
+
+    def drain(self) -> list[TableUpdate]:
+        """The table's changes since the last call, oldest first, written to the table log
+        (when there is one) before they are returned: nothing is announced that a restart
+        would forget."""
+        updates = self.table.drain_updates()
+        log = self.table_log
+        if log is not None:
+            lost = self.lost
+            log.append(updates, set(lost) if lost != self._logged_lost else None)
+            self._logged_lost = set(lost)
+            if log.should_compact():
+                log.compact(self.table, lost)
+        return [TableUpdate(version=u["version"], robot=u.get("robot", ""),
+                            roadmap_id=self.roadmap_id,
+                            added=tuple(Reservation.from_dict(d) for d in u["added"]),
+                            removed=tuple(Reservation.from_dict(d) for d in u["removed"]))
+                for u in updates]
+
+    def snapshot(self, now: float) -> list[TableUpdate]:
+        """The periodic snapshot: drop what ended `keep_history` s ago (0: keep all), then
+        the pending updates and the whole table, in that order."""
+        if self.keep_history > 0:
+            # the past is no one's to plan against; without this every replica grows by
+            # every segment ever driven
+            self.table.release_before(now - self.keep_history)
+        out = self.drain()
+        snap = self.table.snapshot()
+        out.append(TableUpdate(version=snap["version"], is_snapshot=True,
+                               roadmap_id=self.roadmap_id,
+                               added=tuple(Reservation.from_dict(d)
+                                           for d in snap["reservations"])))
+        return out
+
+
+def _index_of(segments: Sequence[Segment], conflict: ReservationConflict) -> int:
+    """Index of the requested segment a conflict names (0 when it cannot be told)."""
+    r = conflict.requested
+    key = (r.resource, r.t_start, r.t_end)
+    for i, (res, a, b) in enumerate(segments):
+        if (res, a, b) == key:
+            return i
+    return 0
