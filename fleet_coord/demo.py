@@ -142,11 +142,8 @@ def fleet_config(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, f
         "sim": {"mode": spec.mode, "real_time_factor": float(spec.real_time_factor),
                 "odom_rate": ODOM_RATE_HZ, "max_lead": MAX_LEAD_S,
                 "max_cmd_lead": MAX_CMD_LEAD_S, **acc},
-        # bids: the marginal driving time (bid_objective "travel", the default). Measured
-        # on the default demo (docs/benchmarks.md): "completion" spreads the work (makespan
-        # 1153 s instead of 1579 s) but one of 40 tasks failed then: a robot waiting for
-        # its own next move did not yield its spot. Waiting robots yield since 2026-11-28;
-        # completion bids have not been measured again since
+        # bids: the marginal driving time (bid_objective "travel", the default); why not
+        # "completion" yet: docs/benchmarks.md, "Demo (full fleet)", Allocation
         "robot_agent": {"turn_margin": TURN_MARGIN_S, **acc},
         "traffic": {"lost_after": 3.0},
         "dispatcher": {"bid_window": 0.5, "robot_timeout": 3.0},

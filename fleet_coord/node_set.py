@@ -61,8 +61,8 @@ class NodeSpec:
 #: send stalls the publishing thread when a host loses its link: the kernel keeps the
 #: datagrams for the unreachable peers queued on neighbour (ARP) resolution, charged to
 #: the participant's one UDP send socket, until resolution fails (~3 s); meanwhile the
-#: socket's buffer fills and `publish()` blocks (measured ~0.9 s every ~3 s in a cut-off
-#: robot agent, whose control loop then lags its timed path). Non-blocking, such a
+#: socket's buffer fills and `publish()` blocks (a cut-off robot agent's control loop
+#: then lags its timed path). Non-blocking, such a
 #: datagram is dropped instead (reliable topics resend it). docs/reliability.md.
 NETWORK_TRANSPORTS = "DEFAULT?non_blocking=true"
 

@@ -58,9 +58,7 @@ PROTOCOL = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
 #: and the deltas after it; a replica that misses some is stale until the next snapshot.
 #: Deeper costs memory in every writer and reader: Fast DDS keeps a payload buffer per
 #: history slot, grown to the largest sample it ever held, and every slot ends up holding
-#: a snapshot once. With 1000, traffic grew ~0.5 MB/min through a 16-minute
-#: bench/load.py run; bench/table_history.py: a depth of 1000 still grows after 12 000
-#: samples, 100 levels off by 2 000 (docs/benchmarks.md, "Load").
+#: a snapshot once; 100 levels off, 1000 does not (docs/benchmarks.md, "Load").
 TABLE_DEPTH = 100
 
 TABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=TABLE_DEPTH,

@@ -38,8 +38,7 @@ def run_nodes(make_nodes: Callable[[list[str]], Iterable[Node]], args=None,
     shut the context down under the executor, and Python's default SIGINT handler raises
     KeyboardInterrupt wherever the main thread is: inside pybind11's conversion of a taken
     message that comes out as "RuntimeError: Unable to convert call argument '0' to
-    Python object" (a dispatcher stopped with a loaded fleet, bench/load.py, 2026-12-03;
-    the demo saw the same, fleet_coord/demo.py).
+    Python object".
 
     A `CannotStart` raised while the nodes are built (a corrupted ledger, a parameter
     out of range) is printed and the process exits with `EXIT_CANNOT_START`: launchers

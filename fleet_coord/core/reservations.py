@@ -264,8 +264,8 @@ class ReservationTable:
         """Use `other`'s cache of the exclusion relation (checked tuples and sets) from
         now on. Only for tables built on the same relation: a replica that replaces its
         table at each snapshot, or the replicas of many agents in one process, would
-        otherwise each rebuild it (in bench/load.py these caches were the agents'
-        largest Python allocations, ~8 MB per process, refilled every snapshot)."""
+        otherwise each rebuild it (the agents' largest Python allocation, refilled at
+        every snapshot)."""
         self._raw_excl, self._raw_excl_set, self._excl = (
             other._raw_excl, other._raw_excl_set, other._excl)
 

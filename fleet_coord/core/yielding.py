@@ -85,8 +85,8 @@ def forever_holders(table: ReservationTable, exclusion: Exclusion, *,
 class YieldMemo:
     """What `needed_by` and `yield_target` compute per open task (who holds what for
     good, the task's least-disturbing path), shared by the agents of one process: every
-    agent asks about the same tasks on the same table, and that search was 45 % of a
-    25-agent process's CPU (py-spy, 50 x 200 demo). Results are keyed by the table's
+    agent asks about the same tasks on the same table, and that search dominates an
+    agents process's CPU (docs/benchmarks.md, "Yield checks"). Results are keyed by the table's
     `version`, so the caller must only pass tables whose equal versions mean equal
     contents: replicas of one authority that are not stale. The latest `keep` versions
     are kept. Results are shared: do not modify them."""
