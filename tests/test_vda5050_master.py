@@ -17,6 +17,7 @@ from fleet_coord_msgs.msg import ReservationSet  # noqa: E402
 from fleet_coord_msgs.srv import Reserve  # noqa: E402
 from nav_msgs.msg import Odometry, Path  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from std_srvs.srv import SetBool, Trigger  # noqa: E402
 
 from fleet_coord import qos  # noqa: E402
 from fleet_coord.convert import segment_msg, timed_path_msg, to_time  # noqa: E402
@@ -88,6 +89,21 @@ def test_master_releases_the_committed_path_and_the_vehicle_stays_in_its_holds()
             listener.inject("vda5050/v3/acme/m1/state", json.dumps(last_state).encode())
             assert spin_until(ex, lambda: master.dropped > before, 10)
             assert master.dropped >= 5 and master.available(master.now())
+            # the fleet's e-stop (as on serial robots): startPause / stopPause
+            estop = probe.create_client(SetBool, "/r1/estop")
+            for engage in (True, False):
+                fut = estop.call_async(SetBool.Request(data=engage))
+                assert spin_until(ex, fut.done, 10) and fut.result().success
+                listener.wait_for(lambda t, m, e=engage: t.endswith("/m1/state")
+                                  and m.get("paused") is e, what=f"paused {engage}")
+            # cancel_order: the vehicle is done, so its cancelOrder fails as the spec says
+            cancel = probe.create_client(Trigger, "/r1/cancel_order")
+            fut = cancel.call_async(Trigger.Request())
+            assert spin_until(ex, fut.done, 10) and fut.result().success
+            _, st = listener.wait_for(lambda t, m: t.endswith("/m1/state") and any(
+                a["actionType"] == "cancelOrder" for a in m["instantActionStates"]))
+            assert st["instantActionStates"][-1]["actionStatus"] == "FAILED"
+            assert any(e["errorType"] == "NO_ORDER_TO_CANCEL" for e in st["errors"])
             holds = [(r.resource, r.t_start, r.t_end) for r in replica.table.reservations("r1")]
     finally:
         stop(emu, signal.SIGKILL)
