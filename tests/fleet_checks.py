@@ -1,7 +1,14 @@
 """An independent safety monitor for fleet tests: it listens to /traffic/updates and the
 robots' odometry only (it knows nothing of the agents) and records every reservation
-conflict and every moment a robot is outside the resources it holds."""
+conflict and every moment a robot is outside the resources it holds.
+
+Every robot is checked, including one that holds nothing (`Containment`): before it has
+ever held anything (it has not joined yet) it must stand where it was first seen; once it
+has held something, holding nothing at all is an excursion, whether it moves or not (the
+table no longer says it is there, so it could be granted to someone else)."""
 from __future__ import annotations
+
+import math
 
 from fleet_coord_msgs.msg import ReservationSet
 from nav_msgs.msg import Odometry
@@ -14,6 +21,29 @@ from fleet_coord.table_replica import TableReplica
 TOLERANCE_M = 0.1
 
 
+class Containment:
+    """Is a robot where the table says it may be? One judgement for the live monitor and
+    the offline analysis of the multi-host tests (multihost_fleet.analyse)."""
+
+    def __init__(self, exclusion, tolerance_m: float = TOLERANCE_M, slack_t: float = 0.05):
+        self.exclusion, self.tolerance, self.slack_t = exclusion, tolerance_m, slack_t
+        self.joined: set[str] = set()
+        self.first: dict[str, tuple[float, float]] = {}
+
+    def error(self, robot: str, holds, x: float, y: float, t: float) -> float:
+        """How far (m) `robot` at (x, y) at time t is outside what it holds: the distance
+        from where it was first seen if it never held anything, inf if it held something
+        before and now holds nothing. An excursion is an error above the tolerance."""
+        self.first.setdefault(robot, (x, y))
+        if holds:
+            self.joined.add(robot)
+            return containment_error(self.exclusion, holds, x, y, t, slack_t=self.slack_t)
+        if robot in self.joined:
+            return math.inf
+        fx, fy = self.first[robot]
+        return math.hypot(x - fx, y - fy)
+
+
 class Monitor:
     """Listens to /traffic/updates and odometry only; knows nothing of the agents."""
 
@@ -22,7 +52,9 @@ class Monitor:
         self.roadmap, self.exclusion, rid = load_roadmap_and_exclusion(map_path, radius)
         self.every = every
         self.replica = TableReplica(self.exclusion.of, self.roadmap.num_resources, rid)
+        self.containment = Containment(self.exclusion)
         self.conflicts, self.excursions, self.samples = [], [], 0
+        self.unchecked = 0   # samples while the replica was stale (a missed update)
         self._n = {}
         node.create_subscription(ReservationSet, "/traffic/updates", self._on_update, qos.TABLE)
         for r in robots:
@@ -41,12 +73,22 @@ class Monitor:
         self._n[robot] = self._n.get(robot, 0) + 1
         if self._n[robot] % self.every:
             return  # 20 Hz of 100 is plenty
+        if self.replica.stale:
+            self.unchecked += 1   # it does not know what is held until the next snapshot
+            return
         t = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         holds = [(r.resource, r.t_start, r.t_end) for r in self.replica.table.reservations(robot)]
-        if not holds:
-            return  # not parked yet
         p = msg.pose.pose.position
-        err = containment_error(self.exclusion, holds, p.x, p.y, t, slack_t=0.05)
+        err = self.containment.error(robot, holds, p.x, p.y, t)
         self.samples += 1
         if err > TOLERANCE_M:
             self.excursions.append((robot, t, round(p.x, 3), round(p.y, 3), err))
+
+    def check(self, min_samples: int = 1) -> None:
+        """Assert: no conflict, no excursion of any robot, and the monitor looked
+        (`min_samples` checked, at most 10 % of the samples unchecked)."""
+        assert self.conflicts == [], self.conflicts[:5]
+        assert self.excursions == [], self.excursions[:10]
+        assert self.samples >= min_samples, (self.samples, self.unchecked)
+        assert self.unchecked <= 0.1 * (self.samples + self.unchecked), \
+            (self.unchecked, self.samples)

@@ -28,12 +28,12 @@ import time
 from dataclasses import dataclass, field
 
 from fleet_coord.core.reservations import ReservationTable
-from fleet_coord.core.tracking import containment_error
 from fleet_coord.fleet_config import load_fleet_config, load_roadmap_and_exclusion
 from fleet_coord.launcher import FleetLauncher
 from fleet_coord.node_set import NodeSpec, environment, fleet_nodes
 from fleet_coord_msgs.msg import TaskStatus
 
+from fleet_checks import Containment
 from netns import Topology, ros_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -253,6 +253,7 @@ def analyse(ev: Events, *, slack_t: float = 0.05, tolerance_m: float = 0.1) -> d
     version = None
     last_pos: dict[str, tuple[float, float, float]] = {}
     min_d = (math.inf, None)
+    containment = Containment(exclusion, tolerance_m, slack_t)
     for o in odom:
         while ui < len(ordered) and ordered[ui]["w"] <= o["t"]:
             u = ordered[ui]
@@ -270,11 +271,10 @@ def analyse(ev: Events, *, slack_t: float = 0.05, tolerance_m: float = 0.1) -> d
                     conflicts.append((s, str(hit)))
             ui += 1
         holds = [(r.resource, r.t_start, r.t_end) for r in table.reservations(o["robot"])]
-        if holds:
-            err = containment_error(exclusion, holds, o["x"], o["y"], o["t"], slack_t=slack_t)
-            if err > tolerance_m:
-                excursions.append((o["robot"], round(o["t"], 2), round(o["x"], 2),
-                                   round(o["y"], 2), err))
+        err = containment.error(o["robot"], holds, o["x"], o["y"], o["t"])
+        if err > tolerance_m:
+            excursions.append((o["robot"], round(o["t"], 2), round(o["x"], 2),
+                               round(o["y"], 2), err))
         last_pos[o["robot"]] = (o["t"], o["x"], o["y"])
         for r, (t, x, y) in last_pos.items():
             if r != o["robot"] and abs(t - o["t"]) < 0.06:

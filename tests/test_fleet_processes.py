@@ -177,10 +177,9 @@ def test_ten_robots_thirty_tasks_complete_without_conflicts_or_excursions(launch
     assert all(len(fleet.done_by(t)) == 1 for t in ids), \
         {t: fleet.done_by(t) for t in ids if len(fleet.done_by(t)) != 1}
     m = fleet.monitor
-    assert m.samples > 500
-    assert m.conflicts == [], m.conflicts[:5]
-    assert m.excursions == [], m.excursions[:10]
-    print(f"10 robots, 30 tasks: {elapsed:.1f} s, {m.samples} containment samples")
+    m.check(min_samples=500)
+    print(f"10 robots, 30 tasks: {elapsed:.1f} s, {m.samples} containment samples "
+          f"({m.unchecked} unchecked)")
 
 
 def test_kill_9_agent_mid_task_is_lost_in_bound_task_redone_spot_blocked(launched):
@@ -212,12 +211,11 @@ def test_kill_9_agent_mid_task_is_lost_in_bound_task_redone_spot_blocked(launche
     fleet.submit("after", ["16,16"])
     assert fleet.spin(lambda: fleet.done_by("after"), 30.0)
     m = fleet.monitor
-    assert m.conflicts == [], m.conflicts[:5]
-    others = [e for e in m.excursions if e[0] != "v"]
-    assert others == [], others[:10]
+    # every robot, the dead one too: it stops inside what it held, which stays held
+    m.check(min_samples=100)
     print(f"kill -9 agent: lost after {detection:.2f} s, task done by "
           f"{fleet.done_by('victim-task')} {recovery:.2f} s after the kill; "
-          f"v's own excursions while dying: {len(m.excursions) - len(others)}")
+          f"{m.samples} samples, 0 excursions (v included)")
 
 
 def test_kill_9_dispatcher_and_restart_loses_no_task_and_runs_none_twice(launched):
@@ -245,7 +243,6 @@ def test_kill_9_dispatcher_and_restart_loses_no_task_and_runs_none_twice(launche
     resp = fleet.call(fleet.list_client, ListTasks.Request(include_finished=True))
     states = {m.id: s.state for m, s in zip(resp.tasks, resp.statuses)}
     assert {t: states.get(t) for t in ids} == {t: TaskStatus.DONE for t in ids}
-    m = fleet.monitor
-    assert m.conflicts == [] and m.excursions == [], (m.conflicts[:3], m.excursions[:3])
+    fleet.monitor.check(min_samples=100)
     print(f"kill -9 dispatcher: all {len(ids)} tasks done once, "
           f"{recovery:.1f} s after the kill")
