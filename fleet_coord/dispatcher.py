@@ -46,6 +46,7 @@ from fleet_coord.core.membership import incarnation_of
 from fleet_coord.core.roadmap import Roadmap
 from fleet_coord.core.tasks import TERMINAL_STATES, Task, TaskError, TaskLedger
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
+from fleet_coord.node_auth import NodeAuth
 from fleet_coord.spin import run_nodes
 from fleet_coord.table_replica import TableReplica
 
@@ -115,6 +116,8 @@ class Dispatcher(Node):
                                 exclusion=self.exclusion, replica=self.replica.core,
                                 log=self.get_logger())
 
+        # only an operator submits and cancels; a robot bids, refuses and reports for itself
+        self.auth = NodeAuth(self, identities=["dispatcher"])
         group = MutuallyExclusiveCallbackGroup()
         pub, sub = self.create_publisher, self.create_subscription
         self.cfp_pub = pub(CallForProposal, "/fleet/cfp", qos.PROTOCOL)
@@ -129,7 +132,7 @@ class Dispatcher(Node):
             callback_group=group)
         sub(RobotNotice, "/fleet/robot_lost", self._on_robot_lost, qos.PROTOCOL,
             callback_group=group)
-        sub(ReservationSet, "/traffic/updates", self.replica.apply, qos.TABLE,
+        sub(ReservationSet, "/traffic/updates", self._on_update, qos.TABLE,
             callback_group=group)
         sub(RobotNotice, "/fleet/robot_removed", self._on_robot_removed, qos.PROTOCOL,
             callback_group=group)
@@ -153,27 +156,35 @@ class Dispatcher(Node):
     # -- actions out ----------------------------------------------------------------------
 
     def _send(self, actions: Sequence[dp.Action]) -> None:
-        name = self.get_name()
+        name, sign = self.get_name(), self.auth.sign
         for a in actions:
             if isinstance(a, dp.StatusUpdate):
-                self.status_pub.publish(TaskStatus(
+                self.status_pub.publish(sign(TaskStatus(
                     task_id=a.task_id, robot=a.robot, state=STATE_CODE[a.state], round=a.round,
-                    reason=a.reason, lamport=a.lamport, stamp=self.get_clock().now().to_msg()))
+                    reason=a.reason, lamport=a.lamport, stamp=self.get_clock().now().to_msg()),
+                    "fleet/task_status"))
             elif isinstance(a, dp.CallForProposals):
-                self.cfp_pub.publish(CallForProposal(
+                self.cfp_pub.publish(sign(CallForProposal(
                     task=task_to_msg(a.task), round=a.round, bid_deadline=to_time(a.bid_deadline),
-                    initiator=name, excluded_robots=list(a.excluded)))
+                    initiator=name, excluded_robots=list(a.excluded)), "fleet/cfp"))
             elif isinstance(a, dp.Award):
-                self.award_pub.publish(Award(task_id=a.task_id, round=a.round, robot=a.robot,
-                                             initiator=name))
+                self.award_pub.publish(sign(Award(task_id=a.task_id, round=a.round,
+                                                  robot=a.robot, initiator=name), "fleet/awards"))
             else:
-                self.reject_pub.publish(Rejection(task_id=a.task_id, round=a.round,
-                                                  robot=a.robot, winner=a.winner,
-                                                  reason=a.reason, initiator=name))
+                self.reject_pub.publish(sign(Rejection(
+                    task_id=a.task_id, round=a.round, robot=a.robot, winner=a.winner,
+                    reason=a.reason, initiator=name), "fleet/rejections"))
 
     # -- messages in ----------------------------------------------------------------------
 
     def _on_submit(self, req: SubmitTask.Request, resp: SubmitTask.Response) -> SubmitTask.Response:
+        if not self.auth.check(req, "fleet/submit_task"):
+            resp.accepted, resp.error = False, "refused: not signed by an operator of the fleet"
+        else:
+            self._submit(req, resp)
+        return self.auth.sign(resp, "fleet/submit_task#response", request=req.auth)
+
+    def _submit(self, req: SubmitTask.Request, resp: SubmitTask.Response) -> SubmitTask.Response:
         resp.task_id = req.task.id
         now = self.now()
         try:
@@ -187,6 +198,13 @@ class Dispatcher(Node):
         return resp
 
     def _on_cancel(self, req: CancelTask.Request, resp: CancelTask.Response) -> CancelTask.Response:
+        if not self.auth.check(req, "fleet/cancel_task"):
+            resp.ok, resp.error = False, "refused: not signed by an operator of the fleet"
+        else:
+            self._cancel(req, resp)
+        return self.auth.sign(resp, "fleet/cancel_task#response", request=req.auth)
+
+    def _cancel(self, req: CancelTask.Request, resp: CancelTask.Response) -> CancelTask.Response:
         try:
             self._send(self.core.cancel(self.now(), req.task_id, req.reason))
         except dp.Refused as e:
@@ -207,27 +225,41 @@ class Dispatcher(Node):
                                             reason=rec.reason))
         return resp
 
+    def _on_update(self, m: ReservationSet) -> None:
+        if self.auth.check(m, "traffic/updates"):
+            self.replica.apply(m)
+
     def _on_proposal(self, m: Proposal) -> None:
+        if not self.auth.check_robot_msg(m, "fleet/proposals"):
+            return
         self._send(self.core.on_proposal(self.now(), proposal_from_msg(m)))
 
     def _on_refusal(self, m: Refusal) -> None:
+        if not self.auth.check_robot_msg(m, "fleet/refusals"):
+            return
         self._send(self.core.on_refusal(self.now(), refusal_from_msg(m)))
 
     def _on_status(self, m: TaskStatus) -> None:
         state = state_from_code(m.state)
-        if state is None or not m.robot:
+        if state is None or not m.robot or not self.auth.check_status(m):
             return
         self._send(self.core.on_task_status(self.now(), m.task_id, m.robot, state,
                                             reason=m.reason, lamport=m.lamport))
 
     def _on_robot_state(self, m: RobotState, info: Any) -> None:
+        if not self.auth.check_state(m):
+            return
         self._send(self.core.on_robot_state(self.now(), m.robot, [m.task_id, *m.queued_task_ids],
                                             incarnation_of(info)))
 
     def _on_robot_lost(self, m: RobotNotice) -> None:
+        if not self.auth.check(m, "fleet/robot_lost"):
+            return
         self._send(self.core.on_robot_lost(self.now(), m.robot))
 
     def _on_robot_removed(self, m: RobotNotice) -> None:
+        if not self.auth.check(m, "fleet/robot_removed"):
+            return
         self._send(self.core.on_robot_removed(self.now(), m.robot))
 
     def _tick(self) -> None:

@@ -56,6 +56,8 @@ from fleet_coord.core.replica import TableUpdate
 from fleet_coord.core.reservations import ReservationTable
 from fleet_coord.core.table_log import TableLog
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
+from fleet_coord.node_auth import NodeAuth
+from fleet_coord.robot_link import subscribe_odom
 from fleet_coord.spin import run_nodes
 
 _ERROR_CODE = {tc.ReserveError.NONE: Reserve.Response.ERROR_NONE,
@@ -89,6 +91,9 @@ class TrafficNode(Node):
                 ReservationTable(self.exclusion.of, roadmap.num_resources),
                 exclusion=self.exclusion, **options)
         self._odom_subs: dict[str, Subscription] = {}   # lost robot -> its odometry
+        # only a robot's own signature reserves, releases or keeps it alive; only an
+        # operator's removes it; only this node's signature makes a grant
+        self.auth = NodeAuth(self, identities=["traffic"], relay_keyring=True)
         self.updates = self.create_publisher(ReservationSet, "/traffic/updates", qos.TABLE)
         self.lost_pub = self.create_publisher(RobotNotice, "/fleet/robot_lost", qos.PROTOCOL)
         self.removed_pub = self.create_publisher(RobotNotice, "/fleet/robot_removed", qos.PROTOCOL)
@@ -112,16 +117,17 @@ class TrafficNode(Node):
     def _do(self, actions: Sequence[tc.Action]) -> None:
         for a in actions:
             if isinstance(a, tc.RobotLost):
-                self.lost_pub.publish(RobotNotice(robot=a.robot, reason=a.reason,
-                                                  stamp=self.get_clock().now().to_msg()))
+                self.lost_pub.publish(self.auth.sign(RobotNotice(
+                    robot=a.robot, reason=a.reason, stamp=self.get_clock().now().to_msg()),
+                    "fleet/robot_lost"))
             elif isinstance(a, tc.RobotRemoved):
-                self.removed_pub.publish(RobotNotice(robot=a.robot, reason=a.reason,
-                                                     stamp=self.get_clock().now().to_msg()))
+                self.removed_pub.publish(self.auth.sign(RobotNotice(
+                    robot=a.robot, reason=a.reason, stamp=self.get_clock().now().to_msg()),
+                    "fleet/robot_removed"))
             elif a.on:
                 if a.robot not in self._odom_subs:
-                    self._odom_subs[a.robot] = self.create_subscription(
-                        Odometry, f"/{a.robot}/odom",
-                        lambda m, r=a.robot: self._on_lost_odom(r, m), qos.ODOM)
+                    self._odom_subs[a.robot] = subscribe_odom(
+                        self, self.auth, a.robot, lambda m, r=a.robot: self._on_lost_odom(r, m))
             else:
                 self._unsubscribe(a.robot)
         self.publish_updates()
@@ -133,7 +139,7 @@ class TrafficNode(Node):
     def _publish(self, updates: Sequence[TableUpdate]) -> None:
         stamp = self.get_clock().now().to_msg()
         for u in updates:
-            self.updates.publish(table_update_msg(u, stamp))
+            self.updates.publish(self.auth.sign(table_update_msg(u, stamp), "traffic/updates"))
 
     def _publish_snapshot(self) -> None:
         self._publish(self.authority.snapshot(self.now()))
@@ -153,6 +159,16 @@ class TrafficNode(Node):
 
     # services ----------------------------------------------------------------------------
     def _on_reserve(self, req: Reserve.Request, resp: Reserve.Response) -> Reserve.Response:
+        return self.auth.sign(self._reserve(req, resp), "traffic/reserve#response",
+                              request=req.auth)
+
+    def _reserve(self, req: Reserve.Request, resp: Reserve.Response) -> Reserve.Response:
+        if not self.auth.check(req, "traffic/reserve",
+                               subjects=[req.robot, *(s.robot for s in req.segments if s.robot)]):
+            resp.version = self.authority.table.version
+            resp.error = Reserve.Response.ERROR_INVALID
+            resp.message = f"refused: not signed by robot {req.robot!r}"
+            return resp
         for i, s in enumerate(req.segments):
             if s.robot and s.robot != req.robot:
                 resp.version = self.authority.table.version
@@ -174,13 +190,22 @@ class TrafficNode(Node):
         return resp
 
     def _on_release(self, req: Release.Request, resp: Release.Response) -> Release.Response:
-        resp.released = self.authority.release(req.robot, req.after if req.only_after else None)
+        if self.auth.check_robot_msg(req, "traffic/release"):
+            resp.released = self.authority.release(req.robot,
+                                                   req.after if req.only_after else None)
         resp.version = self.authority.table.version
         self._do([])
-        return resp
+        return self.auth.sign(resp, "traffic/release#response", request=req.auth)
 
     def _on_remove_robot(self, req: RemoveRobot.Request,
                          resp: RemoveRobot.Response) -> RemoveRobot.Response:
+        if not self.auth.check(req, "fleet/remove_robot"):
+            resp.ok, resp.error = False, "refused: not signed by an operator of the fleet"
+        else:
+            self._remove_robot(req, resp)
+        return self.auth.sign(resp, "fleet/remove_robot#response", request=req.auth)
+
+    def _remove_robot(self, req: RemoveRobot.Request, resp: RemoveRobot.Response) -> None:
         result, actions = self.authority.remove_robot(req.robot, force=req.force,
                                                       reason=req.reason)
         resp.ok, resp.error = result.ok, result.error
@@ -195,10 +220,11 @@ class TrafficNode(Node):
                 f"{', forced' if req.force else ''}{': ' + req.reason if req.reason else ''}): "
                 f"{result.released} reservations released")
         self._do(actions)
-        return resp
 
     # robots ------------------------------------------------------------------------------
     def _on_state(self, msg: RobotState, info: Any) -> None:
+        if not self.auth.check_state(msg):
+            return
         self._do(self.authority.on_robot_state(self.now(), msg.robot,
                                                [msg.task_id, *msg.queued_task_ids],
                                                incarnation_of(info)))
