@@ -359,3 +359,14 @@ def test_retimed_holds_shift_the_rest_and_cover_the_robot_from_now(grid):
         pytest.approx([t for _, a, b in shifted[2:] for t in (a, b)])
     with pytest.raises(ValueError, match="shift"):
         retimed(segs, 1, 12.5, -1.0)
+
+
+def test_order_book_names_an_active_order_that_is_not_its_own(grid):
+    roadmap, exclusion = grid
+    book = OrderBook(roadmap, exclusion.clearance, max_speed=1.0)
+    book.on_state(state(book, idle=True), 1.0)
+    assert book.foreign_order() is None                       # idle: nothing to cancel
+    st = state(book, idle=False)
+    st["orderId"] = "someone-else-7"
+    book.on_state(st, 2.0)
+    assert book.foreign_order() == "someone-else-7"

@@ -121,6 +121,7 @@ class Vda5050Master(Node):
         self.dropped = 0                 # messages from the vehicle that were not used
         self.sent = {"order": 0, "instantActions": 0}
         self._actions = 0
+        self._cancelled = ""             # the foreign order last cancelled
         self._status_key: tuple = ()
         self._status_at = -math.inf
         self._inq: queue.SimpleQueue = queue.SimpleQueue()
@@ -285,6 +286,13 @@ class Vda5050Master(Node):
                 self.get_logger().error(f"dropped a message on {item[0]}: "
                                         f"{type(e).__name__}: {e}")
         now = self.now()
+        foreign = self.book.foreign_order()
+        if foreign is not None and foreign != self._cancelled and self.client.is_connected():
+            # an order of an earlier run of this node (or another master) still active
+            self.get_logger().warning(f"vehicle {self.serial} runs order {foreign}, not "
+                                      "mine: cancelling it")
+            self.instant_action("cancelOrder", orderId=foreign)
+            self._cancelled = foreign
         if self.available(now) and self.fits and self.client.is_connected():
             holds = [(r.resource, r.t_start, r.t_end)
                      for r in self.replica.table.reservations(self.robot)]

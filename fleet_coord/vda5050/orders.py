@@ -128,6 +128,15 @@ class OrderBook:
             self.expected_speed = seen if self.expected_speed <= 0 else \
                 0.7 * self.expected_speed + 0.3 * seen
 
+    def foreign_order(self) -> str | None:
+        """The orderId of an active order the vehicle runs that is not this book's (left
+        from before this master control started): it must be cancelled before the
+        vehicle takes orders again. None when there is none."""
+        v = self.vehicle
+        if v.idle or not v.order_id or v.order_id == self.order_id:
+            return None
+        return v.order_id
+
     # -- where the vehicle is ------------------------------------------------------------
 
     def s_vehicle(self) -> float:
