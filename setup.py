@@ -8,17 +8,21 @@ package_name = "fleet_coord"
 setup(
     name=package_name,
     version="0.1.0",
-    packages=find_packages(include=["fleet_coord", "fleet_coord.*", "sim", "sim.*",
-                                    "firmware_bridge", "firmware_bridge.*"]),
+    # The simulator and the serial bridge keep their folders (sim/, firmware_bridge/) but
+    # install under names of their own: a top-level `sim` module collides too easily.
+    packages=find_packages(include=["fleet_coord", "fleet_coord.*"])
+    + ["fleet_coord_sim", "fleet_coord_bridge"],
+    package_dir={"fleet_coord_sim": "sim", "fleet_coord_bridge": "firmware_bridge"},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", glob("launch/*.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml")),
         ("share/" + package_name + "/config/maps", glob("config/maps/*")),
+        ("share/" + package_name + "/urdf", glob("sim/urdf/*.urdf")),
     ],
     package_data={"fleet_coord": ["py.typed"], "fleet_coord.vda5050": ["schemas/*"],
-                  "sim": ["urdf/*.urdf"]},
+                  "fleet_coord_sim": ["urdf/*.urdf"], "fleet_coord_bridge": ["test_vectors.txt"]},
     # ROS 2 packages (rclpy, messages) come from the ROS install or, here, from the
     # PyPI wheels listed in requirements.txt; they are not pip requirements of the package.
     install_requires=["numpy", "scipy", "shapely", "pyyaml", "pyserial", "tqdm", "paho-mqtt",
@@ -38,8 +42,8 @@ setup(
             "robot_agent = fleet_coord.robot_agent:main",
             "dispatcher = fleet_coord.dispatcher:main",
             "fleet_monitor = fleet_coord.fleet_monitor:main",
-            "serial_bridge = firmware_bridge.bridge_node:main",
-            "sim = sim.sim_node:main",
+            "serial_bridge = fleet_coord_bridge.bridge_node:main",
+            "sim = fleet_coord_sim.sim_node:main",
             "vda5050_emulator = fleet_coord.vda5050.emulator:main",
             "vda5050_master = fleet_coord.vda5050.master:main",
         ],

@@ -29,9 +29,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import serial  # noqa: E402
 
-from firmware_bridge import protocol as p  # noqa: E402
-from firmware_bridge.emulator import Emulator  # noqa: E402
-from firmware_bridge.link import Link, LinkConfig, LinkState  # noqa: E402
+from fleet_coord_bridge import protocol as p  # noqa: E402
+from fleet_coord_bridge.emulator import Emulator  # noqa: E402
+from fleet_coord_bridge.link import Link, LinkConfig, LinkState  # noqa: E402
 
 
 def pct(xs: list[float], q: float) -> float:

@@ -73,7 +73,7 @@ class RandomTwists:
 
 
 def run_world(mode: str, n: int, args) -> dict:
-    from sim import SimWorld
+    from fleet_coord_sim import SimWorld
     rng = np.random.default_rng(args.seed)
     t0 = time.perf_counter()
     world = SimWorld(args.map, mode=mode, dt=args.dt)
@@ -110,8 +110,8 @@ def run_ros(mode: str, n: int, args) -> dict:
     from rclpy.parameter import Parameter
 
     from fleet_coord import qos
-    from sim import SimWorld
-    from sim.sim_node import SimNode
+    from fleet_coord_sim import SimWorld
+    from fleet_coord_sim.sim_node import SimNode
 
     rng = np.random.default_rng(args.seed)
     probe = SimWorld(args.map, mode="kinematic", dt=args.dt)

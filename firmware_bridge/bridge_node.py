@@ -23,7 +23,7 @@ With authentication (parameters `auth_*`, docs/security.md) the commands come si
 an operator; the plain `estop` still engages (stopping is always safe) but refuses a
 release.
 
-The serial link itself (handshake, heartbeats, reconnects) is `firmware_bridge.link.Link`;
+The serial link itself (handshake, heartbeats, reconnects) is `fleet_coord_bridge.link.Link`;
 this node only moves messages between it and ROS.
 """
 from __future__ import annotations
@@ -48,8 +48,8 @@ from fleet_coord.core.trust import bridge_identity
 from fleet_coord.node_auth import NodeAuth
 from fleet_coord.robot_link import DriverLink
 from fleet_coord.spin import run_nodes
-from firmware_bridge import protocol as p
-from firmware_bridge.link import Link, LinkConfig, LinkState
+from fleet_coord_bridge import protocol as p
+from fleet_coord_bridge.link import Link, LinkConfig, LinkState
 
 DIAGNOSTICS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 

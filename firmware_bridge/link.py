@@ -24,9 +24,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
-from firmware_bridge import protocol as p
+from fleet_coord_bridge import protocol as p
 
-log = logging.getLogger("firmware_bridge.link")
+log = logging.getLogger("fleet_coord_bridge.link")
 
 
 class LinkState(enum.Enum):

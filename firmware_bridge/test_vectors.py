@@ -13,7 +13,7 @@ and by the C one (firmware/tests/test_fb.c). One vector per line, space-separate
 decimal of an exact binary32 value, so both sides parse them to the same bits.
 
 Regenerate (only when the protocol changes on purpose) with
-``python -m firmware_bridge.test_vectors > firmware_bridge/test_vectors.txt``.
+``python -m fleet_coord_bridge.test_vectors > firmware_bridge/test_vectors.txt``.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import struct
 import sys
 from dataclasses import fields
 
-from firmware_bridge import protocol as p
+from fleet_coord_bridge import protocol as p
 
 PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "test_vectors.txt")
 

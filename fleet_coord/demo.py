@@ -167,7 +167,7 @@ class _DemoNode:
         from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
         from fleet_coord.run_monitor import RunMonitor
-        # the sim's latched contact counters (sim.sim_node.CONTACTS_QOS, not imported:
+        # the sim's latched contact counters (fleet_coord_sim.sim_node.CONTACTS_QOS, not imported:
         # that would load PyBullet into this process)
         CONTACTS_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                                   reliability=ReliabilityPolicy.RELIABLE,

@@ -19,10 +19,9 @@ import yaml
 from fleet_coord import parameters
 from fleet_coord.core.roadmap import Exclusion, Footprint, MapError, Roadmap, load_movingai_map
 from fleet_coord.core.yaml_reader import FileFormatError, YamlReader, compose_yaml, describe
+from fleet_coord.share import share_path
 
-PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-REPO_DIR = os.path.dirname(PACKAGE_DIR)
-DEFAULT_MAP = os.path.join(REPO_DIR, "config", "maps", "warehouse.map")
+DEFAULT_MAP = share_path("config", "maps", "warehouse.map")
 
 
 def resolve_map(path: str) -> str:
@@ -32,7 +31,7 @@ def resolve_map(path: str) -> str:
         return DEFAULT_MAP
     if os.path.exists(path):
         return path
-    bundled = os.path.join(REPO_DIR, "config", "maps", path)
+    bundled = share_path("config", "maps", path)
     if os.path.exists(bundled):
         return bundled
     raise FileNotFoundError(f"map file {path!r} not found (also looked in {os.path.dirname(bundled)})")

@@ -6,10 +6,10 @@
 """
 from __future__ import annotations
 
-import os
 
 from fleet_coord.fleet_config import load_fleet_config
 from fleet_coord.node_set import NodeSpec, environment, fleet_nodes
+from fleet_coord.share import share_path
 
 #: launch argument -> (default, description). fleet-coord launch has the same options.
 ARGUMENTS = {
@@ -22,16 +22,9 @@ ARGUMENTS = {
 
 
 def share_config(name: str) -> str:
-    """A config shipped with the package: share/fleet_coord/config on a ROS install, the
-    repository's config/ in a source checkout."""
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        path = os.path.join(get_package_share_directory("fleet_coord"), "config", name)
-        if os.path.exists(path):
-            return path
-    except Exception:  # noqa: BLE001 - not an installed ROS package (e.g. an editable pip install)
-        pass
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config", name)
+    """A config shipped with the package: the repository's config/ in a source checkout,
+    share/fleet_coord/config on a ROS install."""
+    return share_path("config", name)
 
 
 def _bool(name: str, text: str) -> bool:

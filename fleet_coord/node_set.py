@@ -23,8 +23,8 @@ EXECUTABLES = {
     "fleet_monitor": "fleet_coord.fleet_monitor",
     "robot_agent": "fleet_coord.robot_agent",
     "ideal_driver": "fleet_coord.ideal_driver",
-    "sim": "sim.sim_node",
-    "serial_bridge": "firmware_bridge.bridge_node",
+    "sim": "fleet_coord_sim.sim_node",
+    "serial_bridge": "fleet_coord_bridge.bridge_node",
     "vda5050_master": "fleet_coord.vda5050.master",
 }
 
@@ -214,5 +214,5 @@ def as_dict(spec: NodeSpec) -> dict[str, Any]:
 
 
 def default_config_path() -> str:
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return os.path.join(here, "config", "fleet_demo.yaml")
+    from fleet_coord.share import share_path
+    return share_path("config", "fleet_demo.yaml")

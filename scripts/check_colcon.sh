@@ -27,6 +27,8 @@
 #        colcon build --base-paths src src/fleet_coord/fleet_coord_msgs
 #   3. the clone form, from the repo root:
 #        colcon build --base-paths . fleet_coord_msgs
+#   4. fleet_coord rebuilt there with --symlink-install (package_dir renames sim/ and
+#      firmware_bridge/ to fleet_coord_sim / fleet_coord_bridge: colcon must follow it);
 #   and after each build, with install/setup.bash sourced, both packages import and are
 #   in the ament index.
 # KEEP_WS=1 keeps the temporary folder for inspection.
@@ -70,7 +72,9 @@ for name in os.listdir(bindir):
         text = open(path).read()
     except UnicodeDecodeError:
         continue
-    if src + "/bin/" in text:
+    if "from fleet_coord" in text or "import fleet_coord" in text:
+        os.unlink(path)            # fleet_coord's console scripts (editable install)
+    elif src + "/bin/" in text:
         rewrite(path, text.replace(src + "/bin/", dst + "/bin/"))
 # .pth lines that put a source tree of fleet_coord on sys.path (an editable install).
 site = os.path.join(dst, "lib", f"python{sys.version_info[0]}.{sys.version_info[1]}",
@@ -148,9 +152,10 @@ from ament_index_python.packages import get_package_share_directory as share
 from rclpy.serialization import deserialize_message, serialize_message
 import fleet_coord, fleet_coord_msgs.action, fleet_coord_msgs.msg, fleet_coord_msgs.srv
 ws = os.environ["COLCON_PREFIX_PATH"].split(":")[0]   # this workspace's install/
+root = os.path.dirname(ws)   # --symlink-install: Python packages stay in its build/
 for pkg, mod in (("fleet_coord", fleet_coord), ("fleet_coord_msgs", fleet_coord_msgs.msg)):
     print(f"  {pkg}: share {share(pkg)}, python {mod.__file__}")
-    assert share(pkg).startswith(ws) and mod.__file__.startswith(ws), (pkg, ws)
+    assert share(pkg).startswith(ws) and mod.__file__.startswith(root), (pkg, ws)
 Task = fleet_coord_msgs.msg.Task
 task = Task(kind="goto", stations=["dock_1"])
 assert task.frame_id == "map"
@@ -161,6 +166,23 @@ libs = sorted({line.split()[-1] for line in open("/proc/self/maps")
                if "fleet_coord_msgs" in line and ".so" in line})
 assert libs and all(lib.startswith(ws) for lib in libs), libs
 print(f"  fleet_coord_msgs: {len(libs)} shared libraries loaded, all from the workspace")
+# The simulator and the serial bridge install under their own names, never as the
+# folder names (`sim` would shadow or be shadowed by any other `sim`).
+import importlib.util
+for mod in ("fleet_coord_sim", "fleet_coord_bridge"):
+    spec = importlib.util.find_spec(mod)
+    assert spec is not None and spec.origin.startswith(root), (mod, spec)
+for mod in ("sim", "firmware_bridge"):
+    assert importlib.util.find_spec(mod) is None, f"{mod} is installed as a top-level module"
+from fleet_coord_bridge import protocol   # noqa: F401 (pure Python: imports here)
+from fleet_coord.fleet_config import DEFAULT_MAP
+for rel in ("urdf/diff_drive.urdf", "config/fleet_demo.yaml", "config/maps/warehouse.map",
+            "launch/fleet.launch.py"):
+    assert os.path.isfile(os.path.join(share("fleet_coord"), rel)), rel
+assert os.path.isfile(DEFAULT_MAP) and DEFAULT_MAP.startswith(root), DEFAULT_MAP
+for exe in ("fleet-coord", "sim", "serial_bridge", "robot_agent"):
+    assert os.access(os.path.join(ws, "fleet_coord", "lib", "fleet_coord", exe), os.X_OK), exe
+print("  fleet_coord_sim, fleet_coord_bridge, share/ files and lib/fleet_coord executables: ok")
 PYEOF
   )
 }
@@ -196,6 +218,13 @@ copy_repo "$CLONE"
 start=$(date +%s)
 (cd "$CLONE" && colcon build --event-handlers console_direct- summary+ \
    --base-paths . fleet_coord_msgs "${WHEEL_CMAKE_ARGS[@]}")
+echo "  built in $(( $(date +%s) - start )) s"
+verify_install "$CLONE"
+
+echo "check_colcon: 4. the clone again with --symlink-install (fleet_coord only)"
+start=$(date +%s)
+(cd "$CLONE" && colcon build --event-handlers console_direct- summary+ --symlink-install \
+   --packages-select fleet_coord --base-paths . fleet_coord_msgs "${WHEEL_CMAKE_ARGS[@]}")
 echo "  built in $(( $(date +%s) - start )) s"
 verify_install "$CLONE"
 echo "check_colcon: OK"

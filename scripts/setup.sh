@@ -69,11 +69,11 @@ step "installing ROS 2 wheels and Python dependencies (requirements.txt)"
 run "$VENV/bin/pip" install --disable-pip-version-check -r requirements.txt
 run "$VENV/bin/pip" install --disable-pip-version-check setuptools wheel
 step "installing fleet_coord (editable)"
-run "$VENV/bin/pip" install --disable-pip-version-check --no-deps --no-build-isolation -e .
-
-# ament_python puts console scripts in lib/fleet_coord (where `ros2 run` looks); expose the
-# CLI on the venv PATH as well.
-ln -sf ../lib/fleet_coord/fleet-coord "$VENV/bin/fleet-coord"
+# PEP 660 (--use-pep517): setup.py maps sim/ and firmware_bridge/ to the packages
+# fleet_coord_sim and fleet_coord_bridge, which only an editable wheel's import hook
+# follows (the legacy `setup.py develop` just puts the repository on sys.path).
+run "$VENV/bin/pip" install --disable-pip-version-check --no-deps --no-build-isolation \
+    --use-pep517 -e .
 
 if [ -f fleet_coord_msgs/CMakeLists.txt ]; then
   step "building fleet_coord_msgs into the venv (cmake, ~35 s)"

@@ -55,7 +55,7 @@ from fleet_coord.node_auth import NodeAuth
 from fleet_coord.robot_link import DriverLink
 from fleet_coord.spin import run_nodes
 from fleet_coord.core.kinematics import Limits
-from sim.world import MODES, SimWorld
+from fleet_coord_sim.world import MODES, SimWorld
 
 #: Contact counters: reliable and latched (transient-local, keep-last 1), so a monitor
 #: that starts late still reads the current counts.
@@ -126,7 +126,7 @@ class SerializedOdometry:
 
 
 class SimNode(Node):
-    """Owns a :class:`sim.world.SimWorld`; see the module docstring for its interface."""
+    """Owns a :class:`fleet_coord_sim.world.SimWorld`; see the module docstring for its interface."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__("sim", **kwargs)

@@ -2,7 +2,7 @@
 
 Usable without ROS::
 
-    from sim import SimWorld
+    from fleet_coord_sim import SimWorld
     with SimWorld("config/maps/warehouse.map", mode="kinematic", dt=0.02) as world:
         world.add_robot("r1", 1.0, 1.0, 0.0)
         world.set_cmd("r1", 0.5, 0.0)
@@ -20,7 +20,7 @@ Maps (metres, x east, y north, z up):
 * YAML roadmaps: no obstacles; every station is marked (visual only, coloured by kind).
 
 Contacts are looked for after every step among robots and between robots and obstacles
-(never the floor); a pair entering contact is one event (:mod:`sim.contacts`).
+(never the floor); a pair entering contact is one event (:mod:`fleet_coord_sim.contacts`).
 """
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ import pybullet as p
 from fleet_coord.core.kinematics import Limits
 from fleet_coord.core.roadmap import STATION_KINDS, GridMap, Roadmap, load_movingai_map
 from fleet_coord.fleet_config import resolve_map
-from sim.contacts import OBSTACLES, ContactCounter, ContactEvent
-from sim.robots import KinematicRobots, PhysicsRobots
+from fleet_coord_sim.contacts import OBSTACLES, ContactCounter, ContactEvent
+from fleet_coord_sim.robots import KinematicRobots, PhysicsRobots
 
 MODES = ("kinematic", "physics")
 

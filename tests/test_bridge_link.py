@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from firmware_bridge import protocol as p
-from firmware_bridge.emulator import Emulator
-from firmware_bridge.link import Link, LinkConfig, LinkState
+from fleet_coord_bridge import protocol as p
+from fleet_coord_bridge.emulator import Emulator
+from fleet_coord_bridge.link import Link, LinkConfig, LinkState
 
 
 class Recorder:

@@ -17,8 +17,8 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import BatteryState  # noqa: E402
 from std_srvs.srv import SetBool  # noqa: E402
 
-from firmware_bridge.bridge_node import SerialBridge  # noqa: E402
-from firmware_bridge.emulator import Emulator  # noqa: E402
+from fleet_coord_bridge.bridge_node import SerialBridge  # noqa: E402
+from fleet_coord_bridge.emulator import Emulator  # noqa: E402
 from fleet_coord import qos  # noqa: E402
 from rosutil import ros_context, spin_until  # noqa: E402
 
@@ -144,7 +144,7 @@ def test_bad_parameters_are_rejected_naming_the_parameter():
 def test_bridge_runs_as_its_own_process_and_stops_the_robot_on_sigint(emu):
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "firmware_bridge.bridge_node", "--ros-args",
+        [sys.executable, "-m", "fleet_coord_bridge.bridge_node", "--ros-args",
          "-p", "robot:=r2", "-p", f"port:={emu.port}"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

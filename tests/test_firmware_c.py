@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from firmware_bridge import emulator
-from firmware_bridge import protocol as p
+from fleet_coord_bridge import emulator
+from fleet_coord_bridge import protocol as p
 from test_firmware_protocol import make_fuzz_stream
 
 pytestmark = pytest.mark.skipif(shutil.which("make") is None or shutil.which("cc") is None,
@@ -27,7 +27,7 @@ def run(*args, timeout=60):
 
 
 def test_c_unit_tests_and_shared_vectors_pass(built):
-    from firmware_bridge.test_vectors import PATH
+    from fleet_coord_bridge.test_vectors import PATH
     r = run(emulator.UNIT_TESTS, PATH)
     assert r.returncode == 0, r.stdout + r.stderr
     assert " 0 failures" in r.stdout

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware_bridge import protocol as p
-from firmware_bridge import test_vectors as tv
+from fleet_coord_bridge import protocol as p
+from fleet_coord_bridge import test_vectors as tv
 
 
 def crc16_bitwise(data: bytes) -> int:

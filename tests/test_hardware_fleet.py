@@ -17,9 +17,9 @@ pytest.importorskip("fleet_coord_msgs.msg", reason="fleet_coord_msgs is built by
 import rclpy  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 
-from firmware_bridge import protocol as p  # noqa: E402
-from firmware_bridge.emulator import Emulator  # noqa: E402
-from firmware_bridge.link import Link, LinkConfig, LinkState  # noqa: E402
+from fleet_coord_bridge import protocol as p  # noqa: E402
+from fleet_coord_bridge.emulator import Emulator  # noqa: E402
+from fleet_coord_bridge.link import Link, LinkConfig, LinkState  # noqa: E402
 from fleet_checks import Monitor  # noqa: E402
 from fleet_coord import qos  # noqa: E402
 from fleet_coord.fleet_config import load_roadmap  # noqa: E402

@@ -8,9 +8,9 @@ import pytest
 pytest.importorskip("pybullet", reason="pybullet is installed by `make setup`")
 from fleet_coord.core.kinematics import Limits, UnicycleState, step  # noqa: E402
 from fleet_coord.core.roadmap import load_movingai_map  # noqa: E402
-from sim import ContactCounter, SimWorld, merge_blocked_cells  # noqa: E402
-from sim.contacts import OBSTACLES  # noqa: E402
-from sim.robots import unicycle_step_many  # noqa: E402
+from fleet_coord_sim import ContactCounter, SimWorld, merge_blocked_cells  # noqa: E402
+from fleet_coord_sim.contacts import OBSTACLES  # noqa: E402
+from fleet_coord_sim.robots import unicycle_step_many  # noqa: E402
 
 LIMITS = Limits(max_v=1.0, max_w=2.0, max_acc=2.0, max_alpha=6.0)
 MODES = ("kinematic", "physics")

@@ -15,7 +15,7 @@ from std_msgs.msg import UInt32  # noqa: E402
 from fleet_coord import qos  # noqa: E402
 from fleet_coord.convert import quaternion_to_yaw  # noqa: E402
 from rosutil import ros_context, spin_until  # noqa: E402
-from sim.sim_node import CONTACTS_QOS, SimNode  # noqa: E402
+from fleet_coord_sim.sim_node import CONTACTS_QOS, SimNode  # noqa: E402
 
 
 def _sim(ctx, **params):
@@ -107,7 +107,7 @@ def test_lock_step_never_runs_past_a_moving_robots_last_command(monkeypatch):
     possible) max_cmd_lead sim seconds after its last command, while its controller is
     starved; a stopped robot does not; a controller silent for _FOLLOW_SILENT_S wall
     seconds is taken for gone (the sim runs on and its watchdog stops the robot)."""
-    monkeypatch.setattr("sim.sim_node._FOLLOW_SILENT_S", 1.5)
+    monkeypatch.setattr("fleet_coord_sim.sim_node._FOLLOW_SILENT_S", 1.5)
     with ros_context() as (ctx, ex):
         sim = _sim(ctx, robots=["r1"], start_poses=[2.0, 1.0, 0.0], real_time_factor=0.0,
                    max_cmd_lead=0.1, cmd_timeout=0.5, max_acc=100.0)
