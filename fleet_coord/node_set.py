@@ -127,7 +127,15 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
                  parameters=params("fleet_monitor", event_log=cfg.event_log or "")),
     ]
     # robot backends: one ideal driver and one simulator for all their robots (they are the
-    # "world"); one serial bridge per physical robot, in the robot's namespace
+    # "world"); one serial bridge per physical robot, in the robot's namespace.
+    # On sim time one of the worlds is the clock source (the sim if there is one, else the
+    # ideal driver): it publishes /clock and itself runs on wall time, which paces it.
+    backends = {r.backend for r in robots}
+    clock = "sim" if "sim" in backends else "ideal" if "ideal" in backends else None
+    if sim_time and clock is None:
+        raise ValueError(f"use_sim_time: true needs a clock source, a simulated world (robots "
+                         f"with backend sim or ideal); the robots of {cfg.path} are all "
+                         "physical (serial), which run on wall time")
     for backend, exe in (("ideal", "ideal_driver"), ("sim", "sim")):
         group = [r for r in robots if r.backend == backend]
         if group:
@@ -135,10 +143,11 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
             own = dict(robots=[r.name for r in group], start_poses=poses,
                        max_v=max(r.max_speed for r in group),
                        max_w=max(r.max_angular_speed for r in group))
-            # the simulator is the clock source: it never runs on sim time itself
             p = params(exe, **own)
-            if backend == "sim":
+            if sim_time and backend == clock:
                 p["use_sim_time"] = False
+                if backend == "ideal":
+                    p.setdefault("publish_clock", True)
             nodes.append(NodeSpec(exe, exe, parameters=p, robots=own["robots"]))
     for r in robots:
         if r.backend == "serial":

@@ -18,12 +18,36 @@ from typing import Callable, Iterable
 
 import rclpy
 from rclpy._rclpy_pybind11 import RCLError
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from fleet_coord import memtrace
 from fleet_coord.core.errors import EXIT_CANNOT_START, CannotStart
+
+#: A node on sim time that has not received /clock after this many wall seconds says so.
+CLOCK_WARN_AFTER_S = 5.0
+
+
+def warn_without_clock(node: Node, after_s: float = CLOCK_WARN_AFTER_S) -> None:
+    """If `node` runs on sim time (use_sim_time: true), warn — every `after_s` wall
+    seconds until it arrives — when no /clock has been received: every timer of the node
+    is stalled until then and nothing else would tell. Names what is missing."""
+    if not node.get_parameter("use_sim_time").value:
+        return
+    wall = Clock(clock_type=ClockType.STEADY_TIME)
+
+    def check() -> None:
+        if node.get_clock().now().nanoseconds > 0:
+            node.destroy_timer(timer)
+            return
+        n = node.count_publishers("/clock")
+        node.get_logger().warning(
+            f"use_sim_time is true but no /clock received after {after_s:g} s "
+            f"({n} publisher{'s' if n != 1 else ''} of /clock): this node's timers wait "
+            "for a clock source (the sim, or the ideal driver with publish_clock: true)")
+    timer = node.create_timer(after_s, check, clock=wall)
 
 
 def run_nodes(make_nodes: Callable[[list[str]], Iterable[Node]], args=None,
@@ -60,6 +84,8 @@ def run_nodes(make_nodes: Callable[[list[str]], Iterable[Node]], args=None,
         except CannotStart as e:   # a crash loop would not change it: say why and stop
             refused = e
             return
+        for n in nodes:
+            warn_without_clock(n)
         if nodes:   # opt-in allocation tracing of a long run (FLEET_COORD_TRACEMALLOC)
             memtrace.start(nodes[0].get_name())
         executor = executor_factory()

@@ -40,7 +40,15 @@ def test_grouping_robot_count_and_sim_time_overrides():
                         use_sim_time=True)
     agents = [s for s in specs if s.executable == "robot_agent"]
     assert [a.robots for a in agents] == [["robot_1", "robot_2", "robot_3"], ["robot_4"]]
-    assert all(s.parameters["use_sim_time"] for s in specs)
+    # the ideal driver is the clock source: it publishes /clock on wall time
+    drv = next(s for s in specs if s.executable == "ideal_driver")
+    assert drv.parameters["publish_clock"] is True and drv.parameters["use_sim_time"] is False
+    assert all(s.parameters["use_sim_time"] for s in specs if s is not drv)
+    assert "publish_clock" not in next(s for s in fleet_nodes("config/fleet_demo.yaml")
+                                       if s is not drv and s.executable == "ideal_driver"
+                                       ).parameters
+    with pytest.raises(ValueError, match="use_sim_time: true needs a clock source"):
+        fleet_nodes("config/fleet_hardware.yaml", use_sim_time=True)
     with pytest.raises(ValueError, match="robot_count must be 1..5"):
         fleet_nodes("config/fleet_demo.yaml", robot_count=9)
 
@@ -159,7 +167,11 @@ def test_launch_arguments_reach_the_node_set(fake_launch):
     nodes = [a.kwargs for a in produced if type(a).__name__ == "Node"]
     agents = [n for n in nodes if n["executable"] == "robot_agent"]
     assert len(agents) == 1 and agents[0]["arguments"] == ["--robots", "robot_1,robot_2"]
-    assert all(n["parameters"][0]["use_sim_time"] is True for n in nodes)
+    # fleet.launch.py use_sim_time:=true starts a clock source: the ideal driver
+    clock = next(n for n in nodes if n["executable"] == "ideal_driver")["parameters"][0]
+    assert clock["publish_clock"] is True and clock["use_sim_time"] is False
+    assert all(n["parameters"][0]["use_sim_time"] is True for n in nodes
+               if n["executable"] != "ideal_driver")
     env = {a.args[0]: a.args[1] for a in produced if type(a).__name__ == "SetEnvironmentVariable"}
     assert env["ROS_DOMAIN_ID"] == "77"
 
