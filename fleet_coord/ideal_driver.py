@@ -3,7 +3,10 @@
 The driver interface (shared by the PyBullet sim and the serial bridge, like Gazebo's
 diff-drive plugin), per robot namespace `/<robot>/`:
   - subscribes `cmd_vel` (geometry_msgs/Twist, COMMAND QoS),
-  - publishes `odom` (nav_msgs/Odometry, frame `<robot>/odom`, child `<robot>/base_link`).
+  - publishes `odom` (nav_msgs/Odometry, frame `<robot>/odom`, child `<robot>/base_link`),
+  - serves `estop` (std_srvs/SetBool): true latches the robot's motors off (commands are
+    ignored, it stops at its deceleration limit) until false releases it, like the serial
+    bridge's device e-stop.
 
 One node can drive many robots (parameter `robots`), integrating every robot with one
 timer: that is what large simulated fleets need. A robot whose commands stop for longer
@@ -39,6 +42,7 @@ from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.time import Time
 from rosgraph_msgs.msg import Clock
+from std_srvs.srv import SetBool
 
 from fleet_coord import parameters, qos
 from fleet_coord.spin import run_nodes
@@ -55,6 +59,8 @@ class _Robot:
         self.cmd = (0.0, 0.0)
         self.cmd_stamp = None  # node time of the last command
         self.link: DriverLink | None = None
+        self.estop = False
+        self.estop_srv = None
 
 
 class IdealDriver(Node):
@@ -100,6 +106,8 @@ class IdealDriver(Node):
     def _add(self, name: str, pose: tuple[float, float, float]) -> _Robot:
         r = _Robot(name, pose)
         r.link = DriverLink(self, self.auth, name, lambda msg, r=r: self._on_cmd(r, msg))
+        r.estop_srv = self.create_service(SetBool, f"/{name}/estop",
+                                          lambda req, resp, r=r: self._on_estop(r, req, resp))
         self.robots[name] = r
         return r
 
@@ -135,6 +143,7 @@ class IdealDriver(Node):
         if r is None:
             return
         r.link.destroy()
+        self.destroy_service(r.estop_srv)
         self.get_logger().info(f"{msg.robot} removed from the fleet: taken out of the world")
 
     def now(self) -> Time:
@@ -142,6 +151,14 @@ class IdealDriver(Node):
         if self.clock_pub is not None:
             return Time(nanoseconds=self._sim_ns)
         return self.get_clock().now()
+
+    def _on_estop(self, robot: _Robot, req: SetBool.Request, resp: SetBool.Response):
+        robot.estop = bool(req.data)
+        resp.success = True
+        resp.message = (f"{robot.name}: e-stop engaged, motors off" if robot.estop
+                        else f"{robot.name}: e-stop released")
+        self.get_logger().warning(resp.message)
+        return resp
 
     def _on_cmd(self, robot: _Robot, msg: Twist) -> None:
         robot.cmd = (msg.linear.x, msg.angular.z)
@@ -162,7 +179,7 @@ class IdealDriver(Node):
         for r in list(self.robots.values()):
             fresh = (r.cmd_stamp is not None
                      and (now - r.cmd_stamp).nanoseconds * 1e-9 <= self.cmd_timeout)
-            v, w = r.cmd if fresh else (0.0, 0.0)
+            v, w = r.cmd if fresh and not r.estop else (0.0, 0.0)
             if dt > 0:
                 r.state = step(r.state, v, w, dt, self.limits)
             r.link.publish_odom(odometry(r.name, r.state, stamp))
