@@ -22,11 +22,12 @@ setup(
         ("share/" + package_name + "/urdf", glob("sim/urdf/*.urdf")),
     ],
     package_data={"fleet_coord": ["py.typed"], "fleet_coord.vda5050": ["schemas/*"],
-                  "fleet_coord_sim": ["urdf/*.urdf"], "fleet_coord_bridge": ["test_vectors.txt"]},
+                  "fleet_coord.web": ["static/*"], "fleet_coord_sim": ["urdf/*.urdf"],
+                  "fleet_coord_bridge": ["test_vectors.txt"]},
     # ROS 2 packages (rclpy, messages) come from the ROS install or, here, from the
     # PyPI wheels listed in requirements.txt; they are not pip requirements of the package.
     install_requires=["numpy", "scipy", "shapely", "pyyaml", "pyserial", "tqdm", "paho-mqtt",
-                      "jsonschema", "cryptography"],
+                      "jsonschema", "cryptography", "aiohttp"],
     zip_safe=True,
     maintainer="fleet_coord developers",
     maintainer_email="dev@fleet-coord.invalid",
@@ -46,6 +47,7 @@ setup(
             "sim = fleet_coord_sim.sim_node:main",
             "vda5050_emulator = fleet_coord.vda5050.emulator:main",
             "vda5050_master = fleet_coord.vda5050.master:main",
+            "operator_view = fleet_coord.web.operator_node:main",
         ],
     },
 )

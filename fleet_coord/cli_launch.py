@@ -23,6 +23,10 @@ def register(subparsers) -> None:
                    help="group N robot agents per process (default: the config's)")
     p.add_argument("--use-sim-time", choices=("true", "false"), help="override the config")
     p.add_argument("--domain", type=int, help="ROS_DOMAIN_ID override")
+    p.add_argument("--operator-view", choices=("true", "false"),
+                   help="serve the web operator view (default: the config's operator_view)")
+    p.add_argument("--operator-port", type=int, metavar="PORT",
+                   help="port of the web operator view (default: the config's, else 8080)")
     p.set_defaults(run=run)
 
 
@@ -37,7 +41,10 @@ def run(args) -> int:
         specs = fleet_nodes(cfg, robot_count=args.robot_count,
                             agents_per_process=args.agents_per_process,
                             use_sim_time=None if args.use_sim_time is None
-                            else args.use_sim_time == "true")
+                            else args.use_sim_time == "true",
+                            operator_view=None if args.operator_view is None
+                            else args.operator_view == "true",
+                            operator_port=args.operator_port)
     except (ConfigError, ValueError) as e:
         raise CliError(str(e)) from None
     from fleet_coord.keys import KeyFileError

@@ -69,7 +69,7 @@ DISCOVERY_RANGES = ("LOCALHOST", "SUBNET", "SYSTEM_DEFAULT", "OFF")
 RESTART_POLICIES = ("never", "on-failure", "always")
 NODE_SECTIONS = ("traffic", "dispatcher", "robot_agent", "fleet_monitor", "ideal_driver", "sim",
                  "vda5050_master",
-                 "serial_bridge")
+                 "serial_bridge", "operator_view")
 _ROS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 AUTH_MODES = ("off", "permissive", "enforce")
 
@@ -193,6 +193,7 @@ class FleetConfig:
     restart: str = "on-failure"
     ledger: str = ""
     event_log: str = ""
+    operator_view: bool = False            # serve the web operator view (nodes.operator_view)
     robots: list[RobotConfig] = field(default_factory=list)
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -263,7 +264,8 @@ def _load_fleet_config(path: str) -> FleetConfig:
 
     f = rd.mapping(top["fleet"][1], "'fleet'", ("map",),
                    ("footprint_radius", "discovery_range", "domain_id", "use_sim_time",
-                    "backend", "agents_per_process", "restart", "ledger", "event_log"))
+                    "backend", "agents_per_process", "restart", "ledger", "event_log",
+                    "operator_view"))
     map_node = f["map"][1]
     map_name = rd.name(map_node, "'fleet.map' as a map file name")
     map_path = rel(map_name)
@@ -299,6 +301,8 @@ def _load_fleet_config(path: str) -> FleetConfig:
             raise rd.error(f["domain_id"][1], f"'fleet.domain_id' must be 0..232, got {cfg.domain_id}")
     if "use_sim_time" in f:
         cfg.use_sim_time = rd.boolean(f["use_sim_time"][1], "'fleet.use_sim_time'")
+    if "operator_view" in f:
+        cfg.operator_view = rd.boolean(f["operator_view"][1], "'fleet.operator_view'")
     if "agents_per_process" in f:
         cfg.agents_per_process = rd.integer(f["agents_per_process"][1], "'fleet.agents_per_process'")
         if cfg.agents_per_process < 1:

@@ -18,6 +18,8 @@ ARGUMENTS = {
     "use_sim_time": ("", "true/false: override the config's use_sim_time"),
     "domain": ("", "ROS_DOMAIN_ID override"),
     "agents_per_process": ("", "group N robot agents per process (default: the config's)"),
+    "operator_view": ("", "true/false: serve the web operator view (default: the config's)"),
+    "operator_port": ("", "port of the web operator view (default: the config's, else 8080)"),
 }
 
 
@@ -55,7 +57,9 @@ def resolve(values: dict[str, str], default_config: str) -> tuple[list[NodeSpec]
         robot_count=_int("robot_count", v["robot_count"]) if v["robot_count"] else None,
         use_sim_time=_bool("use_sim_time", v["use_sim_time"]) if v["use_sim_time"] else None,
         agents_per_process=(_int("agents_per_process", v["agents_per_process"])
-                            if v["agents_per_process"] else None))
+                            if v["agents_per_process"] else None),
+        operator_view=_bool("operator_view", v["operator_view"]) if v["operator_view"] else None,
+        operator_port=_int("operator_port", v["operator_port"]) if v["operator_port"] else None)
     from fleet_coord.keys import check_fleet
     check_fleet(cfg, specs)        # a bad key file: an error naming it, before any node
     env = environment(cfg)

@@ -26,6 +26,7 @@ EXECUTABLES = {
     "sim": "fleet_coord_sim.sim_node",
     "serial_bridge": "fleet_coord_bridge.bridge_node",
     "vda5050_master": "fleet_coord.vda5050.master",
+    "operator_view": "fleet_coord.web.operator_node",
 }
 
 
@@ -97,10 +98,12 @@ def auth_parameters(cfg: FleetConfig) -> dict[str, Any]:
 
 
 def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
-                use_sim_time: bool | None = None, agents_per_process: int | None = None
+                use_sim_time: bool | None = None, agents_per_process: int | None = None,
+                operator_view: bool | None = None, operator_port: int | None = None
                 ) -> list[NodeSpec]:
     """The nodes of a fleet. `robot_count` keeps only the first N robots of the config;
-    `use_sim_time` and `agents_per_process` override the config (launch arguments)."""
+    `use_sim_time`, `agents_per_process`, `operator_view` (serve the web operator view) and
+    `operator_port` (its port) override the config (launch arguments)."""
     cfg = load_fleet_config(config) if isinstance(config, str) else config
     robots = cfg.robots
     if robot_count is not None:
@@ -126,6 +129,13 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
         NodeSpec("fleet_monitor", "fleet_monitor",
                  parameters=params("fleet_monitor", event_log=cfg.event_log or "")),
     ]
+    if cfg.operator_view if operator_view is None else operator_view:
+        if operator_port is not None and not 0 <= operator_port <= 65535:
+            raise ValueError(f"operator_port must be 0..65535, got {operator_port}")
+        p = params("operator_view")
+        if operator_port is not None:
+            p["port"] = operator_port
+        nodes.append(NodeSpec("operator_view", "operator_view", parameters=p))
     # robot backends: one ideal driver and one simulator for all their robots (they are the
     # "world"); one serial bridge per physical robot, in the robot's namespace.
     # On sim time one of the worlds is the clock source (the sim if there is one, else the

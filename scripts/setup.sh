@@ -27,21 +27,31 @@ PYEOF
 "$PY" -c 'import sys; sys.exit(0 if sys.version_info[:2] >= (3, 10) else 1)' || {
   echo "setup: Python >= 3.10 is required (the ROS 2 wheels need it); found $("$PY" --version)" >&2; exit 1; }
 
-# Mosquitto (Debian's package): the MQTT broker of the VDA 5050 tests and the mixed demo
-# (docs/vda5050.md). Installed when missing and this runs as root; otherwise setup says how
-# and goes on (the MQTT tests then skip, saying why).
-if [ ! -x /usr/sbin/mosquitto ] && ! command -v mosquitto >/dev/null 2>&1; then
+# Debian packages some tests need, installed when missing and this runs as root (CI on a
+# fresh machine); otherwise setup says what to install and goes on (those tests then skip,
+# saying why): mosquitto, the MQTT broker of the VDA 5050 tests and the mixed demo
+# (docs/vda5050.md); chromium + chromium-driver, the operator view's browser tests
+# (tests/test_operator_browser.py).
+apt_missing() {  # apt_missing TESTS PACKAGE...: install the packages, or say how
+  local what=$1; shift
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing mosquitto (apt-get)"
+    echo "setup: installing $* (apt-get)"
     APTLOG=$(mktemp /tmp/fleet-coord-apt.XXXXXX.log)
     apt_install() { DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-        -o DPkg::Lock::Timeout=300 --no-install-recommends mosquitto >>"$APTLOG" 2>&1; }
-    apt_install || { apt-get update -q -o DPkg::Lock::Timeout=300 >>"$APTLOG" 2>&1 && apt_install; } || {
-      echo "setup: FAILED: apt-get install mosquitto (log: $APTLOG)" >&2; tail -n 20 "$APTLOG" >&2; exit 1; }
+        -o DPkg::Lock::Timeout=300 --no-install-recommends "$@" >>"$APTLOG" 2>&1; }
+    apt_install "$@" || { apt-get update -q -o DPkg::Lock::Timeout=300 >>"$APTLOG" 2>&1 \
+                          && apt_install "$@"; } || {
+      echo "setup: FAILED: apt-get install $* (log: $APTLOG)" >&2; tail -n 20 "$APTLOG" >&2; exit 1; }
     rm -f "$APTLOG"
   else
-    echo "setup: note: mosquitto not found (VDA 5050 tests will skip); install it with: sudo apt-get install mosquitto" >&2
+    echo "setup: note: $* not found ($what tests will skip); install with: sudo apt-get install $*" >&2
   fi
+}
+if [ ! -x /usr/sbin/mosquitto ] && ! command -v mosquitto >/dev/null 2>&1; then
+  apt_missing "the VDA 5050" mosquitto
+fi
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  apt_missing "the operator view's browser" chromium chromium-driver
 fi
 
 hash_inputs() {

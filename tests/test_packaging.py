@@ -12,7 +12,8 @@ SOURCES = ("fleet_coord", "sim", "firmware_bridge")
 THIRD_PARTY = {"numpy": "python3-numpy", "scipy": "python3-scipy",
                "shapely": "python3-shapely", "yaml": "python3-yaml",
                "serial": "python3-serial", "tqdm": "python3-tqdm",
-               "matplotlib": "python3-matplotlib", "pybullet": "python3-pybullet-pip"}
+               "matplotlib": "python3-matplotlib", "pybullet": "python3-pybullet-pip",
+               "aiohttp": "python3-aiohttp"}
 
 
 def _imports(folder: str) -> set[str]:
