@@ -6,7 +6,10 @@ Per robot (one node per serial port), under `/<robot>/`:
     (a twist older than `cmd_vel_timeout` is sent as zero: the robot stops under control,
     and if the bridge itself dies the firmware watchdog stops it);
   - publishes `odom` (nav_msgs/Odometry, frame `<robot>/odom`, child `<robot>/base_link`)
-    for every odometry frame from the device, and `battery` (sensor_msgs/BatteryState).
+    for every odometry frame from the device, with covariances that grow with the
+    distance driven and the angle turned since the odometry was anchored (wheel odometry
+    drifts; fleet_coord.frames), the same pose on /tf (`<robot>/odom -> <robot>/base_link`)
+    and `map -> <robot>/odom` on /tf_static; and `battery` (sensor_msgs/BatteryState).
     The device integrates its pose from (0, 0, 0) at power-on (or its last odometry
     reset); the bridge composes it with `initial_pose`, the robot's map pose at that
     moment, so `<robot>/odom` is anchored at the map as the simulated backends' is (an
@@ -34,7 +37,6 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from fleet_coord_msgs.srv import SetEstop
 from geometry_msgs.msg import Twist
-from nav_msgs.msg import Odometry
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -42,8 +44,8 @@ from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import BatteryState
 from std_srvs.srv import SetBool, Trigger
 
-from fleet_coord import parameters, qos
-from fleet_coord.convert import set_yaw
+from fleet_coord import frames, parameters, qos
+from fleet_coord.convert import odometry_msg
 from fleet_coord.core.trust import bridge_identity
 from fleet_coord.node_auth import NodeAuth
 from fleet_coord.robot_link import DriverLink
@@ -99,6 +101,11 @@ _LEVEL = {LinkState.UP: DiagnosticStatus.OK, LinkState.HANDSHAKE: DiagnosticStat
           LinkState.INCOMPATIBLE: DiagnosticStatus.ERROR, LinkState.STOPPED: DiagnosticStatus.STALE}
 
 
+#: m between two odometry frames beyond which the device's pose jumped (a reset or a
+#: reboot), which is not distance driven (at 1 m/s and 50 Hz a frame moves 2 cm)
+_ODOM_JUMP_M = 0.5
+
+
 class SerialBridge(Node):
     def __init__(self, *, link_factory=Link, **kwargs) -> None:
         super().__init__("serial_bridge", **kwargs)
@@ -118,6 +125,9 @@ class SerialBridge(Node):
         self._cmd = (0.0, 0.0)
         self._cmd_at: float | None = None  # monotonic time of the last cmd_vel
         self.initial_pose = tuple(float(v) for v in prm["initial_pose"])
+        # distance driven and angle turned since the odometry was anchored (covariance)
+        self._driven = [0.0, 0.0]
+        self._device_pose: tuple[float, float, float] | None = None
 
         config = LinkConfig(
             port=prm["port"], baud=int(prm["baud"]),
@@ -134,6 +144,8 @@ class SerialBridge(Node):
         self._battery_pub = self.create_publisher(BatteryState, f"{ns}/battery",
                                                   qos.state_qos())
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS)
+        self.tf = frames.TfBroadcaster(self)
+        self.tf.set_robots([robot])
         services = MutuallyExclusiveCallbackGroup()  # they block until the device answers
         self.create_service(SetBool, f"{ns}/estop", self._on_estop, callback_group=services)
         self.create_service(SetEstop, f"{ns}/set_estop", self._on_set_estop,
@@ -212,6 +224,7 @@ class SerialBridge(Node):
     def _on_reset_odom(self, req: Trigger.Request, res: Trigger.Response) -> Trigger.Response:
         res.success, res.message = self.link.reset_odometry()
         if res.success:
+            self._driven, self._device_pose = [0.0, 0.0], None
             res.message = "odometry reset to (0, 0, 0): the robot is at initial_pose " \
                           "(%g, %g, %g)" % self.initial_pose
         return res
@@ -219,18 +232,22 @@ class SerialBridge(Node):
     # --- device -> ROS (called from the link's I/O thread) ------------------------------
 
     def _on_odometry(self, m: p.Odometry, _rx_time: float) -> None:
-        msg = Odometry()
-        msg.header.stamp = self.get_clock().now().to_msg()
-        msg.header.frame_id = f"{self.robot}/odom"
-        msg.child_frame_id = f"{self.robot}/base_link"
+        prev, self._device_pose = self._device_pose, (m.x, m.y, m.theta)
+        if prev is not None:
+            step = math.hypot(m.x - prev[0], m.y - prev[1])
+            if step < _ODOM_JUMP_M:   # a bigger step is a device reset, not driving
+                turn = (m.theta - prev[2] + math.pi) % (2 * math.pi) - math.pi
+                self._driven[0] += step
+                self._driven[1] += abs(turn)
         x0, y0, th0 = self.initial_pose
         c, s = math.cos(th0), math.sin(th0)
-        msg.pose.pose.position.x = x0 + c * m.x - s * m.y
-        msg.pose.pose.position.y = y0 + s * m.x + c * m.y
-        set_yaw(msg.pose.pose.orientation, th0 + m.theta)   # the twist is body-frame
-        msg.twist.twist.linear.x = m.v
-        msg.twist.twist.angular.z = m.omega
+        x, y, yaw = x0 + c * m.x - s * m.y, y0 + s * m.x + c * m.y, th0 + m.theta
+        stamp = self.get_clock().now().to_msg()
+        msg = odometry_msg(self.robot, x, y, yaw, m.v, m.omega, stamp)  # twist: body frame
+        msg.pose.covariance, msg.twist.covariance = frames.wheel_odometry_covariance(
+            *self._driven)
         self._link.publish_odom(msg)
+        self.tf.publish(stamp, [(self.robot, x, y, yaw)])
 
     def _on_status(self, s: p.Status, _rx_time: float) -> None:
         msg = BatteryState()

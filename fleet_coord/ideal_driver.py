@@ -3,7 +3,9 @@
 The driver interface (shared by the PyBullet sim and the serial bridge, like Gazebo's
 diff-drive plugin), per robot namespace `/<robot>/`:
   - subscribes `cmd_vel` (geometry_msgs/Twist, COMMAND QoS),
-  - publishes `odom` (nav_msgs/Odometry, frame `<robot>/odom`, child `<robot>/base_link`),
+  - publishes `odom` (nav_msgs/Odometry, frame `<robot>/odom`, child `<robot>/base_link`,
+    exact covariances) and the same pose on /tf (`<robot>/odom -> <robot>/base_link`, at
+    `tf_rate_hz`), with `map -> <robot>/odom` on /tf_static (fleet_coord.frames),
   - serves `estop` (std_srvs/SetBool): true latches the robot's motors off (commands are
     ignored, it stops at its deceleration limit) until false releases it, like the serial
     bridge's device e-stop.
@@ -44,7 +46,7 @@ from rclpy.time import Time
 from rosgraph_msgs.msg import Clock
 from std_srvs.srv import SetBool
 
-from fleet_coord import parameters, qos
+from fleet_coord import frames, parameters, qos
 from fleet_coord.spin import run_nodes
 from fleet_coord.convert import odometry_msg
 from fleet_coord.core.kinematics import Limits, UnicycleState, step
@@ -92,6 +94,13 @@ class IdealDriver(Node):
         self.robots: dict[str, _Robot] = {}
         for i, name in enumerate(robots):
             self._add(name, tuple(poses[3 * i:3 * i + 3]))
+        self.tf = frames.TfBroadcaster(self)
+        self.tf.set_robots(self.robots)
+        tf_rate = p("tf_rate_hz", 20.0).value
+        if not tf_rate > 0:
+            raise ValueError(f"parameter tf_rate_hz: expected Hz > 0, got {tf_rate!r}")
+        self._tf_every = max(1, round(rate / tf_rate))
+        self._ticks = 0
         self.create_service(SpawnRobot, "~/spawn_robot", self._on_spawn)
         self.create_subscription(RobotNotice, "/fleet/robot_removed", self._on_removed, qos.PROTOCOL)
         self._last = None
@@ -129,6 +138,7 @@ class IdealDriver(Node):
                           f"it first: fleet-coord keys add CONFIG {req.robot})")
         else:
             self._add(req.robot, pose)
+            self.tf.set_robots(self.robots)
             resp.ok = True
             self.get_logger().info(f"spawned {req.robot} at ({req.x:g}, {req.y:g}, "
                                    f"{req.theta:g})")
@@ -144,6 +154,7 @@ class IdealDriver(Node):
             return
         r.link.destroy()
         self.destroy_service(r.estop_srv)
+        self.tf.set_robots(self.robots)
         self.get_logger().info(f"{msg.robot} removed from the fleet: taken out of the world")
 
     def now(self) -> Time:
@@ -183,13 +194,20 @@ class IdealDriver(Node):
             if dt > 0:
                 r.state = step(r.state, v, w, dt, self.limits)
             r.link.publish_odom(odometry(r.name, r.state, stamp))
+        self._ticks += 1
+        if self._ticks % self._tf_every == 0:
+            self.tf.publish(stamp, [(r.name, r.state.x, r.state.y, r.state.theta)
+                                    for r in self.robots.values()])
 
 
 _ROS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
 
 def odometry(robot: str, s: UnicycleState, stamp) -> Odometry:
-    return odometry_msg(robot, s.x, s.y, s.theta, s.v, s.w, stamp)
+    msg = odometry_msg(robot, s.x, s.y, s.theta, s.v, s.w, stamp)
+    msg.pose.covariance = frames.EXACT_COVARIANCE
+    msg.twist.covariance = frames.EXACT_COVARIANCE
+    return msg
 
 
 def main(args=None) -> None:

@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# Builds the fleet_coord_msgs interface package and installs it into a Python venv's
-# prefix (the venv that holds the ROS 2 PyPI wheels), so `import fleet_coord_msgs.msg`
-# works from that venv's python with nothing sourced.
+# Builds an interface package (default: fleet_coord_msgs) and installs it into a Python
+# venv's prefix (the venv that holds the ROS 2 PyPI wheels), so `import <pkg>.msg` works
+# from that venv's python with nothing sourced.
 #
-#   bash scripts/build_msgs.sh VENV     (scripts/setup.sh calls this; ~35 s on 2 cores)
+#   bash scripts/build_msgs.sh VENV [PACKAGE_DIR]   (scripts/setup.sh calls this; ~35 s
+#                                                    on 2 cores for fleet_coord_msgs)
 #
 # Needs cmake, make, g++ and the Python headers (python3-dev), plus the interface
 # build wheels from requirements.txt. See docs/install.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-if [ $# -ne 1 ]; then
-  echo "usage: $0 VENV   (a venv with the ROS 2 wheels, e.g. .venv)" >&2; exit 2
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then
+  echo "usage: $0 VENV [PACKAGE_DIR]   (a venv with the ROS 2 wheels, e.g. .venv;" \
+       "default package: fleet_coord_msgs)" >&2; exit 2
 fi
+PKG_DIR=$(cd "${2:-fleet_coord_msgs}" && pwd) || { echo "build_msgs: package '$2' not found" >&2; exit 2; }
+PKG=$(basename "$PKG_DIR")
 VENV=$(cd "$1" && pwd) || { echo "build_msgs: venv '$1' not found" >&2; exit 2; }
 PY=$VENV/bin/python
 [ -x "$PY" ] || { echo "build_msgs: $PY not found: '$1' is not a venv" >&2; exit 2; }
@@ -20,8 +24,8 @@ PY=$VENV/bin/python
   echo "build_msgs: rosidl_default_generators is not installed in $VENV" \
        "(pip install -r requirements.txt into it first)" >&2; exit 2; }
 
-# Not build/fleet_coord_msgs: that is where `colcon build` at the repo root puts its build.
-BUILD=$ROOT/build/venv/fleet_coord_msgs
+# Not build/<pkg>: that is where `colcon build` at the repo root puts its build.
+BUILD=$ROOT/build/venv/$PKG
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
 # The wheels' CMake code runs Python generators and finds packages through the ament
@@ -37,7 +41,7 @@ if [ -f "$BUILD/CMakeCache.txt" ] && \
   rm -rf "$BUILD"
 fi
 
-cmake -S "$ROOT/fleet_coord_msgs" -B "$BUILD" \
+cmake -S "$PKG_DIR" -B "$BUILD" \
   -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$VENV" \
   -DCMAKE_INSTALL_PREFIX="$VENV" \
@@ -55,4 +59,4 @@ cmake --install "$BUILD"
 
 # Prove it: the Python bindings import from the venv with nothing sourced.
 env -u LD_LIBRARY_PATH -u AMENT_PREFIX_PATH -u CMAKE_PREFIX_PATH "$PY" -c \
-  'import fleet_coord_msgs.msg, fleet_coord_msgs.srv, fleet_coord_msgs.action as a; fleet_coord_msgs.msg.Task(); print("build_msgs: fleet_coord_msgs installed into", __import__("sys").prefix)'
+  "import importlib, sys; importlib.import_module('$PKG.msg'); print('build_msgs: $PKG installed into', sys.prefix)"

@@ -56,7 +56,7 @@ fi
 
 hash_inputs() {
   { cat requirements.txt setup.py setup.cfg package.xml scripts/setup.sh scripts/build_msgs.sh
-    find scripts/cmake -type f 2>/dev/null | sort | xargs -r cat
+    find scripts/cmake scripts/interfaces -type f 2>/dev/null | sort | xargs -r cat
     find fleet_coord_msgs -type f \( -name '*.msg' -o -name '*.srv' -o -name '*.action' \
          -o -name 'CMakeLists.txt' -o -name 'package.xml' -o -name '*.cmake' \) 2>/dev/null | sort | xargs -r cat
     "$PY" --version; } | sha256sum | cut -d' ' -f1
@@ -88,6 +88,13 @@ run "$VENV/bin/pip" install --disable-pip-version-check --no-deps --no-build-iso
 if [ -f fleet_coord_msgs/CMakeLists.txt ]; then
   step "building fleet_coord_msgs into the venv (cmake, ~35 s)"
   run bash scripts/build_msgs.sh "$VENV"
+fi
+
+# tf2_msgs (for /tf) has no PyPI wheel: build its TFMessage from scripts/interfaces when
+# the venv lacks it (a ROS install has the real package).
+if ! "$VENV/bin/python" -c 'import tf2_msgs.msg' >/dev/null 2>&1; then
+  step "building tf2_msgs/TFMessage into the venv (cmake, ~30 s)"
+  run bash scripts/build_msgs.sh "$VENV" scripts/interfaces/tf2_msgs
 fi
 
 echo "$want" > "$STAMP"

@@ -5,7 +5,10 @@ Gazebo's diff-drive plugin), per robot namespace ``/<robot>/``:
   - subscribes ``cmd_vel`` (geometry_msgs/Twist, COMMAND QoS); a robot whose commands
     stop for longer than ``cmd_timeout`` seconds of sim time is stopped (a watchdog);
   - publishes ``odom`` (nav_msgs/Odometry, ODOM QoS, frame ``<robot>/odom``, child
-    ``<robot>/base_link``) at ``odom_rate`` Hz of sim time, stamped with sim time.
+    ``<robot>/base_link``, exact covariances) at ``odom_rate`` Hz of sim time, stamped
+    with sim time, and the same poses on /tf (``<robot>/odom -> <robot>/base_link``, one
+    message for all robots) at ``tf_rate`` Hz, with ``map -> <robot>/odom`` on
+    /tf_static (fleet_coord.frames).
 
 The clock: it publishes ``/clock`` (rosgraph_msgs/Clock, CLOCK QoS) after every step and
 steps at ``real_time_factor`` x wall time (1.0 = real time, N = N times faster, 0 = as
@@ -49,7 +52,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import UInt32
 
-from fleet_coord import parameters, qos
+from fleet_coord import frames, parameters, qos
 from fleet_coord.convert import from_time, odometry_msg, time_from_ns
 from fleet_coord.node_auth import NodeAuth
 from fleet_coord.robot_link import DriverLink
@@ -91,8 +94,10 @@ class SerializedOdometry:
     def __init__(self, robot: str) -> None:
         s = self._SENTINELS
         msg = Odometry()
-        msg.header.frame_id = f"{robot}/odom"
-        msg.child_frame_id = f"{robot}/base_link"
+        msg.header.frame_id = frames.odom_frame(robot)
+        msg.child_frame_id = frames.base_frame(robot)
+        msg.pose.covariance = frames.EXACT_COVARIANCE
+        msg.twist.covariance = frames.EXACT_COVARIANCE
         msg.header.stamp.sec, msg.header.stamp.nanosec = s["sec"], s["nanosec"]
         msg.pose.pose.position.x, msg.pose.pose.position.y = s["x"], s["y"]
         msg.pose.pose.orientation.z, msg.pose.pose.orientation.w = s["qz"], s["qw"]
@@ -156,6 +161,7 @@ class SimNode(Node):
                          "sim seconds per wall second; 0 = as fast as possible")
         odom_rate = param("odom_rate", 50.0,
                           "odometry messages per robot per sim second; 0 = every step")
+        tf_rate = param("tf_rate", 20.0, "/tf messages (all robots) per sim second")
         radius = param("footprint_radius", 0.15, "robot footprint radius (m)")
         gui = param("gui", False, "open the PyBullet GUI (needs a display)")
         self.max_lead = param(
@@ -181,6 +187,8 @@ class SimNode(Node):
                              f"cmd_timeout ({self.cmd_timeout:g}), got {self.max_cmd_lead!r}")
         if not (math.isfinite(odom_rate) and odom_rate >= 0):
             raise ValueError(f"parameter odom_rate: expected Hz >= 0, got {odom_rate!r}")
+        if not (math.isfinite(tf_rate) and tf_rate > 0):
+            raise ValueError(f"parameter tf_rate: expected Hz > 0, got {tf_rate!r}")
 
         self.world = SimWorld(map_path, mode=mode, dt=dt, robot_radius=radius, limits=limits,
                               physics_dt=physics_dt, gui=gui)
@@ -195,6 +203,8 @@ class SimNode(Node):
         # mean rate is exact even when the period is not a whole number of steps.
         self._odom_period_ns = round(1e9 / odom_rate) if odom_rate else 0
         self._next_odom_ns = self._odom_period_ns
+        self._tf_period_ns = round(1e9 / tf_rate)
+        self._next_tf_ns = 0
         n = len(robots)
         self._cmd_stamp = np.full(n, -math.inf)  # sim time of each robot's last cmd_vel
         self._cmd_wall = np.full(n, -math.inf)   # ... and wall time (time.monotonic)
@@ -212,6 +222,8 @@ class SimNode(Node):
             self._odom_wire.append(SerializedOdometry(name))
             self.create_subscription(Twist, f"/{name}/cmd_vel",
                                      lambda m, i=i: self._on_cmd(i, m), qos.COMMAND)
+        self.tf = frames.TfBroadcaster(self)
+        self.tf.set_robots(robots)
         self._clock_pub = self.create_publisher(Clock, "/clock", qos.CLOCK)
         # /clock goes out every step: published as its 12 CDR bytes, like the odometry.
         self._clock_header = bytes(serialize_message(Clock()))[:4]
@@ -339,6 +351,10 @@ class SimNode(Node):
             for link, st in zip(self._links, states.tolist()):
                 link.publish_odom(odometry_msg(link.robot, *st[:5], stamp))
         self.odom_published += len(rows)
+        if ns >= self._next_tf_ns:
+            self._next_tf_ns = ns + self._tf_period_ns
+            self.tf.publish(time_from_ns(ns), zip(self.world.names, states[:, 0].tolist(),
+                                              states[:, 1].tolist(), states[:, 2].tolist()))
 
     def _publish_contacts(self) -> None:
         c = self.world.contacts

@@ -19,7 +19,8 @@ from std_srvs.srv import SetBool  # noqa: E402
 
 from fleet_coord_bridge.bridge_node import SerialBridge  # noqa: E402
 from fleet_coord_bridge.emulator import Emulator  # noqa: E402
-from fleet_coord import qos  # noqa: E402
+from fleet_coord import frames, qos  # noqa: E402
+from tf2_msgs.msg import TFMessage  # noqa: E402
 from rosutil import ros_context, spin_until  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,6 +39,17 @@ class DriverClient:
         n.create_subscription(BatteryState, f"/{robot}/battery", self.battery.append,
                               qos.state_qos())
         n.create_subscription(DiagnosticArray, "/diagnostics", self.diag.append, 10)
+        self.tf = {}   # stamp -> (parent, child, x, y, qz, qw) of the robot's odom -> base_link
+        self.tf_static = []
+
+        def on_tf(msg):
+            for t in msg.transforms:
+                tr, q = t.transform.translation, t.transform.rotation
+                self.tf[(t.header.stamp.sec, t.header.stamp.nanosec)] = (
+                    t.header.frame_id, t.child_frame_id, tr.x, tr.y, q.z, q.w)
+        n.create_subscription(TFMessage, "/tf", on_tf, frames.TF_QOS)
+        n.create_subscription(TFMessage, "/tf_static", self.tf_static.append,
+                              frames.TF_STATIC_QOS)
         self.cmd = n.create_publisher(Twist, f"/{robot}/cmd_vel", qos.COMMAND)
         self.estop = n.create_client(SetBool, f"/{robot}/estop")
 
@@ -97,6 +109,24 @@ def test_driver_client_drives_the_emulated_robot_through_the_bridge(emu):
         pos = client.odom[-1].pose.pose.position
         # still on the circle of radius v / omega about (0, 0.5) (ramp-up bends it a little)
         assert math.hypot(pos.x, pos.y - 0.5) == pytest.approx(0.5, abs=0.03)
+
+        # /tf: map -> r1/odom static identity; r1/odom -> r1/base_link = the odometry
+        assert spin_until(ex, lambda: client.tf_static, 5)
+        st = client.tf_static[-1].transforms[0]
+        assert (st.header.frame_id, st.child_frame_id, st.transform.rotation.w) == (
+            "map", "r1/odom", 1.0)
+        matched = 0
+        for m in client.odom[-20:]:
+            t = client.tf.get((m.header.stamp.sec, m.header.stamp.nanosec))
+            if t is not None:
+                p, q = m.pose.pose.position, m.pose.pose.orientation
+                assert t == ("r1/odom", "r1/base_link", p.x, p.y,
+                             pytest.approx(q.z, abs=1e-9), pytest.approx(q.w, abs=1e-9))
+                matched += 1
+        assert matched >= 5
+        # wheel odometry's covariance grew with the arc driven (~0.4 m)
+        first, last = client.odom[0].pose.covariance, client.odom[-1].pose.covariance
+        assert last[0] > first[0] > 0 and last[35] > first[35]
 
         # cmd_vel stops: the bridge sends zero after cmd_vel_timeout, the robot stops
         assert spin_until(ex, lambda: client.odom[-1].twist.twist.linear.x == 0.0, 3)

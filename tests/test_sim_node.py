@@ -8,11 +8,12 @@ rclpy = pytest.importorskip("rclpy", reason="rclpy is installed by `make setup`"
 pytest.importorskip("pybullet", reason="pybullet is installed by `make setup`")
 from geometry_msgs.msg import Twist  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
+from tf2_msgs.msg import TFMessage  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from std_msgs.msg import UInt32  # noqa: E402
 
-from fleet_coord import qos  # noqa: E402
+from fleet_coord import frames, qos  # noqa: E402
 from fleet_coord.convert import quaternion_to_yaw  # noqa: E402
 from rosutil import ros_context, spin_until  # noqa: E402
 from fleet_coord_sim.sim_node import CONTACTS_QOS, SimNode  # noqa: E402
@@ -62,6 +63,37 @@ def test_clock_advances_and_a_sim_time_node_sees_odom_stamps_advance_with_it():
         # and odom are separate topics, so either may arrive first for a given step)
         received = [r for _, r in stamps]
         assert received == sorted(received) and received[-1] > 1.0
+
+
+def test_tf_carries_each_robots_odometry_pose_and_static_map_to_odom():
+    with ros_context() as (ctx, ex):
+        sim = _sim(ctx, robots=["r1", "r2"], start_poses=[2.0, 1.0, 0.0, 5.0, 15.0, math.pi],
+                   real_time_factor=0.0, odom_rate=20.0, tf_rate=10.0)
+        client = rclpy.create_node("client", context=ctx)
+        tf, static, odom = {}, [], {"r1": {}, "r2": {}}
+
+        def on_tf(msg):
+            for t in msg.transforms:
+                tr, q = t.transform.translation, t.transform.rotation
+                tf[(t.child_frame_id, _stamp(t))] = (t.header.frame_id, tr.x, tr.y, q.z, q.w)
+        client.create_subscription(TFMessage, "/tf", on_tf, frames.TF_QOS)
+        client.create_subscription(TFMessage, "/tf_static", static.append, frames.TF_STATIC_QOS)
+        for r in odom:
+            client.create_subscription(Odometry, f"/{r}/odom", lambda m, r=r: odom[r].__setitem__(
+                _stamp(m), m), qos.ODOM)
+        ex.add_node(sim)
+        ex.add_node(client)
+        assert spin_until(ex, lambda: static and len(tf) >= 20, 30)
+        assert {(t.header.frame_id, t.child_frame_id) for t in static[-1].transforms} == {
+            ("map", "r1/odom"), ("map", "r2/odom")}
+        for r in odom:
+            common = [t for t in odom[r] if (f"{r}/base_link", t) in tf]
+            assert len(common) >= 3, r
+            for t in common:
+                m = odom[r][t]
+                p, q = m.pose.pose.position, m.pose.pose.orientation
+                assert tf[(f"{r}/base_link", t)] == (f"{r}/odom", p.x, p.y, q.z, q.w)
+                assert m.pose.covariance[0] == frames.EXACT_COVARIANCE[0]
 
 
 def test_robot_follows_cmd_vel_and_stops_on_command_timeout():
