@@ -20,6 +20,7 @@ setup(
         ("share/" + package_name + "/config", glob("config/*.yaml")),
         ("share/" + package_name + "/config/maps", glob("config/maps/*")),
         ("share/" + package_name + "/urdf", glob("sim/urdf/*.urdf")),
+        ("share/" + package_name + "/rviz", glob("rviz/*.rviz")),
     ],
     package_data={"fleet_coord": ["py.typed"], "fleet_coord.vda5050": ["schemas/*"],
                   "fleet_coord.web": ["static/*"], "fleet_coord_sim": ["urdf/*.urdf"],

@@ -6,7 +6,11 @@
   (`/fleet/robot_removed`) leaves the list until an agent started after the removal speaks
   for it (fleet_coord.core.membership).
 - `/fleet/markers` (visualization_msgs/MarkerArray, 2 Hz) for RViz: robots as cylinders,
-  their reserved future paths as line strips, the resources held right now as cubes.
+  their reserved future paths as line strips, the resources held right now as cubes. A
+  robot keeps its marker ids while it is in the fleet; its markers are deleted when it
+  is removed.
+- `/fleet/roadmap` (MarkerArray, reliable + transient-local, once): the roadmap's lanes
+  and a grid map's obstacles, for RViz (config/fleet.rviz shows both topics).
 - The causal event log (`event_log` parameter, JSONL; see fleet_coord.core.event_log):
   every cfp, proposal, refusal, award, rejection, reservation change, task status and
   robot loss and removal, with task id and a Lamport timestamp, from which a run can be reconstructed.
@@ -21,6 +25,7 @@ from fleet_coord_msgs.msg import (Award, CallForProposal, FleetState, Proposal, 
                                   TaskStatus)
 from geometry_msgs.msg import Point
 from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from visualization_msgs.msg import Marker, MarkerArray
 
 from fleet_coord import parameters, qos
@@ -43,6 +48,41 @@ def _color(i: int) -> tuple[float, float, float]:
     return palette[i % len(palette)]
 
 
+#: /fleet/roadmap: published once; a late RViz still gets it.
+ROADMAP_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                         reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def roadmap_markers(roadmap, stamp) -> MarkerArray:
+    """The roadmap for RViz: lanes as one line list, a grid map's obstacles as cubes."""
+    lanes = Marker(ns="lanes", id=0, type=Marker.LINE_LIST, action=Marker.ADD)
+    lanes.header.frame_id, lanes.header.stamp = "map", stamp
+    lanes.pose.orientation.w = 1.0
+    lanes.scale.x = 0.03
+    lanes.color.r = lanes.color.g = lanes.color.b = 0.6
+    lanes.color.a = 1.0
+    pos = roadmap.pos
+    for u, v in zip(roadmap.edge_from.tolist(), roadmap.edge_to.tolist()):
+        if u < v or roadmap.edge_id(v, u) is None:   # a two-way lane once
+            lanes.points += [Point(x=float(pos[u, 0]), y=float(pos[u, 1])),
+                             Point(x=float(pos[v, 0]), y=float(pos[v, 1]))]
+    out = MarkerArray(markers=[lanes])
+    grid = roadmap.grid
+    if grid is not None:
+        walls = Marker(ns="obstacles", id=0, type=Marker.CUBE_LIST, action=Marker.ADD)
+        walls.header.frame_id, walls.header.stamp = "map", stamp
+        walls.pose.orientation.w = 1.0
+        walls.scale.x = walls.scale.y = 1.0
+        walls.scale.z = 0.3
+        walls.color.r, walls.color.g, walls.color.b, walls.color.a = 0.35, 0.4, 0.45, 1.0
+        walls.points = [Point(x=float(x), y=float(y), z=0.15)
+                        for y in range(grid.height) for x in range(grid.width)
+                        if not grid.free[y, x]]
+        out.markers.append(walls)
+    return out
+
+
 class FleetMonitor(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("fleet_monitor", **kwargs)
@@ -61,6 +101,10 @@ class FleetMonitor(Node):
         self.auth = NodeAuth(self, identities=["fleet_monitor"])
         self.state_pub = self.create_publisher(FleetState, "/fleet/state", qos.state_qos())
         self.marker_pub = self.create_publisher(MarkerArray, "/fleet/markers", 10)
+        self._marker_ids: dict[str, int] = {}     # robot -> its markers' id, while a member
+        self._deleted: list[int] = []             # ids of removed robots, deleted next
+        self.roadmap_pub = self.create_publisher(MarkerArray, "/fleet/roadmap", ROADMAP_QOS)
+        self.roadmap_pub.publish(roadmap_markers(self.roadmap, self.get_clock().now().to_msg()))
         sub = self.create_subscription
         sub(RobotState, "/fleet/robot_states", self._on_state, qos.state_qos())
         sub(RobotNotice, "/fleet/robot_lost", self._on_lost, qos.PROTOCOL)
@@ -118,6 +162,8 @@ class FleetMonitor(Node):
             return
         self.membership.remove(msg.robot)
         self.robots.pop(msg.robot, None)
+        if msg.robot in self._marker_ids:
+            self._deleted.append(self._marker_ids.pop(msg.robot))
         self.liveness.forget(msg.robot)
         self.lost.discard(msg.robot)
         self.log.record("robot_removed", t=self.now(), robot=msg.robot)
@@ -154,8 +200,15 @@ class FleetMonitor(Node):
         stamp = self.get_clock().now().to_msg()
         pos = self.roadmap.pos
         nv = self.roadmap.num_vertices
-        for i, name in enumerate(sorted(self.robots)):
+        for marker_id in self._deleted:
+            for ns in ("robots", "paths", "reservations"):
+                gone = Marker(ns=ns, id=marker_id, action=Marker.DELETE)
+                gone.header.frame_id, gone.header.stamp = "map", stamp
+                arr.markers.append(gone)
+        self._deleted.clear()
+        for name in sorted(self.robots):
             st = self.robots[name]
+            i = self._marker_ids.setdefault(name, max(self._marker_ids.values(), default=-1) + 1)
             r, g, b = _color(i)
             body = Marker(ns="robots", id=i, type=Marker.CYLINDER, action=Marker.ADD)
             body.header.frame_id, body.header.stamp = "map", stamp

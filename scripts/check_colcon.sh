@@ -177,7 +177,7 @@ for mod in ("sim", "firmware_bridge"):
 from fleet_coord_bridge import protocol   # noqa: F401 (pure Python: imports here)
 from fleet_coord.fleet_config import DEFAULT_MAP
 for rel in ("urdf/diff_drive.urdf", "config/fleet_demo.yaml", "config/maps/warehouse.map",
-            "launch/fleet.launch.py"):
+            "launch/fleet.launch.py", "rviz/fleet.rviz"):
     assert os.path.isfile(os.path.join(share("fleet_coord"), rel)), rel
 assert os.path.isfile(DEFAULT_MAP) and DEFAULT_MAP.startswith(root), DEFAULT_MAP
 for exe in ("fleet-coord", "sim", "serial_bridge", "robot_agent"):

@@ -7,10 +7,10 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="rclpy is installed by `make setup`")
 pytest.importorskip("fleet_coord_msgs.msg", reason="fleet_coord_msgs is built by `make setup`")
 from fleet_coord_msgs.msg import (Award, CallForProposal, FleetState, Proposal,  # noqa: E402
-                                  ReservationSegment, RobotState, TaskStatus)
+                                  ReservationSegment, RobotNotice, RobotState, TaskStatus)
 from fleet_coord_msgs.srv import Reserve  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
-from visualization_msgs.msg import MarkerArray  # noqa: E402
+from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
 from fleet_coord import qos  # noqa: E402
 from fleet_coord.core.event_log import read_log, replay  # noqa: E402
@@ -74,6 +74,24 @@ def test_fleet_state_markers_and_replayable_event_log(tmp_path):
                           and "fs" in got and got["fs"].lost == ["r2"], 5)
         lost_r2 = [r for r in got["fs"].robots if r.robot == "r2"][0]
         assert lost_r2.mode == RobotState.LOST
+        # r2 removed: its markers (robot, path, holds) are deleted, r1 keeps its id
+        r1_id, r2_id = 0, 1      # ids by first sight, in name order
+        removed = fleet.create_publisher(RobotNotice, "/fleet/robot_removed", qos.PROTOCOL)
+        got.pop("mk")
+        assert spin_until(ex, lambda: (removed.publish(RobotNotice(robot="r2")) or True) and any(
+            m.action == Marker.DELETE and m.id == r2_id for m in got.get("mk", MarkerArray()).markers), 10)
+        deleted = {m.ns for m in got["mk"].markers if m.action == Marker.DELETE}
+        assert deleted == {"robots", "paths", "reservations"}
+        assert [m.id for m in got["mk"].markers if m.action == Marker.ADD and m.ns == "robots"
+                ] == [r1_id]
+        # the roadmap for RViz, latched: a late subscriber gets it
+        from fleet_coord.fleet_monitor import ROADMAP_QOS
+        fleet.create_subscription(MarkerArray, "/fleet/roadmap",
+                                  lambda m: got.__setitem__("rm", m), ROADMAP_QOS)
+        assert spin_until(ex, lambda: "rm" in got, 10)
+        lanes = next(m for m in got["rm"].markers if m.ns == "lanes")
+        assert len(lanes.points) == roadmap.num_edges   # two points per two-way lane
+        assert next(m for m in got["rm"].markers if m.ns == "obstacles").points
     rows = read_log([log_path])
     kinds = [r["event"] for r in rows if r["task_id"] == "t1"]
     assert kinds == ["cfp", "proposal", "award", "status"]

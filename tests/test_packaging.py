@@ -66,3 +66,16 @@ def test_no_code_imports_the_folder_names():
     for folder in SOURCES + ("tests", "bench"):
         bad = _imports(folder) & {"sim", "firmware_bridge"}
         assert not bad, f"{folder}/ imports {sorted(bad)}; use fleet_coord_sim / fleet_coord_bridge"
+
+
+def test_rviz_config_shows_the_fleets_topics_in_the_map_frame():
+    import yaml
+    cfg = yaml.safe_load(open(os.path.join(REPO, "rviz", "fleet.rviz")))["Visualization Manager"]
+    assert cfg["Global Options"]["Fixed Frame"] == "map"
+    topics = {d["Topic"]["Value"]: d["Topic"] for d in cfg["Displays"] if "Topic" in d}
+    # /fleet/roadmap is published once, latched: the display must ask for transient-local
+    assert topics["/fleet/roadmap"]["Durability Policy"] == "Transient Local"
+    assert "/fleet/markers" in topics
+    assert any(d["Class"] == "rviz_default_plugins/TF" for d in cfg["Displays"])
+    monitor = open(os.path.join(REPO, "fleet_coord", "fleet_monitor.py")).read()
+    assert '"/fleet/roadmap"' in monitor and '"/fleet/markers"' in monitor
