@@ -59,7 +59,8 @@ async def _body(request: web.Request) -> dict[str, Any]:
         data = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise web.HTTPBadRequest(text=json.dumps({"error": "request body: expected a JSON "
-                                                  "object"}), content_type="application/json")
+                                                  "object"}),
+                                 content_type="application/json") from None
     if not isinstance(data, dict):
         raise web.HTTPBadRequest(text=json.dumps({"error": "request body: expected a JSON "
                                                   f"object, got {type(data).__name__}"}),

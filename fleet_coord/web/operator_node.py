@@ -19,12 +19,11 @@ import math
 import threading
 from typing import Any
 
-from fleet_coord_msgs.msg import FleetState, ReservationSet, Task, TaskStatus
+from fleet_coord_msgs.msg import FleetState, ReservationSet, RobotNotice, Task, TaskStatus
 from fleet_coord_msgs.srv import CancelTask, ListTasks, RemoveRobot, SubmitTask
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.duration import Duration
 from rclpy.node import Node
-from std_msgs.msg import String
 from std_srvs.srv import SetBool
 
 from fleet_coord import qos
@@ -74,7 +73,7 @@ class OperatorNode(Node):
         sub(FleetState, "/fleet/state", self._on_fleet, qos.state_qos())
         sub(ReservationSet, "/traffic/updates", self._on_table, qos.TABLE)
         sub(TaskStatus, "/fleet/task_status", self._on_status, qos.PROTOCOL)
-        sub(String, "/fleet/robot_removed", self._on_removed, qos.PROTOCOL)
+        sub(RobotNotice, "/fleet/robot_removed", self._on_removed, qos.PROTOCOL)
         self._submit = self.create_client(SubmitTask, "/fleet/submit_task")
         self._cancel = self.create_client(CancelTask, "/fleet/cancel_task")
         self._list = self.create_client(ListTasks, "/fleet/list_tasks")
@@ -119,9 +118,9 @@ class OperatorNode(Node):
             self.view.task_status(m.task_id, m.state, m.robot, m.reporter, m.progress,
                                   m.reason, _seconds(m.stamp) or self.now(), m.lamport)
 
-    def _on_removed(self, msg: String) -> None:
+    def _on_removed(self, msg: RobotNotice) -> None:
         with self._lock:
-            self.view.remove_robot(msg.data)
+            self.view.remove_robot(msg.robot)
 
     def _poll_tasks(self) -> None:
         if self._listing is not None and not self._listing.done():
