@@ -25,7 +25,6 @@ from fleet_coord_msgs.msg import (Award, CallForProposal, FleetState, Proposal, 
                                   TaskStatus)
 from geometry_msgs.msg import Point
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from visualization_msgs.msg import Marker, MarkerArray
 
 from fleet_coord import parameters, qos
@@ -46,12 +45,6 @@ def _color(i: int) -> tuple[float, float, float]:
                (0.58, 0.4, 0.74), (0.55, 0.34, 0.29), (0.89, 0.47, 0.76), (0.5, 0.5, 0.5),
                (0.74, 0.74, 0.13), (0.09, 0.75, 0.81)]
     return palette[i % len(palette)]
-
-
-#: /fleet/roadmap: published once; a late RViz still gets it.
-ROADMAP_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                         reliability=ReliabilityPolicy.RELIABLE,
-                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def roadmap_markers(roadmap, stamp) -> MarkerArray:
@@ -103,7 +96,7 @@ class FleetMonitor(Node):
         self.marker_pub = self.create_publisher(MarkerArray, "/fleet/markers", 10)
         self._marker_ids: dict[str, int] = {}     # robot -> its markers' id, while a member
         self._deleted: list[int] = []             # ids of removed robots, deleted next
-        self.roadmap_pub = self.create_publisher(MarkerArray, "/fleet/roadmap", ROADMAP_QOS)
+        self.roadmap_pub = self.create_publisher(MarkerArray, "/fleet/roadmap", qos.LATCHED)
         self.roadmap_pub.publish(roadmap_markers(self.roadmap, self.get_clock().now().to_msg()))
         sub = self.create_subscription
         sub(RobotState, "/fleet/robot_states", self._on_state, qos.state_qos())

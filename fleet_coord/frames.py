@@ -21,22 +21,12 @@ from typing import Iterable
 
 from geometry_msgs.msg import TransformStamped
 from rclpy.node import Node
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from tf2_msgs.msg import TFMessage
 
+from fleet_coord import qos
 from fleet_coord.convert import set_yaw
 
 MAP = "map"
-
-#: tf2_ros's QoS: /tf reliable keep-last 100; /tf_static reliable + transient-local, so a
-#: listener that starts late still gets every static transform.
-TF_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
-                    reliability=ReliabilityPolicy.RELIABLE,
-                    durability=DurabilityPolicy.VOLATILE)
-TF_STATIC_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                           reliability=ReliabilityPolicy.RELIABLE,
-                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
 
 def odom_frame(robot: str) -> str:
     return f"{robot}/odom"
@@ -95,8 +85,8 @@ class TfBroadcaster:
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        self._tf = node.create_publisher(TFMessage, "/tf", TF_QOS)
-        self._static = node.create_publisher(TFMessage, "/tf_static", TF_STATIC_QOS)
+        self._tf = node.create_publisher(TFMessage, "/tf", qos.TF)
+        self._static = node.create_publisher(TFMessage, "/tf_static", qos.LATCHED)
         self._robots: list[str] = []
 
     def set_robots(self, robots: Iterable[str]) -> None:

@@ -14,6 +14,10 @@
   + transient-local, keep-last 1: a node that starts later gets the newest one.
 - CLOCK: /clock as Gazebo and ROS publish it (best-effort would drop ticks; reliable,
   keep-last 1 is what rosgraph uses for sim time in practice).
+- TF: /tf as tf2_ros broadcasts it (reliable, keep-last 100), so tf2 listeners, RViz and
+  Foxglove, which subscribe reliable, match.
+- LATCHED: reliable + transient-local, keep-last 1: the newest of something published
+  rarely, for late joiners (/tf_static as tf2_ros does it, /fleet/roadmap).
 """
 from __future__ import annotations
 
@@ -73,9 +77,15 @@ KEYRING = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                      reliability=ReliabilityPolicy.RELIABLE,
                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
+TF = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
+                reliability=ReliabilityPolicy.RELIABLE,
+                durability=DurabilityPolicy.VOLATILE)
+
+LATCHED = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                     reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
 #: A robot's committed path for its VDA 5050 master control (/<robot>/plan) and the
 #: vehicle's status (/<robot>/vehicle): the latest one counts, and a node that starts late
 #: gets it.
-PLAN = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                  reliability=ReliabilityPolicy.RELIABLE,
-                  durability=DurabilityPolicy.TRANSIENT_LOCAL)
+PLAN = LATCHED

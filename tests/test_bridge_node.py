@@ -19,7 +19,7 @@ from std_srvs.srv import SetBool  # noqa: E402
 
 from fleet_coord_bridge.bridge_node import SerialBridge  # noqa: E402
 from fleet_coord_bridge.emulator import Emulator  # noqa: E402
-from fleet_coord import frames, qos  # noqa: E402
+from fleet_coord import qos  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 from rosutil import ros_context, spin_until  # noqa: E402
 
@@ -47,9 +47,9 @@ class DriverClient:
                 tr, q = t.transform.translation, t.transform.rotation
                 self.tf[(t.header.stamp.sec, t.header.stamp.nanosec)] = (
                     t.header.frame_id, t.child_frame_id, tr.x, tr.y, q.z, q.w)
-        n.create_subscription(TFMessage, "/tf", on_tf, frames.TF_QOS)
+        n.create_subscription(TFMessage, "/tf", on_tf, qos.TF)
         n.create_subscription(TFMessage, "/tf_static", self.tf_static.append,
-                              frames.TF_STATIC_QOS)
+                              qos.LATCHED)
         self.cmd = n.create_publisher(Twist, f"/{robot}/cmd_vel", qos.COMMAND)
         self.estop = n.create_client(SetBool, f"/{robot}/estop")
 

@@ -85,9 +85,8 @@ def test_fleet_state_markers_and_replayable_event_log(tmp_path):
         assert [m.id for m in got["mk"].markers if m.action == Marker.ADD and m.ns == "robots"
                 ] == [r1_id]
         # the roadmap for RViz, latched: a late subscriber gets it
-        from fleet_coord.fleet_monitor import ROADMAP_QOS
         fleet.create_subscription(MarkerArray, "/fleet/roadmap",
-                                  lambda m: got.__setitem__("rm", m), ROADMAP_QOS)
+                                  lambda m: got.__setitem__("rm", m), qos.LATCHED)
         assert spin_until(ex, lambda: "rm" in got, 10)
         lanes = next(m for m in got["rm"].markers if m.ns == "lanes")
         assert len(lanes.points) == roadmap.num_edges   # two points per two-way lane

@@ -76,8 +76,8 @@ def test_tf_carries_each_robots_odometry_pose_and_static_map_to_odom():
             for t in msg.transforms:
                 tr, q = t.transform.translation, t.transform.rotation
                 tf[(t.child_frame_id, _stamp(t))] = (t.header.frame_id, tr.x, tr.y, q.z, q.w)
-        client.create_subscription(TFMessage, "/tf", on_tf, frames.TF_QOS)
-        client.create_subscription(TFMessage, "/tf_static", static.append, frames.TF_STATIC_QOS)
+        client.create_subscription(TFMessage, "/tf", on_tf, qos.TF)
+        client.create_subscription(TFMessage, "/tf_static", static.append, qos.LATCHED)
         for r in odom:
             client.create_subscription(Odometry, f"/{r}/odom", lambda m, r=r: odom[r].__setitem__(
                 _stamp(m), m), qos.ODOM)

@@ -104,9 +104,9 @@ def test_launch_on_sim_time_odometry_state_task_done_and_tf_matches_odometry(tmp
                                      qos.state_qos())
             node.create_subscription(TaskStatus, "/fleet/task_status", got["status"].append,
                                      qos.PROTOCOL)
-            node.create_subscription(TFMessage, "/tf", on_tf, frames.TF_QOS)
+            node.create_subscription(TFMessage, "/tf", on_tf, qos.TF)
             node.create_subscription(TFMessage, "/tf_static", got["static"].append,
-                                     frames.TF_STATIC_QOS)
+                                     qos.LATCHED)
             for r in odom:
                 node.create_subscription(
                     Odometry, f"/{r}/odom", lambda m, r=r: odom[r].__setitem__(
