@@ -28,7 +28,7 @@ setup(
     # ROS 2 packages (rclpy, messages) come from the ROS install or, here, from the
     # PyPI wheels listed in requirements.txt; they are not pip requirements of the package.
     install_requires=["numpy", "scipy", "shapely", "pyyaml", "pyserial", "tqdm", "paho-mqtt",
-                      "jsonschema", "cryptography", "aiohttp"],
+                      "jsonschema", "cryptography", "aiohttp", "mcap"],
     zip_safe=True,
     maintainer="fleet_coord developers",
     maintainer_email="dev@fleet-coord.invalid",
@@ -49,6 +49,7 @@ setup(
             "vda5050_emulator = fleet_coord.vda5050.emulator:main",
             "vda5050_master = fleet_coord.vda5050.master:main",
             "operator_view = fleet_coord.web.operator_node:main",
+            "recorder = fleet_coord.recorder:main",
         ],
     },
 )

@@ -22,6 +22,7 @@ SUBCOMMANDS = [
     "fleet_coord.cli_demo",
     "fleet_coord.cli_launch",
     "fleet_coord.cli_fleet",
+    "fleet_coord.cli_report",
     "fleet_coord.cli_keys",
     "fleet_coord.cli_lifelong",
     "fleet_coord.cli_ledger",

@@ -58,6 +58,9 @@ def register(subparsers) -> None:
                         "run still writes its report, marked partial, and exits 1")
     p.add_argument("--out", default=DEFAULT_OUT, help="report folder (default %(default)s)")
     p.add_argument("--no-gif", action="store_true", help="skip the animated GIF")
+    p.add_argument("--no-record", action="store_true",
+                   help="do not record the fleet's topics to <out>/fleet.mcap (MCAP: ros2 bag, "
+                        "Foxglove; `fleet-coord report` rebuilds the report from it)")
     p.add_argument("--dry-run", action="store_true",
                    help="no ROS: allocate by Contract Net and plan with SIPP in one process")
     p.add_argument("--vda5050", type=_positive_int, default=None, metavar="N",

@@ -27,6 +27,9 @@ def register(subparsers) -> None:
                    help="serve the web operator view (default: the config's operator_view)")
     p.add_argument("--operator-port", type=int, metavar="PORT",
                    help="port of the web operator view (default: the config's, else 8080)")
+    p.add_argument("--record", metavar="FILE.mcap",
+                   help="also record the fleet's topics to an MCAP file (ros2 bag, Foxglove, "
+                        "fleet-coord report)")
     p.set_defaults(run=run)
 
 
@@ -44,7 +47,7 @@ def run(args) -> int:
                             else args.use_sim_time == "true",
                             operator_view=None if args.operator_view is None
                             else args.operator_view == "true",
-                            operator_port=args.operator_port)
+                            operator_port=args.operator_port, record=args.record)
     except (ConfigError, ValueError) as e:
         raise CliError(str(e)) from None
     from fleet_coord.keys import KeyFileError

@@ -88,6 +88,7 @@ class DemoSpec:
     agents_per_process: int = 0    # 0: all agents in one process
     timeout_s: float = 0.0         # wall; 0: none (the stall guard ends a stuck run)
     submit_interval_s: float = SUBMIT_INTERVAL_S
+    record: bool = True            # write the fleet's topics to <out>/fleet.mcap
 
     @property
     def real_time_factor(self) -> float:
@@ -247,7 +248,16 @@ def run_fleet(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, floa
         if os.path.exists(stale):
             os.unlink(stale)
     cfg = fleet_config(spec, map_path, starts, workdir, event_log)
-    specs = fleet_nodes(cfg)
+    recording = os.path.join(spec.out, "fleet.mcap")
+    if os.path.exists(recording):
+        os.unlink(recording)
+    # the recording describes the run, so `fleet-coord report` can rebuild this report
+    workload = {"tasks": [{"id": t.id, "kind": t.kind, "stations": list(t.stations)}
+                          for t in tasks],
+                "mode": spec.mode, "seed": spec.seed, "map": spec.map,
+                "rtf": spec.real_time_factor, "agents_per_process": spec.agents_per_process}
+    specs = fleet_nodes(cfg, record=recording if spec.record else None,
+                        record_metadata={"demo": workload})
     fleet_log = open(fleet_log_path, "w", encoding="utf-8")
     launcher = FleetLauncher(cfg, specs, out=fleet_log, grace_s=5.0,
                              extra_env={"ROS_LOG_DIR": os.path.join(workdir, "ros_log")})
@@ -441,7 +451,7 @@ def run_demo(args, roadmap, exclusion, robots: dict[str, int], tasks) -> int:
     spec = DemoSpec(robots=len(robots), tasks=len(tasks), map=args.map, seed=args.seed,
                     mode=args.mode, rtf=args.rtf or 0.0, out=args.out,
                     agents_per_process=args.agents_per_process or 0,
-                    timeout_s=args.timeout or 0.0)
+                    timeout_s=args.timeout or 0.0, record=not args.no_record)
     starts = {r: (float(roadmap.pos[v, 0]), float(roadmap.pos[v, 1]))
               for r, v in robots.items()}
     per = spec.agents_per_process or len(robots)
@@ -489,7 +499,7 @@ def run_demo(args, roadmap, exclusion, robots: dict[str, int], tasks) -> int:
     if not args.no_gif:
         frames = report.render_gif(rec, roadmap, tasks, os.path.join(out, "run.gif"))
         files.append(f"run.gif ({frames} frames)")
-    files += ["events.jsonl", "fleet.log"]
+    files += ["events.jsonl", "fleet.log"] + (["fleet.mcap"] if spec.record else [])
     print(summary(m))
     print(f"report: {out}/ " + ", ".join(files)
           + ("" if rec.ended == "completed" else f" (partial: the run {rec.ended})"))

@@ -69,7 +69,7 @@ DISCOVERY_RANGES = ("LOCALHOST", "SUBNET", "SYSTEM_DEFAULT", "OFF")
 RESTART_POLICIES = ("never", "on-failure", "always")
 NODE_SECTIONS = ("traffic", "dispatcher", "robot_agent", "fleet_monitor", "ideal_driver", "sim",
                  "vda5050_master",
-                 "serial_bridge", "operator_view")
+                 "serial_bridge", "operator_view", "recorder")
 _ROS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 AUTH_MODES = ("off", "permissive", "enforce")
 

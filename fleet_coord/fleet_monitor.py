@@ -40,6 +40,35 @@ STATE_NAMES = {v: k for k, v in vars(TaskStatus).items()
                if k.isupper() and isinstance(v, int)}
 
 
+#: What the causal event log records of each protocol topic: topic -> (event, message
+#: type, the event's fields of a message, how its sender is checked: "sender" any fleet
+#: identity allowed on the topic, "robot" the robot it names, "status" by reporter). Also
+#: used to rebuild the log from a recording (fleet_coord.report_mcap).
+PROTOCOL_EVENTS = {
+    "/fleet/cfp": ("cfp", CallForProposal, lambda m: dict(
+        task_id=m.task.id, round=m.round, kind=m.task.kind, stations=list(m.task.stations)),
+        "sender"),
+    "/fleet/proposals": ("proposal", Proposal, lambda m: dict(
+        robot=m.robot, round=m.round, cost=m.cost), "robot"),
+    "/fleet/refusals": ("refusal", Refusal, lambda m: dict(
+        robot=m.robot, round=m.round, reason=m.reason), "robot"),
+    "/fleet/awards": ("award", Award, lambda m: dict(robot=m.robot, round=m.round), "sender"),
+    "/fleet/rejections": ("rejection", Rejection, lambda m: dict(robot=m.robot, round=m.round),
+                          "sender"),
+    "/fleet/task_status": ("status", TaskStatus, lambda m: dict(
+        robot=m.robot, state=STATE_NAMES.get(m.state, str(m.state)),
+        progress=round(float(m.progress), 3), reason=m.reason), "status"),
+}
+
+
+def reservation_event(msg: ReservationSet) -> dict:
+    """The event log's fields of a table delta (applied to a replica)."""
+    def seg(segs):
+        return [[s.resource, s.t_start, s.t_end] for s in segs]
+    return dict(robot=msg.robot, version=msg.version, added=seg(msg.added),
+                removed=seg(msg.removed))
+
+
 def _color(i: int) -> tuple[float, float, float]:
     palette = [(0.12, 0.47, 0.71), (1.0, 0.5, 0.05), (0.17, 0.63, 0.17), (0.84, 0.15, 0.16),
                (0.58, 0.4, 0.74), (0.55, 0.34, 0.29), (0.89, 0.47, 0.76), (0.5, 0.5, 0.5),
@@ -103,23 +132,13 @@ class FleetMonitor(Node):
         sub(RobotNotice, "/fleet/robot_lost", self._on_lost, qos.PROTOCOL)
         sub(RobotNotice, "/fleet/robot_removed", self._on_removed, qos.PROTOCOL)
         sub(ReservationSet, "/traffic/updates", self._on_table, qos.TABLE)
-        a = self.auth
-        sub(CallForProposal, "/fleet/cfp", lambda m: a.check(m, "fleet/cfp") and self._log(
-            "cfp", m, task_id=m.task.id, round=m.round, kind=m.task.kind,
-            stations=list(m.task.stations)), qos.PROTOCOL)
-        sub(Proposal, "/fleet/proposals", lambda m: a.check_robot_msg(m, "fleet/proposals")
-            and self._log("proposal", m, robot=m.robot, round=m.round, cost=m.cost),
-            qos.PROTOCOL)
-        sub(Refusal, "/fleet/refusals", lambda m: a.check_robot_msg(m, "fleet/refusals")
-            and self._log("refusal", m, robot=m.robot, round=m.round, reason=m.reason),
-            qos.PROTOCOL)
-        sub(Award, "/fleet/awards", lambda m: a.check(m, "fleet/awards") and self._log(
-            "award", m, robot=m.robot, round=m.round), qos.PROTOCOL)
-        sub(Rejection, "/fleet/rejections", lambda m: a.check(m, "fleet/rejections")
-            and self._log("rejection", m, robot=m.robot, round=m.round), qos.PROTOCOL)
-        sub(TaskStatus, "/fleet/task_status", lambda m: a.check_status(m) and self._log(
-            "status", m, robot=m.robot, state=STATE_NAMES.get(m.state, str(m.state)),
-            progress=round(float(m.progress), 3), reason=m.reason), qos.PROTOCOL)
+        # each message is checked for its sender (fleet_coord.node_auth) before it is logged
+        checks = {"sender": self.auth.check, "robot": self.auth.check_robot_msg,
+                  "status": lambda m, _topic: self.auth.check_status(m)}
+        for topic, (kind, msg_type, fields, who) in PROTOCOL_EVENTS.items():
+            sub(msg_type, topic, lambda m, kind=kind, fields=fields, check=checks[who],
+                name=topic.lstrip("/"): check(m, name) and self._log(kind, m, **fields(m)),
+                qos.PROTOCOL)
         self.create_timer(0.5, self._publish)
         self.get_logger().info("fleet monitor ready: /fleet/state, /fleet/markers"
                                + (f", event log {self.log.path}" if self.log.path else ""))
@@ -165,9 +184,7 @@ class FleetMonitor(Node):
         if not self.auth.check(msg, "traffic/updates"):
             return
         if self.replica.apply(msg) and not msg.is_snapshot:
-            seg = lambda segs: [[s.resource, s.t_start, s.t_end] for s in segs]  # noqa: E731
-            self.log.record("reservation", t=self.now(), robot=msg.robot, version=msg.version,
-                            added=seg(msg.added), removed=seg(msg.removed))
+            self.log.record("reservation", t=self.now(), **reservation_event(msg))
 
     # outputs ---------------------------------------------------------------------------
     def _publish(self) -> None:

@@ -20,6 +20,7 @@ ARGUMENTS = {
     "agents_per_process": ("", "group N robot agents per process (default: the config's)"),
     "operator_view": ("", "true/false: serve the web operator view (default: the config's)"),
     "operator_port": ("", "port of the web operator view (default: the config's, else 8080)"),
+    "record": ("", "also record the fleet's topics to this MCAP file"),
 }
 
 
@@ -59,7 +60,8 @@ def resolve(values: dict[str, str], default_config: str) -> tuple[list[NodeSpec]
         agents_per_process=(_int("agents_per_process", v["agents_per_process"])
                             if v["agents_per_process"] else None),
         operator_view=_bool("operator_view", v["operator_view"]) if v["operator_view"] else None,
-        operator_port=_int("operator_port", v["operator_port"]) if v["operator_port"] else None)
+        operator_port=_int("operator_port", v["operator_port"]) if v["operator_port"] else None,
+        record=v["record"] or None)
     from fleet_coord.keys import check_fleet
     check_fleet(cfg, specs)        # a bad key file: an error naming it, before any node
     env = environment(cfg)

@@ -8,6 +8,7 @@ as a process here (fleet_coord.launcher).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ EXECUTABLES = {
     "serial_bridge": "fleet_coord_bridge.bridge_node",
     "vda5050_master": "fleet_coord.vda5050.master",
     "operator_view": "fleet_coord.web.operator_node",
+    "recorder": "fleet_coord.recorder",
 }
 
 
@@ -99,11 +101,14 @@ def auth_parameters(cfg: FleetConfig) -> dict[str, Any]:
 
 def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
                 use_sim_time: bool | None = None, agents_per_process: int | None = None,
-                operator_view: bool | None = None, operator_port: int | None = None
+                operator_view: bool | None = None, operator_port: int | None = None,
+                record: str | None = None, record_metadata: dict[str, Any] | None = None
                 ) -> list[NodeSpec]:
     """The nodes of a fleet. `robot_count` keeps only the first N robots of the config;
     `use_sim_time`, `agents_per_process`, `operator_view` (serve the web operator view) and
-    `operator_port` (its port) override the config (launch arguments)."""
+    `operator_port` (its port) override the config (launch arguments). `record`: also run
+    a recorder writing the fleet's topics to this MCAP file, with the fleet's map, footprint
+    and robots (and `record_metadata`) as the recording's metadata."""
     cfg = load_fleet_config(config) if isinstance(config, str) else config
     robots = cfg.robots
     if robot_count is not None:
@@ -136,6 +141,11 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
         if operator_port is not None:
             p["port"] = operator_port
         nodes.append(NodeSpec("operator_view", "operator_view", parameters=p))
+    if record:
+        meta = {"map": cfg.map, "footprint_radius": cfg.footprint_radius,
+                "robots": [r.name for r in robots], **(record_metadata or {})}
+        nodes.append(NodeSpec("recorder", "recorder", parameters=params(
+            "recorder", output=os.path.abspath(record), metadata=json.dumps(meta))))
     # robot backends: one ideal driver and one simulator for all their robots (they are the
     # "world"); one serial bridge per physical robot, in the robot's namespace.
     # On sim time one of the worlds is the clock source (the sim if there is one, else the

@@ -72,7 +72,10 @@ def metrics(rec, tasks, spec, events: list[dict]) -> dict:
         failed[tid] = "did not finish"
     times = [f["t"] - queued.get(tid, rec.t_submit) for tid, f in done.items()]
     by_robot = Counter(f["robot"] for f in done.values())
-    makespan = (max((f["t"] for f in done.values()), default=rec.t_submit) - rec.t_submit)
+    # from the first task the dispatcher accepted (its QUEUED stamp): the same in a live
+    # run and in its recording (fleet_coord.report_mcap)
+    t0 = min(queued.values(), default=rec.t_submit)
+    makespan = max((f["t"] for f in done.values()), default=t0) - t0
     out = {
         "ended": rec.ended, "stop_reason": rec.stop_reason,
         "robots": len(rec.robots), "tasks": len(tasks), "done": len(done),

@@ -46,6 +46,7 @@ def test_small_fleet_demo_completes_safely_and_writes_its_report(tmp_path, capsy
         assert gif.n_frames > 10
     assert "tasks: 3/3 done" in printed
     assert set(_children()) <= before, "fleet processes left behind"
+    _check_recording(out, metrics, capsys)
     if metrics["excursions"] and metrics["excursions"] == metrics["reservation_violations"]:
         # Known open issue (docs/benchmarks.md, "Demo (full fleet)"): a few odometry
         # samples of a robot outside its held resources, 0.1-0.3 m, no contact.
@@ -124,3 +125,54 @@ def test_a_run_that_does_not_finish_stops_with_a_partial_report(tmp_path, capsys
     assert f"run STOPPED ({how})" in captured.out
     assert "partial report" in captured.err
     assert set(_children()) <= before, "fleet processes left behind"
+
+
+#: metrics `fleet-coord report RECORDING` must rebuild exactly from the demo's recording
+SAME = ("tasks", "done", "failed", "unfinished", "makespan_s", "mean_task_time_s",
+        "p95_task_time_s", "tasks_per_robot", "auction_rounds", "bids", "refusals", "awards",
+        "tasks_given_back", "reservation_commits", "parking_commits", "path_commits", "replans",
+        "robot_robot_collisions", "robot_obstacle_contacts", "reservation_conflicts",
+        "outcomes", "robots", "mode", "seed")
+
+
+def _check_recording(out, metrics, capsys):
+    """The demo's MCAP recording opens with the mcap reader, holds the fleet's topics with
+    plausible counts, decodes as Foxglove would (mcap_ros2, from the schemas in the file
+    alone), and `fleet-coord report` rebuilds the demo's metrics from it."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    path = out / "fleet.mcap"
+    with open(path, "rb") as f:
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        summary = reader.get_summary()
+        counts = {summary.channels[c].topic: n
+                  for c, n in summary.statistics.channel_message_counts.items()}
+        schemas = {summary.channels[c].topic: summary.schemas[summary.channels[c].schema_id].name
+                   for c in summary.channels}
+        decoded = {}
+        for _schema, channel, _msg, ros in reader.iter_decoded_messages(
+                topics=["/fleet/task_status", "/tf_static", "/robot_1/odom"]):
+            decoded.setdefault(channel.topic, []).append(ros)
+    assert summary.statistics.message_count == sum(counts.values()) > 1000
+    assert schemas["/robot_1/odom"] == "nav_msgs/msg/Odometry"
+    assert schemas["/tf"] == "tf2_msgs/msg/TFMessage"
+    for topic in ("/fleet/state", "/fleet/robot_states", "/traffic/updates", "/fleet/cfp",
+                  "/fleet/proposals", "/fleet/awards", "/sim/contacts/robot_robot"):
+        assert counts.get(topic, 0) > 0, (topic, sorted(counts))
+    assert "/clock" not in counts          # excluded by default (docs/recording.md)
+    for r in ("robot_1", "robot_2", "robot_3"):
+        assert counts[f"/{r}/odom"] > 100    # 20 Hz of sim time for the whole run
+    done = [m for m in decoded["/fleet/task_status"] if m.state == 5]
+    assert len({m.task_id for m in done}) == 3
+    assert decoded["/robot_1/odom"][-1].header.frame_id == "robot_1/odom"
+    assert {t.child_frame_id for m in decoded["/tf_static"] for t in m.transforms} >= {
+        "robot_1/odom", "robot_2/odom", "robot_3/odom"}
+    # the report, rebuilt from the recording alone
+    rebuilt_dir = out / "rebuilt"
+    capsys.readouterr()
+    assert main(["report", str(path), "--out", str(rebuilt_dir)]) == 0
+    rebuilt = json.loads((rebuilt_dir / "metrics.json").read_text())
+    assert {k: rebuilt[k] for k in SAME} == {k: metrics[k] for k in SAME}
+    assert rebuilt["monitor_samples"] > 50 and rebuilt["excursions"] <= metrics["excursions"] + 2
+    assert "tasks: 3/3 done" in capsys.readouterr().out

@@ -13,7 +13,7 @@ THIRD_PARTY = {"numpy": "python3-numpy", "scipy": "python3-scipy",
                "shapely": "python3-shapely", "yaml": "python3-yaml",
                "serial": "python3-serial", "tqdm": "python3-tqdm",
                "matplotlib": "python3-matplotlib", "pybullet": "python3-pybullet-pip",
-               "aiohttp": "python3-aiohttp"}
+               "aiohttp": "python3-aiohttp", "mcap": "mcap-ros2-support"}
 
 
 def _imports(folder: str) -> set[str]:

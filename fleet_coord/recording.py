@@ -1,0 +1,172 @@
+"""Recordings of a fleet in MCAP, the format rosbag2, Foxglove and PlotJuggler read.
+
+A recording holds each topic's messages as their CDR bytes (message encoding ``cdr``),
+with the type's full ``ros2msg`` definition as its schema (the message's .msg text, then
+each type it uses after a ``====`` line and ``MSG: pkg/Type``, as rosbag2 writes it), so
+it is self-describing: `ros2 bag info/play` and Foxglove open it without our packages.
+Channel metadata carries the offered QoS like rosbag2's ``offered_qos_profiles``.
+Metadata records describe the run (``fleet_coord``: map, robots, and for the demo its
+workload), so ``fleet-coord report RECORDING`` can rebuild the report from it alone.
+
+`Writer` writes (used by the recorder node, fleet_coord.recorder); `read_messages` reads
+back (topic, ROS message, log time) in log-time order, decoding with the installed
+message classes; `message_definition` builds a type's schema text.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import sys
+from typing import Any, BinaryIO, Iterator
+
+PRIMITIVES = {"bool", "byte", "char", "float32", "float64", "int8", "uint8", "int16",
+              "uint16", "int32", "uint32", "int64", "uint64", "string", "wstring"}
+SEPARATOR = "=" * 80
+
+
+def _share_dirs(package: str) -> list[str]:
+    dirs = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+        dirs.append(get_package_share_directory(package))
+    except (ImportError, LookupError, OSError, ValueError):
+        pass
+    dirs.append(os.path.join(sys.prefix, "share", package))
+    return dirs
+
+
+def _msg_text(package: str, name: str) -> str:
+    for d in _share_dirs(package):
+        path = os.path.join(d, "msg", f"{name}.msg")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                return f.read()
+    raise LookupError(f"no definition of {package}/msg/{name} (looked in "
+                      f"{', '.join(_share_dirs(package))})")
+
+
+def _field_types(package: str, text: str) -> list[tuple[str, str]]:
+    """(package, Type) of each non-primitive field type in a .msg text."""
+    out = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        typ = line.split()[0]        # constants ("uint8 IDLE=0") have primitive types
+        base = re.sub(r"\[.*\]$", "", typ)
+        base = re.sub(r"<=\d+$", "", base)           # bounded string<=N
+        if base in PRIMITIVES or base.startswith(("string<", "wstring<")):
+            continue
+        if base == "Header":
+            out.append(("std_msgs", "Header"))
+        elif "/" in base:
+            pkg, _, name = base.partition("/")
+            out.append((pkg, name.split("/")[-1]))
+        else:
+            out.append((package, base))
+    return out
+
+
+def message_definition(type_name: str) -> str:
+    """The ros2msg schema text of `type_name` ("nav_msgs/msg/Odometry"): its .msg, then
+    every type it depends on, each once, breadth-first."""
+    package, _, name = type_name.partition("/msg/")
+    if not name:
+        raise ValueError(f"expected a message type like 'pkg/msg/Type', got {type_name!r}")
+    root = _msg_text(package, name)
+    parts, seen, queue = [root], {(package, name)}, _field_types(package, root)
+    while queue:
+        pkg, typ = queue.pop(0)
+        if (pkg, typ) in seen:
+            continue
+        seen.add((pkg, typ))
+        text = _msg_text(pkg, typ)
+        parts.append(f"{SEPARATOR}\nMSG: {pkg}/{typ}\n{text}")
+        queue.extend(_field_types(pkg, text))
+    return "\n".join(parts)
+
+
+def message_class(type_name: str) -> Any:
+    """The Python class of "pkg/msg/Type" from the installed interfaces."""
+    package, _, name = type_name.partition("/msg/")
+    try:
+        return getattr(importlib.import_module(f"{package}.msg"), name)
+    except (ImportError, AttributeError):
+        raise LookupError(f"message type {type_name} is not installed") from None
+
+
+def qos_metadata(profile: Any) -> str:
+    """A QoS profile as rosbag2 writes it in a channel's offered_qos_profiles (YAML)."""
+    rel = {1: "reliable", 2: "best_effort"}.get(int(profile.reliability), "system_default")
+    dur = {1: "transient_local", 2: "volatile"}.get(int(profile.durability), "system_default")
+    return (f"- history: keep_last\n  depth: {int(profile.depth)}\n  reliability: {rel}\n"
+            f"  durability: {dur}\n  deadline: {{sec: 0, nsec: 0}}\n"
+            f"  lifespan: {{sec: 0, nsec: 0}}\n  liveliness: automatic\n"
+            f"  liveliness_lease_duration: {{sec: 0, nsec: 0}}\n"
+            f"  avoid_ros_namespace_conventions: false\n")
+
+
+class Writer:
+    """An MCAP file of CDR messages, rosbag2-compatible (profile "ros2")."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        from mcap.writer import CompressionType, Writer as McapWriter
+        self._w = McapWriter(stream, compression=CompressionType.ZSTD)
+        self._w.start(profile="ros2", library="fleet_coord")
+        self._schemas: dict[str, int] = {}
+        self._channels: dict[str, int] = {}
+        self._seq: dict[int, int] = {}
+        self.count: dict[str, int] = {}
+
+    def add_channel(self, topic: str, type_name: str, qos: str = "") -> None:
+        if topic in self._channels:
+            return
+        if type_name not in self._schemas:
+            self._schemas[type_name] = self._w.register_schema(
+                name=type_name, encoding="ros2msg",
+                data=message_definition(type_name).encode())
+        self._channels[topic] = self._w.register_channel(
+            topic=topic, message_encoding="cdr", schema_id=self._schemas[type_name],
+            metadata={"offered_qos_profiles": qos} if qos else {})
+        self.count[topic] = 0
+
+    def write(self, topic: str, data: bytes, log_ns: int, publish_ns: int | None = None) -> None:
+        ch = self._channels[topic]
+        seq = self._seq[ch] = self._seq.get(ch, 0) + 1
+        self._w.add_message(channel_id=ch, log_time=log_ns, data=data,
+                            publish_time=log_ns if publish_ns is None else publish_ns,
+                            sequence=seq)
+        self.count[topic] += 1
+
+    def metadata(self, name: str, data: dict[str, Any]) -> None:
+        """A metadata record; each value stored as JSON text (read_metadata decodes it)."""
+        self._w.add_metadata(name, {k: json.dumps(v) for k, v in data.items()})
+
+    def finish(self) -> None:
+        self._w.finish()
+
+
+def read_metadata(path: str) -> dict[str, dict[str, Any]]:
+    """The recording's metadata records, values decoded from JSON."""
+    from mcap.reader import make_reader
+    with open(path, "rb") as f:
+        return {m.name: {k: json.loads(v) for k, v in m.metadata.items()}
+                for m in make_reader(f).iter_metadata()}
+
+
+def read_messages(path: str, topics: set[str] | None = None
+                  ) -> Iterator[tuple[str, Any, int]]:
+    """(topic, message, log time ns) of a recording in log-time order, decoded with the
+    installed message classes (rclpy's deserializer)."""
+    from mcap.reader import make_reader
+    from rclpy.serialization import deserialize_message
+    classes: dict[int, Any] = {}
+    with open(path, "rb") as f:
+        for schema, channel, message in make_reader(f).iter_messages(
+                topics=sorted(topics) if topics else None, log_time_order=True):
+            cls = classes.get(schema.id)
+            if cls is None:
+                cls = classes[schema.id] = message_class(schema.name)
+            yield channel.topic, deserialize_message(message.data, cls), message.log_time
