@@ -130,7 +130,7 @@ def fleet_config(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, f
 
     per = spec.agents_per_process or len(starts)
     cfg = FleetConfig(path="<fleet-coord demo>", map=map_path, footprint_radius=0.15,
-                      discovery_range="LOCALHOST",
+                      discovery_range="LOCALHOST", discovery_range_explicit=True,
                       domain_id=int(os.environ.get("ROS_DOMAIN_ID", "0") or 0),
                       use_sim_time=True, agents_per_process=per, restart="never",
                       ledger=os.path.join(workdir, "tasks.sqlite"), event_log=event_log)

@@ -187,6 +187,7 @@ class FleetConfig:
     map: str
     footprint_radius: float = 0.15
     discovery_range: str = "LOCALHOST"
+    discovery_range_explicit: bool = False  # set by the config (else the user's range wins)
     domain_id: int | None = None           # None: keep the environment's ROS_DOMAIN_ID
     use_sim_time: bool = False
     agents_per_process: int = 1
@@ -293,6 +294,7 @@ def _load_fleet_config(path: str) -> FleetConfig:
         if not cfg.footprint_radius > 0:
             raise rd.error(f["footprint_radius"][1], "'fleet.footprint_radius' must be > 0 m")
     cfg.discovery_range = choice("discovery_range", DISCOVERY_RANGES) or cfg.discovery_range
+    cfg.discovery_range_explicit = "discovery_range" in f
     cfg.restart = choice("restart", RESTART_POLICIES) or cfg.restart
     default_backend = choice("backend", BACKENDS) or "ideal"
     if "domain_id" in f:

@@ -11,6 +11,9 @@ from fleet_coord.fleet_config import load_fleet_config
 from fleet_coord.node_set import NodeSpec, environment, fleet_nodes
 from fleet_coord.share import share_path
 
+#: seconds before a node that exited is started again (the config's restart policy)
+RESPAWN_DELAY_S = 2.0
+
 #: launch argument -> (default, description). fleet-coord launch has the same options.
 ARGUMENTS = {
     "config": ("", "fleet config YAML (default: the launch file's config in share/fleet_coord/config)"),
@@ -86,6 +89,7 @@ def generate_launch_description(config_name: str):
             actions.append(Node(package=s.package, executable=s.executable, name=s.name or None,
                                 namespace=s.namespace or None, parameters=[s.parameters],
                                 arguments=s.arguments, output="screen", emulate_tty=True,
+                                respawn=s.respawn, respawn_delay=RESPAWN_DELAY_S,
                                 ros_arguments=["--enclave", s.enclave] if sros2 else None))
         return actions
 

@@ -43,6 +43,7 @@ class NodeSpec:
     package: str = PACKAGE
     robots: list[str] = field(default_factory=list)     # robots this process serves
     label: str = ""                      # process label for logs (default: the node name)
+    respawn: bool = False                # restart it when it exits (the config's restart)
 
     @property
     def module(self) -> str:
@@ -75,16 +76,20 @@ def environment(cfg: FleetConfig, base: dict[str, str] | None = None) -> dict[st
     for a fleet across hosts, discovery range SUBNET or SYSTEM_DEFAULT, Fast DDS's
     transports: NETWORK_TRANSPORTS unless `base` (default: this process's environment)
     sets FASTDDS_BUILTIN_TRANSPORTS itself)."""
-    env = {"ROS_AUTOMATIC_DISCOVERY_RANGE": cfg.discovery_range}
+    base = os.environ if base is None else base
+    # the config's discovery range when it sets one, else the user's, else LOCALHOST; the
+    # domain only when the config sets it (the user's ROS_DOMAIN_ID stands otherwise)
+    rng = (cfg.discovery_range if cfg.discovery_range_explicit
+           else base.get("ROS_AUTOMATIC_DISCOVERY_RANGE") or cfg.discovery_range)
+    env = {"ROS_AUTOMATIC_DISCOVERY_RANGE": rng}
     if cfg.domain_id is not None:
         env["ROS_DOMAIN_ID"] = str(cfg.domain_id)
-    base = os.environ if base is None else base
     if cfg.auth.sros2:
         # DDS Security with the keystore `fleet-coord keys sros2` writes (a ROS install
         # whose DDS has the Security plugins; each process names its enclave)
         env.update(ROS_SECURITY_KEYSTORE=os.path.join(cfg.auth.keys, "sros2"),
                    ROS_SECURITY_ENABLE="true", ROS_SECURITY_STRATEGY="Enforce")
-    if cfg.discovery_range in ("SUBNET", "SYSTEM_DEFAULT") \
+    if rng in ("SUBNET", "SYSTEM_DEFAULT") \
             and not base.get("FASTDDS_BUILTIN_TRANSPORTS"):
         env["FASTDDS_BUILTIN_TRANSPORTS"] = NETWORK_TRANSPORTS
     return env
@@ -209,6 +214,10 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
                 "robot_agent", "", label=label, parameters=params("robot_agent", **own),
                 arguments=["--robots", ",".join(r.name for r in group)],
                 robots=[r.name for r in group]))
+    # the config's restart policy, for launch files (launch's respawn restarts on every
+    # exit, so on-failure and always both map to it; fleet-coord launch tells them apart)
+    for n in nodes:
+        n.respawn = cfg.restart != "never"
     return nodes
 
 

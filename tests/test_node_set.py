@@ -183,3 +183,29 @@ def test_bad_launch_arguments_are_named():
         resolve({"robot_count": "two"}, "config/fleet_demo.yaml")
     with pytest.raises(ValueError, match="unknown launch arguments"):
         resolve({"robots": "2"}, "config/fleet_demo.yaml")
+
+
+def test_the_users_domain_and_discovery_range_stand_unless_the_config_sets_them(tmp_path):
+    """The shipped single-machine configs pin LOCALHOST but no domain: a user's
+    ROS_DOMAIN_ID is kept. A config that sets neither keeps the user's discovery range."""
+    demo = load_fleet_config(os.path.join(REPO, "config", "fleet_demo.yaml"))
+    assert demo.domain_id is None
+    user = {"ROS_DOMAIN_ID": "17", "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}
+    assert environment(demo, user) == {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("fleet: {map: warehouse.map}\nrobots: [{name: r1, start: [2, 18]}]\n")
+    cfg = load_fleet_config(str(bare))
+    assert environment(cfg, user)["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "SUBNET"
+    assert environment(cfg, {})["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"   # the safe default
+    hw = load_fleet_config(os.path.join(REPO, "config", "fleet_hardware.yaml"))
+    assert environment(hw, user)["ROS_DOMAIN_ID"] == "42"      # set by the config: it wins
+
+
+def test_the_restart_policy_becomes_respawn_in_launch_files(fake_launch, tmp_path):
+    _, produced = _run_launch_file("fleet.launch.py")
+    nodes = [a.kwargs for a in produced if type(a).__name__ == "Node"]
+    assert nodes and all(n["respawn"] is True and n["respawn_delay"] > 0 for n in nodes)
+    never = tmp_path / "never.yaml"
+    never.write_text("fleet: {map: warehouse.map, restart: never}\n"
+                     "robots: [{name: r1, start: [2, 18]}]\n")
+    assert not any(s.respawn for s in fleet_nodes(str(never)))
