@@ -136,9 +136,9 @@ class FleetMonitor(Node):
         checks = {"sender": self.auth.check, "robot": self.auth.check_robot_msg,
                   "status": lambda m, _topic: self.auth.check_status(m)}
         for topic, (kind, msg_type, fields, who) in PROTOCOL_EVENTS.items():
+            name = topic.lstrip("/")
             sub(msg_type, topic, lambda m, kind=kind, fields=fields, check=checks[who],
-                name=topic.lstrip("/"): check(m, name) and self._log(kind, m, **fields(m)),
-                qos.PROTOCOL)
+                name=name: check(m, name) and self._log(kind, m, **fields(m)), qos.PROTOCOL)
         self.create_timer(0.5, self._publish)
         self.get_logger().info("fleet monitor ready: /fleet/state, /fleet/markers"
                                + (f", event log {self.log.path}" if self.log.path else ""))

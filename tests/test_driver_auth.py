@@ -15,8 +15,8 @@ from nav_msgs.msg import Odometry  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from std_srvs.srv import SetBool  # noqa: E402
 
-from firmware_bridge.bridge_node import SerialBridge  # noqa: E402
-from firmware_bridge.emulator import Emulator  # noqa: E402
+from fleet_coord_bridge.bridge_node import SerialBridge  # noqa: E402
+from fleet_coord_bridge.emulator import Emulator  # noqa: E402
 from fleet_coord import qos  # noqa: E402
 from fleet_coord.auth import LinkSigner, Signer, Verifier  # noqa: E402
 from fleet_coord.fleet_config import load_fleet_config  # noqa: E402
@@ -115,7 +115,7 @@ def test_signed_commands_drive_and_only_an_operator_releases_the_estop(tmp_path,
 
 def test_the_sim_takes_only_signed_commands_and_signs_its_odometry(tmp_path):
     pytest.importorskip("pybullet", reason="pybullet is installed by `make setup`")
-    from sim.sim_node import SimNode
+    from fleet_coord_sim.sim_node import SimNode
     kd = provision(tmp_path, "sim")
     with ros_context() as (ctx, ex):
         sim = SimNode(context=ctx, parameter_overrides=[
