@@ -18,33 +18,23 @@ import importlib
 import json
 import os
 import re
-import sys
 from typing import Any, BinaryIO, Iterator
+
+from fleet_coord.share import package_share_dirs
 
 PRIMITIVES = {"bool", "byte", "char", "float32", "float64", "int8", "uint8", "int16",
               "uint16", "int32", "uint32", "int64", "uint64", "string", "wstring"}
 SEPARATOR = "=" * 80
 
 
-def _share_dirs(package: str) -> list[str]:
-    dirs = []
-    try:
-        from ament_index_python.packages import get_package_share_directory
-        dirs.append(get_package_share_directory(package))
-    except (ImportError, LookupError, OSError, ValueError):
-        pass
-    dirs.append(os.path.join(sys.prefix, "share", package))
-    return dirs
-
-
 def _msg_text(package: str, name: str) -> str:
-    for d in _share_dirs(package):
+    for d in package_share_dirs(package):
         path = os.path.join(d, "msg", f"{name}.msg")
         if os.path.isfile(path):
             with open(path, encoding="utf-8") as f:
                 return f.read()
     raise LookupError(f"no definition of {package}/msg/{name} (looked in "
-                      f"{', '.join(_share_dirs(package))})")
+                      f"{', '.join(package_share_dirs(package))})")
 
 
 def _field_types(package: str, text: str) -> list[tuple[str, str]]:

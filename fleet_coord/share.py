@@ -12,15 +12,17 @@ _CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SOURCE_DIRS = {"urdf": os.path.join("sim", "urdf")}
 
 
-def _installed_share() -> list[str]:
+def package_share_dirs(package: str = PACKAGE) -> list[str]:
+    """Where an installed package's share/<package> may be: the ament index's (a ROS
+    install, a sourced workspace), then this Python prefix's (a pip install, the venv)."""
     dirs = []
     try:
         from ament_index_python.packages import get_package_share_directory
-        dirs.append(get_package_share_directory(PACKAGE))
+        dirs.append(get_package_share_directory(package))
     except (ImportError, LookupError, OSError, ValueError):
         # not in an ament index: a plain pip install, or AMENT_PREFIX_PATH unset
         pass
-    dirs.append(os.path.join(sys.prefix, "share", PACKAGE))
+    dirs.append(os.path.join(sys.prefix, "share", package))
     return dirs
 
 
@@ -31,7 +33,7 @@ def share_path(*parts: str) -> str:
     local = os.path.join(_CHECKOUT, _SOURCE_DIRS.get(parts[0], parts[0]), *parts[1:])
     if os.path.exists(local):
         return local
-    for base in _installed_share():
+    for base in package_share_dirs():
         path = os.path.join(base, rel)
         if os.path.exists(path):
             return path
