@@ -167,3 +167,46 @@ def test_view_orders_task_updates_and_shows_holds_ahead():
     view.task_status("t3", 4, "r1", "r1", 0.3, "", 49.0, lamport=8)
     view.task_listed("t3", "goto", ["2,14"], 0, 48.0, 7, "r1", 0.3, "by operator")
     assert view.tasks["t3"].state == "CANCELLED" and view.tasks["t3"].kind == "goto"
+
+
+def test_in_an_authenticating_fleet_the_view_acts_as_the_operator(tmp_path):
+    """With auth on, the view signs with the fleet's operator key: the serial bridge
+    (enforce) takes its e-stop release, which it refuses from anyone else, and the view
+    checks the bridge's signed answer. Real rclpy, the real bridge, the C emulator."""
+    pytest.importorskip("rclpy")
+    from rclpy.parameter import Parameter
+
+    from fleet_coord.web.operator_node import OperatorNode
+    from fleet_coord_bridge.bridge_node import SerialBridge
+    from fleet_coord_bridge.emulator import Emulator
+    from rosutil import ros_context, spin_until
+    from test_driver_auth import provision
+
+    keys = provision(tmp_path)
+    with Emulator(link=str(tmp_path / "r1.pty")) as emu, ros_context() as (ctx, ex):
+        auth = [Parameter("auth_mode", value="enforce"), Parameter("auth_keys", value=keys.path)]
+        bridge = SerialBridge(context=ctx, parameter_overrides=[
+            Parameter("robot", value="r1"), Parameter("port", value=emu.port)] + auth)
+        view = OperatorNode(context=ctx, parameter_overrides=[Parameter("port", value=0)] + auth)
+        ex.add_node(bridge)
+        ex.add_node(view)
+        try:
+            view.view.set_robots([{"name": "r1", "x": 2.0, "y": 18.0, "yaw": 0.0, "mode": 0,
+                                   "battery": None, "task": "", "queued": []}], lost=[])
+
+            def act(engage):
+                fut = asyncio.run_coroutine_threadsafe(view.estop("r1", engage), view._loop)
+                assert spin_until(ex, fut.done, 20)
+                return fut.result()
+            assert spin_until(ex, lambda: bridge.link.state.value == "up", 20), bridge.link.reason
+            act(True)
+            assert "r1" in view.view.estopped
+            act(False)                          # a release: only an operator may
+            assert "r1" not in view.view.estopped
+            with pytest.raises(Refused, match="r9"):
+                fut = asyncio.run_coroutine_threadsafe(view.estop("r9", True), view._loop)
+                spin_until(ex, fut.done, 5)
+                fut.result()
+        finally:
+            ex.remove_node(view)
+            view.destroy_node()

@@ -11,6 +11,12 @@ node spins in the main thread like every fleet process (fleet_coord.spin). Param
 `host` (default 127.0.0.1: only this machine; set 0.0.0.0 to serve the network),
 `port` (8080), `push_hz` (4), `task_poll_s` (1.0), `map`, `footprint_radius`,
 `service_timeout_s` (5.0).
+
+In a fleet that authenticates (`auth_mode` not off, `auth_keys` its key directory; the
+node set passes both, docs/security.md) every operator action is signed with the
+fleet's `operator` key, as `fleet-coord submit` / `cancel` / `remove-robot` sign them, and
+the answer must verify as the server's; the e-stop then goes through the operator-signed
+`/<robot>/set_estop` (fleet_coord_msgs/SetEstop), since a plain release is refused.
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ import threading
 from typing import Any
 
 from fleet_coord_msgs.msg import FleetState, ReservationSet, RobotNotice, Task, TaskStatus
-from fleet_coord_msgs.srv import CancelTask, ListTasks, RemoveRobot, SubmitTask
+from fleet_coord_msgs.srv import CancelTask, ListTasks, RemoveRobot, SetEstop, SubmitTask
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.duration import Duration
 from rclpy.node import Node
@@ -58,6 +64,9 @@ class OperatorNode(Node):
         poll = param("task_poll_s", 1.0, "seconds between /fleet/list_tasks polls")
         self.timeout_s = param("service_timeout_s", 5.0, "how long an operator action waits "
                                                          "for the fleet's answer (s)")
+        self.signer = self.verifier = None
+        if param("auth_mode", "off", "off | permissive | enforce (docs/security.md)") != "off":
+            self._load_operator_key(param("auth_keys", "", "the fleet's key directory"))
         if not (isinstance(self.port, int) and 0 <= self.port <= 65535):
             raise ValueError(f"parameter port: expected 0..65535, got {self.port!r}")
         if not (self.push_hz > 0 and poll > 0 and self.timeout_s > 0):
@@ -92,6 +101,16 @@ class OperatorNode(Node):
             raise RuntimeError(f"operator view: cannot serve on {self.host}:{self.port}: "
                                f"{self._failed}") from self._failed
         self.get_logger().info(f"operator view on http://{self.host}:{self.bound_port}/")
+
+    def _load_operator_key(self, keys: str) -> None:
+        from fleet_coord.auth import Signer, Verifier
+        from fleet_coord.keys import KeyDir
+        if not keys:
+            raise ValueError("parameter auth_keys: the fleet authenticates, so the operator "
+                             "view needs the key directory holding the operator key")
+        kd = KeyDir(keys)
+        self.verifier = Verifier(kd.keyring())
+        self.signer = Signer("operator", kd.private_key("operator", self.verifier.keyring))
 
     # fleet -> view -------------------------------------------------------------------------
     def now(self) -> float:
@@ -151,21 +170,32 @@ class OperatorNode(Node):
                      for h in self.replica.table.reservations() if h.t_end > now]
             return self.view.state_document(now, holds)
 
-    async def _call(self, client, request, what: str):
+    async def _call(self, client, request, what: str, robot: str = ""):
         if not client.service_is_ready():
             raise FleetUnavailable(f"{client.srv_name} is not available: {what} needs it "
                                    "(is the fleet running?)")
+        channel = client.srv_name.lstrip("/")
+        if self.signer is not None:   # as the operator; anew for every call (no replays)
+            self.signer.sign(request, channel)
         loop = asyncio.get_running_loop()
         done: asyncio.Future = loop.create_future()
         fut = client.call_async(request)
         fut.add_done_callback(lambda f: loop.call_soon_threadsafe(
             lambda: done.done() or done.set_result(f.result())))
         try:
-            return await asyncio.wait_for(done, self.timeout_s)
+            resp = await asyncio.wait_for(done, self.timeout_s)
         except asyncio.TimeoutError:
             client.remove_pending_request(fut)
             raise FleetUnavailable(f"{client.srv_name} did not answer within "
                                    f"{self.timeout_s:g} s") from None
+        if self.verifier is not None:   # a robot's service answers under its robot's rule
+            rule = dict(rule=f"{{robot}}/{channel.split('/', 1)[1]}#response",
+                        subjects=[robot]) if robot else {}
+            dropped = self.verifier.verify(resp, f"{channel}#response", request=request.auth,
+                                           **rule)
+            if dropped is not None:
+                raise Refused(f"the answer on {client.srv_name} does not count: {dropped}")
+        return resp
 
     async def submit(self, task: dict[str, Any]) -> str:
         msg = Task(id=task["id"], kind=task["kind"], stations=task["stations"],
@@ -199,13 +229,21 @@ class OperatorNode(Node):
             raise Refused(f"unknown robot {robot!r}")
         client = self._estop.get(robot)
         if client is None:
-            client = self._estop[robot] = self.create_client(SetBool, f"/{robot}/estop")
-        resp = await self._call(client, SetBool.Request(data=engage), "the e-stop")
-        if not resp.success:
-            raise Refused(resp.message)
+            client = self._estop[robot] = (
+                self.create_client(SetEstop, f"/{robot}/set_estop") if self.signer is not None
+                else self.create_client(SetBool, f"/{robot}/estop"))
+        if self.signer is not None:
+            resp = await self._call(client, SetEstop.Request(
+                engage=engage, reason="from the operator view"), "the e-stop", robot)
+            ok, message = resp.ok, resp.message
+        else:
+            resp = await self._call(client, SetBool.Request(data=engage), "the e-stop")
+            ok, message = resp.success, resp.message
+        if not ok:
+            raise Refused(message)
         with self._lock:
             (self.view.estopped.add if engage else self.view.estopped.discard)(robot)
-        return resp.message
+        return message
 
     # the server thread ---------------------------------------------------------------------
     def _serve(self) -> None:
