@@ -19,11 +19,11 @@ setup(
         ("share/" + package_name + "/launch", glob("launch/*.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml")),
         ("share/" + package_name + "/config/maps", glob("config/maps/*")),
-        ("share/" + package_name + "/urdf", glob("sim/urdf/*.urdf")),
+        ("share/" + package_name + "/urdf", glob("urdf/*.urdf")),
         ("share/" + package_name + "/rviz", glob("rviz/*.rviz")),
     ],
     package_data={"fleet_coord": ["py.typed"], "fleet_coord.vda5050": ["schemas/*"],
-                  "fleet_coord.web": ["static/*"], "fleet_coord_sim": ["urdf/*.urdf"],
+                  "fleet_coord.web": ["static/*"],
                   "fleet_coord_bridge": ["test_vectors.txt"]},
     # ROS 2 packages (rclpy, messages) come from the ROS install or, here, from the
     # PyPI wheels listed in requirements.txt; they are not pip requirements of the package.

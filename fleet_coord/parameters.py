@@ -123,6 +123,7 @@ SCHEMA: dict[str, dict[str, Bound]] = {
         "rate_hz": F(1, 10_000, "Hz"), "cmd_timeout": F(0.01, 60, "s"),
         "publish_clock": BOOL, "real_time_factor": F(0, 1000, above=True),
         "max_v": _SPEED, "max_w": _TURN, "max_acc": _ACC, "max_alpha": _ALPHA,
+        "tf_rate_hz": F(0, 10_000, "Hz", above=True),
     },
     "sim": {
         "robots": Bound("robots"), "start_poses": Bound("floats"),
@@ -131,6 +132,7 @@ SCHEMA: dict[str, dict[str, Bound]] = {
         "dt": F(1e-4, 1, "s", above=False), "physics_dt": F(1e-5, 0.1, "s"),
         "real_time_factor": F(0, 1000), "odom_rate": F(0, 10_000, "Hz"), "gui": BOOL,
         "max_lead": F(0, 600, "s"), "max_cmd_lead": F(0, 600, "s"),
+        "tf_rate": F(0, 10_000, "Hz", above=True),
     },
     "serial_bridge": {
         "robot": Bound("str"), "port": STR, "baud": I(1, 10_000_000),
@@ -143,6 +145,13 @@ SCHEMA: dict[str, dict[str, Bound]] = {
         "track_width": F(0, 100, "m", above=True), "max_v": _SPEED, "max_omega": _TURN,
         "max_accel": _ACC, "max_alpha": _ALPHA,
     },
+    "operator_view": {
+        "host": STR, "port": I(0, 65535), "push_hz": F(0, 100, "Hz", above=True),
+        "task_poll_s": F(0, 600, "s", above=True),
+        "service_timeout_s": F(0, 600, "s", above=True),
+    },
+    "recorder": {"output": STR, "metadata": STR, "discovery_period": F(0.01, 60, "s"),
+                 "topics": STR, "exclude": STR},
     "vda5050_master": {
         "robot": Bound("robot"), "manufacturer": STR, "serial_number": STR, "broker": STR,
         "interface": STR, "max_speed": _SPEED, "rate": F(0.1, 1000, "Hz"),
@@ -167,6 +176,9 @@ RESERVED: dict[str, dict[str, str]] = {
                       "baud": "each robot's baud", "initial_pose": "each robot's start",
                       "max_v": "each robot's max_speed",
                       "max_omega": "each robot's max_angular_speed"},
+    "operator_view": {},
+    "recorder": {"output": "--record FILE (fleet-coord launch) or record:=FILE",
+                 "metadata": "the fleet config (map, robots)"},
     "vda5050_master": {"robot": "the robot's name", "manufacturer": "each robot's manufacturer",
                        "serial_number": "each robot's serial_number",
                        "broker": "each robot's broker", "max_speed": "each robot's max_speed"},

@@ -2,11 +2,12 @@
 by `ros2 bag`, Foxglove and `fleet-coord report RECORDING`.
 
 It records every topic it discovers (checked every `discovery_period` s), or those named
-in `topics`, less `exclude` (default: /rosout, /parameter_events and /clock — the stamps
-of the fleet's messages already carry sim time, and /clock is the busiest topic of a
-simulated fleet). Each topic is subscribed with the QoS its publishers offer, as rosbag2
-does: reliable when they all are, transient-local when they all are (so latched topics
-such as /tf_static and the contact counters arrive). Messages are stored as received
+in `topics` (comma-separated), less `exclude` (comma-separated; default: /rosout,
+/parameter_events and /clock — the stamps of the fleet's messages already carry sim time,
+and /clock is the busiest topic of a simulated fleet). Each topic is subscribed with the
+QoS its publishers offer, as rosbag2 does: reliable when they all are, transient-local
+when they all are (so latched topics such as /tf_static and the contact counters
+arrive). Messages are stored as received
 (CDR bytes; log time = wall time of reception). Parameters: `output` (the .mcap path,
 required), `topics`, `exclude`, `discovery_period`, `metadata` (a JSON object stored as
 the recording's ``fleet_coord`` metadata: map, robots, ...).
@@ -30,6 +31,10 @@ from fleet_coord.spin import run_nodes
 DEFAULT_EXCLUDE = ["/rosout", "/parameter_events", "/clock"]
 
 
+def _names(text: str) -> set[str]:
+    return {t.strip() for t in text.split(",") if t.strip()}
+
+
 class Recorder(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("recorder", **kwargs)
@@ -39,8 +44,10 @@ class Recorder(Node):
                 name, default, ParameterDescriptor(description=description)).value
 
         output = param("output", "", "the MCAP file to write")
-        self.only = set(param("topics", [""], "topics to record; empty: every topic")) - {""}
-        self.exclude = set(param("exclude", DEFAULT_EXCLUDE, "topics never recorded"))
+        self.only = _names(param("topics", "", "topics to record, comma-separated; "
+                                               "empty: every topic"))
+        self.exclude = _names(param("exclude", ",".join(DEFAULT_EXCLUDE),
+                                    "topics never recorded, comma-separated"))
         period = param("discovery_period", 0.5, "s between looks for new topics")
         meta = param("metadata", "{}", "JSON object stored as the 'fleet_coord' metadata")
         if not output:

@@ -8,8 +8,6 @@ import sys
 
 PACKAGE = "fleet_coord"
 _CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-#: share/<pkg> folder -> its folder in the source tree (setup.py's data_files, reversed)
-_SOURCE_DIRS = {"urdf": os.path.join("sim", "urdf")}
 
 
 def package_share_dirs(package: str = PACKAGE) -> list[str]:
@@ -30,7 +28,7 @@ def share_path(*parts: str) -> str:
     """The shipped file share/fleet_coord/<parts...> (e.g. "config", "fleet_demo.yaml").
     Returns the source checkout's path when the file is nowhere, so an error names it."""
     rel = os.path.join(*parts)
-    local = os.path.join(_CHECKOUT, _SOURCE_DIRS.get(parts[0], parts[0]), *parts[1:])
+    local = os.path.join(_CHECKOUT, rel)
     if os.path.exists(local):
         return local
     for base in package_share_dirs():

@@ -5,7 +5,7 @@
   fleet's limits (the same model as ``fleet_coord.core.kinematics.step``, vectorised over
   the fleet) and the bodies are placed with ``resetBasePositionAndOrientation``; only
   collision detection runs, never dynamics. Fast: this is the mode for large fleets.
-* :class:`PhysicsRobots` — every robot is ``sim/urdf/diff_drive.urdf``: two driven wheels
+* :class:`PhysicsRobots` — every robot is ``urdf/diff_drive.urdf``: two driven wheels
   under ``VELOCITY_CONTROL`` motors and two ball casters, on a floor with friction and
   gravity. The commanded twist (clipped and ramped by the same limits) becomes wheel
   speeds; the motion, slip and contacts are Bullet's.
@@ -17,14 +17,14 @@ robots in Python for what numpy can do.
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pybullet as p
 
 from fleet_coord.core.kinematics import Limits
+from fleet_coord.share import share_path
 
-URDF_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "urdf", "diff_drive.urdf")
+URDF_PATH = share_path("urdf", "diff_drive.urdf")   # share/fleet_coord/urdf when installed
 #: Geometry of diff_drive.urdf at scale 1 (m). Other radii load it scaled.
 BASE_RADIUS = 0.15
 WHEEL_RADIUS = 0.05

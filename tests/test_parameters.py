@@ -13,15 +13,21 @@ from rosutil import ros_context
 
 def _nodes(ctx, tmp_path):
     """One node of each section, with the parameters it needs to start."""
-    from firmware_bridge.bridge_node import SerialBridge
+    from fleet_coord_bridge.bridge_node import SerialBridge
     from fleet_coord.dispatcher import Dispatcher
     from fleet_coord.fleet_monitor import FleetMonitor
     from fleet_coord.ideal_driver import IdealDriver
     from fleet_coord.robot_agent import RobotAgent
     from fleet_coord.traffic import TrafficNode
     from fleet_coord.vda5050.master import Vda5050Master
-    from sim.sim_node import SimNode
+    from fleet_coord_sim.sim_node import SimNode
+    from fleet_coord.recorder import Recorder
+    from fleet_coord.web.operator_node import OperatorNode
     return {
+        "operator_view": OperatorNode(context=ctx, parameter_overrides=[
+            Parameter("port", value=0)]),
+        "recorder": Recorder(context=ctx, parameter_overrides=[
+            Parameter("output", value=str(tmp_path / "r.mcap"))]),
         "traffic": TrafficNode(context=ctx),
         "dispatcher": Dispatcher(context=ctx, parameter_overrides=[
             Parameter("ledger", value=str(tmp_path / "ledger.db"))]),
