@@ -47,6 +47,7 @@ from fleet_coord.core.roadmap import Roadmap
 from fleet_coord.core.tasks import TERMINAL_STATES, Task, TaskError, TaskLedger
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
 from fleet_coord.node_auth import NodeAuth
+from fleet_coord.execute_task import ExecuteTaskServer
 from fleet_coord.spin import run_nodes
 from fleet_coord.table_replica import TableReplica
 
@@ -141,6 +142,8 @@ class Dispatcher(Node):
         self.create_service(CancelTask, "/fleet/cancel_task", self._on_cancel,
                             callback_group=group)
         self.create_service(ListTasks, "/fleet/list_tasks", self._on_list, callback_group=group)
+        self.execute_task = ExecuteTaskServer(self, self._submit, self._cancel, self.auth.check,
+                                              callback_group=group)
         self.create_timer(0.05, self._tick, callback_group=group)
 
     @property
