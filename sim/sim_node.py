@@ -4,6 +4,8 @@ Driver interface (the same as ``fleet_coord.ideal_driver`` and the serial bridge
 Gazebo's diff-drive plugin), per robot namespace ``/<robot>/``:
   - subscribes ``cmd_vel`` (geometry_msgs/Twist, COMMAND QoS); a robot whose commands
     stop for longer than ``cmd_timeout`` seconds of sim time is stopped (a watchdog);
+  - serves ``estop`` (std_srvs/SetBool): true latches the robot's motors off, false
+    releases them (as the ideal driver and the serial bridge);
   - publishes ``odom`` (nav_msgs/Odometry, ODOM QoS, frame ``<robot>/odom``, child
     ``<robot>/base_link``, exact covariances) at ``odom_rate`` Hz of sim time, stamped
     with sim time, and the same poses on /tf (``<robot>/odom -> <robot>/base_link``, one
@@ -51,6 +53,7 @@ from rclpy.serialization import serialize_message
 from rcl_interfaces.msg import ParameterDescriptor
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import UInt32
+from std_srvs.srv import SetBool
 
 from fleet_coord import frames, parameters, qos
 from fleet_coord.convert import from_time, odometry_msg, time_from_ns
@@ -209,6 +212,7 @@ class SimNode(Node):
         self._cmd_stamp = np.full(n, -math.inf)  # sim time of each robot's last cmd_vel
         self._cmd_wall = np.full(n, -math.inf)   # ... and wall time (time.monotonic)
         self._cmd = np.zeros((n, 2))
+        self._estop = np.zeros(n, dtype=bool)    # latched motors-off, per robot
 
         self._odom_pubs = []
         self._odom_wire = []
@@ -222,6 +226,9 @@ class SimNode(Node):
             self._odom_wire.append(SerializedOdometry(name))
             self.create_subscription(Twist, f"/{name}/cmd_vel",
                                      lambda m, i=i: self._on_cmd(i, m), qos.COMMAND)
+        for i, name in enumerate(robots):
+            self.create_service(SetBool, f"/{name}/estop",
+                                lambda req, resp, i=i: self._on_estop(i, req, resp))
         self.tf = frames.TfBroadcaster(self)
         self.tf.set_robots(robots)
         self._clock_pub = self.create_publisher(Clock, "/clock", qos.CLOCK)
@@ -268,6 +275,17 @@ class SimNode(Node):
             f"{self.rtf if self.rtf > 0 else 'as fast as possible'})")
 
     # ----- callbacks
+
+    def _on_estop(self, i: int, req: SetBool.Request, resp: SetBool.Response):
+        """/<robot>/estop, as the ideal driver and the serial bridge serve it: true
+        latches the robot's motors off (it stops at its deceleration limit), false
+        releases them."""
+        self._estop[i] = bool(req.data)
+        resp.success = True
+        resp.message = (f"{self.world.names[i]}: e-stop engaged, motors off" if req.data
+                        else f"{self.world.names[i]}: e-stop released")
+        self.get_logger().warning(resp.message)
+        return resp
 
     def _on_cmd(self, i: int, msg: Twist) -> None:
         self._cmd[i] = (msg.linear.x, msg.angular.z)
@@ -316,7 +334,7 @@ class SimNode(Node):
         """One sim step: apply fresh commands (stale ones stop their robot), step the
         world, publish /clock, odometry when due, contact counts when they change."""
         world = self.world
-        fresh = (world.time - self._cmd_stamp) <= self.cmd_timeout
+        fresh = ((world.time - self._cmd_stamp) <= self.cmd_timeout) & ~self._estop
         world.robots.cmd[:] = np.where(fresh[:, None], self._cmd, 0.0)
         for event in world.step():  # rare in a fleet that works: each one is worth a line
             self.get_logger().warning(

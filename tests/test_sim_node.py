@@ -12,6 +12,7 @@ from tf2_msgs.msg import TFMessage  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from std_msgs.msg import UInt32  # noqa: E402
+from std_srvs.srv import SetBool  # noqa: E402
 
 from fleet_coord import frames, qos  # noqa: E402
 from fleet_coord.convert import quaternion_to_yaw  # noqa: E402
@@ -132,6 +133,16 @@ def test_robot_follows_cmd_vel_and_stops_on_command_timeout():
         x_stopped = odom["r1"].pose.pose.position.x
         spin_until(ex, lambda: False, 0.3)
         assert odom["r1"].pose.pose.position.x == pytest.approx(x_stopped)
+        # the e-stop: commands are ignored while it is engaged, obeyed once released
+        estop = client.create_client(SetBool, "/r1/estop")
+        for engage in (True, False):
+            fut = estop.call_async(SetBool.Request(data=engage))
+            assert spin_until(ex, fut.done, 10) and fut.result().success
+            if engage:
+                spin_until(ex, lambda: cmd.publish(tw) and False, 0.5)
+                assert odom["r1"].twist.twist.linear.x == 0.0
+                assert odom["r1"].pose.pose.position.x == pytest.approx(x_stopped)
+        assert spin_until(ex, lambda: cmd.publish(tw) or odom["r1"].twist.twist.linear.x > 0, 5)
 
 
 def test_lock_step_never_runs_past_a_moving_robots_last_command(monkeypatch):
