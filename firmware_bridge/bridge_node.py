@@ -35,20 +35,19 @@ import math
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from fleet_coord_msgs.srv import SetEstop
 from geometry_msgs.msg import Twist
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import BatteryState
-from std_srvs.srv import SetBool, Trigger
+from std_srvs.srv import Trigger
 
 from fleet_coord import frames, parameters, qos
 from fleet_coord.convert import odometry_msg
 from fleet_coord.core.trust import bridge_identity
 from fleet_coord.node_auth import NodeAuth
-from fleet_coord.robot_link import DriverLink
+from fleet_coord.robot_link import DriverLink, EstopServices
 from fleet_coord.spin import run_nodes
 from fleet_coord_bridge import protocol as p
 from fleet_coord_bridge.link import Link, LinkConfig, LinkState
@@ -147,9 +146,8 @@ class SerialBridge(Node):
         self.tf = frames.TfBroadcaster(self)
         self.tf.set_robots([robot])
         services = MutuallyExclusiveCallbackGroup()  # they block until the device answers
-        self.create_service(SetBool, f"{ns}/estop", self._on_estop, callback_group=services)
-        self.create_service(SetEstop, f"{ns}/set_estop", self._on_set_estop,
-                            callback_group=services)
+        self._estop = EstopServices(self, self.auth, robot, self._set_estop,
+                                    callback_group=services)
         self.create_service(Trigger, f"{ns}/reset_odom", self._on_reset_odom,
                             callback_group=services)
         self.create_timer(1.0 / prm["cmd_rate_hz"], self._send_command)
@@ -193,23 +191,6 @@ class SerialBridge(Node):
         if not (math.isfinite(v) and math.isfinite(w)):
             v, w = 0.0, 0.0  # the device would refuse it; a stop is the safe reading
         self.link.send_velocity(v, w, self.cmd_timeout_ms)
-
-    def _on_estop(self, req: SetBool.Request, res: SetBool.Response) -> SetBool.Response:
-        if not req.data and self.auth.enabled:
-            res.success, res.message = False, ("refused: releasing an e-stop needs an "
-                                               f"operator's signature (/{self.robot}/set_estop)")
-            self.get_logger().warning(f"unsigned e-stop release {res.message}")
-            return res
-        res.success, res.message = self._set_estop(bool(req.data))
-        return res
-
-    def _on_set_estop(self, req: SetEstop.Request, res: SetEstop.Response) -> SetEstop.Response:
-        op = "engage" if req.engage else "release"
-        if self.auth.check(req, f"{self.robot}/set_estop", rule="{robot}/set_estop", op=op):
-            res.ok, res.message = self._set_estop(req.engage, req.auth.signer, req.reason)
-        else:
-            res.ok, res.message = False, f"refused: {op} not allowed for this sender"
-        return self.auth.sign(res, f"{self.robot}/set_estop#response", request=req.auth)
 
     def _set_estop(self, engage: bool, who: str = "", why: str = "") -> tuple[bool, str]:
         ok, message = self.link.set_estop(engage)

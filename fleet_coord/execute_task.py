@@ -53,6 +53,13 @@ class ExecuteTaskServer:
         return GoalResponse.ACCEPT
 
     def _on_cancel(self, handle) -> CancelResponse:
+        auth = getattr(self.node, "auth", None)
+        if auth is not None and auth.enabled:
+            # a goal's cancel request carries no signature (and goal ids are public on the
+            # status topic): an authenticating fleet cancels through srv/CancelTask only
+            self.node.get_logger().warning("execute_task cancel refused: unsigned; cancel "
+                                           "with /fleet/cancel_task as an operator")
+            return CancelResponse.REJECT
         for task_id, (h, _end) in self._waiting.items():
             if h is handle:
                 resp = self._cancel(CancelTask.Request(task_id=task_id,

@@ -44,14 +44,13 @@ from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rclpy.time import Time
 from rosgraph_msgs.msg import Clock
-from std_srvs.srv import SetBool
 
 from fleet_coord import frames, parameters, qos
 from fleet_coord.spin import run_nodes
 from fleet_coord.convert import odometry_msg
 from fleet_coord.core.kinematics import Limits, UnicycleState, step
 from fleet_coord.node_auth import NodeAuth
-from fleet_coord.robot_link import DriverLink
+from fleet_coord.robot_link import DriverLink, EstopServices
 
 
 class _Robot:
@@ -115,8 +114,8 @@ class IdealDriver(Node):
     def _add(self, name: str, pose: tuple[float, float, float]) -> _Robot:
         r = _Robot(name, pose)
         r.link = DriverLink(self, self.auth, name, lambda msg, r=r: self._on_cmd(r, msg))
-        r.estop_srv = self.create_service(SetBool, f"/{name}/estop",
-                                          lambda req, resp, r=r: self._on_estop(r, req, resp))
+        r.estop_srv = EstopServices(self, self.auth, name,
+                                    lambda engage, who, why, r=r: self._set_estop(r, engage))
         self.robots[name] = r
         return r
 
@@ -153,7 +152,7 @@ class IdealDriver(Node):
         if r is None:
             return
         r.link.destroy()
-        self.destroy_service(r.estop_srv)
+        r.estop_srv.destroy()
         self.tf.set_robots(self.robots)
         self.get_logger().info(f"{msg.robot} removed from the fleet: taken out of the world")
 
@@ -163,13 +162,12 @@ class IdealDriver(Node):
             return Time(nanoseconds=self._sim_ns)
         return self.get_clock().now()
 
-    def _on_estop(self, robot: _Robot, req: SetBool.Request, resp: SetBool.Response):
-        robot.estop = bool(req.data)
-        resp.success = True
-        resp.message = (f"{robot.name}: e-stop engaged, motors off" if robot.estop
-                        else f"{robot.name}: e-stop released")
-        self.get_logger().warning(resp.message)
-        return resp
+    def _set_estop(self, robot: _Robot, engage: bool) -> tuple[bool, str]:
+        robot.estop = engage
+        message = (f"{robot.name}: e-stop engaged, motors off" if robot.estop
+                   else f"{robot.name}: e-stop released")
+        self.get_logger().warning(message)
+        return True, message
 
     def _on_cmd(self, robot: _Robot, msg: Twist) -> None:
         robot.cmd = (msg.linear.x, msg.angular.z)

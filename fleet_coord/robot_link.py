@@ -102,3 +102,43 @@ class AgentLink:
                 self.cmd_pub.publish(signed)
         else:
             self.cmd_pub.publish(twist)
+
+
+class EstopServices:
+    """Robot N's e-stop, as every driver serves it: `/<robot>/estop` (std_srvs/SetBool:
+    true engages, false releases) and `/<robot>/set_estop` (fleet_coord_msgs/SetEstop,
+    signed). Stopping is always allowed; while the fleet authenticates a release needs an
+    operator's signature: the plain SetBool refuses it and `set_estop` takes it only from
+    an operator (docs/security.md). `set_fn(engage, who, why) -> (ok, message)` does it."""
+
+    def __init__(self, node: Any, auth: NodeAuth, robot: str,
+                 set_fn: Callable[[bool, str, str], tuple[bool, str]], **srv_kwargs: Any
+                 ) -> None:
+        from fleet_coord_msgs.srv import SetEstop
+        from std_srvs.srv import SetBool
+        self.node, self.auth, self.robot, self._set = node, auth, robot, set_fn
+        self.services = [
+            node.create_service(SetBool, f"/{robot}/estop", self._on_estop, **srv_kwargs),
+            node.create_service(SetEstop, f"/{robot}/set_estop", self._on_set_estop,
+                                **srv_kwargs)]
+
+    def _on_estop(self, req: Any, res: Any) -> Any:
+        if not req.data and self.auth.enabled:
+            res.success, res.message = False, ("refused: releasing an e-stop needs an "
+                                               f"operator's signature (/{self.robot}/set_estop)")
+            self.node.get_logger().warning(f"unsigned e-stop release {res.message}")
+            return res
+        res.success, res.message = self._set(bool(req.data), "", "")
+        return res
+
+    def _on_set_estop(self, req: Any, res: Any) -> Any:
+        op = "engage" if req.engage else "release"
+        if self.auth.check(req, f"{self.robot}/set_estop", rule="{robot}/set_estop", op=op):
+            res.ok, res.message = self._set(bool(req.engage), req.auth.signer, req.reason)
+        else:
+            res.ok, res.message = False, f"refused: {op} not allowed for this sender"
+        return self.auth.sign(res, f"{self.robot}/set_estop#response", request=req.auth)
+
+    def destroy(self) -> None:
+        for s in self.services:
+            self.node.destroy_service(s)

@@ -53,12 +53,11 @@ from rclpy.serialization import serialize_message
 from rcl_interfaces.msg import ParameterDescriptor
 from rosgraph_msgs.msg import Clock
 from std_msgs.msg import UInt32
-from std_srvs.srv import SetBool
 
 from fleet_coord import frames, parameters, qos
 from fleet_coord.convert import from_time, odometry_msg, time_from_ns
 from fleet_coord.node_auth import NodeAuth
-from fleet_coord.robot_link import DriverLink
+from fleet_coord.robot_link import DriverLink, EstopServices
 from fleet_coord.spin import run_nodes
 from fleet_coord.core.kinematics import Limits
 from fleet_coord_sim.world import MODES, SimWorld
@@ -227,8 +226,8 @@ class SimNode(Node):
             self.create_subscription(Twist, f"/{name}/cmd_vel",
                                      lambda m, i=i: self._on_cmd(i, m), qos.COMMAND)
         for i, name in enumerate(robots):
-            self.create_service(SetBool, f"/{name}/estop",
-                                lambda req, resp, i=i: self._on_estop(i, req, resp))
+            EstopServices(self, self.auth, name,
+                          lambda engage, who, why, i=i: self._set_estop(i, engage))
         self.tf = frames.TfBroadcaster(self)
         self.tf.set_robots(robots)
         self._clock_pub = self.create_publisher(Clock, "/clock", qos.CLOCK)
@@ -276,16 +275,15 @@ class SimNode(Node):
 
     # ----- callbacks
 
-    def _on_estop(self, i: int, req: SetBool.Request, resp: SetBool.Response):
-        """/<robot>/estop, as the ideal driver and the serial bridge serve it: true
-        latches the robot's motors off (it stops at its deceleration limit), false
-        releases them."""
-        self._estop[i] = bool(req.data)
-        resp.success = True
-        resp.message = (f"{self.world.names[i]}: e-stop engaged, motors off" if req.data
-                        else f"{self.world.names[i]}: e-stop released")
-        self.get_logger().warning(resp.message)
-        return resp
+    def _set_estop(self, i: int, engage: bool) -> tuple[bool, str]:
+        """/<robot>/estop and /<robot>/set_estop (robot_link.EstopServices), as the ideal
+        driver and the serial bridge serve them: engaging latches the robot's motors off
+        (it stops at its deceleration limit)."""
+        self._estop[i] = engage
+        message = (f"{self.world.names[i]}: e-stop engaged, motors off" if engage
+                   else f"{self.world.names[i]}: e-stop released")
+        self.get_logger().warning(message)
+        return True, message
 
     def _on_cmd(self, i: int, msg: Twist) -> None:
         self._cmd[i] = (msg.linear.x, msg.angular.z)

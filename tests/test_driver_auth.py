@@ -144,7 +144,7 @@ def test_the_sim_takes_only_signed_commands_and_signs_its_odometry(tmp_path):
         client.destroy_node()
 
 
-def test_the_ideal_driver_spawns_only_for_an_operator_and_answers_signed(tmp_path):
+def test_the_ideal_driver_spawns_and_releases_an_estop_only_for_an_operator(tmp_path):
     from fleet_coord_msgs.srv import SpawnRobot
 
     from fleet_coord.ideal_driver import IdealDriver
@@ -175,4 +175,14 @@ def test_the_ideal_driver_spawns_only_for_an_operator_and_answers_signed(tmp_pat
         assert resp.ok and "r9" in driver.robots
         verifier = Verifier(kd.keyring())
         assert verifier.verify(resp, "ideal_driver/spawn_robot#response", request=req.auth) is None
+        # its e-stop: engaged by anyone, released only by an operator (robot_link.EstopServices)
+        setbool = client.create_client(SetBool, "/r1/estop")
+        estop = client.create_client(SetEstop, "/r1/set_estop")
+        assert estop.wait_for_service(timeout_sec=10)
+        assert call(ex, setbool, SetBool.Request(data=True)).success and driver.robots["r1"].estop
+        assert not call(ex, setbool, SetBool.Request(data=False)).success
+        assert not call(ex, estop, robot.sign(SetEstop.Request(engage=False), "r1/set_estop")).ok
+        assert driver.robots["r1"].estop
+        assert call(ex, estop, operator.sign(SetEstop.Request(engage=False), "r1/set_estop")).ok
+        assert not driver.robots["r1"].estop
         client.destroy_node()
