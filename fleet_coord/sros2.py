@@ -102,13 +102,22 @@ INTERFACES: dict[str, Interfaces] = {
     "ideal_driver": _ifc(pub=("/*/odom", "/*/odom_signed", "/clock"),
                          sub=("/*/cmd_vel", "/*/cmd_vel_signed", "/fleet/robot_removed",
                               "/fleet/keyring"),
-                         serve=("/ideal_driver/spawn_robot",)),
+                         serve=("/ideal_driver/spawn_robot", "/*/estop", "/*/set_estop")),
     "sim": _ifc(pub=(*_ROBOT_LINK_OUT, "/clock", "/sim/contacts/robot_robot",
                      "/sim/contacts/robot_obstacle", "/diagnostics"),
-                sub=(*_ROBOT_LINK_IN, "/fleet/robot_states", "/fleet/keyring")),
+                sub=(*_ROBOT_LINK_IN, "/fleet/robot_states", "/fleet/keyring"),
+                serve=("/{robot}/estop", "/{robot}/set_estop")),
     "serial_bridge": _ifc(pub=(*_ROBOT_LINK_OUT, "/{robot}/battery", "/diagnostics"),
                           sub=(*_ROBOT_LINK_IN, "/fleet/keyring"),
                           serve=("/{robot}/estop", "/{robot}/set_estop", "/{robot}/reset_odom")),
+    # the web operator view: the fleet's state in, the operator's calls out
+    # (fleet_coord/web/operator_node.py)
+    "operator_view": _ifc(sub=("/fleet/state", "/traffic/updates", "/fleet/task_status",
+                               "/fleet/robot_removed"),
+                          call=("/fleet/submit_task", "/fleet/cancel_task", "/fleet/list_tasks",
+                                "/fleet/remove_robot", "/*/estop", "/*/set_estop")),
+    # the MCAP recorder subscribes to every topic it discovers (fleet_coord/recorder.py)
+    "recorder": _ifc(sub=("/*",)),
     # VDA 5050 master control: the vehicle's odometry and status from MQTT, orders from
     # the agent's plan and the table (fleet_coord/vda5050/master.py)
     "vda5050_master": _ifc(pub=("/{robot}/odom", "/{robot}/vehicle"),
