@@ -328,3 +328,22 @@ def test_the_lorr_action_model_is_the_unit_step_special_case():
         same += path[-1][1] == want
         assert table.commit("me", path_to_segments(roadmap, exclusion, path, LORR)).ok
     assert same >= 25
+
+
+def test_vertex_times_count_turns_and_stops():
+    """The estimates bids use: the obstacle-free time the model needs, turns included,
+    never less than the cruise-speed distance and equal to what SIPP plans on a free map."""
+    from fleet_coord.core.sipp import motion_model
+    roadmap, exclusion = grid("......", ".@@@@@", ".@@@@@", ".@@@@@")
+    m = robot_time_model(DEMO_LIMITS, exclusion.clearance)
+    mm = motion_model(roadmap, exclusion, m)
+    goal = roadmap.vertex_at(5, 0)
+    est = mm.vertex_times_to(goal)
+    cruise = roadmap.shortest_times(goal, m.max_v)
+    start = roadmap.vertex_at(0, 3)
+    table = ReservationTable(exclusion.of, roadmap.num_resources)
+    best = min(sipp(roadmap, exclusion, table, "r", start, goal, 0.0, m, start_heading=h)[-1][1]
+               for h in (0.0, math.pi / 2))
+    assert est[start] == pytest.approx(best)
+    assert est[start] > cruise[start] + m.turn(math.pi / 2)
+    assert all(e >= c - 1e-9 for e, c in zip(est, cruise))

@@ -119,6 +119,7 @@ class MotionModel:
             self.successors.append(succ)
         self._times_to: Dict[int, List[float]] = {}
         self._node_times_to: Dict[int, List[float]] = {}
+        self._vertex_times_to: Dict[int, List[float]] = {}
         self._reverse_graph = None
 
     def _heading_class(self, angle: float) -> float:
@@ -183,6 +184,25 @@ class MotionModel:
             sources = [n for n in range(self.num_stand) if self.node_vertex[n] == goal]
             times = dijkstra(self._reverse_node_graph(), indices=sources, min_only=True)
             h = self._node_times_to[goal] = times.tolist()
+        return h
+
+    def vertex_times_to(self, goal: int) -> List[float]:
+        """Per vertex, the obstacle-free time the model needs from standing there (in the
+        best heading: a stop's heading is not known in advance) to standing at ``goal``:
+        turns, stops and speed changes counted. For estimates (bids, ETAs)."""
+        h = self._vertex_times_to.get(goal)
+        if h is None:
+            nodes = self.node_times_to(goal)
+            if not (self.model.turns or self.model.passes):
+                return nodes
+            out = [INF] * self.roadmap.num_vertices
+            for n in range(self.num_stand):
+                v = self.node_vertex[n]
+                if nodes[n] < out[v]:
+                    out[v] = nodes[n]
+            if len(self._vertex_times_to) >= 1024:
+                self._vertex_times_to.clear()
+            h = self._vertex_times_to[goal] = out
         return h
 
     def _reverse_node_graph(self) -> csr_matrix:
