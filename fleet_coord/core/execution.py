@@ -1,0 +1,1104 @@
+"""One robot's execution as a state machine: observations in, actions out.
+
+`Execution` decides everything a robot agent decides: it bids in Contract Net auctions
+(a `contract_net.Participant`), holds its spot (park), plans each leg with SIPP against
+its table replica, commits it through the traffic authority, drives it (velocity
+commands from `tracking.PathTracker`), dwells at stations, reports task status, yields
+its spot to robots that need it, notices when the authority cut its reservations, and
+recovers its reports after being cut off from the fleet. It knows no ROS: a node (or an
+in-process fleet on a virtual clock) hands it core-typed observations with the time and
+turns the actions it returns into messages. Time, the random generator and the yield
+search memo are parameters, so runs are repeatable.
+
+Inputs (each returns the actions it caused; `now` is the caller's clock in s):
+`tick` (the control loop), `on_odometry`, `on_table_update`, `on_reserve_answer`,
+`on_cfp`, `on_award`, `on_rejection`, `on_task_status`, `on_robot_lost`,
+`on_robot_removed`; `state_report` is what the robot's state message says.
+
+Actions: `Reserve` / `Abandon` (a /traffic/reserve call and giving up on one),
+`Velocity` (a command for the driver; (0, 0) stops), `StatusReport` (task status),
+`contract_net.Proposal` / `contract_net.Refusal` (the bid).
+
+The robot is NO_POSE until its first odometry, then PARKING until the authority granted
+its spot held until further notice, then IDLE or WORKING (a `Job`), and REMOVED for good
+once the fleet removed it. A job moves through `Phase`s per station:
+
+    PLAN --commit sent--> COMMIT --granted--> DRIVE --arrived--> DWELL --> PLAN (next)
+     ^  \\_ no path / refused: retry with back-off (fails after max_plan_attempts)
+     |___ commit answered too late, no answer in time, a stop point after a cut
+
+Every /traffic/reserve call is a `ReserveCall` of one `CallKind`; at most one call of
+each kind is current, and its answer (the response, its grant seen in a table update, or
+no answer within `reserve_timeout`) is handled in one place, `_on_answer`. An answer to a
+call that is no longer current (given up, superseded) is never applied. Every request
+replaces the robot's holds from its send time on, so sending one again is idempotent.
+See docs/execution.md for the transitions in full.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Collection, Protocol, Union
+
+import numpy as np
+
+from fleet_coord.core import contract_net as cn
+from fleet_coord.core.kinematics import Limits
+from fleet_coord.core.replica import Replica, TableUpdate
+from fleet_coord.core.revocation import clip, first_uncovered, legs_done_at, stop_point
+from fleet_coord.core.roadmap import Exclusion, Roadmap
+from fleet_coord.core.sipp import sipp
+from fleet_coord.core.tasks import Task, TaskState
+from fleet_coord.core.timed_path import Segment, TimedPath, path_to_segments
+from fleet_coord.core.tracking import CommandHistory, PathTracker, plan_speed_for, turn_time
+from fleet_coord.core.yielding import OpenTask, YieldMemo, needed_by, parked_at, yield_target
+
+__all__ = ["Abandon", "Action", "Activity", "Blocked", "CallKind", "Contact", "Drive",
+           "Execution", "ExecutionConfig", "Job", "Odometry", "Phase", "Reserve",
+           "ReserveAnswer", "ReserveCall", "StateReport", "StatusReport", "Velocity"]
+
+INF = math.inf
+#: How long after a cut-off ends the results of that time are sent again (s after the
+#: first table update heard): readers rediscover a returning participant over seconds.
+RESEND_DELAYS_S = (0.5, 2.0, 5.0)
+#: Recent DONE / FAILED reports kept for re-sending after a cut-off.
+RESULTS_KEPT, RESULTS_MAX_AGE_S = 20, 600.0
+
+
+class Phase(str, Enum):
+    """Where the job in hand is on its way to its next station."""
+    PLAN = "plan"        # plan the next leg once `retry_at` has come
+    COMMIT = "commit"    # the planned leg (and an anchor) is being committed
+    DRIVE = "drive"      # tracking the committed timed path
+    DWELL = "dwell"      # at a station until `dwell_until`
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Activity(str, Enum):
+    """What the robot's state says it does (RobotState.mode)."""
+    IDLE = "IDLE"          # no job
+    MOVING = "MOVING"      # driving a committed path
+    WAITING = "WAITING"    # a job, standing still (planning, committing, dwelling)
+
+
+class CallKind(str, Enum):
+    """What a /traffic/reserve call asks for."""
+    PARK = "park"            # the vertex it stands on, until further notice
+    COMMIT = "commit"        # a planned leg, plus its start vertex until further notice
+    TRIM = "trim"            # the committed leg alone, from now (drops the anchor)
+    RECOMMIT = "recommit"    # what is left after a cut: up to a stop point (and on)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class ReserveCall:
+    """A /traffic/reserve call in flight: `segments` from `sent` on (replace_from)."""
+    kind: CallKind
+    seq: int
+    sent: float
+    segments: tuple[Segment, ...]
+    path: TimedPath = field(default_factory=list)   # COMMIT / RECOMMIT: the plan
+    drive_segments: tuple[Segment, ...] = ()        # COMMIT: the plan's own holds
+    keys: frozenset[Segment] = frozenset()          # to recognise its grant in an update
+
+    def __post_init__(self) -> None:
+        self.keys = frozenset(_seg_key(*s) for s in self.segments)
+
+
+@dataclass(frozen=True)
+class ReserveAnswer:
+    """The authority's response to call `seq`."""
+    seq: int
+    ok: bool
+    version: int = 0
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Odometry:
+    """The driver's odometry: pose in the map frame, body twist, `stamp` on the caller's
+    clock (s)."""
+    x: float
+    y: float
+    theta: float
+    v: float = 0.0
+    w: float = 0.0
+    stamp: float | None = None
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """A task status: this robot's (an action) or another robot's (an input)."""
+    task_id: str
+    robot: str
+    state: TaskState
+    round: int = 0
+    progress: float = 0.0
+    reason: str = ""
+    stamp: float = 0.0
+    lamport: int = 0
+
+
+@dataclass(frozen=True)
+class StateReport:
+    """The robot's state as published (RobotState)."""
+    robot: str
+    pose: tuple[float, float, float] | None
+    twist: tuple[float, float]
+    activity: Activity
+    task_id: str
+    queued: tuple[str, ...]
+    vertex: int | None
+    lamport: int
+
+
+@dataclass(frozen=True)
+class Reserve:
+    """Send call `seq`: hold `segments` [(resource, t0, t1)], replacing this robot's
+    holds from `replace_from` on."""
+    seq: int
+    kind: CallKind
+    segments: tuple[Segment, ...]
+    replace_from: float
+
+
+@dataclass(frozen=True)
+class Abandon:
+    """Call `seq` is given up: drop its response should it still come."""
+    seq: int
+
+
+@dataclass(frozen=True)
+class Velocity:
+    v: float
+    w: float
+
+
+Action = Union[Reserve, Abandon, Velocity, StatusReport, cn.Proposal, cn.Refusal]
+
+
+class Log(Protocol):
+    """What the core logs through (an rclpy logger or a `logging.Logger` will do)."""
+    def info(self, msg: str, /) -> object: ...
+    def warning(self, msg: str, /) -> object: ...
+    def error(self, msg: str, /) -> object: ...
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """A robot's limits and the execution's timings (the agent node's parameters)."""
+    limits: Limits = field(default_factory=lambda: Limits(max_v=1.0, max_w=2.0, max_acc=2.0,
+                                                          max_alpha=6.0))
+    start_margin: float = 0.6          # s from planning to the earliest departure
+    reserve_timeout: float = 2.0       # s without an answer before a call is sent again
+    silence: float = 11.0              # s without a table update: cut off from the fleet
+    control_latency: float = 0.05      # s from a command to its effect, beyond odom age
+    max_plan_attempts: int = 20        # refused / failed plans per station before FAILED
+    capacity_kg: float = INF
+    bid_objective: str = "travel"      # contract_net.OBJECTIVES
+    dwell: float = 0.0                 # s at each station
+    yield_check_period: float = 1.0
+    yield_wait: float = 30.0           # s waiting for an idle holder of its station
+    yield_wait_busy: float = 180.0     # s waiting for a working holder that progresses not
+    yield_tabu: float = 30.0           # s a spot it left (or failed to reach) is avoided
+    status_period: float = 2.0         # s between repeats of its task's ACTIVE status
+    plan_speed: float = 0.0            # m/s; 0 = tracking.plan_speed_for(limits)
+    turn_margin: float = 0.25          # s of control latency budget per turn
+
+    def __post_init__(self) -> None:
+        if self.bid_objective not in cn.OBJECTIVES:
+            raise ValueError(f"bid_objective must be one of {', '.join(cn.OBJECTIVES)}, "
+                             f"got {self.bid_objective!r}")
+        for name in ("start_margin", "control_latency", "dwell", "yield_check_period",
+                     "yield_wait", "yield_wait_busy", "yield_tabu", "plan_speed",
+                     "turn_margin", "capacity_kg"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v >= 0 and not math.isnan(v)):
+                raise ValueError(f"{name} must be a number >= 0, got {v!r}")
+        for name in ("reserve_timeout", "silence", "status_period"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        if not (isinstance(self.max_plan_attempts, int) and self.max_plan_attempts >= 1):
+            raise ValueError(f"max_plan_attempts must be an integer >= 1, "
+                             f"got {self.max_plan_attempts!r}")
+
+    @property
+    def active_expiry(self) -> float:
+        """s after which another robot's open task not heard ACTIVE again is forgotten:
+        its owner repeats the status every `status_period` s, so its end was missed."""
+        return 4.0 * self.status_period + 1.0
+
+
+@dataclass
+class Blocked:
+    """A job's station is held for good by `holder` (parked there, or ending its task
+    there): the job waits for it to yield."""
+    since: float
+    holder_idle_since: float | None = None    # ... while the holder works on no task
+    holder_progress: tuple[tuple[str, float], ...] = ()   # how far its tasks were
+    holder_moved_at: float | None = None      # ... when that last changed
+
+
+@dataclass
+class Job:
+    """The task being executed (or a yield move: `task` None): stations left to visit
+    and the phase of the leg to the next one."""
+    task: Task | None
+    round: int
+    stations: list[int]
+    dwell: float = 0.0
+    phase: Phase = Phase.PLAN
+    attempts: int = 0          # refused / failed plans for the current station
+    retry_at: float = 0.0
+    dwell_until: float = 0.0
+    legs_total: int = 1
+    blocked: Blocked | None = None
+
+    @property
+    def task_id(self) -> str:
+        return self.task.id if self.task is not None else ""
+
+    @property
+    def progress(self) -> float:
+        """Stations reached / stations of the task."""
+        return (self.legs_total - len(self.stations)) / self.legs_total
+
+
+@dataclass
+class Contact:
+    """Contact with the fleet: cut off after `silence` s without a table update; the
+    DONE / FAILED reports of that time are sent again once it hears the fleet (DDS drops
+    what a participant sent while a partition outlasted its lease)."""
+    silence: float
+    heard_at: float | None = None
+    cut_off_since: float | None = None
+    results: list[StatusReport] = field(default_factory=list)   # recent DONE / FAILED
+    resend_at: list[float] = field(default_factory=list)
+    resend_since: float = 0.0
+
+    def sent(self, report: StatusReport) -> None:
+        kept = [r for r in self.results if report.stamp - r.stamp < RESULTS_MAX_AGE_S]
+        self.results = kept[-(RESULTS_KEPT - 1):] + [report]
+
+    def heard(self, now: float) -> float | None:
+        """A table update came; returns how long it was cut off if that ends now (the
+        results are then sent again a few times while the fleet's readers rediscover it)."""
+        since, self.cut_off_since, self.heard_at = self.cut_off_since, None, now
+        if since is None:
+            return None
+        self.resend_at = [now + d for d in RESEND_DELAYS_S]
+        self.resend_since = since - 1.0
+        return now - since
+
+    def check(self, now: float) -> tuple[bool, list[StatusReport]]:
+        """(cut off just now, the results to send again now)."""
+        cut = self.heard_at is not None and self.cut_off_since is None \
+            and now - self.heard_at > self.silence
+        if cut:
+            self.cut_off_since = self.heard_at
+        if self.resend_at and now >= self.resend_at[0]:
+            self.resend_at.pop(0)
+            return cut, [r for r in self.results if r.stamp >= self.resend_since]
+        return cut, []
+
+
+@dataclass
+class Drive:
+    """The committed leg being driven: its tracker and timed path, the holds it
+    committed, and the replica version that shows them."""
+    tracker: PathTracker
+    path: TimedPath
+    segments: list[Segment]
+    commit_version: int
+    checked_version: int = -1
+
+
+def _seg_key(resource: int, t0: float, t1: float) -> Segment:
+    return (int(resource), float(t0), float(t1))
+
+
+class Execution:
+    """One robot's execution (see the module docstring)."""
+
+    def __init__(self, robot: str, roadmap: Roadmap, exclusion: Exclusion, replica: Replica,
+                 config: ExecutionConfig | None = None, *, rng: random.Random | None = None,
+                 memo: YieldMemo | None = None, log: Log | None = None) -> None:
+        self.robot = robot
+        self.roadmap = roadmap
+        self.exclusion = exclusion
+        self.replica = replica
+        self.config = config if config is not None else ExecutionConfig()
+        self.rng = rng if rng is not None else random.Random(robot)
+        #: the yield checks' searches; agents on replicas of one authority may share one
+        self.memo = memo if memo is not None else YieldMemo()
+        self.log: Log = log if log is not None else logging.getLogger(f"execution.{robot}")
+        cfg = self.config
+        self.plan_speed = cfg.plan_speed if cfg.plan_speed > 0 else plan_speed_for(
+            cfg.limits, exclusion.clearance, cfg.turn_margin)
+        #: time to turn a quarter before departing, budgeted into every commit
+        self.turn_allowance = turn_time(math.pi / 2, cfg.limits.max_w,
+                                        0.7 * cfg.limits.max_alpha) + 0.1
+        self.participant = cn.Participant(robot, self._travel_time, cn.RobotProfile(
+            capacity_kg=cfg.capacity_kg, objective=cfg.bid_objective))
+
+        # the robot
+        self.pose: tuple[float, float, float] | None = None
+        self.twist = (0.0, 0.0)
+        self.odom_t: float | None = None          # stamp of the last odometry
+        self.here: int | None = None              # vertex stood on / parked at
+        self.parked = False                       # its vertex held until further notice
+        self.removed = False                      # removed from the fleet: stands down
+        self.commands = CommandHistory()
+        self._idle_stop_sent = False
+        # its work
+        self.queue: list[Task] = []               # awarded, not started
+        self._rounds: dict[str, int] = {}         # award round of each queued task
+        self.job: Job | None = None
+        self.suspended: Job | None = None         # a task job set aside for a yield move
+        self.drive: Drive | None = None
+        self._last_status = 0.0
+        # the traffic authority
+        self.calls: dict[CallKind, ReserveCall] = {}   # the current call of each kind
+        self._seq = 0
+        self._hold_version = 0                    # replica version showing our last grant
+        self._odd_holds_since: float | None = None
+        self.contact = Contact(cfg.silence)
+        # the others (for yielding)
+        #: the stations of the tasks announced and not ended (from cfps)
+        self.task_stations: dict[str, list[int]] = {}
+        #: another robot's open task -> (robot, progress, when last heard ACTIVE)
+        self.active: dict[str, tuple[str, float, float]] = {}
+        self._tabu: dict[int, float] = {}                # vertex -> avoided until
+        self._next_yield_check = 0.0
+        self._lamport = 0
+        self._out: list[Action] = []
+
+    # -- views ------------------------------------------------------------------------
+
+    @property
+    def phase(self) -> Phase | None:
+        return self.job.phase if self.job is not None else None
+
+    @property
+    def activity(self) -> Activity:
+        if self.job is None:
+            return Activity.IDLE
+        return Activity.MOVING if self.job.phase is Phase.DRIVE else Activity.WAITING
+
+    def busy(self) -> bool:
+        return self.job is not None or bool(self.queue)
+
+    def open_tasks(self) -> list[OpenTask]:
+        """The other robots' open tasks as this robot knows them: where each heads next."""
+        out = []
+        for tid, (robot, progress, _) in sorted(self.active.items()):
+            stations = self.task_stations.get(tid)
+            if not stations:
+                continue
+            k = min(int(progress * len(stations) + 1e-6), len(stations) - 1)
+            out.append(OpenTask(tid, robot, stations[k], tuple(stations[k + 1:])))
+        return out
+
+    def state_report(self, now: float) -> StateReport | None:
+        """What the robot's state message says now; None once removed (it stands down)."""
+        if self.removed:
+            return None
+        return StateReport(self.robot, self.pose, self.twist, self.activity,
+                           self.job.task_id if self.job is not None else "",
+                           tuple(t.id for t in self.queue), self.here, self._tick_lamport())
+
+    # -- inputs -----------------------------------------------------------------------
+
+    def on_odometry(self, now: float, odom: Odometry) -> list[Action]:
+        self.pose = (odom.x, odom.y, odom.theta)
+        self.twist = (odom.v, odom.w)
+        self.odom_t = odom.stamp
+        if self.here is None:
+            self.here = self._nearest_vertex(odom.x, odom.y)
+        return self._flush()
+
+    def on_table_update(self, now: float, update: TableUpdate) -> list[Action]:
+        """An update of the authority: into the replica (shared replicas take it once),
+        contact with the fleet, and the grant of a pending call (its response may be lost
+        while the update got through)."""
+        self.replica.apply(update)
+        cut_off = self.contact.heard(now)
+        if cut_off is not None:   # (a DONE of an ended task is ignored: resending is safe)
+            self.log.warning(f"heard the fleet again after {cut_off:.1f} s; "
+                             "re-sending my results")
+        if update.is_snapshot or update.robot != self.robot or not self.calls:
+            return self._flush()
+        added = {_seg_key(r.resource, r.t_start, r.t_end) for r in update.added}
+        for call in list(self.calls.values()):
+            if call.keys and call.keys <= added:
+                self._out.append(Abandon(call.seq))
+                self._on_answer(call, now, True, update.version,
+                                "granted (seen in /traffic/updates)")
+        return self._flush()
+
+    def on_reserve_answer(self, now: float, answer: ReserveAnswer) -> list[Action]:
+        """The response to a call; one to a call given up on or superseded is dropped."""
+        call = next((c for c in self.calls.values() if c.seq == answer.seq), None)
+        if call is not None:
+            self._on_answer(call, now, answer.ok, answer.version, answer.message)
+        return self._flush()
+
+    def on_cfp(self, now: float, task: Task, round: int,
+               excluded: Collection[str] = ()) -> list[Action]:
+        """A call for proposals: propose the marginal cost, or refuse saying why."""
+        try:
+            self.task_stations[task.id] = [self.roadmap.vertex(s) for s in task.stations]
+        except KeyError:
+            pass
+        if self.robot in excluded or self.removed:
+            return self._flush()
+        if self.here is None:
+            self._out.append(cn.Refusal(self.robot, task.id, round, cn.RefuseReason.NOT_READY,
+                                        f"{self.robot} has no odometry yet"))
+            return self._flush()
+        for s in task.stations:
+            try:
+                self.roadmap.vertex(s)
+            except KeyError as e:
+                self._out.append(cn.Refusal(self.robot, task.id, round,
+                                            cn.RefuseReason.UNKNOWN_STATION, str(e), s))
+                return self._flush()
+        self._out.append(self.participant.bid(task, self._plan_state(now), round))
+        return self._flush()
+
+    def on_award(self, now: float, robot: str, task_id: str, round: int) -> list[Action]:
+        """accept-proposal (for `robot`: only this robot's are taken)."""
+        if robot != self.robot or self.removed:
+            return self._flush()
+        if self.job is not None and self.job.task_id == task_id:
+            return self._flush()   # a duplicate award of the task it is doing
+        state = self._plan_state(now)
+        state.queue = self.queue   # on_accept_proposal inserts into it in place
+        result = self.participant.on_accept_proposal(
+            cn.AcceptProposal(self.robot, task_id, round), state)
+        if isinstance(result, cn.Failure):
+            self._status(now, task_id, TaskState.FAILED, round, reason=result.reason)
+        else:
+            self._rounds[task_id] = round
+            self.log.info(f"awarded {task_id} (round {round}), queue "
+                          f"{[t.id for t in self.queue]}")
+        return self._flush()
+
+    def on_rejection(self, now: float, robot: str, task_id: str, round: int,
+                     reason: str = "") -> list[Action]:
+        """reject-proposal (for `robot`); after the accept of the same round it withdraws
+        the award (the robot the task was taken from finished it after all)."""
+        if robot != self.robot:
+            return self._flush()
+        if self._holds(task_id) == round:
+            self._withdraw(task_id, f"award withdrawn: {reason}")
+        else:
+            self.participant.on_reject_proposal(cn.RejectProposal(self.robot, task_id, round))
+        return self._flush()
+
+    def on_task_status(self, now: float, s: StatusReport) -> list[Action]:
+        """Any robot's (or the dispatcher's) task status: who works on what, and how far
+        (for yielding); a task it holds that another robot did is dropped."""
+        other = bool(s.robot) and s.robot != self.robot
+        if s.state is TaskState.DONE and other and self._holds(s.task_id) is not None:
+            self._withdraw(s.task_id, f"{s.robot} reported it done")
+        if s.state is TaskState.ACTIVE and other:
+            if s.task_id in self.task_stations:
+                self.active[s.task_id] = (s.robot, float(s.progress), now)
+        elif s.state in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED):
+            self.active.pop(s.task_id, None)
+            # a robot's FAILED sends the task back to auction; DONE, CANCELLED and the
+            # dispatcher's FAILED (no robot: it gave up) end it
+            if s.state is not TaskState.FAILED or not s.robot:
+                self.task_stations.pop(s.task_id, None)
+                self.participant.forget(s.task_id)
+        return self._flush()
+
+    def on_robot_lost(self, now: float, robot: str) -> list[Action]:
+        """The authority declared `robot` lost: its open tasks go back to auction."""
+        for tid, (r, _, _) in list(self.active.items()):
+            if r == robot:
+                del self.active[tid]
+        return self._flush()
+
+    def on_robot_removed(self, now: float, robot: str) -> list[Action]:
+        """`robot` was removed from the fleet. This robot: stop, drop everything (the
+        dispatcher re-announces its tasks) and stand down for good."""
+        if robot != self.robot:
+            return self.on_robot_lost(now, robot)
+        if self.removed:
+            return self._flush()
+        self.removed = True
+        dropped = ([self.job.task_id] if self.job is not None and self.job.task_id else []) \
+            + [t.id for t in self.queue]
+        self.job, self.drive, self.suspended = None, None, None
+        self.queue.clear()
+        for kind in list(self.calls):
+            self._abandon(kind)
+        self._stop()
+        self.log.warning(
+            f"{self.robot} was removed from the fleet: stopped and standing down (tasks "
+            f"dropped, the dispatcher re-announces them: {dropped or 'none'}); start a new "
+            "agent for it to rejoin")
+        return self._flush()
+
+    def tick(self, now: float, *, authority_ready: bool = True) -> list[Action]:
+        """The control loop (`control_rate` Hz). `authority_ready`: the reserve service is
+        there (a robot does not ask to park before)."""
+        if self.pose is None or self.here is None or self.removed:
+            return self._flush()
+        timeout = self.config.reserve_timeout
+        for call in list(self.calls.values()):
+            if self.calls.get(call.kind) is call and now - call.sent > timeout:
+                self._out.append(Abandon(call.seq))
+                self._on_answer(call, now, False, 0, "", gave_up=True)
+        self._check_contact(now)
+        self._expire_active(now)
+        if not self.parked and CallKind.PARK not in self.calls and authority_ready:
+            self._send(CallKind.PARK, now, [(self.here, now, INF)])
+        if self.job is None and self.queue and self.parked:
+            self._start(self.queue.pop(0), now)
+        self._repeat_status(now)
+        if now >= self._next_yield_check and (
+                (self.job is None and self.parked) or self._waiting(self.job)):
+            # on the period's grid: the agents sharing a memo check in the same tick, on
+            # the same table version, and share the searches
+            p = self.config.yield_check_period
+            self._next_yield_check = (math.floor(now / p) + 1) * p if p > 0 else now
+            if self.job is None:
+                self._check_footprint(now)
+            if self.parked:
+                self._maybe_yield(now)
+        job = self.job
+        if job is None:
+            if not self._idle_stop_sent:
+                self._stop()
+                self._idle_stop_sent = True
+            return self._flush()
+        self._idle_stop_sent = False
+        if job.phase is Phase.PLAN and now >= job.retry_at:
+            self._plan(job, now)
+        elif job.phase is Phase.DRIVE:
+            self._drive(job, now)
+        elif job.phase is Phase.DWELL and now >= job.dwell_until:
+            self._next_station(job, now)
+        if job.phase is not Phase.DRIVE:
+            self._stop()
+        return self._flush()
+
+    # -- reserve calls --------------------------------------------------------------
+
+    def _send(self, kind: CallKind, now: float, segments: list[Segment],
+              path: TimedPath | None = None,
+              drive_segments: list[Segment] | None = None) -> ReserveCall:
+        """Send `segments` as this robot's holds from `now` on; supersedes the current
+        call of the same kind."""
+        self._abandon(kind)
+        self._seq += 1
+        call = ReserveCall(kind, self._seq, now, tuple(segments), list(path or []),
+                           tuple(drive_segments or ()))
+        self.calls[kind] = call
+        self._out.append(Reserve(call.seq, kind, call.segments, now))
+        return call
+
+    def _abandon(self, kind: CallKind) -> None:
+        call = self.calls.pop(kind, None)
+        if call is not None:
+            self._out.append(Abandon(call.seq))
+
+    def _on_answer(self, call: ReserveCall, now: float, ok: bool, version: int,
+                   message: str, gave_up: bool = False) -> None:
+        """The one place a reserve answer is handled: granted (`ok`), refused, or no
+        answer within `reserve_timeout` (`gave_up`: send again, not a refusal)."""
+        if self.calls.get(call.kind) is not call:
+            return
+        del self.calls[call.kind]
+        job, drive = self.job, self.drive
+        if call.kind is CallKind.PARK:
+            spot = self.roadmap.names[call.segments[0][0]]
+            if ok:
+                self.parked = True
+                self._hold_version = version
+                self.log.info(f"parked at {spot}")
+            elif gave_up:   # holding where it stands is idempotent: the next tick asks again
+                self.log.warning(f"no answer from /traffic/reserve for "
+                                 f"{self.config.reserve_timeout:g} s; asking again")
+            else:
+                self.log.warning(f"cannot hold my start vertex {spot}: {message}; retrying")
+        elif call.kind is CallKind.COMMIT:
+            if job is not None and job.phase is Phase.COMMIT:
+                self._committed(job, call, now, ok, version, message, gave_up)
+        elif call.kind is CallKind.TRIM:
+            # refused: part of the path was revoked meanwhile; the cut check deals with it
+            # (its re-commit drops the anchor as well)
+            if gave_up and drive is not None and job is not None and job.phase is Phase.DRIVE:
+                self._send_trim(drive, now)
+        elif call.kind is CallKind.RECOMMIT:
+            if drive is not None and job is not None and job.phase is Phase.DRIVE:
+                self._recommitted(job, drive, call, now, ok, version, message, gave_up)
+
+    def _committed(self, job: Job, call: ReserveCall, now: float, ok: bool, version: int,
+                   message: str, gave_up: bool) -> None:
+        if gave_up:
+            # A lost request or response. If the authority did grant it, the table says
+            # the robot leaves while it stands here: plan again at once, the new commit
+            # supersedes it. Not a refusal: no attempt counted.
+            self.log.warning(f"no answer from /traffic/reserve for "
+                             f"{self.config.reserve_timeout:g} s; planning again")
+            job.phase, job.retry_at = Phase.PLAN, now
+            return
+        if not ok:
+            self._retry(job, now, f"reservation refused: {message}")
+            return
+        # The parking hold was replaced by the path; it parks again at the path's end.
+        path = call.path
+        first_departure = next((t for (v, t), (w, _) in zip(path[1:], path[2:]) if w != v),
+                               path[-1][1])
+        if now > first_departure - self.turn_allowance:
+            self.log.warning(f"commit answered {now - first_departure:.2f} s after the "
+                             "planned departure; replanning")
+            job.phase = Phase.PLAN
+            return
+        drive = Drive(self._tracker(path), list(path), list(call.drive_segments), version)
+        self.drive = drive
+        self._hold_version = version
+        self._abandon(CallKind.RECOMMIT)
+        job.phase = Phase.DRIVE
+        self._send_trim(drive, now)
+
+    def _send_trim(self, drive: Drive, now: float) -> None:
+        """Hold exactly the committed path from now on (drops the commit's anchor)."""
+        self._send(CallKind.TRIM, now, clip(drive.segments, now))
+
+    # -- planning -------------------------------------------------------------------
+
+    def _start(self, task: Task, now: float) -> None:
+        stations = [self.roadmap.vertex(s) for s in task.stations]
+        self.job = Job(task=task, round=self._rounds.pop(task.id, 0), stations=stations,
+                       dwell=self.config.dwell, legs_total=len(stations))
+        self._status(now, task.id, TaskState.ACTIVE, self.job.round, 0.0)
+
+    def _plan(self, job: Job, now: float) -> None:
+        assert self.here is not None
+        goal = job.stations[0]
+        if goal == self.here:
+            self._arrived(job, now)
+            return
+        holder = parked_at(self.replica.table, self.exclusion, goal, self.robot)
+        if holder is not None and job.task is not None:
+            self._wait_for_holder(job, holder, goal, now)
+            return
+        job.blocked = None
+        t_start = now + self.config.start_margin + self.turn_allowance
+        path = sipp(self.roadmap, self.exclusion, self.replica.table, self.robot, self.here,
+                    goal, t_start, self.plan_speed, deadline_s=0.5)
+        if path is None:
+            self._retry(job, now, f"no conflict-free path from {self.roadmap.names[self.here]} "
+                                  f"to station {self.roadmap.names[goal]} (it may be occupied)")
+            return
+        path = [(self.here, now)] + path
+        segments = path_to_segments(self.roadmap, self.exclusion, path, self.plan_speed)
+        # The anchor: its start vertex stays held until further notice until it knows
+        # the answer. Should the answer be late or lost while the authority granted the
+        # path, the table then still covers the robot standing here (otherwise it would
+        # say the robot left at the planned departure and could give the vertex to
+        # someone else); a granted commit is trimmed once the robot drives it.
+        self._abandon(CallKind.TRIM)
+        self._send(CallKind.COMMIT, now, segments + [(self.here, now, INF)], path, segments)
+        job.phase = Phase.COMMIT
+
+    def _wait_for_holder(self, job: Job, holder: str, goal: int, now: float) -> None:
+        """A robot holds the station for good: parked there, or heading there as the end
+        of its task. It yields (core.yielding) once it is idle; waiting costs no plan
+        attempt. The wait is bounded by `yield_wait` s of the holder being idle (it
+        should have yielded: nowhere to go, lost) and by `yield_wait_busy` s of its tasks
+        not progressing (two working robots waiting for each other; a holder driving to
+        the station across a crowded map may take minutes); then the task fails here and
+        goes back to auction."""
+        cfg = self.config
+        name = self.roadmap.names[goal]
+        b = job.blocked
+        if b is None:
+            b = job.blocked = Blocked(since=now)
+            self.log.info(f"station {name} is held by {holder}; waiting for it to yield")
+        if self._working(holder):
+            b.holder_idle_since = None
+        elif b.holder_idle_since is None:
+            b.holder_idle_since = now
+        progress = self._progress_of(holder)
+        if b.holder_moved_at is None or progress != b.holder_progress:
+            b.holder_progress, b.holder_moved_at = progress, now
+        idle = b.holder_idle_since is not None and now - b.holder_idle_since > cfg.yield_wait
+        if idle or now - b.holder_moved_at > cfg.yield_wait_busy:
+            self._finish(job, TaskState.FAILED, now,
+                         f"station {name} stayed held by {holder} for {now - b.since:.0f} s" +
+                         (f" ({cfg.yield_wait:g} s while it was idle)" if idle else
+                          f", its task stuck for {now - b.holder_moved_at:.0f} s "
+                          f"(yield_wait_busy {cfg.yield_wait_busy:g} s)"))
+        else:
+            job.retry_at = now + 0.3
+
+    def _retry(self, job: Job, now: float, reason: str) -> None:
+        """A plan failed or was refused: again after a randomised exponential back-off,
+        or fail the job after `max_plan_attempts`."""
+        job.attempts += 1
+        if job.attempts >= self.config.max_plan_attempts:
+            self._finish(job, TaskState.FAILED, now,
+                         f"{reason}; gave up after {job.attempts} attempts")
+            return
+        job.phase = Phase.PLAN
+        job.retry_at = now + min(2.0, 0.1 * 1.5 ** job.attempts) * (0.5 + self.rng.random())
+
+    # -- driving --------------------------------------------------------------------
+
+    def _tracker(self, path: TimedPath) -> PathTracker:
+        return PathTracker(self.roadmap, path, self.plan_speed, self.exclusion.clearance,
+                           self.config.limits)
+
+    def _drive(self, job: Job, now: float) -> None:
+        drive = self.drive
+        assert drive is not None and self.pose is not None
+        if CallKind.RECOMMIT not in self.calls:
+            self._check_cut(job, drive, now)
+        if job.phase is not Phase.DRIVE:
+            return
+        x, y, th = self.pose
+        # Act on where the robot will be when this command takes effect (CommandHistory).
+        # An odometry stamp far from our clock (a driver on another clock) is not
+        # trusted: then the pose is taken as of now.
+        t_odom = self.odom_t if self.odom_t is not None and abs(self.odom_t - now) < 1.0 \
+            else now
+        t_apply = max(now, t_odom) + self.config.control_latency
+        x, y, th = self.commands.predict(x, y, th, t_odom, t_apply)
+        cmd = drive.tracker.command(x, y, th, t_apply)
+        self.commands.record(t_apply, cmd.v, cmd.w)
+        self.here = cmd.vertex
+        self._out.append(Velocity(float(cmd.v), float(cmd.w)))
+        if now - self._last_status > 0.5 and job.task is not None:
+            done = job.legs_total - len(job.stations)
+            self._status(now, job.task.id, TaskState.ACTIVE, job.round,
+                         (done + cmd.progress) / job.legs_total)
+        if cmd.arrived:
+            self.here = drive.tracker.goal
+            self.drive = None
+            if self.here == job.stations[0]:
+                self._arrived(job, now)
+            else:   # a stop point after a cut: plan on from here
+                job.phase, job.retry_at = Phase.PLAN, now
+
+    def _legs_driven(self, drive: Drive) -> int:
+        return drive.tracker.index + int(drive.tracker.driving)
+
+    def _check_cut(self, job: Job, drive: Drive, now: float) -> None:
+        """Did the authority take part of the committed plan away (revocation)? Then stop
+        before the cut, and go on from there when SIPP finds a way."""
+        rep = self.replica
+        if rep.stale or rep.version < drive.commit_version or \
+                rep.version == drive.checked_version:
+            return
+        drive.checked_version = rep.version
+        cut = first_uncovered(rep.table, self.robot, drive.segments, now)
+        if cut is None:
+            return
+        path = drive.path
+        k = stop_point(rep.table, self.roadmap, self.exclusion, self.robot, path,
+                       self.plan_speed, cut, self._legs_driven(drive))
+        name = self.roadmap.names
+        if k is None:
+            self.log.error(f"my reservations were revoked from t={cut:.2f} and I cannot "
+                           "reach a free stop point; stopping here")
+            self._stop_here(job, now)
+            return
+        prefix = list(path[:k + 1])
+        self.log.warning(f"my reservations were revoked from t={cut:.2f}: stopping at "
+                         f"{name[prefix[-1][0]]} and replanning")
+        # Stop there whatever the authority answers: everything up to it is still ours.
+        self._set_path(drive, prefix)
+        drive.segments = clip(path_to_segments(self.roadmap, self.exclusion, prefix,
+                                               self.plan_speed), now)
+        plan = prefix
+        goal = job.stations[0]
+        v, t_v = prefix[-1]
+        if v != goal:
+            t0 = max(t_v, now + self.config.start_margin + self.turn_allowance)
+            cont = sipp(self.roadmap, self.exclusion, rep.table, self.robot, v, goal, t0,
+                        self.plan_speed, deadline_s=0.2)
+            if cont is not None:
+                plan = prefix + [(v, t0)] + cont[1:] if t0 > t_v else prefix + cont[1:]
+        self._send_recommit(plan, now)
+
+    def _send_recommit(self, plan: TimedPath, now: float) -> None:
+        """Hold `plan` from now on (replaces everything from now, the anchor too)."""
+        segs = clip(path_to_segments(self.roadmap, self.exclusion, plan, self.plan_speed), now)
+        self._abandon(CallKind.TRIM)
+        self._send(CallKind.RECOMMIT, now, segs, plan, segs)
+
+    def _recommitted(self, job: Job, drive: Drive, call: ReserveCall, now: float, ok: bool,
+                     version: int, message: str, gave_up: bool) -> None:
+        plan, stop = call.path, drive.path
+        if gave_up:
+            # lost: ask again for what it drives now (the stop point; a given-up call the
+            # authority did grant is superseded)
+            self.log.warning(f"no answer to my re-commit for "
+                             f"{self.config.reserve_timeout:g} s; sending it again")
+            self._send_recommit(stop, now)
+            return
+        if ok:
+            drive.commit_version, drive.checked_version = version, -1
+            self._hold_version = version
+            if len(plan) > len(stop):
+                # the continuation: only if the robot has not passed the stop point yet
+                # and the next departure is still ahead
+                departures = [t for (u, _), (w, t) in zip(plan[len(stop) - 1:],
+                                                          plan[len(stop):]) if w != u]
+                if self._legs_driven(drive) <= legs_done_at(stop)[-1] and departures:
+                    self._set_path(drive, plan)
+            drive.segments = list(call.drive_segments)
+            return
+        if len(plan) > len(stop):
+            self._send_recommit(stop, now)   # at least the stop point
+            return
+        self.log.error(f"cannot hold my stop point: {message}; stopping here")
+        self._stop_here(job, now)
+
+    def _set_path(self, drive: Drive, path: TimedPath) -> None:
+        """Follow `path` from where the tracker is (same leg index and direction)."""
+        old, new = drive.tracker, self._tracker(path)
+        new.index, new.driving, new.reverse = old.index, old.driving, old.reverse
+        drive.tracker, drive.path = new, list(path)
+
+    def _stop_here(self, job: Job, now: float) -> None:
+        self._stop()
+        if self.drive is not None:
+            self.here = self.drive.tracker.vertex
+        self.drive = None
+        self._abandon(CallKind.RECOMMIT)
+        self._abandon(CallKind.TRIM)
+        job.phase, job.retry_at = Phase.PLAN, now + 0.5
+        self.parked = False   # hold where it stands again before anything else
+
+    def _stop(self) -> None:
+        self._out.append(Velocity(0.0, 0.0))
+        self.commands.clear()
+
+    # -- stations and the end of a job ----------------------------------------------
+
+    def _arrived(self, job: Job, now: float) -> None:
+        job.stations.pop(0)
+        job.attempts = 0
+        job.phase, job.dwell_until = Phase.DWELL, now + job.dwell
+        if job.stations and job.task is not None:
+            # tell the others where it heads next (they may be parked there)
+            self._status(now, job.task.id, TaskState.ACTIVE, job.round, job.progress)
+
+    def _next_station(self, job: Job, now: float) -> None:
+        if job.stations:
+            job.phase, job.retry_at = Phase.PLAN, now
+        else:
+            self._finish(job, TaskState.DONE, now)
+
+    def _finish(self, job: Job, state: TaskState, now: float, reason: str = "") -> None:
+        self.job = None
+        if job.task is None:   # a yield move: nobody to report to
+            if state is TaskState.FAILED:
+                self.log.warning(f"could not yield: {reason}")
+                if job.stations:   # pick another spot next time
+                    self._tabu[job.stations[0]] = now + self.config.yield_tabu
+            resumed, self.suspended = self.suspended, None
+            if resumed is not None:   # back to the task it waited in
+                resumed.phase, resumed.retry_at = Phase.PLAN, 0.0
+                self.job = resumed
+                self.log.info(f"resuming {resumed.task_id} after yielding")
+            return
+        self._status(now, job.task.id, state, job.round,
+                     1.0 if state is TaskState.DONE else 0.0, reason)
+        if state is TaskState.FAILED:
+            self.log.warning(f"task {job.task.id} failed: {reason}")
+
+    def _holds(self, task_id: str) -> int | None:
+        """The round it was awarded `task_id` in, if it is queued or being done here."""
+        if self.job is not None and self.job.task_id == task_id:
+            return self.job.round
+        if self.suspended is not None and self.suspended.task_id == task_id:
+            return self.suspended.round
+        if any(t.id == task_id for t in self.queue):
+            return self._rounds.get(task_id, 0)
+        return None
+
+    def _withdraw(self, task_id: str, why: str) -> None:
+        """Drop a task someone else has done: from the queue, or the current job. A job
+        whose commit is in flight or that is driving finishes the leg it committed (as a
+        move without a task: nobody hears of it) and parks at its end, so the robot stays
+        inside what it holds; otherwise it stops being a job at once."""
+        if any(t.id == task_id for t in self.queue):
+            self.queue[:] = [t for t in self.queue if t.id != task_id]
+            self._rounds.pop(task_id, None)
+            self.log.info(f"dropped queued {task_id}: {why}")
+            return
+        if self.suspended is not None and self.suspended.task_id == task_id:
+            self.suspended = None   # the yield move goes on; nothing to resume after it
+            self.log.info(f"dropped {task_id} (set aside while yielding): {why}")
+            return
+        job = self.job
+        if job is None or job.task_id != task_id:
+            return
+        if job.phase in (Phase.COMMIT, Phase.DRIVE) and job.stations:
+            self.job = Job(task=None, round=0, stations=[job.stations[0]], phase=job.phase)
+        else:
+            self.job = None
+            self.parked = False   # hold where it stands again (idempotent)
+        self.log.info(f"dropped {task_id} (it was {job.phase}): {why}")
+
+    # -- task status and contact with the fleet -------------------------------------
+
+    def _tick_lamport(self) -> int:
+        self._lamport += 1
+        return self._lamport
+
+    def _status(self, now: float, task_id: str, state: TaskState, rnd: int,
+                progress: float = 0.0, reason: str = "") -> None:
+        report = StatusReport(task_id, self.robot, state, rnd, float(progress), reason, now,
+                              self._tick_lamport())
+        self._out.append(report)
+        if state is TaskState.ACTIVE:
+            self._last_status = now
+        elif state in (TaskState.DONE, TaskState.FAILED):
+            self.contact.sent(report)
+
+    def _repeat_status(self, now: float) -> None:
+        """Say again that it works on its task (ACTIVE, how far) every `status_period` s.
+        The others yield on what they last heard: one that missed the status, or dropped
+        it when this robot was declared lost for a moment, would otherwise never learn
+        that this robot waits for its spot."""
+        job = self.job if self.job is not None and self.job.task is not None \
+            else self.suspended
+        if job is None or job.task is None or \
+                now - self._last_status < self.config.status_period:
+            return
+        self._status(now, job.task.id, TaskState.ACTIVE, job.round, job.progress)
+
+    def _check_contact(self, now: float) -> None:
+        cut, again = self.contact.check(now)
+        if cut and self.contact.heard_at is not None:
+            self.log.warning(f"no word from the traffic authority for "
+                             f"{now - self.contact.heard_at:.1f} s")
+        self._out.extend(again)
+
+    # -- the others, yielding ---------------------------------------------------------
+
+    def _expire_active(self, now: float) -> None:
+        """Forget the open tasks of others not heard of for `active_expiry` s. A working
+        agent repeats its ACTIVE every `status_period` s, so only a task whose end this
+        agent missed goes quiet (a reliable reader still drops messages when its history
+        overflows while its process is stalled)."""
+        expiry = self.config.active_expiry
+        for tid, (_, _, heard) in list(self.active.items()):
+            if now - heard > expiry:
+                del self.active[tid]
+
+    def _working(self, robot: str) -> bool:
+        """`robot` is executing a task (heard ACTIVE, not yet ended, lost or removed)."""
+        return any(r == robot for r, _, _ in self.active.values())
+
+    def _progress_of(self, robot: str) -> tuple[tuple[str, float], ...]:
+        """How far along `robot` is with the tasks it works on: (task, progress) pairs."""
+        return tuple(sorted((tid, round(p, 3)) for tid, (r, p, _) in self.active.items()
+                            if r == robot))
+
+    @staticmethod
+    def _waiting(job: Job | None) -> bool:
+        """A task job standing still until its next station frees up: it waits on a robot
+        holding the station, or its plans were refused. Such a robot yields its own spot
+        like an idle one (two robots waiting on each other's spots would otherwise block
+        until `yield_wait_busy`), and resumes the task after the move."""
+        return job is not None and job.task is not None and job.phase is Phase.PLAN \
+            and (job.blocked is not None or job.attempts > 0)
+
+    def _maybe_yield(self, now: float) -> None:
+        assert self.here is not None
+        tasks = self.open_tasks()
+        if not tasks or self.replica.stale:
+            return
+        table = self.replica.table
+        need = needed_by(self.robot, self.here, tasks, table, self.roadmap, self.exclusion,
+                         now, self.plan_speed, memo=self.memo)
+        if need is None:
+            return
+        tabu = [v for v, until in self._tabu.items() if until > now]
+        target = yield_target(self.robot, self.here, tasks, table, self.roadmap,
+                              self.exclusion, now, self.plan_speed, tabu=tabu, memo=self.memo)
+        name = self.roadmap.names
+        if target is None:
+            self.log.warning(f"{need.robot} needs my spot {name[self.here]} for "
+                             f"{need.task_id} but there is nowhere to yield to")
+            return
+        self.log.info(f"yielding {name[self.here]} to {need.robot} ({need.task_id}, "
+                      f"heading to {name[need.goal]}): moving to {name[target]}")
+        self._tabu[self.here] = now + self.config.yield_tabu
+        if self.job is not None:   # a task waiting for its station: resumed after the move
+            self.suspended = self.job
+        self.job = Job(task=None, round=0, stations=[target])
+
+    def _check_footprint(self, now: float) -> None:
+        """An idle parked robot should hold exactly its spot for good in the table. It may
+        hold more: the traffic authority blocks, for good, everything a robot held around
+        the time it was declared lost (a stall of its process is enough), and an idle robot
+        never commits again to replace that block; nobody else can take those resources
+        and nothing would ever free them. Or less: its spot was cut. Either way, seen on
+        two checks in a row (the replica may lag a call by a moment), it parks again: a
+        hold of its spot from now on, replacing everything else it holds."""
+        if self.replica.stale or CallKind.PARK in self.calls or \
+                self.replica.version < self._hold_version:
+            return   # the replica does not show our last hold yet
+        mine = [r for r in self.replica.table.reservations(self.robot) if r.t_end > now]
+        odd = [r for r in mine if r.t_end == INF and r.resource != self.here]
+        if odd or not any(r.resource == self.here and r.t_end == INF for r in mine):
+            if self._odd_holds_since is None:
+                self._odd_holds_since = now
+                return
+            held = ', '.join(self.roadmap.resource_name(r.resource) for r in odd)
+            assert self.here is not None
+            self.log.warning(f"idle at {self.roadmap.names[self.here]} but holding "
+                             f"{held or 'not my spot'} for good: parking again")
+            self.parked = False
+        self._odd_holds_since = None
+
+    # -- bidding ----------------------------------------------------------------------
+
+    def _travel_time(self, a: str, b: str) -> float:
+        va, vb = self.roadmap.vertex(a), self.roadmap.vertex(b)
+        return float(self.roadmap.shortest_times(vb, self.plan_speed)[va])
+
+    def _plan_state(self, now: float) -> cn.RobotState:
+        """The plan as the Participant sees it: where the current job ends and when."""
+        assert self.here is not None
+        names = self.roadmap.names
+        if self.job is not None:
+            position = names[self.job.stations[-1]] if self.job.stations else names[self.here]
+            remaining = 0.0
+            here = self.drive.tracker.next_vertex if self.drive is not None else self.here
+            for v in self.job.stations:
+                remaining += float(self.roadmap.shortest_times(v, self.plan_speed)[here])
+                here = v
+            free_at = now + remaining
+        else:
+            position, free_at = names[self.here], now
+        return cn.RobotState(position=position, queue=list(self.queue), free_at=free_at,
+                             now=now)
+
+    def _nearest_vertex(self, x: float, y: float) -> int:
+        pos = np.asarray(self.roadmap.pos)
+        d = (pos[:, 0] - x) ** 2 + (pos[:, 1] - y) ** 2
+        return int(d.argmin())
+
+    def _flush(self) -> list[Action]:
+        out, self._out = self._out, []
+        return out

@@ -1,0 +1,620 @@
+"""The robot's execution core (fleet_coord.core.execution) without ROS: Execution cores
+on a virtual clock, the real core traffic authority (core.traffic) answering their reserve
+calls and feeding their replicas, ideal unicycle robots (core.kinematics) following their
+velocity commands. The test decides what is delivered, lost or late."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+
+import numpy as np
+import pytest
+
+from fleet_coord.core import contract_net as cn
+from fleet_coord.core.execution import (Abandon, Activity, CallKind, Execution,
+                                        ExecutionConfig, Odometry, Phase, Reserve,
+                                        ReserveAnswer, StatusReport, Velocity)
+from fleet_coord.core.kinematics import Limits, UnicycleState, step
+from fleet_coord.core.replica import Replica, TableUpdate
+from fleet_coord.core.reservations import Reservation, ReservationTable
+from fleet_coord.core.roadmap import Footprint, GridMap, Roadmap
+from fleet_coord.core.tasks import Task, TaskState
+from fleet_coord.core.traffic import TrafficAuthority
+from fleet_coord.core.yielding import YieldMemo
+
+INF = math.inf
+DT = 0.05
+LIMITS = Limits(max_v=3.0, max_w=20.0, max_acc=40.0, max_alpha=400.0)
+CONFIG = ExecutionConfig(limits=LIMITS, turn_margin=0.2, control_latency=DT)
+
+
+def grid(rows: list[str]) -> Roadmap:
+    """'.' free, '#' blocked; row 0 first."""
+    free = np.array([[c == "." for c in r] for r in rows], dtype=bool)
+    return Roadmap.from_grid(GridMap(width=free.shape[1], height=free.shape[0], free=free,
+                                     path="<test>"))
+
+
+class World:
+    """Execution cores + the core authority + ideal robots, on a virtual clock. Reserve
+    requests reach the authority at once; `answer` decides which responses come back,
+    `updates` whether table updates reach the replicas (and a snapshot every 5 s, as the
+    traffic node sends)."""
+
+    def __init__(self, rows: list[str], robots: dict[str, tuple[int, int]],
+                 config: ExecutionConfig = CONFIG) -> None:
+        self.roadmap = grid(rows)
+        self.ex = self.roadmap.exclusion(Footprint(radius=0.15))
+        self.authority = TrafficAuthority(ReservationTable(self.ex.of, self.roadmap.num_resources))
+        self.t = 0.0
+        self.memo = YieldMemo()
+        self.cores: dict[str, Execution] = {}
+        self.bodies: dict[str, UnicycleState] = {}
+        self.cmd: dict[str, tuple[float, float]] = {}
+        for name, (x, y) in robots.items():
+            self.cores[name] = Execution(
+                name, self.roadmap, self.ex,
+                Replica(self.ex.of, self.roadmap.num_resources, "m"), config,
+                rng=random.Random(name), memo=self.memo)
+            self.bodies[name] = UnicycleState(float(x), float(y), 0.0)
+            self.cmd[name] = (0.0, 0.0)
+        self.answer = lambda robot, req: True     # deliver this response?
+        self.updates = True
+        self.actions: list[tuple[str, object]] = []   # every action, in order
+        self.statuses: list[StatusReport] = []
+        self.unanswered: list[tuple[str, ReserveAnswer]] = []   # responses held back
+        self._snapshot_at = 0.0
+        self._publish(snapshot=True)
+
+    def v(self, name: str) -> int:
+        return self.roadmap.vertex(name)
+
+    # -- the authority side -------------------------------------------------------------
+
+    def _publish(self, snapshot: bool = False) -> None:
+        table = self.authority.table
+        if snapshot:
+            ups = [TableUpdate(table.version, is_snapshot=True, roadmap_id="m",
+                               added=tuple(table.reservations()))]
+            table.drain_updates()
+        else:
+            ups = [TableUpdate(u["version"], u["robot"], False, "m",
+                               tuple(Reservation.from_dict(d) for d in u["added"]),
+                               tuple(Reservation.from_dict(d) for d in u["removed"]))
+                   for u in table.drain_updates()]
+        if not self.updates:
+            return
+        for up in ups:
+            for name, core in self.cores.items():
+                self._do(name, core.on_table_update(self.t, up))
+
+    def _reserve(self, name: str, r: Reserve) -> None:
+        result = self.authority.reserve(name, r.segments, replace_from=r.replace_from)
+        answer = ReserveAnswer(r.seq, result.ok, result.version,
+                               "" if result.ok else str(result.conflict))
+        if self.answer(name, r):
+            self._do(name, self.cores[name].on_reserve_answer(self.t, answer))
+        else:
+            self.unanswered.append((name, answer))
+
+    def _do(self, name: str, actions: list) -> None:
+        for a in actions:
+            self.actions.append((name, a))
+            if isinstance(a, Reserve):
+                self._reserve(name, a)
+            elif isinstance(a, Velocity):
+                self.cmd[name] = (a.v, a.w)
+            elif isinstance(a, StatusReport):
+                self.statuses.append(a)
+                for other, core in self.cores.items():
+                    if other != name:
+                        self._do(other, core.on_task_status(self.t, a))
+
+    # -- time ---------------------------------------------------------------------------
+
+    def step(self) -> None:
+        self.t = round(self.t + DT, 9)
+        for name, core in self.cores.items():
+            b = self.bodies[name] = step(self.bodies[name], *self.cmd[name], DT, LIMITS)
+            core.on_odometry(self.t, Odometry(b.x, b.y, b.theta, b.v, b.w, self.t))
+        self._publish()
+        if self.t - self._snapshot_at >= 5.0:
+            self._snapshot_at = self.t
+            self._publish(snapshot=True)
+        for name, core in self.cores.items():
+            self._do(name, core.tick(self.t))
+        self._publish()
+
+    def run_until(self, cond, limit: float = 30.0) -> bool:
+        end = self.t + limit
+        while self.t < end:
+            if cond():
+                return True
+            self.step()
+        return cond()
+
+    # -- tasks --------------------------------------------------------------------------
+
+    def award(self, robot: str, task_id: str, stations: list[str], rnd: int = 1) -> None:
+        task = Task(task_id, "goto" if len(stations) == 1 else "pick_and_drop", stations)
+        for name, core in self.cores.items():
+            answers = core.on_cfp(self.t, task, rnd)
+            if name == robot:
+                assert isinstance(answers[0], cn.Proposal), answers
+        self._do(robot, self.cores[robot].on_award(self.t, robot, task_id, rnd))
+
+    def final(self, task_id: str) -> StatusReport | None:
+        return next((s for s in self.statuses if s.task_id == task_id
+                     and s.state in (TaskState.DONE, TaskState.FAILED)), None)
+
+    def sent(self, robot: str, kind: type) -> list:
+        return [a for r, a in self.actions if r == robot and isinstance(a, kind)]
+
+    def holds(self, robot: str) -> set[tuple[int, float]]:
+        return {(r.resource, r.t_end) for r in self.authority.table.reservations(robot)
+                if r.t_end > self.t}
+
+    def at(self, robot: str) -> tuple[float, float]:
+        b = self.bodies[robot]
+        return round(b.x, 1), round(b.y, 1)
+
+
+def up(rows=(".....",), **robots) -> World:
+    w = World(list(rows), robots)
+    assert w.run_until(lambda: all(c.parked for c in w.cores.values()), 2.0)
+    return w
+
+
+# -- park ---------------------------------------------------------------------------------
+
+
+def test_a_robot_parks_on_its_vertex_once_it_knows_where_it_is_and_the_authority_is_there():
+    w = World(["....."], {"a": (1, 0)})
+    core = w.cores["a"]
+    assert core.tick(0.0) == [] and not core.parked          # no pose yet: nothing
+    core.on_odometry(0.0, Odometry(1.0, 0.0, 0.0))
+    assert core.tick(0.01, authority_ready=False) == [Velocity(0.0, 0.0)]   # idle, no call
+    w.run_until(lambda: core.parked, 1.0)
+    assert core.parked and core.activity is Activity.IDLE
+    assert w.holds("a") == {(w.v("1,0"), INF)}
+    (park,) = w.sent("a", Reserve)
+    assert park.kind is CallKind.PARK and park.segments == ((w.v("1,0"), park.replace_from, INF),)
+
+
+def test_a_refused_park_is_asked_again():
+    w = World(["....."], {"a": (1, 0)})
+    w.authority.reserve("ghost", [(w.v("1,0"), 0.0, 0.3)])
+    w._publish()
+    assert w.run_until(lambda: w.cores["a"].parked, 2.0)
+    parks = [r for r in w.sent("a", Reserve) if r.kind is CallKind.PARK]
+    assert len(parks) >= 2, "the refused park was not asked again"
+
+
+# -- plan, commit, trim, drive --------------------------------------------------------------
+
+
+def test_a_task_is_planned_committed_with_an_anchor_trimmed_driven_and_reported_done():
+    w = up(a=(0, 0))
+    w.award("a", "t1", ["4,0"])
+    assert w.run_until(lambda: w.final("t1") is not None, 20.0)
+    assert w.final("t1").state is TaskState.DONE and w.final("t1").progress == 1.0
+    assert w.at("a") == (4.0, 0.0)
+    commit, trim = [r for r in w.sent("a", Reserve) if r.kind in (CallKind.COMMIT,
+                                                                  CallKind.TRIM)][:2]
+    assert commit.kind is CallKind.COMMIT and trim.kind is CallKind.TRIM
+    # the commit holds its start vertex until further notice (the anchor); the trim the
+    # path alone
+    assert (w.v("0,0"), commit.replace_from, INF) in commit.segments
+    assert not any(t1 == INF for _, _, t1 in trim.segments[:-1])
+    assert trim.segments[-1][0] == w.v("4,0") and trim.segments[-1][2] == INF
+    # parked at the station, holding exactly it for good
+    assert {(r, t) for r, t in w.holds("a") if t == INF} == {(w.v("4,0"), INF)}
+    states = [s.state for s in w.statuses if s.task_id == "t1"]
+    assert states[0] is TaskState.ACTIVE and states[-1] is TaskState.DONE
+
+
+def test_a_pick_and_drop_visits_both_stations_and_says_where_it_heads_next():
+    w = up(a=(0, 0))
+    w.award("a", "t1", ["2,0", "4,0"])
+    assert w.run_until(lambda: w.final("t1") is not None, 20.0)
+    assert w.final("t1").state is TaskState.DONE
+    progress = [s.progress for s in w.statuses if s.task_id == "t1"
+                and s.state is TaskState.ACTIVE]
+    assert 0.5 in progress and progress == sorted(progress)
+
+
+def test_a_refused_commit_is_planned_again_after_a_back_off_and_succeeds():
+    w = up(rows=[".....", "....."], a=(0, 0))
+    # a hold the replica does not show yet: the first plan runs into it
+    w.updates = False
+    w.authority.reserve("ghost", [(w.v("2,0"), 0.0, 12.0)])
+    w._publish()
+    w.updates = True
+    w.award("a", "t1", ["4,0"])
+    core = w.cores["a"]
+    assert w.run_until(lambda: core.job is not None and core.job.attempts == 1, 5.0), \
+        "the refused commit counted no attempt"
+    assert core.job.phase is Phase.PLAN and core.job.retry_at > w.t
+    near_ghost = []
+    while w.final("t1") is None and w.t < 30.0:
+        w.step()
+        b = w.bodies["a"]
+        if w.t < 12.0 and math.hypot(b.x - 2, b.y) < 0.5:
+            near_ghost.append(w.t)
+    assert w.final("t1").state is TaskState.DONE
+    assert near_ghost == [], "entered the ghost's hold"
+
+
+def test_a_task_whose_station_an_idle_robot_never_leaves_fails_after_yield_wait():
+    cfg = dataclasses.replace(CONFIG, yield_wait=3.0)
+    w = World(["....."], {"a": (0, 0)}, cfg)
+    w.run_until(lambda: w.cores["a"].parked, 2.0)
+    w.authority.reserve("ghost", [(w.v("2,0"), 0.0, INF)])   # parked there for good...
+    w.authority.robot_lost("ghost", 0.0)                     # ...and lost: nobody yields
+    w._publish(snapshot=True)
+    w.award("a", "t1", ["2,0"])
+    t0 = w.t
+    assert w.run_until(lambda: w.final("t1") is not None, 10.0)
+    final = w.final("t1")
+    assert final.state is TaskState.FAILED and "held by ghost" in final.reason
+    assert w.t - t0 >= 3.0 and "3 s while it was idle" in final.reason
+
+
+def test_no_path_fails_the_task_after_max_plan_attempts():
+    cfg = dataclasses.replace(CONFIG, max_plan_attempts=3)
+    w = World([".#..."], {"a": (0, 0)}, cfg)
+    w.run_until(lambda: w.cores["a"].parked, 2.0)
+    w.award("a", "t1", ["0,0"])   # at its station already: done at once
+    assert w.run_until(lambda: w.final("t1") is not None, 5.0)
+    assert w.final("t1").state is TaskState.DONE
+    core = w.cores["a"]
+    core.queue.append(Task("t2", "goto", ["3,0"]))   # no lane leads there
+    assert w.run_until(lambda: w.final("t2") is not None, 30.0)
+    final = w.final("t2")
+    assert final.state is TaskState.FAILED
+    assert "no conflict-free path" in final.reason and "gave up after 3 attempts" in final.reason
+
+
+# -- lost answers -----------------------------------------------------------------------------
+
+
+def test_a_lost_commit_answer_is_given_up_and_sent_again_and_its_late_answer_is_ignored():
+    w = up(a=(0, 0))
+    core = w.cores["a"]
+    dropped: list[Reserve] = []
+
+    def answer(robot, req):
+        if req.kind is CallKind.COMMIT and not dropped:
+            dropped.append(req)
+            return False
+        return True
+    w.answer = answer
+    w.updates = False   # and the grant is not seen in an update either
+    w.award("a", "t1", ["4,0"])
+    assert w.run_until(lambda: dropped, 2.0)
+    assert core.phase is Phase.COMMIT
+    sent_at = w.t
+    assert w.run_until(lambda: Abandon(dropped[0].seq) in w.sent("a", Abandon), 5.0)
+    assert w.t - sent_at >= CONFIG.reserve_timeout - DT
+    w.updates = True
+    assert w.run_until(lambda: core.phase is Phase.DRIVE, 2.0)
+    commits = [r for r in w.sent("a", Reserve) if r.kind is CallKind.COMMIT]
+    assert len(commits) == 2 and core.job.attempts == 0   # no attempt counted
+    # the late answer of the given-up call (here: a refusal) changes nothing
+    (_, late), = w.unanswered
+    before = (core.phase, core.job.attempts, dict(core.calls))
+    assert core.on_reserve_answer(w.t, dataclasses.replace(late, ok=False)) == []
+    assert (core.phase, core.job.attempts, dict(core.calls)) == before
+    assert w.run_until(lambda: w.final("t1") is not None, 20.0)
+    assert w.final("t1").state is TaskState.DONE
+
+
+def test_a_grant_seen_in_a_table_update_counts_when_the_response_is_lost():
+    w = up(a=(0, 0))
+    core = w.cores["a"]
+    w.answer = lambda robot, req: req.kind is not CallKind.COMMIT
+    w.award("a", "t1", ["4,0"])
+    assert w.run_until(lambda: core.phase is Phase.DRIVE, 1.0), \
+        "the grant in the update was not taken as the answer"
+    (commit,) = [r for r in w.sent("a", Reserve) if r.kind is CallKind.COMMIT]
+    assert Abandon(commit.seq) in w.sent("a", Abandon)   # the response is dropped
+
+
+def test_a_commit_granted_after_its_planned_departure_is_planned_again_not_driven():
+    w = up(a=(0, 0))
+    core = w.cores["a"]
+    w.answer = lambda robot, req: req.kind is not CallKind.COMMIT
+    w.updates = False
+    w.award("a", "t1", ["4,0"])
+    assert w.run_until(lambda: w.unanswered, 1.0)
+    (commit,) = [r for r in w.sent("a", Reserve) if r.kind is CallKind.COMMIT]
+    departure = commit.replace_from + CONFIG.start_margin
+    w.run_until(lambda: w.t > departure + 0.2, 2.0)
+    (_, late), = w.unanswered
+    assert late.ok and late.seq in [c.seq for c in core.calls.values()]
+    w._do("a", core.on_reserve_answer(w.t, late))
+    assert core.phase is Phase.PLAN and core.drive is None
+    assert core.job.attempts == 0          # not a refusal
+    w.answer, w.updates = (lambda robot, req: True), True
+    assert w.run_until(lambda: w.final("t1") is not None, 20.0)
+    assert w.final("t1").state is TaskState.DONE
+
+
+def test_a_lost_park_answer_is_asked_again():
+    w = World(["....."], {"a": (1, 0)})
+    w.answer = lambda robot, req: len(w.sent("a", Reserve)) > 1
+    w.updates = False
+    assert w.run_until(lambda: w.cores["a"].parked, 5.0)
+    assert len(w.sent("a", Reserve)) == 2 and len(w.sent("a", Abandon)) == 1
+
+
+# -- revocation, re-commit ----------------------------------------------------------------------
+
+
+def test_revoked_reservations_make_the_robot_stop_before_the_cut_and_re_commit():
+    rows = [".......", ".......", "......."]
+    w = up(rows=rows, a=(0, 1))
+    core = w.cores["a"]
+    w.award("a", "t1", ["6,1"])
+    assert w.run_until(lambda: core.phase is Phase.DRIVE, 2.0)
+    # a ghost that parked at (4, 1) early and is now declared lost: its spot is blocked
+    # for good, which cuts a's later pass there
+    ghost_v = w.v("4,1")
+    assert w.authority.reserve("ghost", [(ghost_v, w.t, w.t + 0.1)]).ok
+    outcome = w.authority.robot_lost("ghost", w.t)
+    assert "a" in outcome.revoked
+    w._publish()
+    assert w.run_until(lambda: w.sent("a", Reserve)[-1].kind is CallKind.RECOMMIT, 1.0)
+    on_ghost = []
+    while w.final("t1") is None and w.t < 30.0:
+        w.step()
+        b = w.bodies["a"]
+        if math.hypot(b.x - 4, b.y - 1) < 0.5:
+            on_ghost.append(w.t)
+    assert on_ghost == [], "drove onto the blocked vertex"
+    assert w.final("t1").state is TaskState.DONE   # around it
+    assert w.at("a") == (6.0, 1.0)
+
+
+def test_a_lost_re_commit_answer_is_sent_again():
+    rows = [".......", ".......", "......."]
+    w = World(rows, {"a": (0, 1)}, dataclasses.replace(CONFIG, reserve_timeout=0.3))
+    core = w.cores["a"]
+    lost: list[Reserve] = []
+
+    def answer(robot, req):
+        if req.kind is CallKind.RECOMMIT and not lost:
+            lost.append(req)
+            return False
+        return True
+    w.award("a", "t1", ["6,1"]) if w.run_until(lambda: core.parked, 2.0) else None
+    assert w.run_until(lambda: core.phase is Phase.DRIVE, 2.0)
+    w.answer = answer
+    ghost_v = w.v("4,1")
+    assert w.authority.reserve("ghost", [(ghost_v, w.t, w.t + 0.1)]).ok
+    assert "a" in w.authority.robot_lost("ghost", w.t).revoked
+    w._publish()
+    w.updates = False   # its grant is not seen in an update either
+    assert w.run_until(lambda: lost, 1.0)
+    assert w.run_until(lambda: len([r for r in w.sent("a", Reserve)
+                                    if r.kind is CallKind.RECOMMIT]) == 2, 1.0)
+    assert Abandon(lost[0].seq) in w.sent("a", Abandon)
+    w.updates = True
+    assert w.run_until(lambda: w.final("t1") is not None, 30.0)
+    assert w.final("t1").state is TaskState.DONE
+
+
+# -- yielding -----------------------------------------------------------------------------------
+
+
+def test_a_parked_robot_yields_its_spot_to_a_task_that_ends_there():
+    w = up(rows=[".....", "....."], a=(2, 0), b=(4, 0))
+    w.award("b", "t1", ["2,0"])
+    assert w.run_until(lambda: w.final("t1") is not None, 30.0)
+    assert w.final("t1").state is TaskState.DONE
+    assert w.at("b") == (2.0, 0.0) and w.at("a") != (2.0, 0.0)
+    assert w.cores["a"].parked and w.cores["a"].job is None
+
+
+def test_a_working_robot_waits_for_the_holder_of_its_station_without_losing_attempts():
+    w = up(rows=[".....", "....."], a=(2, 0), b=(4, 0))
+    a = w.cores["a"]
+    a.on_task_status = lambda now, s: []   # a never hears of b's task: cannot yield
+    w.award("b", "t1", ["2,0"])
+    b = w.cores["b"]
+    assert w.run_until(lambda: b.job is not None and b.job.blocked is not None, 5.0)
+    w.run_until(lambda: False, 3.0)
+    assert b.job.attempts == 0 and w.final("t1") is None
+
+
+def test_a_robot_waits_for_a_holder_whose_task_progresses_beyond_yield_wait_busy():
+    w = World([".........", "........."], {"a": (0, 0), "b": (8, 1)},
+              dataclasses.replace(CONFIG, yield_wait_busy=1.0))
+    assert w.run_until(lambda: all(c.parked for c in w.cores.values()), 2.0)
+    a, b = w.cores["a"], w.cores["b"]
+    w.award("a", "ta", ["8,0"])            # a drives across: it holds 8,0 for good on arrival
+    assert w.run_until(lambda: a.phase is Phase.DRIVE, 2.0)
+    w.award("b", "tb", ["8,0"])
+    assert w.run_until(lambda: b.job is not None and b.job.blocked is not None, 2.0)
+    blocked_at = w.t
+    assert w.run_until(lambda: w.final("tb") is not None, 40.0)
+    assert w.final("ta").state is TaskState.DONE and w.final("tb").state is TaskState.DONE
+    assert w.final("tb").stamp - blocked_at > 2 * 1.0, "waited no longer than yield_wait_busy"
+    assert not [s for s in w.statuses if s.task_id == "tb" and s.state is TaskState.FAILED]
+
+
+def test_a_holder_whose_task_stops_progressing_fails_the_waiting_task_after_yield_wait_busy():
+    w = World(["....."], {"b": (0, 0)}, dataclasses.replace(CONFIG, yield_wait_busy=2.0))
+    assert w.run_until(lambda: w.cores["b"].parked, 2.0)
+    b = w.cores["b"]
+    w.authority.reserve("ghost", [(w.v("3,0"), 0.0, INF)])
+    w._publish()
+    b.on_cfp(w.t, Task("tg", "goto", ["3,0"]), 1)
+    w.award("b", "tb", ["3,0"])
+    while w.final("tb") is None and w.t < 10.0:   # the ghost works on, never further along
+        b.on_task_status(w.t, StatusReport("tg", "ghost", TaskState.ACTIVE, 1, 0.5))
+        w.step()
+    final = w.final("tb")
+    assert final.state is TaskState.FAILED and "its task stuck" in final.reason
+
+
+def test_a_holder_that_missed_the_task_learns_it_from_the_repeated_status():
+    """a misses b's statuses until b waits for a's spot; b, standing still, repeats its
+    ACTIVE every `status_period` s, so a learns of the task and yields well before b's
+    `yield_wait` would fail it."""
+    w = up(rows=[".....", "....."], a=(2, 0), b=(4, 0))
+    a, b = w.cores["a"], w.cores["b"]
+    a.on_task_status = lambda now, s: []            # deaf
+    w.award("b", "tb", ["2,0"])
+    assert w.run_until(lambda: b.job is not None and b.job.blocked is not None, 5.0)
+    assert not a.active
+    waited_from = w.t
+    del a.on_task_status                            # hears again: only repeats tell it now
+    assert w.run_until(lambda: w.final("tb") is not None, 20.0)
+    assert w.final("tb").state is TaskState.DONE
+    assert w.t - waited_from < CONFIG.yield_wait and w.at("a") != (2.0, 0.0)
+
+
+def test_two_robots_waiting_for_each_others_spot_one_yields_and_both_finish():
+    w = up(rows=[".....", "....."], a=(1, 0), b=(3, 0))
+    w.award("a", "ta", ["3,0"])
+    w.award("b", "tb", ["1,0"])
+    assert w.run_until(lambda: w.cores["a"].suspended or w.cores["b"].suspended, 10.0), \
+        "neither set its task aside to yield"
+    assert w.run_until(lambda: w.final("ta") and w.final("tb"), 40.0)
+    assert w.final("ta").state is TaskState.DONE and w.final("tb").state is TaskState.DONE
+    assert w.at("a") == (3.0, 0.0) and w.at("b") == (1.0, 0.0)
+
+
+# -- contact with the fleet ----------------------------------------------------------------------
+
+
+def test_results_of_a_cut_off_are_sent_again_when_the_fleet_is_heard_again():
+    w = up(a=(0, 0))
+    w.updates = False                         # cut off: no table updates...
+    w.award("a", "t1", ["2,0"])               # ...while it does a task (answers still come)
+    assert w.run_until(lambda: w.final("t1") is not None, 20.0)
+    done = w.final("t1")
+    w.run_until(lambda: False, CONFIG.silence + 1.0)
+    n = len(w.statuses)
+    w.updates = True   # heard again at the next snapshot (<= 5 s), re-sent 0.5, 2, 5 s on
+    w.run_until(lambda: False, 11.0)
+    again = [s for s in w.statuses[n:] if s.task_id == "t1"]
+    assert again and all(s == done for s in again)   # the same report, same lamport
+    assert len(again) == 3
+
+
+def test_no_results_are_re_sent_without_a_cut_off():
+    w = up(a=(0, 0))
+    w.award("a", "t1", ["2,0"])
+    assert w.run_until(lambda: w.final("t1") is not None, 20.0)
+    n = len(w.statuses)
+    w.run_until(lambda: False, 8.0)
+    assert not [s for s in w.statuses[n:] if s.task_id == "t1"]
+
+
+# -- withdrawal, rejection, removal -------------------------------------------------------------
+
+
+def test_a_queued_task_another_robot_did_is_dropped():
+    w = up(a=(0, 0))
+    a = w.cores["a"]
+    a.queue.append(Task("q1", "goto", ["3,0"]))
+    a.on_task_status(w.t, StatusReport("q1", "b", TaskState.DONE))
+    assert a.queue == []
+
+
+def test_a_task_withdrawn_while_driving_finishes_the_leg_without_reporting_it():
+    w = up(a=(0, 0))
+    a = w.cores["a"]
+    w.award("a", "t1", ["4,0"])
+    assert w.run_until(lambda: a.phase is Phase.DRIVE, 2.0)
+    a.on_rejection(w.t, "a", "t1", 1, "b finished it")    # same round as the award
+    assert a.job is not None and a.job.task is None and a.phase is Phase.DRIVE
+    assert w.run_until(lambda: a.job is None, 10.0)
+    assert w.at("a") == (4.0, 0.0) and a.parked
+    assert w.final("t1") is None
+
+
+def test_a_rejection_of_another_round_does_not_withdraw():
+    w = up(a=(0, 0))
+    a = w.cores["a"]
+    w.award("a", "t1", ["4,0"], rnd=2)
+    a.on_rejection(w.t, "a", "t1", 1, "old round")
+    assert w.run_until(lambda: w.final("t1") is not None, 20.0)
+    assert w.final("t1").state is TaskState.DONE
+
+
+def test_a_removed_robot_stops_drops_its_work_and_stands_down():
+    w = up(a=(0, 0))
+    a = w.cores["a"]
+    w.award("a", "t1", ["4,0"])
+    a.queue.append(Task("q1", "goto", ["3,0"]))
+    assert w.run_until(lambda: a.phase is Phase.DRIVE, 2.0)
+    pending = [c.seq for c in a.calls.values()]
+    out = a.on_robot_removed(w.t, "a")
+    assert Velocity(0.0, 0.0) in out
+    assert all(Abandon(s) in out for s in pending)
+    assert a.job is None and a.queue == [] and a.removed and a.calls == {}
+    assert a.state_report(w.t) is None
+    assert a.tick(w.t + 1.0) == []
+    assert a.on_cfp(w.t, Task("t9", "goto", ["3,0"]), 1) == []
+    assert a.on_award(w.t, "a", "t9", 1) == []
+
+
+def test_another_robots_removal_ends_what_is_known_of_its_tasks():
+    w = up(a=(0, 0))
+    a = w.cores["a"]
+    a.on_cfp(w.t, Task("tb", "goto", ["3,0"]), 1)
+    a.on_task_status(w.t, StatusReport("tb", "b", TaskState.ACTIVE, 1, 0.0))
+    assert [t.robot for t in a.open_tasks()] == ["b"]
+    a.on_robot_removed(w.t, "b")
+    assert a.open_tasks() == [] and not a.removed
+
+
+def test_an_open_task_not_heard_again_is_forgotten_after_active_expiry():
+    w = up(a=(0, 0))
+    a = w.cores["a"]
+    a.on_cfp(w.t, Task("tb", "goto", ["3,0"]), 1)
+    a.on_task_status(w.t, StatusReport("tb", "b", TaskState.ACTIVE, 1, 0.0))
+    heard = w.t
+    assert w.run_until(lambda: not a.active, CONFIG.active_expiry + 1.0)
+    assert w.t - heard > CONFIG.active_expiry - DT
+
+
+# -- footprint ------------------------------------------------------------------------------------
+
+
+def test_an_idle_robot_holding_more_than_its_spot_for_good_parks_again():
+    w = up(a=(0, 0))
+    extra = w.v("3,0")
+    w.authority.reserve("a", [(extra, w.t, INF)])    # what a loss would leave behind
+    w._publish()
+    assert (extra, INF) in w.holds("a")
+    assert w.run_until(lambda: (extra, INF) not in w.holds("a"), 5.0)
+    assert w.holds("a") == {(w.v("0,0"), INF)}
+
+
+# -- bids and configuration --------------------------------------------------------------------
+
+
+def test_bids_refuse_before_odometry_and_for_unknown_stations():
+    w = World(["....."], {"a": (0, 0)})
+    a = w.cores["a"]
+    (r,) = a.on_cfp(0.0, Task("t1", "goto", ["3,0"]), 1)
+    assert isinstance(r, cn.Refusal) and r.reason is cn.RefuseReason.NOT_READY
+    w.run_until(lambda: a.parked, 2.0)
+    (r,) = a.on_cfp(w.t, Task("t2", "goto", ["9,9"]), 1)
+    assert r.reason is cn.RefuseReason.UNKNOWN_STATION and "9,9" in r.detail
+    (p,) = a.on_cfp(w.t, Task("t3", "goto", ["3,0"]), 1)
+    assert isinstance(p, cn.Proposal) and p.cost > 0
+    assert a.on_cfp(w.t, Task("t4", "goto", ["3,0"]), 1, excluded=["a"]) == []
+
+
+@pytest.mark.parametrize("field,value", [("reserve_timeout", 0.0), ("silence", -1.0),
+                                         ("dwell", -0.5), ("bid_objective", "speed"),
+                                         ("max_plan_attempts", 0), ("yield_wait", math.nan)])
+def test_a_bad_setting_is_refused_naming_it(field, value):
+    with pytest.raises(ValueError, match=field):
+        dataclasses.replace(CONFIG, **{field: value})
