@@ -18,6 +18,10 @@ functions, so a field's meaning (a zero deadline is "none", an infinite hold is
 | core.replica.TableUpdate | ReservationSet (`table_update_from_msg`, `table_update_msg`) |
 | core.trust.Keyring | Keyring of KeyEntry (`keyring_to_msg`, `keyring_from_msg`) |
 | timed path [(vertex, t)] | nav_msgs/Path (`timed_path_msg`, `timed_path_from_msg`) |
+| core.execution.Odometry | nav_msgs/Odometry (`odometry_from_msg`) |
+| core.execution.StatusReport | TaskStatus (`status_msg`, `status_from_msg`) |
+| core.execution.StateReport | RobotState (`robot_state_msg`) |
+| contract_net.Proposal / Refusal | Proposal / Refusal (`proposal_msg`, `refusal_msg`) |
 """
 from __future__ import annotations
 
@@ -26,12 +30,15 @@ from typing import Any
 
 from builtin_interfaces.msg import Time
 from fleet_coord_msgs.msg import (KeyEntry, Keyring as KeyringMsg, Proposal, Refusal,
-                                  ReservationSegment, ReservationSet, TaskStatus)
+                                  ReservationSegment, ReservationSet, RobotState,
+                                  TaskStatus)
 from fleet_coord_msgs.msg import Task as TaskMsg
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry, Path
 
 from fleet_coord.core import contract_net as cn
+from fleet_coord.core.execution import Activity, StateReport, StatusReport
+from fleet_coord.core.execution import Odometry as ExecOdometry
 from fleet_coord.core.replica import TableUpdate
 from fleet_coord.core.reservations import Reservation
 from fleet_coord.core.tasks import Task, TaskState
@@ -166,6 +173,19 @@ def refusal_from_msg(m: Refusal) -> cn.Refusal:
                       m.reason, m.station or None)
 
 
+def proposal_msg(p: cn.Proposal) -> Proposal:
+    return Proposal(task_id=p.task_id, round=int(p.round), robot=p.robot, cost=float(p.cost),
+                    eta=to_time(p.eta))
+
+
+def refusal_msg(r: cn.Refusal) -> Refusal:
+    """The reason code, a text "REASON: detail" and the station concerned."""
+    return Refusal(task_id=r.task_id, round=int(r.round), robot=r.robot,
+                   reason_code=REFUSE_CODE.get(r.reason, Refusal.REASON_OTHER),
+                   reason=f"{r.reason}: {r.detail}" if r.detail else str(r.reason),
+                   station=r.station or "")
+
+
 # -- reservations -----------------------------------------------------------------------
 
 
@@ -275,3 +295,48 @@ def table_update_msg(u: TableUpdate, stamp: Time) -> ReservationSet:
     return ReservationSet(version=int(u.version), robot=u.robot, roadmap_id=u.roadmap_id,
                           is_snapshot=bool(u.is_snapshot), stamp=stamp,
                           added=[conv(r) for r in u.added], removed=[conv(r) for r in u.removed])
+
+
+# -- the robot agent's messages ---------------------------------------------------------
+
+
+def odometry_from_msg(msg: Odometry) -> ExecOdometry:
+    """nav_msgs/Odometry -> the execution core's Odometry (stamp in s)."""
+    x, y, theta, v, w, stamp = pose_from_odometry(msg)
+    return ExecOdometry(x, y, theta, v, w, stamp)
+
+
+def status_from_msg(m: TaskStatus) -> StatusReport | None:
+    """A TaskStatus as the execution core reads it; None for a state code it does not
+    know (UNKNOWN)."""
+    state = state_from_code(m.state)
+    if state is None:
+        return None
+    return StatusReport(task_id=m.task_id, robot=m.robot, state=state, round=int(m.round),
+                        progress=float(m.progress), reason=m.reason,
+                        stamp=from_time(m.stamp), lamport=int(m.lamport))
+
+
+def status_msg(r: StatusReport) -> TaskStatus:
+    return TaskStatus(task_id=r.task_id, robot=r.robot, state=STATE_CODE[r.state],
+                      round=int(r.round), progress=float(r.progress), reason=r.reason,
+                      stamp=to_time(r.stamp), lamport=int(r.lamport))
+
+
+_MODE = {Activity.IDLE: RobotState.IDLE, Activity.MOVING: RobotState.MOVING,
+         Activity.WAITING: RobotState.WAITING}
+
+
+def robot_state_msg(s: StateReport, stamp: Time) -> RobotState:
+    msg = RobotState(robot=s.robot, battery=1.0, lamport=int(s.lamport), mode=_MODE[s.activity],
+                     task_id=s.task_id, queued_task_ids=list(s.queued))
+    msg.header.stamp = stamp
+    msg.header.frame_id = "map"
+    if s.pose is not None:
+        x, y, th = s.pose
+        msg.pose.position.x, msg.pose.position.y = float(x), float(y)
+        set_yaw(msg.pose.orientation, th)
+        msg.twist.linear.x, msg.twist.angular.z = float(s.twist[0]), float(s.twist[1])
+    if s.vertex is not None:
+        msg.vertex = int(s.vertex)
+    return msg

@@ -59,7 +59,7 @@ class Fleet:
                                             self.statuses.append, qos.PROTOCOL)
 
     def ready(self) -> bool:
-        return all(a.parked for a in self.agents.values()) and \
+        return all(a.core.parked for a in self.agents.values()) and \
             len(self.dispatcher.alive_robots(self.dispatcher.now())) == len(self.agents)
 
     def submit(self, task_id: str, stations: list[str], kind: str = "goto", **fields):

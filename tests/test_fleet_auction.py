@@ -57,15 +57,15 @@ def test_auction_awards_cheapest_bidder_and_unreachable_task_fails_with_reason(
         # The awarded task is driven to completion meanwhile.
         assert spin_until(ex, lambda: fleet.final("near-r3") is not None, 20.0)
         assert fleet.final("near-r3").state == TaskStatus.DONE
-        x, y, _ = fleet.agents["r3"].pose
+        x, y, _ = fleet.agents["r3"].core.pose
         assert abs(x - 9) < 0.1 and abs(y - 3) < 0.1
 
         # tasks that ended (done, or given up) leave nothing behind in the agents: a
         # fleet running for days must not grow with the tasks it has seen
         def forgotten():
-            return all(not a._task_stations and not a._active
-                       and a.participant.open_proposals() == 0
+            return all(not a.core.task_stations and not a.core.active
+                       and a.core.participant.open_proposals() == 0
                        for a in fleet.agents.values())
         assert spin_until(ex, forgotten, 5.0), {
-            r: (sorted(a._task_stations), a.participant.open_proposals())
+            r: (sorted(a.core.task_stations), a.core.participant.open_proposals())
             for r, a in fleet.agents.items()}

@@ -76,7 +76,7 @@ def test_removed_robots_release_reservations_get_no_awards_and_a_new_agent_rejoi
         r = _call(fleet, remove, RemoveRobot.Request(robot=worker, force=True))
         assert r.ok and not r.was_lost and r.released >= 1, (r.ok, r.error)
         removed_at = time.monotonic()
-        assert spin_until(ex, lambda: fleet.agents[worker].removed, 10.0)
+        assert spin_until(ex, lambda: fleet.agents[worker].core.removed, 10.0)
         assert spin_until(ex, lambda: fleet.final("far") is not None, 60.0), "far never ended"
         assert fleet.final("far").state == TaskStatus.DONE
         done_by = [s.robot for s in fleet.statuses if s.task_id == "far"
@@ -103,7 +103,7 @@ def test_removed_robots_release_reservations_get_no_awards_and_a_new_agent_rejoi
         agent = RobotAgent("r2", context=ctx, parameter_overrides=[
             P("map", str(room)), P("turn_margin", 0.2)] + [P(k, float(v)) for k, v in LIMITS.items()])
         ex.add_node(agent)
-        assert spin_until(ex, lambda: agent.parked and table.reservations("r2"), 20.0), \
+        assert spin_until(ex, lambda: agent.core.parked and table.reservations("r2"), 20.0), \
             "r2 did not rejoin"
         assert spin_until(ex, lambda: "r2" in fleet.dispatcher.alive_robots(
             fleet.dispatcher.now()), 10.0)
@@ -147,7 +147,7 @@ def test_cli_add_robot_joins_a_running_fleet_and_remove_robot_takes_it_out(tmp_p
         assert rc == 1 and "unknown robot 'r9'" in err, err
 
         # r5 joins at 5,3: spawned in the ideal driver, its agent parks there
-        v = fleet.agents["r0"].roadmap.vertex("5,3")
+        v = fleet.agents["r0"].core.roadmap.vertex("5,3")
         proc = processes.popen([sys.executable, "-m", "fleet_coord.cli", "add-robot", "r5",
                                 "--station", "5,3", "--config", str(cfg)],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -2,6 +2,7 @@
 a robot whose reservations are revoked (a lost robot's spot is blocked) stops before the
 cut and replans — both checked by the independent monitor."""
 import contextlib
+import dataclasses
 import time
 
 from fleet_coord_msgs.msg import RobotState, TaskStatus
@@ -39,9 +40,9 @@ def test_parked_robot_yields_its_spot_to_a_task_that_ends_there(tmp_path):
         assert spin_until(ex, lambda: fleet.final("drop-at-a") is not None, 40.0)
         assert fleet.first("drop-at-a", TaskStatus.AWARDED).robot == "b"
         assert fleet.final("drop-at-a").state == TaskStatus.DONE, fleet.final("drop-at-a")
-        bx, by, _ = fleet.agents["b"].pose
+        bx, by, _ = fleet.agents["b"].core.pose
         assert abs(bx - 2) < 0.1 and abs(by - 1) < 0.1
-        assert fleet.agents["a"].here != fleet.agents["b"].here
+        assert fleet.agents["a"].core.here != fleet.agents["b"].core.here
 
 
 def test_revoked_reservations_make_the_robot_stop_before_the_cut_and_replan(tmp_path):
@@ -68,7 +69,7 @@ def test_revoked_reservations_make_the_robot_stop_before_the_cut_and_replan(tmp_
         lost = [r for r in fleet.traffic.authority.table.reservations("ghost")
                 if r.t_end == INF]
         assert [r.resource for r in lost] == [ghost_v], "the ghost's spot stays blocked"
-        bx, by, _ = fleet.agents["b"].pose
+        bx, by, _ = fleet.agents["b"].core.pose
         assert abs(bx - 9) < 0.1 and abs(by - 1) < 0.1
         assert time.monotonic() - t0 < 40
 
@@ -83,15 +84,15 @@ def test_a_holder_that_missed_the_task_learns_it_from_the_repeated_status(tmp_pa
         a, b = fleet.agents["a"], fleet.agents["b"]
         a._on_task_status = lambda m: None   # deaf (the fan-out looks the handler up)
         assert fleet.submit("drop-at-a", ["5,2", "2,1"], kind="pick_and_drop").accepted
-        assert spin_until(ex, lambda: b.job is not None and b.job.blocked_since is not None,
+        assert spin_until(ex, lambda: b.core.job is not None and b.core.job.blocked is not None,
                           30.0), "b never waited for a's spot"
-        assert not a._active, "a heard of the task although it was deaf"
+        assert not a.core.active, "a heard of the task although it was deaf"
         waited_from = b.now()
         del a._on_task_status                # hears again: only repeats can tell it now
         assert spin_until(ex, lambda: fleet.final("drop-at-a") is not None, 40.0)
         assert fleet.final("drop-at-a").state == TaskStatus.DONE, fleet.final("drop-at-a")
-        assert b.now() - waited_from < b.yield_wait
-        assert a.here != b.here
+        assert b.now() - waited_from < b.core.config.yield_wait
+        assert a.core.here != b.core.here
 
 
 def test_an_idle_robot_gives_up_holds_it_should_not_have(tmp_path):
@@ -112,8 +113,8 @@ def test_an_idle_robot_gives_up_holds_it_should_not_have(tmp_path):
 
         def forever(robot):
             return sorted(r.resource for r in table.reservations(robot) if r.t_end == INF)
-        assert forever("a") == sorted([a.here, extra])
-        assert spin_until(ex, lambda: forever("a") == [a.here], 10.0), forever("a")
+        assert forever("a") == sorted([a.core.here, extra])
+        assert spin_until(ex, lambda: forever("a") == [a.core.here], 10.0), forever("a")
         assert fleet.submit("to-5-1", ["5,1"]).accepted
         assert spin_until(ex, lambda: fleet.final("to-5-1") is not None, 40.0)
         assert fleet.final("to-5-1").state == TaskStatus.DONE, fleet.final("to-5-1")
@@ -126,22 +127,22 @@ def test_a_robot_waits_for_a_holder_whose_task_progresses(tmp_path):
     robots = {"a": (14, 15), "b": (2, 12)}
     with monitored_fleet(tmp_path, robots) as (fleet, monitor, ex):
         a, b = fleet.agents["a"], fleet.agents["b"]
-        b.yield_wait_busy = 2.0
+        b.core.config = dataclasses.replace(b.core.config, yield_wait_busy=2.0)
         assert fleet.submit("a-far", ["13,15", "3,17"], kind="pick_and_drop").accepted
         assert spin_until(ex, lambda: fleet.first("a-far", TaskStatus.AWARDED), 5.0)
         assert fleet.first("a-far", TaskStatus.AWARDED).robot == "a"
         assert fleet.submit("b-near", ["2,13", "3,17"], kind="pick_and_drop").accepted
-        assert spin_until(ex, lambda: b.job is not None and b.job.blocked_since is not None,
+        assert spin_until(ex, lambda: b.core.job is not None and b.core.job.blocked is not None,
                           30.0), "b never waited for a's station"
         blocked_at = b.now()
         assert spin_until(ex, lambda: fleet.final("b-near") is not None, 90.0), (
-            fleet.final("a-far"), a.job, a.here, a._active, b.job)
+            fleet.final("a-far"), a.core.job, a.core.here, a.core.active, b.core.job)
         for tid in ("a-far", "b-near"):
             assert fleet.final(tid).state == TaskStatus.DONE, fleet.final(tid)
         gave_back = [s for s in fleet.statuses
                      if s.task_id == "b-near" and s.state == TaskStatus.FAILED]
         assert gave_back == [], gave_back[0].reason
-        assert fleet.final("b-near").stamp.sec - blocked_at > 2 * b.yield_wait_busy
+        assert fleet.final("b-near").stamp.sec - blocked_at > 2 * b.core.config.yield_wait_busy
 
 
 def test_a_task_to_a_station_a_lost_robot_holds_waits_for_it(tmp_path):
@@ -182,8 +183,10 @@ def test_a_task_whose_done_was_missed_is_forgotten_once_its_repeats_stop(tmp_pat
         assert spin_until(ex, lambda: fleet.final("to-8-1") is not None, 40.0)
         assert fleet.final("to-8-1").state == TaskStatus.DONE, fleet.final("to-8-1")
         assert fleet.first("to-8-1", TaskStatus.AWARDED).robot == "b"
-        assert a._active.get("to-8-1", ("",))[0] == "b", "a never heard b work on it"
+        assert a.core.active.get("to-8-1", ("",))[0] == "b", "a never heard b work on it"
         done_at = a.now()
-        assert spin_until(ex, lambda: "to-8-1" not in a._active, a.active_expiry + 5.0)
-        assert a.now() - done_at > a.active_expiry - a.status_period - 1.0
-        assert a.open_tasks() == []
+        assert spin_until(ex, lambda: "to-8-1" not in a.core.active,
+                          a.core.config.active_expiry + 5.0)
+        cfg = a.core.config
+        assert a.now() - done_at > cfg.active_expiry - cfg.status_period - 1.0
+        assert a.core.open_tasks() == []

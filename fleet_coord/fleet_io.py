@@ -1,0 +1,110 @@
+"""FleetIO: the fleet-wide half of the robot agents' interface, on one host node for
+every agent of a process (fleet_coord.robot_agent.AgentGroup, or a lone agent's own node).
+
+It carries the `/fleet/*` and `/traffic/updates` subscriptions (each message is handed
+to every agent, whose core keeps what concerns it), the shared publishers, the
+`/traffic/reserve` client, one table replica per roadmap, and one control and one state
+timer per rate that tick all agents in turn. rclpy's executor costs ~0.5 ms per callback
+in bookkeeping over every entity of the process, and a cfp waited in a queue behind the
+other agents' timers; shared, 10 agents in a process have ~30 entities and 30 timer
+callbacks/s instead of ~180 and 500, and a cfp is one DDS delivery and one callback that
+bids for all 10 (docs/benchmarks.md, "DDS latency").
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Protocol
+
+from fleet_coord_msgs.msg import (Award, CallForProposal, Proposal, Refusal, Rejection,
+                                  ReservationSet, RobotNotice, RobotState, TaskStatus)
+from fleet_coord_msgs.srv import Reserve
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+
+from fleet_coord import qos
+from fleet_coord.convert import table_update_from_msg
+from fleet_coord.core.replica import Replica, TableUpdate
+
+
+class Agent(Protocol):
+    """What FleetIO calls on each agent it serves (fleet_coord.robot_agent.RobotAgent)."""
+    replica: Replica
+
+    def _on_cfp(self, msg: CallForProposal) -> None: ...
+    def _on_update(self, update: TableUpdate) -> None: ...
+
+
+class FleetIO:
+    def __init__(self, host: Node) -> None:
+        self.host = host
+        self.agents: list[Any] = []
+        self._timers: dict[tuple[str, float], list[Any]] = {}
+        #: MessageInfo of the cfp being handed out (bench/dds_latency.py reads it)
+        self.cfp_info = None
+        group = MutuallyExclusiveCallbackGroup()
+        pub, sub = host.create_publisher, host.create_subscription
+        self.proposal_pub = pub(Proposal, "/fleet/proposals", qos.PROTOCOL)
+        self.refusal_pub = pub(Refusal, "/fleet/refusals", qos.PROTOCOL)
+        self.status_pub = pub(TaskStatus, "/fleet/task_status", qos.PROTOCOL)
+        self.state_pub = pub(RobotState, "/fleet/robot_states", qos.state_qos())
+        sub(CallForProposal, "/fleet/cfp", self._on_cfp, qos.PROTOCOL, callback_group=group)
+        sub(ReservationSet, "/traffic/updates", self._on_update, qos.TABLE,
+            callback_group=group)
+        for msg_type, topic, handler in (
+                (Award, "/fleet/awards", "_on_award"),
+                (Rejection, "/fleet/rejections", "_on_rejection"),
+                (TaskStatus, "/fleet/task_status", "_on_task_status"),
+                (RobotNotice, "/fleet/robot_lost", "_on_robot_lost"),
+                (RobotNotice, "/fleet/robot_removed", "_on_robot_removed")):
+            sub(msg_type, topic, self._fan_out(self.agents, handler), qos.PROTOCOL,
+                callback_group=group)
+        self.reserve_client = host.create_client(Reserve, "/traffic/reserve",
+                                                 callback_group=group)
+        self._group = group
+        self._replicas: dict[tuple[str, int], Replica] = {}
+
+    def replica(self, exclusive, num_resources: int, roadmap_id: str) -> Replica:
+        """The table replica of the agents on this roadmap: one per process and roadmap
+        (each update is converted and applied once), not one per agent. An agent whose
+        roadmap has no id gets a replica of its own."""
+        if not roadmap_id:
+            return Replica(exclusive, num_resources, roadmap_id)
+        key = (roadmap_id, num_resources)
+        if key not in self._replicas:
+            self._replicas[key] = Replica(exclusive, num_resources, roadmap_id)
+        return self._replicas[key]
+
+    @staticmethod
+    def _fan_out(agents: list[Any], method: str) -> Callable[..., None]:
+        """A callback calling `method` of each of `agents` (a live list) in turn; looked
+        up at each call, so a test can replace one agent's handler."""
+        def call(*args: Any) -> None:
+            for agent in agents:
+                getattr(agent, method)(*args)
+        return call
+
+    def _on_cfp(self, msg: CallForProposal, info: Any) -> None:
+        self.cfp_info = info
+        for agent in self.agents:
+            agent._on_cfp(msg)
+
+    def _on_update(self, msg: ReservationSet) -> None:
+        # converted once for all agents; a snapshot no replica takes, without its segments
+        # (a delta always: its grants count even when the replica has it already)
+        segments = not msg.is_snapshot or any(
+            a.replica.wants(msg.version, True, msg.roadmap_id) for a in self.agents)
+        update = table_update_from_msg(msg, segments=segments)
+        for agent in self.agents:
+            agent._on_update(update)
+
+    def add(self, agent: Any, control_rate: float, state_rate: float) -> None:
+        """Serve `agent`: its handlers get the fleet-wide messages, its `_tick` and
+        `_publish_state` run on the host's timers of its rates."""
+        self.agents.append(agent)
+        for kind, rate in (("_tick", control_rate), ("_publish_state", state_rate)):
+            key = (kind, float(rate))
+            if key not in self._timers:
+                members: list[Any] = []
+                self._timers[key] = members
+                self.host.create_timer(1.0 / rate, self._fan_out(members, kind),
+                                       callback_group=self._group)
+            self._timers[key].append(agent)
