@@ -144,6 +144,19 @@ class World:
                 assert isinstance(answers[0], cn.Proposal), answers
         self._do(robot, self.cores[robot].on_award(self.t, robot, task_id, rnd))
 
+    def lose_first(self, kind: CallKind) -> list[Reserve]:
+        """From now on the response to the next call of `kind` is lost; returns the list
+        that will hold that call."""
+        lost: list[Reserve] = []
+
+        def answer(robot: str, req: Reserve) -> bool:
+            if req.kind is kind and not lost:
+                lost.append(req)
+                return False
+            return True
+        self.answer = answer
+        return lost
+
     def final(self, task_id: str) -> StatusReport | None:
         return next((s for s in self.statuses if s.task_id == task_id
                      and s.state in (TaskState.DONE, TaskState.FAILED)), None)
@@ -282,14 +295,7 @@ def test_no_path_fails_the_task_after_max_plan_attempts():
 def test_a_lost_commit_answer_is_given_up_and_sent_again_and_its_late_answer_is_ignored():
     w = up(a=(0, 0))
     core = w.cores["a"]
-    dropped: list[Reserve] = []
-
-    def answer(robot, req):
-        if req.kind is CallKind.COMMIT and not dropped:
-            dropped.append(req)
-            return False
-        return True
-    w.answer = answer
+    dropped = w.lose_first(CallKind.COMMIT)
     w.updates = False   # and the grant is not seen in an update either
     w.award("a", "t1", ["4,0"])
     assert w.run_until(lambda: dropped, 2.0)
@@ -381,16 +387,10 @@ def test_a_lost_re_commit_answer_is_sent_again():
     rows = [".......", ".......", "......."]
     w = World(rows, {"a": (0, 1)}, dataclasses.replace(CONFIG, reserve_timeout=0.3))
     core = w.cores["a"]
-    lost: list[Reserve] = []
-
-    def answer(robot, req):
-        if req.kind is CallKind.RECOMMIT and not lost:
-            lost.append(req)
-            return False
-        return True
-    w.award("a", "t1", ["6,1"]) if w.run_until(lambda: core.parked, 2.0) else None
+    assert w.run_until(lambda: core.parked, 2.0)
+    w.award("a", "t1", ["6,1"])
     assert w.run_until(lambda: core.phase is Phase.DRIVE, 2.0)
-    w.answer = answer
+    lost = w.lose_first(CallKind.RECOMMIT)
     ghost_v = w.v("4,1")
     assert w.authority.reserve("ghost", [(ghost_v, w.t, w.t + 0.1)]).ok
     assert "a" in w.authority.robot_lost("ghost", w.t).revoked
