@@ -445,7 +445,7 @@ def run_auction(n_agents: int, n_procs: int, args, rep: int, shm_seen: set[str])
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{label}: agents not ready after {args.ready_timeout} s "
                                    f"(cfp subscribers: {cfp_pub.get_subscription_count()})")
-            # one cfp subscription per agent process (robot_agent.FleetIO is shared)
+            # one cfp subscription per agent process (fleet_io.FleetIO is shared)
             if cfp_pub.get_subscription_count() >= n_procs:
                 r = one_round(-1 - probe, roadmap.names[0])
                 probe += 1

@@ -573,6 +573,21 @@ def test_another_robots_removal_ends_what_is_known_of_its_tasks():
     assert a.open_tasks() == [] and not a.removed
 
 
+def test_a_waiting_robot_repeats_its_active_status_and_stops_with_the_task():
+    w = up(rows=[".....", "....."], a=(2, 0), b=(4, 0))
+    w.cores["a"].on_task_status = lambda now, s: []   # a cannot yield: b waits
+    w.award("b", "tb", ["2,0"])
+    w.run_until(lambda: False, 5 * CONFIG.status_period)
+    stamps = [s.stamp for s in w.statuses if s.task_id == "tb" and s.state is TaskState.ACTIVE]
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    assert len(stamps) >= 4 and max(gaps) < CONFIG.status_period + 2 * DT, gaps
+    del w.cores["a"].on_task_status
+    assert w.run_until(lambda: w.final("tb") is not None, 20.0)
+    n = len(w.statuses)
+    w.run_until(lambda: False, 2 * CONFIG.status_period)
+    assert not [s for s in w.statuses[n:] if s.task_id == "tb"], "repeats went on after DONE"
+
+
 def test_an_open_task_not_heard_again_is_forgotten_after_active_expiry():
     w = up(a=(0, 0))
     a = w.cores["a"]
