@@ -393,9 +393,6 @@ class Execution:
             return Activity.IDLE
         return Activity.MOVING if self.job.phase is Phase.DRIVE else Activity.WAITING
 
-    def busy(self) -> bool:
-        return self.job is not None or bool(self.queue)
-
     def open_tasks(self) -> list[OpenTask]:
         """The other robots' open tasks as this robot knows them: where each heads next."""
         out = []
@@ -438,7 +435,7 @@ class Execution:
             return self._flush()
         added = {_seg_key(r.resource, r.t_start, r.t_end) for r in update.added}
         for call in list(self.calls.values()):
-            if call.keys and call.keys <= added:
+            if self.calls.get(call.kind) is call and call.keys and call.keys <= added:
                 self._out.append(Abandon(call.seq))
                 self._on_answer(call, now, True, update.version,
                                 "granted (seen in /traffic/updates)")
