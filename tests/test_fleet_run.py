@@ -58,7 +58,8 @@ def test_small_fleet_completes_tasks_without_conflicts_or_excursions(tmp_path):
         for what, req in bad_requests():
             resp = fleet.call(req)
             assert not resp.accepted and resp.error, what
-        assert spin_until(ex, lambda: all(fleet.final(t) for t in TASKS), 60.0), \
+        # a condition, not a window: under CPU load late bids can give one robot three tasks
+        assert spin_until(ex, lambda: all(fleet.final(t) for t in TASKS), 150.0), \
             {t: fleet.final(t) for t in TASKS}
         finals = {t: fleet.final(t) for t in TASKS}
         assert all(s.state == TaskStatus.DONE for s in finals.values()), finals
