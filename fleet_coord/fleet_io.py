@@ -4,11 +4,10 @@ every agent of a process (fleet_coord.robot_agent.AgentGroup, or a lone agent's 
 It carries the `/fleet/*` and `/traffic/updates` subscriptions (each message is handed
 to every agent, whose core keeps what concerns it), the shared publishers, the
 `/traffic/reserve` client, one table replica per roadmap, and one control and one state
-timer per rate that tick all agents in turn. rclpy's executor costs ~0.5 ms per callback
-in bookkeeping over every entity of the process, and a cfp waited in a queue behind the
-other agents' timers; shared, 10 agents in a process have ~30 entities and 30 timer
-callbacks/s instead of ~180 and 500, and a cfp is one DDS delivery and one callback that
-bids for all 10 (docs/benchmarks.md, "DDS latency").
+timer per rate that tick all agents in turn. Why shared: rclpy's executor pays per
+callback for every entity of the process, and a cfp waited behind the other agents'
+timers; shared, a cfp is one DDS delivery and one callback that bids for all the agents
+of the process (measured: docs/benchmarks.md, "DDS latency").
 """
 from __future__ import annotations
 

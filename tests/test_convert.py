@@ -9,7 +9,8 @@ from builtin_interfaces.msg import Time  # noqa: E402
 from fleet_coord_msgs.msg import ReservationSet, TaskStatus  # noqa: E402
 
 from fleet_coord import convert  # noqa: E402
-from fleet_coord.core.contract_net import RefuseReason  # noqa: E402
+from fleet_coord.core import execution as ex  # noqa: E402
+from fleet_coord.core.contract_net import Proposal, Refusal, RefuseReason  # noqa: E402
 from fleet_coord.core.replica import Replica  # noqa: E402
 from fleet_coord.core.reservations import Reservation  # noqa: E402
 from fleet_coord.core.tasks import Task, TaskState  # noqa: E402
@@ -82,3 +83,25 @@ def test_a_table_message_becomes_an_update_the_replica_applies():
     assert msg_replica.table.snapshot() == core.table.snapshot()
     other = ReservationSet(version=5, robot="c", roadmap_id="other")
     assert not msg_replica.apply(other) and msg_replica.version == 4
+
+
+def test_the_agents_messages_carry_what_the_core_said():
+    report = ex.StatusReport("t1", "r1", TaskState.FAILED, 3, 0.25, "held", 12.5, 7)
+    assert convert.status_from_msg(convert.status_msg(report)) == report
+    assert convert.status_from_msg(TaskStatus(task_id="t1", state=TaskStatus.UNKNOWN)) is None
+    refusal = RefuseReason.UNKNOWN_STATION
+    msg = convert.refusal_msg(Refusal("r1", "t1", 2, refusal, "station 'x' unknown", "x"))
+    assert (msg.reason_code, msg.station) == (convert.REFUSE_CODE[refusal], "x")
+    back = convert.refusal_from_msg(msg)
+    assert (back.reason, back.station, back.round) == (refusal, "x", 2)
+    p = convert.proposal_from_msg(convert.proposal_msg(Proposal("r1", "t1", 2, 4.5, 20.25)))
+    assert (p.robot, p.task_id, p.round, p.cost, p.eta) == ("r1", "t1", 2, 4.5, 20.25)
+    state = ex.StateReport("r1", (1.0, 2.0, 0.5), (0.3, 0.1), ex.Activity.MOVING, "t1",
+                           ("t2",), 17, 9)
+    m = convert.robot_state_msg(state, convert.to_time(3.0))
+    assert (m.robot, m.task_id, list(m.queued_task_ids), m.vertex, m.lamport) == \
+        ("r1", "t1", ["t2"], 17, 9)
+    assert m.mode == m.MOVING and convert.yaw_of(m.pose.orientation) == pytest.approx(0.5)
+    odom = convert.odometry_from_msg(convert.odometry_msg("r1", 1, 2, 0.5, 0.3, 0.1,
+                                                          convert.to_time(3.0)))
+    assert odom == ex.Odometry(1.0, 2.0, pytest.approx(0.5), 0.3, 0.1, 3.0)
