@@ -26,6 +26,23 @@ With authentication (parameters `auth_*`, docs/security.md) the commands come si
 an operator; the plain `estop` still engages (stopping is always safe) but refuses a
 release.
 
+A managed (lifecycle) node, `/<robot>/serial_bridge` with the standard lifecycle
+services (`~/change_state`, `~/get_state`, ...; `ros2 lifecycle set /<robot>/serial_bridge
+configure`):
+  - unconfigured (at start): the port is closed;
+  - configure: opens the port and handshakes; fails (back to unconfigured, the reason in
+    the log) when no device answers within `configure_timeout` or the port cannot be
+    opened. Once configured, a lost link is reconnected by itself, as before;
+  - inactive: odometry, battery, tf and diagnostics flow and the e-stop works, but the
+    device is commanded to stand still (zero velocity at `cmd_rate_hz`) and cmd_vel is
+    ignored;
+  - activate: cmd_vel is accepted; deactivate: the motors are stopped at once (a zero
+    command) and cmd_vel is ignored again;
+  - cleanup: stops the motors and closes the port; shutdown: the same, from any state.
+With `autostart: true` (what `fleet-coord launch` and the launch files set) the node
+configures itself as soon as the device answers (the link keeps trying to connect until
+then) and activates.
+
 The serial link itself (handshake, heartbeats, reconnects) is `fleet_coord_bridge.link.Link`;
 this node only moves messages between it and ROS.
 """
@@ -37,7 +54,7 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rcl_interfaces.msg import ParameterDescriptor
 from sensor_msgs.msg import BatteryState
@@ -57,6 +74,10 @@ DIAGNOSTICS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 #: (name, default, description) of every parameter; device ones also name their Param.
 PARAMETERS: list[tuple[str, object, str]] = [
     ("robot", "", "robot name: topics live under /<robot>/; empty = the node's namespace"),
+    ("autostart", False, "configure (as soon as the device answers) and activate by "
+     "itself; false: wait for the lifecycle transitions (ros2 lifecycle set)"),
+    ("configure_timeout", 5.0, "s the configure transition waits for the device's "
+     "handshake before it fails"),
     ("port", "/dev/ttyUSB0", "serial device or pyserial URL (socket://host:port) of the "
      "robot's microcontroller"),
     ("baud", 115200, "serial baud rate (ignored by USB CDC and ptys)"),
@@ -105,7 +126,7 @@ _LEVEL = {LinkState.UP: DiagnosticStatus.OK, LinkState.HANDSHAKE: DiagnosticStat
 _ODOM_JUMP_M = 0.5
 
 
-class SerialBridge(Node):
+class SerialBridge(LifecycleNode):
     def __init__(self, *, link_factory=Link, **kwargs) -> None:
         super().__init__("serial_bridge", **kwargs)
         prm = {}
@@ -119,6 +140,9 @@ class SerialBridge(Node):
             raise ValueError("parameter robot is empty and the node runs in the root "
                              "namespace: set robot:=<name> or run it in a namespace")
         self.robot = robot
+        self.configure_timeout = float(prm["configure_timeout"])
+        self.lifecycle = "unconfigured"   # the primary state (for diagnostics and logs)
+        self._active = False              # cmd_vel is taken (the active state)
         self.cmd_timeout_ms = int(prm["cmd_timeout_ms"])
         self.cmd_vel_timeout = float(prm["cmd_vel_timeout"])
         self._cmd = (0.0, 0.0)
@@ -152,12 +176,18 @@ class SerialBridge(Node):
                             callback_group=services)
         self.create_timer(1.0 / prm["cmd_rate_hz"], self._send_command)
         self.create_timer(prm["diagnostics_period"], self._publish_diagnostics)
-        self.link.start()
+        self._autostart = None
+        if prm["autostart"]:
+            # the link connects in the background (and logs why it cannot); the node
+            # configures and activates once it is up
+            self.link.start()
+            self._autostart = self.create_timer(config.reconnect_interval, self._autostart_step)
 
     @staticmethod
     def _validate(prm: dict) -> None:
         for name in ("cmd_rate_hz", "cmd_vel_timeout", "diagnostics_period", "wheel_radius",
-                     "track_width", "max_v", "max_omega", "max_accel", "max_alpha"):
+                     "track_width", "max_v", "max_omega", "max_accel", "max_alpha",
+                     "configure_timeout"):
             if not (isinstance(prm[name], (int, float)) and prm[name] > 0
                     and math.isfinite(prm[name])):
                 raise ValueError(f"parameter {name} must be a number > 0, got {prm[name]!r}")
@@ -178,14 +208,99 @@ class SerialBridge(Node):
             raise ValueError(f"parameter cmd_timeout_ms ({prm['cmd_timeout_ms']}) must "
                              f"exceed the command period (cmd_rate_hz {prm['cmd_rate_hz']})")
 
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        failures = self.link.stats.connect_failures
+        if not self.link.running:
+            self.link.start()
+        port = self.link.config.port
+        if not self.link.wait_up(self.configure_timeout, failures):
+            why = f"{self.link.state.value}: {self.link.reason}"
+            self.link.stop()
+            self.get_logger().error(f"configure failed: no fleet_bridge device answered on "
+                                    f"{port} within {self.configure_timeout:g} s ({why}); "
+                                    "the port is closed again")
+            return TransitionCallbackReturn.FAILURE
+        self.lifecycle = "inactive"
+        self.get_logger().info(f"configured: link up on {port}; inactive (commands ignored "
+                               "until activated)")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._cmd_at = None          # a twist from before the activation does not count
+        self._active, self.lifecycle = True, "active"
+        self.get_logger().info("active: accepting motion commands")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_motors()
+        self.lifecycle = "inactive"
+        self.get_logger().info("inactive: motors stopped, commands ignored")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._close()
+        self.lifecycle = "unconfigured"
+        self.get_logger().info(f"cleaned up: {self.link.config.port} closed")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._close()
+        self.lifecycle = "finalized"
+        self.get_logger().info(f"shut down: motors stopped, {self.link.config.port} closed")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        # a transition raised: stop the robot and go back to unconfigured
+        self._close()
+        self.lifecycle = "unconfigured"
+        self.get_logger().error(f"error in a transition from {state.label}: motors "
+                                f"stopped, {self.link.config.port} closed; unconfigured")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _autostart_step(self) -> None:
+        if self.lifecycle != "unconfigured":   # configured through the services meanwhile
+            self._close_autostart()
+            return
+        if self.link.state is not LinkState.UP:
+            if not self.link.running:   # a configure that failed in between closed it
+                self.link.start()
+            return
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            return   # the link dropped meanwhile: tried again at the next step
+        self._close_autostart()
+        if self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+            self.get_logger().error("autostart: could not activate (see above); waiting "
+                                    "for lifecycle transitions")
+
+    def _stop_motors(self) -> None:
+        self._active = False
+        self._cmd, self._cmd_at = (0.0, 0.0), None
+        self.link.send_velocity(0.0, 0.0, self.cmd_timeout_ms)
+
+    def _close_autostart(self) -> None:
+        if self._autostart is not None:
+            self.destroy_timer(self._autostart)
+            self._autostart = None
+
+    def _close(self) -> None:
+        self._close_autostart()
+        self._stop_motors()
+        self.link.stop()
+
     # --- ROS -> device -------------------------------------------------------------------
 
     def _on_cmd_vel(self, msg: Twist) -> None:
+        if not self._active:
+            return
         self._cmd = (msg.linear.x, msg.angular.z)
         self._cmd_at = time.monotonic()
 
     def _send_command(self) -> None:
-        fresh = (self._cmd_at is not None
+        # while configured but inactive this keeps commanding a stop: the device holds
+        # still under control rather than by its watchdog
+        fresh = (self._active and self._cmd_at is not None
                  and time.monotonic() - self._cmd_at <= self.cmd_vel_timeout)
         v, w = self._cmd if fresh else (0.0, 0.0)
         if not (math.isfinite(v) and math.isfinite(w)):
@@ -259,10 +374,13 @@ class SerialBridge(Node):
         ls = DiagnosticStatus(name=f"{name}: serial link ({self.robot})",
                               hardware_id=link.config.port, level=_LEVEL[link.state])
         ls.message = link.state.value + (f": {link.reason}" if link.reason else "")
+        if self.lifecycle == "inactive":   # configured, but it will not drive
+            ls.level = max(ls.level, DiagnosticStatus.WARN)
+            ls.message += "; lifecycle inactive: motion commands ignored"
         info = link.device_info
         age = link.last_rx_age()
         values = {
-            "state": link.state.value, "port": link.config.port,
+            "state": link.state.value, "lifecycle": self.lifecycle, "port": link.config.port,
             "firmware": f"{info.fw_major}.{info.fw_minor}.{info.fw_patch}" if info else "",
             "device_id": str(info.device_id) if info else "",
             "protocol_version": str(p.PROTOCOL_VERSION),
@@ -270,6 +388,7 @@ class SerialBridge(Node):
             "corrupt_frames_rx": str(stats.corrupt_rx), "lost_frames_rx": str(stats.lost_rx),
             "nacks": str(stats.nacks), "connects": str(stats.connects),
             "link_losses": str(stats.link_losses),
+            "connect_failures": str(stats.connect_failures),
             "last_rx_age_ms": f"{age * 1000:.0f}" if age is not None else "",
         }
         st = link.last_status
@@ -312,9 +431,11 @@ class SerialBridge(Node):
         self._diag_pub.publish(msg)
 
     def destroy_node(self) -> None:
-        # stop now rather than after the watchdog timeout
-        self.link.send_velocity(0.0, 0.0, self.cmd_timeout_ms)
-        self.link.stop()
+        # stop now rather than after the watchdog timeout (Ctrl-C in any state); no link:
+        # the constructor refused its parameters
+        if getattr(self, "link", None) is not None:
+            self._stop_motors()
+            self.link.stop()
         super().destroy_node()
 
 

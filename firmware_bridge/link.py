@@ -83,6 +83,7 @@ class LinkStats:
     nacks: int = 0
     connects: int = 0                # completed handshakes
     link_losses: int = 0             # times an UP link went down
+    connect_failures: int = 0        # attempts that did not get UP (port, handshake, version)
 
     @property
     def corrupt_rx(self) -> int:
@@ -173,6 +174,11 @@ class Link:
     def estop_requested(self) -> bool:
         return self._estop_requested
 
+    @property
+    def running(self) -> bool:
+        """Started and not stopped: the link (re)connects by itself."""
+        return self._thread is not None
+
     def last_rx_age(self) -> float | None:
         return None if self._state in (LinkState.STOPPED, LinkState.DISCONNECTED) \
             else self._clock() - self._last_rx
@@ -202,6 +208,19 @@ class Link:
             while self._state is not state:
                 left = deadline - time.monotonic()
                 if left <= 0:
+                    return False
+                self._changed.wait(left)
+            return True
+
+    def wait_up(self, timeout: float, failures: int) -> bool:
+        """Block until the link is UP (True), or until a connection attempt failed after
+        `failures` (the value of `stats.connect_failures` when the caller started the
+        attempt) or `timeout` (wall-clock s) passed (False; `reason` says why)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self._state is not LinkState.UP:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.stats.connect_failures > failures:
                     return False
                 self._changed.wait(left)
             return True
@@ -286,6 +305,7 @@ class Link:
             ser.reset_input_buffer()  # stale bytes from before; the device resends
         except (*_PORT_ERRORS, ValueError) as e:  # ValueError: a malformed URL or baud
             self._next_open = now + self.config.reconnect_interval
+            self.stats.connect_failures += 1
             self._set_state(LinkState.DISCONNECTED, f"cannot open {self.config.port}: {e}")
             return
         with self._lock:
@@ -446,6 +466,7 @@ class Link:
             self._close()
             self._fail_pending("incompatible device")
             self._next_open = self._clock() + self.config.incompatible_retry
+            self.stats.connect_failures += 1
             self._set_state(LinkState.INCOMPATIBLE,
                             f"the device on {self.config.port} speaks protocol version "
                             f"{version}, this bridge speaks {p.PROTOCOL_VERSION}: flash the "
@@ -454,6 +475,8 @@ class Link:
     def _drop(self, reason: str, now: float) -> None:
         if self._state is LinkState.UP:
             self.stats.link_losses += 1
+        else:
+            self.stats.connect_failures += 1
         self._close()
         self._fail_pending(reason)
         self._next_open = now + self.config.reconnect_interval

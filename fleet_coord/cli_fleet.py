@@ -428,8 +428,8 @@ def run_add_robot(args) -> int:
         elif c.node.count_publishers(f"/{robot}/odom") == 0:
             raise CliError(f"nobody publishes /{robot}/odom: start {robot}'s serial_bridge "
                            f"first (ros2 run fleet_coord serial_bridge --ros-args -r "
-                           f"__ns:=/{robot} -p port:=/dev/ttyACM0), with the robot standing "
-                           f"on station {args.station}")
+                           f"__ns:=/{robot} -p port:=/dev/ttyACM0 -p autostart:=true), with "
+                           f"the robot standing on station {args.station}")
     finally:
         c.close()
 

@@ -78,7 +78,7 @@ def generate_launch_description(config_name: str):
     from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
     from launch.substitutions import LaunchConfiguration
-    from launch_ros.actions import Node
+    from launch_ros.actions import LifecycleNode, Node
 
     def nodes(context):
         values = {n: LaunchConfiguration(n).perform(context) for n in ARGUMENTS}
@@ -86,11 +86,20 @@ def generate_launch_description(config_name: str):
         actions = [SetEnvironmentVariable(k, val) for k, val in env.items()]
         sros2 = env.get("ROS_SECURITY_ENABLE") == "true"
         for s in specs:
-            actions.append(Node(package=s.package, executable=s.executable, name=s.name or None,
-                                namespace=s.namespace or None, parameters=[s.parameters],
-                                arguments=s.arguments, output="screen", emulate_tty=True,
-                                respawn=s.respawn, respawn_delay=RESPAWN_DELAY_S,
-                                ros_arguments=["--enclave", s.enclave] if sros2 else None))
+            common = dict(package=s.package, executable=s.executable, parameters=[s.parameters],
+                          arguments=s.arguments, output="screen", emulate_tty=True,
+                          respawn=s.respawn, respawn_delay=RESPAWN_DELAY_S,
+                          ros_arguments=["--enclave", s.enclave] if sros2 else None)
+            if s.lifecycle:
+                # a managed node (launch_ros needs its name and namespace). Its `autostart`
+                # parameter, not launch's ChangeState events, brings it to active: it
+                # configures once its device answers, also when the robot is powered on
+                # after the launch or the node is respawned, where events emitted once at
+                # launch would leave it unconfigured.
+                actions.append(LifecycleNode(name=s.name, namespace=s.namespace, **common))
+            else:
+                actions.append(Node(name=s.name or None, namespace=s.namespace or None,
+                                    **common))
         return actions
 
     return LaunchDescription(

@@ -44,6 +44,7 @@ class NodeSpec:
     robots: list[str] = field(default_factory=list)     # robots this process serves
     label: str = ""                      # process label for logs (default: the node name)
     respawn: bool = False                # restart it when it exits (the config's restart)
+    lifecycle: bool = False              # a managed node (launch files: a LifecycleNode)
 
     @property
     def module(self) -> str:
@@ -177,13 +178,16 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
     for r in robots:
         if r.backend == "serial":
             # the device's odometry starts at 0: the bridge anchors it at the start pose;
-            # the device clips to the robot's limits, the ones its agent plans with
+            # the device clips to the robot's limits, the ones its agent plans with. A
+            # managed node: autostart brings it to active once its device answers (a
+            # config may set nodes.serial_bridge.autostart: false to manage it by hand)
             nodes.append(NodeSpec("serial_bridge", "serial_bridge", namespace=r.name,
-                                  parameters=params("serial_bridge", port=r.port, baud=r.baud,
+                                  parameters=params("serial_bridge", autostart=True,
+                                                    port=r.port, baud=r.baud,
                                                     initial_pose=[float(v) for v in r.start],
                                                     max_v=r.max_speed,
                                                     max_omega=r.max_angular_speed),
-                                  robots=[r.name]))
+                                  robots=[r.name], lifecycle=True))
         elif r.backend == "vda5050":
             # VDA 5050 master control: the vehicle drives itself along released orders
             nodes.append(NodeSpec("vda5050_master", "vda5050_master", namespace=r.name,

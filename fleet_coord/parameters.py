@@ -135,7 +135,8 @@ SCHEMA: dict[str, dict[str, Bound]] = {
         "tf_rate": F(0, 10_000, "Hz", above=True),
     },
     "serial_bridge": {
-        "robot": Bound("str"), "port": STR, "baud": I(1, 10_000_000),
+        "robot": Bound("str"), "port": STR, "baud": I(1, 10_000_000), "autostart": BOOL,
+        "configure_timeout": F(0.1, 600, "s"),
         "cmd_rate_hz": F(0.1, 1000, "Hz"), "cmd_timeout_ms": I(1, 60_000, "ms"),
         "cmd_vel_timeout": F(0.01, 60, "s"), "heartbeat_period_ms": I(1, 60_000, "ms"),
         "link_timeout_ms": I(1, 600_000, "ms"), "reconnect_interval_ms": I(1, 600_000, "ms"),

@@ -75,6 +75,16 @@ def _ifc(pub: Iterable[str] = (), sub: Iterable[str] = (), serve: Iterable[str] 
     return Interfaces(set(pub), set(sub), set(serve), set(call))
 
 
+#: A managed (lifecycle) node's services (rclpy.lifecycle / rcl_lifecycle), "{node}" its
+#: full name; it publishes "{node}/transition_event".
+_LIFECYCLE = ("change_state", "get_state", "get_available_states",
+              "get_available_transitions", "get_transition_graph")
+
+
+def _lifecycle(node: str) -> tuple[str, ...]:
+    return tuple(f"{node}/{s}" for s in _LIFECYCLE)
+
+
 _ROBOT_LINK_IN = ("/{robot}/cmd_vel", "/{robot}/cmd_vel_signed")
 _ROBOT_LINK_OUT = ("/{robot}/odom", "/{robot}/odom_signed")
 
@@ -107,9 +117,11 @@ INTERFACES: dict[str, Interfaces] = {
                      "/sim/contacts/robot_obstacle", "/diagnostics"),
                 sub=(*_ROBOT_LINK_IN, "/fleet/robot_states", "/fleet/keyring"),
                 serve=("/{robot}/estop", "/{robot}/set_estop")),
-    "serial_bridge": _ifc(pub=(*_ROBOT_LINK_OUT, "/{robot}/battery", "/diagnostics"),
+    "serial_bridge": _ifc(pub=(*_ROBOT_LINK_OUT, "/{robot}/battery", "/diagnostics",
+                               "/{robot}/serial_bridge/transition_event"),
                           sub=(*_ROBOT_LINK_IN, "/fleet/keyring"),
-                          serve=("/{robot}/estop", "/{robot}/set_estop", "/{robot}/reset_odom")),
+                          serve=("/{robot}/estop", "/{robot}/set_estop", "/{robot}/reset_odom",
+                                 *_lifecycle("/{robot}/serial_bridge"))),
     # the web operator view: the fleet's state in, the operator's calls out
     # (fleet_coord/web/operator_node.py)
     "operator_view": _ifc(sub=("/fleet/state", "/traffic/updates", "/fleet/task_status",
@@ -129,11 +141,13 @@ INTERFACES: dict[str, Interfaces] = {
 #: remove-robot / keys, the web view): not a node of the node set.
 OPERATOR = _ifc(pub=("/fleet/keyring",),
                 sub=("/fleet/state", "/fleet/task_status", "/traffic/updates",
-                     "/fleet/robot_states", "/*/odom", "/*/odom_signed"),
+                     "/fleet/robot_states", "/*/odom", "/*/odom_signed",
+                     "/*/serial_bridge/transition_event"),
                 call=("/fleet/submit_task", "/fleet/cancel_task", "/fleet/list_tasks",
                       "/fleet/remove_robot", "/traffic/release", "/ideal_driver/spawn_robot",
                       "/*/estop",
-                      "/*/set_estop", "/fleet/execute_task"))
+                      "/*/set_estop", "/fleet/execute_task",
+                      *_lifecycle("/*/serial_bridge")))   # ros2 lifecycle get/set
 
 
 def enclave_of(spec: NodeSpec) -> str:

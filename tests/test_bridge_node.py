@@ -17,6 +17,9 @@ from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import BatteryState  # noqa: E402
 from std_srvs.srv import SetBool  # noqa: E402
 
+from lifecycle_msgs.msg import State, Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+
 from fleet_coord_bridge.bridge_node import SerialBridge  # noqa: E402
 from fleet_coord_bridge.emulator import Emulator  # noqa: E402
 from fleet_coord import qos  # noqa: E402
@@ -85,6 +88,7 @@ def test_driver_client_drives_the_emulated_robot_through_the_bridge(emu):
     with ros_context() as (ctx, ex):
         bridge = SerialBridge(context=ctx, parameter_overrides=[
             Parameter("robot", value="r1"), Parameter("port", value=emu.port),
+            Parameter("autostart", value=True),
             Parameter("cmd_rate_hz", value=50.0), Parameter("diagnostics_period", value=0.2),
             Parameter("track_width", value=0.25)])
         client = DriverClient(ctx, "r1")
@@ -171,21 +175,64 @@ def test_bad_parameters_are_rejected_naming_the_parameter():
             SerialBridge(context=ctx)
 
 
-def test_bridge_runs_as_its_own_process_and_stops_the_robot_on_sigint(emu):
+def test_a_managed_bridge_process_follows_the_lifecycle_transitions(emu):
+    """The bridge as its own process in the robot's namespace, driven through the standard
+    lifecycle services: unconfigured = port closed; configure fails while the robot is
+    off, then opens the port and handshakes; inactive = odometry but no driving; activate =
+    drives; deactivate = stops; cleanup closes the port; shutdown; SIGINT exits cleanly."""
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(
         [sys.executable, "-m", "fleet_coord_bridge.bridge_node", "--ros-args",
-         "-p", "robot:=r2", "-p", f"port:={emu.port}"],
+         "-r", "__ns:=/r2", "-p", f"port:={emu.port}", "-p", "diagnostics_period:=0.2",
+         "-p", "configure_timeout:=3.0"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         with ros_context() as (ctx, ex):
             client = DriverClient(ctx, "r2")
             ex.add_node(client.node)
+            change = client.node.create_client(ChangeState, "/r2/serial_bridge/change_state")
+            get = client.node.create_client(GetState, "/r2/serial_bridge/get_state")
 
-            def moving():
-                client.twist(0.4, 0.0)
-                return client.odom and client.odom[-1].twist.twist.linear.x > 0.2
-            assert spin_until(ex, moving, 15)
+            def transition(tid):
+                fut = change.call_async(ChangeState.Request(transition=Transition(id=tid)))
+                assert spin_until(ex, fut.done, 10)
+                return fut.result().success
+
+            def state():
+                fut = get.call_async(GetState.Request())
+                assert spin_until(ex, fut.done, 10)
+                return fut.result().current_state.id
+
+            def link(key):
+                s = client.link_status()
+                return s and {kv.key: kv.value for kv in s.values}[key]
+
+            def speed(v):
+                client.twist(v, 0.0)
+                return client.odom[-1].twist.twist.linear.x if client.odom else 0.0
+
+            assert get.wait_for_service(timeout_sec=15)
+            assert state() == State.PRIMARY_STATE_UNCONFIGURED
+            assert spin_until(ex, lambda: link("lifecycle") == "unconfigured", 5)
+            assert link("state") == "stopped" and not client.odom   # the port is closed
+            emu.kill()                                              # the robot is off
+            assert not transition(Transition.TRANSITION_CONFIGURE)
+            assert state() == State.PRIMARY_STATE_UNCONFIGURED
+            emu.start()
+            assert transition(Transition.TRANSITION_CONFIGURE)
+            assert state() == State.PRIMARY_STATE_INACTIVE
+            assert spin_until(ex, lambda: client.odom, 5)           # inactive: odometry ...
+            spin_until(ex, lambda: speed(0.4) and False, 0.5)       # ... but no driving
+            assert client.odom[-1].twist.twist.linear.x == 0.0
+            assert transition(Transition.TRANSITION_ACTIVATE)
+            assert spin_until(ex, lambda: speed(0.4) > 0.2, 5)
+            assert transition(Transition.TRANSITION_DEACTIVATE)
+            assert spin_until(ex, lambda: speed(0.4) == 0.0, 3)      # stopped, commanded or not
+            assert transition(Transition.TRANSITION_CLEANUP)
+            assert state() == State.PRIMARY_STATE_UNCONFIGURED
+            assert spin_until(ex, lambda: link("state") == "stopped", 5)
+            assert transition(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN)
+            assert state() == State.PRIMARY_STATE_FINALIZED
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=10)
             assert proc.returncode == 0
@@ -193,4 +240,5 @@ def test_bridge_runs_as_its_own_process_and_stops_the_robot_on_sigint(emu):
         if proc.poll() is None:
             proc.kill()
         out = proc.communicate()[0]
-    assert "link up" in out
+    assert "configure failed: no fleet_bridge device answered on" in out, out
+    assert "link up" in out, out

@@ -55,6 +55,7 @@ def test_signed_commands_drive_and_only_an_operator_releases_the_estop(tmp_path,
     with Emulator(link=str(tmp_path / "r1.pty")) as emu, ros_context() as (ctx, ex):
         bridge = SerialBridge(context=ctx, parameter_overrides=[
             Parameter("robot", value="r1"), Parameter("port", value=emu.port),
+            Parameter("autostart", value=True),
             Parameter("cmd_rate_hz", value=50.0), Parameter("auth_mode", value="enforce"),
             Parameter("auth_keys", value=keys.path)])
         client = rclpy.create_node("r1_agent_side", context=ctx)

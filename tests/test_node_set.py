@@ -128,6 +128,13 @@ def fake_launch(monkeypatch):
             return values.get(self.name, "")
     mods["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
     mods["launch_ros.actions"].Node = type("Node", (_Recorder,), {})
+
+    class LifecycleNode(_Recorder):
+        # launch_ros's signature (humble .. rolling): name and namespace keyword-only, required
+        def __init__(self, *, name, namespace, **kwargs):
+            assert isinstance(name, str) and name and isinstance(namespace, str)
+            super().__init__(name=name, namespace=namespace, **kwargs)
+    mods["launch_ros.actions"].LifecycleNode = LifecycleNode
     for name, mod in mods.items():
         monkeypatch.setitem(sys.modules, name, mod)
     return values
@@ -151,7 +158,12 @@ def _run_launch_file(name):
 def test_launch_files_launch_exactly_the_node_set(fake_launch, launch_file, config):
     declared, produced = _run_launch_file(launch_file)
     assert declared == set(ARGUMENTS)
-    nodes = [a.kwargs for a in produced if type(a).__name__ == "Node"]
+    nodes = [a.kwargs for a in produced if type(a).__name__ in ("Node", "LifecycleNode")]
+    # the serial bridges are managed nodes that bring themselves up (autostart)
+    managed = [a.kwargs for a in produced if type(a).__name__ == "LifecycleNode"]
+    assert [n["executable"] for n in managed] == [n["executable"] for n in nodes
+                                                  if n["executable"] == "serial_bridge"]
+    assert all(n["parameters"][0]["autostart"] is True for n in managed)
     env = {a.args[0]: a.args[1] for a in produced if type(a).__name__ == "SetEnvironmentVariable"}
     specs = fleet_nodes(os.path.join(REPO, "config", config))
     assert [(n["executable"], n["name"] or "", n["namespace"] or "", n["parameters"][0],

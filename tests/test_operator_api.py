@@ -186,7 +186,8 @@ def test_in_an_authenticating_fleet_the_view_acts_as_the_operator(tmp_path):
     with Emulator(link=str(tmp_path / "r1.pty")) as emu, ros_context() as (ctx, ex):
         auth = [Parameter("auth_mode", value="enforce"), Parameter("auth_keys", value=keys.path)]
         bridge = SerialBridge(context=ctx, parameter_overrides=[
-            Parameter("robot", value="r1"), Parameter("port", value=emu.port)] + auth)
+            Parameter("robot", value="r1"), Parameter("port", value=emu.port),
+            Parameter("autostart", value=True)] + auth)
         view = OperatorNode(context=ctx, parameter_overrides=[Parameter("port", value=0)] + auth)
         ex.add_node(bridge)
         ex.add_node(view)

@@ -127,6 +127,10 @@ def test_permissions_are_least_privilege(keystore):
     bridges = by_exe["serial_bridge"]
     robot = bridges[0][0].robots[0]
     assert f"rq/{robot}/set_estopRequest" in bridges[0][1].subscribe
+    # ... and its lifecycle services (a managed node); the operator may call them
+    assert f"rq/{robot}/serial_bridge/change_stateRequest" in bridges[0][1].subscribe
+    assert f"rt/{robot}/serial_bridge/transition_event" in bridges[0][1].publish
+    assert "rq/*/serial_bridge/change_stateRequest" in grants[OPERATOR_ENCLAVE].publish
     # the operator submits and may publish a keyring; no node but the operator and the
     # authority's relay publishes one
     op = grants[OPERATOR_ENCLAVE]
