@@ -210,6 +210,10 @@ def test_a_refused_park_is_asked_again():
 def test_a_task_is_planned_committed_with_an_anchor_trimmed_driven_and_reported_done():
     w = up(a=(0, 0))
     w.award("a", "t1", ["4,0"])
+    core = w.cores["a"]
+    assert w.run_until(lambda: core.phase is Phase.DRIVE and CallKind.TRIM not in core.calls,
+                       2.0)
+    assert (w.v("0,0"), INF) not in w.holds("a"), "the trim left the anchor"
     assert w.run_until(lambda: w.final("t1") is not None, 20.0)
     assert w.final("t1").state is TaskState.DONE and w.final("t1").progress == 1.0
     assert w.at("a") == (4.0, 0.0)
@@ -295,23 +299,25 @@ def test_no_path_fails_the_task_after_max_plan_attempts():
 def test_a_lost_commit_answer_is_given_up_and_sent_again_and_its_late_answer_is_ignored():
     w = up(a=(0, 0))
     core = w.cores["a"]
-    dropped = w.lose_first(CallKind.COMMIT)
-    w.updates = False   # and the grant is not seen in an update either
+    w.answer = lambda robot, req: req.kind is not CallKind.COMMIT   # both commits held back
+    w.updates = False   # and their grants are not seen in updates either
     w.award("a", "t1", ["4,0"])
-    assert w.run_until(lambda: dropped, 2.0)
+    assert w.run_until(lambda: w.unanswered, 2.0)
     assert core.phase is Phase.COMMIT
+    (_, first), = w.unanswered
     sent_at = w.t
-    assert w.run_until(lambda: Abandon(dropped[0].seq) in w.sent("a", Abandon), 5.0)
+    assert w.run_until(lambda: Abandon(first.seq) in w.sent("a", Abandon), 5.0)
     assert w.t - sent_at >= CONFIG.reserve_timeout - DT
-    w.updates = True
-    assert w.run_until(lambda: core.phase is Phase.DRIVE, 2.0)
-    commits = [r for r in w.sent("a", Reserve) if r.kind is CallKind.COMMIT]
-    assert len(commits) == 2 and core.job.attempts == 0   # no attempt counted
-    # the late answer of the given-up call (here: a refusal) changes nothing
-    (_, late), = w.unanswered
+    assert w.run_until(lambda: len(w.unanswered) == 2, 1.0), "the commit was not sent again"
+    (_, second) = w.unanswered[1]
+    assert core.phase is Phase.COMMIT and core.job.attempts == 0   # no attempt counted
+    # the late answer of the given-up call, here a refusal, is not taken for the pending one
     before = (core.phase, core.job.attempts, dict(core.calls))
-    assert core.on_reserve_answer(w.t, dataclasses.replace(late, ok=False)) == []
+    assert core.on_reserve_answer(w.t, dataclasses.replace(first, ok=False)) == []
     assert (core.phase, core.job.attempts, dict(core.calls)) == before
+    w._do("a", core.on_reserve_answer(w.t, second))
+    assert core.phase is Phase.DRIVE
+    w.answer, w.updates = (lambda robot, req: True), True
     assert w.run_until(lambda: w.final("t1") is not None, 20.0)
     assert w.final("t1").state is TaskState.DONE
 
