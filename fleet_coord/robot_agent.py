@@ -29,7 +29,6 @@ name, parameters, logger and driver topics.
 """
 from __future__ import annotations
 
-import math
 import random
 import sys
 import time
@@ -44,7 +43,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.task import Future
 
-from fleet_coord import convert, qos
+from fleet_coord import convert, parameters, qos
 from fleet_coord.core import contract_net as cn
 from fleet_coord.core.execution import (Abandon, Action, Execution, ExecutionConfig, Reserve,
                                         ReserveAnswer, StatusReport, Velocity)
@@ -53,6 +52,7 @@ from fleet_coord.core.replica import TableUpdate
 from fleet_coord.core.yielding import YieldMemo
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
 from fleet_coord.fleet_io import FleetIO
+from fleet_coord.parameters import ParameterError
 from fleet_coord.spin import run_nodes
 
 #: The yield checks' searches, shared by every agent of this process: their replicas of
@@ -84,7 +84,7 @@ PARAMETERS: list[tuple[str, Any, str]] = [
     ("silence", _DEFAULTS.silence,
      "s without /traffic/updates (a snapshot comes every 5 s) = cut off from the fleet; "
      "its results of that time are sent again once it hears the fleet"),
-    ("control_latency", lambda prm: 1.0 / prm["control_rate"],
+    ("control_latency", lambda prm: 1.0 / prm["control_rate"] if prm["control_rate"] > 0 else 0.0,
      "s from sending a command to its taking effect beyond the odometry's age (delay "
      "compensation, core/tracking.py CommandHistory); default one control period"),
     ("max_plan_attempts", _DEFAULTS.max_plan_attempts,
@@ -154,14 +154,17 @@ class RobotAgent(Node):
         self.robot: str = prm["robot"]
         roadmap, exclusion, self.roadmap_id = load_roadmap_and_exclusion(
             prm["map"], prm["footprint_radius"])
-        config = ExecutionConfig(
-            limits=Limits(max_v=prm["max_v"], max_w=prm["max_w"], max_acc=prm["max_acc"],
-                          max_alpha=prm["max_alpha"]),
-            **{name: prm[name] for name in (
-                "start_margin", "reserve_timeout", "silence", "control_latency",
-                "max_plan_attempts", "capacity_kg", "bid_objective", "dwell",
-                "yield_check_period", "yield_wait", "yield_wait_busy", "yield_tabu",
-                "status_period", "plan_speed", "turn_margin")})
+        try:
+            config = ExecutionConfig(
+                limits=Limits(max_v=prm["max_v"], max_w=prm["max_w"], max_acc=prm["max_acc"],
+                              max_alpha=prm["max_alpha"]),
+                **{name: prm[name] for name in (
+                    "start_margin", "reserve_timeout", "silence", "control_latency",
+                    "max_plan_attempts", "capacity_kg", "bid_objective", "dwell",
+                    "yield_check_period", "yield_wait", "yield_wait_busy", "yield_tabu",
+                    "status_period", "plan_speed", "turn_margin")})
+        except ValueError as e:   # the core refuses what the bounds table let through
+            raise ParameterError(f"node {self.get_fully_qualified_name()}: {e}") from None
         # the robot's own driver topics on this node; the fleet-wide topics, the traffic
         # client, the table replica and the timers on the host of `io`: this node, or the
         # AgentGroup node that serves every agent of a process
@@ -186,11 +189,7 @@ class RobotAgent(Node):
                 default = default(prm)
             prm[name] = self.declare_parameter(
                 name, default, ParameterDescriptor(description=desc)).value
-        for name in ("control_rate", "state_rate"):
-            if not (isinstance(prm[name], (int, float)) and math.isfinite(prm[name])
-                    and prm[name] > 0):
-                raise ValueError(f"parameter {name} must be a number > 0 (Hz), "
-                                 f"got {prm[name]!r}")
+        parameters.check_node(self, "robot_agent")   # bounds: ParameterError names the bad one
         return prm
 
     def now(self) -> float:

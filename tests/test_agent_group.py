@@ -84,3 +84,18 @@ def test_the_agents_of_a_group_plan_against_one_table_replica():
             assert not rep.stale
             assert sorted(rep.table.robots()) == ["g2", "g3"]
             assert [(r.resource, r.t_start) for r in rep.table.reservations("g3")] == [(7, 2.0)]
+
+
+def test_an_agent_refuses_to_start_with_a_bad_parameter_naming_it():
+    """Out of the bounds table (parameters.SCHEMA): a ParameterError (exit 78, no restart
+    loop), also for a value another default is computed from (control_rate)."""
+    import pytest
+
+    from fleet_coord.parameters import ParameterError
+    from fleet_coord.robot_agent import RobotAgent
+    with ros_context() as (ctx, _ex):
+        for name, value in (("reserve_timeout", -1.0), ("bid_objective", "speed"),
+                            ("control_rate", 0.0)):
+            with pytest.raises(ParameterError, match=name):
+                RobotAgent("bad", context=ctx, parameter_overrides=[
+                    Parameter("map", value=DEFAULT_MAP), Parameter(name, value=value)])
