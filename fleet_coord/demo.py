@@ -337,6 +337,16 @@ def run_fleet(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, floa
                                 f"{deadline - wall0:.0f} s: not ready: {', '.join(missing)}; "
                                 f"see {fleet_log_path}")
             spin(0.1)
+        if spec.record:
+            # the report rebuilt from the recording must see the first auction round too
+            recorded = ("/fleet/cfp", "/fleet/proposals", "/fleet/awards", "/fleet/task_status")
+            while not all(any(i.node_name == "recorder" for i in
+                              demo.node.get_subscriptions_info_by_topic(t)) for t in recorded):
+                check_children()
+                if time.monotonic() > deadline:
+                    raise DemoError(f"the recorder did not subscribe to {', '.join(recorded)}; "
+                                    f"see {fleet_log_path}")
+                spin(0.1)
         if not demo.submit_client.wait_for_service(timeout_sec=30.0):
             raise DemoError(f"/fleet/submit_task does not answer; see {fleet_log_path}")
         spin(0.5)  # the dispatcher hears every robot's state at 10 Hz of sim time

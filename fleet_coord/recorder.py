@@ -91,13 +91,14 @@ class Recorder(Node):
             if qos is None:
                 continue   # only subscribers so far: their publisher's QoS decides later
             try:
+                cls = self._class(types[0])
                 self.writer.add_channel(topic, types[0], qos_metadata(qos))
-            except LookupError as e:
+            except (LookupError, ValueError) as e:   # a type we cannot describe: skip it
                 self.get_logger().warning(f"not recording {topic}: {e}")
                 self._subs[topic] = None
                 continue
             self._subs[topic] = self.create_subscription(
-                self._class(types[0]), topic,
+                cls, topic,
                 lambda data, topic=topic: self.writer.write(topic, data, time.time_ns()),
                 qos, raw=True)
 

@@ -27,14 +27,37 @@ PRIMITIVES = {"bool", "byte", "char", "float32", "float64", "int8", "uint8", "in
 SEPARATOR = "=" * 80
 
 
-def _msg_text(package: str, name: str) -> str:
+def _share_file(package: str, sub: str, filename: str) -> str:
     for d in package_share_dirs(package):
-        path = os.path.join(d, "msg", f"{name}.msg")
+        path = os.path.join(d, sub, filename)
         if os.path.isfile(path):
             with open(path, encoding="utf-8") as f:
                 return f.read()
-    raise LookupError(f"no definition of {package}/msg/{name} (looked in "
+    raise LookupError(f"no definition of {package}/{sub}/{filename} (looked in "
                       f"{', '.join(package_share_dirs(package))})")
+
+
+# the messages rosidl derives from an action's .action file, which has three sections
+_ACTION_PARTS = {"_Goal": 0, "_Result": 1, "_Feedback": 2}
+
+
+def _msg_text(package: str, name: str) -> str:
+    """The .msg text of package/name; for an action's derived types (Name_Goal, _Result,
+    _Feedback and the feedback topic's Name_FeedbackMessage) the text rosidl gives them."""
+    try:
+        return _share_file(package, "msg", f"{name}.msg")
+    except LookupError:
+        if name.endswith("_FeedbackMessage"):
+            action = name[:-len("_FeedbackMessage")]
+            _share_file(package, "action", f"{action}.action")   # it exists, or LookupError
+            return f"unique_identifier_msgs/UUID goal_id\n{action}_Feedback feedback\n"
+        for suffix, part in _ACTION_PARTS.items():
+            if name.endswith(suffix):
+                text = _share_file(package, "action", f"{name[:-len(suffix)]}.action")
+                sections = re.split(r"^---\s*$", text, flags=re.M)
+                if len(sections) == 3:
+                    return sections[part].strip("\n") + "\n"
+        raise
 
 
 def _field_types(package: str, text: str) -> list[tuple[str, str]]:
@@ -59,12 +82,21 @@ def _field_types(package: str, text: str) -> list[tuple[str, str]]:
     return out
 
 
+def _split_type(type_name: str) -> tuple[str, str, str]:
+    """("pkg", "msg" or "action", "Type") of "pkg/msg/Type" or an action's topic type
+    ("pkg/action/Name_FeedbackMessage")."""
+    for kind in ("msg", "action"):
+        package, _, name = type_name.partition(f"/{kind}/")
+        if name and package and "/" not in name:
+            return package, kind, name
+    raise ValueError(f"expected a message type like 'pkg/msg/Type' or "
+                     f"'pkg/action/Name_FeedbackMessage', got {type_name!r}")
+
+
 def message_definition(type_name: str) -> str:
     """The ros2msg schema text of `type_name` ("nav_msgs/msg/Odometry"): its .msg, then
     every type it depends on, each once, breadth-first."""
-    package, _, name = type_name.partition("/msg/")
-    if not name:
-        raise ValueError(f"expected a message type like 'pkg/msg/Type', got {type_name!r}")
+    package, kind, name = _split_type(type_name)
     root = _msg_text(package, name)
     parts, seen, queue = [root], {(package, name)}, _field_types(package, root)
     while queue:
@@ -80,9 +112,15 @@ def message_definition(type_name: str) -> str:
 
 def message_class(type_name: str) -> Any:
     """The Python class of "pkg/msg/Type" from the installed interfaces."""
-    package, _, name = type_name.partition("/msg/")
+    package, kind, name = _split_type(type_name)
     try:
-        return getattr(importlib.import_module(f"{package}.msg"), name)
+        module = importlib.import_module(f"{package}.{kind}")
+        if kind == "action" and name.endswith("_FeedbackMessage"):
+            return getattr(module, name[:-len("_FeedbackMessage")]).Impl.FeedbackMessage
+        for suffix in _ACTION_PARTS:
+            if kind == "action" and name.endswith(suffix):
+                return getattr(getattr(module, name[:-len(suffix)]), suffix[1:])
+        return getattr(module, name)
     except (ImportError, AttributeError):
         raise LookupError(f"message type {type_name} is not installed") from None
 

@@ -50,6 +50,32 @@ def test_schema_holds_every_nested_type_and_decodes_like_foxglove():
         message_definition("nope_msgs/msg/X")
 
 
+def test_action_feedback_topic_is_recorded_and_read_back(tmp_path):
+    """An action's feedback topic (ExecuteTask's, on every fleet) has the derived type
+    pkg/action/Name_FeedbackMessage, which has no .msg file; the recorder must still
+    describe it (it crashed the recorder, and with it the demo, before). (mcap_ros2's own
+    Python decoder refuses such type names; rosbag2 and our reader take them.)"""
+    from fleet_coord_msgs.action import ExecuteTask
+    kind = "fleet_coord_msgs/action/ExecuteTask_FeedbackMessage"
+    text = message_definition(kind)
+    assert text.startswith("unique_identifier_msgs/UUID goal_id\nExecuteTask_Feedback feedback")
+    assert "MSG: fleet_coord_msgs/ExecuteTask_Feedback" in text
+    assert "MSG: unique_identifier_msgs/UUID" in text
+    msg = ExecuteTask.Impl.FeedbackMessage()
+    msg.goal_id.uuid = list(range(16))
+    path = tmp_path / "action.mcap"
+    with open(path, "wb") as f:
+        w = Writer(f)
+        w.add_channel("/fleet/execute_task/_action/feedback", kind)
+        w.write("/fleet/execute_task/_action/feedback", serialize_message(msg), 1000)
+        w.finish()
+    [(topic, ros, t)] = list(read_messages(str(path)))
+    assert (topic, t) == ("/fleet/execute_task/_action/feedback", 1000)
+    assert list(ros.goal_id.uuid) == list(range(16))
+    with pytest.raises(LookupError, match="NoSuch.action"):
+        message_definition("fleet_coord_msgs/action/NoSuch_FeedbackMessage")
+
+
 def test_recorder_records_discovered_topics_with_their_qos_and_metadata(tmp_path):
     path = str(tmp_path / "rec.mcap")
     with ros_context() as (ctx, ex):
