@@ -16,6 +16,12 @@ default: the node's namespace):
 | sub | `/fleet/robot_lost`, `/fleet/robot_removed` | String | PROTOCOL |
 | client | `/traffic/reserve` | Reserve (async; never blocks the executor) | |
 | pub / sub | `/<robot>/cmd_vel`, `/<robot>/odom` | Twist, Odometry (the driver interface) | COMMAND, ODOM |
+| pub | `/<robot>/plan` | nav_msgs/Path: the committed timed path (`drive: follow` only) | PLAN |
+| sub | `/<robot>/vehicle` | DiagnosticStatus: vehicle available (OK) or not (`drive: follow`) | PLAN |
+
+`drive: follow` is for robots that follow a path by themselves (a VDA 5050 vehicle behind
+its master control, docs/vda5050.md): no velocity commands, the path goes out once
+committed, progress comes from the odometry.
 
 Parameters: `PARAMETERS` below (name, default, description); the robot's limits must
 match its driver's. What the agent does with them: core/execution.py and
@@ -36,8 +42,9 @@ from typing import Any, Callable
 
 from fleet_coord_msgs.msg import Award, CallForProposal, Rejection, RobotNotice, TaskStatus
 from fleet_coord_msgs.srv import Reserve as ReserveSrv
+from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import Twist
-from nav_msgs.msg import Odometry
+from nav_msgs.msg import Odometry, Path
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -45,8 +52,8 @@ from rclpy.task import Future
 
 from fleet_coord import convert, parameters, qos
 from fleet_coord.core import contract_net as cn
-from fleet_coord.core.execution import (Abandon, Action, Execution, ExecutionConfig, Reserve,
-                                        ReserveAnswer, StatusReport, Velocity)
+from fleet_coord.core.execution import (Abandon, Action, Execution, ExecutionConfig, FollowPath,
+                                        Reserve, ReserveAnswer, StatusReport, Velocity)
 from fleet_coord.core.kinematics import Limits
 from fleet_coord.core.replica import TableUpdate
 from fleet_coord.core.yielding import YieldMemo
@@ -109,6 +116,16 @@ PARAMETERS: list[tuple[str, Any, str]] = [
      "m/s it plans at; 0 = core.tracking.plan_speed_for(limits), slower than max_v so it "
      "can stop and turn inside a vertex star"),
     ("turn_margin", _DEFAULTS.turn_margin, "s of control latency budget per turn"),
+    ("drive", _DEFAULTS.drive,
+     "track: velocity commands on /<robot>/cmd_vel along the timed path; follow: the robot "
+     "follows the path by itself (a VDA 5050 vehicle), which goes out on /<robot>/plan"),
+    ("follow_margin", _DEFAULTS.follow_margin,
+     "follow: s before its hold ends at which a robot behind its path re-commits later holds"),
+    ("driver_timeout", _DEFAULTS.driver_timeout,
+     "s without odometry after which the robot is unavailable: the agent drops its tasks and "
+     "stops speaking for it (the fleet declares it lost) until odometry returns; 0 = never"),
+    ("follow_stall", _DEFAULTS.follow_stall,
+     "follow: s a robot may make no progress along its path before its task fails"),
 ]
 
 
@@ -162,13 +179,22 @@ class RobotAgent(Node):
                     "start_margin", "reserve_timeout", "silence", "control_latency",
                     "max_plan_attempts", "capacity_kg", "bid_objective", "dwell",
                     "yield_check_period", "yield_wait", "yield_wait_busy", "yield_tabu",
-                    "status_period", "plan_speed", "turn_margin")})
+                    "status_period", "plan_speed", "turn_margin", "drive", "follow_margin",
+                    "driver_timeout", "follow_stall")})
         except ValueError as e:   # the core refuses what the bounds table let through
             raise ParameterError(f"node {self.get_fully_qualified_name()}: {e}") from None
         # the robot's own driver topics on this node; the fleet-wide topics, the traffic
         # client, the table replica and the timers on the host of `io`: this node, or the
         # AgentGroup node that serves every agent of a process
         self.cmd_pub = self.create_publisher(Twist, f"/{self.robot}/cmd_vel", qos.COMMAND)
+        self.plan_pub = None
+        if config.drive == "follow":
+            # a robot that follows paths itself: its master control takes the path and
+            # says whether the robot is available (fleet_coord/vda5050/master.py)
+            self.plan_pub = self.create_publisher(Path, f"/{self.robot}/plan", qos.PLAN)
+            self.create_subscription(DiagnosticStatus, f"/{self.robot}/vehicle",
+                                     self._on_vehicle, qos.PLAN)
+        self.roadmap = roadmap
         self.create_subscription(Odometry, f"/{self.robot}/odom", self._on_odom, qos.ODOM)
         self.io = io if io is not None else FleetIO(self)
         self.replica = self.io.replica(exclusion.of, roadmap.num_resources, self.roadmap_id)
@@ -225,6 +251,9 @@ class RobotAgent(Node):
     def _on_odom(self, msg: Odometry) -> None:
         self._act(self.core.on_odometry(self.now(), convert.odometry_from_msg(msg)))
 
+    def _on_vehicle(self, msg: DiagnosticStatus) -> None:
+        self._act(self.core.on_driver(self.now(), msg.level == DiagnosticStatus.OK))
+
     def _tick(self) -> None:
         wall = time.monotonic()
         if self._tick_wall is not None and wall - self._tick_wall > _STALL_S \
@@ -259,6 +288,11 @@ class RobotAgent(Node):
         twist.linear.x, twist.angular.z = a.v, a.w
         self.cmd_pub.publish(twist)
 
+    def _follow_path(self, a: FollowPath) -> None:
+        if self.plan_pub is not None:
+            self.plan_pub.publish(convert.timed_path_msg(self.roadmap, a.path,
+                                                         self.get_clock().now().to_msg()))
+
     def _status(self, a: StatusReport) -> None:
         self.io.status_pub.publish(convert.status_msg(a))
 
@@ -281,8 +315,8 @@ class RobotAgent(Node):
         self.io.refusal_pub.publish(convert.refusal_msg(a))
 
     _ACT: dict[type, Callable[[RobotAgent, Any], None]] = {
-        Velocity: _velocity, StatusReport: _status, Reserve: _reserve, Abandon: _abandon,
-        cn.Proposal: _propose, cn.Refusal: _refuse}
+        Velocity: _velocity, FollowPath: _follow_path, StatusReport: _status,
+        Reserve: _reserve, Abandon: _abandon, cn.Proposal: _propose, cn.Refusal: _refuse}
 
 
 def main(args: list[str] | None = None) -> None:

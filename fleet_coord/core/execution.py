@@ -11,13 +11,22 @@ turns the actions it returns into messages. Time, the random generator and the y
 search memo are parameters, so runs are repeatable.
 
 Inputs (each returns the actions it caused; `now` is the caller's clock in s):
-`tick` (the control loop), `on_odometry`, `on_table_update`, `on_reserve_answer`,
-`on_cfp`, `on_award`, `on_rejection`, `on_task_status`, `on_robot_lost`,
-`on_robot_removed`; `state_report` is what the robot's state message says.
+`tick` (the control loop), `on_odometry`, `on_driver`, `on_table_update`,
+`on_reserve_answer`, `on_cfp`, `on_award`, `on_rejection`, `on_task_status`,
+`on_robot_lost`, `on_robot_removed`; `state_report` is what the robot's state message
+says (None while removed or unavailable).
 
 Actions: `Reserve` / `Abandon` (a /traffic/reserve call and giving up on one),
-`Velocity` (a command for the driver; (0, 0) stops), `StatusReport` (task status),
+`Velocity` (a command for the driver; (0, 0) stops), `FollowPath` (drive "follow": the
+robot drives the committed path itself), `StatusReport` (task status),
 `contract_net.Proposal` / `contract_net.Refusal` (the bid).
+
+Drive "follow" (a VDA 5050 vehicle, docs/vda5050.md): the committed path goes out as
+`FollowPath`; progress, arrival and lateness come from the pose along the path's route
+(core.release); a robot that would overstay the piece it is in re-commits the rest of
+its holds later (`_follow`, `_retimed`). A robot whose driver says it is unavailable
+(`on_driver`) or whose odometry stops for `driver_timeout` s drops its work and falls
+silent (the fleet declares it lost) until it is back.
 
 The robot is NO_POSE until its first odometry, then PARKING until the authority granted
 its spot held until further notice, then IDLE or WORKING (a `Job`), and REMOVED for good
@@ -47,6 +56,7 @@ import numpy as np
 
 from fleet_coord.core import contract_net as cn
 from fleet_coord.core.kinematics import Limits
+from fleet_coord.core.release import Route, build_route, project, retimed, route_vertices
 from fleet_coord.core.replica import Replica, TableUpdate
 from fleet_coord.core.revocation import clip, first_uncovered, legs_done_at, stop_point
 from fleet_coord.core.roadmap import Exclusion, Roadmap
@@ -181,7 +191,15 @@ class Velocity:
     w: float
 
 
-Action = Union[Reserve, Abandon, Velocity, StatusReport, cn.Proposal, cn.Refusal]
+@dataclass(frozen=True)
+class FollowPath:
+    """Drive mode "follow": the robot drives `path` by itself (a VDA 5050 vehicle: the
+    node hands it to the robot's master control, which releases it as the robot holds
+    it). Sent when a leg is committed and whenever its vertices change."""
+    path: TimedPath
+
+
+Action = Union[Reserve, Abandon, Velocity, FollowPath, StatusReport, cn.Proposal, cn.Refusal]
 
 
 class Log(Protocol):
@@ -211,14 +229,28 @@ class ExecutionConfig:
     status_period: float = 2.0         # s between repeats of its task's ACTIVE status
     plan_speed: float = 0.0            # m/s; 0 = tracking.plan_speed_for(limits)
     turn_margin: float = 0.25          # s of control latency budget per turn
+    #: "track": velocity commands along the timed path (PathTracker); "follow": the robot
+    #: follows the path by itself (FollowPath), progress from its pose
+    drive: str = "track"
+    #: follow: re-commit later holds when the robot would leave its current piece less
+    #: than this many s before the piece's hold ends
+    follow_margin: float = 0.5
+    #: s without odometry after which the robot is unavailable (it stops speaking for
+    #: the robot: the fleet declares it lost); 0 = never
+    driver_timeout: float = 0.0
+    #: follow: s a robot may make no progress along its path before its task fails
+    follow_stall: float = 60.0
 
     def __post_init__(self) -> None:
         if self.bid_objective not in cn.OBJECTIVES:
             raise ValueError(f"bid_objective must be one of {', '.join(cn.OBJECTIVES)}, "
                              f"got {self.bid_objective!r}")
+        if self.drive not in ("track", "follow"):
+            raise ValueError(f"drive must be track or follow, got {self.drive!r}")
         for name in ("start_margin", "control_latency", "dwell", "yield_check_period",
                      "yield_wait", "yield_wait_busy", "yield_tabu", "plan_speed",
-                     "turn_margin", "capacity_kg"):
+                     "turn_margin", "capacity_kg", "follow_margin", "driver_timeout",
+                     "follow_stall"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0 and not math.isnan(v)):
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
@@ -311,14 +343,31 @@ class Contact:
 
 
 @dataclass
+class Follow:
+    """Drive mode "follow": the committed leg's route (core.release), the holds of its
+    pieces (one per piece, as committed or last re-committed), how far the robot is
+    along it, the speed it was seen driving, and a pending re-commit."""
+    route: Route
+    holds: list[Segment]
+    s: float = 0.0
+    speed: float = 0.0            # m/s seen driving (0: not yet)
+    retime_seq: int = -1          # the re-commit that retimes the holds
+    retime_first: int = 0
+    retry_at: float = 0.0
+    moved_at: float | None = None  # when it last got further along its route
+
+
+@dataclass
 class Drive:
-    """The committed leg being driven: its tracker and timed path, the holds it
-    committed, and the replica version that shows them."""
-    tracker: PathTracker
+    """The committed leg being driven: its tracker (drive "track") or route (drive
+    "follow") and timed path, the holds it committed, and the replica version that shows
+    them."""
+    tracker: PathTracker | None
     path: TimedPath
     segments: list[Segment]
     commit_version: int
     checked_version: int = -1
+    follow: Follow | None = None
 
 
 def _seg_key(resource: int, t0: float, t1: float) -> Segment:
@@ -356,6 +405,9 @@ class Execution:
         self.here: int | None = None              # vertex stood on / parked at
         self.parked = False                       # its vertex held until further notice
         self.removed = False                      # removed from the fleet: stands down
+        self.unavailable = False                  # its driver fell silent (driver_timeout)
+        self._odom_at: float | None = None        # when the last odometry came (our clock)
+        self._driver_down = False                 # the driver said so (on_driver)
         self.commands = CommandHistory()
         self._idle_stop_sent = False
         # its work
@@ -405,8 +457,9 @@ class Execution:
         return out
 
     def state_report(self, now: float) -> StateReport | None:
-        """What the robot's state message says now; None once removed (it stands down)."""
-        if self.removed:
+        """What the robot's state message says now; None once removed (it stands down) and
+        while its driver is silent (the fleet then declares it lost)."""
+        if self.removed or self.unavailable:
             return None
         return StateReport(self.robot, self.pose, self.twist, self.activity,
                            self.job.task_id if self.job is not None else "",
@@ -418,9 +471,53 @@ class Execution:
         self.pose = (odom.x, odom.y, odom.theta)
         self.twist = (odom.v, odom.w)
         self.odom_t = odom.stamp
-        if self.here is None:
+        self._odom_at = now
+        if self.here is None or self.unavailable:
             self.here = self._nearest_vertex(odom.x, odom.y)
+        if self.unavailable and not self._driver_down:
+            self._back(now, "odometry again")
         return self._flush()
+
+    def on_driver(self, now: float, available: bool) -> list[Action]:
+        """The driver says whether the robot is available (a VDA 5050 master control: the
+        vehicle's connection, mode and errors). Unavailable: as after `driver_timeout`
+        without odometry, at once."""
+        self._driver_down = not available
+        if not available and not self.unavailable:
+            self._gone(now, "its driver reports it unavailable")
+        elif available and self.unavailable and self.pose is not None:
+            self._back(now, "its driver reports it available")
+        return self._flush()
+
+    def _back(self, now: float, why: str) -> None:
+        assert self.pose is not None
+        self.unavailable = False
+        self.here = self._nearest_vertex(self.pose[0], self.pose[1])
+        self.log.warning(f"{why}: {self.robot} is back at {self.roadmap.names[self.here]}; "
+                         "parking there")
+
+    def _check_driver(self, now: float) -> None:
+        """No odometry for `driver_timeout` s: the robot is gone (a VDA 5050 vehicle whose
+        connection broke)."""
+        timeout = self.config.driver_timeout
+        if timeout <= 0 or self.unavailable or self._odom_at is None \
+                or now - self._odom_at <= timeout:
+            return
+        self._gone(now, f"no odometry for {now - self._odom_at:.1f} s")
+
+    def _gone(self, now: float, why: str) -> None:
+        """The robot is unavailable: it drops its work (the fleet re-auctions it once it
+        declares the robot lost) and stops speaking for the robot until it is back."""
+        self.unavailable = True
+        dropped = ([self.job.task_id] if self.job is not None and self.job.task_id else []) \
+            + [t.id for t in self.queue]
+        self.job, self.drive, self.suspended = None, None, None
+        self.queue.clear()
+        for kind in list(self.calls):
+            self._abandon(kind)
+        self.parked = False
+        self.log.error(f"{self.robot} is unavailable ({why}): silent until it is back "
+                       f"(tasks dropped: {dropped or 'none'})")
 
     def on_table_update(self, now: float, update: TableUpdate) -> list[Action]:
         """An update of the authority: into the replica (shared replicas take it once),
@@ -550,7 +647,8 @@ class Execution:
     def tick(self, now: float, *, authority_ready: bool = True) -> list[Action]:
         """The control loop (`control_rate` Hz). `authority_ready`: the reserve service is
         there (a robot does not ask to park before)."""
-        if self.pose is None or self.here is None or self.removed:
+        self._check_driver(now)
+        if self.pose is None or self.here is None or self.removed or self.unavailable:
             return self._flush()
         timeout = self.config.reserve_timeout
         for call in list(self.calls.values()):
@@ -640,7 +738,10 @@ class Execution:
                 self._send_trim(drive, now)
         elif call.kind is CallKind.RECOMMIT:
             if drive is not None and job is not None and job.phase is Phase.DRIVE:
-                self._recommitted(job, drive, call, now, ok, version, message, gave_up)
+                if drive.follow is not None and drive.follow.retime_seq == call.seq:
+                    self._retimed(drive, call, now, ok, version, message, gave_up)
+                else:
+                    self._recommitted(job, drive, call, now, ok, version, message, gave_up)
 
     def _committed(self, job: Job, call: ReserveCall, now: float, ok: bool, version: int,
                    message: str, gave_up: bool) -> None:
@@ -664,7 +765,12 @@ class Execution:
                              "planned departure; replanning")
             job.phase = Phase.PLAN
             return
-        drive = Drive(self._tracker(path), list(path), list(call.drive_segments), version)
+        if self.config.drive == "follow":
+            drive = Drive(None, list(path), list(call.drive_segments), version,
+                          follow=Follow(self._route(path), list(call.drive_segments)))
+            self._out.append(FollowPath(list(path)))
+        else:
+            drive = Drive(self._tracker(path), list(path), list(call.drive_segments), version)
         self.drive = drive
         self._hold_version = version
         self._abandon(CallKind.RECOMMIT)
@@ -760,6 +866,10 @@ class Execution:
         return PathTracker(self.roadmap, path, self.plan_speed, self.exclusion.clearance,
                            self.config.limits)
 
+    def _route(self, path: TimedPath) -> Route:
+        return build_route(self.roadmap, self.exclusion.clearance, route_vertices(path),
+                           self.config.limits.max_v)
+
     def _drive(self, job: Job, now: float) -> None:
         drive = self.drive
         assert drive is not None and self.pose is not None
@@ -767,6 +877,10 @@ class Execution:
             self._check_cut(job, drive, now)
         if job.phase is not Phase.DRIVE:
             return
+        if drive.follow is not None:
+            self._follow(job, drive, drive.follow, now)
+            return
+        assert drive.tracker is not None
         x, y, th = self.pose
         # Act on where the robot will be when this command takes effect (CommandHistory).
         # An odometry stamp far from our clock (a driver on another clock) is not
@@ -791,7 +905,92 @@ class Execution:
             else:   # a stop point after a cut: plan on from here
                 job.phase, job.retry_at = Phase.PLAN, now
 
+    def _follow(self, job: Job, drive: Drive, f: Follow, now: float) -> None:
+        """Drive mode "follow": the robot drives by itself; its progress comes from its
+        pose, and when it would overstay the piece it is in, the rest of its holds are
+        re-committed later (core.release.retimed)."""
+        assert self.pose is not None
+        x, y, _ = self.pose
+        s = project(f.route, x, y, f.s)
+        if f.moved_at is None or s > f.s + 1e-3:
+            f.moved_at = now
+        f.s = s
+        if now - f.moved_at > self.config.follow_stall:
+            # a vehicle that does not drive what it is given (rejects its orders, paused,
+            # an error): the task goes back to auction instead of waiting forever
+            self.here = [n.vertex for n in f.route.nodes
+                         if n.vertex is not None and n.s <= f.s + 1e-6][-1]
+            self.drive = None
+            self._abandon(CallKind.RECOMMIT)
+            self.parked = False
+            self._finish(job, TaskState.FAILED, now, f"{self.robot} made no progress along "
+                         f"its path for {now - f.moved_at:.0f} s")
+            return
+        v = abs(self.twist[0])
+        if v > 0.05:   # the speed it really drives at: a slow vehicle is planned for
+            seen = min(v, self.config.limits.max_v)
+            f.speed = seen if f.speed <= 0 else 0.8 * f.speed + 0.2 * seen
+        passed = [n.vertex for n in f.route.nodes if n.vertex is not None and n.s <= f.s + 1e-6]
+        self.here = passed[-1] if passed else self.here
+        total = f.route.nodes[-1].s
+        if now - self._last_status > 0.5 and job.task is not None:
+            done = job.legs_total - len(job.stations)
+            self._status(now, job.task.id, TaskState.ACTIVE, job.round,
+                         (done + (f.s / total if total > 0 else 1.0)) / job.legs_total)
+        if f.s >= total - 0.02 and v < 0.02:
+            if 0 < f.speed < self.plan_speed:
+                self.plan_speed = 0.9 * f.speed
+                self.log.warning(f"{self.robot} drives slower than planned: planning at "
+                                 f"{self.plan_speed:.3f} m/s from now on")
+            self.here = route_vertices(drive.path)[-1]
+            self.drive = None
+            if self.here == job.stations[0]:
+                self._arrived(job, now)
+            else:   # a stop point after a cut: plan on from here
+                job.phase, job.retry_at = Phase.PLAN, now
+            return
+        if CallKind.RECOMMIT in self.calls or now < f.retry_at:
+            return
+        first = f.route.piece_at(f.s)
+        _, t_in, t_out = f.holds[first]
+        if not math.isfinite(t_out):
+            return
+        speed = f.speed if f.speed > 0 else self.config.limits.max_v
+        need = f.route.time_at(f.s, f.route.pieces[first].s_out, speed)
+        # a piece not entered yet (it waits on the wall before it) is entered at t_in
+        start = now if f.s > f.route.pieces[first].s_in + 1e-6 else max(now, t_in)
+        late = start + need - t_out + self.config.follow_margin
+        if late <= 0:
+            return
+        shift = late + self.config.follow_margin
+        segs = retimed(f.holds, first, now, shift)
+        plan = [(v_, t + shift) for v_, t in drive.path]
+        self.log.warning(f"behind my holds at {self.roadmap.resource_name(f.route.pieces[first].resource)}: "
+                         f"re-committing the rest {shift:.2f} s later")
+        call = self._send(CallKind.RECOMMIT, now, segs, plan, segs)
+        f.retime_seq, f.retime_first = call.seq, first
+
+    def _retimed(self, drive: Drive, call: ReserveCall, now: float, ok: bool, version: int,
+                 message: str, gave_up: bool) -> None:
+        f = drive.follow
+        assert f is not None
+        f.retime_seq = -1
+        if ok:
+            f.holds[f.retime_first:] = list(call.drive_segments)
+            drive.path, drive.segments = list(call.path), list(call.drive_segments)
+            drive.commit_version, drive.checked_version = version, -1
+            self._hold_version = version
+        elif not gave_up:
+            self.log.error(f"cannot hold my path later: {message}; trying again")
+            f.retry_at = now + 0.5
+
     def _legs_driven(self, drive: Drive) -> int:
+        if drive.follow is not None:
+            f = drive.follow
+            return sum(1 for n in f.route.nodes[1:] if n.vertex is not None
+                       and n.s <= f.s + 1e-6) + int(f.s > 0 and any(
+                           n.vertex is not None and n.s > f.s + 1e-6 for n in f.route.nodes))
+        assert drive.tracker is not None
         return drive.tracker.index + int(drive.tracker.driving)
 
     def _check_cut(self, job: Job, drive: Drive, now: float) -> None:
@@ -867,14 +1066,22 @@ class Execution:
         self._stop_here(job, now)
 
     def _set_path(self, drive: Drive, path: TimedPath) -> None:
-        """Follow `path` from where the tracker is (same leg index and direction)."""
+        if drive.follow is not None:   # the robot goes on along the same vertices
+            f = drive.follow
+            f.route = self._route(path)
+            f.holds = path_to_segments(self.roadmap, self.exclusion, path, self.plan_speed)
+            drive.path = list(path)
+            self._out.append(FollowPath(list(path)))
+            return
+        assert drive.tracker is not None
+        # follow `path` from where the tracker is (same leg index and direction)
         old, new = drive.tracker, self._tracker(path)
         new.index, new.driving, new.reverse = old.index, old.driving, old.reverse
         drive.tracker, drive.path = new, list(path)
 
     def _stop_here(self, job: Job, now: float) -> None:
         self._stop()
-        if self.drive is not None:
+        if self.drive is not None and self.drive.tracker is not None:
             self.here = self.drive.tracker.vertex
         self.drive = None
         self._abandon(CallKind.RECOMMIT)
@@ -1081,7 +1288,8 @@ class Execution:
         if self.job is not None:
             position = names[self.job.stations[-1]] if self.job.stations else names[self.here]
             remaining = 0.0
-            here = self.drive.tracker.next_vertex if self.drive is not None else self.here
+            here = self.drive.tracker.next_vertex if self.drive is not None \
+                and self.drive.tracker is not None else self.here
             for v in self.job.stations:
                 remaining += float(self.roadmap.shortest_times(v, self.plan_speed)[here])
                 here = v
