@@ -505,16 +505,22 @@ class Execution:
             return
         self._gone(now, f"no odometry for {now - self._odom_at:.1f} s")
 
-    def _gone(self, now: float, why: str) -> None:
-        """The robot is unavailable: it drops its work (the fleet re-auctions it once it
-        declares the robot lost) and stops speaking for the robot until it is back."""
-        self.unavailable = True
+    def _drop_work(self) -> list[str]:
+        """Forget the job, the queue and every pending call; returns the tasks dropped
+        (the dispatcher re-announces them)."""
         dropped = ([self.job.task_id] if self.job is not None and self.job.task_id else []) \
             + [t.id for t in self.queue]
         self.job, self.drive, self.suspended = None, None, None
         self.queue.clear()
         for kind in list(self.calls):
             self._abandon(kind)
+        return dropped
+
+    def _gone(self, now: float, why: str) -> None:
+        """The robot is unavailable: it drops its work (the fleet re-auctions it once it
+        declares the robot lost) and stops speaking for the robot until it is back."""
+        self.unavailable = True
+        dropped = self._drop_work()
         self.parked = False
         self.log.error(f"{self.robot} is unavailable ({why}): silent until it is back "
                        f"(tasks dropped: {dropped or 'none'})")
@@ -631,12 +637,7 @@ class Execution:
         if self.removed:
             return self._flush()
         self.removed = True
-        dropped = ([self.job.task_id] if self.job is not None and self.job.task_id else []) \
-            + [t.id for t in self.queue]
-        self.job, self.drive, self.suspended = None, None, None
-        self.queue.clear()
-        for kind in list(self.calls):
-            self._abandon(kind)
+        dropped = self._drop_work()
         self._stop()
         self.log.warning(
             f"{self.robot} was removed from the fleet: stopped and standing down (tasks "
