@@ -43,6 +43,9 @@ def register(subparsers) -> None:
                         "LoRR 2023 (task k to robot k mod n)")
     p.add_argument("--horizon", type=_positive_int, default=None, metavar="STEPS",
                    help="steps a plan reserves ahead (default 20)")
+    p.add_argument("--replan-every", type=_positive_int, default=None, metavar="STEPS",
+                   help="a robot plans again at least every STEPS steps (default 1: every "
+                        "step; larger is cheaper for big fleets, and worse)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
@@ -62,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
         os.makedirs(args.out, exist_ok=True)
     except OSError as err:
         raise CliError(f"--out {args.out}: cannot create the folder: {err.strerror}") from None
-    config = LifelongConfig() if args.horizon is None else LifelongConfig(horizon=args.horizon)
+    config = LifelongConfig(**{k: v for k, v in (("horizon", args.horizon),
+                                                 ("replan_every", args.replan_every))
+                               if v is not None})
 
     bar = None
     if not args.quiet:

@@ -200,8 +200,6 @@ def test_a_dense_random_fleet_runs_valid_and_finishes_tasks(tmp_path, rule):
     path = write_instance(tmp_path, rows, starts, tasks)
     result, doc = run_and_check(path, 80, rule)
     assert doc["finished"] >= 10, result.stats
-    if rule == "auction":
-        assert result.stats["reassignments"] >= 0
 
 
 def test_lifelong_cli_writes_the_result_and_stats(tmp_path, capsys):

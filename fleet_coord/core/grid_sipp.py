@@ -446,8 +446,11 @@ class HeadingGridModel:
 
     ``ahead[s]`` is ``(v, reverse_edge)`` for the cell straight ahead (``None``: a wall).
     ``distance_to(goal)[s]`` is the number of actions (moves and turns) from state ``s``
-    to the goal cell in any heading, ``NEVER`` when unreachable: the heuristic of
-    ``grid_sipp_heading``, exact without other robots.
+    to the goal cell in any heading, ``far`` or more when unreachable: the heuristic of
+    ``grid_sipp_heading``, exact without other robots. On small grids a table is a list
+    (fastest to read, ``far`` = ``NEVER``); above 65536 states a uint16 array (a quarter
+    of the memory; ``far`` = 65535), so that a table per robot's goal stays cached for
+    fleets of a thousand robots on large maps.
     """
 
     def __init__(self, model: UnitGridModel, roadmap: Roadmap) -> None:
@@ -476,9 +479,11 @@ class HeadingGridModel:
                 cols.append(s)
         from scipy.sparse import csr_matrix
         self._reverse = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(4 * V, 4 * V))
-        self._dist: "OrderedDict[int, List[int]]" = OrderedDict()
-        # A table is 4 V Python ints (~8 bytes each in the list): keep ~16 M entries.
-        self._max_tables = max(16, (1 << 24) // (4 * max(V, 1)))
+        self._dist: "OrderedDict[int, Sequence[int]]" = OrderedDict()
+        self.compact = 4 * V > (1 << 16)
+        self.far = 65535 if self.compact else NEVER
+        # Keep ~128 MB of tables: a list entry costs ~8 bytes, a compact one 2.
+        self._max_tables = max(16, (1 << (26 if self.compact else 24)) // (4 * max(V, 1)))
 
     def distance_array(self, goal: int) -> np.ndarray:
         """``distance_to(goal)`` as a fresh int64 array (not cached)."""
@@ -487,13 +492,21 @@ class HeadingGridModel:
                        unweighted=True, min_only=True)
         return np.where(np.isinf(row), NEVER, row).astype(np.int64)
 
-    def distance_to(self, goal: int) -> List[int]:
-        """Actions from every state to the cell ``goal`` (any heading); cached (LRU)."""
+    def distance_to(self, goal: int) -> Sequence[int]:
+        """Actions from every state to the cell ``goal`` (any heading; ``far`` or more:
+        unreachable); cached (LRU)."""
         cached = self._dist.get(goal)
         if cached is not None:
             self._dist.move_to_end(goal)
             return cached
-        d: List[int] = self.distance_array(goal).tolist()
+        full = self.distance_array(goal)
+        d: Sequence[int]
+        if self.compact:
+            if int(full[full < NEVER].max(initial=0)) >= self.far:
+                raise ValueError(f"distances on this map exceed {self.far - 1} actions")
+            d = np.minimum(full, self.far).astype(np.uint16)
+        else:
+            d = full.tolist()
         self._dist[goal] = d
         if len(self._dist) > self._max_tables:
             self._dist.popitem(last=False)
@@ -537,15 +550,17 @@ def grid_sipp_heading(model: HeadingGridModel, table: UnitGridTable, start: int,
         raise ValueError(f"weight must be >= 1, got {weight!r}")
     L = len(errands)
     tables = [model.distance_to(e) for e in errands]
+    far = model.far
     base = model.base
-    tails = [0] * (L + 1)      # steps between later errands, turns ignored (admissible)
+    tails = [0] * (L + 1)      # actions between later errands, from the best heading
     for k in range(L - 2, -1, -1):
-        d = base.distance_to(errands[k + 1])[errands[k]]
-        if d >= NEVER:
+        e = 4 * errands[k]
+        d = int(min(tables[k + 1][e:e + 4]))
+        if d >= far:
             return None
         tails[k] = tails[k + 1] + d
     s0 = 4 * start + heading
-    if L and tables[0][s0] >= NEVER:
+    if L and tables[0][s0] >= far:
         return None
     safe = table.safe
     moves = table.moves
@@ -571,7 +586,7 @@ def grid_sipp_heading(model: HeadingGridModel, table: UnitGridTable, start: int,
     best: Dict[int, int] = {key0: t_start}
     parent: Dict[int, int] = {key0: -1}
     closed = set()
-    h0 = tables[0][s0] + tails[0] if L else 0
+    h0 = int(tables[0][s0]) + tails[0] if L else 0
     open_list = [((_WEIGHT_SCALE * t_start + w64 * h0) << f_shift) | (h0 << h_shift)
                  | ((_TIME_MASK - t_start) << g_shift) | key0]
     SJ = S * J
@@ -583,9 +598,9 @@ def grid_sipp_heading(model: HeadingGridModel, table: UnitGridTable, start: int,
             return
         if k < L:
             h = tables[k][s]
-            if h >= NEVER:
+            if h >= far:
                 return
-            h += tails[k]
+            h = int(h) + tails[k]
         else:
             h = 0
         best[nkey] = t
@@ -610,7 +625,7 @@ def grid_sipp_heading(model: HeadingGridModel, table: UnitGridTable, start: int,
             if k == L or g >= t_horizon:
                 return _reconstruct_heading(parent, best, key, J, SJ)
             if partial:
-                here = (L - k, tables[k][s], g, key)
+                here = (L - k, int(tables[k][s]), g, key)
                 if fallback is None or here < fallback:
                     fallback = here
         if g >= _TIME_MASK:
