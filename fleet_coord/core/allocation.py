@@ -34,9 +34,11 @@ from typing import Union
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from fleet_coord.core.contract_net import AcceptProposal, RejectProposal
+from fleet_coord.core.contract_net import (AcceptProposal, Participant, Proposal, Refusal,
+                                           RejectProposal, RobotState, explain_no_bids)
+from fleet_coord.core.tasks import Task
 
-__all__ = ["Withdraw", "BatchProposals", "Rebalancer", "RoundOutcome"]
+__all__ = ["Withdraw", "BatchProposals", "Rebalancer", "RoundOutcome", "Slot", "TaskPool"]
 
 
 @dataclass(frozen=True)
@@ -132,3 +134,96 @@ class Rebalancer:
                 actions.append(RejectProposal(r, "", self.round,
                                               reason="no task for you in this round"))
         return RoundOutcome(award, actions, moved)
+
+
+# ---------------------------------------------------------------------------------------
+# The dispatcher's pool: one next task per robot, re-balanced by rounds
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class Slot:
+    """A robot as the pool sees it: where and when its started work ends, the task it is
+    executing (None: idle) and the next task awarded to it (unstarted: it can move)."""
+    position: str
+    free_at: float
+    started: str | None = None
+    next: str | None = None
+
+
+class TaskPool:
+    """Open tasks awarded for throughput: each robot holds at most one awarded, unstarted
+    task -- its next one -- and ``round`` re-allocates all of them as a batch (the
+    ``Rebalancer``) from the robots' completion-time bids. A robot that frees up takes
+    its next task (``start_next``); the rest wait in the pool, so work spreads over
+    the fleet instead of queueing behind the robots nearest to the picks.
+
+    The bids are the robots' own: ``participants[robot]`` is its
+    ``contract_net.Participant`` (objective "completion"), asked with an empty queue
+    from where and when its started work ends, so it refuses what it cannot do
+    (battery, payload, unreachable, unknown station) exactly as in a single auction.
+    """
+
+    def __init__(self, participants: Mapping[str, Participant],
+                 keep_bonus: float = 2.0) -> None:
+        self.participants = dict(participants)
+        self.rebalancer = Rebalancer(keep_bonus)
+        self.slots: dict[str, Slot] = {}
+        self.open: dict[str, Task] = {}          # tasks not started yet, by id
+        self.refusals: dict[str, list[Refusal]] = {}
+
+    def add_robot(self, robot: str, position: str, free_at: float) -> None:
+        if robot not in self.participants:
+            raise ValueError(f"robot {robot!r} has no participant")
+        self.slots[robot] = Slot(position, free_at)
+
+    def add_task(self, task: Task) -> None:
+        if task.id in self.open or any(s.started == task.id for s in self.slots.values()):
+            raise ValueError(f"task {task.id!r} is already in the pool")
+        self.open[task.id] = task
+
+    def round(self, now: float) -> RoundOutcome:
+        """Ask every robot for its completion time of every unstarted task and
+        re-allocate the next tasks; returns the decision and the messages."""
+        robots = sorted(self.slots)
+        tasks = sorted(self.open)
+        cost = np.full((len(robots), len(tasks)), np.inf)
+        self.refusals = {t: [] for t in tasks}
+        for i, r in enumerate(robots):
+            slot = self.slots[r]
+            state = RobotState(position=slot.position, free_at=max(slot.free_at, now), now=now)
+            for j, t in enumerate(tasks):
+                answer = self.participants[r].bid(self.open[t], state, self.rebalancer.round + 1)
+                if isinstance(answer, Proposal):
+                    cost[i, j] = answer.cost
+                else:
+                    self.refusals[t].append(answer)
+        holders = {s.next: r for r, s in self.slots.items() if s.next is not None}
+        outcome = self.rebalancer.decide(BatchProposals(robots, tasks, cost), holders)
+        for r in robots:
+            self.slots[r].next = None
+        for t, winner in outcome.award.items():
+            if winner is not None:
+                self.slots[winner].next = t
+        return outcome
+
+    def why_unawarded(self, task_id: str) -> str:
+        """Why nobody bid on ``task_id`` in the last round (refusal reasons)."""
+        return explain_no_bids(self.open[task_id], self.refusals.get(task_id, ()),
+                               self.slots)
+
+    def start_next(self, robot: str) -> Task | None:
+        """``robot`` is free: it starts its next task (None: it has none)."""
+        slot = self.slots[robot]
+        if slot.next is None:
+            return None
+        task = self.open.pop(slot.next)
+        slot.started, slot.next = task.id, None
+        for participant in self.participants.values():
+            participant.forget(task.id)
+        return task
+
+    def finished(self, robot: str, position: str, free_at: float) -> None:
+        """``robot``'s started task ends at ``position`` at ``free_at`` (known once it
+        started: the pool bids from there)."""
+        slot = self.slots[robot]
+        slot.position, slot.free_at, slot.started = position, free_at, None
