@@ -67,6 +67,10 @@ def register(subparsers) -> None:
                    help="a mixed fleet: the --robots robots driven over ROS (ideal driver) "
                         "plus N emulated VDA 5050 vehicles on a private Mosquitto, on wall "
                         "time (docs/vda5050.md)")
+    p.add_argument("--allocation", choices=("per_task", "pool"), default="per_task",
+                   help="--dry-run: how tasks are allocated: per_task (one auction per "
+                        "task, travel bids: what the dispatcher does; the default) or pool "
+                        "(batch rounds of completion-time bids, one next task per robot)")
     p.set_defaults(run=run)
 
 
@@ -181,23 +185,38 @@ def run_dry(args) -> int:
 
     from fleet_coord.core.dry_run import dry_run
 
+    from fleet_coord.core.kinematics import Limits
+    from fleet_coord.core.tracking import plan_speed_for
+    from fleet_coord.demo import ROBOT_LIMITS, SUBMIT_INTERVAL_S, TURN_MARGIN_S
+
     roadmap, exclusion, robots, tasks = _load(args)
+    # What the demo's agents do: plan at their plan speed, no dwell, tasks submitted
+    # one every SUBMIT_INTERVAL_S.
+    speed = plan_speed_for(Limits(**ROBOT_LIMITS), exclusion.clearance, TURN_MARGIN_S)
     print(f"demo: {len(robots)} robots, {len(tasks)} pick-and-drop tasks on "
           f"{os.path.relpath(roadmap.grid.path)} (seed {args.seed}); dry run: Contract Net "
-          "allocation + SIPP into one reservation table")
+          f"allocation ({args.allocation}) + SIPP at the agents' plan speed "
+          f"{speed:.2f} m/s into one reservation table")
     t0 = time.perf_counter()
     with tqdm(total=len(tasks), unit="task", desc="tasks done", leave=True) as bar:
         def progress(n):
             bar.update(n - bar.n)
-        result = dry_run(roadmap, exclusion, robots, tasks, progress=progress)
+        result = dry_run(roadmap, exclusion, robots, tasks, dwell=0.0, speed=speed,
+                         submit_interval=SUBMIT_INTERVAL_S, allocation=args.allocation,
+                         progress=progress)
     wall = time.perf_counter() - t0
     conflicts = independent_conflict_count(result.table, exclusion)
-    durations = np.array(sorted(result.done.values())) if result.done else np.zeros(1)
+    durations = np.array(sorted(result.task_times)) if result.done else np.zeros(1)
+    per_robot = result.tasks_per_robot()
     summary = {
         "robots": len(robots), "tasks": len(tasks), "done": len(result.done),
-        "failed": result.failed, "makespan_s": round(result.makespan, 2),
+        "failed": result.failed, "allocation": args.allocation,
+        "plan_speed_m_s": round(speed, 3), "makespan_s": round(result.makespan, 2),
         "mean_task_completion_s": round(float(durations.mean()), 2),
         "p95_task_completion_s": round(float(np.percentile(durations, 95)), 2),
+        "tasks_per_hour": round(result.tasks_per_hour, 1),
+        "route_time_s": round(result.route_time, 1),
+        "tasks_per_robot": {r: per_robot.get(r, 0) for r in sorted(robots)},
         "legs_planned": len(result.legs),
         "leg_retries": sum(leg.retries for leg in result.legs),
         "reservation_conflicts": conflicts, "planning_wall_s": round(wall, 3),
@@ -208,8 +227,10 @@ def run_dry(args) -> int:
     png = os.path.join(args.out, "trajectories.png")
     _plot(roadmap, result, png)
     print(f"done {summary['done']}/{len(tasks)} tasks, failed {len(result.failed)}; makespan "
-          f"{summary['makespan_s']} s (simulated); task completion mean "
+          f"{summary['makespan_s']} s (simulated); task time (submitted -> done) mean "
           f"{summary['mean_task_completion_s']} s, p95 {summary['p95_task_completion_s']} s; "
+          f"{summary['tasks_per_hour']} tasks/hour; route time {summary['route_time_s']} s; "
+          f"tasks per robot {', '.join(str(v) for v in summary['tasks_per_robot'].values())}; "
           f"{summary['legs_planned']} legs planned ({summary['leg_retries']} retries) in "
           f"{wall:.2f} s; reservation conflicts: {conflicts}")
     print(f"report: {args.out}/metrics.json, {png}")
