@@ -12,7 +12,7 @@ to drive their queue), which is what the marginal-cost bids add up to.
     (`optimum_routes`: MILP with lazy subtour cuts, HiGHS via scipy), falling back to the
     assignment lower bound (`assignment_bound`) if HiGHS hits its time limit.
 
-Run:  .venv/bin/python bench/allocation.py            (the table in docs/benchmarks.md)
+Run:  .venv/bin/python bench/allocation.py            (the tables in docs/benchmarks.md)
       .venv/bin/python bench/allocation.py --quick    (a smoke run)
 """
 from __future__ import annotations
@@ -28,7 +28,9 @@ from scipy.optimize import Bounds, LinearConstraint, linear_sum_assignment, milp
 from scipy.sparse import coo_matrix, csr_matrix
 from tqdm import tqdm
 
-from fleet_coord.core.contract_net import RobotProfile, RobotState, sequential_auction
+from fleet_coord.core.allocation import TaskPool
+from fleet_coord.core.contract_net import (AcceptProposal, Participant, Proposal, RobotProfile,
+                                           RobotState, route_time, sequential_auction)
 from fleet_coord.core.tasks import Task
 
 SIDE = 100.0  # m; travel at 1 m/s
@@ -257,6 +259,105 @@ def run(args: argparse.Namespace) -> None:
     print("\n".join(lines))
 
 
+# ---------------------------------------------------------------------------------------
+# (c) execution: makespan, task time, tasks per hour
+
+def _execute_queues(inst: Instance, queues: dict[str, list[Task]]) -> dict[str, float]:
+    """Finish time of every task when each robot drives its queue from t = 0."""
+    tt = inst.travel_time()
+    done = {}
+    for r, queue in queues.items():
+        t, here = 0.0, "start" + str(int(r[1:]))
+        for task in queue:
+            t += tt(here, task.stations[0]) + tt(task.stations[0], task.stations[1])
+            here = task.stations[1]
+            done[task.id] = t
+    return done
+
+
+def per_task_auction(inst: Instance, objective: str) -> dict[str, list[Task]]:
+    """One Contract Net round per task, in order; lowest bid wins, for good."""
+    tt = inst.travel_time()
+    parts = {r: Participant(r, tt, RobotProfile(max_queue=10**6, objective=objective))
+             for r in inst.robots()}
+    states = {r: RobotState(s.position, [], now=0.0) for r, s in inst.robots().items()}
+    for task in inst.tasks():
+        bids = [(p.cost, p.eta, r) for r in sorted(parts)
+                if isinstance(p := parts[r].bid(task, states[r]), Proposal)]
+        winner = min(bids)[2]
+        parts[winner].on_accept_proposal(AcceptProposal(winner, task.id, 0), states[winner])
+    return {r: s.queue for r, s in states.items()}
+
+
+def pool_run(inst: Instance) -> tuple[dict[str, float], dict[str, list[Task]]]:
+    """The pool: robots take their next task when free; rounds at every event."""
+    tt = inst.travel_time()
+    robots = inst.robots()
+    parts = {r: Participant(r, tt, RobotProfile(objective="completion")) for r in robots}
+    pool = TaskPool(parts)
+    for r, s in robots.items():
+        pool.add_robot(r, s.position, 0.0)
+    for task in inst.tasks():
+        pool.add_task(task)
+    done: dict[str, float] = {}
+    queues: dict[str, list[Task]] = {r: [] for r in robots}
+    busy_until = {r: 0.0 for r in robots}
+    now = 0.0
+    while pool.open or any(t > now for t in busy_until.values()):
+        pool.round(now)
+        for r in sorted(robots):
+            if busy_until[r] <= now:
+                task = pool.start_next(r)
+                if task is not None:
+                    slot = pool.slots[r]
+                    end = now + tt(slot.position, task.stations[0]) + tt(*task.stations)
+                    pool.finished(r, task.stations[1], end)
+                    busy_until[r] = done[task.id] = end
+                    queues[r].append(task)
+        later = [t for t in busy_until.values() if t > now]
+        if not later:
+            break
+        now = min(later)
+    return done, queues
+
+
+def run_execution(args: argparse.Namespace) -> None:
+    rng = np.random.default_rng(args.seed)
+    header = ("| robots | tasks | allocation | makespan (s) | mean task time (s) | tasks/hour "
+              "| route time (s) | fewest tasks on a robot |")
+    lines = [header, "|---|---|---|---|---|---|---|---|"]
+    for n in args.robots:
+        for k in args.k:
+            stats: dict[str, list[tuple[float, float, float, float, int]]] = {}
+            count = args.instances if n <= 10 else args.batch_instances_large
+            for _ in tqdm(range(count), desc=f"(c) {n} x {k}", file=sys.stderr, leave=False):
+                inst = random_instance(rng, n, n * k)
+                runs = {
+                    "per task, travel bids (the dispatcher today)":
+                        per_task_auction(inst, "travel"),
+                    "per task, completion bids": per_task_auction(inst, "completion"),
+                    "sequential_auction (batch, matching + re-auction)":
+                        sequential_auction(inst.tasks(), inst.robots(),
+                                           inst.travel_time()).queues,
+                }
+                results = {name: (_execute_queues(inst, q), q) for name, q in runs.items()}
+                results["pool (TaskPool, completion bids)"] = pool_run(inst)
+                for name, (done, queues) in results.items():
+                    times = list(done.values())
+                    route = sum(route_time(s.position, queues[r], inst.travel_time())
+                                for r, s in inst.robots().items())
+                    stats.setdefault(name, []).append((
+                        max(times), float(np.mean(times)), 3600 * len(times) / max(times),
+                        route, min(len(q) for q in queues.values())))
+            for name, xs in stats.items():
+                a = np.array(xs)
+                lines.append(f"| {n} | {n * k} | {name} | {np.median(a[:, 0]):.0f} | "
+                             f"{np.median(a[:, 1]):.0f} | {np.median(a[:, 2]):.0f} | "
+                             f"{np.median(a[:, 3]):.0f} | {int(np.min(a[:, 4]))} |")
+    print("\n(c) execution, medians over the instances (fewest tasks: minimum)\n")
+    print("\n".join(lines))
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--robots", type=int, nargs="+", default=[10, 50])
@@ -270,10 +371,13 @@ def main(argv: list[str] | None = None) -> None:
                          "the assignment lower bound")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="a smoke run: few small instances")
+    ap.add_argument("--only-execution", action="store_true", help="only the (c) table")
     args = ap.parse_args(argv)
     if args.quick:
         args.robots, args.k, args.instances, args.batch_instances_large = [5, 20], [3], 5, 2
-    run(args)
+    if not args.only_execution:
+        run(args)
+    run_execution(args)
 
 
 if __name__ == "__main__":
