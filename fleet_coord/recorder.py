@@ -10,7 +10,9 @@ when they all are (so latched topics such as /tf_static and the contact counters
 arrive). Messages are stored as received
 (CDR bytes; log time = wall time of reception). Parameters: `output` (the .mcap path,
 required), `topics`, `exclude`, `discovery_period`, `metadata` (a JSON object stored as
-the recording's ``fleet_coord`` metadata: map, robots, ...).
+the recording's ``fleet_coord`` metadata: map, robots, ...). Action topics are recorded
+like any other (a feedback topic's type is derived from its .action file); a topic whose
+type it cannot describe is skipped with a warning.
 
 Started by `fleet-coord launch --record FILE`, `fleet.launch.py record:=FILE` and the
 demo. The file is complete (with its index) once the node stops.
