@@ -1,5 +1,6 @@
 """The path tracker keeps a simulated unicycle inside its reservations."""
 import math
+import random
 
 import pytest
 
@@ -148,6 +149,36 @@ def test_command_history_predicts_lines_and_arcs():
     assert h.predict(0.0, 0.0, 0.0, 11.0, 12.0) == (0.0, 0.0, 0.0)
     h.clear()
     assert h.predict(0.0, 0.0, 0.0, 10.0, 12.0) == (0.0, 0.0, 0.0)
+
+
+def test_command_history_predicts_from_any_point_of_a_long_history_as_a_full_scan_does():
+    """predict starts at the command in force at t_from (a bisect) instead of scanning
+    the whole history: the same pose, bit for bit, as integrating every command."""
+    def full_scan(cmds, x, y, th, t_from, t_to):
+        for i, (t0, v, w) in enumerate(cmds):
+            t1 = cmds[i + 1][0] if i + 1 < len(cmds) else math.inf
+            a, b = max(t0, t_from), min(t1, t_to)
+            if b <= a:
+                continue
+            if abs(w) < 1e-9:
+                x, y = x + v * (b - a) * math.cos(th), y + v * (b - a) * math.sin(th)
+            else:
+                th1 = th + w * (b - a)
+                x += v / w * (math.sin(th1) - math.sin(th))
+                y -= v / w * (math.cos(th1) - math.cos(th))
+                th = th1
+        return x, y, math.atan2(math.sin(th), math.cos(th))
+
+    rng = random.Random(3)
+    h = CommandHistory(horizon=2.0)
+    t = 0.0
+    for _ in range(400):
+        t += rng.choice([0.05, 0.05, 0.02, 0.1])
+        h.record(t, rng.uniform(-1, 1), rng.choice([0.0, rng.uniform(-4, 4)]))
+        t_from = t - rng.uniform(-0.1, 2.5)
+        t_to = t_from + rng.uniform(-0.05, 0.3)
+        assert h.predict(0.3, -0.2, 1.0, t_from, t_to) == \
+            full_scan(h._cmds, 0.3, -0.2, 1.0, t_from, t_to)
 
 
 def test_robot_waits_for_the_reserved_departure_and_yields_to_traffic(world):

@@ -31,6 +31,7 @@ Pure: time is a parameter, no rclpy.
 """
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional, Sequence, Union
@@ -402,8 +403,14 @@ class CommandHistory:
         if t_to <= t_from or not self._cmds:
             return x, y, theta
         cmds = self._cmds
-        for i, (t0, v, w) in enumerate(cmds):
-            t1 = cmds[i + 1][0] if i + 1 < len(cmds) else math.inf
+        # only the commands in force over (t_from, t_to) contribute: start at the last one
+        # applied at or before t_from (called every control tick on ~2 s of history)
+        n = len(cmds)
+        for i in range(max(0, bisect.bisect_right(cmds, (t_from, math.inf, math.inf)) - 1), n):
+            t0, v, w = cmds[i]
+            if t0 >= t_to:
+                break
+            t1 = cmds[i + 1][0] if i + 1 < n else math.inf
             a, b = max(t0, t_from), min(t1, t_to)
             if b <= a:
                 continue
