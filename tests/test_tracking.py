@@ -9,7 +9,8 @@ from fleet_coord.core.planner import path_to_segments, sipp
 from fleet_coord.core.reservations import ReservationTable
 from fleet_coord.core.time_model import TimeModel
 from fleet_coord.core.tracking import (CommandHistory, PathTracker, containment_error,
-                                       plan_speed_for, robot_time_model, turn_time)
+                                       cover_time, plan_speed_for, robot_time_model, stop_time,
+                                       turn_time)
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
 
 RADIUS = 0.15
@@ -72,6 +73,21 @@ def test_plan_speed_leaves_time_for_a_quarter_turn_inside_a_star():
     assert 0 < s < LIMITS.max_v
     c = 0.3 / s
     assert c > turn_time(math.pi / 2, LIMITS.max_w, LIMITS.max_alpha)
+
+
+@pytest.mark.parametrize("limits", [LIMITS, Limits(max_v=3.0, max_w=20.0, max_acc=40.0,
+                                                    max_alpha=400.0)])
+def test_plan_speed_leaves_time_in_a_star_to_stop_as_the_tracker_does_turn_and_leave(limits):
+    """A robot ahead of its plan stands at a star's wall until the star opens; within the
+    star's hold (2 L / speed) it must stop at the vertex by the tracker's brake law, turn
+    and leave. At high accelerations that stop takes far longer than a bang-bang stop:
+    the plan speed budgets it (an agile robot overstayed its vertex holds by 0.07 s)."""
+    L, margin = 0.3, 0.2
+    s = plan_speed_for(limits, L, margin)
+    stop = stop_time(L, limits)
+    assert stop > cover_time(L, limits.max_v, 0.7 * limits.max_acc)
+    turn = turn_time(math.pi / 2, limits.max_w, 0.7 * limits.max_alpha)
+    assert 2 * L / s >= stop + turn + cover_time(L, limits.max_v, limits.max_acc) + 2 * margin
 
 
 def test_robot_stays_inside_its_holds_on_a_path_with_turns(world):

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from fleet_coord.core.roadmap import Exclusion, Roadmap
 
 __all__ = ["Command", "CommandHistory", "Leg", "PathTracker", "cover_time", "turn_time",
-           "plan_speed_for", "robot_time_model"]
+           "plan_speed_for", "robot_time_model", "stop_time"]
 
 #: Share of the acceleration limits the tracker assumes when it brakes (keeps the real
 #: robot, which ramps at its limits, from overshooting a stop point).
@@ -82,10 +82,32 @@ def heading_settle_time(alpha: float, k_heading: float = K_HEADING,
     return math.log(err0 / heading_tol) / k_heading + 0.05
 
 
+def stop_time(distance: float, limits: Limits, k_stop: float = K_STOP["stop_and_turn"],
+              pos_tol: float = 0.02) -> float:
+    """Seconds the tracker takes from standing `distance` m before a stop (at a wall) to
+    standing at it (within `pos_tol`): it accelerates at the robot's limit and follows its
+    brake law (``PathTracker._brake``), whose last part is proportional (``k_stop``), so
+    this is longer than a bang-bang stop (``cover_time``) at high accelerations."""
+    acc = limits.max_acc if math.isfinite(limits.max_acc) else 1e3
+    brake_acc = BRAKE_SHARE * acc
+    dt, t, d, v = 1e-3, 0.0, float(distance), 0.0
+    while d > pos_tol:
+        cap = min(limits.max_v, math.sqrt(2.0 * brake_acc * d), max(k_stop * d, 0.05))
+        v = min(cap, v + acc * dt)
+        d -= v * dt
+        t += dt
+    return t
+
+
 def plan_speed_for(limits: Limits, clearance: float, margin: float = 0.25) -> float:
     """The plan speed of the conservative stop-and-turn model: the speed that leaves time
     to stop, make a quarter turn and go again inside a vertex star of radius `clearance`
-    (see the module docstring). Never above max_v."""
+    (see the module docstring). Never above max_v.
+
+    A vertex's star is held for 2 L / speed. A robot ahead of its plan drives up to the
+    star's wall and stands there until the star opens, so within that hold it must come
+    to the vertex as the tracker stops (``stop_time``), turn and leave the star: the speed
+    is also capped so that this fits with `margin` to spare on each side."""
     acc, alpha = limits.max_acc, limits.max_alpha
     if not math.isfinite(acc):
         acc = 1e3
@@ -96,7 +118,9 @@ def plan_speed_for(limits: Limits, clearance: float, margin: float = 0.25) -> fl
                math.log((math.pi / 2) / HEADING_TOL) / K_HEADING + 0.05)
     arrive_and_turn = cover_time(clearance, limits.max_v, BRAKE_SHARE * acc) + turn
     leave = cover_time(clearance, limits.max_v, acc)
-    return min(limits.max_v, clearance / (max(arrive_and_turn, leave) + margin))
+    in_star = stop_time(clearance, limits) + turn + leave
+    return min(limits.max_v, clearance / (max(arrive_and_turn, leave) + margin),
+               2.0 * clearance / (in_star + 2.0 * margin))
 
 
 #: The time models a robot can plan with (the ``time_model`` parameter of an agent).
