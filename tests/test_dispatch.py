@@ -240,6 +240,30 @@ def test_restart_announces_pending_tasks_and_requeues_unconfirmed_ones(ledger):
     assert "its robot did not confirm" in ledger.get("orphan").reason
 
 
+def test_a_robot_whose_agent_restarted_must_confirm_its_tasks_or_they_go_back_to_auction(ledger):
+    """An agent restarted faster than the robot is declared lost knows nothing of its
+    predecessor's awards: a state from the new incarnation that does not list a task
+    of the robot's sends it back to auction after `confirm_window` (the in-process
+    fleet's property test found the task stranded forever)."""
+    d = make(ledger)
+    for tid in ("kept", "forgotten"):
+        d.submit(0.0, Task(tid, "goto", ["s"]))
+    d.tick(0.0)
+    for tid in ("kept", "forgotten"):
+        d.on_proposal(0.1, cn.Proposal("a", tid, 1, 1.0, 2.0))
+    d.tick(0.4)
+    d.on_robot_state(1.0, "a", ["kept", "forgotten"], incarnation="a-agent-1")
+    d.on_robot_state(2.0, "a", [], incarnation="a-agent-2")      # restarted, empty-handed
+    d.on_robot_state(2.1, "a", ["kept"], incarnation="a-agent-2")  # an award it did get
+    assert d.tick(4.9) == [] and ledger.get("forgotten").state is S.AWARDED
+    d.tick(5.0)
+    assert ledger.get("kept").state is S.AWARDED
+    rec = ledger.get("forgotten")
+    assert rec.state is S.QUEUED and "restart of a's agent" in rec.reason
+    d.on_robot_state(6.0, "a", [], incarnation="a-agent-2")      # same agent: nothing more
+    assert d.entries["kept"].confirm_by is None
+
+
 def test_a_task_at_a_station_a_lost_robot_holds_waits_until_the_robot_is_back(ledger):
     free = np.ones((1, 5), dtype=bool)
     roadmap = Roadmap.from_grid(GridMap(width=5, height=1, free=free, path="<test>"))

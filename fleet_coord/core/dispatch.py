@@ -140,6 +140,7 @@ class TaskEntry:
     gave_back: set[str] = field(default_factory=set)     # not asked again
     lost_holders: set[str] = field(default_factory=set)  # gave it back lost: a late DONE counts
     confirm_by: float | None = None         # in flight at restart: its robot confirms by then
+    unconfirmed: str = ""                   # ... which restart, for the re-queue's reason
     deferred: str = ""                      # why it is held back (a lost robot holds a station)
 
 
@@ -299,8 +300,8 @@ class Dispatch:
         for task_id, entry in list(self.entries.items()):
             if entry.confirm_by is not None and now >= entry.confirm_by:
                 entry.confirm_by = None
-                out += self._requeue(task_id, None, "its robot did not confirm it after a "
-                                                    "dispatcher restart", now)
+                out += self._requeue(task_id, None, "its robot did not confirm it after "
+                                     + (entry.unconfirmed or "a dispatcher restart"), now)
         return out
 
     def _close_auctions(self, now: float) -> list[Action]:
@@ -450,11 +451,26 @@ class Dispatch:
 
     def on_robot_state(self, now: float, robot: str, task_ids: Sequence[str] = (),
                        incarnation: Incarnation = None) -> list[Action]:
-        """A RobotState: `robot` is alive and holds `task_ids` (current, then queued)."""
+        """A RobotState: `robot` is alive and holds `task_ids` (current, then queued).
+        A state from a new incarnation (its agent restarted, maybe too quickly to be
+        declared lost) must confirm the robot's in-flight tasks within `confirm_window`:
+        a new agent knows nothing of its predecessor's awards."""
+        before = self.membership.incarnation.get(robot)
         if not self.membership.heard(robot, incarnation):
             return []   # the old agent of a removed robot
         self.robots[robot] = now
         self.lost.discard(robot)
+        if before is not None and incarnation is not None and incarnation != before:
+            listed = set(task_ids)
+            for held in self.ledger.in_flight():
+                open_entry = self._entry(held.task.id)
+                if held.robot == robot and held.task.id not in listed \
+                        and open_entry.confirm_by is None:
+                    open_entry.confirm_by = now + self.config.confirm_window
+                    open_entry.unconfirmed = f"a restart of {robot}'s agent"
+                    self.log.info(f"{robot}'s agent restarted: {held.task.id} goes back to "
+                                  f"auction unless it confirms it within "
+                                  f"{self.config.confirm_window:g} s")
         for task_id in task_ids:
             entry = self.entries.get(task_id) if task_id else None
             if entry is not None and entry.confirm_by is not None:
