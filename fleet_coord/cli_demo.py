@@ -71,6 +71,10 @@ def register(subparsers) -> None:
                    help="--dry-run: how tasks are allocated: per_task (one auction per "
                         "task, travel bids: what the dispatcher does; the default) or pool "
                         "(batch rounds of completion-time bids, one next task per robot)")
+    p.add_argument("--in-process", action="store_true",
+                   help="no DDS: the same dispatcher, traffic and agent cores and ideal "
+                        "kinematic robots in one process on a virtual clock (as fast as the "
+                        "CPU allows; reproducible from --seed)")
     p.set_defaults(run=run)
 
 
@@ -175,6 +179,9 @@ def run(args) -> int:
                            "vehicles yet (drive: follow, docs/vda5050.md)") from None
         from fleet_coord.vda5050.mixed_demo import run_mixed_demo
         return run_mixed_demo(args, *_load(args))
+    if getattr(args, "in_process", False):
+        from fleet_coord.in_process import run_demo as run_in_process
+        return run_in_process(args, *_load(args))
     from fleet_coord.demo import run_demo
     return run_demo(args, *_load(args))
 

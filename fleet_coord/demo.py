@@ -535,7 +535,9 @@ def summary(m: dict) -> str:
         f"{m['robot_obstacle_contacts']} robot-obstacle contacts; reservation violations "
         f"{m['reservation_violations']} ({m['reservation_conflicts']} conflicting holds, "
         f"{m['excursions']} excursions in {m['monitor_samples']} checked poses)",
-        f"real-time factor {m['real_time_factor']:.2f} (cap {m['real_time_factor_cap']:g}); "
-        f"{m['wall_run_s']:.0f} s wall for the run, {m['wall_startup_s']:.0f} s start-up",
+        f"real-time factor {m['real_time_factor']:.2f} "
+        + (f"(cap {m['real_time_factor_cap']:g}); " if m["real_time_factor_cap"]
+           else "(virtual clock); ")
+        + f"{m['wall_run_s']:.0f} s wall for the run, {m['wall_startup_s']:.0f} s start-up",
     ]
     return "\n".join(lines)

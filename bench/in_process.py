@@ -1,0 +1,96 @@
+"""The in-process fleet (fleet_coord.in_process): wall time of the demo's workload, and a
+large fleet (200 robots, 1000 tasks) on a generated warehouse.
+
+    .venv/bin/python bench/in_process.py demo            # 8 robots, 40 tasks, seed 7
+    .venv/bin/python bench/in_process.py large           # 200 robots, 1000 tasks
+    .venv/bin/python bench/in_process.py large --robots 50 --tasks 200
+
+Prints one JSON line per run: outcomes, makespan (sim s), wall s, sim s per wall s,
+conflicts and excursions seen by the independent monitor, bus events and messages. The
+ROS demo's wall time to compare with is `fleet-coord demo`'s "wall for the run"
+(docs/benchmarks.md, "In-process fleet"). No ROS is started.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from fleet_coord.cli_demo import make_workload  # noqa: E402
+from fleet_coord.fleet_config import load_roadmap_and_exclusion  # noqa: E402
+from fleet_coord.in_process import FleetParams, InProcessFleet  # noqa: E402
+
+
+def warehouse_map(width: int = 121, shelf_rows: int = 4, open_rows: int = 10) -> str:
+    """A MovingAI map of a warehouse: rows of shelves (2 deep, 10 long, aisles between) over
+    an open area at the bottom where robots have their homes and the drops are."""
+    rows = ["@" * width]
+    for _ in range(shelf_rows):
+        rows.append("@" + "." * (width - 2) + "@")
+        for _ in range(2):
+            line = ["@"] + ["."] * (width - 2) + ["@"]
+            for x in range(2, width - 2):
+                if (x - 2) % 12 < 10:
+                    line[x] = "@"
+            rows.append("".join(line))
+    rows += ["@" + "." * (width - 2) + "@" for _ in range(open_rows)]
+    rows.append("@" * width)
+    path = os.path.join(tempfile.mkdtemp(prefix="fleet-coord-bench-"), "warehouse-large.map")
+    with open(path, "w") as f:
+        f.write(f"type octile\nheight {len(rows)}\nwidth {width}\nmap\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def run(map_path: str, robots: int, tasks: int, seed: int, params: FleetParams) -> dict:
+    roadmap, exclusion, rid = load_roadmap_and_exclusion(map_path, 0.15)
+    fleet_robots, workload = make_workload(roadmap, robots, tasks, seed)
+    last = [time.perf_counter()]
+
+    def progress(n: int, sim: float) -> None:
+        if time.perf_counter() - last[0] > 30:
+            last[0] = time.perf_counter()
+            print(f"  {n}/{tasks} ended at {sim:.0f} s sim", file=sys.stderr, flush=True)
+
+    with InProcessFleet(roadmap, exclusion, fleet_robots, seed=seed, params=params,
+                        roadmap_id=rid) as fleet:
+        r = fleet.run(workload, submit_at=1.0, interval=0.6, progress=progress)
+        done = Counter(r.outcomes.values())
+        makespan = max((f["t"] for f in fleet.final().values()), default=1.0) - 1.0
+    return {"robots": robots, "tasks": tasks, "seed": seed, "outcomes": dict(done),
+            "makespan_sim_s": round(makespan, 1), "sim_s": round(r.t_end, 1),
+            "wall_s": round(r.wall_s, 1), "sim_per_wall": round(r.t_end / r.wall_s, 1),
+            "conflicts": r.conflicts, "excursions": r.excursions,
+            "checked_poses": r.monitor_samples, "bus_events": r.events,
+            "messages": r.messages, "control_period_s": params.control_period,
+            "agents_per_process": params.agents_per_process or robots,
+            "load_avg": os.getloadavg()[0]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("what", choices=("demo", "large"))
+    ap.add_argument("--robots", type=int, default=0)
+    ap.add_argument("--tasks", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--control-period", type=float, default=0.05)
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    if args.what == "demo":
+        params = FleetParams(control_period=args.control_period, trace_period=0.0)
+        out = run("", args.robots or 8, args.tasks or 40, args.seed, params)
+    else:
+        params = FleetParams(control_period=args.control_period, trace_period=0.0,
+                             agents_per_process=25)
+        out = run(warehouse_map(), args.robots or 200, args.tasks or 1000, args.seed, params)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The in-process fleet (fleet_coord.in_process): the dispatcher, authority and execution
+cores with ideal robots on a virtual clock and a faulty bus, checked by the independent
+safety monitor (core.monitor) and the ledger."""
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fleet_coord.bus import Cut, Faults
+from fleet_coord.core.kinematics import Limits
+from fleet_coord.core.roadmap import Footprint, GridMap, Roadmap
+from fleet_coord.core.tasks import Task, TaskLedger
+from fleet_coord.in_process import Crash, FleetParams, InProcessFleet
+
+# A small room with a shelf in the middle; robots start along the bottom row.
+ROOM = ("........",
+        "..@@@@..",
+        "........",
+        "........")
+FAST = FleetParams(limits=Limits(max_v=3.0, max_w=20.0, max_acc=40.0, max_alpha=400.0),
+                   lost_after=1.5, robot_timeout=2.0, bid_window=0.3, trace_period=0.0)
+
+
+def room():
+    free = np.array([[c == "." for c in row] for row in ROOM], dtype=bool)
+    roadmap = Roadmap.from_grid(GridMap(width=free.shape[1], height=free.shape[0], free=free,
+                                        path="<room>"))
+    return roadmap, roadmap.exclusion(Footprint(radius=0.15))
+
+
+ROBOTS = {"a": "0,3", "b": "3,3", "c": "7,3"}
+TASKS = [Task("t1", "pick_and_drop", ["1,0", "6,2"]), Task("t2", "goto", ["7,0"]),
+         Task("t3", "pick_and_drop", ["2,2", "0,0"]), Task("t4", "goto", ["4,0"])]
+
+
+def fleet(tmp_path, **kw):
+    roadmap, exclusion = room()
+    robots = {r: roadmap.vertex(v) for r, v in ROBOTS.items()}
+    return InProcessFleet(roadmap, exclusion, robots, params=kw.pop("params", FAST),
+                          workdir=str(tmp_path), **kw)
+
+
+def test_a_small_fleet_does_its_tasks_with_no_violation_and_the_same_run_twice(tmp_path):
+    runs = []
+    for k in range(2):
+        with fleet(tmp_path / str(k), seed=5) as f:
+            result = f.run(TASKS, submit_at=0.5, interval=0.4, max_sim_s=120.0)
+            runs.append((result.outcomes, [(s["task_id"], s["state"], s["robot"], s["t"])
+                                           for s in f.statuses]))
+            assert result.outcomes == {t.id: "DONE" for t in TASKS}
+            assert result.conflicts == 0 and result.excursions == 0
+            assert result.monitor_samples > 100
+    assert runs[0] == runs[1]
+
+
+# -- random fault schedules -----------------------------------------------------------
+
+ENDPOINTS = ["dispatcher", "traffic", "agents0", "agents1", "agents2"]
+
+
+@st.composite
+def schedules(draw):
+    cuts = tuple(Cut(draw(st.sampled_from(ENDPOINTS)), t0, t0 + draw(st.floats(0.2, 4.0)))
+                 for t0 in draw(st.lists(st.floats(0.0, 15.0), max_size=2)))
+    faults = Faults(latency=draw(st.floats(0.0005, 0.02)), jitter=draw(st.floats(0.0, 0.1)),
+                    drop=draw(st.sampled_from([0.0, 0.0, 0.01, 0.05])), cuts=cuts)
+    crashes = tuple(Crash(draw(st.sampled_from(["dispatcher", "traffic", "a", "b", "c"])),
+                          at, draw(st.floats(0.1, 3.0)))
+                    for at in draw(st.lists(st.floats(0.5, 15.0), max_size=2)))
+    return faults, crashes, draw(st.integers(0, 2**16))
+
+
+@settings(max_examples=int(__import__("os").environ.get("FLEET_COORD_PROPERTY_EXAMPLES", 40)),
+          deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(schedule=schedules())
+def test_no_fault_schedule_makes_the_fleet_unsafe_or_loses_a_task(tmp_path_factory, schedule):
+    """Delays, drops, reorders, partitions and crashes of agents, the authority and the
+    dispatcher: the independent monitor sees no conflict and no robot outside what it
+    holds, and once the faults are over every task ends (done, or failed with a reason)
+    and the ledger holds each exactly once."""
+    faults, crashes, seed = schedule
+    params = FleetParams(limits=FAST.limits, lost_after=1.5, robot_timeout=2.0,
+                         bid_window=0.3, trace_period=0.0, agents_per_process=1)
+    with fleet(tmp_path_factory.mktemp("run"), seed=seed, faults=faults, crashes=crashes,
+               params=params) as f:
+        result = f.run(TASKS[:3], submit_at=0.5, interval=0.4, max_sim_s=90.0,
+                       stall_sim_s=60.0)
+        assert result.conflicts == 0, f.monitor.conflicts[:3]
+        assert result.excursions == 0, f.monitor.excursions[:3]
+        assert all(result.outcomes.values()), result.outcomes
+        with TaskLedger(f.ledger_path) as ledger:
+            for t in TASKS[:3]:
+                ends = [e for e in ledger.events(t.id) if e.event in ("done", "failed",
+                                                                       "cancelled")]
+                assert len(ends) == 1, ends
