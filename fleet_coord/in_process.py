@@ -86,6 +86,7 @@ class FleetParams:
     robot_timeout: float = 3.0
     agents_per_process: int = 0         # 0: all agents in one group
     monitor_period: float = 0.25        # s between true-pose checks of each robot
+    monitor_boundaries: bool = True     # ... and at both ends of each of its holds
     trace_period: float = 0.1           # s between recorded poses (0: none)
     execution: ex.ExecutionConfig | None = None
 
@@ -140,6 +141,7 @@ class InProcessFleet:
         self.state = {r: UnicycleState(float(roadmap.pos[v, 0]), float(roadmap.pos[v, 1]), 0.0)
                       for r, v in robots.items()}
         self.cmd: dict[str, tuple[float, float, float]] = {}   # robot -> (v, w, stamp)
+        self._driven_at = 0.0                                  # time of the poses in `state`
         # the fleet's processes
         per = self.p.agents_per_process or len(self.robots)
         self.groups = [_Group(f"agents{k // per}", self.robots[k:k + per])
@@ -244,11 +246,29 @@ class InProcessFleet:
                 v, w = 0.0, 0.0
             if v or w or s.v or s.w:
                 self.state[r] = step(s, v, w, dt, lim)
+        self._driven_at = now
 
     def _check_poses(self) -> None:
-        now = self.bus.now
+        t = self._driven_at
         for r, s in self.state.items():
-            self.monitor.on_pose(r, now, s.x, s.y)
+            self.monitor.on_pose(r, t, s.x, s.y)
+
+    def _check_pose(self, robot: str) -> None:
+        s = self.state.get(robot)
+        if s is not None:
+            self.monitor.on_pose(robot, self._driven_at, s.x, s.y)
+
+    def _watch_boundaries(self, u: TableUpdate) -> None:
+        """Check a robot's pose just before each hold of it starts and just after it ends
+        (beyond the monitor's slack and one driver step): where a robot early or late
+        for its plan would be outside what it holds. Overstays of a few hundredths of a
+        second slip between periodic samples."""
+        now, eps = self.bus.now, self.monitor.slack_t + 1e-3
+        for r in u.added:
+            if r.t_start - eps > now:
+                self.bus.at(r.t_start - eps, self._check_pose, r.robot)
+            if math.isfinite(r.t_end):
+                self.bus.at(r.t_end + eps + self.p.driver_period, self._check_pose, r.robot)
 
     def _trace(self) -> None:
         now = self.bus.now
@@ -468,6 +488,8 @@ class InProcessFleet:
     def _broadcast_table(self, updates: list[TableUpdate]) -> None:
         for u in updates:
             self.monitor.on_update(u)            # the monitor's tap: lossless
+            if self.p.monitor_boundaries and not u.is_snapshot:
+                self._watch_boundaries(u)
             if not u.is_snapshot and (u.added or u.removed):
                 seg = lambda rs: [[r.resource, r.t_start, r.t_end] for r in rs]  # noqa: E731
                 self._event("reservation", "", robot=u.robot, version=u.version,
