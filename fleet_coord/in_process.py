@@ -30,6 +30,7 @@ import random
 import shutil
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +80,11 @@ class FleetParams:
     state_period: float = 0.1           # RobotState
     driver_period: float = 0.02         # the ideal driver's integration step
     cmd_timeout: float = 0.5            # the driver stops a robot whose commands stop
+    #: s from an agent's command to the driver applying it (rounded up to its steps).
+    #: None: what the agents' delay compensation assumes (`control_latency`), as for the
+    #: demo's simulator in lock-step with them. A driver much quicker than that makes the
+    #: turn-in-place heading loop ring (docs/benchmarks.md, "In-process fleet").
+    command_latency: float | None = None
     lost_after: float = 3.0
     snapshot_period: float = 5.0
     keep_history: float = 60.0
@@ -141,6 +147,12 @@ class InProcessFleet:
         self.state = {r: UnicycleState(float(roadmap.pos[v, 0]), float(roadmap.pos[v, 1]), 0.0)
                       for r, v in robots.items()}
         self.cmd: dict[str, tuple[float, float, float]] = {}   # robot -> (v, w, stamp)
+        self._cmd_queue: dict[str, deque[tuple[float, float, float, float]]] = {
+            r: deque() for r in robots}                        # (applies at, v, w, stamp)
+        self.execution_config = self.p.execution or ex.ExecutionConfig(
+            limits=self.p.limits, turn_margin=self.p.turn_margin)
+        self.command_latency = self.execution_config.control_latency \
+            if self.p.command_latency is None else self.p.command_latency
         self._driven_at = 0.0                                  # time of the poses in `state`
         # the fleet's processes
         per = self.p.agents_per_process or len(self.robots)
@@ -201,8 +213,7 @@ class InProcessFleet:
         g.up = True
         g.incarnation += 1
         g.replica = Replica(self.exclusion.of, self.roadmap.num_resources, self.roadmap_id)
-        cfg = self.p.execution or ex.ExecutionConfig(limits=self.p.limits,
-                                                     turn_margin=self.p.turn_margin)
+        cfg = self.execution_config
         for r in g.robots:
             g.agents[r] = ex.Execution(
                 r, self.roadmap, self.exclusion, g.replica, cfg,
@@ -241,6 +252,10 @@ class InProcessFleet:
     def _drive(self) -> None:
         now, dt, lim = self.bus.now, self.p.driver_period, self.p.limits
         for r, s in self.state.items():
+            queue = self._cmd_queue[r]
+            while queue and queue[0][0] <= now + 1e-9:
+                _, v, w, stamp = queue.popleft()
+                self.cmd[r] = (v, w, stamp)
             v, w, stamp = self.cmd.get(r, (0.0, 0.0, -math.inf))
             if now - stamp > self.p.cmd_timeout:
                 v, w = 0.0, 0.0
@@ -302,7 +317,7 @@ class InProcessFleet:
         now = self.bus.now
         for a in actions:
             if isinstance(a, ex.Velocity):
-                self.cmd[robot] = (a.v, a.w, now)
+                self._cmd_queue[robot].append((now + self.command_latency, a.v, a.w, now))
             elif isinstance(a, ex.Reserve):
                 g.calls[robot].add(a.seq)
                 self.bus.send(g.name, TRAFFIC, self._to_traffic_reserve, g, robot, a,
