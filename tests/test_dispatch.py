@@ -264,6 +264,25 @@ def test_a_robot_whose_agent_restarted_must_confirm_its_tasks_or_they_go_back_to
     assert d.entries["kept"].confirm_by is None
 
 
+def test_an_award_its_robot_never_lists_goes_back_to_auction(ledger):
+    """A lost award (or all the winner's states lost) must not leave the task AWARDED to
+    a robot that never heard of it: the winner lists it in its states or reports on it
+    within `confirm_window`, else it goes back to auction."""
+    d = make(ledger)
+    for tid in ("heard", "lost"):
+        d.submit(0.0, Task(tid, "goto", ["s"]))
+        auction(d, tid, {"a": 1.0}, 0.0)
+    d.on_robot_state(0.5, "a", ["heard"], incarnation="a-agent-1")
+    out = d.tick(3.4)                     # awarded at 0.3 (the bid deadline)
+    assert ledger.get("heard").state is S.AWARDED
+    rec = ledger.get("lost")
+    assert rec.state is S.QUEUED and "after its award" in rec.reason
+    # a robot that got the award after all (its states were lost) drops it
+    withdrawn, = of(out, dp.Rejection)
+    assert (withdrawn.task_id, withdrawn.robot) == ("lost", "a")
+    assert withdrawn.reason.startswith("withdrawn")
+
+
 def test_a_task_at_a_station_a_lost_robot_holds_waits_until_the_robot_is_back(ledger):
     free = np.ones((1, 5), dtype=bool)
     roadmap = Roadmap.from_grid(GridMap(width=5, height=1, free=free, path="<test>"))

@@ -139,8 +139,8 @@ class TaskEntry:
     no_bid_rounds: int = 0                  # rounds in a row nobody bid in
     gave_back: set[str] = field(default_factory=set)     # not asked again
     lost_holders: set[str] = field(default_factory=set)  # gave it back lost: a late DONE counts
-    confirm_by: float | None = None         # in flight at restart: its robot confirms by then
-    unconfirmed: str = ""                   # ... which restart, for the re-queue's reason
+    confirm_by: float | None = None         # awarded / in flight at a restart: its robot
+    unconfirmed: str = ""                   # confirms by then (why, for the re-queue's reason)
     deferred: str = ""                      # why it is held back (a lost robot holds a station)
 
 
@@ -300,8 +300,16 @@ class Dispatch:
         for task_id, entry in list(self.entries.items()):
             if entry.confirm_by is not None and now >= entry.confirm_by:
                 entry.confirm_by = None
-                out += self._requeue(task_id, None, "its robot did not confirm it after "
-                                     + (entry.unconfirmed or "a dispatcher restart"), now)
+                rec = self.ledger.get(task_id)
+                reason = ("its robot did not confirm it after "
+                          + (entry.unconfirmed or "a dispatcher restart"))
+                out += self._requeue(task_id, None, reason, now)
+                # its robot may hold it after all (only its states were lost): withdrawn,
+                # so that the task is not worked on twice
+                if rec is not None and rec.robot and rec.state in (TaskState.AWARDED,
+                                                                   TaskState.ACTIVE):
+                    out.append(Rejection(task_id, rec.round, rec.robot,
+                                         reason=f"withdrawn: {reason}"))
         return out
 
     def _close_auctions(self, now: float) -> list[Action]:
@@ -324,6 +332,10 @@ class Dispatch:
                 out.append(self._status(task_id, TaskState.AWARDED, init.winner or "",
                                         init.round))
                 entry.no_bid_rounds = 0
+                # the winner's states list the task once the award arrived; an award lost
+                # on the way would leave it AWARDED to a robot that never heard of it
+                entry.confirm_by = now + self.config.confirm_window
+                entry.unconfirmed = "its award (lost on the way?)"
             elif init.state is cn.InitiatorState.NO_BIDS:
                 entry.initiator = None
                 entry.no_bid_rounds += 1
