@@ -35,7 +35,7 @@ class Cut:
 class Faults:
     latency: float = 0.001       # s, every message
     jitter: float = 0.0          # s, uniform extra delay (reorders close messages)
-    drop: float = 0.0            # probability that a message is lost
+    drop: float = 0.0            # probability that a message is lost (see Bus: reliable)
     cuts: tuple[Cut, ...] = ()
     #: endpoints whose messages are never dropped at random (e.g. a test's own tap)
     lossless: frozenset[str] = frozenset()
@@ -72,9 +72,14 @@ class _Stats:
 
 
 class Bus:
-    def __init__(self, seed: int = 0, faults: Faults | None = None, start: float = 0.0) -> None:
+    """`reliable`: channels (the name before any ':') that random drops spare, as DDS's
+    RELIABLE QoS repeats a sample until a matched reader has it; cuts still lose them."""
+
+    def __init__(self, seed: int = 0, faults: Faults | None = None, start: float = 0.0, *,
+                 reliable: frozenset[str] = frozenset()) -> None:
         self.now = float(start)
         self.faults = faults if faults is not None else Faults()
+        self.reliable = reliable
         self.rng = random.Random(seed)
         self._queue: list[tuple[float, int, Callable[..., Any], tuple[Any, ...]]] = []
         self._seq = 0
@@ -119,6 +124,7 @@ class Bus:
             self.stats.dropped += 1
             return False
         if f.drop and src not in f.lossless and dst not in f.lossless \
+                and channel.partition(":")[0] not in self.reliable \
                 and self.rng.random() < f.drop:
             self.stats.dropped += 1
             return False

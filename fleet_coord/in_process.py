@@ -12,7 +12,12 @@ replica and is one endpoint of the bus, so a cut or a crash takes the whole grou
 talk to their robots directly (the on-robot link is not the fleet network); an agent that
 stops commanding leaves its robot to the driver's command watchdog.
 
-Faults (`bus.Faults`: latency, jitter, drops, cuts) apply to every fleet message. Crashes
+Faults (`bus.Faults`: latency, jitter, drops, cuts) apply to every fleet message, except
+that random drops spare the channels the nodes publish with RELIABLE QoS (`RELIABLE`: the
+auction, task statuses, the authority's lost / removed notices); the robot states
+(best effort), the reserve service and the table updates lose messages at random, which
+the cores recover from (state timeouts, reserve_timeout, table versions and snapshots).
+Cuts and crashes lose everything. Crashes
 (`Crash`) stop a group of agents, the dispatcher or the authority for a while; each comes
 back as a new incarnation from what survives a crash: the ledger (dispatcher), the table
 log (authority), nothing (agents: the robot stands where it stopped).
@@ -105,6 +110,7 @@ class RunResult:
     wall_s: float
     conflicts: int
     excursions: int
+    contacts: int                       # robot-robot contacts begun (footprints overlapping)
     monitor_samples: int
     events: int                         # bus events run
     messages: int
@@ -124,6 +130,10 @@ class _Group:
         self.calls: dict[str, set[int]] = {}    # robot -> seqs it still wants answers to
 
 
+#: bus channels the ROS nodes send with RELIABLE QoS (qos.PROTOCOL): never dropped at random
+RELIABLE = frozenset({"submit", "bid", "contract", "status", "lost", "removed", "fleet"})
+
+
 class InProcessFleet:
     def __init__(self, roadmap: Roadmap, exclusion: Exclusion, robots: dict[str, int], *,
                  seed: int = 0, faults: Faults | None = None, crashes: Sequence[Crash] = (),
@@ -133,7 +143,7 @@ class InProcessFleet:
         self.roadmap, self.exclusion, self.roadmap_id = roadmap, exclusion, roadmap_id
         self.p = params if params is not None else FleetParams()
         self.seed = seed
-        self.bus = Bus(seed, faults)
+        self.bus = Bus(seed, faults, reliable=RELIABLE)
         self.log = log if log is not None else logging.getLogger("fleet_coord.in_process")
         self._own_workdir = workdir is None
         # the ledger and the table log (what survives a crash); tmpfs when there is one
@@ -161,6 +171,13 @@ class InProcessFleet:
         self.group_of = {r: g for g in self.groups for r in g.robots}
         self.memo = YieldMemo()
         self.monitor = SafetyMonitor(exclusion, roadmap.num_resources, roadmap_id)
+        #: robots whose agent crashed, until its successor holds its spot again: the
+        #: robot stands where it stopped while its holds run on (the authority can tell
+        #: only after lost_after); they count in `contacts`, not in the monitor's checks
+        self.unmonitored: set[str] = set()
+        self.contacts = 0               # robot-robot contacts (footprints overlapping) begun
+        self._touching: set[tuple[str, str]] = set()
+        self._radius = exclusion.footprint.bounding_radius
         self.ledger_path = os.path.join(self.workdir, "tasks.sqlite")
         self.table_log_path = os.path.join(self.workdir, "table.log")
         self.dispatch: dp.Dispatch | None = None
@@ -238,6 +255,7 @@ class InProcessFleet:
                 return
             g.up = False
             g.agents.clear()
+            self.unmonitored.update(g.robots)
             g.replica = None
 
             def restart() -> None:
@@ -266,11 +284,14 @@ class InProcessFleet:
     def _check_poses(self) -> None:
         t = self._driven_at
         for r, s in self.state.items():
-            self.monitor.on_pose(r, t, s.x, s.y)
+            if r not in self.unmonitored:
+                self.monitor.on_pose(r, t, s.x, s.y)
+        self.contacts += count_contacts({r: (s.x, s.y) for r, s in self.state.items()},
+                                        self._radius, self._touching)
 
     def _check_pose(self, robot: str) -> None:
         s = self.state.get(robot)
-        if s is not None:
+        if s is not None and robot not in self.unmonitored:
             self.monitor.on_pose(robot, self._driven_at, s.x, s.y)
 
     def _watch_boundaries(self, u: TableUpdate) -> None:
@@ -297,6 +318,8 @@ class InProcessFleet:
         ready = self.authority is not None
         for r, agent in g.agents.items():
             s = self.state[r]
+            if r in self.unmonitored and agent.parked:
+                self.unmonitored.discard(r)
             self._act(g, r, agent.on_odometry(now, ex.Odometry(s.x, s.y, s.theta, s.v, s.w, now)))
             self._act(g, r, agent.tick(now, authority_ready=ready))
 
@@ -584,7 +607,7 @@ class InProcessFleet:
         return RunResult(outcomes=outcomes, t_end=self.bus.now,
                          wall_s=time.perf_counter() - wall0,
                          conflicts=len(self.monitor.conflicts),
-                         excursions=len(self.monitor.excursions),
+                         excursions=len(self.monitor.excursions), contacts=self.contacts,
                          monitor_samples=self.monitor.samples, events=self.bus.stats.events,
                          messages=self.bus.stats.sent, dropped=self.bus.stats.dropped)
 
@@ -653,14 +676,6 @@ def run_demo(args: Any, roadmap: Roadmap, exclusion: Exclusion, robots: dict[str
 
     with InProcessFleet(roadmap, exclusion, robots, seed=args.seed, params=params,
                         event_log=event_log, roadmap_id=roadmap_id) as fleet:
-        touching: set[tuple[str, str]] = set()
-        contacts = [0]
-        radius = exclusion.footprint.bounding_radius
-
-        def check_contacts() -> None:
-            contacts[0] += count_contacts({r: (s.x, s.y) for r, s in fleet.state.items()},
-                                          radius, touching)
-        fleet.bus.every(params.monitor_period, check_contacts)
         t_submit = 1.0
         result = fleet.run(tasks, submit_at=t_submit, interval=SUBMIT_INTERVAL_S,
                            max_sim_s=math.inf, progress=progress)
@@ -669,7 +684,7 @@ def run_demo(args: Any, roadmap: Roadmap, exclusion: Exclusion, robots: dict[str
         rec = Recording(robots=list(robots), statuses=fleet.statuses, traces=fleet.traces,
                         states=fleet.states)
         rec.final = final
-        rec.contacts_robot_robot = contacts[0]
+        rec.contacts_robot_robot = fleet.contacts
         m = fleet.monitor
         rec.conflicts = [(c.robot, c.resource, c.t_start, c.t_end, c.existing)
                          for c in m.conflicts]

@@ -38,3 +38,15 @@ def test_timers_run_on_the_virtual_clock_until_cancelled():
     bus.run_until(5.0)
     assert len(ticks) == 5 and bus.now == 5.0
     assert bus.run_until(6.0, stop=lambda: bus.now >= 5.5) is True
+
+
+def test_random_drops_spare_reliable_channels_but_cuts_do_not():
+    bus = Bus(1, Faults(drop=0.5, cuts=(Cut("b", 1.0, 2.0),)), reliable=frozenset({"status"}))
+    got = []
+    for i in range(300):
+        ch = ("status:a", "state")[i % 2]
+        bus.at(i * 0.01, lambda i=i, ch=ch: bus.send("a", "b", got.append, i, channel=ch))
+    bus.run_until(5.0)
+    reliable = [i for i in got if i % 2 == 0]
+    assert reliable == [i for i in range(0, 300, 2) if not 100 <= i < 200]
+    assert 0 < len([i for i in got if i % 2]) < 100   # best effort: some of the 100 outside the cut
