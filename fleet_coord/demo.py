@@ -496,24 +496,31 @@ def run_demo(args, roadmap, exclusion, robots: dict[str, int], tasks) -> int:
         raise CliError(str(e)) from None
     m = report.metrics(rec, tasks, spec, events)
     out = spec.out
-    report.write_metrics(m, os.path.join(out, "metrics.json"))
-    ok = (rec.ended == "completed" and m["done"] == len(tasks)
-          and m["robot_robot_collisions"] == 0
-          and m["reservation_violations"] == 0)
-    title = (f"{m['done']}/{len(tasks)} tasks, makespan {m['makespan_s']:.0f} s, "
-             f"{m['robot_robot_collisions']} collisions, {m['reservation_violations']} "
-             f"violations ({spec.mode})")
-    report.plot_trajectories(rec, roadmap, tasks, os.path.join(out, "trajectories.png"), title)
-    report.plot_timeline(rec, os.path.join(out, "timeline.png"), title)
-    files = ["metrics.json", "trajectories.png", "timeline.png"]
-    if not args.no_gif:
-        frames = report.render_gif(rec, roadmap, tasks, os.path.join(out, "run.gif"))
-        files.append(f"run.gif ({frames} frames)")
+    ok, files = write_report(rec, roadmap, tasks, m, out, spec.mode, gif=not args.no_gif)
     files += ["events.jsonl", "fleet.log"] + (["fleet.mcap"] if spec.record else [])
     print(summary(m))
     print(f"report: {out}/ " + ", ".join(files)
           + ("" if rec.ended == "completed" else f" (partial: the run {rec.ended})"))
     return 0 if ok else 1
+
+
+def write_report(rec: Recording, roadmap, tasks, m: dict, out: str, mode: str, *,
+                 gif: bool) -> tuple[bool, list[str]]:
+    """metrics.json and the pictures of a run into `out`: (whether it passed, the files)."""
+    from fleet_coord import report
+    report.write_metrics(m, os.path.join(out, "metrics.json"))
+    ok = (rec.ended == "completed" and m["done"] == len(tasks)
+          and m["robot_robot_collisions"] == 0 and m["reservation_violations"] == 0)
+    title = (f"{m['done']}/{len(tasks)} tasks, makespan {m['makespan_s']:.0f} s, "
+             f"{m['robot_robot_collisions']} collisions, {m['reservation_violations']} "
+             f"violations ({mode})")
+    report.plot_trajectories(rec, roadmap, tasks, os.path.join(out, "trajectories.png"), title)
+    report.plot_timeline(rec, os.path.join(out, "timeline.png"), title)
+    files = ["metrics.json", "trajectories.png", "timeline.png"]
+    if gif:
+        frames = report.render_gif(rec, roadmap, tasks, os.path.join(out, "run.gif"))
+        files.append(f"run.gif ({frames} frames)")
+    return ok, files
 
 
 def summary(m: dict) -> str:
