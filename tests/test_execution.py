@@ -538,7 +538,7 @@ def test_a_task_withdrawn_while_driving_finishes_the_leg_without_reporting_it():
     assert w.run_until(lambda: a.phase is Phase.DRIVE, 2.0)
     a.on_rejection(w.t, "a", "t1", 1, "b finished it")    # same round as the award
     assert a.job is not None and a.job.task is None and a.phase is Phase.DRIVE
-    assert w.run_until(lambda: a.job is None, 10.0)
+    assert w.run_until(lambda: a.job is None, 20.0)
     assert w.at("a") == (4.0, 0.0) and a.parked
     assert w.final("t1") is None
 
