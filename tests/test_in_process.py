@@ -2,6 +2,8 @@
 cores with ideal robots on a virtual clock and a faulty bus, checked by the independent
 safety monitor (core.monitor) and the ledger."""
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -111,3 +113,20 @@ def test_no_fault_schedule_makes_the_fleet_unsafe_or_loses_a_task(tmp_path_facto
                 ends = [e for e in ledger.events(t.id) if e.event in ("done", "failed",
                                                                        "cancelled")]
                 assert len(ends) == 1, ends
+
+
+def test_fleet_coord_demo_in_process_writes_the_demos_report(tmp_path, capsys):
+    from fleet_coord.cli import main
+    out = tmp_path / "report"
+    code = main(["demo", "--in-process", "--robots", "3", "--tasks", "4", "--seed", "12",
+                 "--out", str(out), "--no-gif"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["mode"] == "in-process"
+    assert metrics["done"] == 4 and metrics["failed"] == 0
+    assert metrics["robot_robot_collisions"] == 0 and metrics["reservation_violations"] == 0
+    assert metrics["monitor_samples"] > 100 and metrics["auction_rounds"] >= 4
+    for name in ("trajectories.png", "timeline.png", "events.jsonl"):
+        assert (out / name).stat().st_size > 0, name
+    assert "tasks: 4/4 done" in printed
