@@ -51,12 +51,15 @@ def warehouse_map(width: int = 121, shelf_rows: int = 4, open_rows: int = 10) ->
 def run(map_path: str, robots: int, tasks: int, seed: int, params: FleetParams) -> dict:
     roadmap, exclusion, rid = load_roadmap_and_exclusion(map_path, 0.15)
     fleet_robots, workload = make_workload(roadmap, robots, tasks, seed)
-    last = [time.perf_counter()]
+    t0 = time.perf_counter()
+    last = [t0]
 
     def progress(n: int, sim: float) -> None:
-        if time.perf_counter() - last[0] > 30:
-            last[0] = time.perf_counter()
-            print(f"  {n}/{tasks} ended at {sim:.0f} s sim", file=sys.stderr, flush=True)
+        now = time.perf_counter()
+        if now - last[0] > 15:
+            last[0] = now
+            print(f"  {n}/{tasks} tasks ended, sim {sim:.0f} s, wall {now - t0:.0f} s",
+                  file=sys.stderr, flush=True)
 
     with InProcessFleet(roadmap, exclusion, fleet_robots, seed=seed, params=params,
                         roadmap_id=rid) as fleet:

@@ -591,14 +591,13 @@ class InProcessFleet:
         while True:
             t = min(t + check_every, max_sim_s)
             self.bus.run_until(t)
-            if t < submit_at + len(tasks) * interval:
-                continue
             ended = self.ended()
-            if ended is None:
-                continue
-            n = ended
+            if ended is not None:
+                n = ended
             if progress is not None:
                 progress(n, t)
+            if ended is None or t < submit_at + len(tasks) * interval:
+                continue
             if n != last[0]:
                 last = (n, t)
             if n >= len(tasks) or t >= max_sim_s or t - last[1] > stall_sim_s:
