@@ -9,8 +9,10 @@ function of its seed and inputs.
 
 `Faults` says what the network does to messages: a base latency, a random jitter (which
 reorders messages sent close together), a drop probability, and windows during which an
-endpoint is cut off (every message to or from it is lost: a partition, or a crashed
-process that hears nothing). Nothing here knows what the messages mean.
+endpoint is cut off (a partition: every best-effort message to or from it is lost; a
+message on a reliable channel arrives once the cut is over, as a RELIABLE DDS writer
+repeats it, unless the cut outlasts the participants' lease). Nothing here knows what
+the messages mean.
 """
 from __future__ import annotations
 
@@ -72,14 +74,17 @@ class _Stats:
 
 
 class Bus:
-    """`reliable`: channels (the name before any ':') that random drops spare, as DDS's
-    RELIABLE QoS repeats a sample until a matched reader has it; cuts still lose them."""
+    """`reliable`: channels (the name before any ':') whose messages are never dropped at
+    random and cross a cut late rather than never, as DDS's RELIABLE QoS repeats a sample
+    until a matched reader has it; a cut longer than `lease` s (the writer has given the
+    reader up) loses them too."""
 
     def __init__(self, seed: int = 0, faults: Faults | None = None, start: float = 0.0, *,
-                 reliable: frozenset[str] = frozenset()) -> None:
+                 reliable: frozenset[str] = frozenset(), lease: float = 20.0) -> None:
         self.now = float(start)
         self.faults = faults if faults is not None else Faults()
         self.reliable = reliable
+        self.lease = lease
         self.rng = random.Random(seed)
         self._queue: list[tuple[float, int, Callable[..., Any], tuple[Any, ...]]] = []
         self._seq = 0
@@ -120,31 +125,49 @@ class Bus:
         messages of different channels or sources only."""
         self.stats.sent += 1
         f = self.faults
-        if self._cuts and (f.cut(src, self.now) or f.cut(dst, self.now)):
-            self.stats.dropped += 1
-            return False
-        if f.drop and src not in f.lossless and dst not in f.lossless \
-                and channel.partition(":")[0] not in self.reliable \
+        reliable = channel.partition(":")[0] in self.reliable
+        delay = f.latency + (self.rng.random() * f.jitter if f.jitter else 0.0)
+        when = self.now + delay
+        if self._cuts:
+            end = self._cut_end((src, dst), self.now)
+            if end is not None:
+                if not reliable or end - self.now > self.lease:
+                    self.stats.dropped += 1
+                    return False
+                when = end + delay
+        if f.drop and not reliable and src not in f.lossless and dst not in f.lossless \
                 and self.rng.random() < f.drop:
             self.stats.dropped += 1
             return False
-        delay = f.latency + (self.rng.random() * f.jitter if f.jitter else 0.0)
-        when = self.now + delay
-        if f.jitter:
+        if f.jitter or self._cuts:
             key = (src, dst, channel)
             when = max(when, self._last.get(key, when))
             self._last[key] = when
         if self._cuts:
-            self.at(when, self._arrive, dst, fn, args)
+            self.at(when, self._arrive, dst, reliable, fn, args)
         else:
             self.at(when, fn, *args)
         return True
 
-    def _arrive(self, dst: str, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        if self.faults.cut(dst, self.now):   # cut off while the message was on its way
+    def _cut_end(self, endpoints: tuple[str, ...], t: float) -> float | None:
+        """When the cuts of `endpoints` going on at `t` are over (None: none is)."""
+        end = None
+        while True:
+            ends = [c.t1 for c in self.faults.cuts
+                    if c.endpoint in endpoints and c.t0 <= (end if end is not None else t) < c.t1]
+            if not ends:
+                return end
+            end = max(ends)
+
+    def _arrive(self, dst: str, reliable: bool, fn: Callable[..., Any],
+                args: tuple[Any, ...]) -> None:
+        end = self._cut_end((dst,), self.now)   # cut off while the message was on its way
+        if end is None:
+            fn(*args)
+        elif reliable and end - self.now <= self.lease:
+            self.at(end, self._arrive, dst, reliable, fn, args)
+        else:
             self.stats.dropped += 1
-            return
-        fn(*args)
 
     # -- running --------------------------------------------------------------------------
 

@@ -13,11 +13,12 @@ talk to their robots directly (the on-robot link is not the fleet network); an a
 stops commanding leaves its robot to the driver's command watchdog.
 
 Faults (`bus.Faults`: latency, jitter, drops, cuts) apply to every fleet message, except
-that random drops spare the channels the nodes publish with RELIABLE QoS (`RELIABLE`: the
-auction, task statuses, the authority's lost / removed notices); the robot states
-(best effort), the reserve service and the table updates lose messages at random, which
-the cores recover from (state timeouts, reserve_timeout, table versions and snapshots).
-Cuts and crashes lose everything. Crashes
+that the channels the nodes publish with RELIABLE QoS (`RELIABLE`: the auction, task
+statuses, the authority's lost / removed notices) lose nothing at random and cross a cut
+late (bus.Bus: reliable, lease); the robot states (best effort), the reserve service and
+the table updates lose messages at random and in cuts, which the cores recover from
+(state timeouts, reserve_timeout, table versions and snapshots). A crashed process loses
+what was sent to it. Crashes
 (`Crash`) stop a group of agents, the dispatcher or the authority for a while; each comes
 back as a new incarnation from what survives a crash: the ledger (dispatcher), the table
 log (authority), nothing (agents: the robot stands where it stopped).

@@ -40,13 +40,20 @@ def test_timers_run_on_the_virtual_clock_until_cancelled():
     assert bus.run_until(6.0, stop=lambda: bus.now >= 5.5) is True
 
 
-def test_random_drops_spare_reliable_channels_but_cuts_do_not():
-    bus = Bus(1, Faults(drop=0.5, cuts=(Cut("b", 1.0, 2.0),)), reliable=frozenset({"status"}))
+def test_reliable_channels_lose_nothing_to_drops_and_cross_a_short_cut_late():
+    """As DDS's RELIABLE QoS: no random loss, and a partition delays the samples (the
+    writer repeats them) unless it outlasts the lease; best effort loses both ways."""
+    bus = Bus(1, Faults(drop=0.5, cuts=(Cut("b", 1.0, 2.0), Cut("b", 3.0, 30.0))),
+              reliable=frozenset({"status"}), lease=20.0)
     got = []
-    for i in range(300):
+    for i in range(400):
         ch = ("status:a", "state")[i % 2]
-        bus.at(i * 0.01, lambda i=i, ch=ch: bus.send("a", "b", got.append, i, channel=ch))
-    bus.run_until(5.0)
-    reliable = [i for i in got if i % 2 == 0]
-    assert reliable == [i for i in range(0, 300, 2) if not 100 <= i < 200]
-    assert 0 < len([i for i in got if i % 2]) < 100   # best effort: some of the 100 outside the cut
+        bus.at(i * 0.01, lambda i=i, ch=ch: bus.send(
+            "a", "b", lambda i=i: got.append((i, bus.now)), channel=ch))
+    bus.run_until(40.0)
+    reliable = [(i, t) for i, t in got if i % 2 == 0]
+    assert [i for i, _ in reliable] == [i for i in range(0, 300, 2)]   # in order, none lost
+    assert all(t >= 2.0 for i, t in reliable if 100 <= i < 200)        # ... late across the cut
+    assert not [i for i, _ in got if i >= 300]      # a cut longer than the lease loses them
+    best_effort = [i for i, _ in got if i % 2]
+    assert 0 < len(best_effort) < 100 and not [i for i in best_effort if 100 <= i < 200]
