@@ -143,8 +143,8 @@ def fleet_config(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, f
         "sim": {"mode": spec.mode, "real_time_factor": float(spec.real_time_factor),
                 "odom_rate": ODOM_RATE_HZ, "max_lead": MAX_LEAD_S,
                 "max_cmd_lead": MAX_CMD_LEAD_S, **acc},
-        # bids: the marginal driving time (bid_objective "travel", the default); why not
-        # "completion" yet: docs/benchmarks.md, "Demo (full fleet)", Allocation
+        # bids: completion times (bid_objective "completion"), matched by the
+        # dispatcher's pool (docs/benchmarks.md, "Demo (full fleet)", Allocation)
         "robot_agent": {"turn_margin": TURN_MARGIN_S, **acc},
         "traffic": {"lost_after": 3.0},
         "dispatcher": {"bid_window": 0.5, "robot_timeout": 3.0},

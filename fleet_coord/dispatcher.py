@@ -105,6 +105,9 @@ class Dispatcher(Node):
             max_task_attempts=p("max_task_attempts", 3).value,
             robot_timeout=p("robot_timeout", 2.0).value,
             confirm_window=p("confirm_window", 3.0).value,
+            # pool: batch rounds, one unstarted task per robot; per_task: each round alone
+            allocation=p("allocation", "pool").value,
+            pool_period=p("pool_period", 5.0).value,
             name=self.get_name())
         self.stations = set(self.roadmap.names)
         # the reservation table, to see stations a lost robot holds for good

@@ -103,6 +103,8 @@ SCHEMA: dict[str, dict[str, Bound]] = {
         "retry_base": F(0.01, _S, "s"), "retry_max_rounds": I(1, 1000),
         "max_task_attempts": I(1, 1000), "robot_timeout": F(0.05, 600, "s"),
         "confirm_window": F(0.05, 600, "s"),
+        "allocation": Bound("str", choices=("pool", "per_task")),
+        "pool_period": F(0.05, 3600, "s"),
     },
     "fleet_monitor": {"lost_after": F(0.05, 600, "s"), "event_log": STR},
     "robot_agent": {

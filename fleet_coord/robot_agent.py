@@ -98,8 +98,9 @@ PARAMETERS: list[tuple[str, Any, str]] = [
      "refused or failed plans for one station before the task fails"),
     ("capacity_kg", _DEFAULTS.capacity_kg, "kg the robot can carry (heavier tasks: refused)"),
     ("bid_objective", _DEFAULTS.bid_objective,
-     "what a bid measures: travel (marginal driving time) or completion (marginal sum of "
-     "completion times: spreads work over the fleet), core/contract_net.py"),
+     "what a bid measures: completion (marginal sum of completion times, what the "
+     "dispatcher's pool allocation matches on: spreads work over the fleet) or travel "
+     "(marginal driving time), core/contract_net.py"),
     ("dwell", _DEFAULTS.dwell, "s at each station (load / unload)"),
     ("yield_check_period", _DEFAULTS.yield_check_period,
      "s between checks whether an idle robot's spot is needed by another's task"),

@@ -3,6 +3,7 @@ give-backs, late results, restarts, membership, deferral, and that an ended task
 nothing behind."""
 import math
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,6 +18,8 @@ from fleet_coord.core.tasks import Task, TaskLedger, TaskState
 S = TaskState
 CONFIG = dp.DispatchConfig(bid_window=0.3, retry=cn.RetryPolicy(base=1.0, max_attempts=2),
                            max_task_attempts=3, robot_timeout=2.0, confirm_window=3.0)
+
+PER_TASK = replace(CONFIG, allocation="per_task")
 
 
 @pytest.fixture
@@ -188,7 +191,7 @@ def test_cancel_rejects_the_running_round_and_forgets_the_task(ledger):
 
 
 def test_a_lost_or_removed_robot_gives_its_tasks_back(ledger):
-    d = make(ledger)
+    d = make(ledger, config=PER_TASK)   # a robot may hold several unstarted tasks
     for tid in ("t1", "t2"):
         d.submit(0.0, Task(tid, "goto", ["s"]))
     d.tick(0.0)
@@ -245,7 +248,7 @@ def test_a_robot_whose_agent_restarted_must_confirm_its_tasks_or_they_go_back_to
     predecessor's awards: a state from the new incarnation that does not list a task
     of the robot's sends it back to auction after `confirm_window` (the in-process
     fleet's property test found the task stranded forever)."""
-    d = make(ledger)
+    d = make(ledger, config=PER_TASK)   # a robot holding two unstarted tasks
     for tid in ("kept", "forgotten"):
         d.submit(0.0, Task(tid, "goto", ["s"]))
     d.tick(0.0)
@@ -268,7 +271,7 @@ def test_an_award_its_robot_never_lists_goes_back_to_auction(ledger):
     """A lost award (or all the winner's states lost) must not leave the task AWARDED to
     a robot that never heard of it: the winner lists it in its states or reports on it
     within `confirm_window`, else it goes back to auction."""
-    d = make(ledger)
+    d = make(ledger, config=PER_TASK)   # a robot holding two unstarted tasks
     for tid in ("heard", "lost"):
         d.submit(0.0, Task(tid, "goto", ["s"]))
         auction(d, tid, {"a": 1.0}, 0.0)
@@ -366,3 +369,67 @@ def test_a_long_run_of_mixed_outcomes_keeps_no_record_of_ended_tasks(ledger):
                     (S.DONE, S.FAILED, S.CANCELLED)}
         assert set(d.entries) == open_ids
     assert len(d.entries) < 50
+
+
+def batch_round(d, bids, now):
+    """tick announces; {robot: {task: cost}} bid; tick at the deadline."""
+    out = d.tick(now)
+    cfps = {c.task.id: c for c in of(out, dp.CallForProposals)}
+    for robot, costs in bids.items():
+        for tid, cost in costs.items():
+            out += d.on_proposal(now, cn.Proposal(robot, tid, cfps[tid].round, cost,
+                                                  now + cost))
+    deadline = max(c.bid_deadline for c in cfps.values())
+    return cfps, out + d.tick(deadline)
+
+
+def test_pool_matches_a_batch_gives_each_robot_one_next_task_and_pools_the_rest(ledger):
+    d = make(ledger)
+    for tid in ("t1", "t2", "t3"):
+        d.submit(0.0, Task(tid, "goto", ["s"]))
+    # a is the quicker robot for everything; the matching (total 1 + 4, not 2 + 9 or a
+    # second task for a) and the limit of one unstarted task per robot decide
+    cfps, out = batch_round(d, {"a": {"t1": 2.0, "t2": 1.0, "t3": 3.0},
+                                "b": {"t1": 4.0, "t2": 9.0, "t3": 5.0}}, 0.0)
+    assert set(cfps) == {"t1", "t2", "t3"}
+    assert {(w.task_id, w.robot) for w in of(out, dp.Award)} == {("t1", "b"), ("t2", "a")}
+    assert ledger.get("t3").state is S.QUEUED and d.entries["t3"].pooled
+    rejected = {(r.task_id, r.robot) for r in of(out, dp.Rejection)}
+    assert {("t3", "a"), ("t3", "b"), ("t1", "a"), ("t2", "b")} == rejected
+    assert all("in the pool" in r.reason for r in of(out, dp.Rejection) if r.task_id == "t3")
+    # nothing frees: the periodic pool round announces nothing while both hold a task
+    now = CONFIG.pool_period + 1.0
+    for r in ("a", "b"):
+        d.on_robot_state(now, r, ("t2",) if r == "a" else ("t1",), incarnation=f"{r}-agent-1")
+    assert of(d.tick(now), dp.CallForProposals) == []
+    # b starts t1: its slot frees, the pool is announced at the next tick; a, still
+    # holding t2 unstarted, bids lower but does not get it
+    d.on_task_status(now, "t1", "b", S.ACTIVE)
+    cfps, out = batch_round(d, {"a": {"t3": 1.0}, "b": {"t3": 6.0}}, now)
+    assert set(cfps) == {"t3"} and cfps["t3"].round == 2
+    assert [(w.task_id, w.robot) for w in of(out, dp.Award)] == [("t3", "b")]
+    assert ledger.get("t3").robot == "b" and not d.entries["t3"].pooled
+
+
+def test_pool_a_task_nobody_bids_on_is_retried_not_pooled(ledger):
+    d = make(ledger)
+    d.submit(0.0, Task("t", "goto", ["s"]))
+    out = d.tick(0.0)
+    cfp, = of(out, dp.CallForProposals)
+    for r in ("a", "b"):
+        d.on_refusal(0.1, cn.Refusal(r, "t", cfp.round, cn.RefuseReason.PAYLOAD, "too heavy"))
+    d.tick(0.1)   # everyone answered: closed at once
+    entry = d.entries["t"]
+    assert ledger.get("t").state is S.QUEUED and not entry.pooled
+    assert entry.no_bid_rounds == 1 and entry.announce_at == pytest.approx(1.1)
+
+
+def test_pool_a_robot_that_joins_takes_a_pooled_task(ledger):
+    d = make(ledger, robots=("a",))
+    for tid in ("t1", "t2"):
+        d.submit(0.0, Task(tid, "goto", ["s"]))
+    _, out = batch_round(d, {"a": {"t1": 1.0, "t2": 2.0}}, 0.0)
+    assert [w.task_id for w in of(out, dp.Award)] == ["t1"] and d.entries["t2"].pooled
+    d.on_robot_state(1.0, "c", incarnation="c-agent-1")
+    cfps, out = batch_round(d, {"a": {"t2": 1.0}, "c": {"t2": 7.0}}, 1.0)
+    assert [(w.task_id, w.robot) for w in of(out, dp.Award)] == [("t2", "c")]

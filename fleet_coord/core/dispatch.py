@@ -12,9 +12,21 @@ within `confirm_window` seconds).
 
 Per open task there is ONE record, `TaskEntry`, deleted when the task ends.
 
-Auctions. One `Initiator` per open task and round: cfp with a bid window, the lowest
-marginal cost wins; a round without bids is retried with back-off (`RetryPolicy`) and
-finally fails with the reason the robots gave. A robot's failure, loss or removal sends
+Auctions. One `Initiator` per open task and round: cfp with a bid window; a round
+without bids is retried with back-off (`RetryPolicy`) and finally fails with the reason
+the robots gave. Who wins (`DispatchConfig.allocation`):
+
+- ``"pool"`` (the default; core.allocation): the rounds that close together are
+  allocated as a batch, a minimum-cost matching of tasks to robots over the bids (the
+  robots' completion times, `bid_objective` "completion"), and a robot is awarded at
+  most one task it has not started (its next one). A task that gets bids but no free
+  robot goes back to QUEUED and waits in the pool; the pool is announced again as one
+  batch whenever a robot's next-task slot frees (it started its next task, a task
+  ended, a robot joined) and every `pool_period` s. So the unstarted work is
+  re-allocated as the fleet changes instead of queueing behind the robots nearest to
+  the picks.
+- ``"per_task"``: each round awards its lowest bid on its own, whatever the winner
+  already holds. A robot's failure, loss or removal sends
 its tasks back to auction (at most `max_task_attempts` times); the robots that gave a
 task back are not asked again. A task one of whose stations a lost robot holds for good
 (it stands there, or its committed path ends there) is not announced until that robot is
@@ -40,7 +52,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol, Union
 
+import numpy as np
+
 from fleet_coord.core import contract_net as cn
+from fleet_coord.core.allocation import BatchProposals, Rebalancer
 from fleet_coord.core.membership import Incarnation, Membership
 from fleet_coord.core.replica import Replica
 from fleet_coord.core.roadmap import Exclusion, Roadmap
@@ -48,7 +63,7 @@ from fleet_coord.core.tasks import (TERMINAL_STATES, DuplicateTask, LedgerError,
                                     TaskError, TaskLedger, TaskRecord, TaskState)
 from fleet_coord.core.yielding import parked_at
 
-__all__ = ["Action", "Award", "CallForProposals", "Dispatch", "DispatchConfig", "Refused",
+__all__ = ["ALLOCATIONS", "Action", "Award", "CallForProposals", "Dispatch", "DispatchConfig", "Refused",
            "Rejection", "StatusUpdate", "TaskEntry"]
 
 
@@ -63,6 +78,10 @@ class Refused(Exception):
     """A submission or cancellation the dispatcher refuses; `str()` is the client's error."""
 
 
+#: How the dispatcher picks winners (DispatchConfig.allocation; module doc).
+ALLOCATIONS = ("pool", "per_task")
+
+
 @dataclass(frozen=True)
 class DispatchConfig:
     bid_window: float = 0.3             # s a cfp waits for answers
@@ -74,9 +93,14 @@ class DispatchConfig:
     start_delay: float = 0.5            # s before re-announcing at restart (robots to discover)
     no_robot_grace: float = 5.0         # s a due task waits for a robot before it is announced anyway
     defer_recheck: float = 1.0          # s between checks of a task held back by a lost robot
+    allocation: str = "pool"            # "pool" | "per_task" (module doc)
+    pool_period: float = 5.0            # s between pool rounds when no slot freed
 
     def __post_init__(self) -> None:
-        for name in ("bid_window", "robot_timeout", "confirm_window"):
+        if self.allocation not in ALLOCATIONS:
+            raise ValueError(f"dispatcher allocation must be one of {', '.join(ALLOCATIONS)}, "
+                             f"got {self.allocation!r}")
+        for name in ("bid_window", "robot_timeout", "confirm_window", "pool_period"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"dispatcher {name} must be a finite number of seconds > 0, "
@@ -142,6 +166,7 @@ class TaskEntry:
     confirm_by: float | None = None         # awarded / in flight at a restart: its robot
     unconfirmed: str = ""                   # confirms by then (why, for the re-queue's reason)
     deferred: str = ""                      # why it is held back (a lost robot holds a station)
+    pooled: bool = False                    # had bids but no free robot: waits for a pool round
 
 
 class Dispatch:
@@ -160,6 +185,8 @@ class Dispatch:
         self.lost: set[str] = set()             # declared lost, not heard since
         self.membership = Membership()
         self.lamport = 0
+        self.rebalancer = Rebalancer()
+        self._pool_at = now                     # next pool round (allocation "pool")
         pending, in_flight = ledger.pending(), ledger.in_flight()
         for rec in pending:
             self._entry(rec.task.id).announce_at = now + config.start_delay
@@ -191,6 +218,7 @@ class Dispatch:
         """The task reached a final state: forget it (a long run must not grow with the
         tasks it has seen)."""
         self.entries.pop(task_id, None)
+        self._slot_freed()
 
     # -- clients ------------------------------------------------------------------------
 
@@ -282,6 +310,8 @@ class Dispatch:
         """Announce what is due, close auctions at their deadline, and give back in-flight
         tasks nobody confirmed after a restart."""
         out: list[Action] = []
+        if self.config.allocation == "pool":
+            self._pool_round(now)
         alive = bool(self.alive_robots(now))
         for task_id, entry in list(self.entries.items()):
             at = entry.announce_at
@@ -313,7 +343,10 @@ class Dispatch:
         return out
 
     def _close_auctions(self, now: float) -> list[Action]:
-        """Each running round that is over: award its winner, or retry / fail it."""
+        """Each running round that is over: award its winner (alone, or with the rounds
+        closing with it as a batch), or retry / fail it."""
+        if self.config.allocation == "pool":
+            return self._close_batch(now)
         out: list[Action] = []
         for task_id, entry in list(self.entries.items()):
             init = entry.initiator
@@ -321,32 +354,112 @@ class Dispatch:
                 continue
             actions = init.tick(now)
             if init.state is cn.InitiatorState.AWARDED and actions:
-                entry.initiator = None
-                try:
-                    self.ledger.transition(task_id, TaskState.AWARDED, now, robot=init.winner,
-                                           auction_round=init.round)
-                except LedgerError as e:
-                    self.log.warning(f"award of {task_id} refused: {e}")
-                    continue
-                out += self._send(init, actions)
-                out.append(self._status(task_id, TaskState.AWARDED, init.winner or "",
-                                        init.round))
-                entry.no_bid_rounds = 0
-                # the winner's states list the task once the award arrived; an award lost
-                # on the way would leave it AWARDED to a robot that never heard of it
-                entry.confirm_by = now + self.config.confirm_window
-                entry.unconfirmed = "its award (lost on the way?)"
+                out += self._award(task_id, entry, init, actions, now)
             elif init.state is cn.InitiatorState.NO_BIDS:
-                entry.initiator = None
-                entry.no_bid_rounds += 1
-                decision = self.config.retry.after_no_bids(entry.no_bid_rounds, now, init)
-                if isinstance(decision, cn.GiveUp):
-                    out += self._fail(task_id, decision.reason, now)
-                else:
-                    self.ledger.transition(task_id, TaskState.QUEUED, now,
-                                           reason=init.no_bids_reason())
-                    entry.announce_at = decision.at
+                out += self._no_bids(task_id, entry, init, now)
         return out
+
+    def _close_batch(self, now: float) -> list[Action]:
+        """Allocation "pool": close the rounds that are over together and match them."""
+        running = [(t, e, e.initiator) for t, e in self.entries.items()
+                   if e.initiator is not None
+                   and e.initiator.state is cn.InitiatorState.CFP_SENT]
+        # Rounds announced together close together (a batch): at their deadline, or
+        # once every robot answered all of them.
+        everyone = all(init.all_answered for _, _, init in running)
+        out: list[Action] = []
+        batch: list[tuple[str, TaskEntry, cn.Initiator]] = []
+        for task_id, entry, init in running:
+            if now < init.deadline and not everyone:
+                continue
+            if init.proposals:
+                init.close(now)
+                batch.append((task_id, entry, init))
+            else:
+                init.tick(now)   # -> NO_BIDS
+                out += self._no_bids(task_id, entry, init, now)
+        if not batch:
+            return out
+        # At most one unstarted task per robot: a robot holding its next task already
+        # gets no other; what finds no free robot waits in the pool.
+        held = self._holding_next()
+        robots = sorted({r for _, _, init in batch for r in init.proposals} - held)
+        tasks = [task_id for task_id, _, _ in batch]
+        cost = np.full((len(robots), len(tasks)), np.inf)
+        for j, (_, _, init) in enumerate(batch):
+            for i, robot in enumerate(robots):
+                bid = init.proposals.get(robot)
+                if bid is not None:
+                    cost[i, j] = bid.cost
+        award = self.rebalancer.decide(BatchProposals(robots, tasks, cost), {}).award
+        for task_id, entry, init in batch:
+            winner = award[task_id]
+            if winner is not None:
+                out += self._award(task_id, entry, init, init.award(winner, now), now)
+                continue
+            entry.initiator = None
+            why = (f"in the pool: the {len(init.proposals)} robot(s) that bid hold their "
+                   "next task already or won another task of the batch")
+            out += [Rejection(task_id, init.round, bid.robot, reason=why)
+                    for bid in init.ranking()]
+            try:
+                self.ledger.transition(task_id, TaskState.QUEUED, now, reason=why)
+            except LedgerError as e:
+                self.log.warning(f"cannot put {task_id} back in the pool: {e}")
+                continue
+            entry.pooled, entry.no_bid_rounds = True, 0
+            out.append(self._status(task_id, TaskState.QUEUED, rnd=init.round, reason=why))
+        return out
+
+    def _holding_next(self) -> set[str]:
+        """The robots holding an awarded task they have not started."""
+        return {rec.robot for rec in self.ledger.in_flight()
+                if rec.state is TaskState.AWARDED and rec.robot}
+
+    def _award(self, task_id: str, entry: TaskEntry, init: cn.Initiator,
+               actions: list[cn.Action], now: float) -> list[Action]:
+        entry.initiator = None
+        try:
+            self.ledger.transition(task_id, TaskState.AWARDED, now, robot=init.winner,
+                                   auction_round=init.round)
+        except LedgerError as e:
+            self.log.warning(f"award of {task_id} refused: {e}")
+            return []
+        out = self._send(init, actions)
+        out.append(self._status(task_id, TaskState.AWARDED, init.winner or "", init.round))
+        entry.no_bid_rounds = 0
+        # the winner's states list the task once the award arrived; an award lost on the
+        # way would leave it AWARDED to a robot that never heard of it
+        entry.confirm_by = now + self.config.confirm_window
+        entry.unconfirmed = "its award (lost on the way?)"
+        return out
+
+    def _no_bids(self, task_id: str, entry: TaskEntry, init: cn.Initiator,
+                 now: float) -> list[Action]:
+        entry.initiator = None
+        entry.no_bid_rounds += 1
+        decision = self.config.retry.after_no_bids(entry.no_bid_rounds, now, init)
+        if isinstance(decision, cn.GiveUp):
+            return self._fail(task_id, decision.reason, now)
+        self.ledger.transition(task_id, TaskState.QUEUED, now, reason=init.no_bids_reason())
+        entry.announce_at = decision.at
+        return []
+
+    def _slot_freed(self) -> None:
+        """A robot may take a next task again (allocation "pool"): a pool round at the
+        next tick."""
+        self._pool_at = -math.inf
+
+    def _pool_round(self, now: float) -> None:
+        """Announce the pool again, as one batch, when a robot is free to take a task."""
+        if now < self._pool_at:
+            return
+        self._pool_at = now + self.config.pool_period
+        pooled = [e for e in self.entries.values() if e.pooled]
+        if not pooled or not set(self.alive_robots(now)) - self._holding_next():
+            return
+        for entry in pooled:
+            entry.pooled, entry.announce_at = False, now
 
     def _defer(self, task_id: str, entry: TaskEntry, now: float) -> tuple[bool, list[Action]]:
         """Hold back a task while one of its stations is held for good by a lost robot:
@@ -406,6 +519,7 @@ class Dispatch:
             if lost:
                 entry.lost_holders.add(robot)
         entry.announce_at = now
+        self._slot_freed()
         self.log.info(f"task {task_id} back to auction: {reason}")
         return []
 
@@ -429,6 +543,7 @@ class Dispatch:
             if state is TaskState.ACTIVE and rec.state is TaskState.AWARDED:
                 self.ledger.transition(task_id, TaskState.ACTIVE, now, robot=robot,
                                        remote_lamport=lamport)
+                self._slot_freed()   # it started its next task
             elif state is TaskState.DONE:
                 if rec.state is TaskState.AWARDED:
                     self.ledger.transition(task_id, TaskState.ACTIVE, now, robot=robot)
@@ -470,6 +585,8 @@ class Dispatch:
         before = self.membership.incarnation.get(robot)
         if not self.membership.heard(robot, incarnation):
             return []   # the old agent of a removed robot
+        if robot not in self.robots:
+            self._slot_freed()   # a robot joined or is back
         self.robots[robot] = now
         self.lost.discard(robot)
         if before is not None and incarnation is not None and incarnation != before:

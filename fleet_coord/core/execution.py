@@ -220,7 +220,7 @@ class ExecutionConfig:
     control_latency: float = 0.05      # s from a command to its effect, beyond odom age
     max_plan_attempts: int = 20        # refused / failed plans per station before FAILED
     capacity_kg: float = INF
-    bid_objective: str = "travel"      # contract_net.OBJECTIVES
+    bid_objective: str = "completion"  # contract_net.OBJECTIVES (the dispatcher's pool)
     dwell: float = 0.0                 # s at each station
     yield_check_period: float = 1.0
     yield_wait: float = 30.0           # s waiting for an idle holder of its station
