@@ -289,12 +289,14 @@ def per_task_auction(inst: Instance, objective: str) -> dict[str, list[Task]]:
     return {r: s.queue for r, s in states.items()}
 
 
-def pool_run(inst: Instance) -> tuple[dict[str, float], dict[str, list[Task]]]:
-    """The pool: robots take their next task when free; rounds at every event."""
+def pool_run(inst: Instance, keep_next: bool = True
+             ) -> tuple[dict[str, float], dict[str, list[Task]]]:
+    """The pool: robots take their next task when free; rounds at every event.
+    ``keep_next``: an awarded next task stays with its robot (the dispatcher)."""
     tt = inst.travel_time()
     robots = inst.robots()
     parts = {r: Participant(r, tt, RobotProfile(objective="completion")) for r in robots}
-    pool = TaskPool(parts)
+    pool = TaskPool(parts, keep_next=keep_next)
     for r, s in robots.items():
         pool.add_robot(r, s.position, 0.0)
     for task in inst.tasks():
@@ -333,7 +335,7 @@ def run_execution(args: argparse.Namespace) -> None:
             for _ in tqdm(range(count), desc=f"(c) {n} x {k}", file=sys.stderr, leave=False):
                 inst = random_instance(rng, n, n * k)
                 runs = {
-                    "per task, travel bids (the dispatcher today)":
+                    "per task, travel bids (the dispatcher before the pool)":
                         per_task_auction(inst, "travel"),
                     "per task, completion bids": per_task_auction(inst, "completion"),
                     "sequential_auction (batch, matching + re-auction)":
@@ -341,7 +343,8 @@ def run_execution(args: argparse.Namespace) -> None:
                                            inst.travel_time()).queues,
                 }
                 results = {name: (_execute_queues(inst, q), q) for name, q in runs.items()}
-                results["pool (TaskPool, completion bids)"] = pool_run(inst)
+                results["pool, completion bids (the dispatcher)"] = pool_run(inst)
+                results["pool + moving awarded next tasks"] = pool_run(inst, keep_next=False)
                 for name, (done, queues) in results.items():
                     times = list(done.values())
                     route = sum(route_time(s.position, queues[r], inst.travel_time())

@@ -67,10 +67,18 @@ def register(subparsers) -> None:
                    help="a mixed fleet: the --robots robots driven over ROS (ideal driver) "
                         "plus N emulated VDA 5050 vehicles on a private Mosquitto, on wall "
                         "time (docs/vda5050.md)")
-    p.add_argument("--allocation", choices=("per_task", "pool"), default="per_task",
-                   help="--dry-run: how tasks are allocated: per_task (one auction per "
-                        "task, travel bids: what the dispatcher does; the default) or pool "
-                        "(batch rounds of completion-time bids, one next task per robot)")
+    p.add_argument("--allocation", choices=("pool", "pool_rebalance", "per_task"),
+                   default="pool",
+                   help="--dry-run: how tasks are allocated: pool (batch rounds of "
+                        "completion-time bids, one next task per robot: what the dispatcher "
+                        "does; the default), pool_rebalance (the rounds also move awarded, "
+                        "unstarted tasks) or per_task (one auction per task, travel bids: "
+                        "what it did before)")
+    p.add_argument("--time-model", choices=("stop_and_turn", "real"),
+                   default="stop_and_turn",
+                   help="--dry-run: how the robots' paths are timed: stop_and_turn (every "
+                        "lane at the plan speed: what the agents plan with; the default) or "
+                        "real (the robots' limits, core/time_model.py)")
     p.add_argument("--in-process", action="store_true",
                    help="no DDS: the same dispatcher, traffic and agent cores and ideal "
                         "kinematic robots in one process on a virtual clock (as fast as the "
@@ -193,22 +201,26 @@ def run_dry(args) -> int:
     from fleet_coord.core.dry_run import dry_run
 
     from fleet_coord.core.kinematics import Limits
-    from fleet_coord.core.tracking import plan_speed_for
+    from fleet_coord.core.tracking import plan_speed_for, robot_time_model
     from fleet_coord.demo import ROBOT_LIMITS, SUBMIT_INTERVAL_S, TURN_MARGIN_S
 
     roadmap, exclusion, robots, tasks = _load(args)
-    # What the demo's agents do: plan at their plan speed, no dwell, tasks submitted
+    # What the demo's agents do: plan with their time model, no dwell, tasks submitted
     # one every SUBMIT_INTERVAL_S.
-    speed = plan_speed_for(Limits(**ROBOT_LIMITS), exclusion.clearance, TURN_MARGIN_S)
+    limits = Limits(**ROBOT_LIMITS)
+    speed = plan_speed_for(limits, exclusion.clearance, TURN_MARGIN_S)
+    model = robot_time_model(limits, exclusion.clearance, args.time_model,
+                             turn_margin=TURN_MARGIN_S)
+    timing = (f"the robots' limits ({limits.max_v:g} m/s)" if args.time_model == "real"
+              else f"the agents' plan speed {speed:.2f} m/s")
     print(f"demo: {len(robots)} robots, {len(tasks)} pick-and-drop tasks on "
           f"{os.path.relpath(roadmap.grid.path)} (seed {args.seed}); dry run: Contract Net "
-          f"allocation ({args.allocation}) + SIPP at the agents' plan speed "
-          f"{speed:.2f} m/s into one reservation table")
+          f"allocation ({args.allocation}) + SIPP at {timing} into one reservation table")
     t0 = time.perf_counter()
     with tqdm(total=len(tasks), unit="task", desc="tasks done", leave=True) as bar:
         def progress(n):
             bar.update(n - bar.n)
-        result = dry_run(roadmap, exclusion, robots, tasks, dwell=0.0, speed=speed,
+        result = dry_run(roadmap, exclusion, robots, tasks, dwell=0.0, speed=model,
                          submit_interval=SUBMIT_INTERVAL_S, allocation=args.allocation,
                          progress=progress)
     wall = time.perf_counter() - t0
@@ -218,7 +230,7 @@ def run_dry(args) -> int:
     summary = {
         "robots": len(robots), "tasks": len(tasks), "done": len(result.done),
         "failed": result.failed, "allocation": args.allocation,
-        "plan_speed_m_s": round(speed, 3), "makespan_s": round(result.makespan, 2),
+        "time_model": args.time_model, "makespan_s": round(result.makespan, 2),
         "mean_task_completion_s": round(float(durations.mean()), 2),
         "p95_task_completion_s": round(float(np.percentile(durations, 95)), 2),
         "tasks_per_hour": round(result.tasks_per_hour, 1),

@@ -87,7 +87,7 @@ def test_bad_proposals_are_refused():
 
 # -- the pool: one next task per robot, re-balanced ---------------------------------------
 
-def _pool(positions, profiles=None):
+def _pool(positions, profiles=None, keep_next=False):
     from fleet_coord.core.allocation import TaskPool
     from fleet_coord.core.contract_net import Participant, RobotProfile
     # stations on a line: travel time = distance
@@ -95,7 +95,7 @@ def _pool(positions, profiles=None):
     profiles = profiles or {}
     parts = {r: Participant(r, travel, profiles.get(r, RobotProfile(objective="completion")))
              for r in positions}
-    pool = TaskPool(parts)
+    pool = TaskPool(parts, keep_next=keep_next)
     for r, p in positions.items():
         pool.add_robot(r, p, 0.0)
     return pool
@@ -126,6 +126,20 @@ def test_an_unstarted_task_moves_when_its_robot_falls_behind():
     assert out.award == {"t": "a"} and out.moved == 1
     assert {("Withdraw", "b", "t"), ("AcceptProposal", "a", "t")} <= set(kinds(out.actions))
     assert pool.start_next("b") is None and pool.start_next("a").id == "t"
+
+
+def test_with_keep_next_an_awarded_task_stays_and_its_robot_gets_no_other():
+    # what the dispatcher's pool does (core.dispatch): a next task is not moved
+    from fleet_coord.core.tasks import Task
+    pool = _pool({"a": "s0", "b": "s100"}, keep_next=True)
+    pool.add_task(Task("t", "goto", ["s90"]))
+    assert pool.round(0.0).award == {"t": "b"}
+    pool.slots["b"].free_at = 500.0
+    pool.slots["a"].position = "s80"
+    pool.add_task(Task("u", "goto", ["s95"]))
+    out = pool.round(10.0)
+    assert out.award == {"u": "a"} and out.moved == 0   # b holds t; u goes to a
+    assert pool.slots["b"].next == "t" and pool.slots["a"].next == "u"
 
 
 def test_the_pool_never_awards_what_a_robot_refuses():

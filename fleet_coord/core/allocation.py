@@ -161,12 +161,17 @@ class TaskPool:
     ``contract_net.Participant`` (objective "completion"), asked with an empty queue
     from where and when its started work ends, so it refuses what it cannot do
     (battery, payload, unreachable, unknown station) exactly as in a single auction.
+
+    ``keep_next``: an awarded next task stays with its robot (what the dispatcher's
+    pool does, core.dispatch); a round then matches only the tasks nobody holds to the
+    robots without a next task.
     """
 
     def __init__(self, participants: Mapping[str, Participant],
-                 keep_bonus: float = 2.0) -> None:
+                 keep_bonus: float = 2.0, keep_next: bool = False) -> None:
         self.participants = dict(participants)
         self.rebalancer = Rebalancer(keep_bonus)
+        self.keep_next = keep_next
         self.slots: dict[str, Slot] = {}
         self.open: dict[str, Task] = {}          # tasks not started yet, by id
         self.refusals: dict[str, list[Refusal]] = {}
@@ -184,8 +189,10 @@ class TaskPool:
     def round(self, now: float) -> RoundOutcome:
         """Ask every robot for its completion time of every unstarted task and
         re-allocate the next tasks; returns the decision and the messages."""
-        robots = sorted(self.slots)
-        tasks = sorted(self.open)
+        kept = {s.next for s in self.slots.values() if s.next is not None} \
+            if self.keep_next else set()
+        robots = sorted(r for r, s in self.slots.items() if not (kept and s.next is not None))
+        tasks = sorted(set(self.open) - kept)
         cost = np.full((len(robots), len(tasks)), np.inf)
         self.refusals = {t: [] for t in tasks}
         for i, r in enumerate(robots):
@@ -197,7 +204,8 @@ class TaskPool:
                     cost[i, j] = answer.cost
                 else:
                     self.refusals[t].append(answer)
-        holders = {s.next: r for r, s in self.slots.items() if s.next is not None}
+        holders = {s.next: r for r, s in self.slots.items() if s.next is not None
+                   and s.next not in kept}
         outcome = self.rebalancer.decide(BatchProposals(robots, tasks, cost), holders)
         for r in robots:
             self.slots[r].next = None

@@ -3,9 +3,12 @@
 What it models is what the fleet does:
 
 - **tasks arrive** as the demo submits them, one every ``submit_interval`` seconds;
-- **allocation**, ``"pool"`` (the default, ``allocation.TaskPool``): each robot holds at
-  most one awarded, unstarted task; a batch round of completion-time bids re-allocates
-  those whenever a task arrives or a robot frees up. ``"per_task"``: one Contract Net
+- **allocation**, ``"pool"`` (the default, ``allocation.TaskPool``, what the dispatcher
+  does): each robot holds at most one awarded, unstarted task; a batch round of
+  completion-time bids allocates the open tasks to the robots without one whenever a
+  task arrives or a robot frees up. ``"pool_rebalance"``: the rounds also move awarded,
+  unstarted tasks to robots that are now quicker (``Rebalancer`` with holders; not in
+  the dispatcher yet). ``"per_task"``: one Contract Net
   auction per task as it arrives (``contract_net.Participant`` bids against the robot's
   queue with ``objective``; lowest cost wins and the task joins the winner's queue for
   good) -- what the dispatcher did before the pool;
@@ -35,12 +38,13 @@ from fleet_coord.core.contract_net import (AcceptProposal, Insertion, Participan
                                            RobotProfile, RobotState)
 from fleet_coord.core.reservations import ReservationTable
 from fleet_coord.core.roadmap import Exclusion, Roadmap
-from fleet_coord.core.sipp import sipp
+from fleet_coord.core.sipp import motion_model, sipp
 from fleet_coord.core.tasks import Task
+from fleet_coord.core.time_model import TimeModel
 from fleet_coord.core.timed_path import TimedPath, path_to_segments
 
 INF = math.inf
-ALLOCATIONS = ("pool", "per_task")
+ALLOCATIONS = ("pool", "pool_rebalance", "per_task")
 _STEP_ASIDE_AFTER = 5     # failed plans of a leg before the robot clears out for home
 
 
@@ -90,7 +94,7 @@ class DryRunResult:
 
 def dry_run(roadmap: Roadmap, exclusion: Exclusion, robots: dict[str, int], tasks: list[Task],
             *, homes: Optional[dict[str, int]] = None, dwell: float = 2.0,
-            speed: float = 1.0, submit_interval: float = 0.0,
+            speed: float | TimeModel = 1.0, submit_interval: float = 0.0,
             allocation: str = "pool", objective: Optional[str] = None,
             retry_after: float = 1.0, max_retries: int = 200,
             progress: Optional[Callable[[int], None]] = None) -> DryRunResult:
@@ -104,11 +108,13 @@ def dry_run(roadmap: Roadmap, exclusion: Exclusion, robots: dict[str, int], task
                          f"got {allocation!r}")
     names = roadmap.names
 
+    motion = motion_model(roadmap, exclusion, speed)
+
     def travel_time(a: str, b: str) -> float:
-        return float(roadmap.shortest_times(roadmap.vertex(b), speed)[roadmap.vertex(a)])
+        return float(motion.vertex_times_to(roadmap.vertex(b))[roadmap.vertex(a)])
 
     if objective is None:
-        objective = "completion" if allocation == "pool" else "travel"
+        objective = "travel" if allocation == "per_task" else "completion"
     profile = RobotProfile(dwell=dwell, max_queue=10**6, objective=objective)
     parts = {r: Participant(r, travel_time, profile) for r in robots}
     table = ReservationTable(exclusion.of, roadmap.num_resources)
@@ -120,7 +126,8 @@ def dry_run(roadmap: Roadmap, exclusion: Exclusion, robots: dict[str, int], task
     at = dict(robots)                               # where each robot is (or will park)
     home = dict(robots if homes is None else homes)
     free_at = {r: 0.0 for r in robots}
-    pool = TaskPool(parts) if allocation == "pool" else None
+    pool = None if allocation == "per_task" else \
+        TaskPool(parts, keep_next=allocation == "pool")
     queues: dict[str, list[Task]] = {r: [] for r in robots}     # per_task: awarded
     if pool is not None:
         for r in sorted(robots):
@@ -234,7 +241,8 @@ def _auction(task: Task, parts: dict[str, Participant], queues: dict[str, list[T
 def _drive(r: str, now: float, stops: dict[str, list[tuple[int, str, bool]]],
            at: dict[str, int], home: dict[str, int], free_at: dict[str, float],
            retries: dict[str, int],
-           table: ReservationTable, roadmap: Roadmap, exclusion: Exclusion, speed: float,
+           table: ReservationTable, roadmap: Roadmap, exclusion: Exclusion,
+           speed: float | TimeModel,
            dwell: float, max_retries: int, retry_after: float, result: DryRunResult,
            push: Callable[[float, str, str], None],
            progress: Optional[Callable[[int], None]]) -> None:
