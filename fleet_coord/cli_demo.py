@@ -180,11 +180,6 @@ def run(args) -> int:
         if args.mode != "kinematic" or args.rtf is not None:
             raise CliError("--vda5050 runs on wall time with the ideal driver: --mode and "
                            "--rtf do not apply")
-        try:   # the agents' follow mode comes with the execution core (#17)
-            from fleet_coord.core.execution import FollowPath  # noqa: F401
-        except ImportError:
-            raise CliError("--vda5050: this build's robot agents cannot drive VDA 5050 "
-                           "vehicles yet (drive: follow, docs/vda5050.md)") from None
         from fleet_coord.vda5050.mixed_demo import run_mixed_demo
         return run_mixed_demo(args, *_load(args))
     if getattr(args, "in_process", False):
