@@ -22,6 +22,7 @@ functions, so a field's meaning (a zero deadline is "none", an infinite hold is
 | core.execution.StatusReport | TaskStatus (`status_msg`, `status_from_msg`) |
 | core.execution.StateReport | RobotState (`robot_state_msg`) |
 | contract_net.Proposal / Refusal | Proposal / Refusal (`proposal_msg`, `refusal_msg`) |
+| (available, kinematics.Limits) | DiagnosticStatus of a driver (`driver_status_from_msg`) |
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import math
 from typing import Any
 
 from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticStatus
 from fleet_coord_msgs.msg import (KeyEntry, Keyring as KeyringMsg, Proposal, Refusal,
                                   ReservationSegment, ReservationSet, RobotState,
                                   TaskStatus)
@@ -39,6 +41,7 @@ from nav_msgs.msg import Odometry, Path
 from fleet_coord.core import contract_net as cn
 from fleet_coord.core.execution import Activity, StateReport, StatusReport
 from fleet_coord.core.execution import Odometry as ExecOdometry
+from fleet_coord.core.kinematics import Limits
 from fleet_coord.core.replica import TableUpdate
 from fleet_coord.core.reservations import Reservation
 from fleet_coord.core.tasks import Task, TaskState
@@ -304,6 +307,32 @@ def odometry_from_msg(msg: Odometry) -> ExecOdometry:
     """nav_msgs/Odometry -> the execution core's Odometry (stamp in s)."""
     x, y, theta, v, w, stamp = pose_from_odometry(msg)
     return ExecOdometry(x, y, theta, v, w, stamp)
+
+
+#: the values of a driver's status (a VDA 5050 master's /<robot>/vehicle) that say what
+#: the robot can do, and the Limits field each one is
+DRIVER_LIMIT_KEYS = {"max_speed": "max_v", "max_angular_speed": "max_w",
+                     "max_acceleration": "max_acc"}
+
+
+def driver_status_from_msg(msg: DiagnosticStatus) -> tuple[bool, Limits | None]:
+    """A driver's status: available (level OK), and the limits it reports (values
+    `DRIVER_LIMIT_KEYS`; one absent, empty or not a number > 0 limits nothing), None when
+    it reports none."""
+    said = {}
+    for kv in msg.values:
+        field_name = DRIVER_LIMIT_KEYS.get(kv.key)
+        if field_name is None:
+            continue
+        try:
+            value = float(kv.value)
+        except ValueError:
+            continue
+        if value > 0 and math.isfinite(value):
+            said[field_name] = value
+    limits = Limits(**{f: said.get(f, math.inf) for f in ("max_v", "max_w", "max_acc",
+                                                          "max_alpha")}) if said else None
+    return msg.level == DiagnosticStatus.OK, limits
 
 
 def status_from_msg(m: TaskStatus) -> StatusReport | None:

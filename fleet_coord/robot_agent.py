@@ -17,7 +17,7 @@ default: the node's namespace):
 | client | `/traffic/reserve` | Reserve (async; never blocks the executor) | |
 | pub / sub | `/<robot>/cmd_vel`, `/<robot>/odom` | Twist, Odometry (the driver interface) | COMMAND, ODOM |
 | pub | `/<robot>/plan` | nav_msgs/Path: the committed timed path (`drive: follow` only) | PLAN |
-| sub | `/<robot>/vehicle` | DiagnosticStatus: vehicle available (OK) or not (`drive: follow`) | PLAN |
+| sub | `/<robot>/vehicle` | DiagnosticStatus: available (OK) or not, its limits (`drive: follow`) | PLAN |
 
 `drive: follow` is for robots that follow a path by themselves (a VDA 5050 vehicle behind
 its master control, docs/vda5050.md): no velocity commands, the path goes out once
@@ -253,7 +253,8 @@ class RobotAgent(Node):
         self._act(self.core.on_odometry(self.now(), convert.odometry_from_msg(msg)))
 
     def _on_vehicle(self, msg: DiagnosticStatus) -> None:
-        self._act(self.core.on_driver(self.now(), msg.level == DiagnosticStatus.OK))
+        available, limits = convert.driver_status_from_msg(msg)
+        self._act(self.core.on_driver(self.now(), available, limits))
 
     def _tick(self) -> None:
         wall = time.monotonic()

@@ -105,3 +105,15 @@ def test_the_agents_messages_carry_what_the_core_said():
     odom = convert.odometry_from_msg(convert.odometry_msg("r1", 1, 2, 0.5, 0.3, 0.1,
                                                           convert.to_time(3.0)))
     assert odom == ex.Odometry(1.0, 2.0, pytest.approx(0.5), 0.3, 0.1, 3.0)
+
+
+def test_a_drivers_status_says_available_and_the_limits_it_reports():
+    from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+    msg = DiagnosticStatus(level=DiagnosticStatus.OK, values=[
+        KeyValue(key="max_speed", value="0.8"), KeyValue(key="max_angular_speed", value=""),
+        KeyValue(key="max_acceleration", value="nan"), KeyValue(key="connection", value="ON")])
+    available, limits = convert.driver_status_from_msg(msg)
+    assert available and limits is not None
+    assert (limits.max_v, limits.max_w, limits.max_acc) == (0.8, math.inf, math.inf)
+    msg.level, msg.values = DiagnosticStatus.ERROR, [KeyValue(key="max_speed", value="-1")]
+    assert convert.driver_status_from_msg(msg) == (False, None)

@@ -6,6 +6,7 @@ vehicle is checked against what its robot held at that time."""
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import pytest
 
@@ -16,7 +17,7 @@ from fleet_coord.core.tracking import containment_error
 from fleet_coord.vda5050.orders import OrderBook
 from fleet_coord.vda5050.protocol import Outbox
 from fleet_coord.vda5050.vehicle import Vehicle, VehicleSpec
-from fleet_coord.core.kinematics import step
+from fleet_coord.core.kinematics import Limits, step
 from test_execution import CONFIG, DT, LIMITS, World
 
 FOLLOW = dataclasses.replace(CONFIG, drive="follow", driver_timeout=1.0)
@@ -134,3 +135,17 @@ def test_follow_mode_is_a_config_choice():
     with pytest.raises(ValueError, match="drive must be track or follow"):
         dataclasses.replace(CONFIG, drive="fly")
     assert isinstance(Odometry(0, 0, 0), Odometry)
+
+
+def test_the_vehicles_own_limits_set_the_speed_its_robot_plans_with():
+    w = vda_up()
+    core = w.cores["a"]
+    fast = core.plan_speed
+    w.vehicle.spec.max_speed = w.book.max_speed = 0.2    # what its factsheet says
+    core.on_driver(w.t, True, Limits(max_v=0.2, max_w=math.inf, max_acc=math.inf))
+    assert core.plan_speed <= 0.2 < fast and core.config.limits.max_w == LIMITS.max_w
+    w.award("a", "t1", ["4,1"])
+    assert w.run_until(lambda: w.final("t1") is not None, 120.0)
+    assert w.final("t1").state is TaskState.DONE and w.outside == []
+    # planned at its speed from the start: never late, never re-committed
+    assert not [r for r in w.sent("a", Reserve) if r.kind is CallKind.RECOMMIT]

@@ -48,7 +48,7 @@ from __future__ import annotations
 import logging
 import math
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Collection, Protocol, Union
 
@@ -390,6 +390,7 @@ class Execution:
         self.memo = memo if memo is not None else YieldMemo()
         self.log: Log = log if log is not None else logging.getLogger(f"execution.{robot}")
         cfg = self.config
+        self._configured_limits = cfg.limits
         self.plan_speed = cfg.plan_speed if cfg.plan_speed > 0 else plan_speed_for(
             cfg.limits, exclusion.clearance, cfg.turn_margin)
         #: time to turn a quarter before departing, budgeted into every commit
@@ -478,16 +479,37 @@ class Execution:
             self._back(now, "odometry again")
         return self._flush()
 
-    def on_driver(self, now: float, available: bool) -> list[Action]:
+    def on_driver(self, now: float, available: bool,
+                  limits: Limits | None = None) -> list[Action]:
         """The driver says whether the robot is available (a VDA 5050 master control: the
         vehicle's connection, mode and errors). Unavailable: as after `driver_timeout`
-        without odometry, at once."""
+        without odometry, at once. `limits`: what the robot says it can do (a VDA 5050
+        factsheet); the robot plans within these and its configured ones, whichever are
+        lower (plans in the table keep the speed they were made with)."""
+        if limits is not None:
+            self._driver_limits(limits)
         self._driver_down = not available
         if not available and not self.unavailable:
             self._gone(now, "its driver reports it unavailable")
         elif available and self.unavailable and self.pose is not None:
             self._back(now, "its driver reports it available")
         return self._flush()
+
+    def _driver_limits(self, said: Limits) -> None:
+        own = self._configured_limits
+        limits = Limits(*(min(getattr(own, k), getattr(said, k))
+                          for k in ("max_v", "max_w", "max_acc", "max_alpha")))
+        if limits == self.config.limits:
+            return
+        self.config = replace(self.config, limits=limits)
+        speed = self.config.plan_speed if self.config.plan_speed > 0 else plan_speed_for(
+            limits, self.exclusion.clearance, self.config.turn_margin)
+        self.plan_speed = min(self.plan_speed, speed, limits.max_v)
+        self.turn_allowance = turn_time(math.pi / 2, limits.max_w,
+                                        0.7 * limits.max_alpha) + 0.1
+        self.log.info(f"{self.robot}'s driver reports max {said.max_v:g} m/s, "
+                      f"{said.max_w:g} rad/s, {said.max_acc:g} m/s^2: planning at "
+                      f"{self.plan_speed:.3f} m/s")
 
     def _back(self, now: float, why: str) -> None:
         assert self.pose is not None

@@ -177,6 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--map-id", default="map")
     p.add_argument("--max-speed", type=float, default=1.0, help="m/s (factsheet)")
     p.add_argument("--max-angular-speed", type=float, default=2.0, help="rad/s (factsheet)")
+    p.add_argument("--max-acceleration", type=float, default=2.0,
+                   help="m/s^2 (factsheet: what the fleet plans with; the emulated vehicle "
+                        "changes speed at once)")
     p.add_argument("--radius", type=float, default=0.15, help="outline radius, m (factsheet)")
     p.add_argument("--speed-factor", type=float, default=1.0,
                    help="drive this share of the allowed speed (< 1: slower than planned)")
@@ -195,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
         if len(parts) not in (2, 3):
             raise ValueError(f"--start must be X,Y or X,Y,THETA, got {args.start!r}")
         spec = VehicleSpec(args.manufacturer, args.serial_number, max_speed=args.max_speed,
-                           max_angular_speed=args.max_angular_speed, radius=args.radius,
+                           max_angular_speed=args.max_angular_speed,
+                           max_acceleration=args.max_acceleration, radius=args.radius,
                            speed_factor=args.speed_factor, map_id=args.map_id)
         emulator = Emulator(Vehicle(spec, parts[0], parts[1], parts[2] if len(parts) == 3 else 0.0),
                             host, port, args.interface, args.state_interval,

@@ -18,7 +18,9 @@ odometry (docs/vda5050.md):
 
 Odometry comes from the vehicle's state and visualization, stamped with the vehicle's
 time, only while the vehicle is available. The status says connection, mode, errors,
-order sent / acknowledged, messages dropped; on change and every 1 s.
+order sent / acknowledged, messages dropped, and the vehicle's limits from its factsheet
+(``max_speed``, ``max_angular_speed``, ``max_acceleration``: what its agent plans with);
+on change and every 1 s.
 
 Orders: ``orders.OrderBook`` (pure): the base never extends past what the robot holds
 in the table, released in space and time. Every received message passes
@@ -117,6 +119,7 @@ class Vda5050Master(Node):
         self.mode = "STARTUP"
         self.errors: list[dict[str, Any]] = []
         self.factsheet: dict[str, Any] | None = None
+        self.limits: dict[str, float] = {}   # from the factsheet (0: not given)
         self.fits = True                 # the outline fits the fleet's footprint
         self.dropped = 0                 # messages from the vehicle that were not used
         self.sent = {"order": 0, "instantActions": 0}
@@ -258,6 +261,13 @@ class Vda5050Master(Node):
                 f"vehicle {self.serial} drives at most {vmax:g} m/s (factsheet), the config "
                 f"says {self.max_speed:g}: orders allow {vmax:g}")
         self.book.max_speed = min(self.max_speed, vmax) if vmax > 0 else self.max_speed
+        # what the robot's agent plans with (convert.DRIVER_LIMIT_KEYS): the factsheet's
+        # limits; deceleration bounds the stops the agent's model budgets
+        acc = [float(phys[k]) for k in ("maximumAcceleration", "maximumDeceleration")
+               if float(phys.get(k, 0.0)) > 0]
+        self.limits = {"max_speed": self.book.max_speed,
+                       "max_angular_speed": float(phys.get("maximumAngularSpeed", 0.0)),
+                       "max_acceleration": min(acc) if acc else 0.0}
         r = outline_radius(msg)
         self.fits = r <= self.footprint_radius + 1e-9
         if not self.fits:
@@ -309,7 +319,7 @@ class Vda5050Master(Node):
     def _publish_status(self, now: float) -> None:
         ok = self.available(now)
         key = (ok, self.connection, self.mode, self.book.order_id, self.book.update_id,
-               self.book.acked_id, len(self.errors), self.fits)
+               self.book.acked_id, len(self.errors), self.fits, tuple(self.limits.values()))
         if key == self._status_key and now - self._status_at < 1.0:
             return
         self._status_key, self._status_at = key, now
@@ -322,6 +332,7 @@ class Vda5050Master(Node):
                   "messages_dropped": str(self.dropped),
                   "orders_sent": str(self.sent["order"]),
                   "expected_speed": f"{self.book.expected_speed:.3f}"}
+        values.update({k: f"{v:g}" for k, v in self.limits.items() if v > 0})
         msg = DiagnosticStatus(level=level, name=f"{self.robot}/vda5050",
                                message="available" if ok else "unavailable",
                                hardware_id=f"{self.manufacturer}/{self.serial}",

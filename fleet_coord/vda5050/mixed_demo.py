@@ -105,7 +105,8 @@ def run_mixed_demo(args: Any, roadmap: Any, exclusion: Any, robots: dict[str, in
                 [sys.executable, "-m", "fleet_coord.vda5050.emulator", "--broker",
                  broker.address, "--manufacturer", MANUFACTURER, "--serial-number", n,
                  "--start", f"{x},{y},0", "--max-speed", str(LIMITS["max_v"]),
-                 "--max-angular-speed", str(LIMITS["max_w"]), "--log-level", "WARNING"],
+                 "--max-angular-speed", str(LIMITS["max_w"]),
+                 "--max-acceleration", str(LIMITS["max_acc"]), "--log-level", "WARNING"],
                 stdout=fleet_log, stderr=subprocess.STDOUT, start_new_session=True,
                 preexec_fn=die_with_parent))
         observer = MqttObserver(broker.host, broker.port, MANUFACTURER)
