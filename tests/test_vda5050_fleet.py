@@ -83,7 +83,7 @@ def test_mixed_fleet_of_ros_robots_and_vda5050_vehicles(tmp_path):
     log = open(tmp_path / "launch.log", "w+")
 
     def emulate(robot, x, y, theta=0.0):
-        extra = ["--max-speed", "3.0", "--max-angular-speed", "20.0"]
+        extra = ["--max-speed", "3.0", "--max-angular-speed", "20.0", "--max-acceleration", "40.0"]
         if robot == SLOW:
             # 0.3 m/s and 2 rad/s: slower than its agent plans (0.44 m/s, quarter turns in
             # under 0.2 s)
@@ -120,6 +120,7 @@ def test_mixed_fleet_of_ros_robots_and_vda5050_vehicles(tmp_path):
                 node.create_subscription(DiagnosticStatus, f"/{r}/vehicle",
                                          lambda m, r=r: vehicle.__setitem__(r, m), PLAN_QOS)
             submit = node.create_client(SubmitTask, "/fleet/submit_task")
+            t_launch = time.monotonic()
             launcher.start()
 
             def spin(cond, timeout):
@@ -145,6 +146,8 @@ def test_mixed_fleet_of_ros_robots_and_vda5050_vehicles(tmp_path):
             if not spin(parked, 60.0):
                 log.seek(0)
                 pytest.fail("the fleet did not come up:\n" + log.read()[-4000:])
+            t0 = time.monotonic()
+            phases = {"up": t0 - t_launch}
 
             # stations in the open area above the robots' homes: short legs (suite time)
             stations = [f"{x},{y}" for y in (14, 16, 13, 15) for x in range(3, 26, 5)][:20]
@@ -172,6 +175,7 @@ def test_mixed_fleet_of_ros_robots_and_vda5050_vehicles(tmp_path):
             stop(emulators[victim], signal.SIGKILL)
             assert spin(lambda: any(r == victim for _, r in lost), 10.0), f"{victim} never lost"
             detection = next(t for t, r in lost if r == victim) - t_kill
+            phases["killed"] = t_kill - t0
             assert detection <= LOST_BOUND_S, detection
             for tid, st_name in zip(ids[12:], stations[12:]):
                 submit_task(tid, st_name)
@@ -188,9 +192,11 @@ def test_mixed_fleet_of_ros_robots_and_vda5050_vehicles(tmp_path):
             emulate(victim, last_pos["x"], last_pos["y"], last_pos["theta"])
             assert spin(lambda: heard.get(victim, 0) > t_restart + 0.5, 30.0), f"{victim} not back"
             assert spin(lambda: victim in monitor.replica.table.robots(), 10.0)
+            phases["rejoined"] = time.monotonic() - t0
 
             finished = lambda: all(done_by(t) for t in ids)  # noqa: E731
             assert spin(finished, 400.0), [t for t in ids if not done_by(t)]
+            phases["finished"] = time.monotonic() - t0
             assert all(len(done_by(t)) == 1 for t in ids), {t: done_by(t) for t in ids}
             assert any(r == SLOW for t in ids for r in done_by(t)), "the slow vehicle did nothing"
             dropped = {v.key: v.value for v in vehicle["agv1"].values}["messages_dropped"]
@@ -208,7 +214,8 @@ def test_mixed_fleet_of_ros_robots_and_vda5050_vehicles(tmp_path):
             assert listener.problems == [], listener.problems[:5]
             print(f"mixed fleet: {len(ids)} tasks, {victim} lost {detection:.2f} s after the "
                   f"kill, {vda_checked} vehicle reports checked, {monitor.samples} odometry "
-                  f"samples, agv1 dropped {dropped} messages")
+                  f"samples, agv1 dropped {dropped} messages; s after the fleet was up: "
+                  f"{ {k: round(v, 1) for k, v in phases.items()} }")
     finally:
         if launcher is not None:
             launcher.shutdown()
