@@ -958,8 +958,11 @@ class Execution:
         total = f.route.nodes[-1].s
         if now - self._last_status > 0.5 and job.task is not None:
             done = job.legs_total - len(job.stations)
+            # the leg counts as done once the robot stopped at its end (arrival), not
+            # while it still rolls onto it
+            leg = min(f.s / total, 0.99) if total > 0 else 0.0
             self._status(now, job.task.id, TaskState.ACTIVE, job.round,
-                         (done + (f.s / total if total > 0 else 1.0)) / job.legs_total)
+                         (done + leg) / job.legs_total)
         if f.s >= total - 0.02 and v < 0.02:
             if 0 < f.speed < self.plan_speed:
                 self.plan_speed = 0.9 * f.speed
