@@ -597,11 +597,13 @@ class InProcessFleet:
                 n = ended
             if progress is not None:
                 progress(n, t)
+            if t >= max_sim_s:
+                break
             if ended is None or t < submit_at + len(tasks) * interval:
                 continue
             if n != last[0]:
                 last = (n, t)
-            if n >= len(tasks) or t >= max_sim_s or t - last[1] > stall_sim_s:
+            if n >= len(tasks) or t - last[1] > stall_sim_s:
                 break
         outcomes = self.outcomes()
         return RunResult(outcomes=outcomes, t_end=self.bus.now,

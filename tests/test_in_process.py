@@ -130,3 +130,11 @@ def test_fleet_coord_demo_in_process_writes_the_demos_report(tmp_path, capsys):
     for name in ("trajectories.png", "timeline.png", "events.jsonl"):
         assert (out / name).stat().st_size > 0, name
     assert "tasks: 4/4 done" in printed
+
+
+def test_a_run_stops_at_max_sim_s_even_while_tasks_are_still_being_submitted(tmp_path):
+    seen = []
+    with fleet(tmp_path, seed=1) as f:
+        result = f.run(TASKS, submit_at=0.5, interval=10.0, max_sim_s=3.0,
+                       progress=lambda n, t: seen.append(t))
+    assert result.t_end == 3.0 and seen == [1.0, 2.0, 3.0]
