@@ -363,7 +363,8 @@ def run_auction(n_agents: int, n_procs: int, args, rep: int, shm_seen: set[str])
     from fleet_coord.convert import to_time
 
     label = f"auction {n_agents} agents / {n_procs} proc, run {rep}" + \
-        ("" if args.agent_executor == "single" else f" (agents on {args.agent_executor})")
+        ("" if args.agent_executor == "single" else f" (agents on {args.agent_executor})") + \
+        (" (authenticated)" if args.auth else "")
     rng = random.Random(args.seed + rep)
     roadmap = load_roadmap(MAP)
     names = [f"r{i:02d}" for i in range(n_agents)]
@@ -373,11 +374,26 @@ def run_auction(n_agents: int, n_procs: int, args, rep: int, shm_seen: set[str])
     rundir = tempfile.mkdtemp(prefix=f"dds_latency_a{n_agents}_{n_procs}_", dir=args.workdir)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "ROS_LOG_DIR": os.path.join(rundir, "roslog")}
     kids = Children(rundir, env)
+    auth: dict = {}
+    signer = verifier = None
+    if args.auth:
+        # the fleet authenticates (docs/security.md): agents and driver sign and check,
+        # the initiator signs its cfps as the dispatcher and checks every answer as it would
+        from fleet_coord.auth import Signer, Verifier
+        from fleet_coord.core.trust import Role
+        from fleet_coord.keys import IdentitySpec, KeyDir, robot_identities
+        kd = KeyDir(os.path.join(rundir, "fleet.keys"))
+        kd.init([IdentitySpec("dispatcher", Role.DISPATCHER),
+                 IdentitySpec("ideal_driver", Role.SIM, ("*",)),
+                 *(s for n in names for s in robot_identities(n, "ideal"))])
+        auth = {"auth_mode": "enforce", "auth_keys": kd.path}
+        signer = Signer("dispatcher", kd.private_key("dispatcher"))
+        verifier = Verifier(kd.keyring())
     agent_params = write_params(os.path.join(rundir, "agents.yaml"),
-                                {"map": MAP, "footprint_radius": 0.15})
+                                {"map": MAP, "footprint_radius": 0.15, **auth})
     driver_params = write_params(os.path.join(rundir, "driver.yaml"),
                                  {"robots": names, "start_poses": poses,
-                                  "rate_hz": float(args.odom_rate)})
+                                  "rate_hz": float(args.odom_rate), **auth})
     ctx = make_context()
     node = Node("dds_latency_initiator", context=ctx)
     current: list[Round | None] = [None]
@@ -389,6 +405,10 @@ def run_auction(n_agents: int, n_procs: int, args, rep: int, shm_seen: set[str])
             with lock:
                 r = current[0]
                 if r is None or msg.task_id != r.task_id or msg.robot in r.answers:
+                    return
+                if verifier is not None and verifier.verify(
+                        msg, "fleet/proposals" if kind == "P" else "fleet/refusals",
+                        subjects=[msg.robot]) is not None:
                     return
                 r.answers[msg.robot] = (kind, info["source_timestamp"] if info else 0,
                                         info["received_timestamp"] if info else 0, t)
@@ -408,7 +428,7 @@ def run_auction(n_agents: int, n_procs: int, args, rep: int, shm_seen: set[str])
     rounds: list[Round] = []
     result: dict = {"kind": "auction", "agents": n_agents, "processes": n_procs, "run": rep,
                     "odom_rate": args.odom_rate, "executor": args.executor,
-                    "agent_executor": args.agent_executor,
+                    "agent_executor": args.agent_executor, "auth": bool(args.auth),
                     "loadavg_before": os.getloadavg()}
     t_start = time.monotonic()
     try:
@@ -431,7 +451,7 @@ def run_auction(n_agents: int, n_procs: int, args, rep: int, shm_seen: set[str])
                 current[0] = r
             r.t_pub = time.time_ns()
             msg.bid_deadline = to_time((r.t_pub + args.timeout * NS) / NS)
-            cfp_pub.publish(msg)
+            cfp_pub.publish(signer.sign(msg, "fleet/cfp") if signer is not None else msg)
             spin_for(ex, args.timeout, r.done)
             with lock:
                 current[0] = None
@@ -658,7 +678,8 @@ def table(results: list[dict]) -> str:
             parts = " / ".join(f"{b[k]['p50']:.1f} ({b[k]['p99']:.1f})" if b[k].get("n") else "n/a"
                                for k in ("cfp_transit", "agent_queue", "bid", *reply))
             cpu = sum(v for k, v in r.get("child_cpu_per_wall_s", {}).items() if k.startswith("agents"))
-            lines.append(f"| {r['agents']} | {r['processes']} | {r['run']} | {r['rounds']} | "
+            auth = " signed" if r.get("auth") else ""
+            lines.append(f"| {r['agents']} | {r['processes']}{auth} | {r['run']} | {r['rounds']} | "
                          f"{r['incomplete']} | {s['p50']:.1f} | {s['p95']:.1f} | {s['p99']:.1f} | "
                          f"{s['max']:.1f} | {r['first_answer_ms'].get('p50', float('nan')):.1f} | "
                          f"{parts} | {cpu:.2f} | {r['loadavg_before'][0]:.1f} |")
@@ -708,6 +729,9 @@ def main() -> None:
                     help="executor of the agent processes: single is what robot_agent.main() "
                     "uses (fleet_coord.spin); multi, the MultiThreadedExecutor it used "
                     "before, is patched in by the wrapper for comparison")
+    ap.add_argument("--auth", action="store_true",
+                    help="auction: the fleet authenticates (signed cfps, proposals, states, "
+                    "commands, odometry; docs/security.md)")
     ap.add_argument("--state-rate", type=float, default=10.0)
     ap.add_argument("--state-seconds", type=float, default=30.0)
     ap.add_argument("--state-depth", type=int, default=0, help="subscriber history depth "

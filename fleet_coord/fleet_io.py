@@ -22,6 +22,7 @@ from rclpy.node import Node
 from fleet_coord import qos
 from fleet_coord.convert import table_update_from_msg
 from fleet_coord.core.replica import Replica, TableUpdate
+from fleet_coord.node_auth import NodeAuth
 
 
 class Agent(Protocol):
@@ -39,6 +40,8 @@ class FleetIO:
         self._timers: dict[tuple[str, float], list[Any]] = {}
         #: MessageInfo of the cfp being handed out (bench/dds_latency.py reads it)
         self.cfp_info = None
+        #: signs as each agent it serves (`add`), checks what the fleet says to them
+        self.auth = NodeAuth(host)
         group = MutuallyExclusiveCallbackGroup()
         pub, sub = host.create_publisher, host.create_subscription
         self.proposal_pub = pub(Proposal, "/fleet/proposals", qos.PROTOCOL)
@@ -48,13 +51,17 @@ class FleetIO:
         sub(CallForProposal, "/fleet/cfp", self._on_cfp, qos.PROTOCOL, callback_group=group)
         sub(ReservationSet, "/traffic/updates", self._on_update, qos.TABLE,
             callback_group=group)
-        for msg_type, topic, handler in (
-                (Award, "/fleet/awards", "_on_award"),
-                (Rejection, "/fleet/rejections", "_on_rejection"),
-                (TaskStatus, "/fleet/task_status", "_on_task_status"),
-                (RobotNotice, "/fleet/robot_lost", "_on_robot_lost"),
-                (RobotNotice, "/fleet/robot_removed", "_on_robot_removed")):
-            sub(msg_type, topic, self._fan_out(self.agents, handler), qos.PROTOCOL,
+        a = self.auth
+        for msg_type, topic, handler, check in (
+                (Award, "/fleet/awards", "_on_award", lambda m: a.check(m, "fleet/awards")),
+                (Rejection, "/fleet/rejections", "_on_rejection",
+                 lambda m: a.check(m, "fleet/rejections")),
+                (TaskStatus, "/fleet/task_status", "_on_task_status", a.check_status),
+                (RobotNotice, "/fleet/robot_lost", "_on_robot_lost",
+                 lambda m: a.check(m, "fleet/robot_lost")),
+                (RobotNotice, "/fleet/robot_removed", "_on_robot_removed",
+                 lambda m: a.check(m, "fleet/robot_removed"))):
+            sub(msg_type, topic, self._fan_out(self.agents, handler, check), qos.PROTOCOL,
                 callback_group=group)
         self.reserve_client = host.create_client(Reserve, "/traffic/reserve",
                                                  callback_group=group)
@@ -73,20 +80,28 @@ class FleetIO:
         return self._replicas[key]
 
     @staticmethod
-    def _fan_out(agents: list[Any], method: str) -> Callable[..., None]:
+    def _fan_out(agents: list[Any], method: str,
+                 check: Callable[[Any], bool] | None = None) -> Callable[..., None]:
         """A callback calling `method` of each of `agents` (a live list) in turn; looked
-        up at each call, so a test can replace one agent's handler."""
+        up at each call, so a test can replace one agent's handler. `check`: a message
+        that fails it (its sender may not say it) reaches no agent."""
         def call(*args: Any) -> None:
+            if check is not None and not check(args[0]):
+                return
             for agent in agents:
                 getattr(agent, method)(*args)
         return call
 
     def _on_cfp(self, msg: CallForProposal, info: Any) -> None:
+        if not self.auth.check(msg, "fleet/cfp"):
+            return
         self.cfp_info = info
         for agent in self.agents:
             agent._on_cfp(msg)
 
     def _on_update(self, msg: ReservationSet) -> None:
+        if not self.auth.check(msg, "traffic/updates"):
+            return
         # converted once for all agents; a snapshot no replica takes, without its segments
         # (a delta always: its grants count even when the replica has it already)
         segments = not msg.is_snapshot or any(
@@ -98,6 +113,7 @@ class FleetIO:
     def add(self, agent: Any, control_rate: float, state_rate: float) -> None:
         """Serve `agent`: its handlers get the fleet-wide messages, its `_tick` and
         `_publish_state` run on the host's timers of its rates."""
+        self.auth.add_identity(agent.robot, link=True)
         self.agents.append(agent)
         for kind, rate in (("_tick", control_rate), ("_publish_state", state_rate)):
             key = (kind, float(rate))

@@ -60,6 +60,7 @@ from fleet_coord.core.yielding import YieldMemo
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
 from fleet_coord.fleet_io import FleetIO
 from fleet_coord.parameters import ParameterError
+from fleet_coord.robot_link import AgentLink
 from fleet_coord.spin import run_nodes
 
 #: The yield checks' searches, shared by every agent of this process: their replicas of
@@ -187,7 +188,6 @@ class RobotAgent(Node):
         # the robot's own driver topics on this node; the fleet-wide topics, the traffic
         # client, the table replica and the timers on the host of `io`: this node, or the
         # AgentGroup node that serves every agent of a process
-        self.cmd_pub = self.create_publisher(Twist, f"/{self.robot}/cmd_vel", qos.COMMAND)
         self.plan_pub = None
         if config.drive == "follow":
             # a robot that follows paths itself: its master control takes the path and
@@ -196,13 +196,15 @@ class RobotAgent(Node):
             self.create_subscription(DiagnosticStatus, f"/{self.robot}/vehicle",
                                      self._on_vehicle, qos.PLAN)
         self.roadmap = roadmap
-        self.create_subscription(Odometry, f"/{self.robot}/odom", self._on_odom, qos.ODOM)
         self.io = io if io is not None else FleetIO(self)
+        self.auth = self.io.auth
+        self.link = AgentLink(self, self.auth, self.robot, self._on_odom)
         self.replica = self.io.replica(exclusion.of, roadmap.num_resources, self.roadmap_id)
         self.core = Execution(self.robot, roadmap, exclusion, self.replica, config,
                               rng=random.Random(self.robot), memo=_YIELD_MEMO,
                               log=self.get_logger())
         self._calls: dict[int, Future] = {}     # seq -> the pending /traffic/reserve call
+        self._call_auth: dict[int, Any] = {}    # seq -> its request's Auth (the answer's)
         self._tick_wall: float | None = None    # monotonic time of the last control tick
         self._tick_period = 1.0 / prm["control_rate"]
         self.io.add(self, prm["control_rate"], prm["state_rate"])
@@ -268,6 +270,11 @@ class RobotAgent(Node):
             if future.done():
                 del self._calls[seq]
                 resp = future.result()
+                # a grant counts only with the authority's signature for this request
+                if resp is not None and not self.auth.check(
+                        resp, "traffic/reserve#response", request=self._call_auth.get(seq)):
+                    resp = None
+                self._call_auth.pop(seq, None)
                 answer = ReserveAnswer(seq, False, 0, "no answer") if resp is None else \
                     ReserveAnswer(seq, bool(resp.ok), int(resp.version), resp.message)
                 self._act(self.core.on_reserve_answer(now, answer))
@@ -276,8 +283,8 @@ class RobotAgent(Node):
     def _publish_state(self) -> None:
         report = self.core.state_report(self.now())
         if report is not None:
-            self.io.state_pub.publish(convert.robot_state_msg(
-                report, self.get_clock().now().to_msg()))
+            self.io.state_pub.publish(self.auth.sign(convert.robot_state_msg(
+                report, self.get_clock().now().to_msg()), "fleet/robot_states", self.robot))
 
     # -- actions out --------------------------------------------------------------------
 
@@ -288,7 +295,7 @@ class RobotAgent(Node):
     def _velocity(self, a: Velocity) -> None:
         twist = Twist()
         twist.linear.x, twist.angular.z = a.v, a.w
-        self.cmd_pub.publish(twist)
+        self.link.publish_cmd(twist)
 
     def _follow_path(self, a: FollowPath) -> None:
         if self.plan_pub is not None:
@@ -296,25 +303,31 @@ class RobotAgent(Node):
                                                          self.get_clock().now().to_msg()))
 
     def _status(self, a: StatusReport) -> None:
-        self.io.status_pub.publish(convert.status_msg(a))
+        self.io.status_pub.publish(self.auth.sign(convert.status_msg(a), "fleet/task_status",
+                                                  self.robot))
 
     def _reserve(self, a: Reserve) -> None:
         req = ReserveSrv.Request(robot=self.robot, roadmap_id=self.roadmap_id, replace=True,
                                  replace_from=a.replace_from)
         req.segments = [convert.segment_msg(self.robot, r, t0, t1) for r, t0, t1 in a.segments]
+        self.auth.sign(req, "traffic/reserve", self.robot)
+        self._call_auth[a.seq] = req.auth
         self._calls[a.seq] = self.io.reserve_client.call_async(req)
 
     def _abandon(self, a: Abandon) -> None:
         """The client drops the response of a call removed from it."""
+        self._call_auth.pop(a.seq, None)
         future = self._calls.pop(a.seq, None)
         if future is not None and not future.done():
             self.io.reserve_client.remove_pending_request(future)
 
     def _propose(self, a: cn.Proposal) -> None:
-        self.io.proposal_pub.publish(convert.proposal_msg(a))
+        self.io.proposal_pub.publish(self.auth.sign(convert.proposal_msg(a), "fleet/proposals",
+                                                    self.robot))
 
     def _refuse(self, a: cn.Refusal) -> None:
-        self.io.refusal_pub.publish(convert.refusal_msg(a))
+        self.io.refusal_pub.publish(self.auth.sign(convert.refusal_msg(a), "fleet/refusals",
+                                                   self.robot))
 
     _ACT: dict[type, Callable[[RobotAgent, Any], None]] = {
         Velocity: _velocity, FollowPath: _follow_path, StatusReport: _status,

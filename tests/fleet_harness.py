@@ -1,7 +1,14 @@
 """A small fleet in one process for tests: traffic + ideal driver + agents + dispatcher,
-all real rclpy nodes talking over real DDS (loopback, inside the test's netns)."""
+all real rclpy nodes talking over real DDS (loopback, inside the test's netns).
+
+`auth_keys` (a key directory with every identity of the fleet, `provision_keys`): the
+fleet authenticates (auth_mode enforce, docs/security.md) and the test's submissions are
+signed as the operator. FLEET_COORD_TEST_AUTH=enforce in the environment makes every
+harness fleet authenticate, with keys provisioned per fleet: the same suites, signed."""
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 
 from fleet_coord_msgs.msg import TaskStatus
@@ -24,21 +31,47 @@ def P(name, value):
     return Parameter(name, value=value)
 
 
+def provision_keys(robots, folder: str | None = None) -> str:
+    """A key directory for a harness fleet of `robots` (every identity it needs)."""
+    from fleet_coord.core.trust import Role
+    from fleet_coord.keys import IdentitySpec, KeyDir, robot_identities
+    path = os.path.join(folder or tempfile.mkdtemp(prefix="fleet-keys-"), "fleet.keys")
+    specs = [IdentitySpec(n, Role(r)) for n, r in (
+        ("operator", "operator"), ("traffic", "traffic"), ("dispatcher", "dispatcher"),
+        ("fleet_monitor", "monitor"))]
+    specs.append(IdentitySpec("ideal_driver", Role.SIM, ("*",)))
+    for r in robots:
+        specs += robot_identities(r, "ideal")
+    KeyDir(path).init(specs)
+    return path
+
+
 class Fleet:
     def __init__(self, ctx, ex, map_path: str, robots: dict[str, tuple[float, float]],
                  ledger: str, bid_window: float = 0.3, retry_max_rounds: int = 4,
                  retry_base: float = 0.5, rtf: float | None = None,
-                 grouped: bool = False) -> None:
+                 grouped: bool = False, auth_keys: str | None = None) -> None:
         self.ctx, self.ex = ctx, ex
         names = list(robots)
+        if auth_keys is None and os.environ.get("FLEET_COORD_TEST_AUTH") == "enforce":
+            auth_keys = provision_keys(names)
+        self.auth_keys = auth_keys
+        auth = [P("auth_mode", "enforce"), P("auth_keys", auth_keys)] if auth_keys else []
+        self.operator = None
+        if auth_keys:
+            from fleet_coord.auth import Signer
+            from fleet_coord.keys import KeyDir
+            self.operator = Signer("operator", KeyDir(auth_keys).private_key("operator"))
         poses = [c for xy in robots.values() for c in (float(xy[0]), float(xy[1]), 0.0)]
         limits = [P(k, float(v)) for k, v in LIMITS.items()]
         sim = [P("use_sim_time", True)] if rtf else []
         clock = [P("publish_clock", True), P("real_time_factor", float(rtf))] if rtf else []
         self.driver = IdealDriver(context=ctx, parameter_overrides=[
-            P("robots", names), P("start_poses", poses), P("rate_hz", 100.0)] + limits + clock)
-        self.traffic = TrafficNode(context=ctx, parameter_overrides=[P("map", map_path)] + sim)
-        agent_params = [P("map", map_path), P("turn_margin", 0.2)] + limits + sim
+            P("robots", names), P("start_poses", poses), P("rate_hz", 100.0)] + limits + clock
+            + auth)
+        self.traffic = TrafficNode(context=ctx, parameter_overrides=[P("map", map_path)] + sim
+                                   + auth)
+        agent_params = [P("map", map_path), P("turn_margin", 0.2)] + limits + sim + auth
         if grouped:   # all agents on one AgentGroup, as `robot_agent --robots a,b,c` runs them
             self.group = AgentGroup(names, context=ctx, parameter_overrides=agent_params)
             self.agents = dict(zip(names, self.group.agents))
@@ -49,7 +82,7 @@ class Fleet:
             agent_nodes = list(self.agents.values())
         self.dispatcher = Dispatcher(context=ctx, parameter_overrides=[
             P("map", map_path), P("ledger", ledger), P("bid_window", bid_window),
-            P("retry_max_rounds", retry_max_rounds), P("retry_base", retry_base)] + sim)
+            P("retry_max_rounds", retry_max_rounds), P("retry_base", retry_base)] + sim + auth)
         for n in [self.traffic, self.driver, *agent_nodes, self.dispatcher]:
             ex.add_node(n)
         self.statuses: list[TaskStatus] = []
@@ -73,6 +106,8 @@ class Fleet:
         idempotent (the same task again is "accepted" again)."""
         deadline = time.monotonic() + timeout
         while True:
+            if self.operator is not None:   # signed anew: a repeated signature is a replay
+                self.operator.sign(req, "fleet/submit_task")
             fut = self.submit_client.call_async(req)
             give_up = min(deadline, time.monotonic() + attempt_s)
             while not fut.done() and time.monotonic() < give_up:
