@@ -105,6 +105,9 @@ def _sort_key(r: Reservation) -> tuple[float, float, str, int, float]:
     return (r.t_start, r.t_end, r.robot, r.resource, r.lease_expiry)
 
 
+sort_key = _sort_key   # the order of `ReservationTable.reservations`
+
+
 class ReservationConflict(Exception):
     """A requested reservation collides with another robot's reservation.
 
@@ -285,14 +288,17 @@ class ReservationTable:
         self._excl[resource] = ex
         return ex
 
-    def reservations(self, robot: str | None = None) -> list[Reservation]:
-        """All reservations (of `robot`, if given), sorted by start time."""
+    def reservations(self, robot: str | None = None, *,
+                     ordered: bool = True) -> list[Reservation]:
+        """All reservations (of `robot`, if given), sorted by start time (`ordered`; a
+        caller that picks a few can skip the sort: `sort_key` orders them the same)."""
         if robot is None:
             out = [r for index in self._by_robot.values() for r in index.items]
         else:
             index = self._by_robot.get(robot)
             out = [] if index is None else list(index.items)
-        out.sort(key=_sort_key)
+        if ordered:
+            out.sort(key=_sort_key)
         return out
 
     def robots(self) -> list[str]:

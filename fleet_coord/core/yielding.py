@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from heapq import heappop, heappush
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence, TypeVar, cast
 
+from fleet_coord.core.reservations import sort_key
+
 if TYPE_CHECKING:
     from fleet_coord.core.reservations import ReservationTable
     from fleet_coord.core.roadmap import Exclusion, Roadmap
@@ -135,11 +137,11 @@ def parked_at(table: ReservationTable, exclusion: Exclusion, vertex: int, robot:
 def position(table: ReservationTable, roadmap: Roadmap, robot: str, now: float) -> int | None:
     """The vertex `robot` is at (or heading to, when on a lane) at `now`, from its holds;
     None when it holds nothing around `now`."""
-    holds = table.reservations(robot)
-    current = [r for r in holds if r.t_start <= now < r.t_end]
+    holds = table.reservations(robot, ordered=False)   # called per robot per yield check
+    current = sorted((r for r in holds if r.t_start <= now < r.t_end), key=sort_key)
     if not current:
         later = [r for r in holds if r.t_start > now]
-        current = later[:1]
+        current = [min(later, key=sort_key)] if later else []
     if not current:
         return None
     res = min(current, key=lambda r: r.t_start).resource
