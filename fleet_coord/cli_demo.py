@@ -69,11 +69,11 @@ def register(subparsers) -> None:
                         "time (docs/vda5050.md)")
     p.add_argument("--allocation", choices=("pool", "pool_rebalance", "per_task"),
                    default="pool",
-                   help="--dry-run: how tasks are allocated: pool (batch rounds of "
-                        "completion-time bids, one next task per robot: what the dispatcher "
-                        "does; the default), pool_rebalance (the rounds also move awarded, "
-                        "unstarted tasks) or per_task (one auction per task, travel bids: "
-                        "what it did before)")
+                   help="--dry-run and --in-process: how tasks are allocated: pool (batch "
+                        "rounds of completion-time bids, one next task per robot: what the "
+                        "dispatcher does; the default), pool_rebalance (--dry-run only: the "
+                        "rounds also move awarded, unstarted tasks) or per_task (one auction "
+                        "per task, travel bids: what it did before)")
     p.add_argument("--time-model", choices=("stop_and_turn", "real"),
                    default="stop_and_turn",
                    help="--dry-run: how the robots' paths are timed: stop_and_turn (every "
@@ -173,10 +173,14 @@ def _load(args):
 
 
 def run(args) -> int:
+    from fleet_coord.cli import CliError
     if getattr(args, "dry_run", False):
         return run_dry(args)
+    if getattr(args, "allocation", "pool") != "pool" and not getattr(args, "in_process", False):
+        raise CliError(f"--allocation {args.allocation} applies to --dry-run and --in-process; "
+                       "the full demo runs the dispatcher's default, pool (another: "
+                       "nodes.dispatcher.allocation in a fleet config, docs/fleet-config.md)")
     if getattr(args, "vda5050", None):
-        from fleet_coord.cli import CliError
         if args.mode != "kinematic" or args.rtf is not None:
             raise CliError("--vda5050 runs on wall time with the ideal driver: --mode and "
                            "--rtf do not apply")
@@ -184,6 +188,9 @@ def run(args) -> int:
         return run_mixed_demo(args, *_load(args))
     if getattr(args, "in_process", False):
         from fleet_coord.in_process import run_demo as run_in_process
+        if args.allocation == "pool_rebalance":
+            raise CliError("--allocation pool_rebalance is only modelled by --dry-run (the "
+                           "dispatcher does pool or per_task)")
         return run_in_process(args, *_load(args))
     from fleet_coord.demo import run_demo
     return run_demo(args, *_load(args))

@@ -96,6 +96,8 @@ class FleetParams:
     keep_history: float = 60.0
     bid_window: float = 0.5
     robot_timeout: float = 3.0
+    allocation: str = "pool"            # the dispatcher's (core.dispatch.ALLOCATIONS)
+    bid_objective: str = "completion"   # what the agents bid (without `execution`)
     agents_per_process: int = 0         # 0: all agents in one group
     monitor_period: float = 0.25        # s between true-pose checks of each robot
     monitor_boundaries: bool = True     # ... and at both ends of each of its holds
@@ -161,7 +163,8 @@ class InProcessFleet:
         self._cmd_queue: dict[str, deque[tuple[float, float, float, float]]] = {
             r: deque() for r in robots}                        # (applies at, v, w, stamp)
         self.execution_config = self.p.execution or ex.ExecutionConfig(
-            limits=self.p.limits, turn_margin=self.p.turn_margin)
+            limits=self.p.limits, turn_margin=self.p.turn_margin,
+            bid_objective=self.p.bid_objective)
         self.command_latency = self.execution_config.control_latency \
             if self.p.command_latency is None else self.p.command_latency
         self._driven_at = 0.0                                  # time of the poses in `state`
@@ -219,7 +222,8 @@ class InProcessFleet:
     def _start_dispatcher(self) -> None:
         self._ledger = TaskLedger(self.ledger_path)
         config = dp.DispatchConfig(bid_window=self.p.bid_window,
-                                   robot_timeout=self.p.robot_timeout)
+                                   robot_timeout=self.p.robot_timeout,
+                                   allocation=self.p.allocation)
         replica = Replica(self.exclusion.of, self.roadmap.num_resources, self.roadmap_id)
         self._dispatch_replica = replica
         self.dispatch = dp.Dispatch(self._ledger, config, self.bus.now, roadmap=self.roadmap,
@@ -668,7 +672,10 @@ def run_demo(args: Any, roadmap: Roadmap, exclusion: Exclusion, robots: dict[str
           f"(seed {args.seed}); in-process fleet (no DDS, virtual clock, ideal kinematic "
           f"robots), {per} agent(s) per process")
     wall0 = time.perf_counter()
-    params = FleetParams(agents_per_process=per)
+    # per_task: the dispatcher and bids before the pool (one award per auction, travel)
+    before = getattr(args, "allocation", "pool") == "per_task"
+    params = FleetParams(agents_per_process=per, allocation="per_task" if before else "pool",
+                         bid_objective="travel" if before else "completion")
     bar = tqdm(total=len(tasks), unit="task", desc="tasks ended", leave=True,
                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
 

@@ -70,6 +70,11 @@ def test_bad_options_are_rejected_before_anything_runs(tmp_path, capsys):
     a_file.write_text("")
     assert main(["demo", "--out", str(a_file)]) == 2
     assert "not a folder" in capsys.readouterr().err
+    # the full demo runs the dispatcher's default; the others only model or emulate it
+    assert main(["demo", "--allocation", "per_task"]) == 2
+    assert "applies to --dry-run and --in-process" in capsys.readouterr().err
+    assert main(["demo", "--in-process", "--allocation", "pool_rebalance"]) == 2
+    assert "only modelled by --dry-run" in capsys.readouterr().err
 
 
 def test_big_fleets_get_distinct_homes_off_the_pick_cells():
