@@ -5,12 +5,22 @@ import tempfile
 
 import pytest
 
+import _cost
+
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="fleet-coord-roslog-"))
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAPF_BENCH = os.environ.get(
     "FLEET_COORD_MAPF_BENCH", os.path.join(os.path.dirname(REPO), "shared", "mapf-bench"))
+
+
+def pytest_addoption(parser):
+    _cost.addoption(parser)
+
+
+def pytest_configure(config):
+    _cost.configure(config)   # --cost FILE / $FLEET_COORD_COST: what each test costs
 
 
 @pytest.fixture
