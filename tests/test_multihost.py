@@ -4,7 +4,9 @@ host running its own driver and one agent process per robot. Faults: a robot age
 killed, a host's link cut, the traffic authority killed and restarted, 30% packet loss.
 Every run is checked offline from what crossed the network (multihost_fleet.analyse):
 no reservation conflict, no robot outside its reservations, no two robots closer than
-their footprints. Figures: docs/reliability.md, "Multi-host faults"."""
+their footprints. There is no separate fault-free run: each test starts the same fleet
+and has it complete its tasks across the hosts before, during or after its fault, under
+the same checks. Figures: docs/reliability.md, "Multi-host faults"."""
 import os
 import time
 
@@ -42,28 +44,6 @@ def fleet(tmp_path):
 
 def all_done(tasks):
     return lambda ev: all(ev.final(t) for t in tasks)
-
-
-def test_fleet_across_hosts_completes_tasks(fleet):
-    up = fleet.start()
-    tasks = {"t1": ("pick_and_drop", "2,14", "6,14"), "t2": ("goto", "20,15"),
-             "t3": ("goto", "12,15")}
-    t0 = time.monotonic()
-    for tid, (kind, *st) in tasks.items():
-        fleet.submit(tid, kind, *st)
-    assert fleet.wait(all_done(tasks), 60), fleet.tail()
-    took = time.monotonic() - t0
-    ev = fleet.events()
-    assert all(ev.final(t)["state"] == DONE for t in tasks), [ev.final(t) for t in tasks]
-    fleet.stop()
-    a = analyse(fleet.events())
-    report("across hosts", startup_s=round(up, 1), tasks=len(tasks), all_done_s=round(took, 1),
-           conflicts=len(a["conflicts"]), excursions=len(a["excursions"]),
-           min_distance_m=round(a["min_distance"][0], 2), samples=a["odom_samples"])
-    assert a["odom_samples"] > 100 and a["updates"] > 5
-    assert a["conflicts"] == [] and a["version_gaps"] == []
-    assert a["excursions"] == [], a["excursions"][:10]
-    assert a["min_distance"][0] > FOOTPRINT_M, a["min_distance"]
 
 
 def _active_moving(ev, task, robot):
@@ -176,6 +156,7 @@ def test_traffic_killed_and_restarted_keeps_its_table_and_grants_no_conflict(fle
            version_before=version_before, conflicts=len(a["conflicts"]),
            excursions=len(a["excursions"]), gaps=a["version_gaps"])
     assert all(ev.final(t)["state"] == DONE for t in ("r1", "r2", "r3"))
+    assert a["odom_samples"] > 100 and a["updates"] > 5   # the checks below saw the run
     assert a["conflicts"] == [] and a["version_gaps"] == []
     assert a["excursions"] == [], a["excursions"][:10]
 
