@@ -203,22 +203,38 @@ print("  catkin_pkg (rosdep --from-paths): <repo> -> fleet_coord only; "
       "<repo> <repo>/fleet_coord_msgs -> both")
 PYEOF
 
-echo "check_colcon: 2. workspace form: colcon build --base-paths src src/fleet_coord/fleet_coord_msgs"
+# Steps 2 and 3 build at the same time, each in its own folder (own build/, install/,
+# log/): on 2 cores either build alone leaves a core idle through its serial parts (cmake
+# configure, the rosidl generators, setup.py). Each build's output goes to its own log,
+# printed when both are done.
 WS=$TMP/ws
+CLONE=$TMP/clone
 copy_repo "$WS/src/fleet_coord"
-start=$(date +%s)
-(cd "$WS" && colcon build --event-handlers console_direct- summary+ \
-   --base-paths src src/fleet_coord/fleet_coord_msgs "${WHEEL_CMAKE_ARGS[@]}")
-echo "  built in $(( $(date +%s) - start )) s"
+copy_repo "$CLONE"
+build() {  # build NAME DIR COLCON_ARGS...: colcon build in DIR, output to $TMP/NAME.log
+  local name=$1 dir=$2; shift 2
+  local start=$(date +%s) rc=0
+  (cd "$dir" && colcon build --event-handlers console_direct- summary+ "$@" \
+     "${WHEEL_CMAKE_ARGS[@]}") > "$TMP/$name.log" 2>&1 || rc=$?
+  echo "  built in $(( $(date +%s) - start )) s" >> "$TMP/$name.log"
+  return $rc
+}
+build workspace "$WS" --base-paths src src/fleet_coord/fleet_coord_msgs &
+ws_pid=$!
+build clone "$CLONE" --base-paths . fleet_coord_msgs &
+clone_pid=$!
+ws_rc=0; clone_rc=0
+wait "$ws_pid" || ws_rc=$?
+wait "$clone_pid" || clone_rc=$?
+
+echo "check_colcon: 2. workspace form: colcon build --base-paths src src/fleet_coord/fleet_coord_msgs"
+cat "$TMP/workspace.log"
+[ "$ws_rc" = 0 ] || { echo "check_colcon: the workspace form failed to build (exit $ws_rc)" >&2; exit 1; }
 verify_install "$WS"
 
 echo "check_colcon: 3. clone form, at the repo root: colcon build --base-paths . fleet_coord_msgs"
-CLONE=$TMP/clone
-copy_repo "$CLONE"
-start=$(date +%s)
-(cd "$CLONE" && colcon build --event-handlers console_direct- summary+ \
-   --base-paths . fleet_coord_msgs "${WHEEL_CMAKE_ARGS[@]}")
-echo "  built in $(( $(date +%s) - start )) s"
+cat "$TMP/clone.log"
+[ "$clone_rc" = 0 ] || { echo "check_colcon: the clone form failed to build (exit $clone_rc)" >&2; exit 1; }
 verify_install "$CLONE"
 
 echo "check_colcon: 4. the clone again with --symlink-install (fleet_coord only)"

@@ -5,7 +5,7 @@ colcon from PyPI.
 Offline: the check runs with COLCON_VENV set to this venv (sys.prefix, which `make setup`
 gave colcon-common-extensions), and builds against a copy of it less this project's own
 packages (see the script); the venv itself must come out untouched. Two full colcon
-builds: about 2 minutes on 2 idle cores."""
+builds, side by side: 2-4 minutes on 2 cores."""
 import os
 import signal
 import subprocess
