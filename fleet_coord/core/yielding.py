@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Sequence, TypeVar, cast
 from fleet_coord.core.reservations import sort_key
 
 if TYPE_CHECKING:
-    from fleet_coord.core.reservations import ReservationTable
+    from fleet_coord.core.reservations import Reservation, ReservationTable
     from fleet_coord.core.roadmap import Exclusion, Roadmap
 
 _T = TypeVar("_T")
@@ -77,8 +77,8 @@ def forever_holders(table: ReservationTable, exclusion: Exclusion, *,
     (a robot parked, or going to park), including resources exclusive with it."""
     skip = set(skip)
     out: dict[int, str] = {}
-    for r in table.reservations():
-        if r.t_end == math.inf and r.robot not in skip:
+    for r in _forever(table):
+        if r.robot not in skip:
             for y in exclusion.of(r.resource):
                 out.setdefault(int(y), r.robot)
     return out
@@ -128,10 +128,17 @@ def _holders(table: ReservationTable, exclusion: Exclusion, skip: str, memo: Yie
 def parked_at(table: ReservationTable, exclusion: Exclusion, vertex: int, robot: str) -> str | None:
     """Another robot (not `robot`) whose never-ending hold blocks `vertex`, or None: the
     station is taken until that robot yields."""
-    for r in table.reservations():
-        if r.t_end == math.inf and r.robot != robot and int(vertex) in exclusion.of(r.resource):
+    for r in _forever(table):
+        if r.robot != robot and int(vertex) in exclusion.of(r.resource):
             return r.robot
     return None
+
+
+def _forever(table: ReservationTable) -> list[Reservation]:
+    """The never-ending holds in the table's order; sorting only these, not the whole
+    table, is what keeps a 200-robot fleet's yield checks affordable."""
+    return sorted((r for r in table.reservations(ordered=False) if r.t_end == math.inf),
+                  key=sort_key)
 
 
 def position(table: ReservationTable, roadmap: Roadmap, robot: str, now: float) -> int | None:
