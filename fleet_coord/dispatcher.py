@@ -108,6 +108,7 @@ class Dispatcher(Node):
             # pool: batch rounds, one unstarted task per robot; per_task: each round alone
             allocation=p("allocation", "pool").value,
             pool_period=p("pool_period", 5.0).value,
+            pool_batch=p("pool_batch", 0).value,
             name=self.get_name())
         self.stations = set(self.roadmap.names)
         # the reservation table, to see stations a lost robot holds for good

@@ -104,7 +104,7 @@ SCHEMA: dict[str, dict[str, Bound]] = {
         "max_task_attempts": I(1, 1000), "robot_timeout": F(0.05, 600, "s"),
         "confirm_window": F(0.05, 600, "s"),
         "allocation": Bound("str", choices=("pool", "per_task")),
-        "pool_period": F(0.05, 3600, "s"),
+        "pool_period": F(0.05, 3600, "s"), "pool_batch": I(0, 1_000_000),
     },
     "fleet_monitor": {"lost_after": F(0.05, 600, "s"), "event_log": STR},
     "robot_agent": {

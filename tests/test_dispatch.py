@@ -424,6 +424,19 @@ def test_pool_a_task_nobody_bids_on_is_retried_not_pooled(ledger):
     assert entry.no_bid_rounds == 1 and entry.announce_at == pytest.approx(1.1)
 
 
+def test_pool_batch_announces_the_oldest_pooled_tasks_per_free_robot(ledger):
+    d = make(ledger, robots=("a",), config=replace(CONFIG, pool_batch=2))
+    tids = [f"t{i}" for i in range(5)]
+    for tid in tids:
+        d.submit(0.0, Task(tid, "goto", ["s"]))
+    _, out = batch_round(d, {"a": {t: 1.0 for t in tids}}, 0.0)
+    assert [w.task_id for w in of(out, dp.Award)] == ["t0"]
+    d.on_robot_state(1.0, "a", ["t0"], incarnation="a-agent-1")
+    d.on_task_status(1.0, "t0", "a", S.ACTIVE)
+    cfps, _ = batch_round(d, {"a": {"t1": 1.0, "t2": 1.0}}, 1.0)
+    assert sorted(cfps) == ["t1", "t2"]            # 2 per free robot, the oldest
+
+
 def test_pool_a_robot_that_joins_takes_a_pooled_task(ledger):
     d = make(ledger, robots=("a",))
     for tid in ("t1", "t2"):

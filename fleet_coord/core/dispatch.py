@@ -95,6 +95,7 @@ class DispatchConfig:
     defer_recheck: float = 1.0          # s between checks of a task held back by a lost robot
     allocation: str = "pool"            # "pool" | "per_task" (module doc)
     pool_period: float = 5.0            # s between pool rounds when no slot freed
+    pool_batch: int = 0                 # pooled tasks announced per free robot (0: all)
 
     def __post_init__(self) -> None:
         if self.allocation not in ALLOCATIONS:
@@ -105,6 +106,9 @@ class DispatchConfig:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"dispatcher {name} must be a finite number of seconds > 0, "
                                  f"got {value!r}")
+        if not (isinstance(self.pool_batch, int) and self.pool_batch >= 0):
+            raise ValueError(f"dispatcher pool_batch must be an integer >= 0, got "
+                             f"{self.pool_batch!r}")
         if not (isinstance(self.max_task_attempts, int) and self.max_task_attempts >= 1):
             raise ValueError(f"dispatcher max_task_attempts must be an integer >= 1, got "
                              f"{self.max_task_attempts!r}")
@@ -456,9 +460,14 @@ class Dispatch:
             return
         self._pool_at = now + self.config.pool_period
         pooled = [e for e in self.entries.values() if e.pooled]
-        if not pooled or not set(self.alive_robots(now)) - self._holding_next():
+        free = set(self.alive_robots(now)) - self._holding_next()
+        if not pooled or not free:
             return
-        for entry in pooled:
+        # The oldest first (entries keep submission order), at most pool_batch per free
+        # robot: every robot answers every cfp, and a big fleet's whole pool announced at
+        # each start of a task would be thousands of bids for one or two free robots.
+        limit = self.config.pool_batch * len(free) if self.config.pool_batch else len(pooled)
+        for entry in pooled[:limit]:
             entry.pooled, entry.announce_at = False, now
 
     def _defer(self, task_id: str, entry: TaskEntry, now: float) -> tuple[bool, list[Action]]:
