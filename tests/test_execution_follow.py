@@ -12,7 +12,8 @@ import pytest
 
 from fleet_coord.core.execution import (CallKind, FollowPath, Odometry, Reserve,
                                         StatusReport, Velocity)
-from fleet_coord.core.tasks import TaskState
+from fleet_coord.core.contract_net import Refusal
+from fleet_coord.core.tasks import Task, TaskState
 from fleet_coord.core.tracking import containment_error
 from fleet_coord.vda5050.orders import OrderBook
 from fleet_coord.vda5050.protocol import Outbox
@@ -110,6 +111,11 @@ def test_an_unavailable_vehicle_makes_the_robot_silent_until_it_is_back():
     core.on_driver(w.t, False)
     assert core.unavailable and core.state_report(w.t) is None
     assert core.job is None and not core.queue
+    # it takes no new work while gone: it refuses calls and gives back a late award
+    (refusal,) = core.on_cfp(w.t, Task("t2", "goto", ["4,0"]), 1)
+    assert isinstance(refusal, Refusal) and "unavailable" in refusal.detail
+    (back,) = core.on_award(w.t, "a", "t2", 1)
+    assert back.state is TaskState.FAILED and not core.queue
     core.on_driver(w.t, True)
     assert not core.unavailable and core.state_report(w.t) is not None
     assert w.run_until(lambda: core.parked, 3.0)

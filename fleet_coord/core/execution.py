@@ -582,9 +582,12 @@ class Execution:
             pass
         if self.robot in excluded or self.removed:
             return self._flush()
-        if self.here is None:
+        if self.here is None or self.unavailable:
+            # (an unavailable robot is silent: the fleet declares it lost; an award it won
+            # would never be confirmed)
+            why = "is unavailable" if self.unavailable else "has no odometry yet"
             self._out.append(cn.Refusal(self.robot, task.id, round, cn.RefuseReason.NOT_READY,
-                                        f"{self.robot} has no odometry yet"))
+                                        f"{self.robot} {why}"))
             return self._flush()
         for s in task.stations:
             try:
@@ -602,6 +605,10 @@ class Execution:
             return self._flush()
         if self.job is not None and self.job.task_id == task_id:
             return self._flush()   # a duplicate award of the task it is doing
+        if self.unavailable:       # it bid before its driver went: give the task back
+            self._status(now, task_id, TaskState.FAILED, round,
+                         reason=f"{self.robot} is unavailable")
+            return self._flush()
         state = self._plan_state(now)
         state.queue = self.queue   # on_accept_proposal inserts into it in place
         result = self.participant.on_accept_proposal(
