@@ -219,7 +219,8 @@ def table_update_from_msg(m: ReservationSet, segments: bool = True) -> TableUpda
     return TableUpdate(version=int(m.version), robot=m.robot, is_snapshot=bool(m.is_snapshot),
                        roadmap_id=m.roadmap_id,
                        added=tuple(conv(s) for s in m.added) if segments else (),
-                       removed=tuple(conv(s) for s in m.removed) if segments else ())
+                       removed=tuple(conv(s) for s in m.removed) if segments else (),
+                       epoch=int(m.epoch), recovering=bool(m.recovering))
 
 
 # -- keys -------------------------------------------------------------------------------
@@ -297,7 +298,8 @@ def table_update_msg(u: TableUpdate, stamp: Time) -> ReservationSet:
     conv = reservation_to_segment
     return ReservationSet(version=int(u.version), robot=u.robot, roadmap_id=u.roadmap_id,
                           is_snapshot=bool(u.is_snapshot), stamp=stamp,
-                          added=[conv(r) for r in u.added], removed=[conv(r) for r in u.removed])
+                          added=[conv(r) for r in u.added], removed=[conv(r) for r in u.removed],
+                          epoch=int(u.epoch), recovering=bool(u.recovering))
 
 
 # -- the robot agent's messages ---------------------------------------------------------

@@ -195,6 +195,7 @@ class FleetConfig:
     ledger: str = ""
     event_log: str = ""
     operator_view: bool = False            # serve the web operator view (nodes.operator_view)
+    table_log: str = ""                    # "" = next to the ledger (table_log_path), "off"
     robots: list[RobotConfig] = field(default_factory=list)
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     auth: AuthConfig = field(default_factory=AuthConfig)
@@ -238,6 +239,27 @@ def _vda5050_keys(rd: YamlReader, r: dict, rc: RobotConfig, where: str, node: ya
             raise rd.error(r["broker"][1], f"'{where}.broker': {e}") from None
 
 
+#: Where the traffic authority keeps its table when neither `fleet.table_log` nor
+#: `fleet.ledger` nor a config file says.
+DEFAULT_TABLE_LOG = os.path.join("~", ".ros", "fleet_coord_table.jsonl")
+
+
+def table_log_path(cfg: FleetConfig) -> str:
+    """The traffic authority's table log for `cfg` ("" = in memory): `fleet.table_log`,
+    else next to the ledger (`<ledger>.table.jsonl`), else next to the config file
+    (`<config>.table.jsonl`), else DEFAULT_TABLE_LOG. On by default: a restarted authority
+    then keeps every reservation it granted (docs/core-model.md, "Authority restarts")."""
+    if cfg.table_log == "off":
+        return ""
+    if cfg.table_log:
+        return cfg.table_log
+    if cfg.ledger:
+        return os.path.splitext(cfg.ledger)[0] + ".table.jsonl"
+    if os.path.isfile(cfg.path):
+        return os.path.splitext(os.path.abspath(cfg.path))[0] + ".table.jsonl"
+    return os.path.expanduser(DEFAULT_TABLE_LOG)
+
+
 def load_fleet_config(path: str) -> FleetConfig:
     """Load and validate a fleet config YAML (format: docs/fleet-config.md).
 
@@ -266,7 +288,7 @@ def _load_fleet_config(path: str) -> FleetConfig:
     f = rd.mapping(top["fleet"][1], "'fleet'", ("map",),
                    ("footprint_radius", "discovery_range", "domain_id", "use_sim_time",
                     "backend", "agents_per_process", "restart", "ledger", "event_log",
-                    "operator_view"))
+                    "operator_view", "table_log"))
     map_node = f["map"][1]
     map_name = rd.name(map_node, "'fleet.map' as a map file name")
     map_path = rel(map_name)
@@ -312,6 +334,9 @@ def _load_fleet_config(path: str) -> FleetConfig:
     for key in ("ledger", "event_log"):
         if key in f:
             setattr(cfg, key, rel(rd.name(f[key][1], f"'fleet.{key}' as a file name")))
+    if "table_log" in f:
+        name = rd.name(f["table_log"][1], "'fleet.table_log' as a file name or off")
+        cfg.table_log = "off" if name == "off" else rel(name)
 
     try:
         roadmap = load_roadmap(cfg.map)

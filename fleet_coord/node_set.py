@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from fleet_coord.fleet_config import FleetConfig, load_fleet_config
+from fleet_coord.fleet_config import FleetConfig, load_fleet_config, table_log_path
 
 PACKAGE = "fleet_coord"
 
@@ -134,7 +134,8 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
         return {**common, **own, **cfg.nodes.get(section, {})}
 
     nodes = [
-        NodeSpec("traffic", "traffic", parameters=params("traffic")),
+        NodeSpec("traffic", "traffic", parameters=params("traffic",
+                                                         table_log=table_log_path(cfg))),
         NodeSpec("dispatcher", "dispatcher",
                  parameters=params("dispatcher", **({"ledger": cfg.ledger} if cfg.ledger else {}))),
         NodeSpec("fleet_monitor", "fleet_monitor",

@@ -34,6 +34,6 @@ class TableReplica:
     def apply(self, msg: ReservationSet) -> bool:
         """Apply one update; returns True when the replica changed. A snapshot is only
         converted when the replica takes it."""
-        if not self.core.wants(msg.version, msg.is_snapshot, msg.roadmap_id):
+        if not self.core.wants(msg.version, msg.is_snapshot, msg.roadmap_id, msg.epoch):
             return False
         return self.core.apply(table_update_from_msg(msg))

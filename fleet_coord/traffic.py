@@ -24,7 +24,16 @@ written ahead of every answer (fleet_coord.core.table_log) and reloaded on start
 traffic node killed and restarted keeps every reservation it granted (versions continue:
 replicas go on applying deltas) and never grants a conflicting one. Robots found in a
 reloaded table count as heard at start-up: one that stays silent is declared lost as
-usual. Without `table_log` the table lives in memory only.
+usual. Without `table_log` the table lives in memory only (the shipped configs and
+`fleet-coord launch` keep it on; docs/fleet-config.md).
+
+Restarts: every start picks a new `epoch` (a random non-zero 63-bit number) that every
+update and every Reserve answer carries, so replicas resynchronise on the new incarnation
+and an answer is known to come from it. Without a table log a new incarnation does not
+know what the old one granted: for up to `recovery_window` s it grants only
+re-assertions (Reserve `reassert`), ending as soon as every robot it heard for
+`lost_after` s has re-asserted or reports no earlier table (fleet_coord.core.traffic,
+docs/core-model.md "Authority restarts").
 
 History: before each snapshot, reservations that ended more than `keep_history` s ago
 (default 60) are dropped, as ordinary deltas, so the table and the replicas stay the size
@@ -38,6 +47,8 @@ publishes what the core drains.
 from __future__ import annotations
 
 import math
+import os
+import secrets
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,7 +59,7 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.subscription import Subscription
 
-from fleet_coord import qos
+from fleet_coord import parameters, qos
 from fleet_coord.convert import reservation_to_segment, table_update_msg
 from fleet_coord.core import traffic as tc
 from fleet_coord.core.membership import incarnation_of
@@ -63,7 +74,8 @@ from fleet_coord.spin import run_nodes
 _ERROR_CODE = {tc.ReserveError.NONE: Reserve.Response.ERROR_NONE,
                tc.ReserveError.CONFLICT: Reserve.Response.ERROR_CONFLICT,
                tc.ReserveError.INVALID: Reserve.Response.ERROR_INVALID,
-               tc.ReserveError.ROADMAP_MISMATCH: Reserve.Response.ERROR_ROADMAP_MISMATCH}
+               tc.ReserveError.ROADMAP_MISMATCH: Reserve.Response.ERROR_ROADMAP_MISMATCH,
+               tc.ReserveError.RECOVERING: Reserve.Response.ERROR_RECOVERING}
 
 
 class TrafficNode(Node):
@@ -79,10 +91,16 @@ class TrafficNode(Node):
         keep_history = p("keep_history", 60.0).value
         table_log = p("table_log", "").value
         fsync = p("table_fsync", True).value
+        recovery_window = p("recovery_window", 10.0).value
+        parameters.check_node(self, "traffic")
+        # not a parameter: a restarted node must differ from its predecessor
+        epoch = secrets.randbits(63) or 1
         roadmap, self.exclusion, self.roadmap_id = load_roadmap_and_exclusion(map_path, radius)
         options = dict(roadmap_id=self.roadmap_id, lost_after=self.lost_after,
-                       keep_history=keep_history, log=self.get_logger())
+                       keep_history=keep_history, log=self.get_logger(), epoch=epoch)
         if table_log:
+            table_log = os.path.expanduser(table_log)
+            os.makedirs(os.path.dirname(os.path.abspath(table_log)), exist_ok=True)
             self.authority = tc.TrafficAuthority.recover(
                 TableLog(table_log, self.roadmap_id, fsync=fsync), self.exclusion,
                 roadmap.num_resources, self.now(), **options)
@@ -90,6 +108,11 @@ class TrafficNode(Node):
             self.authority = tc.TrafficAuthority(
                 ReservationTable(self.exclusion.of, roadmap.num_resources),
                 exclusion=self.exclusion, **options)
+            # it may be the restart of one that granted what it cannot know: re-learn it
+            # (0: the caller knows it is a fresh start)
+            if recovery_window > 0:
+                self.authority.start_recovery(self.now(), recovery_window,
+                                              listen=min(self.lost_after, recovery_window))
         self._odom_subs: dict[str, Subscription] = {}   # lost robot -> its odometry
         # only a robot's own signature reserves, releases or keeps it alive; only an
         # operator's removes it; only this node's signature makes a grant
@@ -108,7 +131,8 @@ class TrafficNode(Node):
         self._publish_snapshot()
         self.get_logger().info(
             f"traffic authority ready: {roadmap.num_resources} resources on {map_path or 'the bundled map'} "
-            f"(roadmap {self.roadmap_id}), robots lost after {self.lost_after} s silent")
+            f"(roadmap {self.roadmap_id}), robots lost after {self.lost_after} s silent, "
+            f"epoch {epoch}, table {'log ' + table_log if table_log else 'in memory'}")
 
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -180,8 +204,9 @@ class TrafficNode(Node):
         result = self.authority.request(
             req.robot, [(s.resource, s.t_start, s.t_end) for s in req.segments],
             replace_from=req.replace_from if req.replace else None,
-            lease_expiry=min(leases) if leases else math.inf, roadmap_id=req.roadmap_id)
-        resp.ok, resp.version = result.ok, result.version
+            lease_expiry=min(leases) if leases else math.inf, roadmap_id=req.roadmap_id,
+            reassert=req.reassert)
+        resp.ok, resp.version, resp.epoch = result.ok, result.version, self.authority.epoch
         resp.error, resp.message = _ERROR_CODE[result.error], result.message
         resp.segment_index = result.segment_index
         if result.conflict is not None:
@@ -225,9 +250,10 @@ class TrafficNode(Node):
     def _on_state(self, msg: RobotState, info: Any) -> None:
         if not self.auth.check_state(msg):
             return
-        self._do(self.authority.on_robot_state(self.now(), msg.robot,
-                                               [msg.task_id, *msg.queued_task_ids],
-                                               incarnation_of(info)))
+        self._do(self.authority.on_robot_state(
+            self.now(), msg.robot, [msg.task_id, *msg.queued_task_ids], incarnation_of(info),
+            table_epoch=int(msg.table_epoch),
+            resource=None if msg.resource == RobotState.NO_RESOURCE else int(msg.resource)))
 
     def _tick(self) -> None:
         self._do(self.authority.tick(self.now()))

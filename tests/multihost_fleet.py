@@ -46,7 +46,7 @@ DONE, FAILED = TaskStatus.DONE, TaskStatus.FAILED
 def fleet_yaml(robots: dict[str, tuple[int, int]], *, ledger: str, table: str,
                lost_after: float = 1.5) -> str:
     lines = ["fleet:", "  map: warehouse.map", "  discovery_range: SUBNET", "  backend: ideal",
-             "  restart: never", f"  ledger: {ledger}", "robots:"]
+             "  restart: never", f"  ledger: {ledger}", f"  table_log: {table}", "robots:"]
     for r, (x, y) in robots.items():
         lines.append(f"  - {{name: {r}, start: [{x}, {y}], max_speed: 3.0, "
                      "max_angular_speed: 20.0}")
@@ -57,7 +57,7 @@ def fleet_yaml(robots: dict[str, tuple[int, int]], *, ledger: str, table: str,
               f"  robot_agent: {{{FAST}, turn_margin: 0.2}}",
               f"  ideal_driver: {{{FAST}, rate_hz: 100.0}}",
               "  dispatcher: {bid_window: 2.0, retry_base: 0.5}",
-              f"  traffic: {{lost_after: {lost_after}, table_log: {table}}}"]
+              f"  traffic: {{lost_after: {lost_after}}}"]
     return "\n".join(lines) + "\n"
 
 

@@ -75,8 +75,14 @@ def test_a_table_message_becomes_an_update_the_replica_applies():
     assert core.apply(convert.table_update_from_msg(delta))
     assert not core.stale and core.version == 4
     assert {(r.robot, r.resource) for r in core.table.reservations()} == {("a", 1), ("b", 5)}
-    # a header-only update of an old snapshot changes nothing
-    assert not core.apply(convert.table_update_from_msg(snap, segments=False))
+    # a header-only copy of a snapshot the replica has (this epoch and version) changes nothing
+    same = ReservationSet(version=4, is_snapshot=True, roadmap_id="m")
+    assert not core.apply(convert.table_update_from_msg(same, segments=False))
+    # epoch and recovering travel both ways
+    u = convert.table_update_from_msg(ReservationSet(version=1, epoch=2**63 - 1, recovering=True))
+    assert (u.epoch, u.recovering) == (2**63 - 1, True)
+    back = convert.table_update_msg(u, convert.to_time(0.0))
+    assert (back.epoch, back.recovering) == (2**63 - 1, True)
     # the message-facing replica gives the same table, and ignores another roadmap's
     msg_replica = TableReplica(lambda x: [x], 10, "m")
     assert msg_replica.apply(snap) and msg_replica.apply(delta)

@@ -24,7 +24,8 @@ def test_fleet_state_markers_and_replayable_event_log(tmp_path):
     roadmap, _, _ = load_roadmap_and_exclusion("", 0.15)
     log_path = tmp_path / "events.jsonl"
     with ros_context() as (ctx, ex):
-        traffic = TrafficNode(context=ctx)
+        traffic = TrafficNode(context=ctx, parameter_overrides=[
+            Parameter("recovery_window", value=0.0)])   # a fresh start: nothing to recover
         monitor = FleetMonitor(context=ctx, parameter_overrides=[
             Parameter("event_log", value=str(log_path)), Parameter("lost_after", value=1.0)])
         fleet = rclpy.create_node("fake_fleet", context=ctx)

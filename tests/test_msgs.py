@@ -107,7 +107,7 @@ def _constants(cls, prefix=""):
                                  "REASON_UNSUPPORTED_KIND", "REASON_UNKNOWN_STATION",
                                  "REASON_NOT_READY"]),
     (fc_srv.Reserve.Response, "ERROR_", ["ERROR_NONE", "ERROR_CONFLICT", "ERROR_INVALID",
-                                         "ERROR_ROADMAP_MISMATCH"]),
+                                         "ERROR_ROADMAP_MISMATCH", "ERROR_RECOVERING"]),
 ])
 def test_constant_sets_are_complete_and_distinct(cls, prefix, expected):
     consts = _constants(cls, prefix)

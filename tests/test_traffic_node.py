@@ -21,6 +21,8 @@ from fleet_coord.traffic import TrafficNode  # noqa: E402
 from rosutil import ros_context, spin_until  # noqa: E402
 
 INF = math.inf
+# these tests start the authority themselves: nothing was granted before, nothing to recover
+FRESH = Parameter("recovery_window", value=0.0)
 
 
 def _call(ex, client, req, timeout=10.0):
@@ -38,7 +40,7 @@ def _segs(robot, *holds):
 def test_reserve_release_and_replica_sync_over_dds():
     roadmap, exclusion, rid = load_roadmap_and_exclusion("", 0.15)
     with ros_context() as (ctx, ex):
-        traffic = TrafficNode(context=ctx, parameter_overrides=[Parameter("lost_after", value=1.0)])
+        traffic = TrafficNode(context=ctx, parameter_overrides=[Parameter("lost_after", value=1.0), FRESH])
         client = rclpy.create_node("agent_probe", context=ctx)
         replica = TableReplica(exclusion.of, roadmap.num_resources, rid)
         on_update = replica.apply
@@ -75,7 +77,7 @@ def test_reserve_release_and_replica_sync_over_dds():
 def test_silent_robot_is_declared_lost_and_its_spot_stays_blocked():
     roadmap, _, _ = load_roadmap_and_exclusion("", 0.15)
     with ros_context() as (ctx, ex):
-        traffic = TrafficNode(context=ctx, parameter_overrides=[Parameter("lost_after", value=1.0)])
+        traffic = TrafficNode(context=ctx, parameter_overrides=[Parameter("lost_after", value=1.0), FRESH])
         robot = rclpy.create_node("robot_x", context=ctx)
         probe = rclpy.create_node("probe", context=ctx)
         lost = []
@@ -115,7 +117,7 @@ def test_ended_reservations_leave_the_table_and_the_replicas():
     roadmap, exclusion, rid = load_roadmap_and_exclusion("", 0.15)
     with ros_context() as (ctx, ex):
         traffic = TrafficNode(context=ctx, parameter_overrides=[
-            Parameter("keep_history", value=1.0), Parameter("snapshot_period", value=0.5)])
+            Parameter("keep_history", value=1.0), Parameter("snapshot_period", value=0.5), FRESH])
         client = rclpy.create_node("agent_probe", context=ctx)
         replica = TableReplica(exclusion.of, roadmap.num_resources, rid)
         client.create_subscription(ReservationSet, "/traffic/updates", replica.apply, qos.TABLE)

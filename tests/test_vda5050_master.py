@@ -43,7 +43,8 @@ def test_master_releases_the_committed_path_and_the_vehicle_stays_in_its_holds()
     try:
         listener.wait_for(is_connection("m1", "ONLINE"), what="ONLINE")
         with ros_context() as (ctx, ex):
-            traffic = TrafficNode(context=ctx)
+            traffic = TrafficNode(context=ctx, parameter_overrides=[
+                Parameter("recovery_window", value=0.0)])   # a fresh start: nothing to recover
             master = Vda5050Master(context=ctx, namespace="r1", parameter_overrides=[
                 Parameter("manufacturer", value="acme"), Parameter("serial_number", value="m1"),
                 Parameter("broker", value=broker.address)])

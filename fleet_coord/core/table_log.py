@@ -26,13 +26,15 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, Iterable
 
+from fleet_coord.core.errors import CannotStart
 from fleet_coord.core.reservations import Exclusion, ReservationTable
 
 FORMAT = 1
 
 
-class TableLogError(RuntimeError):
-    """The log cannot be used (another roadmap, corrupt in the middle, wrong format)."""
+class TableLogError(CannotStart, RuntimeError):
+    """The log cannot be used (another roadmap, corrupt in the middle, wrong format): the
+    traffic node stops with the message instead of starting on a table it cannot trust."""
 
 
 @dataclass

@@ -28,6 +28,17 @@ odometry, `on_lost_odometry`), and what leaves the table: reservations that ende
 With a `TableLog` every change is written ahead of the updates that announce it
 (`drain`), and `recover` rebuilds the authority from the log after a restart.
 
+Restarts (the invariant: docs/core-model.md, "Authority restarts"): every incarnation has
+an `epoch` of its own, carried by every update, so each replica resynchronises on the new
+incarnation's first snapshot (core.replica). A new incarnation that reloaded its table
+(the table log, on in every shipped config) grants as before. One that could not - no
+log - knows nothing of what robots hold, so it `start_recovery`s: for `recovery_window`
+s it grants only re-assertions (what a robot held under the old epoch: its path from
+now on and its spot), ending early once every robot it has heard has re-asserted or
+reports that its holds come from no earlier table (`table_epoch` 0, a fresh agent); a
+robot heard that never re-asserted gets the spot it reports standing on blocked. Robots
+keep to what they were granted meanwhile.
+
 Pure: time is a parameter, outputs are `TableUpdate`s to publish and `Action`s (a robot
 lost or removed, start / stop watching a lost robot's odometry); the node
 (fleet_coord.traffic) translates.
@@ -73,6 +84,18 @@ class ReserveError(str, Enum):
     CONFLICT = "CONFLICT"                  # another robot holds an exclusive resource
     INVALID = "INVALID"                    # bad segments, a lost or removed robot
     ROADMAP_MISMATCH = "ROADMAP_MISMATCH"  # planned on another roadmap
+    RECOVERING = "RECOVERING"              # a new incarnation grants re-assertions only
+
+
+@dataclass
+class Recovery:
+    """A new incarnation re-learning what robots hold (`start_recovery`)."""
+    started: float
+    until: float                           # ends at the latest then
+    listen: float                          # ... and not before every robot was heard
+    reasserted: set[str] = field(default_factory=set)
+    settled: set[str] = field(default_factory=set)      # nothing to re-assert
+    spots: dict[str, int] = field(default_factory=dict)  # robot -> resource it reports
 
 
 @dataclass(frozen=True)
@@ -138,8 +161,11 @@ class TrafficAuthority:
 
     def __init__(self, table: ReservationTable, *, exclusion: Exclusion | None = None,
                  roadmap_id: str = "", lost_after: float = 1.5, keep_history: float = 60.0,
-                 table_log: TableLog | None = None, log: Log | None = None) -> None:
+                 table_log: TableLog | None = None, log: Log | None = None,
+                 epoch: int = 0) -> None:
         self.table = table
+        self.epoch = epoch                            # this incarnation (never 0 in a node)
+        self.recovery: Recovery | None = None
         self.exclusion = exclusion
         self.roadmap_id = roadmap_id
         self.liveness = LivenessTracker(lost_after)
@@ -159,14 +185,15 @@ class TrafficAuthority:
     @classmethod
     def recover(cls, table_log: TableLog, exclusion: Exclusion, num_resources: int,
                 now: float, *, roadmap_id: str = "", lost_after: float = 1.5,
-                keep_history: float = 60.0, log: Log | None = None) -> TrafficAuthority:
+                keep_history: float = 60.0, log: Log | None = None,
+                epoch: int = 0) -> TrafficAuthority:
         """The authority a table log records (a new one when there is no log yet); robots
         found in the table count as heard `now` (one that stays silent is lost as usual).
         From here on every change is written to the log ahead of its update."""
         rec = table_log.load(exclusion.of, num_resources)
         table = rec.table if rec is not None else ReservationTable(exclusion.of, num_resources)
         ta = cls(table, exclusion=exclusion, roadmap_id=roadmap_id, lost_after=lost_after,
-                 keep_history=keep_history, table_log=table_log, log=log)
+                 keep_history=keep_history, table_log=table_log, log=log, epoch=epoch)
         if rec is not None:
             for robot in rec.table.robots():
                 ta.liveness.heard(robot, now)
@@ -178,6 +205,42 @@ class TrafficAuthority:
         table_log.start(ta.table, ta.lost)
         ta._logged_lost = set(ta.lost)
         return ta
+
+    # -- restarts -----------------------------------------------------------------------------
+
+    def start_recovery(self, now: float, window: float, listen: float) -> None:
+        """This incarnation started without the table its predecessor granted: grant only
+        re-assertions until `now + window`, or earlier once it has listened `listen` s and
+        every robot heard has re-asserted or has nothing to re-assert (module doc)."""
+        self.recovery = Recovery(started=now, until=now + window, listen=now + listen)
+        self.log.warning(f"traffic authority epoch {self.epoch} started without a table: "
+                         f"granting only re-assertions of robots' holds for up to {window:g} s")
+
+    @property
+    def recovering(self) -> bool:
+        return self.recovery is not None
+
+    def _check_recovery(self, now: float) -> None:
+        rec = self.recovery
+        if rec is None:
+            return
+        heard = set(self.liveness.last_seen) - self.lost
+        done = rec.reasserted | rec.settled
+        if now < rec.until and (now < rec.listen or not heard <= done):
+            return
+        missing = sorted(heard - done)
+        for robot in missing:
+            spot = rec.spots.get(robot)
+            if spot is None:
+                continue
+            result = self.table.commit(robot, [(spot, now, math.inf)], replace_from=now)
+            self.log.warning(
+                f"robot {robot} did not re-assert its holds: the spot it reports, resource "
+                f"{spot}, {'is blocked for it' if result.ok else 'clashes: ' + str(result.conflict)}")
+        self.recovery = None
+        self.log.info(f"traffic authority epoch {self.epoch}: recovery ended after "
+                      f"{now - rec.started:.1f} s ({len(rec.reasserted)} robots re-asserted, "
+                      f"{len(rec.settled)} had nothing to, {len(missing)} did not)")
 
     def reserve(self, robot: str, segments: Iterable[tuple[int, float, float]], *,
                 replace_from: float | None = None,
@@ -256,10 +319,16 @@ class TrafficAuthority:
 
     def request(self, robot: str, segments: Sequence[Segment], *,
                 replace_from: float | None = None, lease_expiry: float = math.inf,
-                roadmap_id: str = "") -> ReserveResult:
+                roadmap_id: str = "", reassert: bool = False) -> ReserveResult:
         """A reserve call: refused for another roadmap, a removed or lost robot, bad
-        segments; else the atomic commit (`reserve`)."""
+        segments, anything but a re-assertion while recovering; else the atomic commit
+        (`reserve`)."""
         version = self.table.version
+        if self.recovery is not None and not reassert:
+            return ReserveResult(False, version, ReserveError.RECOVERING,
+                                 f"traffic authority epoch {self.epoch} is recovering the "
+                                 "table after a restart: only re-assertions are granted; "
+                                 "ask again shortly")
         if roadmap_id and self.roadmap_id and roadmap_id != self.roadmap_id:
             return ReserveResult(False, version, ReserveError.ROADMAP_MISMATCH,
                                  f"roadmap_id {roadmap_id!r} is not this fleet's "
@@ -274,6 +343,8 @@ class TrafficAuthority:
         except (ValueError, RobotLostError) as e:
             return ReserveResult(False, version, ReserveError.INVALID, str(e))
         if result.ok:
+            if self.recovery is not None:
+                self.recovery.reasserted.add(robot)
             return ReserveResult(True, result.version)
         c = result.conflict
         assert c is not None   # a refused commit names its conflict
@@ -305,11 +376,20 @@ class TrafficAuthority:
     # -- what the authority hears -------------------------------------------------------------
 
     def on_robot_state(self, now: float, robot: str, task_ids: Sequence[str] = (),
-                       incarnation: Incarnation = None) -> list[Action]:
-        """A RobotState: `robot` is alive and holds `task_ids` (current, then queued)."""
+                       incarnation: Incarnation = None, *, table_epoch: int | None = None,
+                       resource: int | None = None) -> list[Action]:
+        """A RobotState: `robot` is alive and holds `task_ids` (current, then queued); its
+        holds come from the table of `table_epoch` and it stands on `resource` (both used
+        while recovering)."""
         if not self.membership.heard(robot, incarnation):
             return []   # the old agent of a removed robot
         self.work[robot] = list(task_ids)
+        rec = self.recovery
+        if rec is not None:
+            if resource is not None:
+                rec.spots[robot] = resource
+            if table_epoch is not None and table_epoch in (0, self.epoch):
+                rec.settled.add(robot)
         if self.liveness.heard(robot, now):
             self.robot_returned(robot)
             return self._stop_locating(robot)
@@ -317,7 +397,8 @@ class TrafficAuthority:
 
     def tick(self, now: float) -> list[Action]:
         """Declare robots silent for `lost_after` s lost (and watch their odometry), drop
-        expired leases."""
+        expired leases, end a recovery that is done."""
+        self._check_recovery(now)
         out: list[Action] = []
         for robot in self.liveness.check(now):
             outcome = self.robot_lost(robot, now, self.liveness.last_seen.get(robot))
@@ -386,7 +467,8 @@ class TrafficAuthority:
         return [TableUpdate(version=u["version"], robot=u.get("robot", ""),
                             roadmap_id=self.roadmap_id,
                             added=tuple(Reservation.from_dict(d) for d in u["added"]),
-                            removed=tuple(Reservation.from_dict(d) for d in u["removed"]))
+                            removed=tuple(Reservation.from_dict(d) for d in u["removed"]),
+                            epoch=self.epoch, recovering=self.recovering)
                 for u in updates]
 
     def snapshot(self, now: float) -> list[TableUpdate]:
@@ -401,7 +483,8 @@ class TrafficAuthority:
         out.append(TableUpdate(version=snap["version"], is_snapshot=True,
                                roadmap_id=self.roadmap_id,
                                added=tuple(Reservation.from_dict(d)
-                                           for d in snap["reservations"])))
+                                           for d in snap["reservations"]),
+                               epoch=self.epoch, recovering=self.recovering))
         return out
 
 
