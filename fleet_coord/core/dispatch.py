@@ -43,6 +43,22 @@ and a re-award withdrawn by a reject-proposal to the new robot, which drops the 
 DONE from the new robot that comes first ends the task as usual and the late one is
 ignored. With a partition a task is done at least once, never "exactly once"; the ledger
 records it done once. A former holder's ACTIVE statuses are ignored.
+
+Reconciliation. Messages get lost (a full reader history, a partition, a restart), so the
+dispatcher compares, continuously, what each robot reports in its RobotState (its current
+task, its queue, the tasks it finished last) with the ledger, and repairs a disagreement
+within seconds (`reconcile_after`), each repair an event in the ledger's history:
+- a task the ledger gives the robot that it does not report: an award it never
+  acknowledged is sent again once, then the task goes back to auction; an ACTIVE task it
+  no longer knows (and did not report done) goes back to auction;
+- a DONE the dispatcher missed (the robot reports it among its finished tasks) is
+  accepted;
+- a task the robot reports that the ledger gives to another robot, or that ended, is
+  withdrawn from it (a reject-proposal for the round it was awarded: it drops the task).
+
+Bad storage. A ledger write that fails (a full disk: `LedgerFull`) refuses the
+submission with the ledger's message and leaves everything else as it was; the
+dispatcher keeps serving and retries its own transitions on the next `tick`.
 """
 from __future__ import annotations
 
@@ -96,12 +112,14 @@ class DispatchConfig:
     allocation: str = "pool"            # "pool" | "per_task" (module doc)
     pool_period: float = 5.0            # s between pool rounds when no slot freed
     pool_batch: int = 0                 # pooled tasks announced per free robot (0: all)
+    reconcile_after: float = 3.0        # s a robot's states may disagree with the ledger
 
     def __post_init__(self) -> None:
         if self.allocation not in ALLOCATIONS:
             raise ValueError(f"dispatcher allocation must be one of {', '.join(ALLOCATIONS)}, "
                              f"got {self.allocation!r}")
-        for name in ("bid_window", "robot_timeout", "confirm_window", "pool_period"):
+        for name in ("bid_window", "robot_timeout", "confirm_window", "pool_period",
+                     "reconcile_after"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"dispatcher {name} must be a finite number of seconds > 0, "
@@ -171,6 +189,11 @@ class TaskEntry:
     unconfirmed: str = ""                   # confirms by then (why, for the re-queue's reason)
     deferred: str = ""                      # why it is held back (a lost robot holds a station)
     pooled: bool = False                    # had bids but no free robot: waits for a pool round
+    holder: str | None = None               # the robot the ledger gives it to (AWARDED/ACTIVE)
+    round: int = 0                          # ... in this auction round
+    held_since: float = 0.0                 # ... since
+    unlisted_since: float | None = None     # its holder's states have not listed it since
+    award_resent: bool = False
 
 
 class Dispatch:
@@ -191,11 +214,16 @@ class Dispatch:
         self.lamport = 0
         self.rebalancer = Rebalancer()
         self._pool_at = now                     # next pool round (allocation "pool")
+        self.holding: dict[str, set[str]] = {}      # robot -> tasks the ledger gives it
+        self.reports_done: set[str] = set()         # robots whose states list finished tasks
+        self._withdrawn: dict[tuple[str, str], float] = {}   # (task, robot) -> when
         pending, in_flight = ledger.pending(), ledger.in_flight()
         for rec in pending:
             self._entry(rec.task.id).announce_at = now + config.start_delay
         for rec in in_flight:
             self._entry(rec.task.id).confirm_by = now + config.confirm_window
+            if rec.robot:
+                self._hold(rec.task.id, rec.robot, rec.round, now)
         for rec in [*pending, *in_flight]:
             gave, lost = ledger.given_back(rec.task.id)
             entry = self._entry(rec.task.id)
@@ -221,8 +249,27 @@ class Dispatch:
     def _ended(self, task_id: str) -> None:
         """The task reached a final state: forget it (a long run must not grow with the
         tasks it has seen)."""
+        self._unhold(task_id)
         self.entries.pop(task_id, None)
         self._slot_freed()
+
+    def _hold(self, task_id: str, robot: str, rnd: int, now: float) -> None:
+        entry = self._entry(task_id)
+        self._unhold(task_id)
+        entry.holder, entry.round, entry.held_since = robot, rnd, now
+        entry.unlisted_since, entry.award_resent = now, False   # not listed yet
+        self.holding.setdefault(robot, set()).add(task_id)
+
+    def _unhold(self, task_id: str) -> None:
+        entry = self.entries.get(task_id)
+        if entry is None or entry.holder is None:
+            return
+        held = self.holding.get(entry.holder)
+        if held is not None:
+            held.discard(task_id)
+            if not held:
+                del self.holding[entry.holder]
+        entry.holder = None
 
     # -- clients ------------------------------------------------------------------------
 
@@ -249,9 +296,12 @@ class Dispatch:
             raise Refused(f"no task {task_id!r}")
         if rec.state in TERMINAL_STATES:
             raise Refused(f"task {task_id!r} already ended ({rec.state})")
+        try:
+            self.ledger.transition(task_id, TaskState.CANCELLED, now,
+                                   reason=reason or "cancelled by a client")
+        except LedgerError as e:
+            raise Refused(str(e)) from None
         out: list[Action] = self._stop_auction(task_id, now)
-        self.ledger.transition(task_id, TaskState.CANCELLED, now,
-                               reason=reason or "cancelled by a client")
         self._ended(task_id)
         out.append(self._status(task_id, TaskState.CANCELLED, rec.robot or "", rec.round, reason))
         return out
@@ -429,6 +479,8 @@ class Dispatch:
         except LedgerError as e:
             self.log.warning(f"award of {task_id} refused: {e}")
             return []
+        if init.winner:
+            self._hold(task_id, init.winner, init.round, now)
         out = self._send(init, actions)
         out.append(self._status(task_id, TaskState.AWARDED, init.winner or "", init.round))
         entry.no_bid_rounds = 0
@@ -445,7 +497,11 @@ class Dispatch:
         decision = self.config.retry.after_no_bids(entry.no_bid_rounds, now, init)
         if isinstance(decision, cn.GiveUp):
             return self._fail(task_id, decision.reason, now)
-        self.ledger.transition(task_id, TaskState.QUEUED, now, reason=init.no_bids_reason())
+        try:
+            self.ledger.transition(task_id, TaskState.QUEUED, now, reason=init.no_bids_reason())
+        except LedgerError as e:
+            # stays ANNOUNCED in the ledger; announced again (a new round) later
+            self.log.warning(f"cannot queue {task_id} again: {e}")
         entry.announce_at = decision.at
         return []
 
@@ -520,9 +576,14 @@ class Dispatch:
             return []
         if rec.attempts + 1 >= self.config.max_task_attempts:
             return self._fail(task_id, f"{reason} (after {rec.attempts + 1} attempts)", now)
-        self.ledger.transition(task_id, TaskState.QUEUED, now, robot=robot or None,
-                               reason=reason, lost=lost and bool(robot))
+        try:
+            self.ledger.transition(task_id, TaskState.QUEUED, now, robot=robot or None,
+                                   reason=reason, lost=lost and bool(robot))
+        except LedgerError as e:
+            self.log.warning(f"cannot give {task_id} back to auction ({reason}): {e}")
+            return []
         entry = self._entry(task_id)
+        self._unhold(task_id)
         if robot:
             entry.gave_back.add(robot)
             if lost:
@@ -586,11 +647,13 @@ class Dispatch:
         return out
 
     def on_robot_state(self, now: float, robot: str, task_ids: Sequence[str] = (),
-                       incarnation: Incarnation = None) -> list[Action]:
-        """A RobotState: `robot` is alive and holds `task_ids` (current, then queued).
-        A state from a new incarnation (its agent restarted, maybe too quickly to be
-        declared lost) must confirm the robot's in-flight tasks within `confirm_window`:
-        a new agent knows nothing of its predecessor's awards."""
+                       incarnation: Incarnation = None,
+                       done: Sequence[str] = ()) -> list[Action]:
+        """A RobotState: `robot` is alive and holds `task_ids` (current, then queued); it
+        finished `done` last. Reconciled with the ledger (module doc). A state from a new
+        incarnation (its agent restarted, maybe too quickly to be declared lost) must
+        confirm the robot's in-flight tasks within `confirm_window`: a new agent knows
+        nothing of its predecessor's awards."""
         before = self.membership.incarnation.get(robot)
         if not self.membership.heard(robot, incarnation):
             return []   # the old agent of a removed robot
@@ -615,7 +678,104 @@ class Dispatch:
                 rec = self.ledger.get(task_id)
                 if rec is not None and rec.robot == robot:
                     entry.confirm_by = None
+        if done:
+            self.reports_done.add(robot)
+        return self._reconcile(now, robot, {t for t in task_ids if t}, [t for t in done if t])
+
+    # -- reconciliation -----------------------------------------------------------------
+
+    def _reconcile(self, now: float, robot: str, listed: set[str],
+                   done: list[str]) -> list[Action]:
+        out: list[Action] = []
+        for task_id in done:                          # a DONE we missed
+            entry = self.entries.get(task_id)
+            if entry is not None and (entry.holder == robot or robot in entry.lost_holders):
+                out += self._repair_done(task_id, robot, now)
+        wait = self.config.reconcile_after
+        for task_id in list(self.holding.get(robot, ())):   # given to it, not reported
+            entry = self.entries[task_id]
+            if task_id in listed:
+                entry.unlisted_since = None
+                continue
+            if entry.unlisted_since is None:
+                entry.unlisted_since = now
+            if now - entry.unlisted_since < wait:
+                continue
+            out += self._repair_unlisted(task_id, entry, robot, now)
+        for task_id in listed:                        # reported, not given to it
+            entry = self.entries.get(task_id)
+            if entry is not None and (entry.holder == robot or robot in entry.lost_holders):
+                continue   # its own, or a former holder's late result (module doc)
+            out += self._withdraw(task_id, robot, now)
+        return out
+
+    def _note(self, task_id: str, event: str, now: float, robot: str, why: str) -> None:
+        try:
+            self.ledger.note(task_id, event, now, robot, {"reason": why})
+        except LedgerError as e:
+            self.log.warning(f"cannot record the repair of {task_id}: {e}")
+        self.log.warning(f"task {task_id}: {why}")
+
+    def _repair_done(self, task_id: str, robot: str, now: float) -> list[Action]:
+        rec = self.ledger.get(task_id)
+        if rec is None or rec.state in TERMINAL_STATES:
+            return []
+        if rec.robot != robot:
+            return self._late_done(rec, robot, now, None)
+        try:
+            if rec.state is TaskState.AWARDED:
+                self.ledger.transition(task_id, TaskState.ACTIVE, now, robot=robot)
+            self.ledger.transition(task_id, TaskState.DONE, now, robot=robot,
+                                   reason=f"reconciled: {robot} reports it done (its DONE "
+                                          "was not heard)")
+        except LedgerError as e:
+            self.log.warning(f"reconciled DONE of {task_id} from {robot}: {e}")
+            return []
+        self.log.warning(f"task {task_id}: {robot} reports it done, its DONE was not heard; "
+                         "accepted")
+        self._ended(task_id)
         return []
+
+    def _repair_unlisted(self, task_id: str, entry: TaskEntry, robot: str,
+                         now: float) -> list[Action]:
+        rec = self.ledger.get(task_id)
+        if rec is None or rec.robot != robot or rec.state not in (TaskState.AWARDED,
+                                                                  TaskState.ACTIVE):
+            self._unhold(task_id)
+            return []
+        if rec.state is TaskState.AWARDED and not entry.award_resent:
+            entry.award_resent, entry.unlisted_since = True, now
+            self._note(task_id, "award_resent", now, robot,
+                       f"reconciled: {robot} does not report its award of round "
+                       f"{entry.round}; sending it again")
+            return [Award(task_id, entry.round, robot)]
+        if rec.state is TaskState.ACTIVE and robot not in self.reports_done:
+            return []   # it may have finished it: without its finished list, never guess
+        why = (f"reconciled: {robot} never acknowledged the award" if rec.state is
+               TaskState.AWARDED else f"reconciled: {robot} no longer reports it")
+        self.log.warning(f"task {task_id}: {why}")
+        return self._requeue(task_id, robot, why, now)
+
+    def _withdraw(self, task_id: str, robot: str, now: float) -> list[Action]:
+        key = (task_id, robot)
+        last = self._withdrawn.get(key)
+        if last is not None and now - last < self.config.reconcile_after:
+            return []
+        if len(self._withdrawn) > 10_000:   # a long run: forget old repairs
+            self._withdrawn = {k: t for k, t in self._withdrawn.items()
+                               if now - t < self.config.reconcile_after}
+        rec = self.ledger.get(task_id)
+        rnd = self.ledger.last_award(task_id, robot) if rec is not None else None
+        if rec is None or rnd is None:
+            return []   # never given to it: nothing to withdraw (a bogus report)
+        self._withdrawn[key] = now
+        what = (f"it ended ({rec.state})" if rec.state in TERMINAL_STATES
+                else f"the ledger gives it to {rec.robot}" if rec.robot
+                else f"it is {rec.state} (back to auction)")
+        self._note(task_id, "withdrawn", now, robot,
+                   f"reconciled: {robot} reports it but {what}; withdrawn from {robot}")
+        return [Rejection(task_id, rnd, robot, winner=rec.robot or "",
+                          reason=f"withdrawn: {what}")]
 
     def on_robot_lost(self, now: float, robot: str) -> list[Action]:
         self.robots.pop(robot, None)

@@ -1033,6 +1033,25 @@ class TaskLedger:
                 continue   # reported in `problems` at open
         return records
 
+    def note(self, task_id: str, event: str, now: float, robot: str | None = None,
+             detail: dict[str, Any] | None = None) -> None:
+        """Append an event to `task_id`'s history without changing its state (a repair the
+        dispatcher made: an award sent again, a task withdrawn from a robot). Raises
+        `UnknownTask`, `InvalidValue` (nothing written)."""
+        self._check_now(now)
+        self._check_robot(robot)
+        if not (isinstance(event, str) and event.isidentifier() and len(event) <= 40):
+            raise InvalidValue(f"event must be a short name, got {short_repr(event)}")
+        with self._tx() as db:
+            self._current(db, task_id)
+            self._append_event(db, task_id, event, robot, now, dict(detail or {}), None)
+
+    def last_award(self, task_id: str, robot: str) -> int | None:
+        """The round `task_id` was last awarded to `robot` in (None: never)."""
+        rounds = [ev.detail.get("round") for ev in self.events(task_id)
+                  if ev.event == S.AWARDED.value.lower() and ev.robot == robot]
+        return rounds[-1] if rounds and isinstance(rounds[-1], int) else None
+
     def given_back(self, task_id: str) -> tuple[set[str], set[str]]:
         """The robots that gave `task_id` back (failed it, were removed or lost while they
         held it), and those of them that were declared lost (from the event history)."""
