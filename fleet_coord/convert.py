@@ -360,7 +360,8 @@ _MODE = {Activity.IDLE: RobotState.IDLE, Activity.MOVING: RobotState.MOVING,
 
 def robot_state_msg(s: StateReport, stamp: Time) -> RobotState:
     msg = RobotState(robot=s.robot, battery=1.0, lamport=int(s.lamport), mode=_MODE[s.activity],
-                     task_id=s.task_id, queued_task_ids=list(s.queued))
+                     task_id=s.task_id, queued_task_ids=list(s.queued),
+                     table_epoch=int(s.table_epoch), done_task_ids=list(s.done))
     msg.header.stamp = stamp
     msg.header.frame_id = "map"
     if s.pose is not None:
@@ -368,6 +369,6 @@ def robot_state_msg(s: StateReport, stamp: Time) -> RobotState:
         msg.pose.position.x, msg.pose.position.y = float(x), float(y)
         set_yaw(msg.pose.orientation, th)
         msg.twist.linear.x, msg.twist.angular.z = float(s.twist[0]), float(s.twist[1])
-    if s.vertex is not None:
-        msg.vertex = int(s.vertex)
+    if s.vertex is not None:   # a vertex is its own resource (Roadmap: vertices first)
+        msg.vertex = msg.resource = int(s.vertex)
     return msg

@@ -257,7 +257,7 @@ class Dispatcher(Node):
         if not self.auth.check_state(m):
             return
         self._send(self.core.on_robot_state(self.now(), m.robot, [m.task_id, *m.queued_task_ids],
-                                            incarnation_of(info)))
+                                            incarnation_of(info), done=list(m.done_task_ids)))
 
     def _on_robot_lost(self, m: RobotNotice) -> None:
         if not self.auth.check(m, "fleet/robot_lost"):

@@ -276,7 +276,8 @@ class RobotAgent(Node):
                     resp = None
                 self._call_auth.pop(seq, None)
                 answer = ReserveAnswer(seq, False, 0, "no answer") if resp is None else \
-                    ReserveAnswer(seq, bool(resp.ok), int(resp.version), resp.message)
+                    ReserveAnswer(seq, bool(resp.ok), int(resp.version), resp.message,
+                                  int(resp.epoch))
                 self._act(self.core.on_reserve_answer(now, answer))
         self._act(self.core.tick(now, authority_ready=self.io.reserve_client.service_is_ready()))
 
@@ -308,7 +309,7 @@ class RobotAgent(Node):
 
     def _reserve(self, a: Reserve) -> None:
         req = ReserveSrv.Request(robot=self.robot, roadmap_id=self.roadmap_id, replace=True,
-                                 replace_from=a.replace_from)
+                                 replace_from=a.replace_from, reassert=a.reassert)
         req.segments = [convert.segment_msg(self.robot, r, t0, t1) for r, t0, t1 in a.segments]
         self.auth.sign(req, "traffic/reserve", self.robot)
         self._call_auth[a.seq] = req.auth

@@ -256,7 +256,10 @@ class TrafficNode(Node):
             resource=None if msg.resource == RobotState.NO_RESOURCE else int(msg.resource)))
 
     def _tick(self) -> None:
+        recovering = self.authority.recovering
         self._do(self.authority.tick(self.now()))
+        if recovering and not self.authority.recovering:
+            self._publish_snapshot()   # agents wait for this to ask for new paths
 
     def _on_lost_odom(self, robot: str, msg: Odometry) -> None:
         p, tw = msg.pose.pose.position, msg.twist.twist

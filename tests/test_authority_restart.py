@@ -128,3 +128,11 @@ def test_updates_carry_the_epoch_and_the_recovering_flag():
     assert all(u.epoch == 42 and u.recovering for u in ups)
     ta.tick(20.0)
     assert all(u.epoch == 42 and not u.recovering for u in ta.snapshot(20.0))
+    # the end of a recovery changes no reservation: a replica learns it from a snapshot
+    rep = Replica(ex, 10)
+    for u in ups:
+        rep.apply(u)
+    assert rep.recovering
+    for u in ta.snapshot(20.0):
+        rep.apply(u)
+    assert not rep.recovering and not rep.stale

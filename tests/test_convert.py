@@ -103,10 +103,11 @@ def test_the_agents_messages_carry_what_the_core_said():
     p = convert.proposal_from_msg(convert.proposal_msg(Proposal("r1", "t1", 2, 4.5, 20.25)))
     assert (p.robot, p.task_id, p.round, p.cost, p.eta) == ("r1", "t1", 2, 4.5, 20.25)
     state = ex.StateReport("r1", (1.0, 2.0, 0.5), (0.3, 0.1), ex.Activity.MOVING, "t1",
-                           ("t2",), 17, 9)
+                           ("t2",), 17, 9, 42, ("t0",))
     m = convert.robot_state_msg(state, convert.to_time(3.0))
-    assert (m.robot, m.task_id, list(m.queued_task_ids), m.vertex, m.lamport) == \
-        ("r1", "t1", ["t2"], 17, 9)
+    assert (m.robot, m.task_id, list(m.queued_task_ids), m.vertex, m.resource, m.lamport) == \
+        ("r1", "t1", ["t2"], 17, 17, 9)
+    assert (m.table_epoch, list(m.done_task_ids)) == (42, ["t0"])
     assert m.mode == m.MOVING and convert.yaw_of(m.pose.orientation) == pytest.approx(0.5)
     odom = convert.odometry_from_msg(convert.odometry_msg("r1", 1, 2, 0.5, 0.3, 0.1,
                                                           convert.to_time(3.0)))

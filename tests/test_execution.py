@@ -76,12 +76,14 @@ class World:
         table = self.authority.table
         if snapshot:
             ups = [TableUpdate(table.version, is_snapshot=True, roadmap_id="m",
-                               added=tuple(table.reservations()))]
+                               added=tuple(table.reservations()), epoch=self.authority.epoch,
+                               recovering=self.authority.recovering)]
             table.drain_updates()
         else:
             ups = [TableUpdate(u["version"], u["robot"], False, "m",
                                tuple(Reservation.from_dict(d) for d in u["added"]),
-                               tuple(Reservation.from_dict(d) for d in u["removed"]))
+                               tuple(Reservation.from_dict(d) for d in u["removed"]),
+                               self.authority.epoch, self.authority.recovering)
                    for u in table.drain_updates()]
         if not self.updates:
             return
@@ -89,10 +91,20 @@ class World:
             for name, core in self.cores.items():
                 self._do(name, core.on_table_update(self.t, up))
 
+    def restart_authority(self) -> None:
+        """A new incarnation without the table: it recovers what robots re-assert; the
+        robots report their state (table_epoch, spot) to it at every step."""
+        self.authority = TrafficAuthority(
+            ReservationTable(self.ex.of, self.roadmap.num_resources),
+            epoch=self.authority.epoch + 1)
+        self.authority.start_recovery(self.t, window=10.0, listen=1.5)
+        self._publish(snapshot=True)
+
     def _reserve(self, name: str, r: Reserve) -> None:
-        result = self.authority.reserve(name, r.segments, replace_from=r.replace_from)
-        answer = ReserveAnswer(r.seq, result.ok, result.version,
-                               "" if result.ok else str(result.conflict))
+        result = self.authority.request(name, r.segments, replace_from=r.replace_from,
+                                        reassert=r.reassert)
+        answer = ReserveAnswer(r.seq, result.ok, result.version, result.message,
+                               self.authority.epoch)
         if self.answer(name, r):
             self._do(name, self.cores[name].on_reserve_answer(self.t, answer))
         else:
@@ -124,7 +136,13 @@ class World:
             self._publish(snapshot=True)
         for name, core in self.cores.items():
             self._do(name, core.tick(self.t))
-        self._publish()
+            report = core.state_report(self.t)
+            if report is not None:
+                self.authority.on_robot_state(self.t, name, table_epoch=report.table_epoch,
+                                              resource=report.vertex)
+        recovering = self.authority.recovering
+        self.authority.tick(self.t)
+        self._publish(snapshot=recovering and not self.authority.recovering)
 
     def run_until(self, cond, limit: float = 30.0) -> bool:
         end = self.t + limit
@@ -293,6 +311,30 @@ def test_no_path_fails_the_task_after_max_plan_attempts():
     assert "no conflict-free path" in final.reason and "gave up after 3 attempts" in final.reason
 
 
+# -- authority restarts ------------------------------------------------------------------------
+
+
+def test_after_an_authority_restart_robots_reassert_their_holds_and_nothing_new_is_granted_before():
+    w = up((".....", "....."), a=(0, 0), b=(2, 1))
+    a = w.cores["a"]
+    w.award("a", "t1", ["4,0"])
+    assert w.run_until(lambda: a.phase is Phase.DRIVE and w.at("a")[0] >= 1.0, 10.0)
+    held = {"a": w.holds("a"), "b": w.holds("b")}
+    assert held["b"] == {(w.v("2,1"), INF)}
+    w.restart_authority()        # an empty table, recovering; its snapshot reaches the robots
+    assert w.authority.recovering
+    # each re-asserted what it held (a: its path from now on, b: its spot), nothing else
+    assert {r: w.holds(r) for r in held} == held
+    assert [r.reassert for r in w.sent("a", Reserve)][-1] and w.sent("b", Reserve)[-1].reassert
+    assert a.phase is Phase.DRIVE                 # it drives on through the restart
+    w.award("b", "t2", ["0,1"])                   # asks nothing new while recovering
+    assert w.run_until(lambda: not w.authority.recovering, 3.0)
+    assert not [r for r in w.sent("b", Reserve) if not r.reassert and r.kind is not CallKind.PARK]
+    assert w.run_until(lambda: w.final("t1") and w.final("t2"), 20.0)
+    assert w.final("t1").state is TaskState.DONE and w.final("t2").state is TaskState.DONE
+    assert not w.authority.request("c", [(w.v("0,1"), w.t, INF)]).ok   # b's spot is held
+
+
 # -- lost answers -----------------------------------------------------------------------------
 
 
@@ -322,15 +364,22 @@ def test_a_lost_commit_answer_is_given_up_and_sent_again_and_its_late_answer_is_
     assert w.final("t1").state is TaskState.DONE
 
 
-def test_a_grant_seen_in_a_table_update_counts_when_the_response_is_lost():
+def test_an_update_naming_the_robot_is_not_taken_for_the_answer_to_its_request():
+    # anyone can publish on /traffic/updates: only the authority's response grants a path
     w = up(a=(0, 0))
     core = w.cores["a"]
     w.answer = lambda robot, req: req.kind is not CallKind.COMMIT
     w.award("a", "t1", ["4,0"])
-    assert w.run_until(lambda: core.phase is Phase.DRIVE, 1.0), \
-        "the grant in the update was not taken as the answer"
+    assert w.run_until(lambda: w.unanswered, 1.0)
     (commit,) = [r for r in w.sent("a", Reserve) if r.kind is CallKind.COMMIT]
-    assert Abandon(commit.seq) in w.sent("a", Abandon)   # the response is dropped
+    shown = {(r.resource, r.t_start, r.t_end) for r in core.replica.table.reservations()
+             if r.robot == "a"}
+    assert set(commit.segments) <= shown     # the update with the grant did arrive
+    w.step()
+    assert core.phase is Phase.COMMIT, "an update was taken as the grant"
+    (_, answer), = w.unanswered
+    w._do("a", core.on_reserve_answer(w.t, answer))
+    assert core.phase is Phase.DRIVE
 
 
 def test_a_commit_granted_after_its_planned_departure_is_planned_again_not_driven():

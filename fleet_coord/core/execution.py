@@ -37,17 +37,27 @@ once the fleet removed it. A job moves through `Phase`s per station:
      |___ commit answered too late, no answer in time, a stop point after a cut
 
 Every /traffic/reserve call is a `ReserveCall` of one `CallKind`; at most one call of
-each kind is current, and its answer (the response, its grant seen in a table update, or
-no answer within `reserve_timeout`) is handled in one place, `_on_answer`. An answer to a
-call that is no longer current (given up, superseded) is never applied. Every request
-replaces the robot's holds from its send time on, so sending one again is idempotent.
-See docs/execution.md for the transitions in full.
+each kind is current, and its answer (the response, or no answer within
+`reserve_timeout`) is handled in one place, `_on_answer`. An answer to a call that is no
+longer current (given up, superseded) is never applied. A path is granted only by the
+authority's answer to this robot's own request: an update on /traffic/updates naming the
+robot is not an answer (anyone can publish one). Every request replaces the robot's holds
+from its send time on, so sending one again is idempotent. See docs/execution.md for the
+transitions in full.
+
+Authority restarts (docs/core-model.md, "Authority restarts"): when the replica follows a
+new incarnation of the authority (`Replica.epoch`), the calls to the old one are given
+up and the robot re-asserts what it holds (`CallKind.REASSERT`: its committed path from
+now on, or its spot); while the new incarnation recovers its table it asks for nothing
+else. Its state reports the epoch its holds come from (`table_epoch`) and the tasks it
+finished last (`done`), for the authority's recovery and the dispatcher's reconciliation.
 """
 from __future__ import annotations
 
 import logging
 import math
 import random
+from collections import deque
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Collection, Protocol, Union
@@ -76,6 +86,8 @@ INF = math.inf
 RESEND_DELAYS_S = (0.5, 2.0, 5.0)
 #: Recent DONE / FAILED reports kept for re-sending after a cut-off.
 RESULTS_KEPT, RESULTS_MAX_AGE_S = 20, 600.0
+#: Finished tasks listed in the robot's state (the dispatcher takes a missed DONE there).
+DONE_REPORTED = 4
 
 
 class Phase(str, Enum):
@@ -102,6 +114,7 @@ class CallKind(str, Enum):
     COMMIT = "commit"        # a planned leg, plus its start vertex until further notice
     TRIM = "trim"            # the committed leg alone, from now (drops the anchor)
     RECOMMIT = "recommit"    # what is left after a cut: up to a stop point (and on)
+    REASSERT = "reassert"    # what it holds, to a new incarnation of the authority
 
     def __str__(self) -> str:
         return self.value
@@ -116,10 +129,6 @@ class ReserveCall:
     segments: tuple[Segment, ...]
     path: TimedPath = field(default_factory=list)   # COMMIT / RECOMMIT: the plan
     drive_segments: tuple[Segment, ...] = ()        # COMMIT: the plan's own holds
-    keys: frozenset[Segment] = frozenset()          # to recognise its grant in an update
-
-    def __post_init__(self) -> None:
-        self.keys = frozenset(_seg_key(*s) for s in self.segments)
 
 
 @dataclass(frozen=True)
@@ -129,6 +138,7 @@ class ReserveAnswer:
     ok: bool
     version: int = 0
     message: str = ""
+    epoch: int = 0          # the answering incarnation (ReservationSet.epoch)
 
 
 @dataclass(frozen=True)
@@ -167,6 +177,8 @@ class StateReport:
     queued: tuple[str, ...]
     vertex: int | None
     lamport: int
+    table_epoch: int = 0                # the incarnation its holds come from (0: none)
+    done: tuple[str, ...] = ()          # tasks it finished last, newest first
 
 
 @dataclass(frozen=True)
@@ -177,6 +189,7 @@ class Reserve:
     kind: CallKind
     segments: tuple[Segment, ...]
     replace_from: float
+    reassert: bool = False   # holds granted by an earlier incarnation (Reserve.reassert)
 
 
 @dataclass(frozen=True)
@@ -370,10 +383,6 @@ class Drive:
     follow: Follow | None = None
 
 
-def _seg_key(resource: int, t0: float, t1: float) -> Segment:
-    return (int(resource), float(t0), float(t1))
-
-
 class Execution:
     """One robot's execution (see the module docstring)."""
 
@@ -422,6 +431,9 @@ class Execution:
         self.calls: dict[CallKind, ReserveCall] = {}   # the current call of each kind
         self._seq = 0
         self._hold_version = 0                    # replica version showing our last grant
+        self._holds_epoch = 0                     # the incarnation that granted them
+        self._epoch_seen: int | None = None       # the incarnation the replica followed
+        self.done: deque[str] = deque(maxlen=DONE_REPORTED)
         self._odd_holds_since: float | None = None
         self.contact = Contact(cfg.silence)
         # the others (for yielding)
@@ -464,7 +476,8 @@ class Execution:
             return None
         return StateReport(self.robot, self.pose, self.twist, self.activity,
                            self.job.task_id if self.job is not None else "",
-                           tuple(t.id for t in self.queue), self.here, self._tick_lamport())
+                           tuple(t.id for t in self.queue), self.here, self._tick_lamport(),
+                           self._holds_epoch, tuple(self.done))
 
     # -- inputs -----------------------------------------------------------------------
 
@@ -549,29 +562,47 @@ class Execution:
 
     def on_table_update(self, now: float, update: TableUpdate) -> list[Action]:
         """An update of the authority: into the replica (shared replicas take it once),
-        contact with the fleet, and the grant of a pending call (its response may be lost
-        while the update got through)."""
+        contact with the fleet, and a new incarnation of the authority noticed (its holds
+        re-asserted). Never an answer to a call: only the authority's response is."""
         self.replica.apply(update)
         cut_off = self.contact.heard(now)
         if cut_off is not None:   # (a DONE of an ended task is ignored: resending is safe)
             self.log.warning(f"heard the fleet again after {cut_off:.1f} s; "
                              "re-sending my results")
-        if update.is_snapshot or update.robot != self.robot or not self.calls:
-            return self._flush()
-        added = {_seg_key(r.resource, r.t_start, r.t_end) for r in update.added}
-        for call in list(self.calls.values()):
-            if self.calls.get(call.kind) is call and call.keys and call.keys <= added:
-                self._out.append(Abandon(call.seq))
-                self._on_answer(call, now, True, update.version,
-                                "granted (seen in /traffic/updates)")
+        epoch = self.replica.epoch
+        if epoch is not None and epoch != self._epoch_seen and not self.replica.stale:
+            if self._epoch_seen is not None:
+                self._restarted(now, self._epoch_seen, epoch)
+            self._epoch_seen = epoch
         return self._flush()
 
     def on_reserve_answer(self, now: float, answer: ReserveAnswer) -> list[Action]:
         """The response to a call; one to a call given up on or superseded is dropped."""
         call = next((c for c in self.calls.values() if c.seq == answer.seq), None)
         if call is not None:
+            if answer.ok:
+                self._holds_epoch = answer.epoch
             self._on_answer(call, now, answer.ok, answer.version, answer.message)
         return self._flush()
+
+    def _restarted(self, now: float, old: int, new: int) -> None:
+        """The authority restarted (a new epoch): what the old incarnation was asked is
+        given up (it will never answer), and what the robot holds - its committed path
+        from now on, else its spot - is re-asserted to the new one (core/traffic.py)."""
+        for kind in list(self.calls):
+            self._abandon(kind)
+        job, drive = self.job, self.drive
+        if job is not None and job.phase is Phase.COMMIT:
+            job.phase, job.retry_at = Phase.PLAN, now   # its commit died with the old one
+        holds = clip(drive.segments, now) if drive is not None and job is not None and \
+            job.phase in (Phase.DRIVE, Phase.DWELL) else []
+        if not holds and self.parked and self.here is not None:
+            holds = [(self.here, now, INF)]
+        self._hold_version = 0
+        self.log.warning(f"traffic authority restarted (epoch {old} -> {new}): re-asserting "
+                         f"{len(holds)} hold(s)")
+        if holds:
+            self._send(CallKind.REASSERT, now, holds)
 
     def on_cfp(self, now: float, task: Task, round: int,
                excluded: Collection[str] = ()) -> list[Action]:
@@ -687,7 +718,8 @@ class Execution:
                 self._on_answer(call, now, False, 0, "", gave_up=True)
         self._check_contact(now)
         self._expire_active(now)
-        if not self.parked and CallKind.PARK not in self.calls and authority_ready:
+        if not self.parked and CallKind.PARK not in self.calls and authority_ready \
+                and not self.replica.recovering:
             self._send(CallKind.PARK, now, [(self.here, now, INF)])
         if self.job is None and self.queue and self.parked:
             self._start(self.queue.pop(0), now)
@@ -731,7 +763,8 @@ class Execution:
         call = ReserveCall(kind, self._seq, now, tuple(segments), list(path or []),
                            tuple(drive_segments or ()))
         self.calls[kind] = call
-        self._out.append(Reserve(call.seq, kind, call.segments, now))
+        self._out.append(Reserve(call.seq, kind, call.segments, now,
+                                 reassert=kind is CallKind.REASSERT))
         return call
 
     def _abandon(self, kind: CallKind) -> None:
@@ -772,6 +805,20 @@ class Execution:
                     self._retimed(drive, call, now, ok, version, message, gave_up)
                 else:
                     self._recommitted(job, drive, call, now, ok, version, message, gave_up)
+        elif call.kind is CallKind.REASSERT:
+            if ok:
+                self._hold_version = version
+            elif gave_up:   # ask the new incarnation again, with what is held by now
+                self._restarted(now, self._holds_epoch, self._epoch_seen or 0)
+            else:
+                # the new incarnation gave what it held to someone else: stop where it
+                # is and hold that spot (the cut check would find the path gone too)
+                self.log.error(f"the restarted traffic authority refused my holds: "
+                               f"{message}; stopping here")
+                if job is not None and job.phase is Phase.DRIVE:
+                    self._stop_here(job, now)
+                else:
+                    self.parked = False
 
     def _committed(self, job: Job, call: ReserveCall, now: float, ok: bool, version: int,
                    message: str, gave_up: bool) -> None:
@@ -821,6 +868,9 @@ class Execution:
 
     def _plan(self, job: Job, now: float) -> None:
         assert self.here is not None
+        if self.replica.recovering or CallKind.REASSERT in self.calls:
+            job.retry_at = now + 0.2   # a new authority re-learns the table: nothing new yet
+            return
         goal = job.stations[0]
         if goal == self.here:
             self._arrived(job, now)
@@ -1157,6 +1207,8 @@ class Execution:
             return
         self._status(now, job.task.id, state, job.round,
                      1.0 if state is TaskState.DONE else 0.0, reason)
+        if state is TaskState.DONE:
+            self.done.appendleft(job.task.id)
         if state is TaskState.FAILED:
             self.log.warning(f"task {job.task.id} failed: {reason}")
 

@@ -85,6 +85,9 @@ class Replica:
 
     def apply(self, update: TableUpdate) -> bool:
         """Apply one update; returns True when the replica changed."""
+        if update.is_snapshot and update.epoch == self.epoch and not self.stale:
+            # the end of a recovery changes no reservation: the next snapshot tells it
+            self.recovering = update.recovering
         if not self.wants(update.version, update.is_snapshot, update.roadmap_id,
                           update.epoch):
             return False
