@@ -26,6 +26,7 @@ their state publisher (fleet_coord.core.membership).
 from __future__ import annotations
 
 import math
+import functools
 import os
 from collections.abc import Collection, Sequence
 from typing import Any
@@ -46,6 +47,7 @@ from fleet_coord.core.membership import incarnation_of
 from fleet_coord.core.roadmap import Roadmap
 from fleet_coord.core.tasks import TERMINAL_STATES, Task, TaskError, TaskLedger
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
+from fleet_coord.guard import Guard
 from fleet_coord.node_auth import NodeAuth
 from fleet_coord.execute_task import ExecuteTaskServer
 from fleet_coord.spin import run_nodes
@@ -124,7 +126,9 @@ class Dispatcher(Node):
         # only an operator submits and cancels; a robot bids, refuses and reports for itself
         self.auth = NodeAuth(self, identities=["dispatcher"])
         group = MutuallyExclusiveCallbackGroup()
-        pub, sub = self.create_publisher, self.create_subscription
+        self.guard = Guard(self.get_logger())   # what a callback cannot take is dropped
+        pub = self.create_publisher
+        sub = functools.partial(self.guard.subscribe, self)
         self.cfp_pub = pub(CallForProposal, "/fleet/cfp", qos.PROTOCOL)
         self.award_pub = pub(Award, "/fleet/awards", qos.PROTOCOL)
         self.reject_pub = pub(Rejection, "/fleet/rejections", qos.PROTOCOL)

@@ -22,6 +22,7 @@ from rclpy.node import Node
 from fleet_coord import qos
 from fleet_coord.convert import table_update_from_msg
 from fleet_coord.core.replica import Replica, TableUpdate
+from fleet_coord.guard import Guard, sender_of
 from fleet_coord.node_auth import NodeAuth
 
 
@@ -36,6 +37,7 @@ class Agent(Protocol):
 class FleetIO:
     def __init__(self, host: Node) -> None:
         self.host = host
+        self.guard = Guard(host.get_logger())   # one agent's failure is not the others'
         self.agents: list[Any] = []
         self._timers: dict[tuple[str, float], list[Any]] = {}
         #: MessageInfo of the cfp being handed out (bench/dds_latency.py reads it)
@@ -61,7 +63,7 @@ class FleetIO:
                  lambda m: a.check(m, "fleet/robot_lost")),
                 (RobotNotice, "/fleet/robot_removed", "_on_robot_removed",
                  lambda m: a.check(m, "fleet/robot_removed"))):
-            sub(msg_type, topic, self._fan_out(self.agents, handler, check), qos.PROTOCOL,
+            sub(msg_type, topic, self._fan_out(self.agents, handler, topic, check), qos.PROTOCOL,
                 callback_group=group)
         self.reserve_client = host.create_client(Reserve, "/traffic/reserve",
                                                  callback_group=group)
@@ -79,36 +81,41 @@ class FleetIO:
             self._replicas[key] = Replica(exclusive, num_resources, roadmap_id)
         return self._replicas[key]
 
-    @staticmethod
-    def _fan_out(agents: list[Any], method: str,
+    def _fan_out(self, agents: list[Any], method: str, where: str,
                  check: Callable[[Any], bool] | None = None) -> Callable[..., None]:
         """A callback calling `method` of each of `agents` (a live list) in turn; looked
         up at each call, so a test can replace one agent's handler. `check`: a message
-        that fails it (its sender may not say it) reaches no agent."""
+        that fails it (its sender may not say it) reaches no agent. What one agent cannot
+        take is dropped for it alone (fleet_coord.guard)."""
         def call(*args: Any) -> None:
             if check is not None and not check(args[0]):
                 return
             for agent in agents:
-                getattr(agent, method)(*args)
+                try:
+                    getattr(agent, method)(*args)
+                except Exception as e:  # noqa: BLE001 - the input guard
+                    self.guard.drop(where, sender_of(args[0]) if args else "timer", e)
         return call
 
     def _on_cfp(self, msg: CallForProposal, info: Any) -> None:
         if not self.auth.check(msg, "fleet/cfp"):
             return
         self.cfp_info = info
-        for agent in self.agents:
-            agent._on_cfp(msg)
+        self._fan_out(self.agents, "_on_cfp", "/fleet/cfp")(msg)
 
     def _on_update(self, msg: ReservationSet) -> None:
         if not self.auth.check(msg, "traffic/updates"):
             return
         # converted once for all agents; a snapshot no replica takes, without its segments
-        # (a delta always: its grants count even when the replica has it already)
+        # (a delta always: it is small)
         segments = not msg.is_snapshot or any(
             a.replica.wants(msg.version, True, msg.roadmap_id) for a in self.agents)
-        update = table_update_from_msg(msg, segments=segments)
-        for agent in self.agents:
-            agent._on_update(update)
+        try:
+            update = table_update_from_msg(msg, segments=segments)
+        except ValueError as e:
+            self.guard.drop("/traffic/updates", "?", e)
+            return
+        self._fan_out(self.agents, "_on_update", "/traffic/updates")(update)
 
     def add(self, agent: Any, control_rate: float, state_rate: float) -> None:
         """Serve `agent`: its handlers get the fleet-wide messages, its `_tick` and
@@ -120,6 +127,6 @@ class FleetIO:
             if key not in self._timers:
                 members: list[Any] = []
                 self._timers[key] = members
-                self.host.create_timer(1.0 / rate, self._fan_out(members, kind),
+                self.host.create_timer(1.0 / rate, self._fan_out(members, kind, kind),
                                        callback_group=self._group)
             self._timers[key].append(agent)

@@ -19,6 +19,7 @@ Reads only: the monitor never changes the fleet's behaviour.
 """
 from __future__ import annotations
 
+import functools
 
 from fleet_coord_msgs.msg import (Award, CallForProposal, FleetState, Proposal, Refusal,
                                   Rejection, ReservationSet, RobotNotice, RobotState,
@@ -33,6 +34,7 @@ from fleet_coord.core.event_log import EventLog
 from fleet_coord.core.liveness import LivenessTracker
 from fleet_coord.core.membership import Membership, incarnation_of
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
+from fleet_coord.guard import Guard
 from fleet_coord.node_auth import NodeAuth
 from fleet_coord.table_replica import TableReplica
 
@@ -127,7 +129,7 @@ class FleetMonitor(Node):
         self._deleted: list[int] = []             # ids of removed robots, deleted next
         self.roadmap_pub = self.create_publisher(MarkerArray, "/fleet/roadmap", qos.LATCHED)
         self.roadmap_pub.publish(roadmap_markers(self.roadmap, self.get_clock().now().to_msg()))
-        sub = self.create_subscription
+        sub = functools.partial(Guard(self.get_logger()).subscribe, self)   # drops bad input
         sub(RobotState, "/fleet/robot_states", self._on_state, qos.state_qos())
         sub(RobotNotice, "/fleet/robot_lost", self._on_lost, qos.PROTOCOL)
         sub(RobotNotice, "/fleet/robot_removed", self._on_removed, qos.PROTOCOL)

@@ -49,6 +49,7 @@ from fleet_coord import frames, parameters, qos
 from fleet_coord.spin import run_nodes
 from fleet_coord.convert import odometry_msg
 from fleet_coord.core.kinematics import Limits, UnicycleState, step
+from fleet_coord.guard import BadInput, Guard
 from fleet_coord.node_auth import NodeAuth
 from fleet_coord.robot_link import DriverLink, EstopServices
 
@@ -90,6 +91,7 @@ class IdealDriver(Node):
             raise ValueError(f"parameter start_poses: expected {3 * len(robots)} numbers "
                              f"(x, y, theta for each of {len(robots)} robots), got {len(poses)}")
         self.auth = NodeAuth(self, identities=["ideal_driver"])
+        self.guard = Guard(self.get_logger())   # a bad command is dropped, not driven
         self.robots: dict[str, _Robot] = {}
         for i, name in enumerate(robots):
             self._add(name, tuple(poses[3 * i:3 * i + 3]))
@@ -113,7 +115,8 @@ class IdealDriver(Node):
 
     def _add(self, name: str, pose: tuple[float, float, float]) -> _Robot:
         r = _Robot(name, pose)
-        r.link = DriverLink(self, self.auth, name, lambda msg, r=r: self._on_cmd(r, msg))
+        r.link = DriverLink(self, self.auth, name, self.guard.wrap(
+            f"/{name}/cmd_vel", lambda msg, r=r: self._on_cmd(r, msg), lambda _m: name))
         r.estop_srv = EstopServices(self, self.auth, name,
                                     lambda engage, who, why, r=r: self._set_estop(r, engage))
         self.robots[name] = r
@@ -170,6 +173,10 @@ class IdealDriver(Node):
         return True, message
 
     def _on_cmd(self, robot: _Robot, msg: Twist) -> None:
+        if not (math.isfinite(msg.linear.x) and math.isfinite(msg.angular.z)):
+            raise BadInput(f"/{robot.name}/cmd_vel: linear.x = {msg.linear.x!r}, angular.z = "
+                           f"{msg.angular.z!r}: expected finite numbers (dropped; the last "
+                           "command stands until cmd_timeout)")
         robot.cmd = (msg.linear.x, msg.angular.z)
         robot.cmd_stamp = self.now()
 

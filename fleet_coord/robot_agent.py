@@ -188,17 +188,21 @@ class RobotAgent(Node):
         # the robot's own driver topics on this node; the fleet-wide topics, the traffic
         # client, the table replica and the timers on the host of `io`: this node, or the
         # AgentGroup node that serves every agent of a process
+        self.io = io if io is not None else FleetIO(self)
+        self._guard = self.io.guard   # what a callback cannot take is dropped and logged
         self.plan_pub = None
         if config.drive == "follow":
             # a robot that follows paths itself: its master control takes the path and
             # says whether the robot is available (fleet_coord/vda5050/master.py)
             self.plan_pub = self.create_publisher(Path, f"/{self.robot}/plan", qos.PLAN)
             self.create_subscription(DiagnosticStatus, f"/{self.robot}/vehicle",
-                                     self._on_vehicle, qos.PLAN)
+                                     self._guard.wrap(f"/{self.robot}/vehicle",
+                                                      self._on_vehicle), qos.PLAN)
         self.roadmap = roadmap
-        self.io = io if io is not None else FleetIO(self)
         self.auth = self.io.auth
-        self.link = AgentLink(self, self.auth, self.robot, self._on_odom)
+        self.link = AgentLink(self, self.auth, self.robot,
+                              self._guard.wrap(f"/{self.robot}/odom", self._on_odom,
+                                               lambda _m: self.robot))
         self.replica = self.io.replica(exclusion.of, roadmap.num_resources, self.roadmap_id)
         self.core = Execution(self.robot, roadmap, exclusion, self.replica, config,
                               rng=random.Random(self.robot), memo=_YIELD_MEMO,
@@ -227,8 +231,9 @@ class RobotAgent(Node):
     # -- messages in --------------------------------------------------------------------
 
     def _on_cfp(self, msg: CallForProposal) -> None:
-        self._act(self.core.on_cfp(self.now(), convert.task_from_msg(msg.task), msg.round,
-                                   msg.excluded_robots))
+        task = convert.task_from_msg(msg.task)
+        task.validate()   # TaskError names the field: dropped (fleet_coord.guard)
+        self._act(self.core.on_cfp(self.now(), task, msg.round, msg.excluded_robots))
 
     def _on_award(self, msg: Award) -> None:
         self._act(self.core.on_award(self.now(), msg.robot, msg.task_id, msg.round))

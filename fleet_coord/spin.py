@@ -19,12 +19,14 @@ from typing import Callable, Iterable
 import rclpy
 from rclpy._rclpy_pybind11 import RCLError
 from rclpy.clock import Clock, ClockType
+from rclpy.logging import get_logger
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from fleet_coord import memtrace
 from fleet_coord.core.errors import EXIT_CANNOT_START, CannotStart
+from fleet_coord.guard import Guard
 
 #: A node on sim time that has not received /clock after this many wall seconds says so.
 CLOCK_WARN_AFTER_S = 5.0
@@ -66,7 +68,9 @@ def run_nodes(make_nodes: Callable[[list[str]], Iterable[Node]], args=None,
 
     A `CannotStart` raised while the nodes are built (a corrupted ledger, a parameter
     out of range) is printed and the process exits with `EXIT_CANNOT_START`: launchers
-    do not restart it (fleet_coord.core.errors)."""
+    do not restart it (fleet_coord.core.errors). Once running, an exception out of a
+    callback is logged (fleet_coord.guard, rate-limited) and the spin goes on: no message
+    ends a fleet process."""
     argv = list(sys.argv if args is None else args)
     own_signals = threading.current_thread() is threading.main_thread()
     rclpy.init(args=argv, signal_handler_options=SignalHandlerOptions.NO if own_signals
@@ -91,8 +95,16 @@ def run_nodes(make_nodes: Callable[[list[str]], Iterable[Node]], args=None,
         executor = executor_factory()
         for n in nodes:
             executor.add_node(n)
+        guard = Guard(get_logger(nodes[0].get_name() if nodes else "spin"))
         while not stop and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
+            try:
+                executor.spin_once(timeout_sec=0.1)
+            except (KeyboardInterrupt, ExternalShutdownException):
+                raise
+            except Exception as e:  # noqa: BLE001 - the last resort (fleet_coord.guard)
+                if not rclpy.ok():
+                    raise
+                guard.drop("callback", "?", e)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RCLError:

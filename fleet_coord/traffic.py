@@ -67,6 +67,7 @@ from fleet_coord.core.replica import TableUpdate
 from fleet_coord.core.reservations import ReservationTable
 from fleet_coord.core.table_log import TableLog
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
+from fleet_coord.guard import Guard
 from fleet_coord.node_auth import NodeAuth
 from fleet_coord.robot_link import subscribe_odom
 from fleet_coord.spin import run_nodes
@@ -124,8 +125,9 @@ class TrafficNode(Node):
         self.create_service(Release, "/traffic/release", self._on_release)
         self.create_service(RemoveRobot, "/fleet/remove_robot", self._on_remove_robot)
         events = SubscriptionEventCallbacks(liveliness=lambda _info: self._tick())
-        self.create_subscription(RobotState, "/fleet/robot_states", self._on_state,
-                                 qos.state_qos(), event_callbacks=events)
+        self.guard = Guard(self.get_logger())   # what a callback cannot take is dropped
+        self.guard.subscribe(self, RobotState, "/fleet/robot_states", self._on_state,
+                             qos.state_qos(), event_callbacks=events)
         self.create_timer(0.1, self._tick)
         self.create_timer(snapshot_period, self._publish_snapshot)
         self._publish_snapshot()
@@ -151,7 +153,9 @@ class TrafficNode(Node):
             elif a.on:
                 if a.robot not in self._odom_subs:
                     self._odom_subs[a.robot] = subscribe_odom(
-                        self, self.auth, a.robot, lambda m, r=a.robot: self._on_lost_odom(r, m))
+                        self, self.auth, a.robot, self.guard.wrap(
+                            f"/{a.robot}/odom", lambda m, r=a.robot: self._on_lost_odom(r, m),
+                            lambda _m, r=a.robot: r))
             else:
                 self._unsubscribe(a.robot)
         self.publish_updates()

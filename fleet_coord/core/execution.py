@@ -482,6 +482,13 @@ class Execution:
     # -- inputs -----------------------------------------------------------------------
 
     def on_odometry(self, now: float, odom: Odometry) -> list[Action]:
+        """A pose and twist of the robot; one with a non-finite number is refused
+        (ValueError naming it) and changes nothing: the robot stays where it was known."""
+        for name in ("x", "y", "theta", "v", "w", "stamp"):
+            value = getattr(odom, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"odometry of {self.robot}: {name} = {value!r}, "
+                                 "expected a finite number")
         self.pose = (odom.x, odom.y, odom.theta)
         self.twist = (odom.v, odom.w)
         self.odom_t = odom.stamp

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fleet_coord.core.reservations import Exclusion, Reservation, ReservationTable
+from fleet_coord.core.reservations import (Exclusion, ReplicaOutOfSync, Reservation,
+                                           ReservationTable)
 
 __all__ = ["Replica", "TableUpdate"]
 
@@ -92,10 +93,15 @@ class Replica:
                           update.epoch):
             return False
         if update.is_snapshot:
-            self.table = ReservationTable.from_snapshot(
-                {"version": update.version,
-                 "reservations": [r.to_dict() for r in update.added]},
-                self.exclusive, self.num_resources, share_cache_with=self.table)
+            try:
+                table = ReservationTable.from_snapshot(
+                    {"version": update.version,
+                     "reservations": [r.to_dict() for r in update.added]},
+                    self.exclusive, self.num_resources, share_cache_with=self.table)
+            except ValueError as e:
+                self.stale = True   # the next good snapshot replaces it
+                raise ValueError(f"epoch {update.epoch} snapshot {update.version}: {e}") from None
+            self.table = table
             if self.epoch is not None and update.epoch != self.epoch:
                 self.left.add(self.epoch)
             self.epoch, self.recovering = update.epoch, update.recovering
@@ -111,10 +117,15 @@ class Replica:
         if update.version != self.table.version + 1:
             self.stale = True
             return False
+        try:
+            self.table.apply_update({"version": update.version, "robot": update.robot,
+                                     "removed": [r.to_dict() for r in update.removed],
+                                     "added": [r.to_dict() for r in update.added]})
+        except (ValueError, ReplicaOutOfSync) as e:
+            # checked before any change: resynchronised by the next snapshot
+            self.stale = True
+            raise ValueError(f"epoch {update.epoch} update {update.version}: {e}") from None
         self.recovering = update.recovering
-        self.table.apply_update({"version": update.version, "robot": update.robot,
-                                 "removed": [r.to_dict() for r in update.removed],
-                                 "added": [r.to_dict() for r in update.added]})
         if update.version == 1:
             self.stale = False
         return True

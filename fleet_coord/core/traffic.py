@@ -417,7 +417,12 @@ class TrafficAuthority:
     def on_lost_odometry(self, now: float, robot: str, x: float, y: float,
                          moving: bool) -> list[Action]:
         """Odometry of a lost robot: once it stood still for STILL_FOR s, only the spot it
-        stands on stays blocked (`robot_located`) and its odometry is no longer needed."""
+        stands on stays blocked (`robot_located`) and its odometry is no longer needed.
+        A non-finite position is refused (ValueError): it would locate the robot nowhere
+        and release what it holds."""
+        if not (math.isfinite(x) and math.isfinite(y)):
+            raise ValueError(f"odometry of lost robot {robot}: x = {x!r}, y = {y!r}, "
+                             "expected finite numbers")
         entry = self.locating.get(robot)
         if entry is None or robot not in self.lost:
             return []
