@@ -73,8 +73,11 @@ class Monitor:
         self._n[robot] = self._n.get(robot, 0) + 1
         if self._n[robot] % self.every:
             return  # 20 Hz of 100 is plenty
-        if self.replica.stale:
-            self.unchecked += 1   # it does not know what is held until the next snapshot
+        if self.replica.stale or self.replica.core.recovering:
+            # it does not know what is held until the next snapshot, or until a restarted
+            # authority without its table has heard the robots re-assert their holds (it
+            # grants nothing else meanwhile: docs/core-model.md "Authority restarts")
+            self.unchecked += 1
             return
         t = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         holds = [(r.resource, r.t_start, r.t_end) for r in self.replica.table.reservations(robot)]
