@@ -116,3 +116,14 @@ def test_a_lost_robots_non_finite_odometry_never_releases_its_holds():
 
 def test_bad_input_is_a_value_error():
     assert issubclass(BadInput, ValueError)
+
+
+def test_a_forged_spot_never_keeps_a_restarted_authority_recovering():
+    ta = TrafficAuthority(ReservationTable(lambda r: (r,), 10), epoch=3)
+    ta.start_recovery(0.0, window=2.0, listen=1.0)
+    ta.on_robot_state(0.1, "ghost", table_epoch=2**64 - 1, resource=2**32 - 2)
+    ta.on_robot_state(0.1, "a", table_epoch=1, resource=4)
+    ta.tick(2.5)
+    assert not ta.recovering
+    assert [r.resource for r in ta.table.reservations("a")] == [4]
+    assert not ta.table.reservations("ghost")

@@ -233,7 +233,11 @@ class TrafficAuthority:
             spot = rec.spots.get(robot)
             if spot is None:
                 continue
-            result = self.table.commit(robot, [(spot, now, math.inf)], replace_from=now)
+            try:
+                result = self.table.commit(robot, [(spot, now, math.inf)], replace_from=now)
+            except ValueError as e:   # a spot it cannot hold must not keep it recovering
+                self.log.warning(f"robot {robot} did not re-assert its holds; its spot: {e}")
+                continue
             self.log.warning(
                 f"robot {robot} did not re-assert its holds: the spot it reports, resource "
                 f"{spot}, {'is blocked for it' if result.ok else 'clashes: ' + str(result.conflict)}")
@@ -386,7 +390,8 @@ class TrafficAuthority:
         self.work[robot] = list(task_ids)
         rec = self.recovery
         if rec is not None:
-            if resource is not None:
+            n = self.table.num_resources
+            if resource is not None and 0 <= resource and (n is None or resource < n):
                 rec.spots[robot] = resource
             if table_epoch is not None and table_epoch in (0, self.epoch):
                 rec.settled.add(robot)
