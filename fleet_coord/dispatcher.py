@@ -47,7 +47,7 @@ from fleet_coord.core.membership import incarnation_of
 from fleet_coord.core.roadmap import Roadmap
 from fleet_coord.core.tasks import TERMINAL_STATES, Task, TaskError, TaskLedger
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
-from fleet_coord.guard import Guard
+from fleet_coord.guard import Guard, check_robot_state
 from fleet_coord.node_auth import NodeAuth
 from fleet_coord.execute_task import ExecuteTaskServer
 from fleet_coord.spin import run_nodes
@@ -260,6 +260,7 @@ class Dispatcher(Node):
     def _on_robot_state(self, m: RobotState, info: Any) -> None:
         if not self.auth.check_state(m):
             return
+        check_robot_state(m)
         self._send(self.core.on_robot_state(self.now(), m.robot, [m.task_id, *m.queued_task_ids],
                                             incarnation_of(info), done=list(m.done_task_ids)))
 

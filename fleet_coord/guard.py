@@ -17,8 +17,13 @@ import time
 import traceback
 from typing import Any, Callable
 
+from fleet_coord.core.names import ID_MAX_BYTES
+
 #: Errors that mean "this input is unusable" (the message is dropped, no traceback).
 INPUT_ERRORS = (ValueError, OverflowError)
+#: Most task ids a RobotState may list (current + queued, and finished): far above any
+#: robot's queue, far below what makes every state a thousand ledger lookups.
+STATE_IDS_MAX = 256
 
 
 class BadInput(ValueError):
@@ -30,6 +35,21 @@ def finite(**fields: float) -> None:
     for name, value in fields.items():
         if not math.isfinite(value):
             raise BadInput(f"{name} = {value!r}: expected a finite number")
+
+
+def check_robot_state(msg: Any) -> None:
+    """Raise BadInput for a RobotState whose task lists are too long or whose ids are
+    not ids (fleet_coord.core.names)."""
+    for field in ("queued_task_ids", "done_task_ids"):
+        n = len(getattr(msg, field))
+        if n > STATE_IDS_MAX:
+            raise BadInput(f"robot state of {sender_of(msg)}: {field} lists {n} ids, "
+                           f"expected at most {STATE_IDS_MAX}")
+    for tid in (msg.task_id, *msg.queued_task_ids, *msg.done_task_ids):
+        if len(tid.encode("utf-8", "replace")) > ID_MAX_BYTES:
+            raise BadInput(f"robot state of {sender_of(msg)}: task id of "
+                           f"{len(tid.encode('utf-8', 'replace'))} bytes, expected at most "
+                           f"{ID_MAX_BYTES}")
 
 
 def sender_of(msg: Any) -> str:

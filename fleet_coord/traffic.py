@@ -67,7 +67,7 @@ from fleet_coord.core.replica import TableUpdate
 from fleet_coord.core.reservations import ReservationTable
 from fleet_coord.core.table_log import TableLog
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
-from fleet_coord.guard import Guard
+from fleet_coord.guard import Guard, check_robot_state
 from fleet_coord.node_auth import NodeAuth
 from fleet_coord.robot_link import subscribe_odom
 from fleet_coord.spin import run_nodes
@@ -254,6 +254,7 @@ class TrafficNode(Node):
     def _on_state(self, msg: RobotState, info: Any) -> None:
         if not self.auth.check_state(msg):
             return
+        check_robot_state(msg)
         self._do(self.authority.on_robot_state(
             self.now(), msg.robot, [msg.task_id, *msg.queued_task_ids], incarnation_of(info),
             table_epoch=int(msg.table_epoch),

@@ -12,7 +12,7 @@ from fleet_coord.core.execution import Odometry
 from fleet_coord.core.replica import Replica, TableUpdate
 from fleet_coord.core.reservations import Reservation, ReservationTable
 from fleet_coord.core.traffic import TrafficAuthority
-from fleet_coord.guard import BadInput, Guard, finite
+from fleet_coord.guard import STATE_IDS_MAX, BadInput, Guard, check_robot_state, finite
 from test_execution import up
 
 INF = math.inf
@@ -127,3 +127,14 @@ def test_a_forged_spot_never_keeps_a_restarted_authority_recovering():
     assert not ta.recovering
     assert [r.resource for r in ta.table.reservations("a")] == [4]
     assert not ta.table.reservations("ghost")
+
+
+def test_a_robot_state_with_too_many_or_too_long_ids_is_refused():
+    from types import SimpleNamespace as State
+    ok = State(robot="a", task_id="t1", queued_task_ids=["t2"] * STATE_IDS_MAX,
+               done_task_ids=["t0"])
+    check_robot_state(ok)
+    with pytest.raises(BadInput, match="queued_task_ids lists 257"):
+        check_robot_state(State(**{**vars(ok), "queued_task_ids": ["q"] * 257}))
+    with pytest.raises(BadInput, match="task id of 1000 bytes"):
+        check_robot_state(State(**{**vars(ok), "done_task_ids": ["d" * 1000]}))
