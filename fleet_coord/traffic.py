@@ -27,9 +27,10 @@ reloaded table count as heard at start-up: one that stays silent is declared los
 usual. Without `table_log` the table lives in memory only (the shipped configs and
 `fleet-coord launch` keep it on; docs/fleet-config.md).
 
-Restarts: every start picks a new `epoch` (a random non-zero 63-bit number) that every
-update and every Reserve answer carries, so replicas resynchronise on the new incarnation
-and an answer is known to come from it. Without a table log a new incarnation does not
+Restarts: every start without a table picks a new `epoch` (a random non-zero 63-bit
+number; one that reloads its table log keeps the log's) that every update and every
+Reserve answer carries, so replicas resynchronise on a new incarnation and an answer is
+known to come from it. Without a table log a new incarnation does not
 know what the old one granted: for up to `recovery_window` s it grants only
 re-assertions (Reserve `reassert`), ending as soon as every robot it heard for
 `lost_after` s has re-asserted or reports no earlier table (fleet_coord.core.traffic,
@@ -134,7 +135,7 @@ class TrafficNode(Node):
         self.get_logger().info(
             f"traffic authority ready: {roadmap.num_resources} resources on {map_path or 'the bundled map'} "
             f"(roadmap {self.roadmap_id}), robots lost after {self.lost_after} s silent, "
-            f"epoch {epoch}, table {'log ' + table_log if table_log else 'in memory'}")
+            f"epoch {self.authority.epoch}, table {'log ' + table_log if table_log else 'in memory'}")
 
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9

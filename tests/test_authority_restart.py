@@ -136,3 +136,16 @@ def test_updates_carry_the_epoch_and_the_recovering_flag():
     for u in ta.snapshot(20.0):
         rep.apply(u)
     assert not rep.recovering and not rep.stale
+
+
+def test_the_listening_starts_with_the_first_robot_heard():
+    # a new process hears nobody until discovery: that is not "every robot re-asserted"
+    ta = _recovering(window=10.0, listen=1.5)
+    ta.tick(5.0)
+    assert ta.recovering
+    ta.on_robot_state(5.0, "a", table_epoch=0, resource=1)
+    ta.tick(6.4)
+    assert ta.recovering
+    ta.on_robot_state(6.5, "a", table_epoch=0, resource=1)
+    ta.tick(6.6)
+    assert not ta.recovering

@@ -123,3 +123,21 @@ def test_restarted_traffic_node_keeps_grants_and_continues_versions(world, tmp_p
         r = reserve(ex, client, "r2")
         assert not r.ok and r.error == Reserve.Response.ERROR_CONFLICT
         assert r.conflicting_segment.robot == "r1"
+
+
+def test_a_table_reloaded_from_its_log_keeps_its_epoch(world, tmp_path):
+    # the same table goes on: replicas and robots see no new incarnation (no resync, no
+    # re-assertions); a new log takes the epoch of the incarnation that starts it
+    from fleet_coord.core.traffic import TrafficAuthority
+    roadmap, exclusion, rid = world
+    path = str(tmp_path / "table.log")
+
+    def start(now, epoch):
+        return TrafficAuthority.recover(TableLog(path, rid, fsync=False), exclusion,
+                                        roadmap.num_resources, now, roadmap_id=rid,
+                                        epoch=epoch)
+    first = start(0.0, 7)
+    assert first.epoch == 7 and first.request("a", [(roadmap.vertex_at(1, 1), 0.0, 5.0)]).ok
+    first.drain()
+    again = start(1.0, 99)
+    assert again.epoch == 7 and len(again.table) == 1 and again.table.version == 1

@@ -53,6 +53,8 @@ class TableLog:
         self.compact_every = compact_every
         self._since_compact = 0
         self._f: BinaryIO | None = None
+        #: the authority incarnation whose table this is (the header's; None: not recorded)
+        self.epoch: int | None = None
 
     # -- reading ---------------------------------------------------------------------------
     def load(self, exclusive: Exclusion, num_resources: int) -> Recovered | None:
@@ -76,6 +78,8 @@ class TableLog:
                 h = rec["header"]
                 if h.get("format") != FORMAT:
                     raise TableLogError(f"{self.path}: format {h.get('format')!r}, expected {FORMAT}")
+                if isinstance(h.get("epoch"), int):
+                    self.epoch = h["epoch"]
                 if h.get("roadmap_id") != self.roadmap_id:
                     raise TableLogError(
                         f"{self.path} records roadmap {h.get('roadmap_id')!r}, this fleet's is "
@@ -121,7 +125,10 @@ class TableLog:
     def compact(self, table: ReservationTable, lost: Iterable[str] = ()) -> None:
         tmp = self.path + ".tmp"
         with open(tmp, "wb") as f:
-            f.write((json.dumps({"header": {"format": FORMAT, "roadmap_id": self.roadmap_id}})
+            header: dict[str, Any] = {"format": FORMAT, "roadmap_id": self.roadmap_id}
+            if self.epoch is not None:
+                header["epoch"] = self.epoch
+            f.write((json.dumps({"header": header})
                      + "\n" + json.dumps({"snapshot": table.snapshot(), "lost": sorted(lost)})
                      + "\n").encode())
             f.flush()

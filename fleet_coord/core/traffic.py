@@ -92,7 +92,8 @@ class Recovery:
     """A new incarnation re-learning what robots hold (`start_recovery`)."""
     started: float
     until: float                           # ends at the latest then
-    listen: float                          # ... and not before every robot was heard
+    listen: float                          # ... and not before `listen` s after the first
+    heard_at: float | None = None          # robot was heard (robots' states: every robot)
     reasserted: set[str] = field(default_factory=set)
     settled: set[str] = field(default_factory=set)      # nothing to re-assert
     spots: dict[str, int] = field(default_factory=dict)  # robot -> resource it reports
@@ -192,6 +193,9 @@ class TrafficAuthority:
         From here on every change is written to the log ahead of its update."""
         rec = table_log.load(exclusion.of, num_resources)
         table = rec.table if rec is not None else ReservationTable(exclusion.of, num_resources)
+        if rec is not None and table_log.epoch is not None:
+            epoch = table_log.epoch   # the same table goes on: replicas need not resync
+        table_log.epoch = epoch
         ta = cls(table, exclusion=exclusion, roadmap_id=roadmap_id, lost_after=lost_after,
                  keep_history=keep_history, table_log=table_log, log=log, epoch=epoch)
         if rec is not None:
@@ -210,9 +214,10 @@ class TrafficAuthority:
 
     def start_recovery(self, now: float, window: float, listen: float) -> None:
         """This incarnation started without the table its predecessor granted: grant only
-        re-assertions until `now + window`, or earlier once it has listened `listen` s and
-        every robot heard has re-asserted or has nothing to re-assert (module doc)."""
-        self.recovery = Recovery(started=now, until=now + window, listen=now + listen)
+        re-assertions until `now + window`, or earlier once it has listened `listen` s from
+        the first robot heard and every robot heard has re-asserted or has nothing to
+        re-assert (module doc)."""
+        self.recovery = Recovery(started=now, until=now + window, listen=listen)
         self.log.warning(f"traffic authority epoch {self.epoch} started without a table: "
                          f"granting only re-assertions of robots' holds for up to {window:g} s")
 
@@ -226,7 +231,10 @@ class TrafficAuthority:
             return
         heard = set(self.liveness.last_seen) - self.lost
         done = rec.reasserted | rec.settled
-        if now < rec.until and (now < rec.listen or not heard <= done):
+        # a new process hears nobody until discovery: the listening starts with the first
+        # robot heard (without any, the whole window), then every robot heard must be done
+        if now < rec.until and (rec.heard_at is None or now < rec.heard_at + rec.listen
+                                or not heard <= done):
             return
         missing = sorted(heard - done)
         for robot in missing:
@@ -390,6 +398,8 @@ class TrafficAuthority:
         self.work[robot] = list(task_ids)
         rec = self.recovery
         if rec is not None:
+            if rec.heard_at is None:
+                rec.heard_at = now
             n = self.table.num_resources
             if resource is not None and 0 <= resource and (n is None or resource < n):
                 rec.spots[robot] = resource
