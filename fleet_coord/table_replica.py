@@ -35,5 +35,7 @@ class TableReplica:
         """Apply one update; returns True when the replica changed. A snapshot is only
         converted when the replica takes it."""
         if not self.core.wants(msg.version, msg.is_snapshot, msg.roadmap_id, msg.epoch):
+            if msg.is_snapshot:   # no reservation changed, but a recovery may have ended
+                self.core.apply(table_update_from_msg(msg, segments=False))
             return False
         return self.core.apply(table_update_from_msg(msg))

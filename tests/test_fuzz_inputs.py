@@ -19,8 +19,12 @@ from collections import Counter
 import pytest
 import yaml
 from builtin_interfaces.msg import Time
+import rclpy
+from fleet_coord_msgs.msg import CallForProposal, Proposal, ReservationSet, RobotState
 from fleet_coord_msgs.msg import Task as TaskMsg
 from fleet_coord_msgs.msg import TaskStatus
+from geometry_msgs.msg import Twist, Vector3
+from nav_msgs.msg import Odometry
 from fleet_coord_msgs.srv import CancelTask, ListTasks, SubmitTask
 from geometry_msgs.msg import Pose
 from hypothesis import HealthCheck, example, given, settings
@@ -32,6 +36,7 @@ from fleet_coord.dispatcher import task_from_submission, task_to_msg
 from fleet_coord.fleet_config import (BACKENDS, DEFAULT_MAP, DISCOVERY_RANGES, NODE_SECTIONS,
                                       RESTART_POLICIES, ConfigError, load_fleet_config,
                                       load_roadmap)
+from fleet_coord import convert, qos
 from fleet_coord.convert import task_from_msg
 from fleet_harness import Fleet
 from rosutil import ros_context, spin_until
@@ -667,6 +672,46 @@ def malformed_requests(rng: random.Random, station_names: set[str], n: int):
     return out
 
 
+def _dropped(fleet) -> int:
+    nodes = [fleet.dispatcher, fleet.traffic, fleet.driver]
+    return sum(n.guard.dropped for n in nodes) + sum(
+        {id(a.io): a.io.guard.dropped for a in fleet.agents.values()}.values())
+
+
+def malformed_messages(fleet):
+    """(type, topic, QoS, messages): each malformed or out-of-range message of issue #15."""
+    epoch, version = fleet.traffic.authority.epoch, fleet.traffic.authority.table.version
+    seg = convert.segment_msg
+    yield TaskStatus, "/fleet/task_status", qos.PROTOCOL, [
+        TaskStatus(task_id="ok_1", robot="ghost", state=TaskStatus.ACTIVE, lamport=lamport)
+        for lamport in (2**63 - 2, 2**64 - 1)]
+    yield ReservationSet, "/traffic/updates", qos.TABLE, [
+        # deltas with non-finite times and an unknown resource (dropped), and one naming
+        # robot a with a path (not a grant: only the authority's answer is)
+        ReservationSet(version=version + 1, epoch=epoch, robot="a",
+                       added=[seg("a", 1, math.nan, 1.0)]),
+        ReservationSet(version=version + 1, epoch=epoch, robot="a",
+                       added=[seg("a", 10**9, 0.0, 1.0)]),
+        ReservationSet(version=version + 1, epoch=epoch, robot="a",
+                       added=[seg("a", 3, 0.0, 1e9)]),
+        # then a forged snapshot of the current epoch with the largest version there is
+        ReservationSet(version=2**64 - 1, epoch=epoch, is_snapshot=True,
+                       added=[seg("x", 0, 0.0, math.inf)])]
+    odom = Odometry()
+    odom.pose.pose.position.x = math.nan
+    odom.twist.twist.linear.x = math.inf
+    yield Odometry, "/a/odom", qos.ODOM, [odom]
+    yield Twist, "/b/cmd_vel", qos.COMMAND, [Twist(linear=Vector3(x=math.nan), angular=Vector3(z=math.inf))]
+    yield CallForProposal, "/fleet/cfp", qos.PROTOCOL, [
+        CallForProposal(task=TaskMsg(id="x" * 1_000_000, kind="goto", stations=["2,5"]),
+                        round=1)]
+    yield Proposal, "/fleet/proposals", qos.PROTOCOL, [
+        Proposal(task_id="ok_1", round=1, robot="a", cost=math.nan)]
+    yield RobotState, "/fleet/robot_states", qos.state_qos(), [
+        RobotState(robot="ghost", resource=2**32 - 2, table_epoch=2**64 - 1,
+                   lamport=2**64 - 1, queued_task_ids=["q" * 1000] * 1000)]
+
+
 @pytest.mark.timeout(300)
 def test_fleet_refuses_hundreds_of_malformed_requests_over_dds_and_keeps_working(tmp_path):
     rng = random.Random(7)
@@ -704,6 +749,26 @@ def test_fleet_refuses_hundreds_of_malformed_requests_over_dds_and_keeps_working
         for tid in valid:
             resp = fleet.submit(tid, ["19,10"], kind="goto")
             assert not resp.accepted and "already submitted" in resp.error, resp.error
+        # while they run, a plain node publishes what no fleet process may die of
+        dropped_before = _dropped(fleet)
+        intruder = rclpy.create_node("intruder", context=ctx)
+        ex.add_node(intruder)
+        for msg_type, topic, profile, msgs in malformed_messages(fleet):
+            pub = intruder.create_publisher(msg_type, topic, profile)
+            # sent once the fleet's readers are matched (else DDS drops them unheard)
+            assert spin_until(ex, lambda p=pub: p.get_subscription_count() >= 1, 10.0), topic
+            for m in msgs:
+                pub.publish(m)
+        # dropped where they arrive: a's odometry, b's cmd_vel, the cfp (both agents), the
+        # robot state (dispatcher, traffic); the rest are harmless or may come too late
+        assert spin_until(ex, lambda: _dropped(fleet) - dropped_before >= 6, 10.0), \
+            _dropped(fleet) - dropped_before
+        # the forged snapshot (version 2**64-1) holds the replicas only until the next one
+        table = fleet.traffic.authority.table
+        assert spin_until(ex, lambda: fleet.dispatcher.replica.core.version == table.version
+                          and not fleet.dispatcher.replica.core.stale, 12.0), \
+            (fleet.dispatcher.replica.core.version, table.version)
+        assert all(math.isfinite(c) for a in fleet.agents.values() for c in a.core.pose)
         # generous: other jobs may load the machine (a limit, not a measurement)
         assert spin_until(ex, lambda: all(fleet.final(t) for t in valid), 120.0), \
             {t: fleet.final(t) for t in valid}

@@ -138,3 +138,16 @@ def test_a_robot_state_with_too_many_or_too_long_ids_is_refused():
         check_robot_state(State(**{**vars(ok), "queued_task_ids": ["q"] * 257}))
     with pytest.raises(BadInput, match="task id of 1000 bytes"):
         check_robot_state(State(**{**vars(ok), "done_task_ids": ["d" * 1000]}))
+
+
+def test_a_node_replica_learns_the_end_of_a_recovery_from_a_snapshot_it_already_has():
+    # the dispatcher's and the monitors' replicas skip converting a snapshot they have;
+    # the end of a recovery changes no reservation and comes only in such a snapshot
+    from fleet_coord_msgs.msg import ReservationSet
+
+    from fleet_coord.table_replica import TableReplica
+    rep = TableReplica(lambda r: (r,), 10, "")
+    assert rep.apply(ReservationSet(version=3, epoch=5, is_snapshot=True, recovering=True))
+    assert rep.core.recovering
+    assert not rep.apply(ReservationSet(version=3, epoch=5, is_snapshot=True, recovering=False))
+    assert not rep.core.recovering and rep.version == 3
