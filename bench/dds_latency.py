@@ -348,6 +348,7 @@ class Round:
     expected: int
     t_pub: int = 0
     answers: dict = field(default_factory=dict)  # robot -> (kind, src_ts, recv_ts, cb_ts)
+    proposals: dict = field(default_factory=dict)  # robot -> Proposal (--auth: checked at close)
     t_done: int = 0
     done: object = None  # rclpy Future, set when every agent answered
 
@@ -378,7 +379,7 @@ def run_auction(n_agents: int, n_procs: int, args, rep: int, shm_seen: set[str])
     signer = verifier = None
     if args.auth:
         # the fleet authenticates (docs/security.md): agents and driver sign and check,
-        # the initiator signs its cfps as the dispatcher and checks every answer as it would
+        # the initiator signs its cfps as the dispatcher and checks the answers as it does
         from fleet_coord.auth import Signer, Verifier
         from fleet_coord.core.trust import Role
         from fleet_coord.keys import IdentitySpec, KeyDir, robot_identities
@@ -406,13 +407,27 @@ def run_auction(n_agents: int, n_procs: int, args, rep: int, shm_seen: set[str])
                 r = current[0]
                 if r is None or msg.task_id != r.task_id or msg.robot in r.answers:
                     return
-                if verifier is not None and verifier.verify(
-                        msg, "fleet/proposals" if kind == "P" else "fleet/refusals",
-                        subjects=[msg.robot]) is not None:
-                    return
+                if verifier is not None:
+                    # as the dispatcher: a refusal checked in full, a proposal only cheaply
+                    # (its signature is checked if it wins, when the round closes)
+                    check = verifier.precheck if kind == "P" else verifier.verify
+                    if check(msg, "fleet/proposals" if kind == "P" else "fleet/refusals",
+                             subjects=[msg.robot]) is not None:
+                        return
+                    if kind == "P":
+                        r.proposals[msg.robot] = msg
                 r.answers[msg.robot] = (kind, info["source_timestamp"] if info else 0,
                                         info["received_timestamp"] if info else 0, t)
                 if len(r.answers) == r.expected:
+                    if verifier is not None:
+                        # the winner's signature, as Dispatch's award does (the round
+                        # closes only after it)
+                        for p in sorted(r.proposals.values(),
+                                        key=lambda p: (p.cost, p.eta.sec, p.eta.nanosec, p.robot)):
+                            if verifier.verify(p, "fleet/proposals",
+                                               subjects=[p.robot]) is None:
+                                break
+                        t = time.time_ns()
                     r.t_done = t
                     r.done.set_result(True)
         return cb

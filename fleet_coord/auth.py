@@ -265,13 +265,24 @@ class Verifier:
             return None
         return self._drop(channel, auth.signer or (subjects[0] if subjects else "?"), reason)
 
-    def _check(self, msg: Any, auth: Auth, channel: str, rule_name: str,
-               subjects: tuple[str, ...], op: str | None, request: Auth | None
-               ) -> Refusal | None:
+    def precheck(self, msg: Any, channel: str, *, rule: str | None = None,
+                 subjects: Iterable[str] = (), op: str | None = None) -> Dropped | None:
+        """The cheap part of `verify` (signed at all, keyring, policy, freshness): no
+        signature check, nothing remembered. For input whose signature matters only if it
+        is used - a proposal, only if it wins: `verify` it then, before acting on it."""
+        auth = msg.auth
+        subjects = tuple(subjects)
+        found = self._precheck(auth, rule or channel, subjects, op)
+        if not isinstance(found, Refusal):
+            return None
+        return self._drop(channel, auth.signer or (subjects[0] if subjects else "?"), found)
+
+    def _precheck(self, auth: Auth, rule_name: str, subjects: tuple[str, ...],
+                  op: str | None) -> Refusal | tuple[KeyRecord, float, float]:
+        """A refusal, or what the signature check needs: the key, the stamp, now."""
         if not auth.signer or not auth.signature:
             return Refusal.UNSIGNED
-        keyring = self.keyring
-        rec = keyring.lookup(auth.signer, auth.key_id)
+        rec = self.keyring.lookup(auth.signer, auth.key_id)
         if isinstance(rec, Refusal):
             return rec
         rule = rule_of(rule_name)
@@ -283,6 +294,15 @@ class Verifier:
         refused = self.guard.fresh(stamp, now, rule.latched)
         if refused is not None:
             return refused
+        return rec, stamp, now
+
+    def _check(self, msg: Any, auth: Auth, channel: str, rule_name: str,
+               subjects: tuple[str, ...], op: str | None, request: Auth | None
+               ) -> Refusal | None:
+        found = self._precheck(auth, rule_name, subjects, op)
+        if isinstance(found, Refusal):
+            return found
+        rec, stamp, now = found
         try:
             self._public_key(rec).verify(bytes(auth.signature),
                                          canonical(msg, channel, auth, request))

@@ -119,12 +119,17 @@ class Dispatcher(Node):
         for problem in task_ledger.problems:
             self.get_logger().error(f"task ledger {ledger}: {problem}; the record is kept as "
                                     "it is and skipped (`fleet-coord ledger check`)")
-        self.core = dp.Dispatch(task_ledger, config, self.now(), roadmap=self.roadmap,
-                                exclusion=self.exclusion, replica=self.replica.core,
-                                log=self.get_logger())
-
         # only an operator submits and cancels; a robot bids, refuses and reports for itself
         self.auth = NodeAuth(self, identities=["dispatcher"])
+        # proposals taken after the cheap checks, by (task, round, robot): the signature of
+        # one is checked only if it is about to win (`_authentic`); checking all of them
+        # one after another held every auction round back (docs/benchmarks.md)
+        self._proposals: dict[tuple[str, int, str], tuple[Proposal, bool]] = {}
+        self._pruned_at = 0.0
+        self.core = dp.Dispatch(task_ledger, config, self.now(), roadmap=self.roadmap,
+                                exclusion=self.exclusion, replica=self.replica.core,
+                                log=self.get_logger(),
+                                authentic=self._authentic if self.auth.enabled else None)
         group = MutuallyExclusiveCallbackGroup()
         self.guard = Guard(self.get_logger())   # what a callback cannot take is dropped
         pub = self.create_publisher
@@ -241,9 +246,31 @@ class Dispatcher(Node):
             self.replica.apply(m)
 
     def _on_proposal(self, m: Proposal) -> None:
-        if not self.auth.check_robot_msg(m, "fleet/proposals"):
+        if not self.auth.precheck_robot_msg(m, "fleet/proposals"):
             return
-        self._send(self.core.on_proposal(self.now(), proposal_from_msg(m)))
+        if not self.auth.enabled:
+            self._send(self.core.on_proposal(self.now(), proposal_from_msg(m)))
+            return
+        key = (m.task_id, m.round, m.robot)
+        # a robot bids once a round: a second bid is checked at once, so a forged one can
+        # neither displace its real bid nor be displaced by it unnoticed
+        checked = key in self._proposals
+        if checked and not self.auth.check_robot_msg(m, "fleet/proposals"):
+            return
+        actions = self.core.on_proposal(self.now(), proposal_from_msg(m))
+        if actions:
+            # not taken (late, stale, excluded): the robot gets a rejection if it is its own
+            if checked or self.auth.check_robot_msg(m, "fleet/proposals"):
+                self._send(actions)
+            return
+        entry = self.core.entries.get(m.task_id)
+        init = entry.initiator if entry is not None else None
+        if init is not None and init.round == m.round and m.robot in init.proposals:
+            self._proposals[key] = (m, checked)
+
+    def _authentic(self, p: cn.Proposal) -> bool:
+        m, checked = self._proposals.pop((p.task_id, p.round, p.robot), (None, False))
+        return m is not None and (checked or self.auth.check_robot_msg(m, "fleet/proposals"))
 
     def _on_refusal(self, m: Refusal) -> None:
         if not self.auth.check_robot_msg(m, "fleet/refusals"):
@@ -275,7 +302,14 @@ class Dispatcher(Node):
         self._send(self.core.on_robot_removed(self.now(), m.robot))
 
     def _tick(self) -> None:
-        self._send(self.core.tick(self.now()))
+        now = self.now()
+        self._send(self.core.tick(now))
+        if self._proposals and now - self._pruned_at >= 1.0:
+            # the proposals of rounds that closed (their winners' were checked)
+            self._pruned_at = now
+            running = {(t, e.initiator.round) for t, e in self.core.entries.items()
+                       if e.initiator is not None}
+            self._proposals = {k: m for k, m in self._proposals.items() if k[:2] in running}
 
 
 def main(args: list[str] | None = None) -> None:

@@ -176,6 +176,14 @@ class NodeAuth:
         Release request)."""
         return self.check(msg, channel, subjects=[msg.robot])
 
+    def precheck_robot_msg(self, msg: Any, channel: str) -> bool:
+        """`check_robot_msg` without the signature check (Verifier.precheck): for a
+        proposal, whose signature is checked if it is about to win."""
+        if self.verifier is None:
+            return True
+        return self.verifier.precheck(msg, channel, subjects=[msg.robot]) is None \
+            or not self.enforce
+
     def check_link(self, msg: Any, robot: str, channel: str) -> bool:
         if self.verifier is None:
             return True

@@ -95,6 +95,27 @@ def test_a_changed_field_breaks_the_signature(fleet):
     assert v.verify(msg, "fleet/proposals", subjects=["robot_1"]).reason is Refusal.BAD_SIGNATURE
 
 
+def test_precheck_refuses_all_but_a_bad_signature_and_remembers_nothing(fleet):
+    signers, v, clock, *_ = fleet
+    msg = signers["robot_1"].sign(proposal(), "fleet/proposals")
+    assert v.precheck(msg, "fleet/proposals", subjects=["robot_1"]) is None
+    assert v.precheck(proposal("robot_2"), "fleet/proposals", subjects=["robot_2"]).reason \
+        is Refusal.UNSIGNED
+    assert v.precheck(msg, "fleet/proposals", subjects=["robot_2"]).reason \
+        is Refusal.WRONG_SUBJECT
+    # a tampered cost passes the precheck: its signature is checked if it is used
+    msg.cost = 0.0
+    assert v.precheck(msg, "fleet/proposals", subjects=["robot_1"]) is None
+    assert v.verify(msg, "fleet/proposals", subjects=["robot_1"]).reason \
+        is Refusal.BAD_SIGNATURE
+    # a precheck remembers nothing: the verify after it is not a replay
+    ok = signers["robot_1"].sign(proposal(), "fleet/proposals")
+    assert v.precheck(ok, "fleet/proposals", subjects=["robot_1"]) is None
+    assert v.verify(ok, "fleet/proposals", subjects=["robot_1"]) is None
+    clock.t += 100.0
+    assert v.precheck(ok, "fleet/proposals", subjects=["robot_1"]).reason is Refusal.STALE
+
+
 def test_a_message_moved_to_another_channel_breaks_the_signature(fleet):
     signers, v, *_ = fleet
     from fleet_coord_msgs.msg import RobotNotice

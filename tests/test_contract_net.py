@@ -79,6 +79,27 @@ def test_lowest_cost_wins_ties_break_on_eta_then_robot_name():
         "AcceptProposal:r2", "RejectProposal:r3", "RejectProposal:r4", "RejectProposal:r1"]
 
 
+def test_a_winner_found_not_authentic_at_the_award_is_dropped_and_the_next_best_wins():
+    ini = initiator()
+    for robot, cost in (("r1", 1.0), ("r2", 2.0), ("r3", 3.0)):
+        ini.on_propose(robot, cost, cost, 0.1)
+    asked = []
+
+    def authentic(p):
+        asked.append(p.robot)
+        return p.robot != "r1"
+    out = ini.tick(1.0, authentic)
+    # only the proposals about to win are asked; the forged one gets no answer
+    assert asked == ["r1", "r2"]
+    assert [type(m).__name__ + ":" + m.robot for m in out] == [
+        "AcceptProposal:r2", "RejectProposal:r3"]
+    assert ini.winner == "r2" and "r1" not in ini.proposals
+    # nothing authentic: no bids
+    ini = initiator()
+    ini.on_propose("r1", 1.0, 1.0, 0.1)
+    assert ini.tick(1.0, lambda p: False) == [] and ini.state is InitiatorState.NO_BIDS
+
+
 def test_late_proposals_are_rejected_and_do_not_count():
     ini = initiator()
     ini.on_propose("r1", 9.0, 9.0, 0.5)

@@ -72,6 +72,48 @@ def test_submit_announce_award_done_and_the_task_leaves_no_record(ledger):
     assert d.on_task_status(1.1, "t", "b", S.DONE) == [] and d.entries == {}
 
 
+@pytest.mark.parametrize("config", [CONFIG, PER_TASK], ids=["pool", "per_task"])
+def test_a_forged_winning_proposal_is_dropped_at_the_award(ledger, config):
+    asked = []
+
+    def authentic(p):
+        asked.append(p.robot)
+        return p.robot != "b"
+    d = make(ledger, config=config, authentic=authentic)
+    d.submit(0.0, Task("t", "goto", ["s"]))
+    _, out = auction(d, "t", {"a": 5.0, "b": 3.0}, 0.1)
+    award, = of(out, dp.Award)
+    assert award.robot == "a" and ledger.get("t").robot == "a"
+    assert asked == ["b", "a"]            # only the bids about to win are checked
+    assert of(out, dp.Rejection) == []    # the forged one gets no answer
+    # nothing but forged bids: a round without bids (retried)
+    d.submit(1.0, Task("u", "goto", ["s"]))
+    _, out = auction(d, "u", {"b": 1.0}, 1.0)
+    assert of(out, dp.Award) == [] and ledger.get("u").state is S.QUEUED
+
+
+def test_a_forged_winner_in_a_pool_batch_is_dropped_and_the_batch_matched_again(ledger):
+    asked = []
+
+    def authentic(p):
+        asked.append((p.task_id, p.robot))
+        return p.robot != "b"
+    d = make(ledger, robots=("a", "b", "c"), authentic=authentic)
+    for t in ("t1", "t2"):
+        d.submit(0.0, Task(t, "goto", ["s"]))
+    cfps = {c.task.id: c for c in of(d.tick(0.1), dp.CallForProposals)}
+    bids = {"t1": {"b": 1.0, "a": 2.0}, "t2": {"a": 1.0, "c": 5.0}}
+    for t, by in bids.items():
+        for robot, cost in by.items():
+            d.on_proposal(0.1, cn.Proposal(robot, t, cfps[t].round, cost, 0.1 + cost))
+    out = d.tick(cfps["t1"].bid_deadline)
+    # first match t1->b (forged), t2->a; without b: t1->a, t2->c
+    assert sorted((a.task_id, a.robot) for a in of(out, dp.Award)) == [("t1", "a"),
+                                                                       ("t2", "c")]
+    assert sorted(asked) == [("t1", "a"), ("t1", "b"), ("t2", "a"), ("t2", "c")]
+    assert [r.robot for r in of(out, dp.Rejection)] == ["a"]   # its bid for t2
+
+
 def test_lamport_stamps_of_the_dispatchers_statuses_increase(ledger):
     d = make(ledger)
     out = d.submit(0.0, Task("t", "goto", ["s"])) + d.tick(0.0)

@@ -255,18 +255,24 @@ class Initiator:
 
     # -- decision ---------------------------------------------------------------------
 
-    def tick(self, now: float) -> list[Action]:
+    def tick(self, now: float, authentic: Callable[[Proposal], bool] | None = None
+             ) -> list[Action]:
         """At the deadline (or once everyone answered): award the lowest cost
-        (ties: lowest eta, then robot name) or end in NO_BIDS."""
+        (ties: lowest eta, then robot name) or end in NO_BIDS. `authentic(proposal)`:
+        whether it really is its robot's, asked only of the proposal about to win (an
+        authenticating fleet checks signatures there, not of every answer); one that is
+        not is dropped as if never received, and the next best wins."""
         if self.state is not InitiatorState.CFP_SENT:
             return []
         if now < self.deadline and not self.all_answered:
             return []
         self.close(now)
-        if not self.proposals:
-            self.state = InitiatorState.NO_BIDS
-            return []
-        return self.award(self.ranking()[0].robot, now)
+        for best in self.ranking():
+            if authentic is None or authentic(best):
+                return self.award(best.robot, now)
+            del self.proposals[best.robot]
+        self.state = InitiatorState.NO_BIDS
+        return []
 
     def close(self, now: float) -> None:
         """Stop taking answers: CFP_SENT -> EVALUATING."""

@@ -14,7 +14,9 @@ Per open task there is ONE record, `TaskEntry`, deleted when the task ends.
 
 Auctions. One `Initiator` per open task and round: cfp with a bid window; a round
 without bids is retried with back-off (`RetryPolicy`) and finally fails with the reason
-the robots gave. Who wins (`DispatchConfig.allocation`):
+the robots gave. In an authenticating fleet the node checks a proposal's signature only
+when it is about to win (`authentic`): a forged one is dropped there and the next best
+wins. Who wins (`DispatchConfig.allocation`):
 
 - ``"pool"`` (the default; core.allocation): the rounds that close together are
   allocated as a batch, a minimum-cost matching of tasks to robots over the bids (the
@@ -64,7 +66,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol, Union
 
@@ -202,8 +204,11 @@ class Dispatch:
 
     def __init__(self, ledger: TaskLedger, config: DispatchConfig, now: float, *,
                  roadmap: Roadmap | None = None, exclusion: Exclusion | None = None,
-                 replica: Replica | None = None, log: Log | None = None) -> None:
+                 replica: Replica | None = None, log: Log | None = None,
+                 authentic: Callable[[cn.Proposal], bool] | None = None) -> None:
         self.ledger = ledger
+        #: whether a proposal about to win is really its robot's (`Initiator.tick`)
+        self.authentic = authentic
         self.config = config
         self.roadmap, self.exclusion, self.replica = roadmap, exclusion, replica
         self.log: Log = log if log is not None else logging.getLogger("fleet_coord.dispatch")
@@ -406,7 +411,7 @@ class Dispatch:
             init = entry.initiator
             if init is None:
                 continue
-            actions = init.tick(now)
+            actions = init.tick(now, self.authentic)
             if init.state is cn.InitiatorState.AWARDED and actions:
                 out += self._award(task_id, entry, init, actions, now)
             elif init.state is cn.InitiatorState.NO_BIDS:
@@ -436,20 +441,15 @@ class Dispatch:
             return out
         # At most one unstarted task per robot: a robot holding its next task already
         # gets no other; what finds no free robot waits in the pool.
-        held = self._holding_next()
-        robots = sorted({r for _, _, init in batch for r in init.proposals} - held)
-        tasks = [task_id for task_id, _, _ in batch]
-        cost = np.full((len(robots), len(tasks)), np.inf)
-        for j, (_, _, init) in enumerate(batch):
-            for i, robot in enumerate(robots):
-                bid = init.proposals.get(robot)
-                if bid is not None:
-                    cost[i, j] = bid.cost
-        award = self.rebalancer.decide(BatchProposals(robots, tasks, cost), {}).award
+        award = self._match(batch, self._holding_next())
         for task_id, entry, init in batch:
             winner = award[task_id]
             if winner is not None:
                 out += self._award(task_id, entry, init, init.award(winner, now), now)
+                continue
+            if not init.proposals:   # every bid was forged: a round without bids
+                init.state = cn.InitiatorState.NO_BIDS
+                out += self._no_bids(task_id, entry, init, now)
                 continue
             entry.initiator = None
             why = (f"in the pool: the {len(init.proposals)} robot(s) that bid hold their "
@@ -464,6 +464,37 @@ class Dispatch:
             entry.pooled, entry.no_bid_rounds = True, 0
             out.append(self._status(task_id, TaskState.QUEUED, rnd=init.round, reason=why))
         return out
+
+    def _match(self, batch: list[tuple[str, TaskEntry, cn.Initiator]],
+               held: set[str]) -> dict[str, str | None]:
+        """The batch's minimum-cost matching of tasks to the robots not in `held`. In an
+        authenticating fleet only the winners' bids are checked (`authentic`); a forged
+        one is dropped and the batch matched again without it."""
+        tasks = [task_id for task_id, _, _ in batch]
+        checked: set[tuple[str, str]] = set()
+        while True:
+            robots = sorted({r for _, _, init in batch for r in init.proposals} - held)
+            cost = np.full((len(robots), len(tasks)), np.inf)
+            for j, (_, _, init) in enumerate(batch):
+                for i, robot in enumerate(robots):
+                    bid = init.proposals.get(robot)
+                    if bid is not None:
+                        cost[i, j] = bid.cost
+            award = self.rebalancer.decide(BatchProposals(robots, tasks, cost), {}).award
+            if self.authentic is None:
+                return award
+            forged = False
+            for task_id, _, init in batch:
+                winner = award[task_id]
+                if winner is None or (task_id, winner) in checked:
+                    continue
+                if self.authentic(init.proposals[winner]):
+                    checked.add((task_id, winner))
+                else:
+                    del init.proposals[winner]
+                    forged = True
+            if not forged:
+                return award
 
     def _holding_next(self) -> set[str]:
         """The robots holding an awarded task they have not started."""
