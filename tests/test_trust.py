@@ -139,6 +139,16 @@ def test_replay_of_a_taken_message_is_refused_and_reordering_within_the_window_i
     assert g.accept("robot_1", 8, "fleet/proposals", 5, 100.0, 100.1) is None
 
 
+def test_newest_is_the_latest_stamp_taken_from_a_signer_on_any_channel():
+    g = ReplayGuard(started=0.0)
+    assert g.newest("robot_1") is None
+    g.accept("robot_1", 7, "fleet/proposals", 1, 5.0, 5.0)
+    g.accept("robot_1", 8, "fleet/robot_states", 1, 6.5, 6.5)
+    g.accept("robot_1", 7, "fleet/proposals", 2, 6.0, 6.6)
+    g.accept("robot_2", 1, "fleet/proposals", 1, 9.0, 9.0)
+    assert g.newest("robot_1") == 6.5 and g.newest("robot_2") == 9.0
+
+
 def test_a_counter_older_than_the_window_is_refused():
     g = ReplayGuard(started=0.0)
     g.accept("a", 1, "c", 1000, 1.0, 1.0)

@@ -324,6 +324,12 @@ class ReplayGuard:
         ch.seen |= 1 << back
         return None
 
+    def newest(self, signer: str) -> float | None:
+        """The stamp of the newest message taken from `signer` (None: none in the window);
+        e.g. the last one a revoked identity got through."""
+        stamps = [ch.last_stamp for (who, _, _), ch in self._channels.items() if who == signer]
+        return max(stamps, default=None)
+
     def _prune(self, now: float) -> None:
         self._pruned_at = now
         for key in [k for k, ch in self._channels.items()
