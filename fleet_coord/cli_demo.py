@@ -61,6 +61,11 @@ def register(subparsers) -> None:
     p.add_argument("--no-record", action="store_true",
                    help="do not record the fleet's topics to <out>/fleet.mcap (MCAP: ros2 bag, "
                         "Foxglove; `fleet-coord report` rebuilds the report from it)")
+    p.add_argument("--auth", choices=("enforce", "off"), default="enforce",
+                   help="enforce (default): the fleet signs and checks its messages with keys "
+                        "the demo provisions in its temporary folder (docs/security.md); off: "
+                        "unsigned, to compare. The --vda5050 and --in-process fleets run "
+                        "unsigned")
     p.add_argument("--dry-run", action="store_true",
                    help="no ROS: allocate by Contract Net and plan with SIPP in one process")
     p.add_argument("--vda5050", type=_positive_int, default=None, metavar="N",

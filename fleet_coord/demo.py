@@ -89,6 +89,7 @@ class DemoSpec:
     timeout_s: float = 0.0         # wall; 0: none (the stall guard ends a stuck run)
     submit_interval_s: float = SUBMIT_INTERVAL_S
     record: bool = True            # write the fleet's topics to <out>/fleet.mcap
+    auth: str = "enforce"          # the fleet authenticates (docs/security.md); "off" to compare
 
     @property
     def real_time_factor(self) -> float:
@@ -126,14 +127,15 @@ class Recording:
 def fleet_config(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, float]],
                  workdir: str, event_log: str):
     """The FleetConfig of the demo fleet: every robot on the sim backend, sim time."""
-    from fleet_coord.fleet_config import FleetConfig, RobotConfig
+    from fleet_coord.fleet_config import AuthConfig, FleetConfig, RobotConfig
 
     per = spec.agents_per_process or len(starts)
     cfg = FleetConfig(path="<fleet-coord demo>", map=map_path, footprint_radius=0.15,
                       discovery_range="LOCALHOST", discovery_range_explicit=True,
                       domain_id=int(os.environ.get("ROS_DOMAIN_ID", "0") or 0),
                       use_sim_time=True, agents_per_process=per, restart="never",
-                      ledger=os.path.join(workdir, "tasks.sqlite"), event_log=event_log)
+                      ledger=os.path.join(workdir, "tasks.sqlite"), event_log=event_log,
+                      auth=AuthConfig(mode=spec.auth, keys=os.path.join(workdir, "keys")))
     cfg.robots = [RobotConfig(name=name, backend="sim", start=(float(x), float(y), 0.0),
                               max_speed=ROBOT_LIMITS["max_v"],
                               max_angular_speed=ROBOT_LIMITS["max_w"])
@@ -248,6 +250,13 @@ def run_fleet(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, floa
         if os.path.exists(stale):
             os.unlink(stale)
     cfg = fleet_config(spec, map_path, starts, workdir, event_log)
+    operator = None
+    if cfg.auth.enabled:   # the demo's own keys, in its temporary folder: no manual step
+        from fleet_coord.auth import Signer
+        from fleet_coord.keys import KeyDir, fleet_identities
+        kd = KeyDir(cfg.auth.keys)
+        kd.init(fleet_identities(cfg))
+        operator = Signer("operator", kd.private_key("operator"))
     recording = os.path.join(spec.out, "fleet.mcap")
     if os.path.exists(recording):
         os.unlink(recording)
@@ -374,6 +383,8 @@ def run_fleet(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, floa
                 req = SubmitTask.Request(task=TaskMsg(
                     id=task.id, kind=task.kind, stations=list(task.stations),
                     requester="fleet-coord demo"))
+                if operator is not None:
+                    operator.sign(req, "fleet/submit_task")
                 pending[task.id] = (demo.submit_client.call_async(req), req, time.monotonic())
                 next_at += spec.submit_interval_s
             for tid, (fut, req, sent) in list(pending.items()):
@@ -391,6 +402,8 @@ def run_fleet(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, floa
                     # a response can be lost before the client's reader is matched;
                     # SubmitTask is idempotent for the same task
                     demo.submit_client.remove_pending_request(fut)
+                    if operator is not None:   # a repeated signature would be a replay
+                        operator.sign(req, "fleet/submit_task")
                     pending[tid] = (demo.submit_client.call_async(req), req, time.monotonic())
             finished = len(rec.final)
             if progress is not None:
@@ -461,7 +474,8 @@ def run_demo(args, roadmap, exclusion, robots: dict[str, int], tasks) -> int:
     spec = DemoSpec(robots=len(robots), tasks=len(tasks), map=args.map, seed=args.seed,
                     mode=args.mode, rtf=args.rtf or 0.0, out=args.out,
                     agents_per_process=args.agents_per_process or 0,
-                    timeout_s=args.timeout or 0.0, record=not args.no_record)
+                    timeout_s=args.timeout or 0.0, record=not args.no_record,
+                    auth=args.auth)
     starts = {r: (float(roadmap.pos[v, 0]), float(roadmap.pos[v, 1]))
               for r, v in robots.items()}
     per = spec.agents_per_process or len(robots)
@@ -469,6 +483,8 @@ def run_demo(args, roadmap, exclusion, robots: dict[str, int], tasks) -> int:
           f"{os.path.relpath(roadmap.grid.path)} (seed {spec.seed}); PyBullet {spec.mode}, "
           f"real-time factor up to {spec.real_time_factor:g} (lock-step with the agents), "
           f"{per} agent(s) per process; fleet output in {os.path.join(spec.out, 'fleet.log')}")
+    print("authentication: " + ("on (messages signed and checked; keys provisioned for this "
+                                "run, docs/security.md)" if spec.auth != "off" else "off"))
     bar = tqdm(total=len(tasks), unit="task", desc="tasks ended", leave=True,
                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
 

@@ -45,6 +45,11 @@ def test_small_fleet_demo_completes_safely_and_writes_its_report(tmp_path, capsy
     with Image.open(out / "run.gif") as gif:
         assert gif.n_frames > 10
     assert "tasks: 3/3 done" in printed
+    # secure by default: the demo's own keys; a genuine fleet has nothing dropped
+    assert "authentication: on" in printed
+    dropped = [ln for ln in (out / "fleet.log").read_text().splitlines()
+               if "claiming to be from" in ln]
+    assert not dropped, dropped[:5]
     assert set(_children()) <= before, "fleet processes left behind"
     _check_recording(out, metrics, capsys)
     if metrics["excursions"] and metrics["excursions"] == metrics["reservation_violations"]:
