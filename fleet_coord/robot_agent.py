@@ -92,9 +92,20 @@ PARAMETERS: list[tuple[str, Any, str]] = [
     ("silence", _DEFAULTS.silence,
      "s without /traffic/updates (a snapshot comes every 5 s) = cut off from the fleet; "
      "its results of that time are sent again once it hears the fleet"),
-    ("control_latency", lambda prm: 1.0 / prm["control_rate"] if prm["control_rate"] > 0 else 0.0,
+    ("time_model", _DEFAULTS.time_model,
+     "how long its paths take: real (straight runs at full speed, turns only where the "
+     "path turns) or stop_and_turn (every lane at plan_speed, a stop and a turn at every "
+     "vertex: conservative), core/tracking.py robot_time_model"),
+    ("time_margin", _DEFAULTS.time_margin,
+     "s the robot may lead or lag its plan (time model real): every hold is that much "
+     "longer at both ends"),
+    ("control_latency",
+     lambda prm: ((3.0 if prm["time_model"] == "real" else 1.0) / prm["control_rate"]
+                  if prm["control_rate"] > 0 else 0.0),
      "s from sending a command to its taking effect beyond the odometry's age (delay "
-     "compensation, core/tracking.py CommandHistory); default one control period"),
+     "compensation, core/tracking.py CommandHistory); default three control periods at "
+     "real speed (compensating too much is harmless, too little makes the heading loop "
+     "oscillate), one with stop_and_turn"),
     ("max_plan_attempts", _DEFAULTS.max_plan_attempts,
      "refused or failed plans for one station before the task fails"),
     ("capacity_kg", _DEFAULTS.capacity_kg, "kg the robot can carry (heavier tasks: refused)"),
@@ -115,9 +126,10 @@ PARAMETERS: list[tuple[str, Any, str]] = [
      "s between repeats of its task's ACTIVE status (others forget a task not repeated "
      "for 4 periods + 1 s)"),
     ("plan_speed", _DEFAULTS.plan_speed,
-     "m/s it plans at; 0 = core.tracking.plan_speed_for(limits), slower than max_v so it "
-     "can stop and turn inside a vertex star"),
-    ("turn_margin", _DEFAULTS.turn_margin, "s of control latency budget per turn"),
+     "m/s it plans at with time_model stop_and_turn; 0 = core.tracking.plan_speed_for("
+     "limits), slower than max_v so it can stop and turn inside a vertex star"),
+    ("turn_margin", _DEFAULTS.turn_margin,
+     "s of control latency budget per turn (time_model stop_and_turn)"),
     ("drive", _DEFAULTS.drive,
      "track: velocity commands on /<robot>/cmd_vel along the timed path; follow: the robot "
      "follows the path by itself (a VDA 5050 vehicle), which goes out on /<robot>/plan"),
@@ -181,8 +193,9 @@ class RobotAgent(Node):
                     "start_margin", "reserve_timeout", "silence", "control_latency",
                     "max_plan_attempts", "capacity_kg", "bid_objective", "dwell",
                     "yield_check_period", "yield_wait", "yield_wait_busy", "yield_tabu",
-                    "status_period", "plan_speed", "turn_margin", "drive", "follow_margin",
-                    "driver_timeout", "follow_stall")})
+                    "status_period", "time_model", "time_margin", "plan_speed",
+                    "turn_margin", "drive", "follow_margin", "driver_timeout",
+                    "follow_stall")})
         except ValueError as e:   # the core refuses what the bounds table let through
             raise ParameterError(f"node {self.get_fully_qualified_name()}: {e}") from None
         # the robot's own driver topics on this node; the fleet-wide topics, the traffic

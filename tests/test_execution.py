@@ -475,7 +475,8 @@ def test_a_parked_robot_yields_its_spot_to_a_task_that_ends_there():
 def test_a_working_robot_waits_for_the_holder_of_its_station_without_losing_attempts():
     w = up(rows=[".....", "....."], a=(2, 0), b=(4, 0))
     a = w.cores["a"]
-    a.on_task_status = lambda now, s: []   # a never hears of b's task: cannot yield
+    a.on_task_status = lambda now, s: []   # a never hears of b's task: cannot yield,
+    a.on_cfp = lambda now, task, rnd, excluded=(): []   # nor learns 2,0 is a station
     w.award("b", "t1", ["2,0"])
     b = w.cores["b"]
     assert w.run_until(lambda: b.job is not None and b.job.blocked is not None, 5.0)
@@ -688,3 +689,72 @@ def test_bids_refuse_before_odometry_and_for_unknown_stations():
 def test_a_bad_setting_is_refused_naming_it(field, value):
     with pytest.raises(ValueError, match=field):
         dataclasses.replace(CONFIG, **{field: value})
+
+
+# -- stations are shared resources ---------------------------------------------------------
+
+
+def test_a_robot_done_at_a_station_leaves_it_for_the_next_one():
+    """a ends its task on station 2,0 and has nothing more to do there: it parks on a
+    vertex that is no station at once, so b's task to the same station never waits for
+    an idle holder."""
+    w = up(rows=[".....", "....."], a=(0, 0), b=(4, 1))
+    a, b = w.cores["a"], w.cores["b"]
+    w.award("a", "ta", ["2,0"])
+    assert w.run_until(lambda: w.final("ta") is not None, 20.0)
+    done_at = w.t
+    assert w.run_until(lambda: a.job is None and a.here != w.v("2,0") and a.parked, 10.0)
+    assert w.t - done_at < 5.0
+    assert a.here not in a.stations
+    assert {r for r, t in w.holds("a") if t == INF} == {a.here}
+    w.award("b", "tb", ["2,0"])
+    waited = []
+
+    def done() -> bool:
+        if b.job is not None and b.job.blocked is not None:
+            waited.append(w.t)
+        return w.final("tb") is not None
+    assert w.run_until(done, 20.0)
+    assert w.final("tb").state is TaskState.DONE and waited == []
+
+
+def test_an_idle_robot_with_a_queued_task_goes_on_instead_of_parking_aside():
+    w = up(rows=["......"], a=(0, 0))
+    a = w.cores["a"]
+    w.award("a", "t1", ["2,0"])
+    w.award("a", "t2", ["5,0"])
+    assert w.run_until(lambda: w.final("t2") is not None, 30.0)
+    moves = [x for r, x in w.actions if r == "a" and isinstance(x, Reserve)
+             and x.kind is CallKind.COMMIT]
+    assert len(moves) == 2, "it made a move between its two tasks"
+    assert a.here == w.v("5,0")
+
+
+# -- the time model -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["real", "stop_and_turn"])
+def test_the_robot_drives_at_the_speed_its_time_model_plans(model):
+    """real: a straight 8 m run after a quarter turn is planned at what the robot needs
+    (the turn only where it turns, the vertices on the way passed at speed); the
+    stop-and-turn model plans every lane slowly. Both arrive within their margin of the
+    plan (the world's robot follows the commands exactly)."""
+    cfg = dataclasses.replace(CONFIG, time_model=model)
+    w = World([".........", "........."], {"a": (0, 1)}, cfg)
+    core = w.cores["a"]
+    assert w.run_until(lambda: core.parked, 2.0)
+    w.bodies["a"] = UnicycleState(0.0, 1.0, math.pi / 2)   # facing +y: turn first
+    w.step()
+    w.award("a", "t1", ["8,1"])
+    t0 = w.t
+    assert w.run_until(lambda: core.drive is not None, 2.0)
+    planned = core.drive.path[-1][1] - t0
+    assert w.run_until(lambda: w.final("t1") is not None, 60.0)
+    took = w.t - t0
+    if model == "real":
+        need = 8.0 / LIMITS.max_v + LIMITS.max_v / (0.7 * LIMITS.max_acc) + \
+            core.model.turn(math.pi / 2)
+        assert need <= planned < need + cfg.start_margin + 0.1
+    else:
+        assert planned > 8.0 / core.model.max_v > 3 * 8.0 / LIMITS.max_v
+    assert took <= planned + core.model.margin + 2 * DT

@@ -70,10 +70,12 @@ from fleet_coord.core.release import Route, build_route, project, retimed, route
 from fleet_coord.core.replica import Replica, TableUpdate
 from fleet_coord.core.revocation import clip, first_uncovered, legs_done_at, stop_point
 from fleet_coord.core.roadmap import Exclusion, Roadmap
-from fleet_coord.core.sipp import sipp
+from fleet_coord.core.sipp import motion_model, sipp
 from fleet_coord.core.tasks import Task, TaskState
-from fleet_coord.core.timed_path import Segment, TimedPath, path_to_segments
-from fleet_coord.core.tracking import CommandHistory, PathTracker, plan_speed_for, turn_time
+from fleet_coord.core.time_model import TimeModel
+from fleet_coord.core.timed_path import Segment, TimedPath, path_to_segments, stop_prefix
+from fleet_coord.core.tracking import (TIME_MODELS, CommandHistory, PathTracker,
+                                       robot_time_model, turn_time)
 from fleet_coord.core.yielding import OpenTask, YieldMemo, needed_by, parked_at, yield_target
 
 __all__ = ["Abandon", "Action", "Activity", "Blocked", "CallKind", "Contact", "Drive",
@@ -240,8 +242,13 @@ class ExecutionConfig:
     yield_wait_busy: float = 180.0     # s waiting for a working holder that progresses not
     yield_tabu: float = 30.0           # s a spot it left (or failed to reach) is avoided
     status_period: float = 2.0         # s between repeats of its task's ACTIVE status
-    plan_speed: float = 0.0            # m/s; 0 = tracking.plan_speed_for(limits)
-    turn_margin: float = 0.25          # s of control latency budget per turn
+    #: how long a path takes (tracking.robot_time_model): "real" - straight runs at full
+    #: speed, turns only where the path turns; "stop_and_turn" - every lane at
+    #: `plan_speed`, stopping and turning at every vertex (conservative)
+    time_model: str = "real"
+    time_margin: float = 0.3           # s the robot may lead or lag its plan (real model)
+    plan_speed: float = 0.0            # m/s (stop_and_turn); 0 = tracking.plan_speed_for
+    turn_margin: float = 0.25          # s of control latency budget per turn (stop_and_turn)
     #: "track": velocity commands along the timed path (PathTracker); "follow": the robot
     #: follows the path by itself (FollowPath), progress from its pose
     drive: str = "track"
@@ -255,6 +262,9 @@ class ExecutionConfig:
     follow_stall: float = 60.0
 
     def __post_init__(self) -> None:
+        if self.time_model not in TIME_MODELS:
+            raise ValueError(f"time_model must be one of {', '.join(TIME_MODELS)}, "
+                             f"got {self.time_model!r}")
         if self.bid_objective not in cn.OBJECTIVES:
             raise ValueError(f"bid_objective must be one of {', '.join(cn.OBJECTIVES)}, "
                              f"got {self.bid_objective!r}")
@@ -262,8 +272,8 @@ class ExecutionConfig:
             raise ValueError(f"drive must be track or follow, got {self.drive!r}")
         for name in ("start_margin", "control_latency", "dwell", "yield_check_period",
                      "yield_wait", "yield_wait_busy", "yield_tabu", "plan_speed",
-                     "turn_margin", "capacity_kg", "follow_margin", "driver_timeout",
-                     "follow_stall"):
+                     "turn_margin", "capacity_kg", "time_margin", "follow_margin",
+                     "driver_timeout", "follow_stall"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0 and not math.isnan(v)):
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
@@ -400,11 +410,17 @@ class Execution:
         self.log: Log = log if log is not None else logging.getLogger(f"execution.{robot}")
         cfg = self.config
         self._configured_limits = cfg.limits
-        self.plan_speed = cfg.plan_speed if cfg.plan_speed > 0 else plan_speed_for(
-            cfg.limits, exclusion.clearance, cfg.turn_margin)
-        #: time to turn a quarter before departing, budgeted into every commit
+        #: how long its paths take and what they hold (core/time_model.py); a robot that
+        #: drives its path by itself (follow) has a profile the fleet does not know: it
+        #: is planned with the conservative model, slowed to the speed it is seen driving
+        self.model = self._make_model(cfg.limits)
+        #: the speed its travel-time estimates for yielding run at
+        self.plan_speed = self.model.max_v
+        #: stop-and-turn: time to turn a quarter before departing, budgeted into every
+        #: commit (the real model plans the first turn from the robot's heading)
         self.turn_allowance = turn_time(math.pi / 2, cfg.limits.max_w,
-                                        0.7 * cfg.limits.max_alpha) + 0.1
+                                        0.7 * cfg.limits.max_alpha) + 0.1 \
+            if self.model.drive_ahead else 0.0
         self.participant = cn.Participant(robot, self._travel_time, cn.RobotProfile(
             capacity_kg=cfg.capacity_kg, objective=cfg.bid_objective))
 
@@ -439,6 +455,9 @@ class Execution:
         # the others (for yielding)
         #: the stations of the tasks announced and not ended (from cfps)
         self.task_stations: dict[str, list[int]] = {}
+        #: every vertex a task has named as a station (from cfps): shared resources an
+        #: idle robot does not park on
+        self.stations: set[int] = set()
         #: another robot's open task -> (robot, progress, when last heard ACTIVE)
         self.active: dict[str, tuple[str, float, float]] = {}
         self._tabu: dict[int, float] = {}                # vertex -> avoided until
@@ -522,14 +541,23 @@ class Execution:
         if limits == self.config.limits:
             return
         self.config = replace(self.config, limits=limits)
-        speed = self.config.plan_speed if self.config.plan_speed > 0 else plan_speed_for(
-            limits, self.exclusion.clearance, self.config.turn_margin)
-        self.plan_speed = min(self.plan_speed, speed, limits.max_v)
+        model = self._make_model(limits)
+        if model.drive_ahead:   # never faster than it was seen driving
+            model = replace(model, max_v=min(self.plan_speed, model.max_v))
+        self.model, self.plan_speed = model, model.max_v
         self.turn_allowance = turn_time(math.pi / 2, limits.max_w,
-                                        0.7 * limits.max_alpha) + 0.1
+                                        0.7 * limits.max_alpha) + 0.1 \
+            if model.drive_ahead else 0.0
         self.log.info(f"{self.robot}'s driver reports max {said.max_v:g} m/s, "
                       f"{said.max_w:g} rad/s, {said.max_acc:g} m/s^2: planning at "
                       f"{self.plan_speed:.3f} m/s")
+
+    def _make_model(self, limits: Limits) -> TimeModel:
+        cfg = self.config
+        return robot_time_model(limits, self.exclusion.clearance,
+                                cfg.time_model if cfg.drive == "track" else "stop_and_turn",
+                                margin=cfg.time_margin, turn_margin=cfg.turn_margin,
+                                plan_speed=cfg.plan_speed)
 
     def _back(self, now: float, why: str) -> None:
         assert self.pose is not None
@@ -616,6 +644,7 @@ class Execution:
         """A call for proposals: propose the marginal cost, or refuse saying why."""
         try:
             self.task_stations[task.id] = [self.roadmap.vertex(s) for s in task.stations]
+            self.stations.update(self.task_stations[task.id])
         except KeyError:
             pass
         if self.robot in excluded or self.removed:
@@ -740,7 +769,10 @@ class Execution:
             if self.job is None:
                 self._check_footprint(now)
             if self.parked:
-                self._maybe_yield(now)
+                if self.job is None and self.here in self.stations:
+                    self._leave_station(now)
+                else:
+                    self._maybe_yield(now)
         job = self.job
         if job is None:
             if not self._idle_stop_sent:
@@ -844,7 +876,12 @@ class Execution:
         path = call.path
         first_departure = next((t for (v, t), (w, _) in zip(path[1:], path[2:]) if w != v),
                                path[-1][1])
-        if now > first_departure - self.turn_allowance:
+        # Too late to start on time: the stop-and-turn model must still make a quarter
+        # turn before the departure; the real model turns from the plan's start on and
+        # may lag it by its margin (the tracker runs a little ahead to make up for it).
+        late = first_departure - self.turn_allowance if self.model.drive_ahead else \
+            path[1][1] + 0.5 * self.model.margin
+        if now > late:
             self.log.warning(f"commit answered {now - first_departure:.2f} s after the "
                              "planned departure; replanning")
             job.phase = Phase.PLAN
@@ -889,13 +926,14 @@ class Execution:
         job.blocked = None
         t_start = now + self.config.start_margin + self.turn_allowance
         path = sipp(self.roadmap, self.exclusion, self.replica.table, self.robot, self.here,
-                    goal, t_start, self.plan_speed, deadline_s=0.5)
+                    goal, t_start, self.model, deadline_s=0.5,
+                    start_heading=self._heading())
         if path is None:
             self._retry(job, now, f"no conflict-free path from {self.roadmap.names[self.here]} "
                                   f"to station {self.roadmap.names[goal]} (it may be occupied)")
             return
         path = [(self.here, now)] + path
-        segments = path_to_segments(self.roadmap, self.exclusion, path, self.plan_speed)
+        segments = path_to_segments(self.roadmap, self.exclusion, path, self.model)
         # The anchor: its start vertex stays held until further notice until it knows
         # the answer. Should the answer be late or lost while the authority granted the
         # path, the table then still covers the robot standing here (otherwise it would
@@ -950,7 +988,7 @@ class Execution:
     # -- driving --------------------------------------------------------------------
 
     def _tracker(self, path: TimedPath) -> PathTracker:
-        return PathTracker(self.roadmap, path, self.plan_speed, self.exclusion.clearance,
+        return PathTracker(self.roadmap, path, self.model, self.exclusion.clearance,
                            self.config.limits)
 
     def _route(self, path: TimedPath) -> Route:
@@ -1030,6 +1068,7 @@ class Execution:
         if f.s >= total - 0.02 and v < 0.02:
             if 0 < f.speed < self.plan_speed:
                 self.plan_speed = 0.9 * f.speed
+                self.model = replace(self.model, max_v=self.plan_speed)
                 self.log.warning(f"{self.robot} drives slower than planned: planning at "
                                  f"{self.plan_speed:.3f} m/s from now on")
             self.here = route_vertices(drive.path)[-1]
@@ -1096,34 +1135,36 @@ class Execution:
             return
         path = drive.path
         k = stop_point(rep.table, self.roadmap, self.exclusion, self.robot, path,
-                       self.plan_speed, cut, self._legs_driven(drive))
+                       self.model, cut, self._legs_driven(drive))
         name = self.roadmap.names
         if k is None:
             self.log.error(f"my reservations were revoked from t={cut:.2f} and I cannot "
                            "reach a free stop point; stopping here")
             self._stop_here(job, now)
             return
-        prefix = list(path[:k + 1])
+        # (where it would have passed step k at speed, it brakes into it)
+        prefix = stop_prefix(self.roadmap, self.exclusion, path, k, self.model)
+        assert prefix is not None   # stop_point only picks steps it can stop at
         self.log.warning(f"my reservations were revoked from t={cut:.2f}: stopping at "
                          f"{name[prefix[-1][0]]} and replanning")
         # Stop there whatever the authority answers: everything up to it is still ours.
         self._set_path(drive, prefix)
         drive.segments = clip(path_to_segments(self.roadmap, self.exclusion, prefix,
-                                               self.plan_speed), now)
+                                               self.model), now)
         plan = prefix
         goal = job.stations[0]
         v, t_v = prefix[-1]
         if v != goal:
             t0 = max(t_v, now + self.config.start_margin + self.turn_allowance)
             cont = sipp(self.roadmap, self.exclusion, rep.table, self.robot, v, goal, t0,
-                        self.plan_speed, deadline_s=0.2)
+                        self.model, deadline_s=0.2, start_heading=self._arrival_heading(prefix))
             if cont is not None:
                 plan = prefix + [(v, t0)] + cont[1:] if t0 > t_v else prefix + cont[1:]
         self._send_recommit(plan, now)
 
     def _send_recommit(self, plan: TimedPath, now: float) -> None:
         """Hold `plan` from now on (replaces everything from now, the anchor too)."""
-        segs = clip(path_to_segments(self.roadmap, self.exclusion, plan, self.plan_speed), now)
+        segs = clip(path_to_segments(self.roadmap, self.exclusion, plan, self.model), now)
         self._abandon(CallKind.TRIM)
         self._send(CallKind.RECOMMIT, now, segs, plan, segs)
 
@@ -1159,7 +1200,7 @@ class Execution:
         if drive.follow is not None:   # the robot goes on along the same vertices
             f = drive.follow
             f.route = self._route(path)
-            f.holds = path_to_segments(self.roadmap, self.exclusion, path, self.plan_speed)
+            f.holds = path_to_segments(self.roadmap, self.exclusion, path, self.model)
             drive.path = list(path)
             self._out.append(FollowPath(list(path)))
             return
@@ -1216,6 +1257,7 @@ class Execution:
                      1.0 if state is TaskState.DONE else 0.0, reason)
         if state is TaskState.DONE:
             self.done.appendleft(job.task.id)
+        self._next_yield_check = now   # idle now: leave the station at the next tick
         if state is TaskState.FAILED:
             self.log.warning(f"task {job.task.id} failed: {reason}")
 
@@ -1343,6 +1385,25 @@ class Execution:
             self.suspended = self.job
         self.job = Job(task=None, round=0, stations=[target])
 
+    def _leave_station(self, now: float) -> None:
+        """An idle robot standing on a station (a vertex some task names) leaves it for
+        the next robot: it parks at the nearest vertex that is no station and not in the
+        way of an open task (`yield_target`), instead of waiting there until someone
+        needs it. Stays when there is no such spot (yielding still moves it when needed)."""
+        assert self.here is not None
+        if self.replica.stale:
+            return
+        tabu = {v for v, until in self._tabu.items() if until > now} | self.stations
+        target = yield_target(self.robot, self.here, self.open_tasks(), self.replica.table,
+                              self.roadmap, self.exclusion, now, self.plan_speed, tabu=tabu,
+                              memo=self.memo)
+        if target is None:
+            return
+        name = self.roadmap.names
+        self.log.info(f"done at station {name[self.here]}: leaving it for the next robot, "
+                      f"parking at {name[target]}")
+        self.job = Job(task=None, round=0, stations=[target])
+
     def _check_footprint(self, now: float) -> None:
         """An idle parked robot should hold exactly its spot for good in the table. It may
         hold more: the traffic authority blocks, for good, everything a robot held around
@@ -1369,9 +1430,14 @@ class Execution:
 
     # -- bidding ----------------------------------------------------------------------
 
+    def _times_to(self, goal: int) -> list[float]:
+        """The time the model needs from every vertex to stand at `goal`, turns and stops
+        counted (no traffic): what bids and the plan's end estimate."""
+        return motion_model(self.roadmap, self.exclusion, self.model).vertex_times_to(goal)
+
     def _travel_time(self, a: str, b: str) -> float:
         va, vb = self.roadmap.vertex(a), self.roadmap.vertex(b)
-        return float(self.roadmap.shortest_times(vb, self.plan_speed)[va])
+        return float(self._times_to(vb)[va])
 
     def _plan_state(self, now: float) -> cn.RobotState:
         """The plan as the Participant sees it: where the current job ends and when."""
@@ -1383,13 +1449,28 @@ class Execution:
             here = self.drive.tracker.next_vertex if self.drive is not None \
                 and self.drive.tracker is not None else self.here
             for v in self.job.stations:
-                remaining += float(self.roadmap.shortest_times(v, self.plan_speed)[here])
+                remaining += float(self._times_to(v)[here])
                 here = v
             free_at = now + remaining
         else:
             position, free_at = names[self.here], now
         return cn.RobotState(position=position, queue=list(self.queue), free_at=free_at,
                              now=now)
+
+    def _heading(self) -> float | None:
+        """The robot's heading for the first turn of a plan (the stop-and-turn model
+        budgets that turn as `turn_allowance` instead)."""
+        return None if self.model.drive_ahead or self.pose is None else self.pose[2]
+
+    def _arrival_heading(self, path: TimedPath) -> float | None:
+        """The heading a robot stops in at the end of `path`: along its last lane (the
+        model's heading classes make driving it backwards the same)."""
+        moves = [(u, v) for (u, _), (v, _) in zip(path, path[1:]) if u != v]
+        if self.model.drive_ahead or not moves:
+            return self._heading()
+        u, v = moves[-1]
+        d = self.roadmap.pos[v] - self.roadmap.pos[u]
+        return math.atan2(float(d[1]), float(d[0]))
 
     def _nearest_vertex(self, x: float, y: float) -> int:
         pos = np.asarray(self.roadmap.pos)

@@ -376,6 +376,8 @@ class PathTracker:
         else:
             s_ref, v_ref = self._reference(t + self.lead)
             want = v_ref + self.k_along * (s_ref - p)
+            if v_ref <= 0.0 and s_ref >= p + stop - self.pos_tol:
+                want = cap   # the plan stands at the stop already: brake into it, no later
         speed = max(0.0, min(want, cap))
         body = math.atan2(ey, ex) + (math.pi if self.reverse else 0.0)
         # Steer back onto the lane over a look-ahead distance that grows with speed, so the
