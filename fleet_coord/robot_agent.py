@@ -100,12 +100,13 @@ PARAMETERS: list[tuple[str, Any, str]] = [
      "s the robot may lead or lag its plan (time model real): every hold is that much "
      "longer at both ends"),
     ("control_latency",
-     lambda prm: ((3.0 if prm["time_model"] == "real" else 1.0) / prm["control_rate"]
+     lambda prm: ((2.0 if prm["time_model"] == "real" else 1.0) / prm["control_rate"]
                   if prm["control_rate"] > 0 else 0.0),
      "s from sending a command to its taking effect beyond the odometry's age (delay "
-     "compensation, core/tracking.py CommandHistory); default three control periods at "
-     "real speed (compensating too much is harmless, too little makes the heading loop "
-     "oscillate), one with stop_and_turn"),
+     "compensation, core/tracking.py CommandHistory); default two control periods at "
+     "real speed (a lock-stepped simulator leads its agents by up to one or two; at speed "
+     "the heading loop oscillates when the real latency is far from this), one with "
+     "stop_and_turn"),
     ("max_plan_attempts", _DEFAULTS.max_plan_attempts,
      "refused or failed plans for one station before the task fails"),
     ("capacity_kg", _DEFAULTS.capacity_kg, "kg the robot can carry (heavier tasks: refused)"),
