@@ -25,12 +25,13 @@ def world():
 
 def simulate(roadmap, exclusion, path, limits, plan_speed, *, theta0=0.0, control_dt=0.05,
              latency_steps=1, dt=0.01, t_max=None, compensate=False, offset=(0.0, 0.0),
-             assumed_steps=None):
+             assumed_steps=None, jitter=None):
     """Run the tracker against the kinematic robot; returns [(t, x, y)] and the tracker.
     `plan_speed`: the path's time model (or plan speed: the stop-and-turn model).
     A command acts `latency_steps` control periods after it was computed; `compensate`
     tracks the pose predicted for then (CommandHistory), as robot_agent does, assuming
-    `assumed_steps` periods of latency (default: the true latency)."""
+    `assumed_steps` periods of latency (default: the true latency). `jitter`: a
+    random.Random; then each control period lasts 1 to 3 x control_dt (a starved agent)."""
     holds = path_to_segments(roadmap, exclusion, path, plan_speed)
     tracker = PathTracker(roadmap, path, plan_speed, exclusion.clearance, limits)
     x0, y0 = roadmap.pos[path[0][0]]
@@ -51,7 +52,7 @@ def simulate(roadmap, exclusion, path, limits, plan_speed, *, theta0=0.0, contro
                 c = tracker.command(s.x, s.y, s.theta, t)
             pending.append((c.v, c.w))
             cmd = pending.pop(0)
-            next_control += control_dt
+            next_control += control_dt * (jitter.uniform(1.0, 3.0) if jitter else 1.0)
             if c.arrived and abs(s.v) < 1e-3:
                 break
         s = step(s, cmd[0], cmd[1], dt, limits)
@@ -339,3 +340,42 @@ def test_real_speed_tracking_tolerates_latency_it_did_not_compensate(world, late
                                      compensate=True)
     assert tracker.arrived
     assert worst_excursion(exclusion, holds, trace[::3]) < 0.1
+
+
+def test_real_speed_tracking_adapts_its_gains_to_late_commands(world):
+    """A starved agent's commands come every 0.05 to 0.15 s and each holds until the
+    next: the tracker lowers its gains to the period it observes, so turns in place do
+    not ring and the robot stays in its holds (with the stiff gains it does not)."""
+    roadmap, exclusion = world
+    table = ReservationTable(exclusion.of, roadmap.num_resources)
+    model = real(exclusion, DEMO_LIMITS)
+    path = sipp(roadmap, exclusion, table, "a", roadmap.vertex("2,2"), roadmap.vertex("12,6"),
+                0.0, model, start_heading=2.0)
+    worst = []
+    for seed in range(3):
+        trace, tracker, holds = simulate(roadmap, exclusion, path, DEMO_LIMITS, model,
+                                         theta0=2.0, latency_steps=1, assumed_steps=2,
+                                         compensate=True, jitter=random.Random(seed))
+        assert tracker.arrived and tracker.period > 0.05
+        worst.append(worst_excursion(exclusion, holds, trace[::3]))
+    assert max(worst) < 0.02, worst
+
+
+def test_a_robot_that_cannot_leave_a_stop_in_time_is_overdue(world):
+    roadmap, exclusion = world
+    model = real(exclusion, DEMO_LIMITS)
+    table = ReservationTable(exclusion.of, roadmap.num_resources)
+    path = sipp(roadmap, exclusion, table, "a", roadmap.vertex("2,2"), roadmap.vertex("12,2"),
+                0.0, model, start_heading=math.pi / 2)   # a quarter turn first
+    tracker = PathTracker(roadmap, path, model, exclusion.clearance, DEMO_LIMITS)
+    t_dep = tracker.legs[0].t_dep
+    for t in (0.0, t_dep, t_dep + model.margin - 0.01):
+        tracker.command(2.0, 2.0, math.pi / 2, t)   # stuck facing +y: never turns
+        assert not tracker.overdue(t)
+    tracker.command(2.0, 2.0, math.pi / 2, t_dep + model.margin + 0.01)
+    assert tracker.overdue(t_dep + model.margin + 0.01)
+    speed = plan_speed_for(DEMO_LIMITS, exclusion.clearance)
+    slow_path = sipp(roadmap, exclusion, table, "a", roadmap.vertex("2,2"),
+                     roadmap.vertex("12,2"), 0.0, speed)
+    slow = PathTracker(roadmap, slow_path, speed, exclusion.clearance, DEMO_LIMITS)
+    assert not slow.overdue(slow.legs[0].t_dep + 10.0)   # stop-and-turn is never behind

@@ -1015,6 +1015,15 @@ class Execution:
         t_apply = max(now, t_odom) + self.config.control_latency
         x, y, th = self.commands.predict(x, y, th, t_odom, t_apply)
         cmd = drive.tracker.command(x, y, th, t_apply)
+        if drive.tracker.overdue(t_apply):
+            # it will be outside its holds before it can leave: stop, hold where it
+            # stands and plan again from here (a retry: counts as an attempt)
+            leg = drive.tracker.legs[drive.tracker.index]
+            self.log.warning(f"still at {self.roadmap.names[leg.u]} "
+                             f"{t_apply - leg.t_dep:.2f} s after my planned departure; "
+                             "stopping and planning again from here")
+            self._stop_here(job, now)
+            return
         self.commands.record(t_apply, cmd.v, cmd.w)
         self.here = cmd.vertex
         self._out.append(Velocity(float(cmd.v), float(cmd.w)))
@@ -1205,9 +1214,9 @@ class Execution:
             self._out.append(FollowPath(list(path)))
             return
         assert drive.tracker is not None
-        # follow `path` from where the tracker is (same leg index and direction)
-        old, new = drive.tracker, self._tracker(path)
-        new.index, new.driving, new.reverse = old.index, old.driving, old.reverse
+        # follow `path` from where the tracker is (same leg, direction, command period)
+        new = self._tracker(path)
+        new.take_over(drive.tracker)
         drive.tracker, drive.path = new, list(path)
 
     def _stop_here(self, job: Job, now: float) -> None:

@@ -59,6 +59,9 @@ K_DRIVE = 8.0
 T_LOOKAHEAD = 0.5
 #: ... capped (m): the lanes' holds have no lateral room, an offset must die out quickly.
 MAX_LOOKAHEAD = 0.4
+#: Share of an error one command may correct before the next one comes (the gains are
+#: capped at HOLD_SHARE / period when commands come late).
+HOLD_SHARE = 0.6
 #: Gain (1/s) of the correction toward the planned position on a run.
 K_ALONG = 3.0
 #: Gain (1/s) of the last centimetres of a stop, v = k_stop * distance: the real-speed
@@ -244,6 +247,10 @@ class PathTracker:
         self.driving = False
         self.reverse = False
         self._speed = 0.0       # the last speed commanded (m/s)
+        #: the real-speed model adapts its gains to how often it is asked (`period`)
+        self.adaptive = not model.drive_ahead
+        self.period: Optional[float] = None   # s between commands, as observed
+        self._t_last: Optional[float] = None
 
     # -- helpers --------------------------------------------------------------------
 
@@ -275,8 +282,24 @@ class PathTracker:
 
     def _turn_rate(self, err: float) -> float:
         mag = min(self.limits.max_w, math.sqrt(2.0 * self.alpha * abs(err)),
-                  self.k_heading * abs(err))
+                  self._gain(self.k_heading) * abs(err))
         return math.copysign(mag, err)
+
+    def _gain(self, k: float) -> float:
+        """Gain `k` (1/s), lowered so that a command held until the next one (`period`)
+        does no more than HOLD_SHARE of the correction: a starved agent's commands come
+        late, and a stiff law then rings (at a stop, a turn that never settles)."""
+        if self.period is None:
+            return k
+        return min(k, HOLD_SHARE / self.period)
+
+    def _observe(self, t: float) -> None:
+        """Track the command period from the times asked for (quick to rise, slow to
+        fall: one late tick says more ticks will be late)."""
+        if self.adaptive and self._t_last is not None and t > self._t_last:
+            dt = min(t - self._t_last, 0.5)
+            self.period = dt if self.period is None else max(dt, 0.9 * self.period + 0.1 * dt)
+        self._t_last = t
 
     def _cmd(self, v: float, w: float, p: float = 0.0) -> Command:
         return Command(v, w, self._progress(p), self.arrived, self.vertex, self.index,
@@ -287,7 +310,8 @@ class PathTracker:
         last centimetres proportionally, so one control period cannot overshoot)."""
         if distance <= 0.0:
             return 0.0
-        return min(math.sqrt(2.0 * self.acc * distance), max(self.k_stop * distance, 0.05))
+        return min(math.sqrt(2.0 * self.acc * distance),
+                   max(self._gain(self.k_stop) * distance, 0.05))
 
     def _speed_cap(self, p: float, t: float) -> tuple[float, float]:
         """(highest safe speed, distance to the stop ending this run) for a robot `p` m
@@ -329,10 +353,26 @@ class PathTracker:
             base += leg.length
         return base, 0.0
 
+    def overdue(self, t: float) -> bool:
+        """The robot still stands at a stop more than the margin after its planned
+        departure (a turn that did not settle, commands that came late): from there on
+        it would be outside what it holds. The real-speed model's caller stops and plans
+        again; the stop-and-turn model is never behind its plan."""
+        if self.model.drive_ahead or self.driving or self.index >= len(self.legs):
+            return False
+        return t > self.legs[self.index].t_dep + self.model.margin
+
+    def take_over(self, old: "PathTracker") -> None:
+        """Continue where `old` (the same route, re-timed or cut) was: the same leg and
+        direction, the same observed command period."""
+        self.index, self.driving, self.reverse = old.index, old.driving, old.reverse
+        self.period, self._t_last, self._speed = old.period, old._t_last, old._speed
+
     # -- the control law ------------------------------------------------------------
 
     def command(self, x: float, y: float, theta: float, t: float) -> Command:
         """The twist to send now, for a robot at (x, y, theta) at time t."""
+        self._observe(t)
         if self.index >= len(self.legs):
             return self._cmd(0.0, 0.0)
         leg = self.legs[self.index]
@@ -386,7 +426,7 @@ class PathTracker:
         lookahead = max(1.0 / self.k_lateral, min(self.t_lookahead * self._speed, MAX_LOOKAHEAD))
         want_heading = body - math.atan(lateral / lookahead)
         err = _wrap(want_heading - theta)
-        w = max(-self.limits.max_w, min(self.limits.max_w, self.k_drive * err))
+        w = max(-self.limits.max_w, min(self.limits.max_w, self._gain(self.k_drive) * err))
         speed *= max(0.0, math.cos(err)) ** 2
         self._speed = speed
         return self._cmd(-speed if self.reverse else speed, w, p)
