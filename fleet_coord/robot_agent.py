@@ -56,6 +56,7 @@ from fleet_coord.core.execution import (Abandon, Action, Execution, ExecutionCon
                                         Reserve, ReserveAnswer, StatusReport, Velocity)
 from fleet_coord.core.kinematics import Limits
 from fleet_coord.core.replica import TableUpdate
+from fleet_coord.core.tracking import control_rate_problem
 from fleet_coord.core.yielding import YieldMemo
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
 from fleet_coord.fleet_io import FleetIO
@@ -225,6 +226,9 @@ class RobotAgent(Node):
         self._call_auth: dict[int, Any] = {}    # seq -> its request's Auth (the answer's)
         self._tick_wall: float | None = None    # monotonic time of the last control tick
         self._tick_period = 1.0 / prm["control_rate"]
+        problem = control_rate_problem(config.limits, prm["control_rate"], config.time_model)
+        if problem:
+            self.get_logger().warning(problem)
         self.io.add(self, prm["control_rate"], prm["state_rate"])
 
     def _declare_parameters(self, robot: str | None) -> dict[str, Any]:

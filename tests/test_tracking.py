@@ -9,7 +9,8 @@ from fleet_coord.core.planner import path_to_segments, sipp
 from fleet_coord.core.reservations import ReservationTable
 from fleet_coord.core.time_model import TimeModel
 from fleet_coord.core.tracking import (CommandHistory, PathTracker, containment_error,
-                                       cover_time, plan_speed_for, robot_time_model, stop_time,
+                                       control_rate_problem, cover_time, plan_speed_for,
+                                       robot_time_model, stop_time,
                                        turn_time)
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
 
@@ -379,3 +380,12 @@ def test_a_robot_that_cannot_leave_a_stop_in_time_is_overdue(world):
                      roadmap.vertex("12,2"), 0.0, speed)
     slow = PathTracker(roadmap, slow_path, speed, exclusion.clearance, DEMO_LIMITS)
     assert not slow.overdue(slow.legs[0].t_dep + 10.0)   # stop-and-turn is never behind
+
+
+def test_a_control_loop_too_slow_for_the_limits_is_named():
+    agile = Limits(max_v=3.0, max_w=20.0, max_acc=40.0, max_alpha=400.0)
+    problem = control_rate_problem(agile, 20.0)
+    assert problem and "0.15 m" in problem and "stop_and_turn" in problem
+    assert control_rate_problem(agile, 100.0) is None
+    assert control_rate_problem(agile, 20.0, "stop_and_turn") is None
+    assert control_rate_problem(DEMO_LIMITS, 20.0) is None
