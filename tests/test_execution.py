@@ -20,6 +20,7 @@ from fleet_coord.core.replica import Replica, TableUpdate
 from fleet_coord.core.reservations import Reservation, ReservationTable
 from fleet_coord.core.roadmap import Footprint, GridMap, Roadmap
 from fleet_coord.core.tasks import Task, TaskState
+from fleet_coord.core.tracking import containment_error
 from fleet_coord.core.traffic import TrafficAuthority
 from fleet_coord.core.yielding import YieldMemo
 
@@ -436,6 +437,37 @@ def test_revoked_reservations_make_the_robot_stop_before_the_cut_and_re_commit()
     assert on_ghost == [], "drove onto the blocked vertex"
     assert w.final("t1").state is TaskState.DONE   # around it
     assert w.at("a") == (6.0, 1.0)
+
+
+def test_a_cut_just_ahead_of_a_robot_at_speed_stops_it_at_the_end_of_its_lane():
+    """The real model passes vertices at speed; a cut right ahead leaves no stop point
+    further on. A robot that can still brake stops at the end of the lane it drives
+    (instead of parking where it left, behind it, outside every hold)."""
+    rows = [".........", ".........", "........."]
+    w = up(rows=rows, a=(0, 1))
+    core = w.cores["a"]
+    w.award("a", "t1", ["8,1"])
+    assert w.run_until(lambda: core.drive is not None and w.bodies["a"].x > 0.1, 3.0)
+    assert w.bodies["a"].v > 1.0   # on its first lane, at speed
+    ghost_v = w.v("2,1")
+    assert w.authority.reserve("ghost", [(ghost_v, w.t, w.t + 0.1)]).ok
+    assert "a" in w.authority.robot_lost("ghost", w.t).revoked
+    w._publish()
+    assert w.run_until(lambda: any(r.kind is CallKind.RECOMMIT for r in w.sent("a", Reserve)),
+                       0.5)
+    assert not any(r.kind is CallKind.PARK for r in w.sent("a", Reserve)[-2:])
+    # it still drives (no stop where it stands), braking into (1, 1)
+    assert core.drive is not None and (w.v("1,1"), ) == tuple(
+        v for v, _ in core.drive.path if v == w.v("1,1"))[:1]
+    worst = 0.0
+    while w.final("t1") is None and w.t < 30.0:
+        w.step()
+        b = w.bodies["a"]
+        assert math.hypot(b.x - 2, b.y - 1) > 0.5, "drove onto the blocked vertex"
+        holds = [(r.resource, r.t_start, r.t_end) for r in w.authority.table.reservations("a")]
+        worst = max(worst, containment_error(w.ex, holds, b.x, b.y, w.t))
+    assert worst < 0.05
+    assert w.final("t1").state is TaskState.DONE   # around it
 
 
 def test_a_lost_re_commit_answer_is_sent_again():

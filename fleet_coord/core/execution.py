@@ -68,7 +68,8 @@ from fleet_coord.core import contract_net as cn
 from fleet_coord.core.kinematics import Limits
 from fleet_coord.core.release import Route, build_route, project, retimed, route_vertices
 from fleet_coord.core.replica import Replica, TableUpdate
-from fleet_coord.core.revocation import clip, first_uncovered, legs_done_at, stop_point
+from fleet_coord.core.revocation import (clip, first_uncovered, legs_done_at,
+                                        nearest_free_stop, stop_point)
 from fleet_coord.core.roadmap import Exclusion, Roadmap
 from fleet_coord.core.sipp import motion_model, sipp
 from fleet_coord.core.tasks import Task, TaskState
@@ -1143,9 +1144,22 @@ class Execution:
         if cut is None:
             return
         path = drive.path
+        # at real speed the plan passes the end of the lane it drives: it may still stop
+        # there when it can brake in time (else it would find no stop point at all)
+        brake_ahead = drive.tracker is not None and self.pose is not None and \
+            drive.tracker.can_stop_ahead(self.pose[0], self.pose[1], self.twist[0],
+                                         self.config.control_latency)
         k = stop_point(rep.table, self.roadmap, self.exclusion, self.robot, path,
-                       self.model, cut, self._legs_driven(drive))
+                       self.model, cut, self._legs_driven(drive), brake_ahead=brake_ahead)
         name = self.roadmap.names
+        if k is None:
+            k = nearest_free_stop(rep.table, self.roadmap, self.exclusion, self.robot, path,
+                                  self.model, cut, self._legs_driven(drive),
+                                  brake_ahead=brake_ahead)
+            if k is not None:
+                self.log.warning(f"my reservations were revoked from t={cut:.2f}, too soon "
+                                 "to stop within what I still hold: braking to the nearest "
+                                 "stop, which is free")
         if k is None:
             self.log.error(f"my reservations were revoked from t={cut:.2f} and I cannot "
                            "reach a free stop point; stopping here")

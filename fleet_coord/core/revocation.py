@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from fleet_coord.core.reservations import ReservationTable
     from fleet_coord.core.roadmap import Exclusion, Roadmap
 
-__all__ = ["clip", "first_uncovered", "legs_done_at", "stop_point"]
+__all__ = ["clip", "first_uncovered", "legs_done_at", "nearest_free_stop", "stop_point"]
 
 _EPS = 1e-9
 
@@ -65,20 +65,23 @@ def clip(segments: Sequence[Segment], t_from: float) -> list[Segment]:
 
 def stop_point(table: ReservationTable, roadmap: Roadmap, exclusion: Exclusion, robot: str,
                path: TimedPath, model: Union[TimeModel, float], t_cut: float,
-               legs_driven: int) -> int | None:
+               legs_driven: int, *, brake_ahead: bool = False) -> int | None:
     """Index k of the last step of `path` where the robot can stop and park: it reaches
     step k within what it holds (every hold of ``stop_prefix(path, k)`` - the path
     braking to a stop at step k - before the goal hold ends by `t_cut`), step k is not
     behind it (`legs_driven` lanes done, or being driven; a step it would pass at speed
     must lie beyond the lane it drives, so it can still brake), and its vertex is free
     for ever from the moment it enters it. None when there is no such step. Drive
-    ``stop_prefix(roadmap, exclusion, path, k, model)`` to stop there."""
+    ``stop_prefix(roadmap, exclusion, path, k, model)`` to stop there. `brake_ahead`:
+    the caller measured that the robot can still brake before the end of the lane it
+    drives, so that end counts too even where the plan passes it at speed."""
     done = legs_done_at(path)
     for k in range(len(path) - 1, -1, -1):
         if done[k] < legs_driven:
             break
         prefix = stop_prefix(roadmap, exclusion, path, k, model)
-        if prefix is None or (prefix[-1][1] != path[k][1] and done[k] <= legs_driven):
+        behind = done[k] < legs_driven if brake_ahead else done[k] <= legs_driven
+        if prefix is None or (prefix[-1][1] != path[k][1] and behind):
             continue
         segs = path_to_segments(roadmap, exclusion, prefix, model)
         *before, (v, a, _) = segs
@@ -86,5 +89,27 @@ def stop_point(table: ReservationTable, roadmap: Roadmap, exclusion: Exclusion, 
         if a > t_cut + _EPS or any(b > t_cut + _EPS for _, _, b in before):
             continue
         if table.is_free(v, a, math.inf, robot=robot):
+            return k
+    return None
+
+
+def nearest_free_stop(table: ReservationTable, roadmap: Roadmap, exclusion: Exclusion,
+                      robot: str, path: TimedPath, model: Union[TimeModel, float],
+                      t_cut: float, legs_driven: int, *, brake_ahead: bool = False) -> int | None:
+    """When no stop point lies within what it still holds (`stop_point` is None: a cut
+    right ahead of a robot at speed), the nearest step it can brake into whose holds
+    past `t_cut` are free in `table`: the re-commit can take them. None when there is
+    none. Same arguments as `stop_point`."""
+    done = legs_done_at(path)
+    for k in range(len(path)):
+        if done[k] < legs_driven:
+            continue
+        prefix = stop_prefix(roadmap, exclusion, path, k, model)
+        behind = done[k] < legs_driven if brake_ahead else done[k] <= legs_driven
+        if prefix is None or (prefix[-1][1] != path[k][1] and behind):
+            continue
+        segs = path_to_segments(roadmap, exclusion, prefix, model)
+        if all(b <= t_cut + _EPS or table.is_free(r, max(a, t_cut), b, robot=robot)
+               for r, a, b in segs):
             return k
     return None

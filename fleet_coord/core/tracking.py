@@ -385,6 +385,20 @@ class PathTracker:
             return False
         return t > self.legs[self.index].t_dep + self.model.margin
 
+    def can_stop_ahead(self, x: float, y: float, speed: float, latency: float) -> bool:
+        """Whether a robot at (x, y) driving at `speed` on its current lane can still
+        brake to stand at the lane's end (the next command acts after `latency` s and
+        holds for a command period)."""
+        if not self.driving or self.index >= len(self.legs):
+            return False
+        leg = self.legs[self.index]
+        ex, ey = ((leg.end[0] - leg.start[0]) / leg.length,
+                  (leg.end[1] - leg.start[1]) / leg.length)
+        left = leg.length - ((x - leg.start[0]) * ex + (y - leg.start[1]) * ey)
+        v = abs(speed)
+        need = v * (latency + (self.period or 0.0)) + v * v / (2.0 * self.acc)
+        return left - need >= self.pos_tol
+
     def take_over(self, old: "PathTracker") -> None:
         """Continue where `old` (the same route, re-timed or cut) was: the same leg and
         direction, the same observed command period."""
