@@ -100,6 +100,9 @@ PARAMETERS: list[tuple[str, Any, str]] = [
     ("time_margin", _DEFAULTS.time_margin,
      "s the robot may lead or lag its plan (time model real): every hold is that much "
      "longer at both ends"),
+    ("leave_stations", _DEFAULTS.leave_stations,
+     "an idle robot on a station (a vertex some task names) leaves it for the nearest "
+     "spot that is no station and in no open task's way"),
     ("control_latency",
      lambda prm: ((2.0 if prm["time_model"] == "real" else 1.0) / prm["control_rate"]
                   if prm["control_rate"] > 0 else 0.0),
@@ -195,8 +198,8 @@ class RobotAgent(Node):
                     "start_margin", "reserve_timeout", "silence", "control_latency",
                     "max_plan_attempts", "capacity_kg", "bid_objective", "dwell",
                     "yield_check_period", "yield_wait", "yield_wait_busy", "yield_tabu",
-                    "status_period", "time_model", "time_margin", "plan_speed",
-                    "turn_margin", "drive", "follow_margin", "driver_timeout",
+                    "status_period", "time_model", "time_margin", "leave_stations",
+                    "plan_speed", "turn_margin", "drive", "follow_margin", "driver_timeout",
                     "follow_stall")})
         except ValueError as e:   # the core refuses what the bounds table let through
             raise ParameterError(f"node {self.get_fully_qualified_name()}: {e}") from None

@@ -444,8 +444,9 @@ def test_a_cut_just_ahead_of_a_robot_at_speed_stops_it_at_the_end_of_its_lane():
     further on. A robot that can still brake stops at the end of the lane it drives
     (instead of parking where it left, behind it, outside every hold)."""
     rows = [".........", ".........", "........."]
-    w = up(rows=rows, a=(0, 1))
+    w = World(rows, {"a": (0, 1)}, dataclasses.replace(CONFIG, time_model="real"))
     core = w.cores["a"]
+    assert w.run_until(lambda: core.parked, 2.0)
     w.award("a", "t1", ["8,1"])
     assert w.run_until(lambda: core.drive is not None and w.bodies["a"].x > 0.1, 3.0)
     assert w.bodies["a"].v > 1.0   # on its first lane, at speed
@@ -730,8 +731,10 @@ def test_a_robot_done_at_a_station_leaves_it_for_the_next_one():
     """a ends its task on station 2,0 and has nothing more to do there: it parks on a
     vertex that is no station at once, so b's task to the same station never waits for
     an idle holder."""
-    w = up(rows=[".....", "....."], a=(0, 0), b=(4, 1))
+    w = World([".....", "....."], {"a": (0, 0), "b": (4, 1)},
+              dataclasses.replace(CONFIG, leave_stations=True))
     a, b = w.cores["a"], w.cores["b"]
+    assert w.run_until(lambda: a.parked and b.parked, 2.0)
     w.award("a", "ta", ["2,0"])
     assert w.run_until(lambda: w.final("ta") is not None, 20.0)
     done_at = w.t

@@ -245,8 +245,14 @@ class ExecutionConfig:
     status_period: float = 2.0         # s between repeats of its task's ACTIVE status
     #: how long a path takes (tracking.robot_time_model): "real" - straight runs at full
     #: speed, turns only where the path turns; "stop_and_turn" - every lane at
-    #: `plan_speed`, stopping and turning at every vertex (conservative)
-    time_model: str = "real"
+    #: `plan_speed`, stopping and turning at every vertex (conservative; still the
+    #: default: a robot that could not hold its spot at start-up stands there unheld,
+    #: and at real speed a path granted through it reaches it first, docs/execution.md)
+    time_model: str = "stop_and_turn"
+    #: an idle robot on a station leaves it for a spot that is no station (off by
+    #: default: it changes every run's traffic, and the in-process fleet's fault
+    #: schedules then reach an open agent-restart bug, docs/execution.md)
+    leave_stations: bool = False
     time_margin: float = 0.3           # s the robot may lead or lag its plan (real model)
     plan_speed: float = 0.0            # m/s (stop_and_turn); 0 = tracking.plan_speed_for
     turn_margin: float = 0.25          # s of control latency budget per turn (stop_and_turn)
@@ -770,7 +776,8 @@ class Execution:
             if self.job is None:
                 self._check_footprint(now)
             if self.parked:
-                if self.job is None and self.here in self.stations:
+                if self.job is None and self.config.leave_stations and \
+                        self.here in self.stations:
                     self._leave_station(now)
                 else:
                     self._maybe_yield(now)
@@ -1280,7 +1287,8 @@ class Execution:
                      1.0 if state is TaskState.DONE else 0.0, reason)
         if state is TaskState.DONE:
             self.done.appendleft(job.task.id)
-        self._next_yield_check = now   # idle now: leave the station at the next tick
+        if self.config.leave_stations:
+            self._next_yield_check = now   # idle now: leave the station at the next tick
         if state is TaskState.FAILED:
             self.log.warning(f"task {job.task.id} failed: {reason}")
 
