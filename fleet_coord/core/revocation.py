@@ -63,6 +63,20 @@ def clip(segments: Sequence[Segment], t_from: float) -> list[Segment]:
     return [(r, max(a, t_from), b) for r, a, b in segments if b > t_from]
 
 
+def _stop_holds(roadmap: Roadmap, exclusion: Exclusion, path: TimedPath,
+                model: Union[TimeModel, float], k: int, done: list[int], legs_driven: int,
+                brake_ahead: bool) -> list[Segment] | None:
+    """The holds of braking to a stop at step k, or None when it cannot stop there
+    (behind it, or a step it passes at speed on the lane it drives)."""
+    if done[k] < legs_driven:
+        return None
+    prefix = stop_prefix(roadmap, exclusion, path, k, model)
+    behind = done[k] < legs_driven if brake_ahead else done[k] <= legs_driven
+    if prefix is None or (prefix[-1][1] != path[k][1] and behind):
+        return None
+    return path_to_segments(roadmap, exclusion, prefix, model)
+
+
 def stop_point(table: ReservationTable, roadmap: Roadmap, exclusion: Exclusion, robot: str,
                path: TimedPath, model: Union[TimeModel, float], t_cut: float,
                legs_driven: int, *, brake_ahead: bool = False) -> int | None:
@@ -79,11 +93,9 @@ def stop_point(table: ReservationTable, roadmap: Roadmap, exclusion: Exclusion, 
     for k in range(len(path) - 1, -1, -1):
         if done[k] < legs_driven:
             break
-        prefix = stop_prefix(roadmap, exclusion, path, k, model)
-        behind = done[k] < legs_driven if brake_ahead else done[k] <= legs_driven
-        if prefix is None or (prefix[-1][1] != path[k][1] and behind):
+        segs = _stop_holds(roadmap, exclusion, path, model, k, done, legs_driven, brake_ahead)
+        if segs is None:
             continue
-        segs = path_to_segments(roadmap, exclusion, prefix, model)
         *before, (v, a, _) = segs
         # the holds on the way there all end by the cut (the cut took only what follows)
         if a > t_cut + _EPS or any(b > t_cut + _EPS for _, _, b in before):
@@ -102,14 +114,9 @@ def nearest_free_stop(table: ReservationTable, roadmap: Roadmap, exclusion: Excl
     none. Same arguments as `stop_point`."""
     done = legs_done_at(path)
     for k in range(len(path)):
-        if done[k] < legs_driven:
-            continue
-        prefix = stop_prefix(roadmap, exclusion, path, k, model)
-        behind = done[k] < legs_driven if brake_ahead else done[k] <= legs_driven
-        if prefix is None or (prefix[-1][1] != path[k][1] and behind):
-            continue
-        segs = path_to_segments(roadmap, exclusion, prefix, model)
-        if all(b <= t_cut + _EPS or table.is_free(r, max(a, t_cut), b, robot=robot)
-               for r, a, b in segs):
+        segs = _stop_holds(roadmap, exclusion, path, model, k, done, legs_driven, brake_ahead)
+        if segs is not None and all(b <= t_cut + _EPS or
+                                    table.is_free(r, max(a, t_cut), b, robot=robot)
+                                    for r, a, b in segs):
             return k
     return None
