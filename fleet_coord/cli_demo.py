@@ -81,9 +81,9 @@ def register(subparsers) -> None:
                         "per task, travel bids: what it did before)")
     p.add_argument("--time-model", choices=("stop_and_turn", "real"),
                    default="stop_and_turn",
-                   help="--dry-run: how the robots' paths are timed: stop_and_turn (every "
-                        "lane at the plan speed: what the agents plan with; the default) or "
-                        "real (the robots' limits, core/time_model.py)")
+                   help="how the robots' paths are timed (the agents' time_model; the dry "
+                        "run models it): stop_and_turn (every lane at the plan speed; the "
+                        "default) or real (the robots' limits, core/time_model.py)")
     p.add_argument("--in-process", action="store_true",
                    help="no DDS: the same dispatcher, traffic and agent cores and ideal "
                         "kinematic robots in one process on a virtual clock (as fast as the "

@@ -90,6 +90,7 @@ class DemoSpec:
     submit_interval_s: float = SUBMIT_INTERVAL_S
     record: bool = True            # write the fleet's topics to <out>/fleet.mcap
     auth: str = "enforce"          # the fleet authenticates (docs/security.md); "off" to compare
+    time_model: str = "stop_and_turn"   # the agents' time_model (core/tracking.py)
 
     @property
     def real_time_factor(self) -> float:
@@ -147,7 +148,7 @@ def fleet_config(spec: DemoSpec, map_path: str, starts: dict[str, tuple[float, f
                 "max_cmd_lead": MAX_CMD_LEAD_S, **acc},
         # bids: completion times (bid_objective "completion"), matched by the
         # dispatcher's pool (docs/benchmarks.md, "Demo (full fleet)", Allocation)
-        "robot_agent": {"turn_margin": TURN_MARGIN_S, **acc},
+        "robot_agent": {"turn_margin": TURN_MARGIN_S, "time_model": spec.time_model, **acc},
         "traffic": {"lost_after": 3.0},
         "dispatcher": {"bid_window": 0.5, "robot_timeout": 3.0},
         "fleet_monitor": {"lost_after": 3.0},
@@ -475,7 +476,7 @@ def run_demo(args, roadmap, exclusion, robots: dict[str, int], tasks) -> int:
                     mode=args.mode, rtf=args.rtf or 0.0, out=args.out,
                     agents_per_process=args.agents_per_process or 0,
                     timeout_s=args.timeout or 0.0, record=not args.no_record,
-                    auth=args.auth)
+                    auth=args.auth, time_model=args.time_model)
     starts = {r: (float(roadmap.pos[v, 0]), float(roadmap.pos[v, 1]))
               for r, v in robots.items()}
     per = spec.agents_per_process or len(robots)
