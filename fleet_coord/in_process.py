@@ -38,7 +38,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from fleet_coord.bus import Bus, Faults
@@ -676,6 +676,11 @@ def run_demo(args: Any, roadmap: Roadmap, exclusion: Exclusion, robots: dict[str
     before = getattr(args, "allocation", "pool") == "per_task"
     params = FleetParams(agents_per_process=per, allocation="per_task" if before else "pool",
                          bid_objective="travel" if before else "completion")
+    if getattr(args, "time_model", "stop_and_turn") == "real":
+        # as the ROS agents: delay compensation of two control periods at real speed
+        params = replace(params, execution=ex.ExecutionConfig(
+            limits=params.limits, turn_margin=params.turn_margin, time_model="real",
+            control_latency=2.0 * params.control_period, bid_objective=params.bid_objective))
     bar = tqdm(total=len(tasks), unit="task", desc="tasks ended", leave=True,
                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
 
