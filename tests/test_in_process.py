@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fleet_coord.bus import Cut, Faults
+from fleet_coord.core.execution import ExecutionConfig
 from fleet_coord.core.kinematics import Limits
 from fleet_coord.core.roadmap import Footprint, GridMap, Roadmap
 from fleet_coord.core.tasks import Task, TaskLedger
@@ -67,6 +68,20 @@ def test_agile_robots_leave_each_vertex_within_its_hold_at_any_fleet_latency(tmp
         assert result.outcomes == {t.id: "DONE" for t in TASKS[:3]}
         assert result.excursions == 0, f.monitor.excursions[:3]
         assert result.monitor_samples > 300
+
+
+def test_the_real_time_model_drives_the_tasks_inside_its_holds(tmp_path):
+    """The demo robot planned at its real limits (time_model real): the same tasks, no
+    conflict, no robot outside its holds (checked at both ends of each hold), no contact."""
+    limits = Limits(max_v=1.0, max_w=4.0, max_acc=4.0, max_alpha=20.0)
+    params = FleetParams(limits=limits, trace_period=0.0, execution=ExecutionConfig(
+        limits=limits, turn_margin=0.2, time_model="real", control_latency=0.1))
+    with fleet(tmp_path, seed=3, params=params) as f:
+        result = f.run(TASKS, submit_at=0.5, interval=0.4, max_sim_s=120.0)
+        assert result.outcomes == {t.id: "DONE" for t in TASKS}
+        assert result.conflicts == 0 and result.contacts == 0
+        assert result.excursions == 0, f.monitor.excursions[:3]
+        assert result.monitor_samples > 100
 
 
 # -- random fault schedules -----------------------------------------------------------
