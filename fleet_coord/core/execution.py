@@ -550,7 +550,7 @@ class Execution:
         self.config = replace(self.config, limits=limits)
         model = self._make_model(limits)
         if model.drive_ahead:   # never faster than it was seen driving
-            model = replace(model, max_v=min(self.plan_speed, model.max_v))
+            model = replace(model, max_v=min(self.plan_speed, model.max_v, limits.max_v))
         self.model, self.plan_speed = model, model.max_v
         self.turn_allowance = turn_time(math.pi / 2, limits.max_w,
                                         0.7 * limits.max_alpha) + 0.1 \
