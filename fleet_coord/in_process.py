@@ -162,9 +162,10 @@ class InProcessFleet:
         self.cmd: dict[str, tuple[float, float, float]] = {}   # robot -> (v, w, stamp)
         self._cmd_queue: dict[str, deque[tuple[float, float, float, float]]] = {
             r: deque() for r in robots}                        # (applies at, v, w, stamp)
-        self.execution_config = self.p.execution or ex.ExecutionConfig(
+        # no wall deadline on path searches: the same run whatever the machine's load
+        self.execution_config = replace(self.p.execution or ex.ExecutionConfig(
             limits=self.p.limits, turn_margin=self.p.turn_margin,
-            bid_objective=self.p.bid_objective)
+            bid_objective=self.p.bid_objective), plan_deadline=None)
         self.command_latency = self.execution_config.control_latency \
             if self.p.command_latency is None else self.p.command_latency
         self._driven_at = 0.0                                  # time of the poses in `state`

@@ -254,6 +254,10 @@ class ExecutionConfig:
     #: schedules then reach an open agent-restart bug, docs/execution.md)
     leave_stations: bool = False
     time_margin: float = 0.3           # s the robot may lead or lag its plan (real model)
+    #: wall s a path search may take before it gives up (a re-commit's: 40 % of it); None
+    #: for none: the in-process fleet's virtual clock stands still while it plans, and a
+    #: wall deadline would make its runs depend on the machine's load
+    plan_deadline: float | None = 0.5
     plan_speed: float = 0.0            # m/s (stop_and_turn); 0 = tracking.plan_speed_for
     turn_margin: float = 0.25          # s of control latency budget per turn (stop_and_turn)
     #: "track": velocity commands along the timed path (PathTracker); "follow": the robot
@@ -934,7 +938,7 @@ class Execution:
         job.blocked = None
         t_start = now + self.config.start_margin + self.turn_allowance
         path = sipp(self.roadmap, self.exclusion, self.replica.table, self.robot, self.here,
-                    goal, t_start, self.model, deadline_s=0.5,
+                    goal, t_start, self.model, deadline_s=self.config.plan_deadline,
                     start_heading=self._heading())
         if path is None:
             self._retry(job, now, f"no conflict-free path from {self.roadmap.names[self.here]} "
@@ -1187,10 +1191,15 @@ class Execution:
         if v != goal:
             t0 = max(t_v, now + self.config.start_margin + self.turn_allowance)
             cont = sipp(self.roadmap, self.exclusion, rep.table, self.robot, v, goal, t0,
-                        self.model, deadline_s=0.2, start_heading=self._arrival_heading(prefix))
+                        self.model, deadline_s=self._deadline(0.4),
+                        start_heading=self._arrival_heading(prefix))
             if cont is not None:
                 plan = prefix + [(v, t0)] + cont[1:] if t0 > t_v else prefix + cont[1:]
         self._send_recommit(plan, now)
+
+    def _deadline(self, share: float) -> float | None:
+        d = self.config.plan_deadline
+        return None if d is None else share * d
 
     def _send_recommit(self, plan: TimedPath, now: float) -> None:
         """Hold `plan` from now on (replaces everything from now, the anchor too)."""
