@@ -99,8 +99,8 @@ def run_nodes(make_nodes: Callable[[list[str]], Iterable[Node]], args=None,
         while not stop and rclpy.ok():
             try:
                 executor.spin_once(timeout_sec=0.1)
-            except (KeyboardInterrupt, ExternalShutdownException):
-                raise
+            except (KeyboardInterrupt, ExternalShutdownException, RCLError):
+                raise   # rcl itself failing is no callback's error: handled below
             except Exception as e:  # noqa: BLE001 - the last resort (fleet_coord.guard)
                 if not rclpy.ok():
                     raise
