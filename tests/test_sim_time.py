@@ -114,7 +114,9 @@ def test_launch_on_sim_time_odometry_state_task_done_and_tf_matches_odometry(tmp
             submit = node.create_client(SubmitTask, "/fleet/submit_task")
 
             def ready():
+                # /clock and odometry too: under load their readers match after /fleet/state's
                 return (got["state"] and len(got["state"][-1].robots) == 2
+                        and got["clock"] and all(odom[r] for r in odom)
                         and submit.service_is_ready())
             assert spin_until(ex, ready, 60), out.getvalue()[-3000:]
             # odometry on sim time: stamps follow /clock (which started at 0), not wall time
