@@ -488,3 +488,26 @@ def test_pool_a_robot_that_joins_takes_a_pooled_task(ledger):
     d.on_robot_state(1.0, "c", incarnation="c-agent-1")
     cfps, out = batch_round(d, {"a": {"t2": 1.0}, "c": {"t2": 7.0}}, 1.0)
     assert [(w.task_id, w.robot) for w in of(out, dp.Award)] == [("t2", "c")]
+
+
+@pytest.mark.parametrize("config", [CONFIG, PER_TASK], ids=["pool", "per_task"])
+def test_a_lost_or_removed_robots_bids_do_not_win(ledger, config):
+    """A partitioned robot may still hear cfps and bid: neither its bids sent before it
+    was declared lost nor those after win until it is heard again (an award it cannot
+    confirm costs the task an attempt)."""
+    d = make(ledger, robots=("a", "b", "c"), config=config)
+    d.submit(0.0, Task("t", "goto", ["s"]))
+    cfp, = of(d.tick(0.0), dp.CallForProposals)
+    for robot, cost in (("a", 1.0), ("b", 5.0), ("c", 3.0)):
+        d.on_proposal(0.1, cn.Proposal(robot, "t", cfp.round, cost, 0.1 + cost))
+    out = d.on_robot_lost(0.2, "a") + d.on_robot_removed(0.2, "c")
+    assert {(r.task_id, r.robot) for r in of(out, dp.Rejection)} == {("t", "a"), ("t", "c")}
+    late = d.on_proposal(0.25, cn.Proposal("a", "t", cfp.round, 0.5, 1.0))
+    assert [r.robot for r in of(late, dp.Rejection)] == ["a"] and "lost" in late[0].reason
+    out = d.tick(cfp.bid_deadline)
+    assert [(w.task_id, w.robot) for w in of(out, dp.Award)] == [("t", "b")]
+    # heard again, it bids and wins as before
+    d.on_robot_state(1.0, "a", incarnation="a-agent-1")
+    d.submit(1.0, Task("u", "goto", ["s"]))
+    _, out = auction(d, "u", {"a": 1.0}, 1.0)
+    assert [(w.task_id, w.robot) for w in of(out, dp.Award)] == [("u", "a")]

@@ -301,6 +301,15 @@ class Initiator:
                 for p in self.ranking() if p.robot != robot]
         return out
 
+    def drop(self, robot: str, reason: str) -> list[Action]:
+        """Take `robot`'s proposal out of a round still collecting answers (its robot was
+        declared lost or removed: it must not win): a reject-proposal to it, or [] when
+        it has none here."""
+        if self.state is not InitiatorState.CFP_SENT or robot not in self.proposals:
+            return []
+        del self.proposals[robot]
+        return [RejectProposal(robot, self.task.id, self.round, reason=reason)]
+
     def cancel(self, now: float) -> list[Action]:
         """Withdraw the cfp (task cancelled): reject every proposal received."""
         if self.state not in (InitiatorState.CFP_SENT, InitiatorState.EVALUATING):

@@ -14,9 +14,12 @@ Per open task there is ONE record, `TaskEntry`, deleted when the task ends.
 
 Auctions. One `Initiator` per open task and round: cfp with a bid window; a round
 without bids is retried with back-off (`RetryPolicy`) and finally fails with the reason
-the robots gave. In an authenticating fleet the node checks a proposal's signature only
-when it is about to win (`authentic`): a forged one is dropped there and the next best
-wins. Who wins (`DispatchConfig.allocation`):
+the robots gave. A robot declared lost or removed is not asked and does not win: its
+bids (also those sent before the loss) are rejected until it is heard again (a
+partitioned robot may still hear cfps, and an award it cannot confirm would cost the
+task one of its `max_task_attempts`). In an authenticating fleet the node checks a
+proposal's signature only when it is about to win (`authentic`): a forged one is dropped
+there and the next best wins. Who wins (`DispatchConfig.allocation`):
 
 - ``"pool"`` (the default; core.allocation): the rounds that close together are
   allocated as a batch, a minimum-cost matching of tasks to robots over the bids (the
@@ -352,6 +355,12 @@ class Dispatch:
             if isinstance(msg, cn.Proposal):
                 return [Rejection(msg.task_id, msg.round, msg.robot,
                                   reason="excluded: it gave this task back")]
+            return []
+        if msg.robot in self.lost:   # not asked; it may win again once it is heard again
+            if isinstance(msg, cn.Proposal):
+                return [Rejection(msg.task_id, msg.round, msg.robot,
+                                  reason=f"refused: {msg.robot} is declared lost; it bids "
+                                         "again once its state is heard")]
             return []
         try:
             return self._send(init, init.on_message(msg, now))
@@ -808,10 +817,19 @@ class Dispatch:
         return [Rejection(task_id, rnd, robot, winner=rec.robot or "",
                           reason=f"withdrawn: {what}")]
 
+    def _drop_bids(self, robot: str, reason: str) -> list[Action]:
+        """`robot`'s proposals in the rounds still running no longer count (it was lost or
+        removed): a round closing later must not award a robot that cannot confirm."""
+        out: list[Action] = []
+        for entry in self.entries.values():
+            if entry.initiator is not None:
+                out += self._send(entry.initiator, entry.initiator.drop(robot, reason))
+        return out
+
     def on_robot_lost(self, now: float, robot: str) -> list[Action]:
         self.robots.pop(robot, None)
         self.lost.add(robot)
-        out: list[Action] = []
+        out = self._drop_bids(robot, f"refused: {robot} was declared lost")
         for rec in self.ledger.in_flight():
             if rec.robot == robot:
                 out += self._requeue(rec.task.id, robot, f"robot {robot} was lost", now,
@@ -822,7 +840,7 @@ class Dispatch:
         self.robots.pop(robot, None)
         self.lost.discard(robot)
         self.membership.remove(robot)
-        out: list[Action] = []
+        out = self._drop_bids(robot, f"refused: {robot} was removed from the fleet")
         requeued = []
         for rec in self.ledger.in_flight():
             if rec.robot == robot:
