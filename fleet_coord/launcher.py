@@ -8,7 +8,7 @@ because its input is unusable, exit status 78, fleet_coord.core.errors), and shu
 cleanly: SIGINT to
 every child, then SIGTERM, then SIGKILL after a grace period. Children die with the
 launcher even when it is killed (PR_SET_PDEATHSIG), and Fast DDS shared-memory files the
-fleet left in /dev/shm are removed once no process maps them.
+fleet left in /dev/shm are removed once their owner is gone (clean_shm).
 """
 from __future__ import annotations
 
@@ -68,17 +68,88 @@ def mapped_shm(pids=None) -> set[str]:
     return used
 
 
+_LOCK_SUFFIXES = ("_el", "_sl")
+
+
+def _shm_group(name: str) -> str:
+    """The Fast DDS object a /dev/shm file belongs to: a segment or port `fastdds_x` comes
+    with its owner's lock file `fastdds_x_el` (`_sl` for a shared port) and, for a port, the
+    named semaphore `sem.fastdds_x_mutex`."""
+    if name.startswith("sem.") and name.endswith("_mutex"):
+        return name[len("sem."):-len("_mutex")]
+    for suffix in _LOCK_SUFFIXES:
+        if name.endswith(suffix):
+            return name[:-len(suffix)]
+    return name
+
+
+def _held_flocks() -> set[tuple[int, int, int]] | None:
+    """(major, minor, inode) of every file someone holds a flock on, from /proc/locks:
+    read, never probed by locking (a probe could make a starting process's own lock fail)."""
+    held = set()
+    try:
+        with open("/proc/locks") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if "FLOCK" not in fields or "->" in fields:   # a waiter holds nothing
+            continue
+        for token in fields:
+            if token.count(":") == 2:
+                major, minor, inode = token.split(":")
+                held.add((int(major, 16), int(minor, 16), int(inode)))
+                break
+    return held
+
+
+def _owner_gone(group: str, files: set[str], held: set[tuple[int, int, int]] | None) -> bool | None:
+    """Whether the process that created segment `group` (or listens on port `group`) is
+    gone: Fast DDS's owner holds a flock on the group's lock file for its whole life and the
+    kernel drops it when the owner dies, also by SIGKILL. None: there is no lock to tell."""
+    locks = [group + s for s in _LOCK_SUFFIXES if group + s in files]
+    if not locks or held is None:
+        return None
+    for name in locks:
+        try:
+            st = os.stat(os.path.join("/dev/shm", name))
+        except OSError:
+            continue
+        if (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino) in held:
+            return False
+    return True
+
+
 def clean_shm(before: set[str], used: set[str] = frozenset()) -> list[str]:
     """Remove the Fast DDS shm files the fleet created (not in `before`) or `used` (mapped by
-    its processes; a port file may predate the fleet, left by an earlier crash) that nobody
-    maps any more. Files of other ROS programs on the machine are never touched."""
-    stale = sorted(shm_files() - (before - set(used)) - mapped_shm())
-    for name in stale:
+    its processes; a port file may predate the fleet, left by an earlier crash) once their
+    owner is gone. Files of other ROS programs on the machine are never touched.
+
+    A segment or port whose owner's lock is free is removed with its lock file and
+    semaphore even while a live process still maps it: a reader keeps the segment of a
+    writer that died (a `ros2 topic echo`, a test's probe node) until its own participant
+    goes, and nobody else would ever remove it then (unlinking leaves existing mappings
+    valid). Files with no lock to tell are removed once nobody maps them."""
+    files = shm_files()
+    mapped = mapped_shm()
+    held = _held_flocks()
+    groups: dict[str, list[str]] = {}
+    for name in files - (before - set(used)):
+        groups.setdefault(_shm_group(name), []).append(name)
+    stale = []
+    for group, names in groups.items():
+        gone = _owner_gone(group, files, held)
+        if gone is None:
+            stale += [n for n in names if n not in mapped]
+        elif gone:
+            stale += names
+    for name in sorted(stale):
         try:
             os.unlink(os.path.join("/dev/shm", name))
         except OSError:
             pass
-    return stale
+    return sorted(stale)
 
 
 @dataclass

@@ -1,9 +1,13 @@
 """fleet-coord's own launcher: real processes, per-node log prefixes, restart of a crashed
 node, clean shutdown with no process and no /dev/shm file left behind."""
 import io
+import mmap
 import os
 import signal
+import subprocess
+import sys
 import time
+import uuid
 
 import pytest
 
@@ -12,7 +16,7 @@ from nav_msgs.msg import Odometry  # noqa: E402
 
 from fleet_coord import qos  # noqa: E402
 from fleet_coord.fleet_config import load_fleet_config  # noqa: E402
-from fleet_coord.launcher import FleetLauncher, mapped_shm, shm_files  # noqa: E402
+from fleet_coord.launcher import FleetLauncher, clean_shm, mapped_shm, shm_files  # noqa: E402
 from fleet_coord.node_set import fleet_nodes  # noqa: E402
 from rosutil import ros_context, spin_until  # noqa: E402
 
@@ -65,3 +69,52 @@ def test_world_nodes_start_restart_after_kill_and_stop_cleanly():
     time.sleep(0.2)
     # /dev/shm is shared with every other process on the machine: count only files nobody maps
     assert (ours & shm_files()) - mapped_shm() == set(), "Fast DDS shared-memory files left behind"
+
+
+_OWNER = """
+import fcntl, os, sys, time
+seg = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR, 0o666)
+os.ftruncate(seg, 4096)
+lock = os.open(sys.argv[1] + "_el", os.O_CREAT | os.O_RDONLY, 0o666)
+fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def _segment_owner(path):
+    """A process that owns a segment the way Fast DDS does: it holds a flock on `<seg>_el`."""
+    proc = subprocess.Popen([sys.executable, "-c", _OWNER, path], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_clean_shm_removes_a_dead_owners_segment_that_a_live_reader_still_maps():
+    if not os.path.isdir("/dev/shm"):
+        pytest.skip("no /dev/shm on this machine")
+    before = shm_files()
+    dead, alive, plain = (f"fastdds_{uuid.uuid4().hex[:16]}" for _ in range(3))
+    owners = {name: _segment_owner(f"/dev/shm/{name}") for name in (dead, alive)}
+    maps = []
+    try:
+        for name in (dead, alive):   # this process reads both, as a subscriber would
+            with open(f"/dev/shm/{name}", "r+b") as f:
+                maps.append(mmap.mmap(f.fileno(), 4096))
+        with open(f"/dev/shm/{plain}", "wb") as f:   # no lock file: nobody maps it -> stale
+            f.write(b"x")
+        owners[dead].kill()   # kill -9: the kernel drops its flock
+        owners[dead].wait()
+        removed = clean_shm(before)
+        assert removed == sorted([dead, dead + "_el", plain])
+        left = shm_files()
+        assert {alive, alive + "_el"} <= left and not {dead, dead + "_el", plain} & left
+        assert maps[0][:1] == b"\0"   # the reader's mapping stays valid
+    finally:
+        for m in maps:
+            m.close()
+        for proc in owners.values():
+            proc.kill()
+            proc.wait()
+        for name in (dead, dead + "_el", alive, alive + "_el", plain):
+            if os.path.exists(f"/dev/shm/{name}"):
+                os.unlink(f"/dev/shm/{name}")
