@@ -63,6 +63,7 @@ from std_srvs.srv import Trigger
 from fleet_coord import frames, parameters, qos
 from fleet_coord.convert import odometry_msg
 from fleet_coord.core.trust import bridge_identity
+from fleet_coord.namespace import FleetNames, robot_of
 from fleet_coord.node_auth import NodeAuth
 from fleet_coord.robot_link import DriverLink, EstopServices
 from fleet_coord.spin import run_nodes
@@ -135,7 +136,7 @@ class SerialBridge(LifecycleNode):
                 name, default, ParameterDescriptor(description=desc)).value
         parameters.check_node(self, "serial_bridge")
         self._validate(prm)
-        robot = prm["robot"] or self.get_namespace().strip("/")
+        robot = prm["robot"] or robot_of(self.get_namespace())
         if not robot:
             raise ValueError("parameter robot is empty and the node runs in the root "
                              "namespace: set robot:=<name> or run it in a namespace")
@@ -161,12 +162,14 @@ class SerialBridge(LifecycleNode):
         self.link = link_factory(config, on_odometry=self._on_odometry,
                                  on_status=self._on_status, on_state=self._on_link_state)
 
-        ns = f"/{robot}"
+        self.names = FleetNames.of_node(self, robot)
+        ns = self.names(f"/{robot}")
         self.auth = NodeAuth(self, identities=[bridge_identity(robot)])
         self._link = DriverLink(self, self.auth, robot, self._on_cmd_vel)
         self._battery_pub = self.create_publisher(BatteryState, f"{ns}/battery",
                                                   qos.state_qos())
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", DIAGNOSTICS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, self.names("/diagnostics"),
+                                               DIAGNOSTICS)
         self.tf = frames.TfBroadcaster(self)
         self.tf.set_robots([robot])
         services = MutuallyExclusiveCallbackGroup()  # they block until the device answers

@@ -10,7 +10,9 @@
 They use the fleet's services (/fleet/submit_task, /fleet/cancel_task, /fleet/list_tasks,
 /fleet/remove_robot, /ideal_driver/spawn_robot) and topics, with the discovery range and
 domain of the environment (set ROS_AUTOMATIC_DISCOVERY_RANGE / ROS_DOMAIN_ID as the
-fleet's config says; add-robot takes them from its --config like `fleet-coord launch`).
+fleet's config says; add-robot takes them from its --config like `fleet-coord launch`),
+under the fleet's namespace: `--namespace NS` (default $FLEET_COORD_NAMESPACE; add-robot:
+its config's fleet.namespace), as the fleet was launched (fleet_coord.namespace).
 
 In a fleet that authenticates (docs/security.md) submit, cancel, remove-robot and
 add-robot act as the operator: they sign with the `operator` key of `--keys DIR` (or
@@ -59,6 +61,7 @@ def register(subparsers) -> None:
                    "0 = wait as long as it takes")
     p.add_argument("--timeout", type=TIMEOUT, default=10.0, help="seconds to wait for the fleet")
     _keys_arg(p)
+    _namespace_arg(p)
     p.set_defaults(run=run_submit)
 
     p = subparsers.add_parser("cancel", help="cancel a task of the running fleet")
@@ -66,17 +69,20 @@ def register(subparsers) -> None:
     p.add_argument("--reason", default="cancelled from the command line")
     p.add_argument("--timeout", type=TIMEOUT, default=10.0)
     _keys_arg(p)
+    _namespace_arg(p)
     p.set_defaults(run=run_cancel)
 
     p = subparsers.add_parser("tasks", help="list the running fleet's tasks")
     p.add_argument("--all", action="store_true", help="include finished tasks")
     p.add_argument("--robot", default="", help="only this robot's tasks")
     p.add_argument("--timeout", type=TIMEOUT, default=10.0)
+    _namespace_arg(p)
     p.set_defaults(run=run_tasks)
 
     p = subparsers.add_parser("status", help="the running fleet's robots as a table")
     p.add_argument("--watch", action="store_true", help="refresh until Ctrl-C")
     p.add_argument("--timeout", type=TIMEOUT, default=10.0)
+    _namespace_arg(p)
     p.set_defaults(run=run_status)
 
     p = subparsers.add_parser(
@@ -106,6 +112,8 @@ def register(subparsers) -> None:
                    help="after the checks (and the spawn), print the agent's command line "
                         "instead of running it")
     p.add_argument("--timeout", type=TIMEOUT, default=10.0, help="seconds to wait for the fleet")
+    p.add_argument("--namespace", default=None, metavar="NS",
+                   help="the running fleet's namespace (default: the config's fleet.namespace)")
     p.set_defaults(run=run_add_robot)
 
     p = subparsers.add_parser(
@@ -122,7 +130,14 @@ def register(subparsers) -> None:
     p.add_argument("--reason", default="removed from the command line")
     p.add_argument("--timeout", type=TIMEOUT, default=10.0)
     _keys_arg(p)
+    _namespace_arg(p)
     p.set_defaults(run=run_remove_robot)
+
+
+def _namespace_arg(p) -> None:
+    p.add_argument("--namespace", default=os.environ.get("FLEET_COORD_NAMESPACE", ""),
+                   metavar="NS", help="the fleet's namespace, as it was launched with "
+                   "(fleet-coord launch --namespace; default $FLEET_COORD_NAMESPACE, else none)")
 
 
 def _keys_arg(p) -> None:
@@ -134,13 +149,19 @@ def _keys_arg(p) -> None:
 class _Client:
     """One short-lived rclpy node for a command."""
 
-    def __init__(self, name: str, keys: str = "", **node_kwargs) -> None:
+    def __init__(self, name: str, keys: str = "", namespace: str = "", **node_kwargs) -> None:
         import rclpy
+
+        from fleet_coord.cli import CliError
+        from fleet_coord.namespace import FleetNames
         self.rclpy = rclpy
         self.signer = self.verifier = None
+        try:
+            self.names = FleetNames(namespace)    # the fleet's topics (fleet_coord.namespace)
+        except ValueError as e:
+            raise CliError(f"--namespace: {e}") from None
         if keys:   # before rclpy: a bad key file is an error naming it, nothing started
             from fleet_coord.auth import Signer, Verifier
-            from fleet_coord.cli import CliError
             from fleet_coord.keys import KeyDir, KeyFileError
             try:
                 kd = KeyDir(keys)
@@ -150,7 +171,10 @@ class _Client:
             except KeyFileError as e:
                 raise CliError(str(e)) from None
         rclpy.init(args=[])
-        self.node = rclpy.create_node(name, **node_kwargs)
+        ns = self.names.namespace
+        self.node = rclpy.create_node(   # the fleet's clock is under its namespace too
+            name, namespace=ns or None,
+            cli_args=["--ros-args", "-r", f"/clock:={ns}/clock"] if ns else None, **node_kwargs)
 
     def call(self, srv_type, service: str, request, timeout: float, attempt_s: float = 3.0):
         """Call `service`, retrying every `attempt_s` until `timeout`: DDS can drop a
@@ -158,7 +182,8 @@ class _Client:
         services are idempotent for a repeated request. Signed as the operator (each
         attempt anew: a repeated signature is a replay), the answer checked, with --keys."""
         from fleet_coord.cli import CliError
-        channel = service.lstrip("/")
+        channel = service.lstrip("/")        # auth channels name it without the namespace
+        service = self.names(service)
         client = self.node.create_client(srv_type, service)
         deadline = time.monotonic() + timeout
         if not client.wait_for_service(timeout_sec=timeout):
@@ -203,10 +228,11 @@ def run_submit(args) -> int:
          if (p := id_problem(st, f"--stations[{i}]", "station name"))), None)
     if problem:
         raise CliError(problem)
-    c = _Client("fleet_coord_cli_submit", args.keys)
+    c = _Client("fleet_coord_cli_submit", args.keys, args.namespace)
     try:
         statuses = []
-        c.node.create_subscription(TaskStatus, "/fleet/task_status", statuses.append, qos.PROTOCOL)
+        c.node.create_subscription(TaskStatus, c.names("/fleet/task_status"), statuses.append,
+                                   qos.PROTOCOL)
         task = Task(id=args.task_id, kind=args.kind, stations=args.stations,
                     priority=args.priority, payload_kg=args.payload, requester="fleet-coord cli")
         if args.deadline:
@@ -248,7 +274,7 @@ def run_submit(args) -> int:
 
 def run_cancel(args) -> int:
     from fleet_coord_msgs.srv import CancelTask
-    c = _Client("fleet_coord_cli_cancel", args.keys)
+    c = _Client("fleet_coord_cli_cancel", args.keys, args.namespace)
     try:
         resp = c.call(CancelTask, "/fleet/cancel_task",
                       CancelTask.Request(task_id=args.task_id, reason=args.reason), args.timeout)
@@ -263,7 +289,7 @@ def run_cancel(args) -> int:
 
 def run_tasks(args) -> int:
     from fleet_coord_msgs.srv import ListTasks
-    c = _Client("fleet_coord_cli_tasks")
+    c = _Client("fleet_coord_cli_tasks", namespace=args.namespace)
     try:
         resp = c.call(ListTasks, "/fleet/list_tasks",
                       ListTasks.Request(robot=args.robot, include_finished=args.all), args.timeout)
@@ -295,9 +321,9 @@ def run_status(args) -> int:
 
     from fleet_coord import qos
     from fleet_coord.cli import CliError
-    c = _Client("fleet_coord_cli_status")
+    c = _Client("fleet_coord_cli_status", namespace=args.namespace)
     got = []
-    c.node.create_subscription(FleetState, "/fleet/state", got.append, qos.state_qos())
+    c.node.create_subscription(FleetState, c.names("/fleet/state"), got.append, qos.state_qos())
     try:
         deadline = time.monotonic() + args.timeout
         while True:
@@ -321,7 +347,7 @@ def run_status(args) -> int:
 
 def run_remove_robot(args) -> int:
     from fleet_coord_msgs.srv import RemoveRobot
-    c = _Client("fleet_coord_cli_remove_robot", args.keys)
+    c = _Client("fleet_coord_cli_remove_robot", args.keys, args.namespace)
     try:
         resp = c.call(RemoveRobot, "/fleet/remove_robot",
                       RemoveRobot.Request(robot=args.robot, force=args.force, reason=args.reason),
@@ -349,16 +375,21 @@ def _ros_param(value) -> str:
 
 
 def agent_command(cfg, robot: str, *, max_speed: float = 1.0, max_angular_speed: float = 2.0,
-                  use_sim_time: bool | None = None) -> list[str]:
+                  use_sim_time: bool | None = None, namespace: str | None = None) -> list[str]:
     """The command that runs `robot`'s agent for the fleet of `cfg` — the parameters
-    `fleet-coord launch` gives the config's own agents (fleet_coord.node_set)."""
+    `fleet-coord launch` gives the config's own agents (fleet_coord.node_set); under
+    `namespace` (default: the config's)."""
+    from fleet_coord.namespace import normalize
+    ns = normalize(cfg.namespace if namespace is None else namespace)
     from fleet_coord.node_set import auth_parameters
     params = {"use_sim_time": cfg.use_sim_time if use_sim_time is None else use_sim_time,
               "map": os.path.abspath(cfg.map), "footprint_radius": float(cfg.footprint_radius),
               "max_v": float(max_speed), "max_w": float(max_angular_speed),
               **auth_parameters(cfg), **cfg.nodes.get("robot_agent", {})}
     argv = [sys.executable, "-m", "fleet_coord.robot_agent", "--ros-args",
-            "-r", f"__ns:=/{robot}", "-p", f"robot:={robot}"]
+            "-r", f"__ns:={ns}/{robot}", "-p", f"robot:={robot}"]
+    if ns:
+        argv += ["-r", f"/clock:={ns}/clock"]
     for k, v in params.items():
         argv += ["-p", f"{k}:={_ros_param(v)}"]
     return argv
@@ -406,14 +437,18 @@ def run_add_robot(args) -> int:
     os.environ.update(environment(cfg))
     if args.domain is not None:
         os.environ["ROS_DOMAIN_ID"] = str(args.domain)
-    argv = agent_command(cfg, robot, max_speed=args.max_speed,
-                         max_angular_speed=args.max_angular_speed)
+    namespace = cfg.namespace if args.namespace is None else args.namespace
+    try:
+        argv = agent_command(cfg, robot, max_speed=args.max_speed,
+                             max_angular_speed=args.max_angular_speed, namespace=namespace)
+    except ValueError as e:
+        raise CliError(f"--namespace: {e}") from None
 
     if cfg.auth.enabled:
         _provision_robot(cfg, robot, backend, args.timeout)
     from rclpy.parameter import Parameter
     c = _Client(f"fleet_coord_cli_add_{robot}", cfg.auth.keys if cfg.auth.enabled else "",
-                parameter_overrides=[Parameter("use_sim_time", value=bool(cfg.use_sim_time))])
+                namespace, parameter_overrides=[Parameter("use_sim_time", value=bool(cfg.use_sim_time))])
     try:
         _check_join(c, cfg, robot, vertex, args.station, roadmap_id, args.timeout)
         if backend == "ideal":
@@ -425,10 +460,11 @@ def run_add_robot(args) -> int:
                 print(f"fleet-coord add-robot: {resp.error}", file=sys.stderr)
                 return 1
             print(f"spawned {robot} at station {args.station} ({x:g}, {y:g})")
-        elif c.node.count_publishers(f"/{robot}/odom") == 0:
-            raise CliError(f"nobody publishes /{robot}/odom: start {robot}'s serial_bridge "
-                           f"first (ros2 run fleet_coord serial_bridge --ros-args -r "
-                           f"__ns:=/{robot} -p port:=/dev/ttyACM0 -p autostart:=true), with "
+        elif c.node.count_publishers(c.names(f"/{robot}/odom")) == 0:
+            raise CliError(f"nobody publishes {c.names(f'/{robot}/odom')}: start {robot}'s "
+                           f"serial_bridge first (ros2 run fleet_coord serial_bridge --ros-args "
+                           f"-r __ns:={c.names(f'/{robot}')} -p port:=/dev/ttyACM0 -p "
+                           "autostart:=true), with "
                            f"the robot standing on station {args.station}")
     finally:
         c.close()
@@ -502,8 +538,8 @@ def _check_join(c, cfg, robot: str, vertex: int, station: str, roadmap_id: str,
             ids.add(m.roadmap_id)
         replica.apply(m)
 
-    c.node.create_subscription(ReservationSet, "/traffic/updates", on_table, qos.TABLE)
-    c.node.create_subscription(RobotState, "/fleet/robot_states",
+    c.node.create_subscription(ReservationSet, c.names("/traffic/updates"), on_table, qos.TABLE)
+    c.node.create_subscription(RobotState, c.names("/fleet/robot_states"),
                                lambda m: speaking.append(m.robot), qos.state_qos())
     deadline = time.monotonic() + timeout
     listen_until = time.monotonic() + 1.5   # robots speak at 10 Hz

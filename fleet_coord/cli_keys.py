@@ -162,7 +162,8 @@ def _maybe_publish(args, cfg, kd, kr, reason: str) -> int:
 
 
 def publish_keyring(cfg, kd, kr, reason: str, timeout: float, set_env: bool = True) -> int:
-    """Publish `kr` on /fleet/keyring signed by the operator; returns how many subscribers
+    """Publish `kr` on /fleet/keyring (under the config's namespace) signed by the operator;
+    returns how many subscribers
     acknowledged it within `timeout` (0: no fleet running). `set_env`: take discovery
     range and domain from the config (False: the caller has set them)."""
     import rclpy
@@ -171,6 +172,7 @@ def publish_keyring(cfg, kd, kr, reason: str, timeout: float, set_env: bool = Tr
     from fleet_coord import qos
     from fleet_coord.auth import Signer
     from fleet_coord.convert import keyring_to_msg
+    from fleet_coord.namespace import FleetNames
     from fleet_coord.node_set import environment
     from fleet_coord_msgs.msg import Keyring
 
@@ -182,7 +184,8 @@ def publish_keyring(cfg, kd, kr, reason: str, timeout: float, set_env: bool = Tr
     rclpy.init(args=[], context=ctx)
     try:
         node = rclpy.create_node("fleet_coord_cli_keys", context=ctx)
-        pub = node.create_publisher(Keyring, "/fleet/keyring", qos.KEYRING)
+        pub = node.create_publisher(Keyring, FleetNames(cfg.namespace)("/fleet/keyring"),
+                                   qos.KEYRING)
         deadline = time.monotonic() + timeout
         settle = None
         # wait for the running nodes to be discovered (their count stops growing)

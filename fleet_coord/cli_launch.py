@@ -30,6 +30,9 @@ def register(subparsers) -> None:
     p.add_argument("--record", metavar="FILE.mcap",
                    help="also record the fleet's topics to an MCAP file (ros2 bag, Foxglove, "
                         "fleet-coord report)")
+    p.add_argument("--namespace", metavar="NS",
+                   help="put the whole fleet under this ROS namespace (default: the config's "
+                        "fleet.namespace): two fleets then share a domain")
     p.set_defaults(run=run)
 
 
@@ -47,7 +50,8 @@ def run(args) -> int:
                             else args.use_sim_time == "true",
                             operator_view=None if args.operator_view is None
                             else args.operator_view == "true",
-                            operator_port=args.operator_port, record=args.record)
+                            operator_port=args.operator_port, record=args.record,
+                            namespace=args.namespace)
     except (ConfigError, ValueError) as e:
         raise CliError(str(e)) from None
     from fleet_coord.keys import KeyFileError

@@ -49,6 +49,7 @@ from fleet_coord.core.tasks import TERMINAL_STATES, Task, TaskError, TaskLedger
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
 from fleet_coord.guard import Guard, check_robot_state
 from fleet_coord.node_auth import NodeAuth
+from fleet_coord.namespace import FleetNames
 from fleet_coord.execute_task import ExecuteTaskServer
 from fleet_coord.spin import run_nodes
 from fleet_coord.table_replica import TableReplica
@@ -94,6 +95,7 @@ def task_from_submission(m: TaskMsg, roadmap: Roadmap, now: float,
 class Dispatcher(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("dispatcher", **kwargs)
+        self.names = FleetNames.of_node(self)
         p = self.declare_parameter
         self.roadmap, self.exclusion, roadmap_id = load_roadmap_and_exclusion(
             p("map", "").value, p("footprint_radius", 0.15).value)
@@ -134,27 +136,30 @@ class Dispatcher(Node):
         self.guard = Guard(self.get_logger())   # what a callback cannot take is dropped
         pub = self.create_publisher
         sub = functools.partial(self.guard.subscribe, self)
-        self.cfp_pub = pub(CallForProposal, "/fleet/cfp", qos.PROTOCOL)
-        self.award_pub = pub(Award, "/fleet/awards", qos.PROTOCOL)
-        self.reject_pub = pub(Rejection, "/fleet/rejections", qos.PROTOCOL)
-        self.status_pub = pub(TaskStatus, "/fleet/task_status", qos.PROTOCOL)
-        sub(Proposal, "/fleet/proposals", self._on_proposal, qos.PROTOCOL, callback_group=group)
-        sub(Refusal, "/fleet/refusals", self._on_refusal, qos.PROTOCOL, callback_group=group)
-        sub(TaskStatus, "/fleet/task_status", self._on_status, qos.PROTOCOL,
+        self.cfp_pub = pub(CallForProposal, self.names("/fleet/cfp"), qos.PROTOCOL)
+        self.award_pub = pub(Award, self.names("/fleet/awards"), qos.PROTOCOL)
+        self.reject_pub = pub(Rejection, self.names("/fleet/rejections"), qos.PROTOCOL)
+        self.status_pub = pub(TaskStatus, self.names("/fleet/task_status"), qos.PROTOCOL)
+        sub(Proposal, self.names("/fleet/proposals"), self._on_proposal, qos.PROTOCOL,
             callback_group=group)
-        sub(RobotState, "/fleet/robot_states", self._on_robot_state, qos.state_qos(),
+        sub(Refusal, self.names("/fleet/refusals"), self._on_refusal, qos.PROTOCOL,
             callback_group=group)
-        sub(RobotNotice, "/fleet/robot_lost", self._on_robot_lost, qos.PROTOCOL,
+        sub(TaskStatus, self.names("/fleet/task_status"), self._on_status, qos.PROTOCOL,
             callback_group=group)
-        sub(ReservationSet, "/traffic/updates", self._on_update, qos.TABLE,
+        sub(RobotState, self.names("/fleet/robot_states"), self._on_robot_state, qos.state_qos(),
             callback_group=group)
-        sub(RobotNotice, "/fleet/robot_removed", self._on_robot_removed, qos.PROTOCOL,
+        sub(RobotNotice, self.names("/fleet/robot_lost"), self._on_robot_lost, qos.PROTOCOL,
             callback_group=group)
-        self.create_service(SubmitTask, "/fleet/submit_task", self._on_submit,
+        sub(ReservationSet, self.names("/traffic/updates"), self._on_update, qos.TABLE,
+            callback_group=group)
+        sub(RobotNotice, self.names("/fleet/robot_removed"), self._on_robot_removed, qos.PROTOCOL,
+            callback_group=group)
+        self.create_service(SubmitTask, self.names("/fleet/submit_task"), self._on_submit,
                             callback_group=group)
-        self.create_service(CancelTask, "/fleet/cancel_task", self._on_cancel,
+        self.create_service(CancelTask, self.names("/fleet/cancel_task"), self._on_cancel,
                             callback_group=group)
-        self.create_service(ListTasks, "/fleet/list_tasks", self._on_list, callback_group=group)
+        self.create_service(ListTasks, self.names("/fleet/list_tasks"), self._on_list,
+                            callback_group=group)
         self.execute_task = ExecuteTaskServer(self, self._submit, self._cancel, self.auth.check,
                                               callback_group=group)
         self.create_timer(0.05, self._tick, callback_group=group)

@@ -20,6 +20,7 @@ from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.task import Future
 
 from fleet_coord import qos
+from fleet_coord.namespace import names_of
 
 
 def is_final(m: TaskStatus) -> bool:
@@ -37,9 +38,10 @@ class ExecuteTaskServer:
         `callback_group`: the dispatcher's (its handlers never run concurrently)."""
         self.node, self._submit, self._cancel, self._check = node, submit, cancel, check
         self._waiting: dict[str, tuple[Any, Future]] = {}   # task id -> (goal, end)
-        node.create_subscription(TaskStatus, "/fleet/task_status", self._on_status,
+        names = names_of(node)
+        node.create_subscription(TaskStatus, names("/fleet/task_status"), self._on_status,
                                  qos.PROTOCOL, callback_group=callback_group)
-        self.server = ActionServer(node, ExecuteTask, "/fleet/execute_task",
+        self.server = ActionServer(node, ExecuteTask, names("/fleet/execute_task"),
                                    execute_callback=self._execute,
                                    goal_callback=self._on_goal,
                                    cancel_callback=self._on_cancel,

@@ -189,6 +189,7 @@ class FleetConfig:
     discovery_range: str = "LOCALHOST"
     discovery_range_explicit: bool = False  # set by the config (else the user's range wins)
     domain_id: int | None = None           # None: keep the environment's ROS_DOMAIN_ID
+    namespace: str = ""                    # every topic under /<namespace> (fleet_coord.namespace)
     use_sim_time: bool = False
     agents_per_process: int = 1
     restart: str = "on-failure"
@@ -288,7 +289,7 @@ def _load_fleet_config(path: str) -> FleetConfig:
     f = rd.mapping(top["fleet"][1], "'fleet'", ("map",),
                    ("footprint_radius", "discovery_range", "domain_id", "use_sim_time",
                     "backend", "agents_per_process", "restart", "ledger", "event_log",
-                    "operator_view", "table_log"))
+                    "operator_view", "table_log", "namespace"))
     map_node = f["map"][1]
     map_name = rd.name(map_node, "'fleet.map' as a map file name")
     map_path = rel(map_name)
@@ -325,6 +326,13 @@ def _load_fleet_config(path: str) -> FleetConfig:
             raise rd.error(f["domain_id"][1], f"'fleet.domain_id' must be 0..232, got {cfg.domain_id}")
     if "use_sim_time" in f:
         cfg.use_sim_time = rd.boolean(f["use_sim_time"][1], "'fleet.use_sim_time'")
+    if "namespace" in f:
+        from fleet_coord.namespace import normalize
+        ns_node = f["namespace"][1]
+        try:
+            cfg.namespace = normalize(rd.name(ns_node, "'fleet.namespace'"))
+        except ValueError as e:
+            raise rd.error(ns_node, f"'fleet.namespace': {e}") from None
     if "operator_view" in f:
         cfg.operator_view = rd.boolean(f["operator_view"][1], "'fleet.operator_view'")
     if "agents_per_process" in f:

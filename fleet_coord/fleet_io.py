@@ -23,6 +23,7 @@ from fleet_coord import qos
 from fleet_coord.convert import table_update_from_msg
 from fleet_coord.core.replica import Replica, TableUpdate
 from fleet_coord.guard import Guard, sender_of
+from fleet_coord.namespace import names_of
 from fleet_coord.node_auth import NodeAuth
 
 
@@ -45,13 +46,14 @@ class FleetIO:
         #: signs as each agent it serves (`add`), checks what the fleet says to them
         self.auth = NodeAuth(host)
         group = MutuallyExclusiveCallbackGroup()
-        pub, sub = host.create_publisher, host.create_subscription
-        self.proposal_pub = pub(Proposal, "/fleet/proposals", qos.PROTOCOL)
-        self.refusal_pub = pub(Refusal, "/fleet/refusals", qos.PROTOCOL)
-        self.status_pub = pub(TaskStatus, "/fleet/task_status", qos.PROTOCOL)
-        self.state_pub = pub(RobotState, "/fleet/robot_states", qos.state_qos())
-        sub(CallForProposal, "/fleet/cfp", self._on_cfp, qos.PROTOCOL, callback_group=group)
-        sub(ReservationSet, "/traffic/updates", self._on_update, qos.TABLE,
+        pub, sub, names = host.create_publisher, host.create_subscription, names_of(host)
+        self.proposal_pub = pub(Proposal, names("/fleet/proposals"), qos.PROTOCOL)
+        self.refusal_pub = pub(Refusal, names("/fleet/refusals"), qos.PROTOCOL)
+        self.status_pub = pub(TaskStatus, names("/fleet/task_status"), qos.PROTOCOL)
+        self.state_pub = pub(RobotState, names("/fleet/robot_states"), qos.state_qos())
+        sub(CallForProposal, names("/fleet/cfp"), self._on_cfp, qos.PROTOCOL,
+            callback_group=group)
+        sub(ReservationSet, names("/traffic/updates"), self._on_update, qos.TABLE,
             callback_group=group)
         a = self.auth
         for msg_type, topic, handler, check in (
@@ -63,9 +65,10 @@ class FleetIO:
                  lambda m: a.check(m, "fleet/robot_lost")),
                 (RobotNotice, "/fleet/robot_removed", "_on_robot_removed",
                  lambda m: a.check(m, "fleet/robot_removed"))):
-            sub(msg_type, topic, self._fan_out(self.agents, handler, topic, check), qos.PROTOCOL,
+            sub(msg_type, names(topic), self._fan_out(self.agents, handler, topic, check),
+                qos.PROTOCOL,
                 callback_group=group)
-        self.reserve_client = host.create_client(Reserve, "/traffic/reserve",
+        self.reserve_client = host.create_client(Reserve, names("/traffic/reserve"),
                                                  callback_group=group)
         self._group = group
         self._replicas: dict[tuple[str, int], Replica] = {}

@@ -35,6 +35,7 @@ from fleet_coord.core.liveness import LivenessTracker
 from fleet_coord.core.membership import Membership, incarnation_of
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
 from fleet_coord.guard import Guard
+from fleet_coord.namespace import FleetNames
 from fleet_coord.node_auth import NodeAuth
 from fleet_coord.table_replica import TableReplica
 
@@ -110,6 +111,7 @@ def roadmap_markers(roadmap, stamp) -> MarkerArray:
 class FleetMonitor(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("fleet_monitor", **kwargs)
+        self.names = FleetNames.of_node(self)
         p = self.declare_parameter
         map_path, radius = p("map", "").value, p("footprint_radius", 0.15).value
         lost_after, event_log = p("lost_after", 1.5).value, p("event_log", "").value
@@ -123,23 +125,25 @@ class FleetMonitor(Node):
         self.replica = TableReplica(exclusion.of, self.roadmap.num_resources, self.roadmap_id)
         # what it hears counts (and is logged) only when its sender may say it
         self.auth = NodeAuth(self, identities=["fleet_monitor"])
-        self.state_pub = self.create_publisher(FleetState, "/fleet/state", qos.state_qos())
-        self.marker_pub = self.create_publisher(MarkerArray, "/fleet/markers", 10)
+        self.state_pub = self.create_publisher(FleetState, self.names("/fleet/state"),
+                                               qos.state_qos())
+        self.marker_pub = self.create_publisher(MarkerArray, self.names("/fleet/markers"), 10)
         self._marker_ids: dict[str, int] = {}     # robot -> its markers' id, while a member
         self._deleted: list[int] = []             # ids of removed robots, deleted next
-        self.roadmap_pub = self.create_publisher(MarkerArray, "/fleet/roadmap", qos.LATCHED)
+        self.roadmap_pub = self.create_publisher(MarkerArray, self.names("/fleet/roadmap"),
+                                                 qos.LATCHED)
         self.roadmap_pub.publish(roadmap_markers(self.roadmap, self.get_clock().now().to_msg()))
         sub = functools.partial(Guard(self.get_logger()).subscribe, self)   # drops bad input
-        sub(RobotState, "/fleet/robot_states", self._on_state, qos.state_qos())
-        sub(RobotNotice, "/fleet/robot_lost", self._on_lost, qos.PROTOCOL)
-        sub(RobotNotice, "/fleet/robot_removed", self._on_removed, qos.PROTOCOL)
-        sub(ReservationSet, "/traffic/updates", self._on_table, qos.TABLE)
+        sub(RobotState, self.names("/fleet/robot_states"), self._on_state, qos.state_qos())
+        sub(RobotNotice, self.names("/fleet/robot_lost"), self._on_lost, qos.PROTOCOL)
+        sub(RobotNotice, self.names("/fleet/robot_removed"), self._on_removed, qos.PROTOCOL)
+        sub(ReservationSet, self.names("/traffic/updates"), self._on_table, qos.TABLE)
         # each message is checked for its sender (fleet_coord.node_auth) before it is logged
         checks = {"sender": self.auth.check, "robot": self.auth.check_robot_msg,
                   "status": lambda m, _topic: self.auth.check_status(m)}
         for topic, (kind, msg_type, fields, who) in PROTOCOL_EVENTS.items():
             name = topic.lstrip("/")
-            sub(msg_type, topic, lambda m, kind=kind, fields=fields, check=checks[who],
+            sub(msg_type, self.names(topic), lambda m, kind=kind, fields=fields, check=checks[who],
                 name=name: check(m, name) and self._log(kind, m, **fields(m)), qos.PROTOCOL)
         self.create_timer(0.5, self._publish)
         self.get_logger().info("fleet monitor ready: /fleet/state, /fleet/markers"

@@ -25,6 +25,7 @@ from tf2_msgs.msg import TFMessage
 
 from fleet_coord import qos
 from fleet_coord.convert import set_yaw
+from fleet_coord.namespace import names_of
 
 MAP = "map"
 
@@ -85,8 +86,9 @@ class TfBroadcaster:
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        self._tf = node.create_publisher(TFMessage, "/tf", qos.TF)
-        self._static = node.create_publisher(TFMessage, "/tf_static", qos.LATCHED)
+        names = names_of(node)   # a fleet's frames under its namespace (REP-105 multi-robot)
+        self._tf = node.create_publisher(TFMessage, names("/tf"), qos.TF)
+        self._static = node.create_publisher(TFMessage, names("/tf_static"), qos.LATCHED)
         self._robots: list[str] = []
 
     def set_robots(self, robots: Iterable[str]) -> None:

@@ -50,6 +50,7 @@ from fleet_coord.spin import run_nodes
 from fleet_coord.convert import odometry_msg
 from fleet_coord.core.kinematics import Limits, UnicycleState, step
 from fleet_coord.guard import BadInput, Guard
+from fleet_coord.namespace import FleetNames
 from fleet_coord.node_auth import NodeAuth
 from fleet_coord.robot_link import DriverLink, EstopServices
 
@@ -68,6 +69,7 @@ class _Robot:
 class IdealDriver(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("ideal_driver", **kwargs)
+        self.names = FleetNames.of_node(self)
         p = self.declare_parameter
         robots = p("robots", ["robot_1"]).value
         poses = p("start_poses", [0.0, 0.0, 0.0]).value  # flat [x, y, theta] per robot
@@ -103,7 +105,8 @@ class IdealDriver(Node):
         self._tf_every = max(1, round(rate / tf_rate))
         self._ticks = 0
         self.create_service(SpawnRobot, "~/spawn_robot", self._on_spawn)
-        self.create_subscription(RobotNotice, "/fleet/robot_removed", self._on_removed, qos.PROTOCOL)
+        self.create_subscription(RobotNotice, self.names("/fleet/robot_removed"),
+                                 self._on_removed, qos.PROTOCOL)
         self._last = None
         if self.clock_pub is not None:
             self.clock_pub.publish(Clock(clock=Time(nanoseconds=0).to_msg()))

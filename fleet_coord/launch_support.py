@@ -24,6 +24,8 @@ ARGUMENTS = {
     "operator_view": ("", "true/false: serve the web operator view (default: the config's)"),
     "operator_port": ("", "port of the web operator view (default: the config's, else 8080)"),
     "record": ("", "also record the fleet's topics to this MCAP file"),
+    "namespace": ("", "put the whole fleet under this namespace (default: the config's), "
+                      "so that two fleets share a ROS domain"),
 }
 
 
@@ -64,7 +66,7 @@ def resolve(values: dict[str, str], default_config: str) -> tuple[list[NodeSpec]
                             if v["agents_per_process"] else None),
         operator_view=_bool("operator_view", v["operator_view"]) if v["operator_view"] else None,
         operator_port=_int("operator_port", v["operator_port"]) if v["operator_port"] else None,
-        record=v["record"] or None)
+        record=v["record"] or None, namespace=v["namespace"] or None)
     from fleet_coord.keys import check_fleet
     check_fleet(cfg, specs)        # a bad key file: an error naming it, before any node
     env = environment(cfg)
@@ -89,6 +91,7 @@ def generate_launch_description(config_name: str):
             common = dict(package=s.package, executable=s.executable, parameters=[s.parameters],
                           arguments=s.arguments, output="screen", emulate_tty=True,
                           respawn=s.respawn, respawn_delay=RESPAWN_DELAY_S,
+                          remappings=s.remappings or None,
                           ros_arguments=["--enclave", s.enclave] if sros2 else None)
             if s.lifecycle:
                 # a managed node (launch_ros needs its name and namespace). Its `autostart`

@@ -32,6 +32,7 @@ from fleet_coord import qos
 from fleet_coord.auth import LinkSigner, Signer, Verifier
 from fleet_coord.core.trust import RateLimiter
 from fleet_coord.keys import KeyDir, KeyFileError
+from fleet_coord.namespace import names_of
 
 MODES = ("off", "permissive", "enforce")
 
@@ -91,13 +92,14 @@ class NodeAuth:
                                  tolerance=values["auth_tolerance"], link_key=self._link_key,
                                  log=logger.warning)
         if keyring_topic:
-            node.create_subscription(KeyringMsg, "/fleet/keyring", self._on_keyring,
+            node.create_subscription(KeyringMsg, names_of(node)("/fleet/keyring"), self._on_keyring,
                                      qos.KEYRING)
         if relay_keyring:
             # the command that changed the keys exits; a node that starts later (or on
             # another host, with an older key directory) still gets the change from here:
             # the operator's signature is relayed unchanged
-            self._relay = node.create_publisher(KeyringMsg, "/fleet/keyring", qos.KEYRING)
+            self._relay = node.create_publisher(KeyringMsg, names_of(node)("/fleet/keyring"),
+                                                qos.KEYRING)
         logger.info(f"authentication {self.mode}: signing as {', '.join(self._signers) or '-'}, "
                     f"keyring serial {keyring.serial} ({self.keys.path})")
 

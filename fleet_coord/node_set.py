@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fleet_coord.fleet_config import FleetConfig, load_fleet_config, table_log_path
+from fleet_coord.namespace import normalize
 
 PACKAGE = "fleet_coord"
 
@@ -45,6 +46,8 @@ class NodeSpec:
     label: str = ""                      # process label for logs (default: the node name)
     respawn: bool = False                # restart it when it exits (the config's restart)
     lifecycle: bool = False              # a managed node (launch files: a LifecycleNode)
+    fleet_namespace: str = ""            # the fleet's ("/ns" or ""; fleet_coord.namespace)
+    remappings: list[tuple[str, str]] = field(default_factory=list)  # ROS name remaps
 
     @property
     def module(self) -> str:
@@ -108,14 +111,17 @@ def auth_parameters(cfg: FleetConfig) -> dict[str, Any]:
 def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
                 use_sim_time: bool | None = None, agents_per_process: int | None = None,
                 operator_view: bool | None = None, operator_port: int | None = None,
-                record: str | None = None, record_metadata: dict[str, Any] | None = None
-                ) -> list[NodeSpec]:
+                record: str | None = None, record_metadata: dict[str, Any] | None = None,
+                namespace: str | None = None) -> list[NodeSpec]:
     """The nodes of a fleet. `robot_count` keeps only the first N robots of the config;
-    `use_sim_time`, `agents_per_process`, `operator_view` (serve the web operator view) and
-    `operator_port` (its port) override the config (launch arguments). `record`: also run
-    a recorder writing the fleet's topics to this MCAP file, with the fleet's map, footprint
-    and robots (and `record_metadata`) as the recording's metadata."""
+    `use_sim_time`, `agents_per_process`, `operator_view` (serve the web operator view),
+    `operator_port` (its port) and `namespace` (the whole fleet under it: two fleets share
+    a domain; fleet_coord.namespace) override the config (launch arguments). `record`:
+    also run a recorder writing the fleet's topics to this MCAP file, with the fleet's map,
+    footprint and robots (and `record_metadata`) as the recording's metadata."""
     cfg = load_fleet_config(config) if isinstance(config, str) else config
+    ns = normalize(cfg.namespace if namespace is None else namespace)   # "" or "/a/b"
+    rel = ns.lstrip("/")                                                # as NodeSpec.namespace
     robots = cfg.robots
     if robot_count is not None:
         if not 1 <= robot_count <= len(cfg.robots):
@@ -134,11 +140,11 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
         return {**common, **own, **cfg.nodes.get(section, {})}
 
     nodes = [
-        NodeSpec("traffic", "traffic", parameters=params("traffic",
-                                                         table_log=table_log_path(cfg))),
-        NodeSpec("dispatcher", "dispatcher",
+        NodeSpec("traffic", "traffic", rel, parameters=params("traffic",
+                                                              table_log=table_log_path(cfg))),
+        NodeSpec("dispatcher", "dispatcher", rel,
                  parameters=params("dispatcher", **({"ledger": cfg.ledger} if cfg.ledger else {}))),
-        NodeSpec("fleet_monitor", "fleet_monitor",
+        NodeSpec("fleet_monitor", "fleet_monitor", rel,
                  parameters=params("fleet_monitor", event_log=cfg.event_log or "")),
     ]
     if cfg.operator_view if operator_view is None else operator_view:
@@ -147,11 +153,11 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
         p = params("operator_view")
         if operator_port is not None:
             p["port"] = operator_port
-        nodes.append(NodeSpec("operator_view", "operator_view", parameters=p))
+        nodes.append(NodeSpec("operator_view", "operator_view", rel, parameters=p))
     if record:
         meta = {"map": cfg.map, "footprint_radius": cfg.footprint_radius,
                 "robots": [r.name for r in robots], **(record_metadata or {})}
-        nodes.append(NodeSpec("recorder", "recorder", parameters=params(
+        nodes.append(NodeSpec("recorder", "recorder", rel, parameters=params(
             "recorder", output=os.path.abspath(record), metadata=json.dumps(meta))))
     # robot backends: one ideal driver and one simulator for all their robots (they are the
     # "world"); one serial bridge per physical robot, in the robot's namespace.
@@ -175,14 +181,15 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
                 p["use_sim_time"] = False
                 if backend == "ideal":
                     p.setdefault("publish_clock", True)
-            nodes.append(NodeSpec(exe, exe, parameters=p, robots=own["robots"]))
+            nodes.append(NodeSpec(exe, exe, rel, parameters=p, robots=own["robots"]))
     for r in robots:
         if r.backend == "serial":
             # the device's odometry starts at 0: the bridge anchors it at the start pose;
             # the device clips to the robot's limits, the ones its agent plans with. A
             # managed node: autostart brings it to active once its device answers (a
             # config may set nodes.serial_bridge.autostart: false to manage it by hand)
-            nodes.append(NodeSpec("serial_bridge", "serial_bridge", namespace=r.name,
+            nodes.append(NodeSpec("serial_bridge", "serial_bridge",
+                                  namespace=f"{rel}/{r.name}" if rel else r.name,
                                   parameters=params("serial_bridge", autostart=True,
                                                     port=r.port, baud=r.baud,
                                                     initial_pose=[float(v) for v in r.start],
@@ -191,7 +198,8 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
                                   robots=[r.name], lifecycle=True))
         elif r.backend == "vda5050":
             # VDA 5050 master control: the vehicle drives itself along released orders
-            nodes.append(NodeSpec("vda5050_master", "vda5050_master", namespace=r.name,
+            nodes.append(NodeSpec("vda5050_master", "vda5050_master",
+                                  namespace=f"{rel}/{r.name}" if rel else r.name,
                                   parameters=params("vda5050_master", robot=r.name,
                                                     manufacturer=r.manufacturer,
                                                     serial_number=r.serial_number,
@@ -215,14 +223,20 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
                 # the master control reports the vehicle unavailable at once; silent
                 # odometry for 2 s (the master's own threshold is 3 s) is the fallback
                 own.update(drive=drive, driver_timeout=2.0)
+            # the agents' nodes are /<namespace>/<robot>/robot_agent: the process is told
+            # the namespace (a process-wide __ns would put them all in one namespace)
             nodes.append(NodeSpec(
                 "robot_agent", "", label=label, parameters=params("robot_agent", **own),
-                arguments=["--robots", ",".join(r.name for r in group)],
+                arguments=["--robots", ",".join(r.name for r in group)]
+                + (["--namespace", ns] if ns else []),
                 robots=[r.name for r in group]))
     # the config's restart policy, for launch files (launch's respawn restarts on every
     # exit, so on-failure and always both map to it; fleet-coord launch tells them apart)
     for n in nodes:
         n.respawn = cfg.restart != "never"
+        n.fleet_namespace = ns
+        if ns:   # the fleet's clock (sim time) under its namespace too; rclpy reads /clock
+            n.remappings = [("/clock", f"{ns}/clock")]
     return nodes
 
 
@@ -237,6 +251,8 @@ def ros_arguments(spec: NodeSpec, params_file: str | None = None, sros2: bool = 
         args += ["-r", f"__node:={spec.name}"]
     if spec.namespace:
         args += ["-r", f"__ns:=/{spec.namespace}"]
+    for src, dst in spec.remappings:
+        args += ["-r", f"{src}:={dst}"]
     if params_file:
         args += ["--params-file", params_file]
     return args

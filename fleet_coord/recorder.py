@@ -14,6 +14,10 @@ the recording's ``fleet_coord`` metadata: map, robots, ...). Action topics are r
 like any other (a feedback topic's type is derived from its .action file); a topic whose
 type it cannot describe is skipped with a warning.
 
+In a fleet under a namespace (fleet_coord.namespace) it records that fleet's topics
+only, and stores the namespace in the metadata (`fleet-coord report` reads the topics
+without it).
+
 Started by `fleet-coord launch --record FILE`, `fleet.launch.py record:=FILE` and the
 demo. The file is complete (with its index) once the node stops.
 """
@@ -27,6 +31,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
+from fleet_coord.namespace import FleetNames
 from fleet_coord.recording import Writer, qos_metadata
 from fleet_coord.spin import run_nodes
 
@@ -40,6 +45,7 @@ def _names(text: str) -> set[str]:
 class Recorder(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("recorder", **kwargs)
+        self.names = FleetNames.of_node(self)
 
         def param(name, default, description):
             return self.declare_parameter(
@@ -63,7 +69,8 @@ class Recorder(Node):
         self.path = output
         self._file = open(output, "wb")
         self.writer = Writer(self._file)
-        self.writer.metadata("fleet_coord", {**meta, "started_wall_ns": time.time_ns()})
+        self.writer.metadata("fleet_coord", {**meta, "started_wall_ns": time.time_ns(),
+                                             "namespace": self.names.namespace})
         self._subs: dict[str, object] = {}
         self.create_timer(period, self._discover)
         self._discover()
@@ -85,7 +92,11 @@ class Recorder(Node):
 
     def _discover(self) -> None:
         for topic, types in self.get_topic_names_and_types():
-            if topic in self._subs or topic in self.exclude or (self.only and topic not in self.only):
+            # this fleet's topics (under its namespace); `topics` and `exclude` name them
+            # as in a fleet without one
+            name = self.names.bare(topic)
+            if (topic in self._subs or name is None or name in self.exclude
+                    or (self.only and name not in self.only)):
                 continue
             if len(types) != 1:
                 continue   # a topic with two types is a misconfiguration; not ours to pick

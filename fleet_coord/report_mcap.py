@@ -20,6 +20,7 @@ import bisect
 import math
 from typing import Any
 
+from fleet_coord.namespace import FleetNames
 from fleet_coord.recording import read_messages, read_metadata
 
 TRACE_PERIOD_S = 0.1
@@ -27,13 +28,23 @@ TRACE_PERIOD_S = 0.1
 
 class _Subscriptions:
     """Stands in for a node in `RunMonitor`: keeps its callbacks by topic, so recorded
-    messages can be handed to the monitor's own code."""
+    messages can be handed to the monitor's own code (topics as in a fleet without a
+    namespace: `_messages` strips the recorded fleet's)."""
 
     def __init__(self) -> None:
         self.callbacks: dict[str, Any] = {}
+        self.names = FleetNames()
 
     def create_subscription(self, _type, topic, callback, _qos):
         self.callbacks[topic] = callback
+
+
+def _messages(path: str, names: FleetNames):
+    """The recording's messages of the fleet it recorded, topics without its namespace."""
+    for topic, msg, log_ns in read_messages(path):
+        name = names.bare(topic)
+        if name is not None:
+            yield name, msg, log_ns
 
 
 def _sec(stamp) -> float:
@@ -55,10 +66,11 @@ def load(path: str):
     demo = meta.get("demo", {})
     map_path = meta.get("map", "")
     radius = float(meta.get("footprint_radius", 0.15))
+    names = FleetNames(meta.get("namespace", ""))
     # 1. sim time at each reception: the odometry's stamps against its log times
     clock: list[tuple[int, float]] = []
     robots: list[str] = list(meta.get("robots", []))
-    for topic, msg, log_ns in read_messages(path):
+    for topic, msg, log_ns in _messages(path, names):
         if topic.endswith("/odom"):
             clock.append((log_ns, _sec(msg.header.stamp)))
         elif topic == "/fleet/robot_states" and msg.robot not in robots and not meta.get("robots"):
@@ -88,7 +100,7 @@ def load(path: str):
     queued_wall: dict[str, int] = {}
     final_wall: list[int] = []
     DONE, FAILED, CANCELLED, QUEUED = 5, 6, 7, 1
-    for topic, msg, log_ns in read_messages(path):
+    for topic, msg, log_ns in _messages(path, names):
         if topic in subs.callbacks and topic.endswith("/odom"):
             r = topic.split("/")[1]
             subs.callbacks[topic](msg)

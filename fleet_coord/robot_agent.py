@@ -59,6 +59,7 @@ from fleet_coord.core.replica import TableUpdate
 from fleet_coord.core.tracking import control_rate_problem
 from fleet_coord.core.yielding import YieldMemo
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
+from fleet_coord.namespace import FleetNames, robot_of
 from fleet_coord.fleet_io import FleetIO
 from fleet_coord.parameters import ParameterError
 from fleet_coord.robot_link import AgentLink
@@ -156,15 +157,19 @@ class AgentGroup(Node):
     /clock under `use_sim_time`, one subscription for the process instead of one per
     agent)."""
 
-    def __init__(self, robots: list[str], **kwargs: Any) -> None:
+    def __init__(self, robots: list[str], namespace: str = "", **kwargs: Any) -> None:
         if not robots:
             raise ValueError("AgentGroup: robots must name at least one robot")
+        names = FleetNames(namespace)   # the fleet's (fleet_coord.namespace)
         overrides = list(kwargs.pop("parameter_overrides", None) or [])
-        super().__init__(f"robot_agents_{robots[0]}", parameter_overrides=overrides, **kwargs)
+        super().__init__(f"robot_agents_{robots[0]}", namespace=names.namespace,
+                         parameter_overrides=overrides, **kwargs)
+        self.names = names
         self.io = FleetIO(self)
         self.agents: list[RobotAgent] = []
         for r in robots:
-            agent = RobotAgent(r, io=self.io, start_parameter_services=False,
+            agent = RobotAgent(r, io=self.io, namespace=f"{names.namespace}/{r}",
+                               start_parameter_services=False,
                                parameter_overrides=overrides + [
                                    Parameter("use_sim_time", value=False),
                                    Parameter("start_type_description_service", value=False)],
@@ -188,6 +193,7 @@ class RobotAgent(Node):
                          **kwargs)
         prm = self._declare_parameters(robot)
         self.robot: str = prm["robot"]
+        self.names = FleetNames.of_node(self, self.robot)
         roadmap, exclusion, self.roadmap_id = load_roadmap_and_exclusion(
             prm["map"], prm["footprint_radius"])
         try:
@@ -212,10 +218,10 @@ class RobotAgent(Node):
         if config.drive == "follow":
             # a robot that follows paths itself: its master control takes the path and
             # says whether the robot is available (fleet_coord/vda5050/master.py)
-            self.plan_pub = self.create_publisher(Path, f"/{self.robot}/plan", qos.PLAN)
-            self.create_subscription(DiagnosticStatus, f"/{self.robot}/vehicle",
-                                     self._guard.wrap(f"/{self.robot}/vehicle",
-                                                      self._on_vehicle), qos.PLAN)
+            plan, vehicle = self.names(f"/{self.robot}/plan"), self.names(f"/{self.robot}/vehicle")
+            self.plan_pub = self.create_publisher(Path, plan, qos.PLAN)
+            self.create_subscription(DiagnosticStatus, vehicle,
+                                     self._guard.wrap(vehicle, self._on_vehicle), qos.PLAN)
         self.roadmap = roadmap
         self.auth = self.io.auth
         self.link = AgentLink(self, self.auth, self.robot,
@@ -238,7 +244,7 @@ class RobotAgent(Node):
         prm: dict[str, Any] = {}
         for name, default, desc in PARAMETERS:
             if name == "robot":
-                default = robot or self.get_namespace().strip("/") or "robot_1"
+                default = robot or robot_of(self.get_namespace()) or "robot_1"
             elif callable(default):
                 default = default(prm)
             prm[name] = self.declare_parameter(
@@ -363,14 +369,23 @@ class RobotAgent(Node):
 
 def main(args: list[str] | None = None) -> None:
     """One agent (`robot` parameter or namespace), or several in this process:
-    `--robots a,b,c` (a large simulated fleet), all on one executor."""
+    `--robots a,b,c` (a large simulated fleet), all on one executor; `--namespace NS`: the
+    fleet's namespace for them (their nodes are /NS/<robot>/robot_agent)."""
     argv = list(sys.argv if args is None else args)
-    robots: list[str] = []
-    if "--robots" in argv:
-        i = argv.index("--robots")
-        robots = [r for r in argv[i + 1].split(",") if r]
-        del argv[i:i + 2]
-    run_nodes(lambda _argv: AgentGroup(robots).nodes() if robots else [RobotAgent()], argv)
+    opts = {"--robots": "", "--namespace": ""}
+    for opt in opts:
+        if opt in argv:
+            i = argv.index(opt)
+            if i + 1 >= len(argv):
+                raise SystemExit(f"robot_agent: {opt} needs a value")
+            opts[opt] = argv[i + 1]
+            del argv[i:i + 2]
+    robots = [r for r in opts["--robots"].split(",") if r]
+    if opts["--namespace"] and not robots:
+        raise SystemExit("robot_agent: --namespace goes with --robots (a lone agent takes "
+                         "its namespace from ROS: --ros-args -r __ns:=/NS/<robot>)")
+    run_nodes(lambda _argv: (AgentGroup(robots, opts["--namespace"]).nodes() if robots
+                             else [RobotAgent()]), argv)
 
 
 if __name__ == "__main__":

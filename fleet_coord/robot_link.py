@@ -23,6 +23,7 @@ from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 
 from fleet_coord import qos
+from fleet_coord.namespace import names_of
 from fleet_coord.node_auth import NodeAuth
 
 
@@ -34,19 +35,20 @@ class DriverLink:
         self.node, self.auth, self.robot = node, auth, robot
         self.cmd_channel = f"{robot}/cmd_vel_signed"
         self.odom_channel = f"{robot}/odom_signed"
-        self.odom_pub = node.create_publisher(Odometry, f"/{robot}/odom", qos.ODOM)
+        names = names_of(node)
+        self.odom_pub = node.create_publisher(Odometry, names(f"/{robot}/odom"), qos.ODOM)
         self.signed_pub = None
         if auth.enabled:
-            self.signed_pub = node.create_publisher(SignedOdometry, f"/{robot}/odom_signed",
+            self.signed_pub = node.create_publisher(SignedOdometry, names(f"/{robot}/odom_signed"),
                                                     qos.ODOM)
 
             def on_signed(msg: SignedTwist) -> None:
                 if auth.check_link(msg, robot, self.cmd_channel):
                     on_cmd(msg.twist)
-            self.cmd_sub = node.create_subscription(SignedTwist, f"/{robot}/cmd_vel_signed",
+            self.cmd_sub = node.create_subscription(SignedTwist, names(f"/{robot}/cmd_vel_signed"),
                                                     on_signed, qos.COMMAND, **sub_kwargs)
         else:
-            self.cmd_sub = node.create_subscription(Twist, f"/{robot}/cmd_vel", on_cmd,
+            self.cmd_sub = node.create_subscription(Twist, names(f"/{robot}/cmd_vel"), on_cmd,
                                                     qos.COMMAND, **sub_kwargs)
 
     def publish_odom(self, odom: Odometry) -> None:
@@ -71,15 +73,16 @@ def subscribe_odom(node: Any, auth: NodeAuth, robot: str, on_odom: Callable[[Odo
                    **sub_kwargs: Any) -> Any:
     """Robot N's odometry as the fleet reads it: signed by its driver when authenticated
     (`odom_signed`, only what its link key MACs), plain `odom` otherwise."""
+    names = names_of(node)
     if not auth.enabled:
-        return node.create_subscription(Odometry, f"/{robot}/odom", on_odom, qos.ODOM,
+        return node.create_subscription(Odometry, names(f"/{robot}/odom"), on_odom, qos.ODOM,
                                         **sub_kwargs)
     channel = f"{robot}/odom_signed"
 
     def on_signed(msg: SignedOdometry) -> None:
         if auth.check_link(msg, robot, channel):
             on_odom(msg.odom)
-    return node.create_subscription(SignedOdometry, f"/{robot}/odom_signed", on_signed,
+    return node.create_subscription(SignedOdometry, names(f"/{robot}/odom_signed"), on_signed,
                                     qos.ODOM, **sub_kwargs)
 
 
@@ -90,9 +93,10 @@ class AgentLink:
                  on_odom: Callable[[Odometry], None], **sub_kwargs: Any) -> None:
         self.node, self.auth, self.robot = node, auth, robot
         self.cmd_channel = f"{robot}/cmd_vel_signed"
-        self.cmd_pub = (node.create_publisher(SignedTwist, f"/{robot}/cmd_vel_signed",
+        names = names_of(node)
+        self.cmd_pub = (node.create_publisher(SignedTwist, names(f"/{robot}/cmd_vel_signed"),
                                               qos.COMMAND) if auth.enabled
-                        else node.create_publisher(Twist, f"/{robot}/cmd_vel", qos.COMMAND))
+                        else node.create_publisher(Twist, names(f"/{robot}/cmd_vel"), qos.COMMAND))
         self.odom_sub = subscribe_odom(node, auth, robot, on_odom, **sub_kwargs)
 
     def publish_cmd(self, twist: Twist) -> None:
@@ -117,9 +121,10 @@ class EstopServices:
         from fleet_coord_msgs.srv import SetEstop
         from std_srvs.srv import SetBool
         self.node, self.auth, self.robot, self._set = node, auth, robot, set_fn
+        names = names_of(node)
         self.services = [
-            node.create_service(SetBool, f"/{robot}/estop", self._on_estop, **srv_kwargs),
-            node.create_service(SetEstop, f"/{robot}/set_estop", self._on_set_estop,
+            node.create_service(SetBool, names(f"/{robot}/estop"), self._on_estop, **srv_kwargs),
+            node.create_service(SetEstop, names(f"/{robot}/set_estop"), self._on_set_estop,
                                 **srv_kwargs)]
 
     def _on_estop(self, req: Any, res: Any) -> Any:

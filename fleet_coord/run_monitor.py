@@ -14,6 +14,7 @@ from fleet_coord import qos
 from fleet_coord.convert import from_time, table_update_from_msg
 from fleet_coord.core.monitor import SafetyMonitor
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
+from fleet_coord.namespace import names_of
 
 
 class RunMonitor:
@@ -31,9 +32,11 @@ class RunMonitor:
         #: optional hook: f(robot, t, x, y, qz, qw, v) for every odometry message
         self.on_odom: Callable[..., None] | None = None
         self._n: dict[str, int] = {}
-        node.create_subscription(ReservationSet, "/traffic/updates", self._on_update, qos.TABLE)
+        names = names_of(node)
+        node.create_subscription(ReservationSet, names("/traffic/updates"), self._on_update,
+                                 qos.TABLE)
         for r in robots:
-            node.create_subscription(Odometry, f"/{r}/odom",
+            node.create_subscription(Odometry, names(f"/{r}/odom"),
                                      lambda m, r=r: self._on_odom(r, m), qos.ODOM)
 
     @property

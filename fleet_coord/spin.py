@@ -44,10 +44,11 @@ def warn_without_clock(node: Node, after_s: float = CLOCK_WARN_AFTER_S) -> None:
         if node.get_clock().now().nanoseconds > 0:
             node.destroy_timer(timer)
             return
-        n = node.count_publishers("/clock")
+        clock = node.resolve_topic_name("/clock")   # remapped under a fleet's namespace
+        n = node.count_publishers(clock)
         node.get_logger().warning(
-            f"use_sim_time is true but no /clock received after {after_s:g} s "
-            f"({n} publisher{'s' if n != 1 else ''} of /clock): this node's timers wait "
+            f"use_sim_time is true but no {clock} received after {after_s:g} s "
+            f"({n} publisher{'s' if n != 1 else ''} of {clock}): this node's timers wait "
             "for a clock source (the sim, or the ideal driver with publish_clock: true)")
     timer = node.create_timer(after_s, check, clock=wall)
 

@@ -49,7 +49,9 @@ VALID_DAYS = 3650
 #: Infrastructure every ROS 2 node uses: rosout, parameter events, the rmw graph topic,
 #: its own parameter and type-description services (with "~" for the node's name).
 _COMMON_PUB = ("/rosout", "/parameter_events")
-_COMMON_SUB = ("/parameter_events", "/clock")
+_COMMON_SUB = ("/parameter_events",)
+#: under the fleet's namespace like the fleet's own names (the node set remaps /clock)
+_FLEET_SUB = ("/clock",)
 _NODE_SERVICES = ("~/describe_parameters", "~/get_parameter_types", "~/get_parameters",
                   "~/list_parameters", "~/set_parameters", "~/set_parameters_atomically",
                   "~/get_type_description")
@@ -168,25 +170,29 @@ class Grant:
 
 def _node_names(spec: NodeSpec) -> list[str]:
     """Fully qualified names of the process's nodes (for its "~/" services)."""
-    if spec.executable == "robot_agent":
-        return [f"/{r}/robot_agent" for r in spec.robots]
+    if spec.executable == "robot_agent":   # the agents and the process's host node
+        fleet = spec.fleet_namespace
+        return ([f"{fleet}/{r}/robot_agent" for r in spec.robots]
+                + [f"{fleet}/robot_agents_{spec.robots[0]}"] if spec.robots else [])
     ns = f"/{spec.namespace}" if spec.namespace else ""
     return [f"{ns}/{spec.name or spec.executable}"]
 
 
 def grant_for(enclave: str, ifc: Interfaces, robots: Iterable[str], nodes: Iterable[str],
-              actions: Iterable[str] = ("/fleet/execute_task",)) -> Grant:
+              actions: Iterable[str] = ("/fleet/execute_task",), namespace: str = "") -> Grant:
+    """The grant of one process; `namespace`: the fleet's (every fleet name under it)."""
     robots = list(robots)
 
     def expand(names: Iterable[str]) -> set[str]:
         out: set[str] = set()
         for n in names:
+            n = namespace + n
             out.update(n.replace("{robot}", r) for r in robots) if "{robot}" in n else out.add(n)
         return out
 
-    actions = set(actions)
+    actions = {namespace + a for a in actions}
     pub = {f"rt{t}" for t in expand(ifc.publish) | set(_COMMON_PUB)}
-    sub = {f"rt{t}" for t in expand(ifc.subscribe) | set(_COMMON_SUB)}
+    sub = {f"rt{t}" for t in expand((*ifc.subscribe, *_FLEET_SUB)) | set(_COMMON_SUB)}
     pub.add("ros_discovery_info")
     sub.add("ros_discovery_info")
     served = expand(ifc.serve) | {s.replace("~", n) for n in nodes for s in _NODE_SERVICES}
@@ -208,11 +214,13 @@ def grant_for(enclave: str, ifc: Interfaces, robots: Iterable[str], nodes: Itera
 def fleet_grants(specs: Iterable[NodeSpec]) -> list[Grant]:
     """One grant per process of the node set, plus the operator's."""
     grants = []
+    specs = list(specs)
     for spec in specs:
         robots = spec.robots if spec.executable != "ideal_driver" else []
         grants.append(grant_for(enclave_of(spec), INTERFACES[spec.executable], robots,
-                                _node_names(spec)))
-    grants.append(grant_for(OPERATOR_ENCLAVE, OPERATOR, [], []))
+                                _node_names(spec), namespace=spec.fleet_namespace))
+    grants.append(grant_for(OPERATOR_ENCLAVE, OPERATOR, [], [],
+                            namespace=specs[0].fleet_namespace if specs else ""))
     return grants
 
 

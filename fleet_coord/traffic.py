@@ -70,6 +70,7 @@ from fleet_coord.core.table_log import TableLog
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
 from fleet_coord.guard import Guard, check_robot_state
 from fleet_coord.node_auth import NodeAuth
+from fleet_coord.namespace import FleetNames
 from fleet_coord.robot_link import subscribe_odom
 from fleet_coord.spin import run_nodes
 
@@ -83,6 +84,7 @@ _ERROR_CODE = {tc.ReserveError.NONE: Reserve.Response.ERROR_NONE,
 class TrafficNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("traffic", **kwargs)
+        self.names = FleetNames.of_node(self)
         p = self.declare_parameter
         map_path = p("map", "").value
         radius = p("footprint_radius", 0.15).value
@@ -119,15 +121,16 @@ class TrafficNode(Node):
         # only a robot's own signature reserves, releases or keeps it alive; only an
         # operator's removes it; only this node's signature makes a grant
         self.auth = NodeAuth(self, identities=["traffic"], relay_keyring=True)
-        self.updates = self.create_publisher(ReservationSet, "/traffic/updates", qos.TABLE)
-        self.lost_pub = self.create_publisher(RobotNotice, "/fleet/robot_lost", qos.PROTOCOL)
-        self.removed_pub = self.create_publisher(RobotNotice, "/fleet/robot_removed", qos.PROTOCOL)
-        self.create_service(Reserve, "/traffic/reserve", self._on_reserve)
-        self.create_service(Release, "/traffic/release", self._on_release)
-        self.create_service(RemoveRobot, "/fleet/remove_robot", self._on_remove_robot)
+        names, pub = self.names, self.create_publisher
+        self.updates = pub(ReservationSet, names("/traffic/updates"), qos.TABLE)
+        self.lost_pub = pub(RobotNotice, names("/fleet/robot_lost"), qos.PROTOCOL)
+        self.removed_pub = pub(RobotNotice, names("/fleet/robot_removed"), qos.PROTOCOL)
+        self.create_service(Reserve, names("/traffic/reserve"), self._on_reserve)
+        self.create_service(Release, names("/traffic/release"), self._on_release)
+        self.create_service(RemoveRobot, names("/fleet/remove_robot"), self._on_remove_robot)
         events = SubscriptionEventCallbacks(liveliness=lambda _info: self._tick())
         self.guard = Guard(self.get_logger())   # what a callback cannot take is dropped
-        self.guard.subscribe(self, RobotState, "/fleet/robot_states", self._on_state,
+        self.guard.subscribe(self, RobotState, self.names("/fleet/robot_states"), self._on_state,
                              qos.state_qos(), event_callbacks=events)
         self.create_timer(0.1, self._tick)
         self.create_timer(snapshot_period, self._publish_snapshot)

@@ -1,7 +1,8 @@
 """Launch the fleet config's robots on its backends (default: 5 ideal robots on the bundled warehouse).
 
     ros2 launch fleet_coord fleet.launch.py [config:=FILE] [robot_count:=N] [use_sim_time:=true|false]
-        [domain:=ID] [agents_per_process:=N]
+        [domain:=ID] [agents_per_process:=N] [namespace:=NS] [operator_view:=true|false]
+        [operator_port:=PORT] [record:=FILE.mcap]
 
 The node set comes from fleet_coord.node_set.fleet_nodes, the function `fleet-coord launch`
 uses too; default config: share/fleet_coord/config/fleet_demo.yaml.

@@ -56,6 +56,7 @@ from std_msgs.msg import UInt32
 
 from fleet_coord import frames, parameters, qos
 from fleet_coord.convert import from_time, odometry_msg, time_from_ns
+from fleet_coord.namespace import FleetNames
 from fleet_coord.node_auth import NodeAuth
 from fleet_coord.robot_link import DriverLink, EstopServices
 from fleet_coord.spin import run_nodes
@@ -137,6 +138,7 @@ class SimNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("sim", **kwargs)
+        self.names = FleetNames.of_node(self)
         if self.get_parameter("use_sim_time").value:
             self.get_logger().warning(
                 "use_sim_time is true for the sim node: overriding it to false, the sim is "
@@ -221,9 +223,10 @@ class SimNode(Node):
         self._links = [DriverLink(self, self.auth, name, lambda m, i=i: self._on_cmd(i, m))
                        for i, name in enumerate(robots)] if self.auth.enabled else []
         for i, name in enumerate(robots if not self._links else ()):
-            self._odom_pubs.append(self.create_publisher(Odometry, f"/{name}/odom", qos.ODOM))
+            self._odom_pubs.append(self.create_publisher(Odometry, self.names(f"/{name}/odom"),
+                                                         qos.ODOM))
             self._odom_wire.append(SerializedOdometry(name))
-            self.create_subscription(Twist, f"/{name}/cmd_vel",
+            self.create_subscription(Twist, self.names(f"/{name}/cmd_vel"),
                                      lambda m, i=i: self._on_cmd(i, m), qos.COMMAND)
         for i, name in enumerate(robots):
             EstopServices(self, self.auth, name,
@@ -237,9 +240,10 @@ class SimNode(Node):
                 1_234_567_890_123):
             raise RuntimeError("unexpected rosgraph_msgs/Clock CDR layout")
         self._contact_pubs = (
-            self.create_publisher(UInt32, "/sim/contacts/robot_robot", CONTACTS_QOS),
-            self.create_publisher(UInt32, "/sim/contacts/robot_obstacle", CONTACTS_QOS))
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+            self.create_publisher(UInt32, self.names("/sim/contacts/robot_robot"), CONTACTS_QOS),
+            self.create_publisher(UInt32, self.names("/sim/contacts/robot_obstacle"),
+                                CONTACTS_QOS))
+        self._diag_pub = self.create_publisher(DiagnosticArray, self.names("/diagnostics"), 10)
         self._published_contacts = None
         self.odom_published = 0
 
@@ -266,7 +270,7 @@ class SimNode(Node):
                 if m.robot in names and self.auth.check_state(m):
                     self._agent_t[m.robot] = (from_time(m.header.stamp),
                                               time.monotonic())
-            self.create_subscription(RobotState, "/fleet/robot_states", on_state,
+            self.create_subscription(RobotState, self.names("/fleet/robot_states"), on_state,
                                      qos.state_qos())
         self._timer = self.create_timer(dt / self.rtf if self.rtf > 0 else 0.0, self._tick)
         self.get_logger().info(

@@ -221,3 +221,45 @@ def test_the_restart_policy_becomes_respawn_in_launch_files(fake_launch, tmp_pat
     never.write_text("fleet: {map: warehouse.map, restart: never}\n"
                      "robots: [{name: r1, start: [2, 18]}]\n")
     assert not any(s.respawn for s in fleet_nodes(str(never)))
+
+
+def test_a_namespace_puts_the_whole_fleet_and_its_clock_under_it(fake_launch, tmp_path):
+    """fleet-coord launch --namespace / namespace:=: every process's nodes and names under
+    /<ns> (fleet_coord.namespace), robots' nodes under /<ns>/<robot>, /clock remapped."""
+    specs = fleet_nodes("config/fleet_hardware.yaml", namespace="site_a")
+    by_exe = {s.executable: s for s in specs}
+    assert all(s.fleet_namespace == "/site_a" for s in specs)
+    assert all(s.remappings == [("/clock", "/site_a/clock")] for s in specs)
+    assert by_exe["traffic"].namespace == "site_a"
+    bridge = next(s for s in specs if s.executable == "serial_bridge")
+    assert bridge.namespace == "site_a/amr_1"
+    assert list(params_yaml(bridge)) == ["/site_a/amr_1/serial_bridge"]
+    assert ros_arguments(bridge, "/tmp/p.yaml")[:7] == [
+        "--ros-args", "-r", "__node:=serial_bridge", "-r", "__ns:=/site_a/amr_1",
+        "-r", "/clock:=/site_a/clock"]
+    agents = [s for s in specs if s.executable == "robot_agent"]
+    assert agents[0].arguments == ["--robots", "amr_1", "--namespace", "/site_a"]
+    assert agents[0].namespace == ""      # its nodes are /site_a/<robot>/robot_agent
+    # no namespace: names as they always were
+    plain = fleet_nodes("config/fleet_hardware.yaml")
+    assert all(s.fleet_namespace == "" and not s.remappings for s in plain)
+    # the launch files' namespace:= reaches the node set
+    fake_launch.update(namespace="site_b")
+    _, produced = _run_launch_file("fleet.launch.py")
+    nodes = [a.kwargs for a in produced if type(a).__name__ in ("Node", "LifecycleNode")]
+    traffic = next(n for n in nodes if n["executable"] == "traffic")
+    assert traffic["namespace"] == "site_b"
+    assert all(n["remappings"] == [("/clock", "/site_b/clock")] for n in nodes)
+    # the config's fleet.namespace, and a bad one named
+    cfg = tmp_path / "ns.yaml"
+    cfg.write_text("fleet: {map: warehouse.map, namespace: site_c}\n"
+                   "robots: [{name: r1, start: [2, 18]}]\n")
+    assert fleet_nodes(str(cfg))[0].namespace == "site_c"
+    assert fleet_nodes(str(cfg), namespace="")[0].namespace == ""   # the launch argument wins
+    cfg.write_text("fleet: {map: warehouse.map, namespace: 'site c'}\n"
+                   "robots: [{name: r1, start: [2, 18]}]\n")
+    from fleet_coord.fleet_config import ConfigError
+    with pytest.raises(ConfigError, match="'fleet.namespace'.*'site c'"):
+        load_fleet_config(str(cfg))
+    with pytest.raises(ValueError, match="namespace 'x y'"):
+        fleet_nodes("config/fleet_hardware.yaml", namespace="x y")

@@ -58,6 +58,7 @@ from std_srvs.srv import SetBool, Trigger
 from fleet_coord import qos
 from fleet_coord.convert import odometry_msg, timed_path_from_msg, to_time
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
+from fleet_coord.namespace import FleetNames, robot_of
 from fleet_coord.spin import run_nodes
 from fleet_coord.table_replica import TableReplica
 from fleet_coord.vda5050.emulator import parse_broker
@@ -85,8 +86,8 @@ class Vda5050Master(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("vda5050_master", **kwargs)
         p = self.declare_parameter
-        ns = self.get_namespace().strip("/")
-        self.robot = p("robot", ns or "robot_1").value
+        self.robot = p("robot", robot_of(self.get_namespace()) or "robot_1").value
+        self.names = FleetNames.of_node(self, self.robot)
         self.manufacturer = check_id("manufacturer", p("manufacturer", "").value)
         self.serial = check_id("serial_number", p("serial_number", self.robot).value)
         host, port = parse_broker(p("broker", "127.0.0.1:1883").value)
@@ -129,14 +130,17 @@ class Vda5050Master(Node):
         self._status_at = -math.inf
         self._inq: queue.SimpleQueue = queue.SimpleQueue()
 
-        self.odom_pub = self.create_publisher(Odometry, f"/{self.robot}/odom", qos.ODOM)
-        self.status_pub = self.create_publisher(DiagnosticStatus, f"/{self.robot}/vehicle",
+        self.odom_pub = self.create_publisher(Odometry, self.names(f"/{self.robot}/odom"),
+                                                qos.ODOM)
+        self.status_pub = self.create_publisher(DiagnosticStatus,
+                                                self.names(f"/{self.robot}/vehicle"),
                                                 PLAN_QOS)
-        self.create_subscription(ReservationSet, "/traffic/updates", self.replica.apply,
+        self.create_subscription(ReservationSet, self.names("/traffic/updates"), self.replica.apply,
                                  qos.TABLE)
-        self.create_subscription(Path, f"/{self.robot}/plan", self._on_plan, PLAN_QOS)
-        self.create_service(SetBool, f"/{self.robot}/estop", self._on_estop)
-        self.create_service(Trigger, f"/{self.robot}/cancel_order", self._on_cancel)
+        self.create_subscription(Path, self.names(f"/{self.robot}/plan"), self._on_plan,
+                                 PLAN_QOS)
+        self.create_service(SetBool, self.names(f"/{self.robot}/estop"), self._on_estop)
+        self.create_service(Trigger, self.names(f"/{self.robot}/cancel_order"), self._on_cancel)
         self.create_timer(1.0 / rate, self._tick)
 
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,

@@ -34,6 +34,7 @@ from std_srvs.srv import SetBool
 
 from fleet_coord import qos
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
+from fleet_coord.namespace import FleetNames
 from fleet_coord.spin import run_nodes
 from fleet_coord.table_replica import TableReplica
 from fleet_coord.web.api import FleetUnavailable, Refused, make_app
@@ -52,6 +53,7 @@ def _yaw(q) -> float:
 class OperatorNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__("operator_view", **kwargs)
+        self.names = FleetNames.of_node(self)
 
         def param(name, default, description):
             return self.declare_parameter(
@@ -79,14 +81,14 @@ class OperatorNode(Node):
         self.replica = TableReplica(exclusion.of, roadmap.num_resources, rid)
         self._lock = threading.Lock()
         sub = self.create_subscription
-        sub(FleetState, "/fleet/state", self._on_fleet, qos.state_qos())
-        sub(ReservationSet, "/traffic/updates", self._on_table, qos.TABLE)
-        sub(TaskStatus, "/fleet/task_status", self._on_status, qos.PROTOCOL)
-        sub(RobotNotice, "/fleet/robot_removed", self._on_removed, qos.PROTOCOL)
-        self._submit = self.create_client(SubmitTask, "/fleet/submit_task")
-        self._cancel = self.create_client(CancelTask, "/fleet/cancel_task")
-        self._list = self.create_client(ListTasks, "/fleet/list_tasks")
-        self._remove = self.create_client(RemoveRobot, "/fleet/remove_robot")
+        sub(FleetState, self.names("/fleet/state"), self._on_fleet, qos.state_qos())
+        sub(ReservationSet, self.names("/traffic/updates"), self._on_table, qos.TABLE)
+        sub(TaskStatus, self.names("/fleet/task_status"), self._on_status, qos.PROTOCOL)
+        sub(RobotNotice, self.names("/fleet/robot_removed"), self._on_removed, qos.PROTOCOL)
+        self._submit = self.create_client(SubmitTask, self.names("/fleet/submit_task"))
+        self._cancel = self.create_client(CancelTask, self.names("/fleet/cancel_task"))
+        self._list = self.create_client(ListTasks, self.names("/fleet/list_tasks"))
+        self._remove = self.create_client(RemoveRobot, self.names("/fleet/remove_robot"))
         self._estop: dict[str, Any] = {}
         self._listing = None
         self.create_timer(poll, self._poll_tasks)
@@ -230,8 +232,9 @@ class OperatorNode(Node):
         client = self._estop.get(robot)
         if client is None:
             client = self._estop[robot] = (
-                self.create_client(SetEstop, f"/{robot}/set_estop") if self.signer is not None
-                else self.create_client(SetBool, f"/{robot}/estop"))
+                self.create_client(SetEstop, self.names(f"/{robot}/set_estop"))
+                if self.signer is not None
+                else self.create_client(SetBool, self.names(f"/{robot}/estop")))
         if self.signer is not None:
             resp = await self._call(client, SetEstop.Request(
                 engage=engage, reason="from the operator view"), "the e-stop", robot)
