@@ -145,11 +145,11 @@ def run_mixed_demo(args: Any, roadmap: Any, exclusion: Any, robots: dict[str, in
 
         everyone = list(ros) + list(vda)
         deadline = time.monotonic() + 90.0
-        while not (set(monitor.replica.table.robots()) >= set(everyone)
+        while not (set(monitor.core.replica.table.robots()) >= set(everyone)
                    and submit.service_is_ready()):
             if time.monotonic() > deadline:
                 raise RuntimeError("the fleet did not come up within 90 s: parked: "
-                                   f"{sorted(monitor.replica.table.robots())}")
+                                   f"{sorted(monitor.core.replica.table.robots())}")
             spin(0.1)
         t_start = time.monotonic()
         for task in tasks:
@@ -172,10 +172,8 @@ def run_mixed_demo(args: Any, roadmap: Any, exclusion: Any, robots: dict[str, in
                 print(f"no task ended for {STALL_S:.0f} s: stopping", file=sys.stderr)
                 break
         run_s = time.monotonic() - t_start
-        table = monitor.replica.table
         vda_exc, checked = vehicle_excursions(
-            monitor.exclusion, lambda r: [(h.resource, h.t_start, h.t_end)
-                                          for h in table.reservations(r)],
+            monitor.exclusion, monitor.holds,
             observer.reports(list(vda)))
         done = sorted(t for t, (s, _) in final.items() if s == TaskStatus.DONE)
         by_vda = sum(1 for t, (s, r) in final.items() if s == TaskStatus.DONE and r in vda)
