@@ -56,3 +56,20 @@ def test_a_robot_outside_its_hold_is_an_excursion_and_an_overlapping_grant_a_con
     b = Reservation("b", w, 5.0, 15.0)                  # v itself or a resource exclusive with it
     mon.on_update(TableUpdate(2, "b", roadmap_id=rid, added=(b,)))
     assert len(mon.conflicts) == 1 and mon.conflicts[0].robot == "b"
+
+
+def test_a_pose_from_before_the_robots_first_hold_is_not_checked(world):
+    """Odometry starts before the robot's park is granted; a pose from then, checked once
+    the park is in the table, is no excursion (a pose after a hold ended still is)."""
+    roadmap, exclusion, rid = world
+    mon = SafetyMonitor(exclusion, roadmap.num_resources, rid)
+    x, y = (float(c) for c in roadmap.pos[0])
+    mon.on_pose("a", 4.0, x, y)                          # waits: the replica knows nothing yet
+    mon.on_update(TableUpdate(1, "a", is_snapshot=False, roadmap_id=rid,
+                              added=(Reservation("a", 0, 5.0, 10.0),)), stamp=6.0)
+    mon.on_pose("a", 5.5, x, y)
+    assert mon.samples == 1 and not mon.excursions
+    mon.on_pose("a", 10.5, x, y)
+    mon.on_update(TableUpdate(1, "a", is_snapshot=True, roadmap_id=rid,
+                              added=(Reservation("a", 0, 5.0, 10.0),)), stamp=11.0)
+    assert len(mon.excursions) == 1

@@ -76,6 +76,9 @@ class SafetyMonitor:
         self._eroded: dict[tuple[int, ...], Any] = {}
         self._holds: dict[str, list[tuple[int, float, float]]] = {}
         self._known_until = -math.inf    # the authority's stamp of the newest change applied
+        # each robot's earliest hold seen: a pose from before it is from before the robot
+        # first parked (its odometry may start before its park is granted)
+        self._since: dict[str, float] = {}
         # poses (robot, t, x, y) not checked yet: newer than what the replica is current for
         self._waiting: deque[tuple[str, float, float, float]] = deque(maxlen=10_000)
 
@@ -130,6 +133,7 @@ class SafetyMonitor:
         self._holds.clear()
         table = self.replica.table
         for r in update.added:
+            self._since[r.robot] = min(self._since.get(r.robot, math.inf), r.t_start)
             hit = table.first_conflict(r.resource, r.t_start, r.t_end, robot=r.robot)
             if hit is not None:
                 self.conflicts.append(Conflict(r.robot, r.resource, r.t_start, r.t_end,
@@ -147,7 +151,7 @@ class SafetyMonitor:
                 and self._waiting[0][1] <= self._known_until:
             robot, t, x, y = self._waiting.popleft()
             holds = self.holds(robot)
-            if not holds:
+            if not holds or t < self._since.get(robot, math.inf):
                 continue  # not parked yet
             self.samples += 1
             if self._inside(robot, holds, t, x, y):
