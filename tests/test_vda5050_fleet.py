@@ -233,3 +233,38 @@ def test_mixed_fleet_of_ros_robots_and_vda5050_vehicles(tmp_path):
         # the VDA side of the run, for a failure's diagnosis
         print("\n".join(line for line in text.splitlines()
                         if "agv" in line and "behind my holds" not in line)[-20000:])
+
+
+def test_the_mixed_demo_as_small_as_it_gets(tmp_path, capsys):
+    """`fleet-coord demo --vda5050` through its own code (run_mixed_demo): 1 ROS robot,
+    1 emulated VDA 5050 vehicle, one short errand next to the vehicle. The demo builds its
+    fleet, monitor and observer itself, so only running it checks them (its start-up once
+    crashed unnoticed on a moved monitor API); the fleet's behaviour is the test above's."""
+    from fleet_coord.cli import build_parser
+    from fleet_coord.cli_demo import _load
+    from fleet_coord.core.tasks import Task
+    from fleet_coord.vda5050.broker import mosquitto_path
+    from fleet_coord.vda5050.mixed_demo import run_mixed_demo
+
+    if mosquitto_path() is None:
+        pytest.skip("mosquitto is not installed (scripts/setup.sh installs it as root)")
+    args = build_parser().parse_args(["demo", "--vda5050", "1", "--robots", "1", "--tasks",
+                                      "1", "--out", str(tmp_path / "out")])
+    roadmap, exclusion, robots, _ = _load(args)
+    home = list(robots.values())[-1]         # the vehicle's (the demo's last robots are VDA)
+    goal = int(roadmap.edge_to[roadmap.edge_from == home][0])
+    tasks = [Task(id="t000", kind="goto", stations=[roadmap.names[goal]], submitted_at=0.0)]
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        rc = run_mixed_demo(args, roadmap, exclusion, robots, tasks)
+    finally:
+        for s, h in handlers.items():    # the demo turns them into a stop flag
+            signal.signal(s, h)
+    out = capsys.readouterr()
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert rc == 0, (metrics, out.err[-3000:],
+                     (tmp_path / "out" / "fleet.log").read_text()[-3000:])
+    assert metrics["ros_robots"] == 1 and metrics["vda5050_vehicles"] == 1
+    assert metrics["done"] == metrics["done_by_vda5050"] == 1
+    assert metrics["odometry_samples"] > 0 and metrics["vehicle_reports_checked"] > 0
+    assert metrics["mqtt_messages"] and metrics["schema_problems"] == 0
