@@ -211,3 +211,47 @@ def test_in_an_authenticating_fleet_the_view_acts_as_the_operator(tmp_path):
         finally:
             ex.remove_node(view)
             view.destroy_node()
+
+
+def test_an_action_waits_for_a_fleet_service_that_is_not_up_yet():
+    """A fleet node that comes up after the view (or restarts; on a loaded machine the
+    dispatcher may be found last): an operator action waits for its service within
+    service_timeout_s instead of failing at once; past it, a 503 naming the service.
+    Real rclpy; the service stands in for the dispatcher (the real one answers the page in
+    tests/test_operator_browser.py)."""
+    pytest.importorskip("rclpy")
+    import rclpy
+    from fleet_coord_msgs.srv import SubmitTask
+    from rclpy.parameter import Parameter
+
+    from fleet_coord.web.operator_node import OperatorNode
+    from rosutil import ros_context, spin_until
+
+    task = {"id": "t1", "kind": "goto", "stations": ["2,14"], "priority": 0,
+            "payload_kg": 0.0, "deadline_s": 0.0}
+    with ros_context() as (ctx, ex):
+        view = OperatorNode(context=ctx, parameter_overrides=[
+            Parameter("port", value=0), Parameter("service_timeout_s", value=0.5)])
+        ex.add_node(view)
+
+        def submit():
+            return asyncio.run_coroutine_threadsafe(view.submit(task), view._loop)
+        fut = submit()
+        assert spin_until(ex, fut.done, 20)
+        with pytest.raises(FleetUnavailable, match="fleet/submit_task is not available"):
+            fut.result()
+        view.timeout_s = 30.0
+        fut = submit()
+        spin_until(ex, fut.done, 0.3)
+        assert not fut.done()                  # waiting for the service, not failed
+        served = []
+
+        def serve(req, resp):
+            served.append(req.task.id)
+            resp.accepted, resp.task_id = True, req.task.id
+            return resp
+        fleet = rclpy.create_node("dispatcher_stand_in", context=ctx)
+        fleet.create_service(SubmitTask, "/fleet/submit_task", serve)
+        ex.add_node(fleet)
+        assert spin_until(ex, fut.done, 30)
+        assert fut.result() == "t1" and served == ["t1"]

@@ -129,11 +129,17 @@ def fleet():
                 return False
             return code == 200 and len(state["robots"]) == 3 and all(
                 r["reservations"] for r in state["robots"])   # every robot parked
+
+        def answers():
+            # the dispatcher is up and the view's clients found it: an action round-trips
+            # (its robots park without it, and on a loaded machine it can come up last)
+            return f.api("/api/tasks/no_such_task/cancel", {})[0] == 422
         deadline = time.monotonic() + 180
-        while not up():
-            if f.proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("the fleet's operator view did not come up:\n" + f.tail())
-            time.sleep(0.5)
+        for cond, what in ((up, "come up"), (answers, "reach the dispatcher")):
+            while not cond():
+                if f.proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"the fleet's operator view did not {what}:\n" + f.tail())
+                time.sleep(0.5)
         yield f
     finally:
         f.stop()
@@ -191,6 +197,12 @@ def _task_state(driver, task_id: str) -> str:
         "return r ? r.dataset.state : ''", task_id)
 
 
+def _page_says(driver) -> str:
+    """What the page tells the operator: for a failure message."""
+    return ", ".join(f"{sel} {_text(driver, sel)!r}"
+                     for sel in ("#connection", "#task-error", "#action-message"))
+
+
 def _submit(driver, task_id: str, kind: str, stations: str) -> None:
     driver.find_element(By.ID, "task-id").clear()
     driver.find_element(By.ID, "task-id").send_keys(task_id)
@@ -220,7 +232,9 @@ def test_tasks_from_the_page_are_done_and_every_robot_moves_on_it(fleet, browser
     # one short errand near each robot: each is the cheapest bidder for its own
     for tid, station in (("page_1", "2,14"), ("page_2", "6,14"), ("page_3", "30,14")):
         _submit(browser, tid, "goto", station)
-        _wait(lambda tid=tid: _task_state(browser, tid), 60, f"{tid} in the task table")
+        _wait(lambda tid=tid: _task_state(browser, tid), 60,
+              lambda tid=tid: f"{tid} in the task table (page: {_page_says(browser)})\n"
+                              + fleet.tail())
     assert _text(browser, "#task-error") == ""
     moved: set[str] = set()
     shot = False

@@ -173,19 +173,26 @@ class OperatorNode(Node):
             return self.view.state_document(now, holds)
 
     async def _call(self, client, request, what: str, robot: str = ""):
-        if not client.service_is_ready():
-            raise FleetUnavailable(f"{client.srv_name} is not available: {what} needs it "
-                                   "(is the fleet running?)")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        # the service may not be matched yet: the fleet node serving it starts (or restarts)
+        # after this view, or discovery is slow on a loaded machine; the action waits for it
+        # within the same timeout as for the answer
+        while not client.service_is_ready():
+            if loop.time() >= deadline:
+                raise FleetUnavailable(f"{client.srv_name} is not available (waited "
+                                       f"{self.timeout_s:g} s): {what} needs it (is the "
+                                       "fleet running?)")
+            await asyncio.sleep(0.05)
         channel = client.srv_name.lstrip("/")
         if self.signer is not None:   # as the operator; anew for every call (no replays)
             self.signer.sign(request, channel)
-        loop = asyncio.get_running_loop()
         done: asyncio.Future = loop.create_future()
         fut = client.call_async(request)
         fut.add_done_callback(lambda f: loop.call_soon_threadsafe(
             lambda: done.done() or done.set_result(f.result())))
         try:
-            resp = await asyncio.wait_for(done, self.timeout_s)
+            resp = await asyncio.wait_for(done, max(0.0, deadline - loop.time()))
         except asyncio.TimeoutError:
             client.remove_pending_request(fut)
             raise FleetUnavailable(f"{client.srv_name} did not answer within "
