@@ -76,3 +76,11 @@ def test_removing_a_lost_robot_frees_its_blocked_spot_and_forgets_it():
     assert ta.table.reservations("a") == [] and "a" not in ta.lost
     assert ta.reserve("b", [(r, 10, 11) for r in out.blocked]).ok
     assert lv.check(100.0) == [] and lv.alive() == []
+
+
+def test_a_replaced_incarnation_is_not_heard_again():
+    m = Membership()
+    assert m.heard("a", b"gid-1") and m.heard("a", b"gid-2")
+    assert not m.heard("a", b"gid-1")        # a late state of the agent gid-2 replaced
+    assert m.incarnation["a"] == b"gid-2" and m.heard("a", b"gid-2")
+    assert m.heard("a", b"gid-3") and not m.heard("a", b"gid-2")

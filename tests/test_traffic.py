@@ -66,6 +66,26 @@ def test_blocking_revokes_other_robots_future_passage_through_the_spot():
     assert ta.table.holder_at(5, 1e9) == "a"
 
 
+def test_blocking_spares_a_robot_that_is_lost_too_its_commitment_stands():
+    """When the authority's own link is cut every robot goes silent at once: b cannot hear
+    a revocation and may be driving through a's spot as committed, so b keeps it and a's
+    block leaves out b's time there (the table stays conflict-free)."""
+    from fleet_coord.core.traffic import RobotLost
+    ta = TrafficAuthority(ReservationTable(line_exclusion(10), 10), lost_after=1.0)
+    for r in ("a", "b"):
+        ta.on_robot_state(0.0, r)
+    assert ta.reserve("a", [(5, 0, 3)]).ok
+    assert ta.reserve("b", [(4, 0, 3), (5, 3, 4), (6, 4, INF)]).ok
+    lost = {a.robot: a.outcome for a in ta.tick(2.0) if isinstance(a, RobotLost)}
+    assert sorted(lost) == ["a", "b"]                 # both silent since 0
+    assert lost["a"].revoked == {} and lost["a"].yielded == {"b"}
+    b = [(r.resource, r.t_start, r.t_end) for r in ta.table.reservations("b")]
+    assert (5, 3, 4) in b and (6, 4, INF) in b
+    a5 = sorted((r.t_start, r.t_end) for r in ta.table.reservations("a") if r.resource == 5)
+    assert a5[0][0] <= 2.0 and a5[-1] == (4, INF)     # blocked before and after b passes
+    assert ta.table.holder_at(5, 3.5) == "b"
+
+
 def test_removed_robot_frees_everything():
     ta = TrafficAuthority(ReservationTable(line_exclusion(10), 10))
     ta.reserve("a", [(0, 0, INF)])

@@ -13,7 +13,9 @@ So membership remembers, per removed robot, the *incarnation* that spoke for it 
 token naming one running agent; the nodes use the DDS GID of the agent's state publisher,
 new for every agent started). States from that incarnation are ignored; a state from a
 new incarnation — an agent started after the removal, `fleet-coord add-robot` — makes the
-robot a member again.
+robot a member again. Likewise an agent replaced by a new incarnation (a restart) is
+retired: a late state of it is not heard (the authority treats the replacement as the
+old agent lost, core/traffic.py, and must not see it come and go).
 
 Pure logic, no ROS: the nodes feed it what they hear.
 """
@@ -25,6 +27,10 @@ from typing import Hashable, Iterable, Optional
 Incarnation = Optional[Hashable]
 
 
+#: replaced incarnations remembered per robot
+RETIRED_KEPT = 64
+
+
 @dataclass
 class Membership:
     #: robot -> the incarnation that spoke for it last (None: never heard)
@@ -32,6 +38,8 @@ class Membership:
     #: removed robot -> the incarnation that was removed with it (None: any new state
     #: re-admits it)
     removed: dict[str, Incarnation] = field(default_factory=dict)
+    #: robot -> incarnations a newer one replaced (their straggling states are not heard)
+    retired: dict[str, set[Incarnation]] = field(default_factory=dict)
 
     def heard(self, robot: str, incarnation: Incarnation = None) -> bool:
         """A state from `robot`, sent by `incarnation`. Returns whether it counts: False
@@ -43,6 +51,14 @@ class Membership:
                 return False
             del self.removed[robot]
         if incarnation is not None:
+            old = self.incarnation.get(robot)
+            if old is not None and old != incarnation:
+                retired = self.retired.setdefault(robot, set())
+                if incarnation in retired:
+                    return False   # a late state of an agent a newer one replaced
+                retired.add(old)
+                if len(retired) > RETIRED_KEPT:
+                    retired.pop()
             self.incarnation[robot] = incarnation
         return True
 

@@ -17,7 +17,10 @@ Either way the robot is inside what it holds from the moment it was last heard o
 
 Blocking can clash with other robots' *future* reservations of that space (they planned
 to pass after the lost robot left); those robots lose their reservations from the clash
-on and must replan (they see it in their replica) — safety before throughput.
+on and must replan (they see it in their replica) — safety before throughput. A robot
+that is lost itself cannot hear that (e.g. the authority's own link was cut and every
+robot went silent at once) and may be driving what it committed: its commitment stands
+and the block leaves out the time it holds.
 
 Around the table the authority decides who is in the fleet (fleet_coord.core.membership:
 robots join by speaking; `remove_robot` takes one out for good, refused for an unknown
@@ -67,6 +70,23 @@ from fleet_coord.core.table_log import TableLog
 class LossOutcome:
     blocked: list[int]                                   # resources kept blocked
     revoked: dict[str, float] = field(default_factory=dict)  # robot -> revoked from time t
+    yielded: set[str] = field(default_factory=set)  # lost robots whose commitments it spared
+
+
+def _without(block: list[tuple[int, float, float]], requested: Reservation,
+             existing: Reservation) -> list[tuple[int, float, float]]:
+    """`block` with its entries on `requested`'s resource cut around the time `existing`
+    holds."""
+    out = []
+    for res, t0, t1 in block:
+        if res != requested.resource or t1 <= existing.t_start or existing.t_end <= t0:
+            out.append((res, t0, t1))
+            continue
+        if t0 < existing.t_start:
+            out.append((res, t0, min(t1, existing.t_start)))
+        if existing.t_end < t1:
+            out.append((res, max(t0, existing.t_end), t1))
+    return out
 
 
 class RobotLostError(RuntimeError):
@@ -312,6 +332,12 @@ class TrafficAuthority:
                 return
             assert result.conflict is not None   # a refused commit names its conflict
             other = result.conflict.existing
+            if other.robot in self.lost:
+                # it cannot hear a revocation and may be driving what it committed: its
+                # commitment stands, the block leaves that time out
+                block = _without(block, result.conflict.requested, other)
+                outcome.yielded.add(other.robot)
+                continue
             cut = max(now, other.t_start)
             self.table.release(other.robot, after=cut)
             prev = outcome.revoked.get(other.robot, math.inf)
@@ -417,9 +443,10 @@ class TrafficAuthority:
         out: list[Action] = []
         for robot in self.liveness.check(now):
             outcome = self.robot_lost(robot, now, self.liveness.last_seen.get(robot))
+            spared = f"; spared (lost too): {sorted(outcome.yielded)}" if outcome.yielded else ""
             self.log.warning(f"robot {robot} lost (silent > {self.liveness.lost_after:.1f} s); "
                              f"what it committed stays, spot {outcome.blocked} stays blocked; "
-                             f"reservations revoked for {sorted(outcome.revoked)}")
+                             f"reservations revoked for {sorted(outcome.revoked)}{spared}")
             out.append(RobotLost(robot, outcome, f"silent > {self.liveness.lost_after:.1f} s"))
             if robot not in self.locating:
                 self.locating[robot] = Locating()
