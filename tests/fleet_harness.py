@@ -35,11 +35,9 @@ def P(name, value):
 def provision_keys(robots, folder: str | None = None) -> str:
     """A key directory for a harness fleet of `robots` (every identity it needs)."""
     from fleet_coord.core.trust import Role
-    from fleet_coord.keys import IdentitySpec, KeyDir, robot_identities
+    from fleet_coord.keys import SERVER_IDENTITIES, IdentitySpec, KeyDir, robot_identities
     path = os.path.join(folder or tempfile.mkdtemp(prefix="fleet-keys-"), "fleet.keys")
-    specs = [IdentitySpec(n, Role(r)) for n, r in (
-        ("operator", "operator"), ("traffic", "traffic"), ("dispatcher", "dispatcher"),
-        ("fleet_monitor", "monitor"))]
+    specs = [IdentitySpec(n, r) for n, r in SERVER_IDENTITIES]
     specs.append(IdentitySpec("ideal_driver", Role.SIM, ("*",)))
     for r in robots:
         specs += robot_identities(r, "ideal")
@@ -55,9 +53,11 @@ class Fleet:
         self.ctx, self.ex = ctx, ex
         names = list(robots)
         if auth_keys is None and os.environ.get("FLEET_COORD_TEST_AUTH") == "enforce":
-            auth_keys = provision_keys(names)
+            auth_keys = provision_keys(names, os.path.dirname(os.path.abspath(ledger)))
         self.auth_keys = auth_keys
         auth = [P("auth_mode", "enforce"), P("auth_keys", auth_keys)] if auth_keys else []
+        #: parameters a node the test adds to this fleet needs (an agent joining later)
+        self.auth_params = auth
         self.operator = None
         if auth_keys:
             from fleet_coord.auth import Signer
@@ -117,6 +117,11 @@ class Fleet:
                 return fut.result()
             self.submit_client.remove_pending_request(fut)
             assert time.monotonic() < deadline, "SubmitTask did not answer"
+
+    def sign(self, req, channel: str):
+        """`req` signed as the operator when the fleet authenticates (else unchanged); a
+        request sent again must be signed again (a repeated signature is a replay)."""
+        return self.operator.sign(req, channel) if self.operator is not None else req
 
     def final(self, task_id: str) -> TaskStatus | None:
         for s in self.statuses:

@@ -17,8 +17,9 @@ ROBOTS = {"r0": (1, 1), "r1": (10, 1), "r2": (1, 6)}
 
 
 def _call(fleet, client, req, timeout=10.0):
+    """One call, signed as the operator when the fleet authenticates."""
     assert client.wait_for_service(timeout_sec=timeout)
-    fut = client.call_async(req)
+    fut = client.call_async(fleet.sign(req, client.srv_name.lstrip("/")))
     deadline = time.monotonic() + timeout
     while not fut.done() and time.monotonic() < deadline:
         fleet.ex.spin_once(timeout_sec=0.02)
@@ -101,7 +102,8 @@ def test_removed_robots_release_reservations_get_no_awards_and_a_new_agent_rejoi
         dup = _call(fleet, spawn, SpawnRobot.Request(robot="r2", x=2.0, y=6.0))
         assert not dup.ok and "already" in dup.error
         agent = RobotAgent("r2", context=ctx, parameter_overrides=[
-            P("map", str(room)), P("turn_margin", 0.2)] + [P(k, float(v)) for k, v in LIMITS.items()])
+            P("map", str(room)), P("turn_margin", 0.2)]
+            + [P(k, float(v)) for k, v in LIMITS.items()] + fleet.auth_params)
         ex.add_node(agent)
         assert spin_until(ex, lambda: agent.core.parked and table.reservations("r2"), 20.0), \
             "r2 did not rejoin"
@@ -118,15 +120,20 @@ def test_cli_add_robot_joins_a_running_fleet_and_remove_robot_takes_it_out(tmp_p
     room = tmp_path / "room.map"
     room.write_text(MAP)
     cfg = tmp_path / "fleet.yaml"
-    cfg.write_text("fleet: {map: room.map, discovery_range: LOCALHOST, backend: ideal}\n"
-                   "robots:\n  - {name: r0, start: [1, 1]}\n"
-                   "nodes:\n  robot_agent: {turn_margin: 0.2}\n")
+    config = ("fleet: {map: room.map, discovery_range: LOCALHOST, backend: ideal}\n"
+              "robots:\n  - {name: r0, start: [1, 1]}\n"
+              "nodes:\n  robot_agent: {turn_margin: 0.2}\n")
     with ros_context() as (ctx, ex):
         # The test asserts which robot wins: a round closes as soon as every live robot
         # bid, so a long window costs nothing, and r5's bid (another process, on a loaded
         # machine) is not lost to the 0.3 s default, which gave the task to far-away r0.
         fleet = Fleet(ctx, ex, str(room), {"r0": (1, 1)}, str(tmp_path / "ledger.db"),
                       bid_window=10.0)
+        keys = []
+        if fleet.auth_keys:   # the CLI acts as the operator of the test's fleet
+            config += f"auth: {{mode: enforce, keys: {fleet.auth_keys}}}\n"
+            keys = ["--keys", fleet.auth_keys]
+        cfg.write_text(config)
         table = fleet.traffic.authority.table
         assert spin_until(ex, fleet.ready, 30.0), "fleet did not come up"
 
@@ -143,7 +150,7 @@ def test_cli_add_robot_joins_a_running_fleet_and_remove_robot_takes_it_out(tmp_p
         assert rc == 2 and "'9,99'" in err, err
         rc, _, err = run("add-robot", "r5", "--station", "1,1", "--config", str(cfg))
         assert rc == 2 and "station '1,1' is not free" in err and "r0" in err, err
-        rc, _, err = run("remove-robot", "r9")
+        rc, _, err = run("remove-robot", "r9", *keys)
         assert rc == 1 and "unknown robot 'r9'" in err, err
 
         # r5 joins at 5,3: spawned in the ideal driver, its agent parks there
@@ -171,7 +178,7 @@ def test_cli_add_robot_joins_a_running_fleet_and_remove_robot_takes_it_out(tmp_p
         assert "spawned r5 at station 5,3" in out, out
         # its agent stopped: r5 goes lost, then remove-robot frees its spot
         assert spin_until(ex, lambda: "r5" in fleet.traffic.authority.lost, 20.0)
-        rc, out, err = run("remove-robot", "r5")
+        rc, out, err = run("remove-robot", "r5", *keys)
         assert rc == 0 and "removed r5" in out and "lost" in out, (out, err)
         assert table.reservations("r5") == []
         assert spin_until(ex, lambda: "r5" not in fleet.driver.robots, 10.0)

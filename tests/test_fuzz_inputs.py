@@ -739,7 +739,9 @@ def test_fleet_refuses_hundreds_of_malformed_requests_over_dds_and_keeps_working
             assert resp.error.strip() and word in resp.error, (cat, resp.error)
             refused[cat] += 1
         for task_id in ["", " ", "never-submitted", _weird_id(rng), "x" * 3000, "\x00"]:
-            resp = call(cancel_client, CancelTask.Request(task_id=task_id, reason="fuzz"))
+            resp = call(cancel_client, fleet.sign(CancelTask.Request(task_id=task_id,
+                                                                     reason="fuzz"),
+                                                  "fleet/cancel_task"))
             assert not resp.ok and resp.error.strip(), task_id
 
         for tid, (kind, stations) in valid.items():
@@ -775,7 +777,8 @@ def test_fleet_refuses_hundreds_of_malformed_requests_over_dds_and_keeps_working
         assert all(fleet.final(t).state == TaskStatus.DONE for t in valid), \
             {t: fleet.final(t) for t in valid}
         for tid in valid:   # a finished task cannot be cancelled
-            resp = call(cancel_client, CancelTask.Request(task_id=tid))
+            resp = call(cancel_client, fleet.sign(CancelTask.Request(task_id=tid),
+                                                  "fleet/cancel_task"))
             assert not resp.ok and "already ended" in resp.error, resp.error
 
         # nothing malformed got into the ledger; every node is still up and answering
