@@ -520,11 +520,18 @@ def _check_join(c, cfg, robot: str, vertex: int, station: str, roadmap_id: str,
                 timeout: float) -> None:
     """Before a robot joins: the fleet runs the config's map, nobody speaks for `robot`
     yet, and `station` is free from now on (a robot there would collide with whoever
-    holds or will cross it)."""
+    holds or will cross it).
+
+    The table is judged from a snapshot the authority published after this command began
+    listening (it publishes one every `snapshot_period`, 5 s by default): /traffic/updates
+    hands a late joiner its history (TRANSIENT_LOCAL), old snapshots first, and on a loaded
+    machine the rest of that history can take longer than any fixed wait - a replica built
+    from an old snapshot alone showed a parked robot's station as free."""
     from fleet_coord_msgs.msg import ReservationSet, RobotState
 
     from fleet_coord import qos
     from fleet_coord.cli import CliError
+    from fleet_coord.convert import from_time
     from fleet_coord.fleet_config import load_roadmap_and_exclusion
     from fleet_coord.table_replica import TableReplica
 
@@ -533,10 +540,15 @@ def _check_join(c, cfg, robot: str, vertex: int, station: str, roadmap_id: str,
     ids: set[str] = set()
     speaking: list[str] = []
 
+    start: list[float] = []     # the fleet's time when listening began (sim: once known)
+    fresh: list[bool] = [False]  # a snapshot published since then was applied
+
     def on_table(m) -> None:
         if m.roadmap_id:
             ids.add(m.roadmap_id)
         replica.apply(m)
+        if m.is_snapshot and start and from_time(m.stamp) >= start[0]:
+            fresh[0] = True
 
     c.node.create_subscription(ReservationSet, c.names("/traffic/updates"), on_table, qos.TABLE)
     c.node.create_subscription(RobotState, c.names("/fleet/robot_states"),
@@ -544,16 +556,26 @@ def _check_join(c, cfg, robot: str, vertex: int, station: str, roadmap_id: str,
     deadline = time.monotonic() + timeout
     listen_until = time.monotonic() + 1.5   # robots speak at 10 Hz
     while True:
-        c.rclpy.spin_once(c.node, timeout_sec=0.1)
         now_ns = c.node.get_clock().now().nanoseconds
-        synced = not replica.stale and (now_ns > 0 or not cfg.use_sim_time)
+        if not start and (now_ns > 0 or not cfg.use_sim_time):
+            start.append(now_ns * 1e-9)
+        c.rclpy.spin_once(c.node, timeout_sec=0.1)
+        synced = fresh[0] and not replica.stale
         if synced and time.monotonic() >= listen_until:
             break
         if time.monotonic() > deadline:
-            what = "/traffic/updates" if replica.stale else "/clock"
-            raise CliError(f"no fleet answers on {what} within {timeout:g} s (is the fleet of "
-                           f"{cfg.path} running, with the same ROS_DOMAIN_ID and discovery "
-                           "range?)")
+            if not start:
+                raise CliError(f"no fleet answers on /clock within {timeout:g} s (is the "
+                               f"fleet of {cfg.path} running, with the same ROS_DOMAIN_ID "
+                               "and discovery range?)")
+            if replica.core.following:
+                raise CliError(f"no table snapshot on /traffic/updates stamped after this "
+                               f"command started, within {timeout:g} s (the authority "
+                               "publishes one every snapshot_period; is this host's clock "
+                               "ahead of the authority's?)")
+            raise CliError(f"no fleet answers on /traffic/updates within {timeout:g} s (is "
+                           f"the fleet of {cfg.path} running, with the same ROS_DOMAIN_ID "
+                           "and discovery range?)")
     if ids and roadmap_id not in ids:
         raise CliError(f"the running fleet uses another map or footprint than {cfg.path} "
                        f"(roadmap {', '.join(sorted(ids))}, the config's {roadmap_id})")
