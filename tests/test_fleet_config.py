@@ -112,6 +112,11 @@ def test_vda5050_robots_need_a_manufacturer_wall_time_and_get_a_master(tmp_path)
         load_fleet_config(write(", manufacturer: acme, broker: 'localhost:x'"))
     with pytest.raises(ConfigError, match="wall time"):
         load_fleet_config(write(", manufacturer: acme", "  use_sim_time: true\n"))
+    with pytest.raises(ConfigError, match=r"VDA 5050 vehicles \(v\) are not authenticated"):
+        path = write(", manufacturer: acme")
+        with open(path, "a") as f:
+            f.write("auth: {mode: enforce}\n")
+        load_fleet_config(path)
     cfg = load_fleet_config(write(", manufacturer: acme, broker: '127.0.0.1:1999'"))
     v = cfg.robot("v")
     assert (v.manufacturer, v.serial_number, v.broker) == ("acme", "v", "127.0.0.1:1999")
