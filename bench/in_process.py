@@ -13,6 +13,7 @@ ROS demo's wall time to compare with is `fleet-coord demo`'s "wall for the run"
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from collections import Counter
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from fleet_coord.cli_demo import make_workload  # noqa: E402
+from fleet_coord.core.execution import ExecutionConfig  # noqa: E402
 from fleet_coord.fleet_config import load_roadmap_and_exclusion  # noqa: E402
 from fleet_coord.in_process import FleetParams, InProcessFleet  # noqa: E402
 
@@ -83,15 +85,25 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=0)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--control-period", type=float, default=0.05)
+    ap.add_argument("--time-model", choices=("stop_and_turn", "real"), default="stop_and_turn",
+                    help="the agents' time model (real: as `fleet-coord demo --time-model real`)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     if args.what == "demo":
         params = FleetParams(control_period=args.control_period, trace_period=0.0)
-        out = run("", args.robots or 8, args.tasks or 40, args.seed, params)
     else:
         params = FleetParams(control_period=args.control_period, trace_period=0.0,
                              agents_per_process=25)
+    if args.time_model == "real":
+        # as the ROS agents: delay compensation of two control periods at real speed
+        params = dataclasses.replace(params, execution=ExecutionConfig(
+            limits=params.limits, turn_margin=params.turn_margin, time_model="real",
+            control_latency=2.0 * params.control_period, bid_objective=params.bid_objective))
+    if args.what == "demo":
+        out = run("", args.robots or 8, args.tasks or 40, args.seed, params)
+    else:
         out = run(warehouse_map(), args.robots or 200, args.tasks or 1000, args.seed, params)
+    out["time_model"] = args.time_model
     print(json.dumps(out))
 
 

@@ -37,6 +37,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from heapq import heappop, heappush
+from weakref import WeakKeyDictionary
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence, TypeVar, cast
 
 from fleet_coord.core.reservations import sort_key
@@ -136,9 +137,20 @@ def parked_at(table: ReservationTable, exclusion: Exclusion, vertex: int, robot:
 
 def _forever(table: ReservationTable) -> list[Reservation]:
     """The never-ending holds in the table's order; sorting only these, not the whole
-    table, is what keeps a 200-robot fleet's yield checks affordable."""
-    return sorted((r for r in table.reservations(ordered=False) if r.t_end == math.inf),
-                  key=sort_key)
+    table, is what keeps a 200-robot fleet's yield checks affordable. Kept per table
+    version (every agent and every task of a check asks on the same one)."""
+    cached = _FOREVER.get(table)
+    if cached is not None and cached[0] == table.version:
+        return cached[1]
+    out = sorted((r for r in table.reservations(ordered=False) if r.t_end == math.inf),
+                 key=sort_key)
+    _FOREVER[table] = (table.version, out)
+    return out
+
+
+#: table -> (version, its never-ending holds in order)
+_FOREVER: WeakKeyDictionary[ReservationTable, tuple[int, list[Reservation]]] = \
+    WeakKeyDictionary()
 
 
 def position(table: ReservationTable, roadmap: Roadmap, robot: str, now: float) -> int | None:
@@ -223,13 +235,34 @@ def _task_path(roadmap: Roadmap, exclusion: Exclusion, table: ReservationTable, 
                blocked: dict[int, str], memo: YieldMemo | None = None,
                start: int | None = None) -> list[int] | None:
     if start is None:
-        start = position(table, roadmap, task.robot, now)
+        start = _position(table, roadmap, exclusion, task.robot, now, speed, memo)
     if start is None:
         return None
     if memo is None:
         return least_disturbing_path(roadmap, start, task.goal, speed, blocked)
     return memo.get(table, roadmap, exclusion, speed, ("path", task.robot, start, task.goal),
                     lambda: least_disturbing_path(roadmap, start, task.goal, speed, blocked))
+
+
+def _task_resources(roadmap: Roadmap, exclusion: Exclusion, table: ReservationTable,
+                    task: OpenTask, now: float, speed: float, blocked: dict[int, str],
+                    memo: YieldMemo | None, start: int) -> frozenset[int] | None:
+    """The resources of the task's least-disturbing path (None: no path)."""
+    def compute() -> frozenset[int] | None:
+        path = _task_path(roadmap, exclusion, table, task, now, speed, blocked, memo, start)
+        return None if path is None else frozenset(_path_resources(roadmap, path))
+    if memo is None:
+        return compute()
+    return memo.get(table, roadmap, exclusion, speed, ("resources", task.robot, start,
+                                                        task.goal), compute)
+
+
+def _position(table: ReservationTable, roadmap: Roadmap, exclusion: Exclusion, robot: str,
+              now: float, speed: float, memo: YieldMemo | None) -> int | None:
+    if memo is None:
+        return position(table, roadmap, robot, now)
+    return memo.get(table, roadmap, exclusion, speed, ("position", robot, now),
+                    lambda: position(table, roadmap, robot, now))
 
 
 def needed_by(me: str, spot: int, tasks: Iterable[OpenTask], table: ReservationTable,
@@ -247,18 +280,18 @@ def needed_by(me: str, spot: int, tasks: Iterable[OpenTask], table: ReservationT
             return task
         # Cheap filter before the search: a path through `spot` is at least as long as
         # start -> spot -> goal; skip spots far off any reasonable detour.
-        start = position(table, roadmap, task.robot, now)
-        if start is not None:
-            via = float(to_me[start]) + float(roadmap.shortest_times(task.goal, speed)[spot])
-            if via > float(roadmap.shortest_times(task.goal, speed)[start]) + DETOUR_S:
-                continue
-        blocked = _holders(table, exclusion, task.robot, memo, roadmap, speed)
-        path = _task_path(roadmap, exclusion, table, task, now, speed, blocked, memo, start)
-        if path is None:
-            if task.goal in mine:
-                return task
+        start = _position(table, roadmap, exclusion, task.robot, now, speed, memo)
+        if start is None:
+            continue   # nowhere known: no path to check (as before: _task_path gave None)
+        via = float(to_me[start]) + float(roadmap.shortest_times(task.goal, speed)[spot])
+        if via > float(roadmap.shortest_times(task.goal, speed)[start]) + DETOUR_S:
             continue
-        if any(blocked.get(r) == me and r in mine for r in _path_resources(roadmap, path)):
+        blocked = _holders(table, exclusion, task.robot, memo, roadmap, speed)
+        resources = _task_resources(roadmap, exclusion, table, task, now, speed, blocked,
+                                    memo, start)
+        if resources is None:
+            continue
+        if any(r in resources and blocked.get(r) == me for r in mine):
             return task
     return None
 
