@@ -1,8 +1,10 @@
 """The fleet as separate processes over real DDS (issue 3 §5, issue 15): a 10-robot run
 checked by the independent monitor with a kill -9 of the traffic authority mid-run
 (restarted on its table log, the default), kill -9 of an agent process mid-task, kill -9
-and restart of the dispatcher on the same ledger. Processes are started by
-fleet_coord.launcher from the fleet's node set and are all gone when each test ends."""
+and restart of the dispatcher on the same ledger, then of the traffic authority without a
+table log while the robots are parked (recovered from what they re-assert). Processes are
+started by fleet_coord.launcher from the fleet's node set and are all gone when each test
+ends."""
 from __future__ import annotations
 
 import os
@@ -236,12 +238,11 @@ def test_kill_9_agent_mid_task_is_lost_in_bound_task_redone_spot_blocked(launche
           f"{m.samples} samples, 0 excursions (v included)")
 
 
-def test_kill_9_dispatcher_and_restart_loses_no_task_and_runs_none_twice(launched):
+def test_kill_9_dispatcher_then_traffic_while_parked_loses_no_task_runs_none_twice(launched):
     robots = {"r1": (2, 18), "r2": (8, 18), "r3": (14, 18), "r4": (20, 18)}
-    fleet = launched(robots, agents_per_process=4, restart="on-failure")
-    ids = [f"d{i}" for i in range(10)]
-    stations = ["2,14", "8,14", "14,14", "20,14", "26,14", "5,16", "11,16", "17,16",
-                "23,16", "29,16"]
+    fleet = launched(robots, agents_per_process=4, restart="on-failure", table_log="off")
+    ids = [f"d{i}" for i in range(8)]   # two per robot: some driven, some queued at the kill
+    stations = ["2,14", "8,14", "14,14", "20,14", "5,16", "11,16", "17,16", "23,16"]
     for tid, st in zip(ids, stations):
         fleet.submit(tid, [st])
     # some are being driven, some still wait for a robot: kill -9 the dispatcher now
@@ -261,6 +262,27 @@ def test_kill_9_dispatcher_and_restart_loses_no_task_and_runs_none_twice(launche
     resp = fleet.call(fleet.list_client, ListTasks.Request(include_finished=True))
     states = {m.id: s.state for m, s in zip(resp.tasks, resp.statuses)}
     assert {t: states.get(t) for t in ids} == {t: TaskStatus.DONE for t in ids}
+    # then kill -9 the traffic authority while every robot is parked: this fleet runs it
+    # without a table log, so the new incarnation recovers the table from what the robots
+    # re-assert (a new epoch), grants nothing else meanwhile, then serves new tasks
+    old = fleet.pid_of("traffic")
+    epoch = fleet.monitor.replica.core.epoch
+    killed = time.monotonic()
+    os.kill(old, signal.SIGKILL)
+    assert fleet.spin(lambda: fleet.monitor.replica.core.epoch not in (None, epoch)
+                      and not fleet.monitor.replica.core.recovering, 30.0), \
+        "the restarted authority did not recover"
+    recovered = time.monotonic() - killed
+    # every parked robot's spot is held again (re-asserted, or blocked where it reports
+    # standing), and nobody else was granted it meanwhile (the monitor's conflict check)
+    assert fleet.spin(lambda: set(fleet.monitor.replica.table.robots()) == set(robots),
+                      15.0), set(fleet.monitor.replica.table.robots())
+    more = {"p1": "5,14", "p2": "17,14"}
+    for tid, st in more.items():
+        fleet.submit(tid, [st])
+    assert fleet.spin(lambda: all(fleet.done_by(t) for t in more), 60.0), fleet.statuses[-5:]
     fleet.monitor.check(min_samples=100)
     print(f"kill -9 dispatcher: all {len(ids)} tasks done once, "
-          f"{recovery:.1f} s after the kill")
+          f"{recovery:.1f} s after the kill; traffic kill -9 while parked (no table log): "
+          f"recovered in {recovered:.1f} s, {len(more)} more tasks done "
+          f"{time.monotonic() - killed:.1f} s after the kill")
