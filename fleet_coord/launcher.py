@@ -4,11 +4,13 @@
 `python -m <module> --ros-args ...` with its parameters in a params file, prefixes every
 line a child prints with its node name, restarts crashed children per the config's
 policy (never / on-failure / always, with back-off; never a child that refused to start
-because its input is unusable, exit status 78, fleet_coord.core.errors), and shuts down
-cleanly: SIGINT to
-every child, then SIGTERM, then SIGKILL after a grace period. Children die with the
-launcher even when it is killed (PR_SET_PDEATHSIG), and Fast DDS shared-memory files the
-fleet left in /dev/shm are removed once their owner is gone (clean_shm).
+because its input is unusable, exit status 78, fleet_coord.core.errors; the back-off and
+`max_restarts` count restarts in a row: a child that ran `stable_s` before it exited is
+restarted at once again, so a long-running fleet survives a crash now and then), and
+shuts down cleanly: SIGINT to every child, then SIGTERM, then SIGKILL after a grace
+period. Children die with the launcher even when it is killed (PR_SET_PDEATHSIG), and
+Fast DDS shared-memory files the fleet left in /dev/shm are removed once their owner is
+gone (clean_shm).
 """
 from __future__ import annotations
 
@@ -157,7 +159,9 @@ class Child:
     spec: NodeSpec
     argv: list[str]
     proc: subprocess.Popen | None = None
-    restarts: int = 0
+    restarts: int = 0          # in all
+    in_row: int = 0            # since it last ran `stable_s`: the back-off and the limit
+    started: float = 0.0
     next_start: float = 0.0
     exit_codes: list[int] = field(default_factory=list)
 
@@ -165,12 +169,13 @@ class Child:
 class FleetLauncher:
     def __init__(self, config: FleetConfig, specs: list[NodeSpec] | None = None, *,
                  out: TextIO | None = None, grace_s: float = 5.0, max_restarts: int = 5,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, stable_s: float = 30.0) -> None:
         self.config = config
         self.specs = specs if specs is not None else fleet_nodes(config)
         self.out = out or sys.stdout
         self.grace_s = grace_s
         self.max_restarts = max_restarts
+        self.stable_s = stable_s
         self.env = {**os.environ, **environment(config), **(extra_env or {})}
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         self.rundir = tempfile.mkdtemp(prefix="fleet-coord-launch-")
@@ -203,6 +208,7 @@ class FleetLauncher:
         child.proc = subprocess.Popen(child.argv, env=self.env, stdout=subprocess.PIPE,
                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                       start_new_session=True, preexec_fn=die_with_parent)
+        child.started = time.monotonic()
         threading.Thread(target=self._pump, args=(child, child.proc.stdout), daemon=True).start()
 
     def start(self) -> None:
@@ -230,22 +236,27 @@ class FleetLauncher:
                 continue
             if not c.exit_codes or c.next_start == 0.0:
                 c.exit_codes.append(code)
+                if now - c.started >= self.stable_s:
+                    # it ran: a crash now and then is restarted every time, quickly; only
+                    # a crash loop backs off and, after max_restarts in a row, is given up
+                    c.in_row = 0
                 wants = policy == "always" or (policy == "on-failure" and code != 0)
                 if code == EXIT_CANNOT_START:   # its input is unusable: a restart cannot help
                     self._say("launch", f"{c.spec.process_name} refused to start (exit "
                                         f"{code}: see its message above); not restarting it")
                     c.proc = None
                     continue
-                if not wants or c.restarts >= self.max_restarts:
+                if not wants or c.in_row >= self.max_restarts:
                     self._say("launch", f"{c.spec.process_name} exited with {code}; not restarting "
-                                        f"(policy {policy}, restarts {c.restarts})")
+                                        f"(policy {policy}, restarts {c.restarts}, {c.in_row} in a row)")
                     c.proc = None
                     continue
-                c.next_start = now + min(10.0, 0.5 * 2 ** c.restarts)
+                c.next_start = now + min(10.0, 0.5 * 2 ** c.in_row)
                 self._say("launch", f"{c.spec.process_name} exited with {code}; restarting in "
                                     f"{c.next_start - now:.1f} s")
             if now >= c.next_start:
                 c.restarts += 1
+                c.in_row += 1
                 c.next_start = 0.0
                 self._start(c)
 

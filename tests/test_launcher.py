@@ -118,3 +118,57 @@ def test_clean_shm_removes_a_dead_owners_segment_that_a_live_reader_still_maps()
         for name in (dead, dead + "_el", alive, alive + "_el", plain):
             if os.path.exists(f"/dev/shm/{name}"):
                 os.unlink(f"/dev/shm/{name}")
+
+
+class _Exited:
+    """A child process that has exited with `code` (the launcher only polls it)."""
+
+    def __init__(self, code):
+        self.code, self.pid = code, -1
+
+    def poll(self):
+        return self.code
+
+
+def test_restarts_back_off_in_a_row_and_a_child_that_ran_starts_afresh(monkeypatch):
+    """The restart policy's bookkeeping on a clock the test drives (real restarts of real
+    processes: test_world_nodes_start_restart_after_kill_and_stop_cleanly)."""
+    import fleet_coord.launcher as launcher_mod
+    clock = [1000.0]
+    monkeypatch.setattr(launcher_mod.time, "monotonic", lambda: clock[0])
+    cfg = load_fleet_config("config/fleet_demo.yaml")
+    cfg.restart = "on-failure"
+    specs = [s for s in fleet_nodes(cfg, robot_count=1) if s.executable == "traffic"]
+    starts = []
+
+    class Scripted(FleetLauncher):
+        def _start(self, child):
+            child.proc = _Exited(None)   # running
+            child.started = clock[0]
+            starts.append(clock[0])
+
+    launcher = Scripted(cfg, specs, out=io.StringIO(), max_restarts=3, stable_s=30.0)
+    launcher.start()
+    c = launcher.children[0]
+
+    def crash_after(run_s):
+        clock[0] += run_s
+        c.proc = _Exited(1)
+        launcher.poll()                    # seen: restart scheduled
+        delay = c.next_start - clock[0]
+        clock[0] = c.next_start
+        launcher.poll()                    # restarted
+        return delay
+
+    # a crash loop backs off 0.5, 1, 2 s, then is given up after 3 restarts in a row
+    assert [crash_after(1.0) for _ in range(3)] == [0.5, 1.0, 2.0]
+    clock[0] += 1.0
+    c.proc = _Exited(1)
+    launcher.poll()
+    assert c.proc is None and c.restarts == 3
+    # a child that ran 30 s before each crash is restarted every time, after 0.5 s
+    launcher = Scripted(cfg, specs, out=io.StringIO(), max_restarts=3, stable_s=30.0)
+    launcher.start()
+    c = launcher.children[0]
+    assert [crash_after(60.0) for _ in range(6)] == [0.5] * 6
+    assert c.restarts == 6 and c.proc is not None
