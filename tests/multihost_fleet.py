@@ -44,9 +44,9 @@ DONE, FAILED = TaskStatus.DONE, TaskStatus.FAILED
 
 
 def fleet_yaml(robots: dict[str, tuple[int, int]], *, ledger: str, table: str,
-               lost_after: float = 1.5) -> str:
+               lost_after: float = 1.5, restart: str = "never") -> str:
     lines = ["fleet:", "  map: warehouse.map", "  discovery_range: SUBNET", "  backend: ideal",
-             "  restart: never", f"  ledger: {ledger}", f"  table_log: {table}", "robots:"]
+             f"  restart: {restart}", f"  ledger: {ledger}", f"  table_log: {table}", "robots:"]
     for r, (x, y) in robots.items():
         lines.append(f"  - {{name: {r}, start: [{x}, {y}], max_speed: 3.0, "
                      "max_angular_speed: 20.0}")
@@ -131,7 +131,9 @@ class Events:
 class MultiHostFleet:
     def __init__(self, net: Topology, workdir: str, layout: dict[str, list[str]],
                  starts: dict[str, tuple[int, int]], *, domain_id: int = 42,
-                 lost_after: float = 1.5) -> None:
+                 lost_after: float = 1.5, restart: str = "never") -> None:
+        """`restart`: the config's policy (the tests kill and restart by hand: "never"; a
+        caller that wants the launcher to restart calls `launcher.poll()` as it runs)."""
         self.net, self.workdir, self.layout = net, workdir, layout
         self.robots = [r for rs in layout.values() for r in rs]
         self.lost_after = lost_after
@@ -139,7 +141,7 @@ class MultiHostFleet:
         with open(cfg_path, "w") as f:
             f.write(fleet_yaml({r: starts[r] for r in self.robots}, ledger="ledger.sqlite",
                                table=os.path.join(workdir, "table.jsonl"),
-                               lost_after=lost_after))
+                               lost_after=lost_after, restart=restart))
         self.config = load_fleet_config(cfg_path)
         self.config.domain_id = domain_id
         self.env = ros_env(domain_id, os.path.join(workdir, "roslog"))
