@@ -49,20 +49,26 @@ class Fleet:
     def __init__(self, ctx, ex, map_path: str, robots: dict[str, tuple[float, float]],
                  ledger: str, bid_window: float = 0.3, retry_max_rounds: int = 4,
                  retry_base: float = 0.5, rtf: float | None = None,
-                 grouped: bool = False, auth_keys: str | None = None) -> None:
+                 grouped: bool = False, auth_keys: str | None = None,
+                 extra_robots: tuple[str, ...] = ()) -> None:
+        """`extra_robots`: robots the test itself speaks for (keys provisioned with the
+        fleet's when FLEET_COORD_TEST_AUTH=enforce; sign with `sign(..., identity=)`)."""
         self.ctx, self.ex = ctx, ex
         names = list(robots)
         if auth_keys is None and os.environ.get("FLEET_COORD_TEST_AUTH") == "enforce":
-            auth_keys = provision_keys(names, os.path.dirname(os.path.abspath(ledger)))
+            auth_keys = provision_keys(names + list(extra_robots),
+                                       os.path.dirname(os.path.abspath(ledger)))
         self.auth_keys = auth_keys
         auth = [P("auth_mode", "enforce"), P("auth_keys", auth_keys)] if auth_keys else []
         #: parameters a node the test adds to this fleet needs (an agent joining later)
         self.auth_params = auth
         self.operator = None
+        self._signers: dict = {}
         if auth_keys:
             from fleet_coord.auth import Signer
             from fleet_coord.keys import KeyDir
             self.operator = Signer("operator", KeyDir(auth_keys).private_key("operator"))
+            self._signers["operator"] = self.operator
         poses = [c for xy in robots.values() for c in (float(xy[0]), float(xy[1]), 0.0)]
         limits = [P(k, float(v)) for k, v in LIMITS.items()]
         sim = [P("use_sim_time", True)] if rtf else []
@@ -118,10 +124,18 @@ class Fleet:
             self.submit_client.remove_pending_request(fut)
             assert time.monotonic() < deadline, "SubmitTask did not answer"
 
-    def sign(self, req, channel: str):
-        """`req` signed as the operator when the fleet authenticates (else unchanged); a
-        request sent again must be signed again (a repeated signature is a replay)."""
-        return self.operator.sign(req, channel) if self.operator is not None else req
+    def sign(self, req, channel: str, identity: str = "operator"):
+        """`req` signed as `identity` (the operator, or a robot of `extra_robots`) when the
+        fleet authenticates (else unchanged); a request sent again must be signed again (a
+        repeated signature is a replay)."""
+        if self.operator is None:
+            return req
+        if identity not in self._signers:
+            from fleet_coord.auth import Signer
+            from fleet_coord.keys import KeyDir
+            self._signers[identity] = Signer(identity,
+                                             KeyDir(self.auth_keys).private_key(identity))
+        return self._signers[identity].sign(req, channel)
 
     def final(self, task_id: str) -> TaskStatus | None:
         for s in self.statuses:

@@ -20,12 +20,13 @@ INF = float("inf")
 
 
 @contextlib.contextmanager
-def monitored_fleet(tmp_path, robots):
+def monitored_fleet(tmp_path, robots, extra_robots=()):
     """A fleet of `robots` on the default map, up, watched by the independent monitor;
     when the test's body is through, the monitor saw no conflicting holds and no robot
-    outside what it held."""
+    outside what it held. `extra_robots`: robots the test speaks for (Fleet)."""
     with ros_context() as (ctx, ex):
-        fleet = Fleet(ctx, ex, DEFAULT_MAP, robots, str(tmp_path / "ledger.db"))
+        fleet = Fleet(ctx, ex, DEFAULT_MAP, robots, str(tmp_path / "ledger.db"),
+                      extra_robots=extra_robots)
         monitor = Monitor(fleet.traffic, robots)
         assert spin_until(ex, fleet.ready, 15.0), "fleet did not come up"
         yield fleet, monitor, ex
@@ -50,18 +51,19 @@ def test_revoked_reservations_make_the_robot_stop_before_the_cut_and_replan(tmp_
     """A ghost robot holds (5, 1) for 2 s and falls silent: traffic declares it lost and
     blocks (5, 1) for good, revoking b's later pass there. b replans around it."""
     robots = {"b": (2, 1)}
-    with monitored_fleet(tmp_path, robots) as (fleet, monitor, ex):
+    with monitored_fleet(tmp_path, robots, extra_robots=("ghost",)) as (fleet, monitor, ex):
         node = fleet.dispatcher
         ghost_pub = node.create_publisher(RobotState, "/fleet/robot_states", qos.state_qos())
         reserve = node.create_client(Reserve, "/traffic/reserve")
         for _ in range(5):
-            ghost_pub.publish(RobotState(robot="ghost"))
+            ghost_pub.publish(fleet.sign(RobotState(robot="ghost"), "fleet/robot_states",
+                                         "ghost"))
             spin_until(ex, lambda: False, 0.05)
         ghost_v = monitor.roadmap.vertex("5,1")
         now = node.now()
         req = Reserve.Request(robot="ghost", roadmap_id=fleet.agents["b"].roadmap_id)
         req.segments = [_segment("ghost", ghost_v, now, now + 2.0)]
-        fut = reserve.call_async(req)
+        fut = reserve.call_async(fleet.sign(req, "traffic/reserve", "ghost"))
         assert spin_until(ex, fut.done, 5.0) and fut.result().ok, fut.result()
         assert fleet.submit("east", ["9,1"]).accepted
         t0 = time.monotonic()
