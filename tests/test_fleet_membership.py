@@ -9,7 +9,7 @@ from fleet_coord_msgs.srv import RemoveRobot, SpawnRobot
 
 from fleet_coord import qos
 from fleet_coord.robot_agent import RobotAgent
-from fleet_harness import LIMITS, P, Fleet
+from fleet_harness import LIMITS, P, Fleet, provision_keys
 from rosutil import ros_context, spin_until
 from test_fleet_auction import MAP
 
@@ -112,7 +112,11 @@ def test_removed_robots_release_reservations_get_no_awards_and_a_new_agent_rejoi
 
 
 def test_cli_add_robot_joins_a_running_fleet_and_remove_robot_takes_it_out(tmp_path, processes):
-    """`fleet-coord add-robot` / `remove-robot` as processes against a running fleet."""
+    """`fleet-coord add-robot` / `remove-robot` as processes against a running fleet. The
+    fleet authenticates (docs/security.md): add-robot provisions the new robot's keys and
+    publishes the keyring, its agent signs, the CLI acts as the operator - the one run of
+    CI that covers a robot joining an authenticating fleet (the other harness suites run
+    signed with FLEET_COORD_TEST_AUTH=enforce)."""
     import signal
     import subprocess
     import sys
@@ -128,12 +132,10 @@ def test_cli_add_robot_joins_a_running_fleet_and_remove_robot_takes_it_out(tmp_p
         # bid, so a long window costs nothing, and r5's bid (another process, on a loaded
         # machine) is not lost to the 0.3 s default, which gave the task to far-away r0.
         fleet = Fleet(ctx, ex, str(room), {"r0": (1, 1)}, str(tmp_path / "ledger.db"),
-                      bid_window=10.0)
-        keys = []
-        if fleet.auth_keys:   # the CLI acts as the operator of the test's fleet
-            config += f"auth: {{mode: enforce, keys: {fleet.auth_keys}}}\n"
-            keys = ["--keys", fleet.auth_keys]
-        cfg.write_text(config)
+                      bid_window=10.0, auth_keys=provision_keys(["r0"], str(tmp_path)))
+        # the CLI acts as the operator of the test's fleet
+        cfg.write_text(config + f"auth: {{mode: enforce, keys: {fleet.auth_keys}}}\n")
+        keys = ["--keys", fleet.auth_keys]
         table = fleet.traffic.authority.table
         assert spin_until(ex, fleet.ready, 30.0), "fleet did not come up"
 
@@ -176,6 +178,7 @@ def test_cli_add_robot_joins_a_running_fleet_and_remove_robot_takes_it_out(tmp_p
         assert stopped, "add-robot did not stop within 60 s of SIGINT"
         out = proc.communicate()[0]
         assert "spawned r5 at station 5,3" in out, out
+        assert "keyring serial" in out and "taken by" in out, out   # r5's keys reached the fleet
         # its agent stopped: r5 goes lost, then remove-robot frees its spot
         assert spin_until(ex, lambda: "r5" in fleet.traffic.authority.lost, 20.0)
         rc, out, err = run("remove-robot", "r5", *keys)
