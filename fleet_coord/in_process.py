@@ -98,6 +98,7 @@ class FleetParams:
     robot_timeout: float = 3.0
     allocation: str = "pool"            # the dispatcher's (core.dispatch.ALLOCATIONS)
     bid_objective: str = "completion"   # what the agents bid (without `execution`)
+    time_model: str = "stop_and_turn"   # the agents' time_model (without `execution`)
     agents_per_process: int = 0         # 0: all agents in one group
     monitor_period: float = 0.25        # s between true-pose checks of each robot
     monitor_boundaries: bool = True     # ... and at both ends of each of its holds
@@ -157,15 +158,20 @@ class InProcessFleet:
         self.events = EventLog(event_log, "in_process") if event_log else None
         # the world: the ideal driver's robots
         self.robots = list(robots)
+        self.robots_start = dict(robots)   # the authority holds them from its start
         self.state = {r: UnicycleState(float(roadmap.pos[v, 0]), float(roadmap.pos[v, 1]), 0.0)
                       for r, v in robots.items()}
         self.cmd: dict[str, tuple[float, float, float]] = {}   # robot -> (v, w, stamp)
         self._cmd_queue: dict[str, deque[tuple[float, float, float, float]]] = {
             r: deque() for r in robots}                        # (applies at, v, w, stamp)
         # no wall deadline on path searches: the same run whatever the machine's load
+        # delay compensation as the ROS agents' default: two control periods at real
+        # speed, one with stop_and_turn
         self.execution_config = replace(self.p.execution or ex.ExecutionConfig(
             limits=self.p.limits, turn_margin=self.p.turn_margin,
-            bid_objective=self.p.bid_objective), plan_deadline=None)
+            bid_objective=self.p.bid_objective, time_model=self.p.time_model,
+            control_latency=(2.0 if self.p.time_model == "real" else 1.0)
+            * self.p.control_period), plan_deadline=None)
         self.command_latency = self.execution_config.control_latency \
             if self.p.command_latency is None else self.p.command_latency
         self._driven_at = 0.0                                  # time of the poses in `state`
@@ -216,6 +222,8 @@ class InProcessFleet:
             self.roadmap.num_resources, self.bus.now, roadmap_id=self.roadmap_id,
             lost_after=self.p.lost_after, keep_history=self.p.keep_history,
             log=logging.getLogger("fleet_coord.in_process.traffic"))
+        for robot, vertex in self.robots_start.items():
+            self.authority.expect(robot, vertex, self.bus.now)
         self._timers[TRAFFIC] = [
             self.bus.every(0.1, self._traffic_tick),
             self.bus.every(self.p.snapshot_period, self._traffic_snapshot, first=self.bus.now)]
@@ -340,7 +348,8 @@ class InProcessFleet:
             inc = (r, g.incarnation)
             self.bus.send(g.name, DISPATCHER, self._to_dispatcher_state, r, tasks, inc,
                           channel="state")
-            self.bus.send(g.name, TRAFFIC, self._to_traffic_state, r, tasks, inc, channel="state")
+            self.bus.send(g.name, TRAFFIC, self._to_traffic_state, r, tasks, inc, rep.vertex,
+                          channel="state")
 
     def _act(self, g: _Group, robot: str, actions: Iterable[ex.Action]) -> None:
         now = self.bus.now
@@ -482,9 +491,11 @@ class InProcessFleet:
         g.calls[robot].discard(answer.seq)
         self._act(g, robot, agent.on_reserve_answer(self.bus.now, answer))
 
-    def _to_traffic_state(self, robot: str, tasks: list[str], inc: object) -> None:
+    def _to_traffic_state(self, robot: str, tasks: list[str], inc: object,
+                          vertex: int | None) -> None:
         if self.authority is not None:
-            self._traffic_out(self.authority.on_robot_state(self.bus.now, robot, tasks, inc))
+            self._traffic_out(self.authority.on_robot_state(self.bus.now, robot, tasks, inc,
+                                                            resource=vertex))
 
     def _traffic_tick(self) -> None:
         if self.authority is not None:
@@ -676,12 +687,8 @@ def run_demo(args: Any, roadmap: Roadmap, exclusion: Exclusion, robots: dict[str
     # per_task: the dispatcher and bids before the pool (one award per auction, travel)
     before = getattr(args, "allocation", "pool") == "per_task"
     params = FleetParams(agents_per_process=per, allocation="per_task" if before else "pool",
-                         bid_objective="travel" if before else "completion")
-    if getattr(args, "time_model", "stop_and_turn") == "real":
-        # as the ROS agents: delay compensation of two control periods at real speed
-        params = replace(params, execution=ex.ExecutionConfig(
-            limits=params.limits, turn_margin=params.turn_margin, time_model="real",
-            control_latency=2.0 * params.control_period, bid_objective=params.bid_objective))
+                         bid_objective="travel" if before else "completion",
+                         time_model=getattr(args, "time_model", "stop_and_turn"))
     bar = tqdm(total=len(tasks), unit="task", desc="tasks ended", leave=True,
                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
 

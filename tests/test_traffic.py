@@ -86,6 +86,28 @@ def test_blocking_spares_a_robot_that_is_lost_too_its_commitment_stands():
     assert ta.table.holder_at(5, 3.5) == "b"
 
 
+def test_a_joining_robot_holds_the_spot_it_reports_from_its_first_state():
+    """A robot whose agent was cut off at start-up is first heard after others planned
+    through the spot it stands on: from its first state that spot is held for it (others'
+    passage revoked from the clash on) until its own first commit replaces it."""
+    ta = TrafficAuthority(ReservationTable(line_exclusion(10), 10))
+    assert ta.reserve("b", [(4, 0, 3), (5, 3, 4), (6, 4, INF)]).ok   # through c's spot 5
+    ta.on_robot_state(1.0, "c")                       # no spot known yet: nothing held
+    assert ta.table.reservations("c") == []
+    ta.on_robot_state(1.1, "c", resource=5)
+    assert [(r.resource, r.t_start, r.t_end) for r in ta.table.reservations("c")] == \
+        [(5, 1.1, INF)]
+    assert [(r.resource, r.t_end) for r in ta.table.reservations("b")] == [(4, 3)]
+    assert ta.reserve("c", [(5, 1.5, 2), (6, 2, INF)], replace_from=1.5).ok   # it parks on
+    ta.on_robot_state(2.5, "c", resource=6)           # holding something: not blocked again
+    assert ta.table.holder_at(5, 10.0) is None and ta.table.holder_at(6, 10.0) == "c"
+    # a new authority recovering its table leaves the spots to the recovery
+    fresh = TrafficAuthority(ReservationTable(line_exclusion(10), 10))
+    fresh.start_recovery(0.0, window=5.0, listen=1.0)
+    fresh.on_robot_state(0.5, "d", resource=2)
+    assert fresh.table.reservations("d") == []
+
+
 def test_removed_robot_frees_everything():
     ta = TrafficAuthority(ReservationTable(line_exclusion(10), 10))
     ta.reserve("a", [(0, 0, INF)])

@@ -274,6 +274,21 @@ class TrafficAuthority:
                       f"{now - rec.started:.1f} s ({len(rec.reasserted)} robots re-asserted, "
                       f"{len(rec.settled)} had nothing to, {len(missing)} did not)")
 
+    def expect(self, robot: str, spot: int, now: float) -> bool:
+        """`robot` is configured to stand on `spot` when the fleet starts: held for it from
+        `now` on until its agent parks, so that no path is granted through a robot whose
+        agent is late or cut off at start-up (docs/core-model.md, "Joining"). Not while
+        recovering (robots may have moved since they started: the recovery learns where
+        they stand) and not for a robot the table already knows. Returns whether it is
+        held; a spot another robot holds is not (warned)."""
+        if self.recovery is not None or self.table.reservations(robot, ordered=False):
+            return False
+        result = self.table.commit(robot, [(spot, now, math.inf)], replace_from=now)
+        if not result.ok:
+            self.log.warning(f"robot {robot} is configured to start on resource {spot}, "
+                             f"which is not free: {result.conflict}")
+        return result.ok
+
     def reserve(self, robot: str, segments: Iterable[tuple[int, float, float]], *,
                 replace_from: float | None = None,
                 lease_expiry: float = math.inf) -> CommitResult:
@@ -293,6 +308,14 @@ class TrafficAuthority:
         """Declare `robot` lost at `now` (last heard at `last_seen`, default `now`): keep
         what it committed, block what it held since it was last heard, indefinitely."""
         self.lost.add(robot)
+        spot = self._held_since(robot, now, last_seen)
+        outcome = LossOutcome(blocked=spot)
+        self._block(robot, spot, now, outcome, replace=False)
+        return outcome
+
+    def _held_since(self, robot: str, now: float, last_seen: float | None) -> list[int]:
+        """The resources `robot` held between `last_seen` (default `now`) and `now`: where
+        it may stand if it was stopped somewhere after it was last heard."""
         since = now if last_seen is None else min(last_seen, now)
         mine = self.table.reservations(robot)
         held = [r for r in mine if r.t_start <= now and r.t_end > since]
@@ -300,10 +323,7 @@ class TrafficAuthority:
             # Nothing covers that time (e.g. a lease ran out): it is where its last hold ended.
             past = [r for r in mine if r.t_end <= now]
             held = [max(past, key=lambda r: r.t_end)] if past else []
-        spot = sorted({r.resource for r in held})
-        outcome = LossOutcome(blocked=spot)
-        self._block(robot, spot, now, outcome, replace=False)
-        return outcome
+        return sorted({r.resource for r in held})
 
     def robot_located(self, robot: str, spot: Iterable[int], now: float) -> LossOutcome:
         """A lost robot is known to stand still inside `spot` (resources): release the rest
@@ -419,8 +439,10 @@ class TrafficAuthority:
         """A RobotState: `robot` is alive and holds `task_ids` (current, then queued); its
         holds come from the table of `table_epoch` and it stands on `resource` (both used
         while recovering)."""
+        before = self.membership.incarnation.get(robot)
         if not self.membership.heard(robot, incarnation):
             return []   # the old agent of a removed robot
+        last_seen = self.liveness.last_seen.get(robot)
         self.work[robot] = list(task_ids)
         rec = self.recovery
         if rec is not None:
@@ -431,10 +453,51 @@ class TrafficAuthority:
                 rec.spots[robot] = resource
             if table_epoch is not None and table_epoch in (0, self.epoch):
                 rec.settled.add(robot)
-        if self.liveness.heard(robot, now):
+        returned = self.liveness.heard(robot, now)
+        if returned:
             self.robot_returned(robot)
-            return self._stop_locating(robot)
-        return []
+        elif before is not None and incarnation is not None and incarnation != before:
+            self._hold_restarted(robot, last_seen, now)
+        self._hold_joining(robot, resource, now)
+        return self._stop_locating(robot) if returned else []
+
+    def _hold_restarted(self, robot: str, last_seen: float | None, now: float) -> None:
+        """A new agent speaks for `robot` before the robot was declared lost (its agent
+        died and a new one started within `lost_after`): the robot stands where its
+        driver stopped it, inside what it held since it was last heard, while those holds
+        run out. They are kept for it as a lost robot's are until its new agent's park
+        replaces them (others' future reservations that clash are revoked)."""
+        spot = self._held_since(robot, now, last_seen)
+        if not spot or self.recovery is not None:
+            return
+        outcome = LossOutcome(blocked=spot)
+        self._block(robot, spot, now, outcome, replace=False)
+        self.log.warning(f"robot {robot} speaks through a new agent: what it held since it "
+                         f"was last heard, {spot}, stays held for it until the new agent "
+                         "parks" + (f"; reservations revoked for {sorted(outcome.revoked)}"
+                                    if outcome.revoked else ""))
+
+    def _hold_joining(self, robot: str, resource: int | None, now: float) -> None:
+        """A robot heard while it holds nothing — joining: a new agent, a robot put back
+        after its removal — stands on `resource` (its state's) unheld until its agent's
+        first commit is granted, which may be late (its reserve calls lost or cut off). Its
+        spot is blocked for it from `now` on, as a lost robot's is (others' future
+        reservations that clash are revoked from the clash on), and its first commit
+        replaces the block: at real speed a path granted through the spot would reach it
+        before the robot holds it or moves (docs/core-model.md, "Joining"). While
+        recovering the recovery decides the spots (`_check_recovery`)."""
+        if resource is None or self.recovery is not None or robot in self.lost \
+                or self.table.reservations(robot, ordered=False):
+            return
+        n = self.table.num_resources
+        if resource < 0 or (n is not None and resource >= n):
+            return
+        outcome = LossOutcome(blocked=[resource])
+        self._block(robot, [resource], now, outcome, replace=True)
+        self.log.info(f"robot {robot} joins holding nothing: the spot it reports, resource "
+                      f"{resource}, is held for it until its own commit"
+                      + (f"; reservations revoked for {sorted(outcome.revoked)}"
+                         if outcome.revoked else ""))
 
     def tick(self, now: float) -> list[Action]:
         """Declare robots silent for `lost_after` s lost (and watch their odometry), drop
