@@ -214,6 +214,26 @@ def test_a_robot_parks_on_its_vertex_once_it_knows_where_it_is_and_the_authority
     assert park.kind is CallKind.PARK and park.segments == ((w.v("1,0"), park.replace_from, INF),)
 
 
+def test_a_robot_standing_on_a_lane_parks_on_what_it_stands_on_then_drives_onto_its_vertex():
+    """Its driver stopped it mid-lane (its agent died): the new agent holds the lane and
+    the nearest vertex, drives onto the vertex inside those holds, then holds the vertex
+    alone - not the vertex alone from the start, 0.3 m outside it."""
+    w = World(["....."], {"a": (1.45, 0.0)})
+    core = w.cores["a"]
+    assert w.run_until(lambda: core.parked, 1.0)
+    (park,) = w.sent("a", Reserve)
+    lane = {w.roadmap.resource_name(r) for r, _, _ in park.segments}
+    assert {"1,0", "1,0->2,0"} <= lane, lane
+    worst = 0.0
+    while core.spot != (w.v("1,0"),) and w.t < 5.0:
+        w.step()
+        b = w.bodies["a"]
+        holds = [(r.resource, r.t_start, r.t_end) for r in w.authority.table.reservations("a")]
+        worst = max(worst, containment_error(w.ex, holds, b.x, b.y, w.t))
+    assert core.parked and w.holds("a") == {(w.v("1,0"), INF)}
+    assert w.at("a") == (1.0, 0.0) and worst < 0.01
+
+
 def test_a_refused_park_is_asked_again():
     w = World(["....."], {"a": (1, 0)})
     w.authority.reserve("ghost", [(w.v("1,0"), 0.0, 0.3)])

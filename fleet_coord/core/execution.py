@@ -63,6 +63,7 @@ from enum import Enum
 from typing import Collection, Protocol, Union
 
 import numpy as np
+import shapely
 
 from fleet_coord.core import contract_net as cn
 from fleet_coord.core.kinematics import Limits
@@ -76,7 +77,7 @@ from fleet_coord.core.tasks import Task, TaskState
 from fleet_coord.core.time_model import TimeModel
 from fleet_coord.core.timed_path import Segment, TimedPath, path_to_segments, stop_prefix
 from fleet_coord.core.tracking import (TIME_MODELS, CommandHistory, PathTracker,
-                                       robot_time_model, turn_time)
+                                       containment_error, robot_time_model, turn_time)
 from fleet_coord.core.yielding import OpenTask, YieldMemo, needed_by, parked_at, yield_target
 
 __all__ = ["Abandon", "Action", "Activity", "Blocked", "CallKind", "Contact", "Drive",
@@ -91,6 +92,8 @@ RESEND_DELAYS_S = (0.5, 2.0, 5.0)
 RESULTS_KEPT, RESULTS_MAX_AGE_S = 20, 600.0
 #: Finished tasks listed in the robot's state (the dispatcher takes a missed DONE there).
 DONE_REPORTED = 4
+#: m a robot may stand off its vertex and count as on it (parks on the vertex alone)
+ON_VERTEX_M = 0.02
 
 
 class Phase(str, Enum):
@@ -246,8 +249,9 @@ class ExecutionConfig:
     #: how long a path takes (tracking.robot_time_model): "real" - straight runs at full
     #: speed, turns only where the path turns; "stop_and_turn" - every lane at
     #: `plan_speed`, stopping and turning at every vertex (conservative; still the
-    #: default: a robot that could not hold its spot at start-up stands there unheld,
-    #: and at real speed a path granted through it reaches it first, docs/execution.md)
+    #: default: a robot whose agent dies at speed runs on at its last command until its
+    #: driver's watchdog stops it, past a corner or the end of its lane at real speed,
+    #: docs/core-model.md)
     time_model: str = "stop_and_turn"
     #: an idle robot on a station leaves it for a spot that is no station (off by
     #: default: it changes every run's traffic, and the in-process fleet's fault
@@ -441,6 +445,9 @@ class Execution:
         self.odom_t: float | None = None          # stamp of the last odometry
         self.here: int | None = None              # vertex stood on / parked at
         self.parked = False                       # its vertex held until further notice
+        #: what the park holds: its vertex, or, standing off it, also what it stands on
+        self.spot: tuple[int, ...] = ()
+        self.settling = False                     # parked off its vertex: `_settle`
         self.removed = False                      # removed from the fleet: stands down
         self.unavailable = False                  # its driver fell silent (driver_timeout)
         self._odom_at: float | None = None        # when the last odometry came (our clock)
@@ -642,8 +649,8 @@ class Execution:
             job.phase, job.retry_at = Phase.PLAN, now   # its commit died with the old one
         holds = clip(drive.segments, now) if drive is not None and job is not None and \
             job.phase in (Phase.DRIVE, Phase.DWELL) else []
-        if not holds and self.parked and self.here is not None:
-            holds = [(self.here, now, INF)]
+        if not holds and self.parked and self.spot:
+            holds = [(r, now, INF) for r in self.spot]
         self._hold_version = 0
         self.log.warning(f"traffic authority restarted (epoch {old} -> {new}): re-asserting "
                          f"{len(holds)} hold(s)")
@@ -767,7 +774,10 @@ class Execution:
         self._expire_active(now)
         if not self.parked and CallKind.PARK not in self.calls and authority_ready \
                 and not self.replica.recovering:
-            self._send(CallKind.PARK, now, [(self.here, now, INF)])
+            self._send(CallKind.PARK, now, [(r, now, INF) for r in self._standing_spot()])
+        if self.parked and self.settling:
+            self._settle()
+            return self._flush()
         if self.job is None and self.queue and self.parked:
             self._start(self.queue.pop(0), now)
         self._repeat_status(now)
@@ -835,8 +845,16 @@ class Execution:
             spot = self.roadmap.names[call.segments[0][0]]
             if ok:
                 self.parked = True
+                self.spot = tuple(r for r, _, _ in call.segments)
                 self._hold_version = version
-                self.log.info(f"parked at {spot}")
+                self.settling = self._off_vertex()
+                if self.settling:
+                    under = ', '.join(self.roadmap.resource_name(r) for r in self.spot[1:])
+                    self.log.warning(f"parked at {spot} standing off it: holding "
+                                     f"{under or 'nothing else'} too until it has driven "
+                                     "onto it")
+                else:
+                    self.log.info(f"parked at {spot}")
             elif gave_up:   # holding where it stands is idempotent: the next tick asks again
                 self.log.warning(f"no answer from /traffic/reserve for "
                                  f"{self.config.reserve_timeout:g} s; asking again")
@@ -1262,6 +1280,53 @@ class Execution:
     def _stop(self) -> None:
         self._out.append(Velocity(0.0, 0.0))
         self.commands.clear()
+
+    def _standing_spot(self) -> list[int]:
+        """What the robot holds when it parks: its vertex when the vertex's star holds its
+        footprint; off it - stopped on a lane by its driver when its agent died, or braked
+        short of a stop - also every resource near the vertex its footprint overlaps (it
+        then settles onto the vertex, `_settle`). A vertex alone would leave it standing
+        outside what it holds while others are granted the lane it stands on."""
+        if not self._off_vertex():
+            assert self.here is not None
+            return [self.here]
+        assert self.pose is not None and self.here is not None
+        x, y, _ = self.pose
+        ex, here = self.exclusion, self.here
+        disc = shapely.Point(x, y).buffer(ex.footprint.bounding_radius, quad_segs=8)
+        near = {here, *(int(r) for r in ex.of(here))}
+        near |= {int(q) for r in list(near) for q in ex.of(r)}
+        return [here, *sorted(r for r in near - {here}
+                              if shapely.intersection(ex.geometry(r), disc).area > 1e-6)]
+
+    def _off_vertex(self) -> bool:
+        """Whether the robot stands outside its vertex's star (track mode: a robot that
+        follows its path by itself is placed by its own controller)."""
+        assert self.here is not None
+        if self.pose is None or self.config.drive != "track":
+            return False
+        x, y, _ = self.pose
+        return containment_error(self.exclusion, [(self.here, 0.0, INF)], x, y,
+                                 0.0) > ON_VERTEX_M
+
+    def _settle(self) -> None:
+        """Parked off its vertex, holding the vertex and what it stands on: drive straight
+        onto the vertex (inside those holds), slowly; there, park on the vertex alone."""
+        assert self.pose is not None and self.here is not None
+        x, y, theta = self.pose
+        vx, vy = (float(c) for c in self.roadmap.pos[self.here])
+        d = math.hypot(vx - x, vy - y)
+        if d <= ON_VERTEX_M / 2:
+            self._stop()
+            self.settling = False
+            self.parked = False   # the next tick parks on the vertex alone
+            return
+        lim = self.config.limits
+        err = math.remainder(math.atan2(vy - y, vx - x) - theta, math.tau)
+        w = max(-0.5 * lim.max_w, min(0.5 * lim.max_w, 4.0 * err))
+        # facing the vertex first: it drives along the lane, not across it
+        v = 0.0 if abs(err) > 0.02 else min(0.3 * lim.max_v, max(0.05, 1.5 * d))
+        self._out.append(Velocity(v, w))
 
     # -- stations and the end of a job ----------------------------------------------
 
