@@ -3,6 +3,7 @@ cores with ideal robots on a virtual clock and a faulty bus, checked by the inde
 safety monitor (core.monitor) and the ledger."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -59,11 +60,12 @@ def test_a_small_fleet_does_its_tasks_with_no_violation_and_the_same_run_twice(t
 
 @pytest.mark.parametrize("latency", [0.001, 0.08])
 def test_agile_robots_leave_each_vertex_within_its_hold_at_any_fleet_latency(tmp_path, latency):
-    """3 m/s, 40 m/s^2 robots planned at a speed whose star holds were shorter than the
-    tracker's stop + turn + leave overstayed vertex holds by ~0.07 s at every turn; the
-    monitor checks each robot just before and after each of its holds, so this shows at
-    every latency (periodic samples saw it only for some phases of the run)."""
-    with fleet(tmp_path, seed=0, faults=Faults(latency=latency)) as f:
+    """3 m/s, 40 m/s^2 robots planned (stop_and_turn) at a speed whose star holds were
+    shorter than the tracker's stop + turn + leave overstayed vertex holds by ~0.07 s at
+    every turn; the monitor checks each robot just before and after each of its holds, so
+    this shows at every latency (periodic samples saw it only for some phases of the run)."""
+    with fleet(tmp_path, seed=0, faults=Faults(latency=latency),
+               params=replace(FAST, time_model="stop_and_turn")) as f:
         result = f.run(TASKS[:3], submit_at=0.5, interval=0.4, max_sim_s=60.0)
         assert result.outcomes == {t.id: "DONE" for t in TASKS[:3]}
         assert result.excursions == 0, f.monitor.excursions[:3]
