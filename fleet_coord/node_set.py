@@ -140,8 +140,9 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
         return {**common, **own, **cfg.nodes.get(section, {})}
 
     nodes = [
-        NodeSpec("traffic", "traffic", rel, parameters=params("traffic",
-                                                              table_log=table_log_path(cfg))),
+        NodeSpec("traffic", "traffic", rel, parameters=params(
+            "traffic", table_log=table_log_path(cfg), robots=[r.name for r in robots],
+            start_poses=[float(v) for r in robots for v in r.start])),
         NodeSpec("dispatcher", "dispatcher", rel,
                  parameters=params("dispatcher", **({"ledger": cfg.ledger} if cfg.ledger else {}))),
         NodeSpec("fleet_monitor", "fleet_monitor", rel,

@@ -97,6 +97,7 @@ SCHEMA: dict[str, dict[str, Bound]] = {
         "snapshot_period": F(0.05, 600, "s"),
         "keep_history": F(0, _S, "s"),
         "table_log": STR, "table_fsync": BOOL, "recovery_window": F(0, 600, "s"),
+        "robots": Bound("robots"), "start_poses": Bound("floats"),
     },
     "dispatcher": {
         "ledger": STR, "bid_window": F(0.01, 600, "s"),
@@ -175,7 +176,9 @@ _FROM_FLEET = {"map": "fleet.map", "footprint_radius": "fleet.footprint_radius",
 _WORLD = {"robots": "the robots list", "start_poses": "each robot's start",
           "max_v": "each robot's max_speed", "max_w": "each robot's max_angular_speed"}
 RESERVED: dict[str, dict[str, str]] = {
-    "traffic": {"table_log": "fleet.table_log"}, "dispatcher": {"ledger": "fleet.ledger"},
+    "traffic": {"table_log": "fleet.table_log", "robots": _WORLD["robots"],
+                "start_poses": _WORLD["start_poses"]},
+    "dispatcher": {"ledger": "fleet.ledger"},
     "fleet_monitor": {"event_log": "fleet.event_log"},
     "robot_agent": {"robot": "the robot's name", "max_v": "each robot's max_speed",
                     "max_w": "each robot's max_angular_speed",

@@ -56,6 +56,7 @@ from typing import Any
 from fleet_coord_msgs.msg import ReservationSet, RobotNotice, RobotState
 from fleet_coord_msgs.srv import Release, RemoveRobot, Reserve
 from nav_msgs.msg import Odometry
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.subscription import Subscription
@@ -96,7 +97,17 @@ class TrafficNode(Node):
         table_log = p("table_log", "").value
         fsync = p("table_fsync", True).value
         recovery_window = p("recovery_window", 10.0).value
+        # the robots the fleet starts with and where (flat x, y, theta per robot): each
+        # start vertex is held for its robot until its agent parks (core/traffic.py expect)
+        anything = ParameterDescriptor(dynamic_typing=True)
+        robots = list(p("robots", [], anything).value)
+        poses = list(p("start_poses", [], anything).value)
         parameters.check_node(self, "traffic")
+        if len(poses) != 3 * len(robots):
+            raise parameters.ParameterError(
+                f"node {self.get_fully_qualified_name()}: parameter start_poses: expected "
+                f"{3 * len(robots)} numbers (x, y, theta for each of {len(robots)} robots), "
+                f"got {len(poses)}")
         # not a parameter: a restarted node must differ from its predecessor
         epoch = secrets.randbits(63) or 1
         roadmap, self.exclusion, self.roadmap_id = load_roadmap_and_exclusion(map_path, radius)
@@ -117,6 +128,10 @@ class TrafficNode(Node):
             if recovery_window > 0:
                 self.authority.start_recovery(self.now(), recovery_window,
                                               listen=min(self.lost_after, recovery_window))
+        for k, robot in enumerate(robots):
+            x, y = poses[3 * k], poses[3 * k + 1]
+            d = (roadmap.pos[:, 0] - x) ** 2 + (roadmap.pos[:, 1] - y) ** 2
+            self.authority.expect(robot, int(d.argmin()), self.now())
         self._odom_subs: dict[str, Subscription] = {}   # lost robot -> its odometry
         # only a robot's own signature reserves, releases or keeps it alive; only an
         # operator's removes it; only this node's signature makes a grant
