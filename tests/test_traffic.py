@@ -105,7 +105,19 @@ def test_a_joining_robot_holds_the_spot_it_reports_from_its_first_state():
     fresh = TrafficAuthority(ReservationTable(line_exclusion(10), 10))
     fresh.start_recovery(0.0, window=5.0, listen=1.0)
     fresh.on_robot_state(0.5, "d", resource=2)
-    assert fresh.table.reservations("d") == []
+    assert fresh.table.reservations("d") == [] and not fresh.expect("d", 2, 0.5)
+
+
+def test_configured_robots_hold_their_start_from_the_authoritys_start_until_they_park():
+    ta = TrafficAuthority(ReservationTable(line_exclusion(10), 10))
+    assert ta.expect("a", 3, 0.0) and ta.expect("b", 7, 0.0)
+    assert not ta.expect("c", 3, 0.0)                  # a's: warned, not held
+    assert not ta.reserve("x", [(2, 1, 2), (3, 2, 3)]).ok   # nobody drives through a
+    assert ta.reserve("a", [(3, 1.0, INF)], replace_from=1.0).ok   # its park replaces it
+    assert not ta.expect("a", 5, 1.0)                  # the table knows it: not moved
+    # b's agent never comes: its start stays held until it is removed
+    result, _ = ta.remove_robot("b")
+    assert result.ok and ta.table.holder_at(7, 10.0) is None
 
 
 def test_removed_robot_frees_everything():
