@@ -553,7 +553,9 @@ def _check_join(c, cfg, robot: str, vertex: int, station: str, roadmap_id: str,
     c.node.create_subscription(ReservationSet, c.names("/traffic/updates"), on_table, qos.TABLE)
     c.node.create_subscription(RobotState, c.names("/fleet/robot_states"),
                                lambda m: speaking.append(m.robot), qos.state_qos())
-    deadline = time.monotonic() + timeout
+    # long enough for one snapshot period of this config's authority
+    period = float(cfg.nodes.get("traffic", {}).get("snapshot_period", 5.0))
+    deadline = time.monotonic() + max(timeout, period + 1.0)
     listen_until = time.monotonic() + 1.5   # robots speak at 10 Hz
     while True:
         now_ns = c.node.get_clock().now().nanoseconds
@@ -570,9 +572,10 @@ def _check_join(c, cfg, robot: str, vertex: int, station: str, roadmap_id: str,
                                "and discovery range?)")
             if replica.core.following:
                 raise CliError(f"no table snapshot on /traffic/updates stamped after this "
-                               f"command started, within {timeout:g} s (the authority "
-                               "publishes one every snapshot_period; is this host's clock "
-                               "ahead of the authority's?)")
+                               f"command started, within {max(timeout, period + 1.0):g} s "
+                               f"(the authority publishes one every {period:g} s, "
+                               "nodes.traffic.snapshot_period; is this host's clock ahead "
+                               "of the authority's?)")
             raise CliError(f"no fleet answers on /traffic/updates within {timeout:g} s (is "
                            f"the fleet of {cfg.path} running, with the same ROS_DOMAIN_ID "
                            "and discovery range?)")
