@@ -255,3 +255,43 @@ def test_an_action_waits_for_a_fleet_service_that_is_not_up_yet():
         ex.add_node(fleet)
         assert spin_until(ex, fut.done, 30)
         assert fut.result() == "t1" and served == ["t1"]
+
+
+def test_a_task_listing_whose_answer_is_lost_is_asked_again():
+    """The task table is refreshed from /fleet/list_tasks, one call at a time: a call whose
+    answer never comes (dropped by a server that had not matched the view's reader yet)
+    is given up after service_timeout_s and asked again, instead of stopping the refresh
+    for good. The stand-in server sits in a context of its own that is not spun at first,
+    so the first calls go unanswered."""
+    pytest.importorskip("rclpy")
+    import rclpy
+    from fleet_coord_msgs.msg import Task as TaskMsg
+    from fleet_coord_msgs.msg import TaskStatus
+    from fleet_coord_msgs.srv import ListTasks
+    from rclpy.parameter import Parameter
+
+    from fleet_coord.web.operator_node import OperatorNode
+    from rosutil import ros_context, spin_until
+
+    asked = []
+
+    def serve(req, resp):
+        asked.append(1)
+        resp.tasks = [TaskMsg(id="t1", kind="goto", stations=["2,14"])]
+        resp.statuses = [TaskStatus(task_id="t1", state=TaskStatus.QUEUED)]
+        return resp
+    with ros_context() as (ctx, ex), ros_context() as (ctx2, ex2):
+        fleet = rclpy.create_node("dispatcher_stand_in", context=ctx2)
+        fleet.create_service(ListTasks, "/fleet/list_tasks", serve)
+        ex2.add_node(fleet)
+        view = OperatorNode(context=ctx, parameter_overrides=[
+            Parameter("port", value=0), Parameter("task_poll_s", value=0.1),
+            Parameter("service_timeout_s", value=0.5)])
+        ex.add_node(view)
+        first = []
+        assert spin_until(ex, lambda: view._listing is not None and (
+            first or first.append(view._listing)), 20)
+        assert spin_until(ex, lambda: view._listing is not first[0], 10)   # asked again
+        assert spin_until(ex, lambda: (ex2.spin_once(timeout_sec=0.01), "t1" in
+                                       view.view.tasks)[1], 20)
+        assert view.view.tasks["t1"].state == "QUEUED" and len(asked) >= 2

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+import time
 from typing import Any
 
 from fleet_coord_msgs.msg import FleetState, ReservationSet, RobotNotice, Task, TaskStatus
@@ -91,6 +92,7 @@ class OperatorNode(Node):
         self._remove = self.create_client(RemoveRobot, self.names("/fleet/remove_robot"))
         self._estop: dict[str, Any] = {}
         self._listing = None
+        self._listing_since = 0.0
         self.create_timer(poll, self._poll_tasks)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
@@ -145,9 +147,14 @@ class OperatorNode(Node):
 
     def _poll_tasks(self) -> None:
         if self._listing is not None and not self._listing.done():
-            return
+            if time.monotonic() - self._listing_since < self.timeout_s:
+                return
+            # its answer is lost (a server that had not matched this client's reader yet
+            # drops it): ask again, or the task table would stop being refreshed for good
+            self._list.remove_pending_request(self._listing)
         if not self._list.service_is_ready():
             return
+        self._listing_since = time.monotonic()
         self._listing = self._list.call_async(ListTasks.Request(include_finished=True))
         self._listing.add_done_callback(self._on_listing)
 
