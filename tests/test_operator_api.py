@@ -295,3 +295,29 @@ def test_a_task_listing_whose_answer_is_lost_is_asked_again():
         assert spin_until(ex, lambda: (ex2.spin_once(timeout_sec=0.01), "t1" in
                                        view.view.tasks)[1], 20)
         assert view.view.tasks["t1"].state == "QUEUED" and len(asked) >= 2
+
+
+def test_the_pushes_go_on_after_a_state_that_fails_and_carry_no_nan():
+    """A state document that cannot be made (an exception) is skipped, not the end of the
+    pushing (every page would freeze on its last state, still showing "live"); NaN and
+    infinities, which JSON has not, go out as null."""
+    class Flaky(Backend):
+        n = 0
+
+        def state_document(self):
+            self.n += 1
+            if self.n == 1:
+                raise RuntimeError("replica in recovery")
+            return {"t": 2.0, "robots": [{"name": "r1", "x": float("nan"), "v": float("inf")}],
+                    "tasks": []}
+
+    async def main():
+        async with TestClient(TestServer(make_app(Flaky(), push_hz=20.0))) as client:
+            async with client.ws_connect("/api/ws") as ws:
+                assert (await ws.receive_json(timeout=5))["type"] == "map"
+                state = await ws.receive_json(timeout=5)      # strict JSON: NaN would fail
+            r = await client.get("/api/state")
+            assert (await r.json())["robots"][0]["x"] is None
+        return state
+    state = asyncio.run(main())
+    assert state["t"] == 2.0 and state["robots"][0] == {"name": "r1", "x": None, "v": None}

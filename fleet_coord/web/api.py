@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import os
 from typing import Any, Protocol
@@ -29,6 +30,7 @@ from aiohttp import WSMsgType, web
 
 STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 KINDS = ("goto", "pick_and_drop", "charge")
+log = logging.getLogger(__name__)
 
 
 class FleetUnavailable(Exception):
@@ -46,6 +48,25 @@ class Backend(Protocol):
     async def cancel(self, task_id: str, reason: str) -> None: ...
     async def estop(self, robot: str, engage: bool) -> str: ...
     async def remove(self, robot: str, force: bool, reason: str) -> dict[str, Any]: ...
+
+
+def _finite(x: Any) -> Any:
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_finite(v) for v in x]
+    return x
+
+
+def dumps(doc: Any) -> str:
+    """JSON for the page: NaN and infinities, which JSON has not (the browser's parser
+    refuses a whole document for one), become null."""
+    try:
+        return json.dumps(doc, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(doc), allow_nan=False)
 
 
 def _error(status: int, text: str) -> web.Response:
@@ -113,10 +134,10 @@ def make_app(backend: Backend, push_hz: float = 4.0) -> web.Application:
         return web.FileResponse(os.path.join(STATIC, "index.html"))
 
     async def get_map(_request: web.Request) -> web.Response:
-        return web.json_response(backend.map_document())
+        return web.json_response(backend.map_document(), dumps=dumps)
 
     async def get_state(_request: web.Request) -> web.Response:
-        return web.json_response(backend.state_document())
+        return web.json_response(backend.state_document(), dumps=dumps)
 
     async def post_task(request: web.Request) -> web.Response:
         try:
@@ -178,7 +199,7 @@ def make_app(backend: Backend, push_hz: float = 4.0) -> web.Application:
         await ws.prepare(request)
         sockets.add(ws)
         try:
-            await ws.send_json({"type": "map", **backend.map_document()})
+            await ws.send_str(dumps({"type": "map", **backend.map_document()}))
             async for msg in ws:   # the page only listens; reading keeps the socket alive
                 if msg.type == WSMsgType.ERROR:
                     break
@@ -187,18 +208,31 @@ def make_app(backend: Backend, push_hz: float = 4.0) -> web.Application:
         return ws
 
     async def pusher(_app: web.Application):
+        loop = asyncio.get_running_loop()
+        warned = [-math.inf]
+
         async def push() -> None:
             while True:
                 await asyncio.sleep(1.0 / push_hz)
                 if not sockets:
                     continue
-                text = json.dumps({"type": "state", **backend.state_document()})
+                try:
+                    text = dumps({"type": "state", **backend.state_document()})
+                except Exception as e:  # noqa: BLE001 - the pushes go on
+                    # a push that fails must not end the pushing: every open page would
+                    # freeze on its last state while it still shows "live"
+                    now = loop.time()
+                    if now - warned[0] > 10.0:
+                        warned[0] = now
+                        log.warning("operator view: state not pushed: %s: %s",
+                                    type(e).__name__, e)
+                    continue
                 for ws in list(sockets):
                     try:
                         await ws.send_str(text)
                     except (ConnectionError, RuntimeError):
                         sockets.discard(ws)
-        task = asyncio.get_running_loop().create_task(push())
+        task = loop.create_task(push())
         yield
         task.cancel()
         for ws in list(sockets):
