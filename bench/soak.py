@@ -385,6 +385,10 @@ def main(argv=None) -> int:
         leftover = [c.spec.process_name for c in fleet.launcher.children
                     if c.proc is not None and c.proc.poll() is None]
     soak.read()
+    with open(os.path.join(out, "soak_run.json"), "w") as f:   # kept if the analysis is cut short
+        json.dump({"args": vars(args), "wall_s": wall, "w0": soak.w0, "faults": soak.faults,
+                   "tasks": soak.tasks, "final": soak.final, "samples": soak.samples,
+                   "done_by": {t: sorted(r) for t, r in soak.done_by.items()}}, f, default=str)
     print("[soak] analysing the observers' logs ...", flush=True)
     ev = fleet.events()
     checks = analyse(ev)
