@@ -76,6 +76,9 @@ def parse_args(argv=None):
     ap.add_argument("--faults", default=",".join(FAULTS),
                     help=f"comma-separated subset of {','.join(FAULTS)}")
     ap.add_argument("--robots-per-host", type=int, default=4)
+    ap.add_argument("--agents-per-process", type=int, default=1,
+                    help="robot agents per process on a robot host (1: one per robot, as on "
+                         "real robots; N: an agent fault kills the process of N robots)")
     ap.add_argument("--backlog", type=int, default=None,
                     help="open tasks kept submitted (default: one per robot)")
     ap.add_argument("--drain-s", type=float, default=300.0,
@@ -95,7 +98,7 @@ def parse_args(argv=None):
         ap.error(f"--faults: expected a comma-separated subset of {','.join(FAULTS)}, "
                  f"got {a.faults!r}")
     a.faults = faults
-    for name in ("robots", "robots_per_host"):
+    for name in ("robots", "robots_per_host", "agents_per_process"):
         if getattr(a, name) < 1:
             ap.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
     for name in ("minutes", "fault_every", "cut_s", "loss_s", "progress_s"):
@@ -184,8 +187,9 @@ class Soak:
         rec = {"kind": kind, "t": time.time() - self.w0}
         if kind == "agent":
             robot = self.rng.choice(self.fleet.robots)
-            rec["target"] = robot
-            name = f"agent_{robot}"
+            name = next(c.spec.process_name for c in L.children
+                        if c.spec.executable == "robot_agent" and robot in c.spec.robots)
+            rec["target"] = robot if name == f"agent_{robot}" else f"{name} ({robot})"
         elif kind in ("traffic", "dispatcher"):
             rec["target"] = name = kind
         if kind in ("agent", "traffic", "dispatcher"):
@@ -371,7 +375,8 @@ def main(argv=None) -> int:
           f"{','.join(args.faults)}; output in {out}", flush=True)
     with Topology(list(layout)) as net:
         fleet = MultiHostFleet(net, out, layout, starts, domain_id=100 + os.getpid() % 100,
-                               restart="on-failure")
+                               restart="on-failure",
+                               agents_per_process=args.agents_per_process)
         soak = None
         try:
             up = fleet.start(timeout=60.0 + 6.0 * args.robots)

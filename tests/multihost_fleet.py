@@ -44,9 +44,10 @@ DONE, FAILED = TaskStatus.DONE, TaskStatus.FAILED
 
 
 def fleet_yaml(robots: dict[str, tuple[int, int]], *, ledger: str, table: str,
-               lost_after: float = 1.5, restart: str = "never") -> str:
+               lost_after: float = 1.5, restart: str = "never", agents_per_process: int = 1) -> str:
     lines = ["fleet:", "  map: warehouse.map", "  discovery_range: SUBNET", "  backend: ideal",
-             f"  restart: {restart}", f"  ledger: {ledger}", f"  table_log: {table}", "robots:"]
+             f"  restart: {restart}", f"  ledger: {ledger}", f"  table_log: {table}",
+             f"  agents_per_process: {agents_per_process}", "robots:"]
     for r, (x, y) in robots.items():
         lines.append(f"  - {{name: {r}, start: [{x}, {y}], max_speed: 3.0, "
                      "max_angular_speed: 20.0}")
@@ -81,6 +82,9 @@ def host_specs(config, layout: dict[str, list[str]]) -> list[tuple[str, NodeSpec
                 spec.name = f"ideal_driver_{host}"
                 out.append((host, spec))
             elif spec.executable == "robot_agent" and spec.robots[0] in robots:
+                if not set(spec.robots) <= set(robots):
+                    raise ValueError(f"agent process {spec.process_name} groups robots of "
+                                     f"several hosts: {spec.robots}")
                 out.append((host, spec))
     return out
 
@@ -131,7 +135,8 @@ class Events:
 class MultiHostFleet:
     def __init__(self, net: Topology, workdir: str, layout: dict[str, list[str]],
                  starts: dict[str, tuple[int, int]], *, domain_id: int = 42,
-                 lost_after: float = 1.5, restart: str = "never") -> None:
+                 lost_after: float = 1.5, restart: str = "never",
+                 agents_per_process: int = 1) -> None:
         """`restart`: the config's policy (the tests kill and restart by hand: "never"; a
         caller that wants the launcher to restart calls `launcher.poll()` as it runs)."""
         self.net, self.workdir, self.layout = net, workdir, layout
@@ -141,7 +146,8 @@ class MultiHostFleet:
         with open(cfg_path, "w") as f:
             f.write(fleet_yaml({r: starts[r] for r in self.robots}, ledger="ledger.sqlite",
                                table=os.path.join(workdir, "table.jsonl"),
-                               lost_after=lost_after, restart=restart))
+                               lost_after=lost_after, restart=restart,
+                               agents_per_process=agents_per_process))
         self.config = load_fleet_config(cfg_path)
         self.config.domain_id = domain_id
         self.env = ros_env(domain_id, os.path.join(workdir, "roslog"))
