@@ -119,7 +119,8 @@ def test_restarted_traffic_node_keeps_grants_and_continues_versions(world, tmp_p
         second = TrafficNode(context=ctx, parameter_overrides=params)
         ex.add_node(second)
         assert second.authority.table.version == version
-        assert second.authority.liveness.last_seen.keys() == {"r1"}
+        # r1 is judged silent from the first robot state the new node hears (pure test below)
+        assert set(second.authority.table.robots()) == {"r1"}
         r = reserve(ex, client, "r2")
         assert not r.ok and r.error == Reserve.Response.ERROR_CONFLICT
         assert r.conflicting_segment.robot == "r1"
@@ -141,3 +142,30 @@ def test_a_table_reloaded_from_its_log_keeps_its_epoch(world, tmp_path):
     first.drain()
     again = start(1.0, 99)
     assert again.epoch == 7 and len(again.table) == 1 and again.table.version == 1
+
+
+def test_robots_reloaded_from_the_log_are_silent_from_the_first_state_heard(world, tmp_path):
+    # a restarted process hears nobody until DDS has discovered it (seconds on a loaded
+    # machine): the robots of its table are not lost before it has heard anyone
+    from fleet_coord.core.traffic import RobotLost, TrafficAuthority
+    roadmap, exclusion, rid = world
+    path = str(tmp_path / "table.log")
+
+    def start(now):
+        return TrafficAuthority.recover(TableLog(path, rid, fsync=False), exclusion,
+                                        roadmap.num_resources, now, roadmap_id=rid,
+                                        lost_after=1.5, epoch=3)
+    first = start(0.0)
+    for i, r in enumerate(("a", "b")):
+        assert first.request(r, [(roadmap.vertex_at(1 + 4 * i, 1), 0.0, INF)]).ok
+    first.drain()
+    again = start(100.0)
+
+    def lost(now):
+        return [a.robot for a in again.tick(now) if isinstance(a, RobotLost)]
+    assert lost(105.0) == []                       # nobody heard yet: nobody judged
+    again.on_robot_state(105.0, "a")               # discovery done: the clock starts
+    again.on_robot_state(106.0, "a")
+    assert lost(106.4) == []
+    assert lost(106.6) == ["b"]                    # b stayed silent lost_after s since
+    assert again.lost == {"b"}

@@ -190,6 +190,7 @@ class TrafficAuthority:
         self.exclusion = exclusion
         self.roadmap_id = roadmap_id
         self.liveness = LivenessTracker(lost_after)
+        self._unheard: set[str] = set()               # taken over from the table log
         self.keep_history = keep_history
         self.membership = Membership()
         self.work: dict[str, list[str]] = {}          # robot -> its current and queued tasks
@@ -209,8 +210,11 @@ class TrafficAuthority:
                 keep_history: float = 60.0, log: Log | None = None,
                 epoch: int = 0) -> TrafficAuthority:
         """The authority a table log records (a new one when there is no log yet); robots
-        found in the table count as heard `now` (one that stays silent is lost as usual).
-        From here on every change is written to the log ahead of its update."""
+        found in the table count as heard when this incarnation hears its first robot state
+        (one that stays silent is lost as usual; a new process hears nobody until DDS has
+        discovered it, seconds on a loaded machine: counted from `now`, every robot of a
+        host discovered late was declared lost). From here on every change is written to
+        the log ahead of its update."""
         rec = table_log.load(exclusion.of, num_resources)
         table = rec.table if rec is not None else ReservationTable(exclusion.of, num_resources)
         if rec is not None and table_log.epoch is not None:
@@ -219,8 +223,7 @@ class TrafficAuthority:
         ta = cls(table, exclusion=exclusion, roadmap_id=roadmap_id, lost_after=lost_after,
                  keep_history=keep_history, table_log=table_log, log=log, epoch=epoch)
         if rec is not None:
-            for robot in rec.table.robots():
-                ta.liveness.heard(robot, now)
+            ta._unheard.update(rec.table.robots())
             ta.liveness.lost.update(rec.lost)
             ta.log.info(f"recovered the table from {table_log.path}: {len(rec.table)} "
                         f"reservations of {len(rec.table.robots())} robots at version "
@@ -417,7 +420,7 @@ class TrafficAuthority:
             return RemoveResult(True, already=True), []
         seen = self.liveness.last_seen
         known = robot in seen or robot in self.lost or bool(self.table.reservations(robot))
-        alive = robot in seen and robot not in self.lost
+        alive = (robot in seen or robot in self._unheard) and robot not in self.lost
         refusal = removal_refusal(robot, known=known, alive=alive,
                                   tasks=self.work.get(robot, ()), force=force,
                                   known_robots=set(seen) | set(self.table.robots()) | self.lost)
@@ -444,6 +447,10 @@ class TrafficAuthority:
             return []   # the old agent of a removed robot
         last_seen = self.liveness.last_seen.get(robot)
         self.work[robot] = list(task_ids)
+        if self._unheard:   # the first state since a reload: the robots' silence starts now
+            for r in self._unheard:
+                self.liveness.last_seen.setdefault(r, now)
+            self._unheard.clear()
         rec = self.recovery
         if rec is not None:
             if rec.heard_at is None:
