@@ -591,6 +591,9 @@ def test_two_robots_waiting_for_each_others_spot_one_yields_and_both_finish():
     w.award("b", "tb", ["1,0"])
     assert w.run_until(lambda: w.cores["a"].suspended or w.cores["b"].suspended, 10.0), \
         "neither set its task aside to yield"
+    # the one yielding still reports its task (the dispatcher would take it for lost)
+    yielder = "a" if w.cores["a"].suspended else "b"
+    assert w.cores[yielder].state_report(w.t).task_id == {"a": "ta", "b": "tb"}[yielder]
     assert w.run_until(lambda: w.final("ta") and w.final("tb"), 40.0)
     assert w.final("ta").state is TaskState.DONE and w.final("tb").state is TaskState.DONE
     # (each was at its station when it said DONE; idle, it leaves the station afterwards)

@@ -511,8 +511,12 @@ class Execution:
         while its driver is silent (the fleet then declares it lost)."""
         if self.removed or self.unavailable:
             return None
+        # a task set aside for a yield move is still this robot's: the dispatcher's
+        # reconciliation takes a task its robot stops reporting for lost
+        job = self.job if self.job is not None and self.job.task is not None \
+            else self.suspended if self.suspended is not None else self.job
         return StateReport(self.robot, self.pose, self.twist, self.activity,
-                           self.job.task_id if self.job is not None else "",
+                           job.task_id if job is not None else "",
                            tuple(t.id for t in self.queue), self.here, self._tick_lamport(),
                            self._holds_epoch, tuple(self.done))
 
