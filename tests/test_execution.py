@@ -356,6 +356,17 @@ def test_after_an_authority_restart_robots_reassert_their_holds_and_nothing_new_
     assert not w.authority.request("c", [(w.v("0,1"), w.t, INF)]).ok   # b's spot is held
 
 
+def test_a_robot_that_drove_since_it_parked_reasserts_where_it_stands_not_where_it_parked():
+    w = up((".....",), a=(0, 0))
+    a = w.cores["a"]
+    w.award("a", "t1", ["3,0"])
+    assert w.run_until(lambda: w.final("t1") is not None and a.job is None, 10.0)
+    assert w.at("a") == (3.0, 0.0)
+    w.restart_authority()
+    assert w.run_until(lambda: not w.authority.recovering, 3.0)
+    assert w.holds("a") == {(w.v("3,0"), INF)}       # not 0,0, where it first parked
+
+
 # -- lost answers -----------------------------------------------------------------------------
 
 

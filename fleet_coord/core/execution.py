@@ -653,8 +653,10 @@ class Execution:
             job.phase, job.retry_at = Phase.PLAN, now   # its commit died with the old one
         holds = clip(drive.segments, now) if drive is not None and job is not None and \
             job.phase in (Phase.DRIVE, Phase.DWELL) else []
-        if not holds and self.parked and self.spot:
-            holds = [(r, now, INF) for r in self.spot]
+        if not holds and self.parked and self.here is not None:
+            # `spot` is what its last park held; a robot that has driven since stands on
+            # its vertex (`here`), which its path's end held for good
+            holds = [(r, now, INF) for r in (self.spot if self.settling else (self.here,))]
         self._hold_version = 0
         self.log.warning(f"traffic authority restarted (epoch {old} -> {new}): re-asserting "
                          f"{len(holds)} hold(s)")
