@@ -7,7 +7,7 @@ every host shares the machine's clock):
   {"k": "upd", "version", "robot", "snap", "added": [[robot, res, t0, t1]], "removed": [...]}
   {"k": "status", "task", "robot", "state", "reason"}
   {"k": "lost", "robot"}
-  {"k": "state", "robot", "mode", "task"}            (1 Hz per robot)
+  {"k": "state", "robot", "mode", "task", "epoch"}   (1 Hz per robot; epoch 0: holds nothing granted)
 and, from stdin, commands: `submit ID KIND ST1 [ST2]` -> {"k": "submitted", "task", "ok", "error"}.
 It knows nothing of the agents: what it logs is what crossed the network.
 """
@@ -81,7 +81,8 @@ def main() -> None:
             now = time.monotonic()
             if now - last_state.get(m.robot, 0.0) >= 1.0:
                 last_state[m.robot] = now
-                log(k="state", robot=m.robot, mode=m.mode, task=m.task_id)
+                log(k="state", robot=m.robot, mode=m.mode, task=m.task_id,
+                    epoch=int(m.table_epoch))
 
         node.create_subscription(RobotState, "/fleet/robot_states", on_state, qos.state_qos())
         client = node.create_client(SubmitTask, "/fleet/submit_task")

@@ -186,7 +186,9 @@ class MultiHostFleet:
 
     @staticmethod
     def _parked(ev: Events) -> set[str]:
-        return {seg[0] for e in ev.of("upd") for seg in e["added"] if seg[3] == "inf"}
+        # the agent's state says it holds a granted spot; a hold in the table alone is not
+        # that (the authority holds configured robots' start vertices from its start)
+        return {e["robot"] for e in ev.of("state") if e.get("epoch")}
 
     def submit(self, task: str, kind: str, *stations: str) -> None:
         p = self.observers[SERVER]

@@ -15,7 +15,7 @@ import pytest
 
 pytest.importorskip("fleet_coord_msgs.msg", reason="fleet_coord_msgs is built by `make setup`")
 import rclpy  # noqa: E402
-from fleet_coord_msgs.msg import RobotNotice  # noqa: E402
+from fleet_coord_msgs.msg import RobotNotice, RobotState  # noqa: E402
 from fleet_coord_msgs.msg import Task as TaskMsg  # noqa: E402
 from fleet_coord_msgs.msg import TaskStatus  # noqa: E402
 from fleet_coord_msgs.srv import ListTasks, SubmitTask  # noqa: E402
@@ -79,6 +79,13 @@ class ProcFleet:
         self.node.create_subscription(RobotNotice, "/fleet/robot_lost",
                                       lambda m: self.lost.append((time.monotonic(), m.robot)),
                                       qos.PROTOCOL)
+        # a robot whose agent was granted a hold says so (its state's table_epoch); its
+        # spot alone in the table is not that: the authority holds configured robots'
+        # start vertices from its own start
+        self.holding: set[str] = set()
+        self.node.create_subscription(
+            RobotState, "/fleet/robot_states",
+            lambda m: self.holding.add(m.robot) if m.table_epoch else None, qos.state_qos())
         self.submit_client = self.node.create_client(SubmitTask, "/fleet/submit_task")
         self.list_client = self.node.create_client(ListTasks, "/fleet/list_tasks")
         self.launcher.start()
@@ -106,9 +113,11 @@ class ProcFleet:
         return resp
 
     def ready(self) -> bool:
-        """Every robot is parked (its start vertex is in the table) and the dispatcher is up."""
+        """Every robot's agent has parked (holds a granted spot, its state says) and is in
+        the monitor's table, and the dispatcher is up."""
         held = set(self.monitor.replica.table.robots())
-        return held >= set(self.robots) and self.submit_client.service_is_ready()
+        return held >= set(self.robots) and self.holding >= set(self.robots) and \
+            self.submit_client.service_is_ready()
 
     def done_by(self, task_id: str) -> list[str]:
         return [m.robot for _, m in self.statuses

@@ -142,7 +142,10 @@ def test_mixed_fleet_of_ros_robots_and_vda5050_vehicles(tmp_path):
                 fut = submit.call_async(req)
                 assert spin(fut.done, 10.0) and fut.result().accepted, fut.result()
 
-            parked = lambda: set(monitor.replica.table.robots()) >= set(robots)  # noqa: E731
+            # in the table and, for a vehicle, its master hears it (the authority holds
+            # configured robots' start vertices from its own start, before any agent)
+            parked = lambda: set(monitor.replica.table.robots()) >= set(robots) and all(  # noqa: E731
+                r in vehicle and vehicle[r].message == "available" for r in VDA_ROBOTS)
             if not spin(parked, 60.0):
                 log.seek(0)
                 pytest.fail("the fleet did not come up:\n" + log.read()[-4000:])
