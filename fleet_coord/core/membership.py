@@ -14,8 +14,8 @@ token naming one running agent; the nodes use the DDS GID of the agent's state p
 new for every agent started). States from that incarnation are ignored; a state from a
 new incarnation — an agent started after the removal, `fleet-coord add-robot` — makes the
 robot a member again. Likewise an agent replaced by a new incarnation (a restart) is
-retired: a late state of it is not heard (the authority treats the replacement as the
-old agent lost, core/traffic.py, and must not see it come and go).
+retired: a late state of it is not heard (the authority keeps a restarted robot's holds
+for its new agent, core/traffic.py, and must not see incarnations come and go).
 
 Pure logic, no ROS: the nodes feed it what they hear.
 """
@@ -38,8 +38,9 @@ class Membership:
     #: removed robot -> the incarnation that was removed with it (None: any new state
     #: re-admits it)
     removed: dict[str, Incarnation] = field(default_factory=dict)
-    #: robot -> incarnations a newer one replaced (their straggling states are not heard)
-    retired: dict[str, set[Incarnation]] = field(default_factory=dict)
+    #: robot -> incarnations a newer one replaced, oldest first (their straggling states
+    #: are not heard)
+    retired: dict[str, dict[Incarnation, None]] = field(default_factory=dict)
 
     def heard(self, robot: str, incarnation: Incarnation = None) -> bool:
         """A state from `robot`, sent by `incarnation`. Returns whether it counts: False
@@ -53,12 +54,12 @@ class Membership:
         if incarnation is not None:
             old = self.incarnation.get(robot)
             if old is not None and old != incarnation:
-                retired = self.retired.setdefault(robot, set())
+                retired = self.retired.setdefault(robot, {})
                 if incarnation in retired:
                     return False   # a late state of an agent a newer one replaced
-                retired.add(old)
+                retired[old] = None
                 if len(retired) > RETIRED_KEPT:
-                    retired.pop()
+                    del retired[next(iter(retired))]   # forget the oldest
             self.incarnation[robot] = incarnation
         return True
 
