@@ -60,10 +60,51 @@ def test_blocking_revokes_other_robots_future_passage_through_the_spot():
     out = ta.robot_lost("a", now=2.0)                 # a dies inside cell 5
     assert out.blocked == [5]
     assert out.revoked == {"b": 3.0}                  # b must replan from t=3
+    # b stops in 4, where it is: 4 stays its own until it plans again
     b = [(r.resource, r.t_start, r.t_end) for r in ta.table.reservations("b")]
-    assert b == [(4, 0, 3)]
+    assert b == [(4, 0, 2), (4, 2, INF)]
+    assert not ta.reserve("c", [(4, 10, 11)]).ok
     # the table is conflict-free and 5 is held by a forever
     assert ta.table.holder_at(5, 1e9) == "a"
+
+
+def neighbour_exclusion(r):
+    """Cells of a corridor whose footprints reach into the next cell (real stars do)."""
+    return tuple(x for x in (r - 1, r, r + 1) if 0 <= x < 10)
+
+
+def test_a_block_never_takes_the_space_a_robot_is_in():
+    """a (lost) held 5 and 6 since it was last heard; b entered 4 - which touches 5 -
+    after a left 5 and drives away from it. 4 is where b is now: the block of 5 waits
+    until b has left 4, b keeps its whole path (it was cut to nothing at `now`: b stood
+    in 4 holding nothing while others could be granted it)."""
+    ta = TrafficAuthority(ReservationTable(neighbour_exclusion, 10))
+    assert ta.reserve("a", [(5, 0, 1), (6, 0.8, INF)]).ok
+    assert ta.reserve("b", [(4, 1.5, 4), (3, 3.5, INF)]).ok
+    out = ta.robot_lost("a", now=2.0, last_seen=0.5)
+    assert out.blocked == [5, 6] and out.revoked == {}
+    b = sorted((r.resource, r.t_start, r.t_end) for r in ta.table.reservations("b"))
+    assert b == [(3, 3.5, INF), (4, 1.5, 4)]
+    a5 = [(r.t_start, r.t_end) for r in ta.table.reservations("a") if r.resource == 5]
+    assert a5 == [(0, 1), (4, INF)]                   # blocked once b has left 4
+    assert not ta.reserve("c", [(4, 2.5, 3)]).ok
+    assert not ta.reserve("c", [(5, 5, 6)]).ok
+
+
+def test_a_revoked_robot_keeps_where_it_is_and_the_revocation_cascades():
+    """b is revoked from the clash on (it wanted 5 after a); it keeps 4, where it is, for
+    good - so c, which planned to pass 4 after b, loses that passage and keeps 2, where
+    it is, in turn. Every robot holds where it stands; the table stays conflict-free."""
+    ta = TrafficAuthority(ReservationTable(line_exclusion(10), 10))
+    assert ta.reserve("a", [(5, 0, 3)]).ok
+    assert ta.reserve("b", [(4, 0, 3), (5, 3, 4), (6, 4, INF)]).ok
+    assert ta.reserve("c", [(2, 0, 5), (3, 4, 6), (4, 5.5, 7), (5, 7, INF)]).ok
+    out = ta.robot_lost("a", now=2.0)
+    assert out.revoked == {"b": 3.0, "c": 5.5}
+    for robot, spot in (("a", 5), ("b", 4), ("c", 2)):
+        assert ta.table.holder_at(spot, 1e9) == robot
+    # c keeps what it held before the cut (it may be in 3 when it hears of it)
+    assert ta.table.holder_at(3, 5.0) == "c" and ta.table.holder_at(3, 6.5) is None
 
 
 def test_blocking_spares_a_robot_that_is_lost_too_its_commitment_stands():
@@ -97,7 +138,8 @@ def test_a_joining_robot_holds_the_spot_it_reports_from_its_first_state():
     ta.on_robot_state(1.1, "c", resource=5)
     assert [(r.resource, r.t_start, r.t_end) for r in ta.table.reservations("c")] == \
         [(5, 1.1, INF)]
-    assert [(r.resource, r.t_end) for r in ta.table.reservations("b")] == [(4, 3)]
+    # b, revoked from 3, keeps 4 - where it is - until it plans again
+    assert [(r.resource, r.t_end) for r in ta.table.reservations("b")] == [(4, 1.1), (4, INF)]
     assert ta.reserve("c", [(5, 1.5, 2), (6, 2, INF)], replace_from=1.5).ok   # it parks on
     ta.on_robot_state(2.5, "c", resource=6)           # holding something: not blocked again
     assert ta.table.holder_at(5, 10.0) is None and ta.table.holder_at(6, 10.0) == "c"

@@ -17,10 +17,13 @@ Either way the robot is inside what it holds from the moment it was last heard o
 
 Blocking can clash with other robots' *future* reservations of that space (they planned
 to pass after the lost robot left); those robots lose their reservations from the clash
-on and must replan (they see it in their replica) — safety before throughput. A robot
-that is lost itself cannot hear that (e.g. the authority's own link was cut and every
-robot went silent at once) and may be driving what it committed: its commitment stands
-and the block leaves out the time it holds.
+on and must replan (they see it in their replica) — safety before throughput. The space
+a robot is in never goes: a hold that has begun stays (the block leaves its time out),
+and a robot revoked keeps what it holds at that moment for good, until its agent plans
+again — it may have to stop right there (`_revoke`; others' future holds of it are
+revoked in turn). A robot that is lost itself cannot hear a revocation (e.g. the
+authority's own link was cut and every robot went silent at once) and may be driving
+what it committed: its commitment stands and the block leaves out the time it holds.
 
 Around the table the authority decides who is in the fleet (fleet_coord.core.membership:
 robots join by speaking; `remove_robot` takes one out for good, refused for an unknown
@@ -348,7 +351,8 @@ class TrafficAuthority:
                     if not (r.resource in spot and r.t_end > now)]
             block = [(r.resource, max(r.t_start, now), r.t_end) for r in keep if r.t_end > now] + block
         # Others whose future reservations clash with the block lose them from the clash on;
-        # repeat until the block commits (each round removes at least one clash).
+        # repeat until the block commits (each round removes a clash or a hold that has not
+        # begun).
         for _ in range(10_000):
             result = self.table.commit(robot, block, replace_from=now)
             if result.ok:
@@ -361,11 +365,28 @@ class TrafficAuthority:
                 block = _without(block, result.conflict.requested, other)
                 outcome.yielded.add(other.robot)
                 continue
-            cut = max(now, other.t_start)
-            self.table.release(other.robot, after=cut)
-            prev = outcome.revoked.get(other.robot, math.inf)
-            outcome.revoked[other.robot] = min(prev, cut)
+            if other.t_start <= now:
+                # a hold that has begun is the space the robot is in (or entering) now:
+                # taking it would leave the robot standing there unheld while others are
+                # granted it, so the block leaves that time out
+                block = _without(block, result.conflict.requested, other)
+                continue
+            self._revoke(other.robot, other.t_start, now, outcome)
         raise RuntimeError(f"could not block the spot of lost robot {robot!r}")  # pragma: no cover
+
+    def _revoke(self, robot: str, cut: float, now: float, outcome: LossOutcome) -> None:
+        """`robot` loses its reservations from `cut` (> `now`) on and must stop before it
+        (it sees the cut in its replica). Where it is now - the resources it holds at
+        `now` - it keeps for good, until its agent plans again (its re-commit replaces
+        them): when no stop point lies within what it still holds, it stops where it is,
+        and that space must not be granted to others (their future holds that clash are
+        revoked in turn; each round removes a hold that has not begun, so it ends)."""
+        current = sorted({r.resource for r in self.table.reservations(robot)
+                          if r.t_start <= now < r.t_end})
+        self.table.release(robot, after=cut)
+        outcome.revoked[robot] = min(outcome.revoked.get(robot, math.inf), cut)
+        if current:
+            self._block(robot, current, now, outcome, replace=False)
 
     def robot_returned(self, robot: str) -> None:
         """The robot speaks again: it may reserve again (its block stays until it replans)."""
