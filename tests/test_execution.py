@@ -669,6 +669,26 @@ def test_a_rejection_of_another_round_does_not_withdraw():
     assert w.final("t1").state is TaskState.DONE
 
 
+def test_a_late_withdrawal_of_an_earlier_round_does_not_drop_a_task_won_again():
+    # Under loss the award of round 1 arrived late: the dispatcher re-auctioned the task,
+    # the robot doing it won round 2, then round 1's withdrawal arrived.
+    w = up(a=(0, 0))
+    a = w.cores["a"]
+    w.award("a", "t1", ["4,0"], rnd=1)
+    assert w.run_until(lambda: a.phase is Phase.DRIVE, 2.0)
+    assert isinstance(a.on_cfp(w.t, Task("t1", "goto", ["4,0"]), 2)[0], cn.Proposal)
+    w._do("a", a.on_award(w.t, "a", "t1", 2))
+    a.on_rejection(w.t, "a", "t1", 1, "withdrawn: its robot did not confirm it")
+    assert a.job is not None and a.job.task is not None
+    assert w.run_until(lambda: w.final("t1") is not None, 20.0)
+    assert (w.final("t1").state, w.final("t1").round) == (TaskState.DONE, 2)
+    # and the withdrawal of the round it holds still withdraws
+    w.award("a", "t2", ["0,0"], rnd=3)
+    w._do("a", a.on_award(w.t, "a", "t2", 3))        # a duplicate changes nothing
+    a.on_rejection(w.t, "a", "t2", 3, "b finished it")
+    assert a.job is None or a.job.task is None
+
+
 def test_a_removed_robot_stops_drops_its_work_and_stands_down():
     w = up(a=(0, 0))
     a = w.cores["a"]

@@ -46,6 +46,12 @@ def all_done(tasks):
     return lambda ev: all(ev.final(t) for t in tasks)
 
 
+def not_done(ev, tasks):
+    """The status history of each task that did not end DONE (an assertion's message)."""
+    return {t: [(e["robot"], e["state"], e["reason"]) for e in ev.of("status") if e["task"] == t]
+            for t in tasks if (ev.final(t) or {}).get("state") != DONE}
+
+
 def _active_moving(ev, task, robot):
     return any(e["task"] == task and e["robot"] == robot and e["state"] == 4 for e in ev.of("status")) \
         and any(e["robot"] == robot and abs(e.get("v", 0)) > 0.05 for e in ev.of("odom"))
@@ -133,7 +139,7 @@ def test_cut_off_host_c_robot_stays_in_its_reservations_others_go_on_it_rejoins(
            rejoin_s=round(rejoined, 1), p1_by=ev.final("p1")["robot"], p4_by=ev.final("p4")["robot"],
            conflicts=len(a["conflicts"]), excursions=len(a["excursions"]),
            min_distance_m=round(a["min_distance"][0], 2))
-    assert all(ev.final(t)["state"] == DONE for t in ("p1", "p2", "p3", "p4"))
+    assert not not_done(ev, ("p1", "p2", "p3", "p4")), not_done(ev, ("p1", "p2", "p3", "p4"))
     assert a["conflicts"] == [], a["conflicts"]
     assert a["excursions"] == [], a["excursions"][:10]
     assert a["min_distance"][0] > FOOTPRINT_M, a["min_distance"]
@@ -163,7 +169,7 @@ def test_traffic_killed_and_restarted_keeps_its_table_and_grants_no_conflict(fle
     report("traffic kill -9 + restart", recovery_s=round(recovered, 1),
            version_before=version_before, conflicts=len(a["conflicts"]),
            excursions=len(a["excursions"]), gaps=a["version_gaps"])
-    assert all(ev.final(t)["state"] == DONE for t in ("r1", "r2", "r3"))
+    assert not not_done(ev, ("r1", "r2", "r3")), not_done(ev, ("r1", "r2", "r3"))
     assert a["odom_samples"] > 100 and a["updates"] > 5   # the checks below saw the run
     assert a["conflicts"] == [] and a["version_gaps"] == []
     assert a["excursions"] == [], a["excursions"][:10]
@@ -189,7 +195,7 @@ def test_thirty_percent_packet_loss_on_host_b_fleet_still_completes(fleet):
     report("30% loss on host b", startup_s=round(up, 1), all_done_s=round(took, 1),
            false_losses=lost, done_by={t: ev.final(t)["robot"] for t in tasks},
            conflicts=len(a["conflicts"]), excursions=len(a["excursions"]))
-    assert all(ev.final(t)["state"] == DONE for t in tasks)
+    assert not not_done(ev, tasks), (not_done(ev, tasks), fleet.tail(3000))
     assert lost == [], f"robots declared lost under 30 % loss (none was): {lost}"
     assert a["conflicts"] == []
     assert a["excursions"] == [], a["excursions"][:10]

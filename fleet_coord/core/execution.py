@@ -694,8 +694,16 @@ class Execution:
         """accept-proposal (for `robot`: only this robot's are taken)."""
         if robot != self.robot or self.removed:
             return self._flush()
-        if self.job is not None and self.job.task_id == task_id:
-            return self._flush()   # a duplicate award of the task it is doing
+        in_hand = next((j for j in (self.job, self.suspended)
+                        if j is not None and j.task_id == task_id), None)
+        if in_hand is not None:
+            # A duplicate award of the task in hand, or it was awarded again in a later
+            # round (its confirmation of the first came late, the dispatcher re-auctioned
+            # it and it won again): the later round is the one it holds, so a withdrawal
+            # of the earlier round arriving after it is ignored.
+            in_hand.round = max(in_hand.round, round)
+            self.participant.forget(task_id)
+            return self._flush()
         if self.unavailable:       # it bid before its driver went: give the task back
             self._status(now, task_id, TaskState.FAILED, round,
                          reason=f"{self.robot} is unavailable")
@@ -707,7 +715,7 @@ class Execution:
         if isinstance(result, cn.Failure):
             self._status(now, task_id, TaskState.FAILED, round, reason=result.reason)
         else:
-            self._rounds[task_id] = round
+            self._rounds[task_id] = max(self._rounds.get(task_id, 0), round)
             self.log.info(f"awarded {task_id} (round {round}), queue "
                           f"{[t.id for t in self.queue]}")
         return self._flush()
