@@ -90,7 +90,11 @@ def test_driver_client_drives_the_emulated_robot_through_the_bridge(emu):
             Parameter("robot", value="r1"), Parameter("port", value=emu.port),
             Parameter("autostart", value=True),
             Parameter("cmd_rate_hz", value=50.0), Parameter("diagnostics_period", value=0.2),
-            Parameter("track_width", value=0.25)])
+            Parameter("track_width", value=0.25),
+            # a loaded 2-core CI machine starved the link of heartbeats for 512 ms just
+            # after the re-plug (link lost again, the robot did not move in time); an
+            # unplug is still seen at once, as a port error
+            Parameter("link_timeout_ms", value=1500)])
         client = DriverClient(ctx, "r1")
         ex.add_node(bridge)
         ex.add_node(client.node)
@@ -146,7 +150,7 @@ def test_driver_client_drives_the_emulated_robot_through_the_bridge(emu):
         def moving():
             client.twist(0.3, 0.0)
             return client.odom[-1].twist.twist.linear.x > 0.1
-        assert spin_until(ex, moving, 3)
+        assert spin_until(ex, moving, 10)
 
         # battery and diagnostics
         assert spin_until(ex, lambda: client.battery and client.link_status(), 3)
@@ -162,7 +166,7 @@ def test_driver_client_drives_the_emulated_robot_through_the_bridge(emu):
         assert spin_until(ex, lambda: client.link_status().level == status.ERROR, 3)
         emu.start()
         assert spin_until(ex, lambda: client.link_status().level == status.OK, 6)
-        assert spin_until(ex, moving, 3)
+        assert spin_until(ex, moving, 10)
 
 
 def test_bad_parameters_are_rejected_naming_the_parameter():

@@ -15,6 +15,7 @@ import pytest
 
 pytest.importorskip("fleet_coord_msgs.msg", reason="fleet_coord_msgs is built by `make setup`")
 import rclpy  # noqa: E402
+from fleet_coord_msgs.msg import RobotState  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 
 from fleet_coord_bridge import protocol as p  # noqa: E402
@@ -133,10 +134,17 @@ def test_hardware_fleet_drives_emulated_robots_to_their_goals(tmp_path, emulator
         for r in ROBOTS:
             node.create_subscription(Odometry, f"/{r}/odom",
                                      lambda m, r=r: odom[r].append(m.pose.pose), qos.ODOM)
+        # an agent that was granted its spot says so (its state's table_epoch); the spot in
+        # the table alone is not that: the authority holds configured start vertices itself
+        parked: set[str] = set()
+        node.create_subscription(RobotState, "/fleet/robot_states",
+                                 lambda m: parked.add(m.robot) if m.table_epoch else None,
+                                 qos.state_qos())
         try:
             # up: every agent has odometry through its bridge and holds its start station
             up = spin_until(ex, lambda: launcher.poll() is not None or (
-                set(monitor.replica.table.robots()) >= set(ROBOTS) and all(odom.values())), 60)
+                set(monitor.replica.table.robots()) >= set(ROBOTS) and parked >= set(ROBOTS)
+                and all(odom.values())), 60)
             assert up and launcher.poll() is None, "fleet did not come up:\n" + log_tail()
             children = descendants(launcher.pid)
             assert len(children) >= PROCESSES
