@@ -3,8 +3,8 @@ every agent of a process (fleet_coord.robot_agent.AgentGroup, or a lone agent's 
 
 It carries the `/fleet/*` and `/traffic/updates` subscriptions (each message is handed
 to every agent, whose core keeps what concerns it), the shared publishers, the
-`/traffic/reserve` client, one table replica per roadmap, and one control and one state
-timer per rate that tick all agents in turn. Why shared: rclpy's executor pays per
+`/traffic/reserve` and `/fleet/list_tasks` clients, one table replica per roadmap, and one
+control and one state timer per rate that tick all agents in turn. Why shared: rclpy's executor pays per
 callback for every entity of the process, and a cfp waited behind the other agents'
 timers; shared, a cfp is one DDS delivery and one callback that bids for all the agents
 of the process (measured: docs/benchmarks.md, "DDS latency").
@@ -15,7 +15,7 @@ from typing import Any, Callable, Protocol
 
 from fleet_coord_msgs.msg import (Award, CallForProposal, Proposal, Refusal, Rejection,
                                   ReservationSet, RobotNotice, RobotState, TaskStatus)
-from fleet_coord_msgs.srv import Reserve
+from fleet_coord_msgs.srv import ListTasks, Reserve
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 
@@ -70,6 +70,8 @@ class FleetIO:
                 callback_group=group)
         self.reserve_client = host.create_client(Reserve, names("/traffic/reserve"),
                                                  callback_group=group)
+        self.list_client = host.create_client(ListTasks, names("/fleet/list_tasks"),
+                                              callback_group=group)
         self._group = group
         self._replicas: dict[tuple[str, int], Replica] = {}
 

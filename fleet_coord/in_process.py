@@ -6,7 +6,7 @@ DDS. A run is a pure function of its inputs and seed, and runs as fast as the CP
 
 What each ROS node does around its core is done here by a few lines of wiring: the
 agents' control loop (odometry in, `tick`, velocity commands out), state reports, the
-reserve service, table updates to every replica, the dispatcher's and authority's timers.
+reserve and task-list services, table updates to every replica, the dispatcher's and authority's timers.
 Agents are grouped like agents processes (`agents_per_process`): a group shares one table
 replica and is one endpoint of the bus, so a cut or a crash takes the whole group. Agents
 talk to their robots directly (the on-robot link is not the fleet network); an agent that
@@ -15,8 +15,8 @@ stops commanding leaves its robot to the driver's command watchdog.
 Faults (`bus.Faults`: latency, jitter, drops, cuts) apply to every fleet message, except
 that the channels the nodes publish with RELIABLE QoS (`RELIABLE`: the auction, task
 statuses, the authority's lost / removed notices) lose nothing at random and cross a cut
-late (bus.Bus: reliable, lease); the robot states (best effort), the reserve service and
-the table updates lose messages at random and in cuts, which the cores recover from
+late (bus.Bus: reliable, lease); the robot states (best effort), the services (reserve,
+task list) and the table updates lose messages at random and in cuts, which the cores recover from
 (state timeouts, reserve_timeout, table versions and snapshots). A crashed process loses
 what was sent to it. Crashes
 (`Crash`) stop a group of agents, the dispatcher or the authority for a while; each comes
@@ -364,6 +364,9 @@ class InProcessFleet:
                 g.calls[robot].discard(a.seq)
             elif isinstance(a, ex.StatusReport):
                 self._status_out(g.name, a)
+            elif isinstance(a, ex.ListOpenTasks):
+                self.bus.send(g.name, DISPATCHER, self._to_dispatcher_list, g, g.incarnation,
+                              robot, a.seq, channel=f"list:{robot}")
             elif isinstance(a, (cn.Proposal, cn.Refusal)):
                 self._event("proposal" if isinstance(a, cn.Proposal) else "refusal", a.task_id,
                             robot=a.robot, round=a.round,
@@ -426,6 +429,15 @@ class InProcessFleet:
     def _dispatcher_tick(self) -> None:
         if self.dispatch is not None:
             self._dispatch_out(self.dispatch.tick(self.bus.now))
+
+    def _to_dispatcher_list(self, g: _Group, incarnation: int, robot: str, seq: int) -> None:
+        """/fleet/list_tasks: the tasks not ended, as the dispatcher node lists them."""
+        if self.dispatch is None or self._ledger is None:
+            return
+        tasks = [rec.task for rec in self._ledger.list() if rec.state not in TERMINAL_STATES]
+        self.bus.send(DISPATCHER, g.name, self._deliver, g, incarnation,
+                      lambda ag, now: ag.on_task_list(now, seq, tasks), robot,
+                      channel=f"list:{robot}")
 
     def _to_dispatcher_answer(self, a: cn.Proposal | cn.Refusal) -> None:
         if self.dispatch is None:

@@ -15,6 +15,7 @@ default: the node's namespace):
 | sub | `/traffic/updates` | ReservationSet (local replica of the table) | TABLE |
 | sub | `/fleet/robot_lost`, `/fleet/robot_removed` | String | PROTOCOL |
 | client | `/traffic/reserve` | Reserve (async; never blocks the executor) | |
+| client | `/fleet/list_tasks` | ListTasks: the open tasks, when it hears of one whose cfp it missed | |
 | pub / sub | `/<robot>/cmd_vel`, `/<robot>/odom` | Twist, Odometry (the driver interface) | COMMAND, ODOM |
 | pub | `/<robot>/plan` | nav_msgs/Path: the committed timed path (`drive: follow` only) | PLAN |
 | sub | `/<robot>/vehicle` | DiagnosticStatus: available (OK) or not, its limits (`drive: follow`) | PLAN |
@@ -41,6 +42,7 @@ import time
 from typing import Any, Callable
 
 from fleet_coord_msgs.msg import Award, CallForProposal, Rejection, RobotNotice, TaskStatus
+from fleet_coord_msgs.srv import ListTasks
 from fleet_coord_msgs.srv import Reserve as ReserveSrv
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import Twist
@@ -53,7 +55,9 @@ from rclpy.task import Future
 from fleet_coord import convert, parameters, qos
 from fleet_coord.core import contract_net as cn
 from fleet_coord.core.execution import (Abandon, Action, Execution, ExecutionConfig, FollowPath,
-                                        Reserve, ReserveAnswer, StatusReport, Velocity)
+                                        ListOpenTasks, Reserve, ReserveAnswer, StatusReport,
+                                        Velocity)
+from fleet_coord.core.tasks import Task, TaskError
 from fleet_coord.core.kinematics import Limits
 from fleet_coord.core.replica import TableUpdate
 from fleet_coord.core.tracking import control_rate_problem
@@ -233,6 +237,7 @@ class RobotAgent(Node):
                               log=self.get_logger())
         self._calls: dict[int, Future] = {}     # seq -> the pending /traffic/reserve call
         self._call_auth: dict[int, Any] = {}    # seq -> its request's Auth (the answer's)
+        self._listing: tuple[int, Future] | None = None   # the /fleet/list_tasks call
         self._tick_wall: float | None = None    # monotonic time of the last control tick
         self._tick_period = 1.0 / prm["control_rate"]
         problem = control_rate_problem(config.limits, prm["control_rate"], config.time_model)
@@ -311,7 +316,25 @@ class RobotAgent(Node):
                     ReserveAnswer(seq, bool(resp.ok), int(resp.version), resp.message,
                                   int(resp.epoch))
                 self._act(self.core.on_reserve_answer(now, answer))
+        if self._listing is not None and self._listing[1].done():
+            (seq, future), self._listing = self._listing, None
+            resp = future.result()
+            if resp is not None:   # (no answer: the core asks again)
+                self._act(self.core.on_task_list(now, seq, self._tasks_of(resp)))
         self._act(self.core.tick(now, authority_ready=self.io.reserve_client.service_is_ready()))
+
+    def _tasks_of(self, resp: ListTasks.Response) -> list[Task]:
+        """The listed tasks; one that does not validate is left out, saying so."""
+        tasks = []
+        for m in resp.tasks:
+            task = convert.task_from_msg(m)
+            try:
+                task.validate()
+            except TaskError as e:
+                self.get_logger().warning(f"/fleet/list_tasks: task {m.id!r} left out: {e}")
+                continue
+            tasks.append(task)
+        return tasks
 
     def _publish_state(self) -> None:
         report = self.core.state_report(self.now())
@@ -354,6 +377,14 @@ class RobotAgent(Node):
         if future is not None and not future.done():
             self.io.reserve_client.remove_pending_request(future)
 
+    def _list_tasks(self, a: ListOpenTasks) -> None:
+        client = self.io.list_client
+        if self._listing is not None:
+            client.remove_pending_request(self._listing[1])
+            self._listing = None
+        if client.service_is_ready():   # (not yet: the core asks again)
+            self._listing = (a.seq, client.call_async(ListTasks.Request()))
+
     def _propose(self, a: cn.Proposal) -> None:
         self.io.proposal_pub.publish(self.auth.sign(convert.proposal_msg(a), "fleet/proposals",
                                                     self.robot))
@@ -364,7 +395,8 @@ class RobotAgent(Node):
 
     _ACT: dict[type, Callable[[RobotAgent, Any], None]] = {
         Velocity: _velocity, FollowPath: _follow_path, StatusReport: _status,
-        Reserve: _reserve, Abandon: _abandon, cn.Proposal: _propose, cn.Refusal: _refuse}
+        Reserve: _reserve, Abandon: _abandon, cn.Proposal: _propose, cn.Refusal: _refuse,
+        ListOpenTasks: _list_tasks}
 
 
 def main(args: list[str] | None = None) -> None:

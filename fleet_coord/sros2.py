@@ -110,7 +110,7 @@ INTERFACES: dict[str, Interfaces] = {
                         sub=("/fleet/cfp", "/fleet/awards", "/fleet/rejections",
                              "/traffic/updates", "/fleet/task_status", "/fleet/robot_lost",
                              "/fleet/robot_removed", "/fleet/keyring", *_ROBOT_LINK_OUT),
-                        call=("/traffic/reserve",)),
+                        call=("/traffic/reserve", "/fleet/list_tasks")),
     "ideal_driver": _ifc(pub=("/*/odom", "/*/odom_signed", "/clock"),
                          sub=("/*/cmd_vel", "/*/cmd_vel_signed", "/fleet/robot_removed",
                               "/fleet/keyring"),

@@ -99,3 +99,46 @@ def test_an_agent_refuses_to_start_with_a_bad_parameter_naming_it():
             with pytest.raises(ParameterError, match=name):
                 RobotAgent("bad", context=ctx, parameter_overrides=[
                     Parameter("map", value=DEFAULT_MAP), Parameter(name, value=value)])
+
+
+def test_an_agent_that_missed_a_tasks_cfp_learns_its_stations_from_the_task_list():
+    """A robot's ACTIVE for a task whose cfp the agent never had: the agent calls
+    /fleet/list_tasks (served here by the probe in the dispatcher's place: the
+    dispatcher's own answer is tests/test_fleet_processes.py's) once, and knows the task
+    from then on (it yields to it: tests/test_execution.py, tests/test_in_process.py)."""
+    from fleet_coord_msgs.msg import Task as TaskMsg
+    from fleet_coord_msgs.msg import TaskStatus
+    from fleet_coord_msgs.srv import ListTasks
+    from nav_msgs.msg import Odometry
+    from fleet_coord.robot_agent import RobotAgent
+
+    with ros_context() as (ctx, ex):
+        agent = RobotAgent("solo", context=ctx,
+                           parameter_overrides=[Parameter("map", value=DEFAULT_MAP)])
+        probe = Node("list_probe", context=ctx)
+        for n in (agent, probe):
+            ex.add_node(n)
+        station = agent.roadmap.names[1]
+        asked = []
+
+        def serve(req, resp):
+            asked.append(req)
+            resp.tasks = [TaskMsg(id="tx", kind="goto", stations=[station]),
+                          TaskMsg(id="bad", kind="goto", stations=[])]   # left out
+            return resp
+        probe.create_service(ListTasks, "/fleet/list_tasks", serve)
+        odom = probe.create_publisher(Odometry, "/solo/odom", qos.ODOM)
+        status = probe.create_publisher(TaskStatus, "/fleet/task_status", qos.PROTOCOL)
+        here = Odometry()
+        here.pose.pose.position.x, here.pose.pose.position.y = map(float, agent.roadmap.pos[0])
+        here.pose.pose.orientation.w = 1.0
+        active = TaskStatus(task_id="tx", robot="other", reporter="other",
+                            state=TaskStatus.ACTIVE, progress=0.0, lamport=1)
+
+        def learned() -> bool:
+            odom.publish(here)
+            status.publish(active)
+            return "tx" in agent.core.active
+        assert spin_until(ex, learned, 20.0), (asked, agent.core.unknown_active)
+        assert agent.core.task_stations["tx"] == [agent.roadmap.vertex(station)]
+        assert "bad" not in agent.core.task_stations and len(asked) == 1

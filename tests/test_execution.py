@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from fleet_coord.core import contract_net as cn
-from fleet_coord.core.execution import (Abandon, Activity, CallKind, Execution,
-                                        ExecutionConfig, Odometry, Phase, Reserve,
-                                        ReserveAnswer, StatusReport, Velocity)
+from fleet_coord.core.execution import (LIST_RETRY_S, Abandon, Activity, CallKind, Execution,
+                                        ExecutionConfig, ListOpenTasks, Odometry, Phase,
+                                        Reserve, ReserveAnswer, StatusReport, Velocity)
 from fleet_coord.core.kinematics import Limits, UnicycleState, step
 from fleet_coord.core.replica import Replica, TableUpdate
 from fleet_coord.core.reservations import Reservation, ReservationTable
@@ -41,7 +41,8 @@ class World:
     """Execution cores + the core authority + ideal robots, on a virtual clock. Reserve
     requests reach the authority at once; `answer` decides which responses come back,
     `updates` whether table updates reach the replicas (and a snapshot every 5 s, as the
-    traffic node sends)."""
+    traffic node sends). The dispatcher's task list (ListOpenTasks) lists the tasks
+    awarded and not ended; `list_answer` decides which answers come back."""
 
     def __init__(self, rows: list[str], robots: dict[str, tuple[int, int]],
                  config: ExecutionConfig = CONFIG) -> None:
@@ -61,6 +62,8 @@ class World:
             self.bodies[name] = UnicycleState(float(x), float(y), 0.0)
             self.cmd[name] = (0.0, 0.0)
         self.answer = lambda robot, req: True     # deliver this response?
+        self.list_answer = lambda robot, req: True
+        self.tasks: dict[str, Task] = {}
         self.updates = True
         self.actions: list[tuple[str, object]] = []   # every action, in order
         self.statuses: list[StatusReport] = []
@@ -118,6 +121,10 @@ class World:
                 self._reserve(name, a)
             elif isinstance(a, Velocity):
                 self.cmd[name] = (a.v, a.w)
+            elif isinstance(a, ListOpenTasks):
+                if self.list_answer(name, a):
+                    listed = [t for tid, t in self.tasks.items() if self.final(tid) is None]
+                    self._do(name, self.cores[name].on_task_list(self.t, a.seq, listed))
             elif isinstance(a, StatusReport):
                 self.statuses.append(a)
                 for other, core in self.cores.items():
@@ -156,7 +163,8 @@ class World:
     # -- tasks --------------------------------------------------------------------------
 
     def award(self, robot: str, task_id: str, stations: list[str], rnd: int = 1) -> None:
-        task = Task(task_id, "goto" if len(stations) == 1 else "pick_and_drop", stations)
+        task = self.tasks[task_id] = Task(task_id, "goto" if len(stations) == 1
+                                          else "pick_and_drop", stations)
         for name, core in self.cores.items():
             answers = core.on_cfp(self.t, task, rnd)
             if name == robot:
@@ -594,6 +602,37 @@ def test_a_holder_that_missed_the_task_learns_it_from_the_repeated_status():
     assert w.run_until(lambda: w.final("tb") is not None, 20.0)
     assert w.final("tb").state is TaskState.DONE
     assert w.t - waited_from < CONFIG.yield_wait and w.at("a") != (2.0, 0.0)
+
+
+def test_a_holder_that_missed_the_call_for_proposals_asks_the_dispatcher_and_yields():
+    """a missed the cfp of b's task (it started, restarted or was cut off after it): b's
+    ACTIVE names a task whose stations a does not know. a asks the dispatcher for its open
+    tasks (the first answer is lost: asked again), learns that b heads for its spot and
+    yields it well before b's `yield_wait` would fail the task."""
+    w = up(rows=[".....", "....."], a=(2, 0), b=(4, 0))
+    a = w.cores["a"]
+    a.on_cfp = lambda now, task, rnd, excluded=(): []   # missed
+    w.list_answer = lambda robot, req: req.seq > 1
+    w.award("b", "tb", ["2,0"])
+    del a.on_cfp
+    assert w.run_until(lambda: w.final("tb") is not None, 20.0)
+    assert w.final("tb").state is TaskState.DONE and w.at("a") != (2.0, 0.0)
+    assert [q.seq for q in w.sent("a", ListOpenTasks)] == [1, 2]
+    assert not w.sent("b", ListOpenTasks), "b knew the task: nothing to ask"
+
+
+def test_a_task_the_dispatcher_does_not_list_is_not_asked_for_again():
+    w = up(a=(0, 0))
+    a = w.cores["a"]
+    active = StatusReport("tx", "c", TaskState.ACTIVE, 1, 0.5)
+    w._do("a", a.on_task_status(w.t, active))
+    w.step()
+    (ask,) = w.sent("a", ListOpenTasks)                # answered at once: tx is not listed
+    assert not a.active and not a.unknown_active
+    for _ in range(int(2 * LIST_RETRY_S / DT)):        # c's repeats, late or out of order
+        w._do("a", a.on_task_status(w.t, active))
+        w.step()
+    assert w.sent("a", ListOpenTasks) == [ask]
 
 
 def test_two_robots_waiting_for_each_others_spot_one_yields_and_both_finish():

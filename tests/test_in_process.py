@@ -14,8 +14,8 @@ from fleet_coord.bus import Cut, Faults
 from fleet_coord.core.execution import ExecutionConfig
 from fleet_coord.core.kinematics import Limits
 from fleet_coord.core.roadmap import Footprint, GridMap, Roadmap
-from fleet_coord.core.tasks import Task, TaskLedger
-from fleet_coord.in_process import Crash, FleetParams, InProcessFleet
+from fleet_coord.core.tasks import Task, TaskLedger, TaskState
+from fleet_coord.in_process import STATE_CODE, Crash, FleetParams, InProcessFleet
 
 # A small room with a shelf in the middle; robots start along the bottom row.
 ROOM = ("........",
@@ -158,3 +158,17 @@ def test_a_run_stops_at_max_sim_s_even_while_tasks_are_still_being_submitted(tmp
         result = f.run(TASKS, submit_at=0.5, interval=10.0, max_sim_s=3.0,
                        progress=lambda n, t: seen.append(t))
     assert result.t_end == 3.0 and seen == [1.0, 2.0, 3.0]
+
+
+def test_an_agent_that_missed_a_tasks_cfp_yields_the_station_it_is_parked_on(tmp_path):
+    """a's agent is down while t0, a goto to the vertex a's robot stands on, is announced
+    and awarded; restarted, it parks there again. It learns the task from the dispatcher's
+    task list once it hears the winner's ACTIVE, and yields: the task is done well before
+    the winner's `yield_wait` (30 s) would fail it."""
+    params = replace(FAST, agents_per_process=1)
+    with fleet(tmp_path, seed=2, crashes=[Crash("a", 0.3, 1.5)], params=params) as f:
+        result = f.run([Task("t0", "goto", [ROBOTS["a"]])], submit_at=0.5, max_sim_s=20.0)
+        assert result.outcomes == {"t0": "DONE"}
+        failed = STATE_CODE[TaskState.FAILED]
+        assert not [s for s in f.statuses if s["state"] == failed], f.statuses
+        assert result.conflicts == 0 and result.excursions == 0 and result.contacts == 0

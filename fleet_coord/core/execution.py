@@ -13,13 +13,16 @@ search memo are parameters, so runs are repeatable.
 Inputs (each returns the actions it caused; `now` is the caller's clock in s):
 `tick` (the control loop), `on_odometry`, `on_driver`, `on_table_update`,
 `on_reserve_answer`, `on_cfp`, `on_award`, `on_rejection`, `on_task_status`,
-`on_robot_lost`, `on_robot_removed`; `state_report` is what the robot's state message
+`on_robot_lost`, `on_robot_removed`, `on_task_list`; `state_report` is what the robot's state message
 says (None while removed or unavailable).
 
 Actions: `Reserve` / `Abandon` (a /traffic/reserve call and giving up on one),
 `Velocity` (a command for the driver; (0, 0) stops), `FollowPath` (drive "follow": the
 robot drives the committed path itself), `StatusReport` (task status),
-`contract_net.Proposal` / `contract_net.Refusal` (the bid).
+`contract_net.Proposal` / `contract_net.Refusal` (the bid), `ListOpenTasks` (a
+/fleet/list_tasks call: it heard another robot work on a task whose call for proposals
+it missed - it started, restarted or was cut off after it - and needs the task's
+stations to yield to that robot).
 
 Drive "follow" (a VDA 5050 vehicle, docs/vda5050.md): the committed path goes out as
 `FollowPath`; progress, arrival and lateness come from the pose along the path's route
@@ -81,7 +84,8 @@ from fleet_coord.core.tracking import (TIME_MODELS, CommandHistory, PathTracker,
 from fleet_coord.core.yielding import OpenTask, YieldMemo, needed_by, parked_at, yield_target
 
 __all__ = ["Abandon", "Action", "Activity", "Blocked", "CallKind", "Contact", "Drive",
-           "Execution", "ExecutionConfig", "Job", "Odometry", "Phase", "Reserve",
+           "Execution", "ExecutionConfig", "Job", "ListOpenTasks", "Odometry", "Phase",
+           "Reserve",
            "ReserveAnswer", "ReserveCall", "StateReport", "StatusReport", "Velocity"]
 
 INF = math.inf
@@ -94,6 +98,11 @@ RESULTS_KEPT, RESULTS_MAX_AGE_S = 20, 600.0
 DONE_REPORTED = 4
 #: m a robot may stand off its vertex and count as on it (parks on the vertex alone)
 ON_VERTEX_M = 0.02
+#: s a /fleet/list_tasks call may go unanswered before it is asked again; also the least
+#: time between two calls (a task the dispatcher does not list is not asked for again)
+LIST_RETRY_S = 5.0
+#: ended tasks remembered: a late or repeated ACTIVE of one does not start a listing
+ENDED_KEPT = 256
 
 
 class Phase(str, Enum):
@@ -218,7 +227,15 @@ class FollowPath:
     path: TimedPath
 
 
-Action = Union[Reserve, Abandon, Velocity, FollowPath, StatusReport, cn.Proposal, cn.Refusal]
+@dataclass(frozen=True)
+class ListOpenTasks:
+    """Ask the dispatcher for the tasks it has not ended (/fleet/list_tasks); the answer
+    goes to `Execution.on_task_list` with this `seq`."""
+    seq: int
+
+
+Action = Union[Reserve, Abandon, Velocity, FollowPath, StatusReport, cn.Proposal, cn.Refusal,
+               ListOpenTasks]
 
 
 class Log(Protocol):
@@ -478,6 +495,13 @@ class Execution:
         self.stations: set[int] = set()
         #: another robot's open task -> (robot, progress, when last heard ACTIVE)
         self.active: dict[str, tuple[str, float, float]] = {}
+        #: as `active`, for tasks whose stations it does not know (their cfp came before
+        #: it started, or while it was cut off): asked of the dispatcher (`ListOpenTasks`)
+        self.unknown_active: dict[str, tuple[str, float, float]] = {}
+        self._ended: dict[str, None] = {}                # recently ended tasks, oldest first
+        self._listing: tuple[int, float] | None = None   # (seq, sent) of the call in flight
+        self._list_seq = 0
+        self._next_listing = 0.0
         self._tabu: dict[int, float] = {}                # vertex -> avoided until
         self._next_yield_check = 0.0
         self._lamport = 0
@@ -671,6 +695,7 @@ class Execution:
             self.stations.update(self.task_stations[task.id])
         except KeyError:
             pass
+        self._ended.pop(task.id, None)
         if self.robot in excluded or self.removed:
             return self._flush()
         if self.here is None or self.unavailable:
@@ -741,20 +766,69 @@ class Execution:
         if s.state is TaskState.ACTIVE and other:
             if s.task_id in self.task_stations:
                 self.active[s.task_id] = (s.robot, float(s.progress), now)
+            elif s.task_id not in self._ended:   # its stations are asked for (`tick`)
+                self.unknown_active[s.task_id] = (s.robot, float(s.progress), now)
         elif s.state in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED):
             self.active.pop(s.task_id, None)
+            self.unknown_active.pop(s.task_id, None)
             # a robot's FAILED sends the task back to auction; DONE, CANCELLED and the
             # dispatcher's FAILED (no robot: it gave up) end it
             if s.state is not TaskState.FAILED or not s.robot:
                 self.task_stations.pop(s.task_id, None)
                 self.participant.forget(s.task_id)
+                self._forget_ended(s.task_id)
         return self._flush()
+
+    def on_task_list(self, now: float, seq: int, tasks: Collection[Task]) -> list[Action]:
+        """The dispatcher's answer to `ListOpenTasks` `seq`: the tasks it has not ended.
+        Their stations are learned; an open task heard ACTIVE meanwhile becomes known
+        (`active`: this robot yields to it); one it does not list has ended."""
+        if self._listing is None or self._listing[0] != seq:
+            return self._flush()   # given up on, or superseded
+        self._listing = None
+        for task in tasks:
+            if task.id in self._ended or task.id in self.task_stations:
+                continue   # its end was heard while the answer was on its way
+            try:
+                stations = [self.roadmap.vertex(s) for s in task.stations]
+            except KeyError:
+                continue   # (a station not on this robot's map: it never bids for it)
+            self.task_stations[task.id] = stations
+            self.stations.update(stations)
+        for tid, entry in self.unknown_active.items():
+            if tid in self.task_stations:
+                self.active[tid] = entry
+                self.log.info(f"learned {tid} of {entry[0]} from the dispatcher's task list")
+            else:
+                self._forget_ended(tid)
+        self.unknown_active.clear()
+        return self._flush()
+
+    def _forget_ended(self, task_id: str) -> None:
+        self._ended[task_id] = None
+        while len(self._ended) > ENDED_KEPT:
+            del self._ended[next(iter(self._ended))]
+
+    def _ask_tasks(self, now: float) -> None:
+        """Another robot works on a task whose stations this robot does not know: ask the
+        dispatcher for its open tasks (one call at a time, at most every LIST_RETRY_S s;
+        an unanswered call is asked again). Without them, parked on such a task's station,
+        it would never yield it."""
+        if self._listing is not None and now - self._listing[1] > LIST_RETRY_S:
+            self._listing = None
+        if not self.unknown_active or self._listing is not None or now < self._next_listing:
+            return
+        self._list_seq += 1
+        self._listing = (self._list_seq, now)
+        self._next_listing = now + LIST_RETRY_S
+        self._out.append(ListOpenTasks(self._list_seq))
 
     def on_robot_lost(self, now: float, robot: str) -> list[Action]:
         """The authority declared `robot` lost: its open tasks go back to auction."""
-        for tid, (r, _, _) in list(self.active.items()):
-            if r == robot:
-                del self.active[tid]
+        for known in (self.active, self.unknown_active):
+            for tid, (r, _, _) in list(known.items()):
+                if r == robot:
+                    del known[tid]
         return self._flush()
 
     def on_robot_removed(self, now: float, robot: str) -> list[Action]:
@@ -786,6 +860,7 @@ class Execution:
                 self._on_answer(call, now, False, 0, "", gave_up=True)
         self._check_contact(now)
         self._expire_active(now)
+        self._ask_tasks(now)
         if not self.parked and CallKind.PARK not in self.calls and authority_ready \
                 and not self.replica.recovering:
             self._send(CallKind.PARK, now, [(r, now, INF) for r in self._standing_spot()])
@@ -1457,9 +1532,10 @@ class Execution:
         agent missed goes quiet (a reliable reader still drops messages when its history
         overflows while its process is stalled)."""
         expiry = self.config.active_expiry
-        for tid, (_, _, heard) in list(self.active.items()):
-            if now - heard > expiry:
-                del self.active[tid]
+        for known in (self.active, self.unknown_active):
+            for tid, (_, _, heard) in list(known.items()):
+                if now - heard > expiry:
+                    del known[tid]
 
     def _working(self, robot: str) -> bool:
         """`robot` is executing a task (heard ACTIVE, not yet ended, lost or removed)."""
