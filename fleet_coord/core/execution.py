@@ -502,6 +502,8 @@ class Execution:
         self._listing: tuple[int, float] | None = None   # (seq, sent) of the call in flight
         self._list_seq = 0
         self._next_listing = 0.0
+        #: nothing in `active` / `unknown_active` expires before this (`_expire_active`)
+        self._expires_at = INF
         self._tabu: dict[int, float] = {}                # vertex -> avoided until
         self._next_yield_check = 0.0
         self._lamport = 0
@@ -765,9 +767,9 @@ class Execution:
             self._withdraw(s.task_id, f"{s.robot} reported it done")
         if s.state is TaskState.ACTIVE and other:
             if s.task_id in self.task_stations:
-                self.active[s.task_id] = (s.robot, float(s.progress), now)
+                self._heard(self.active, s.task_id, (s.robot, float(s.progress), now))
             elif s.task_id not in self._ended:   # its stations are asked for (`tick`)
-                self.unknown_active[s.task_id] = (s.robot, float(s.progress), now)
+                self._heard(self.unknown_active, s.task_id, (s.robot, float(s.progress), now))
         elif s.state in (TaskState.DONE, TaskState.FAILED, TaskState.CANCELLED):
             self.active.pop(s.task_id, None)
             self.unknown_active.pop(s.task_id, None)
@@ -797,7 +799,7 @@ class Execution:
             self.stations.update(stations)
         for tid, entry in self.unknown_active.items():
             if tid in self.task_stations:
-                self.active[tid] = entry
+                self._heard(self.active, tid, entry)
                 self.log.info(f"learned {tid} of {entry[0]} from the dispatcher's task list")
             else:
                 self._forget_ended(tid)
@@ -1531,11 +1533,21 @@ class Execution:
         agent repeats its ACTIVE every `status_period` s, so only a task whose end this
         agent missed goes quiet (a reliable reader still drops messages when its history
         overflows while its process is stalled)."""
-        expiry = self.config.active_expiry
+        if now <= self._expires_at:
+            return   # (every tick of every agent: a scan of a 200-robot fleet's tasks)
+        expiry, soonest = self.config.active_expiry, INF
         for known in (self.active, self.unknown_active):
             for tid, (_, _, heard) in list(known.items()):
                 if now - heard > expiry:
                     del known[tid]
+                else:
+                    soonest = min(soonest, heard)
+        self._expires_at = soonest + expiry
+
+    def _heard(self, known: dict[str, tuple[str, float, float]], task_id: str,
+               entry: tuple[str, float, float]) -> None:
+        known[task_id] = entry
+        self._expires_at = min(self._expires_at, entry[2] + self.config.active_expiry)
 
     def _working(self, robot: str) -> bool:
         """`robot` is executing a task (heard ACTIVE, not yet ended, lost or removed)."""
