@@ -110,6 +110,12 @@ def schedules(draw):
 # every robot silent at once (the authority's link cut): a lost robot's block must not
 # revoke another lost robot's path, which it cannot hear (b drove 1.5 m outside its holds)
 @example(schedule=(Faults(latency=1 / 64, cuts=(Cut("traffic", 7.5, 10.5),)), (), 0))
+# a's agent crashed at 8.45 and came back standing on 0,0, whose park was refused for 8 s
+# over b's future passage and then b's park there: b drove into it (a contact). A park
+# is granted over holds that have not begun (TrafficAuthority._stand).
+@example(schedule=(Faults(latency=0.00692, jitter=0.082,
+                          cuts=(Cut("dispatcher", 13.02, 16.58), Cut("agents1", 7.806, 10.403))),
+                   (Crash("a", 8.4528, 1.7417), Crash("traffic", 2.4808, 1.4962)), 59976))
 def test_no_fault_schedule_makes_the_fleet_unsafe_or_loses_a_task(tmp_path_factory, schedule):
     """Delays, drops, reorders, partitions and crashes of agents, the authority and the
     dispatcher: the independent monitor sees no conflict and no robot outside what it

@@ -127,6 +127,32 @@ def test_blocking_spares_a_robot_that_is_lost_too_its_commitment_stands():
     assert ta.table.holder_at(5, 3.5) == "b"
 
 
+def test_a_robot_that_parks_where_it_stands_is_given_its_spot():
+    """b stopped in 4 with its holds run out (its re-commit refused, or its stop point
+    gone): c's passage through 4 would drive into it. b's park - holding where it stands
+    for good - revokes that passage (c keeps 3, where it is) instead of being refused and
+    leaving b standing unheld. Not over a hold that has begun (c is in there) nor over a
+    lost robot's commitment (it cannot hear a revocation); an ordinary commit is refused."""
+    ta = TrafficAuthority(ReservationTable(line_exclusion(10), 10))
+    assert ta.reserve("b", [(4, 0, 3)]).ok
+    assert ta.reserve("c", [(3, 0, 6), (4, 6, 7), (5, 7, INF)]).ok
+    assert not ta.request("b", [(4, 5, 6), (4, 6, INF)], replace_from=5).ok   # not a park
+    assert ta.request("b", [(4, 5, INF)], replace_from=5).ok
+    assert ta.table.holder_at(4, 6.5) == "b" and ta.table.holder_at(3, 1e9) == "c"
+    assert ta.table.holder_at(5, 1e9) is None
+    # c parks in 3 - where it is - with nothing to revoke: an ordinary grant
+    assert ta.request("c", [(3, 5.5, INF)], replace_from=5.5).ok
+    # d is in 6 already (its hold began): refused, d keeps it
+    assert ta.reserve("d", [(6, 4, 8), (7, 8, INF)]).ok
+    assert not ta.request("e", [(6, 5, INF)], replace_from=5).ok
+    assert ta.table.holder_at(6, 7) == "d"
+    # a lost robot's commitment stands
+    assert ta.reserve("f", [(8, 4, 5), (9, 9, INF)]).ok
+    ta.robot_lost("f", now=5.0)
+    assert not ta.request("g", [(9, 6, INF)], replace_from=6).ok
+    assert ta.table.holder_at(9, 10) == "f"
+
+
 def test_a_joining_robot_holds_the_spot_it_reports_from_its_first_state():
     """A robot whose agent was cut off at start-up is first heard after others planned
     through the spot it stands on: from its first state that spot is held for it (others'

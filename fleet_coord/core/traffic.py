@@ -422,6 +422,9 @@ class TrafficAuthority:
         try:
             result = self.reserve(robot, segments, replace_from=replace_from,
                                   lease_expiry=lease_expiry)
+            if not result.ok and replace_from is not None and not reassert and segments \
+                    and all(b == math.inf and a <= replace_from for _, a, b in segments):
+                result = self._stand(robot, list(segments), replace_from, lease_expiry)
         except (ValueError, RobotLostError) as e:
             return ReserveResult(False, version, ReserveError.INVALID, str(e))
         if result.ok:
@@ -432,6 +435,29 @@ class TrafficAuthority:
         assert c is not None   # a refused commit names its conflict
         return ReserveResult(False, result.version, ReserveError.CONFLICT, str(c), c.existing,
                              _index_of(segments, c))
+
+    def _stand(self, robot: str, segments: list[Segment], now: float,
+               lease_expiry: float) -> CommitResult:
+        """`robot` asks to hold, for good from `now`, the spot it stands on (a park: an
+        agent parks only on what its pose covers - after a stop where no stop point was
+        left, a restart, a join). Others' holds there that have not begun are plans that
+        drive into it: they are revoked from the clash on, as for a lost robot's block, and
+        the spot is granted. Refused as before when the space is in use now or a lost
+        robot's commitment crosses it."""
+        outcome = LossOutcome(blocked=sorted({int(r) for r, _, _ in segments}))
+        for _ in range(10_000):
+            result = self.table.commit(robot, segments, replace_from=now,
+                                       lease_expiry=lease_expiry)
+            other = None if result.conflict is None else result.conflict.existing
+            if other is None or other.robot in self.lost or other.t_start <= now:
+                if outcome.revoked:
+                    self.log.warning(f"robot {robot} holds where it stands, {outcome.blocked}"
+                                     f"{'' if result.ok else ' (refused: ' + str(result.conflict) + ')'}"
+                                     f": reservations through it revoked for "
+                                     f"{sorted(outcome.revoked)}")
+                return result
+            self._revoke(other.robot, other.t_start, now, outcome)
+        raise RuntimeError(f"could not hold the spot of robot {robot!r}")  # pragma: no cover
 
     def remove_robot(self, robot: str, *, force: bool = False,
                      reason: str = "") -> tuple[RemoveResult, list[Action]]:
