@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey
                                                                Ed25519PublicKey)
 from fleet_coord_msgs.msg import Auth
 
+from fleet_coord.core.names import short_repr
 from fleet_coord.core.trust import (Keyring, KeyRecord, RateLimiter, Refusal, ReplayGuard,
                                     authorize, key_id, rule_of)
 
@@ -56,6 +57,35 @@ _PRIM = {"boolean": "?", "octet": "B", "char": "B", "byte": "B", "uint8": "B", "
          "uint16": "H", "int16": "h", "uint32": "I", "int32": "i", "uint64": "Q", "int64": "q",
          "float": "f", "double": "d"}
 _LEN = struct.Struct("<I")
+
+
+class UnsendableText(ValueError):
+    """A string field a ROS 2 message cannot carry intact: rclpy hands strings to DDS as C
+    strings, so a NUL ends them there (the receiver would get - and check a signature
+    over - less than was signed); a lone surrogate is no UTF-8 at all. `path` names the
+    field, e.g. "task.stations[0]"."""
+
+    def __init__(self, problem: str, path: str = "") -> None:
+        self.problem, self.path = problem, path
+        super().__init__(f"{path}: {problem}" if path else problem)
+
+    def within(self, outer: str) -> UnsendableText:
+        """The same problem, its path prefixed with the enclosing field (or index)."""
+        sep = "" if not self.path or self.path.startswith("[") else "."
+        return UnsendableText(self.problem, outer + sep + self.path)
+
+
+def _text_problem(v: str) -> str:
+    try:
+        v.encode()
+    except UnicodeEncodeError:
+        return f"is not valid Unicode text ({short_repr(v)}): it has no UTF-8 form"
+    k = v.index("\x00")
+    return (f"contains a NUL character at index {k} ({short_repr(v)}): a ROS 2 string ends "
+            f"at the first NUL, so the receiver would get {short_repr(v[:k])} (expected text "
+            "without NUL characters)")
+
+
 _Encoder = Callable[[Any, list[bytes]], None]
 _ENCODERS: dict[type, _Encoder] = {}
 
@@ -74,7 +104,12 @@ def _element_encoder(t: str) -> _Encoder:
         return lambda v, out: out.append(st.pack(v))
     if base in ("string", "wstring"):
         def enc_str(v: str, out: list[bytes]) -> None:
-            b = v.encode()
+            if "\x00" in v:
+                raise UnsendableText(_text_problem(v))
+            try:
+                b = v.encode()
+            except UnicodeEncodeError:
+                raise UnsendableText(_text_problem(v)) from None
             out.append(_LEN.pack(len(b)))
             out.append(b)
         return enc_str
@@ -98,8 +133,16 @@ def _field_encoder(t: str) -> _Encoder:
 
         def enc_seq(v: Any, out: list[bytes]) -> None:
             out.append(_LEN.pack(len(v)))
-            for item in v:
-                one(item, out)
+            try:
+                for item in v:
+                    one(item, out)
+            except UnsendableText as e:   # which element (rare: found again, with its index)
+                for i, item in enumerate(v):
+                    try:
+                        one(item, [])
+                    except UnsendableText as inner:
+                        raise inner.within(f"[{i}]") from None
+                raise e from None
         return enc_seq
     return _element_encoder(t)
 
@@ -113,7 +156,10 @@ def _encoder(cls: type, skip: str = "") -> _Encoder:
 
         def enc(msg: Any, out: list[bytes]) -> None:
             for name, f in fields:
-                f(getattr(msg, name), out)
+                try:
+                    f(getattr(msg, name), out)
+                except UnsendableText as e:
+                    raise e.within(name) from None
         _ENCODERS[key] = enc  # type: ignore[index]
     return enc
 
@@ -129,6 +175,16 @@ def canonical(msg: Any, channel: str, auth: Auth, request: Auth | None = None) -
                  struct.pack("<QQ", request.session, request.counter)]
     _encoder(type(msg), "auth")(msg, head)
     return b"".join(head)
+
+
+def sendable_problem(msg: Any) -> str | None:
+    """None when every string of `msg` crosses DDS intact, else which field does not and
+    why (UnsendableText): for a sender to refuse before anything is sent."""
+    try:
+        _encoder(type(msg))(msg, [])
+    except UnsendableText as e:
+        return f"{type(msg).__name__}.{e}"
+    return None
 
 
 def stamp_seconds(auth: Auth) -> float:
@@ -160,6 +216,14 @@ def _fill(auth: Auth, signer: str, kid: str, seq: _Sequencer, clock: Callable[[]
     auth.wall_stamp.sec, auth.wall_stamp.nanosec = divmod(ns, 1_000_000_000)
 
 
+def _signed_form(msg: Any, channel: str, auth: Auth, request: Auth | None = None) -> bytes:
+    try:
+        return canonical(msg, channel, auth, request)
+    except UnsendableText as e:
+        raise UnsendableText(f"{e.problem}; {channel} not signed, nothing sent",
+                             f"{type(msg).__name__}.{e.path}") from None
+
+
 class Signer:
     """Signs as one identity (Ed25519)."""
 
@@ -174,10 +238,11 @@ class Signer:
 
     def sign(self, msg: Any, channel: str, request: Auth | None = None) -> Any:
         """Fill `msg.auth` for `channel` (and, for a response, bound to `request`);
-        returns `msg`."""
+        returns `msg`. UnsendableText (naming the field) for a string DDS would cut: its
+        signature could never be verified."""
         auth = Auth()
         _fill(auth, self.identity, self.key_id, self._seq, self._clock)
-        auth.signature = self._key.sign(canonical(msg, channel, auth, request))
+        auth.signature = self._key.sign(_signed_form(msg, channel, auth, request))
         msg.auth = auth
         return msg
 
@@ -196,7 +261,7 @@ class LinkSigner:
     def sign(self, msg: Any, channel: str) -> Any:
         auth = Auth()
         _fill(auth, self.robot, self.key_id, self._seq, self._clock)
-        auth.signature = hmac.digest(self._key, canonical(msg, channel, auth), "sha256")
+        auth.signature = hmac.digest(self._key, _signed_form(msg, channel, auth), "sha256")
         msg.auth = auth
         return msg
 
@@ -306,7 +371,7 @@ class Verifier:
         try:
             self._public_key(rec).verify(bytes(auth.signature),
                                          canonical(msg, channel, auth, request))
-        except InvalidSignature:
+        except (InvalidSignature, UnsendableText):   # the latter never arrives over DDS
             return Refusal.BAD_SIGNATURE
         with self._lock:
             return self.guard.accept(auth.signer, auth.session, channel, auth.counter, stamp,
@@ -336,7 +401,10 @@ class Verifier:
         refused = self.guard.fresh(stamp, now)
         if refused is not None:
             return refused
-        expected = hmac.digest(key, canonical(msg, channel, auth), "sha256")
+        try:
+            expected = hmac.digest(key, canonical(msg, channel, auth), "sha256")
+        except UnsendableText:   # never arrives over DDS
+            return Refusal.BAD_SIGNATURE
         if not hmac.compare_digest(expected, bytes(auth.signature)):
             return Refusal.BAD_SIGNATURE
         with self._lock:

@@ -181,7 +181,10 @@ class _Client:
         response sent before the server has matched this client's reader, and the fleet's
         services are idempotent for a repeated request. Signed as the operator (each
         attempt anew: a repeated signature is a replay), the answer checked, with --keys."""
+        from fleet_coord.auth import sendable_problem
         from fleet_coord.cli import CliError
+        if problem := sendable_problem(request):   # DDS would cut it (and void a signature)
+            raise CliError(f"{service}: {problem}")
         channel = service.lstrip("/")        # auth channels name it without the namespace
         service = self.names(service)
         client = self.node.create_client(srv_type, service)

@@ -199,8 +199,9 @@ class Dispatcher(Node):
     # -- messages in ----------------------------------------------------------------------
 
     def _on_submit(self, req: SubmitTask.Request, resp: SubmitTask.Response) -> SubmitTask.Response:
-        if not self.auth.check(req, "fleet/submit_task"):
-            resp.accepted, resp.error = False, "refused: not signed by an operator of the fleet"
+        if refused := self.auth.refusal(req, "fleet/submit_task"):
+            resp.accepted = False
+            resp.error = f"refused: not signed by an operator of the fleet ({refused})"
         else:
             self._submit(req, resp)
         return self.auth.sign(resp, "fleet/submit_task#response", request=req.auth)
@@ -219,8 +220,9 @@ class Dispatcher(Node):
         return resp
 
     def _on_cancel(self, req: CancelTask.Request, resp: CancelTask.Response) -> CancelTask.Response:
-        if not self.auth.check(req, "fleet/cancel_task"):
-            resp.ok, resp.error = False, "refused: not signed by an operator of the fleet"
+        if refused := self.auth.refusal(req, "fleet/cancel_task"):
+            resp.ok = False
+            resp.error = f"refused: not signed by an operator of the fleet ({refused})"
         else:
             self._cancel(req, resp)
         return self.auth.sign(resp, "fleet/cancel_task#response", request=req.auth)

@@ -127,8 +127,8 @@ class IdealDriver(Node):
 
     def _on_spawn(self, req: SpawnRobot.Request, resp: SpawnRobot.Response):
         pose = (req.x, req.y, req.theta)
-        if not self.auth.check(req, "ideal_driver/spawn_robot"):
-            resp.error = "refused: not signed by an operator of the fleet"
+        if refused := self.auth.refusal(req, "ideal_driver/spawn_robot"):
+            resp.error = f"refused: not signed by an operator of the fleet ({refused})"
         elif not _ROS_NAME.match(req.robot):
             resp.error = (f"{req.robot!r} is not a valid robot name (a letter, then letters, "
                           "digits or '_')")

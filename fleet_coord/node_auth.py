@@ -30,7 +30,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 
 from fleet_coord import qos
 from fleet_coord.auth import LinkSigner, Signer, Verifier
-from fleet_coord.core.trust import RateLimiter
+from fleet_coord.core.trust import RateLimiter, Refusal
 from fleet_coord.keys import KeyDir, KeyFileError
 from fleet_coord.namespace import names_of
 
@@ -153,11 +153,25 @@ class NodeAuth:
               op: str | None = None, request: Auth | None = None, rule: str | None = None
               ) -> bool:
         """Whether to use a received message (a drop is logged, rate-limited)."""
+        return self.refusal(msg, channel, subjects=subjects, op=op, request=request,
+                            rule=rule) is None
+
+    def refusal(self, msg: Any, channel: str, *, subjects: Iterable[str] = (),
+                op: str | None = None, request: Auth | None = None, rule: str | None = None
+                ) -> str | None:
+        """`check` for a service: None when the request counts, else why not, for the
+        error text of the answer (the caller cannot see the log line)."""
         if self.verifier is None:
-            return True
+            return None
         dropped = self.verifier.verify(msg, channel, rule=rule, subjects=subjects, op=op,
                                        request=request)
-        return dropped is None or not self.enforce
+        if dropped is None or not self.enforce:
+            return None
+        if dropped.reason is Refusal.BAD_SIGNATURE:
+            return (f"{Refusal.BAD_SIGNATURE.value}: the request is not what its signer "
+                    "signed (changed on the way, or signed with a string DDS cut at a NUL "
+                    "character)")
+        return dropped.reason.value
 
     # the fleet's common messages: who they speak for and what they do, in one place
     def check_state(self, msg: Any) -> bool:

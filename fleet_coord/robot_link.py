@@ -138,10 +138,12 @@ class EstopServices:
 
     def _on_set_estop(self, req: Any, res: Any) -> Any:
         op = "engage" if req.engage else "release"
-        if self.auth.check(req, f"{self.robot}/set_estop", rule="{robot}/set_estop", op=op):
+        refused = self.auth.refusal(req, f"{self.robot}/set_estop", rule="{robot}/set_estop",
+                                    op=op)
+        if refused is None:
             res.ok, res.message = self._set(bool(req.engage), req.auth.signer, req.reason)
         else:
-            res.ok, res.message = False, f"refused: {op} not allowed for this sender"
+            res.ok, res.message = False, f"refused: {op} not allowed for this sender ({refused})"
         return self.auth.sign(res, f"{self.robot}/set_estop#response", request=req.auth)
 
     def destroy(self) -> None:

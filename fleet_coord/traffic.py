@@ -210,11 +210,12 @@ class TrafficNode(Node):
                               request=req.auth)
 
     def _reserve(self, req: Reserve.Request, resp: Reserve.Response) -> Reserve.Response:
-        if not self.auth.check(req, "traffic/reserve",
-                               subjects=[req.robot, *(s.robot for s in req.segments if s.robot)]):
+        if refused := self.auth.refusal(
+                req, "traffic/reserve",
+                subjects=[req.robot, *(s.robot for s in req.segments if s.robot)]):
             resp.version = self.authority.table.version
             resp.error = Reserve.Response.ERROR_INVALID
-            resp.message = f"refused: not signed by robot {req.robot!r}"
+            resp.message = f"refused: not signed by robot {req.robot!r} ({refused})"
             return resp
         for i, s in enumerate(req.segments):
             if s.robot and s.robot != req.robot:
@@ -247,8 +248,9 @@ class TrafficNode(Node):
 
     def _on_remove_robot(self, req: RemoveRobot.Request,
                          resp: RemoveRobot.Response) -> RemoveRobot.Response:
-        if not self.auth.check(req, "fleet/remove_robot"):
-            resp.ok, resp.error = False, "refused: not signed by an operator of the fleet"
+        if refused := self.auth.refusal(req, "fleet/remove_robot"):
+            resp.ok = False
+            resp.error = f"refused: not signed by an operator of the fleet ({refused})"
         else:
             self._remove_robot(req, resp)
         return self.auth.sign(resp, "fleet/remove_robot#response", request=req.auth)

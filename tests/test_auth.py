@@ -11,7 +11,8 @@ from fleet_coord_msgs.msg import (Auth, Proposal, ReservationSegment,  # noqa: E
                                   ReservationSet, RobotState, SignedTwist, TaskStatus)
 from fleet_coord_msgs.srv import Reserve  # noqa: E402
 
-from fleet_coord.auth import LinkSigner, Signer, Verifier, canonical  # noqa: E402
+from fleet_coord.auth import (LinkSigner, Signer, UnsendableText, Verifier,  # noqa: E402
+                              canonical, sendable_problem)
 from fleet_coord.core.trust import Keyring, KeyRecord, Refusal, Role  # noqa: E402
 
 
@@ -184,6 +185,39 @@ def test_a_response_is_bound_to_its_request(fleet):
                                    request=req2.auth)
     assert v.verify(fake, "traffic/reserve#response", request=req2.auth).reason \
         is Refusal.NOT_ALLOWED
+
+
+def test_a_string_dds_would_cut_is_refused_by_the_signer_naming_the_field(fleet):
+    from fleet_coord_msgs.msg import Task
+    from fleet_coord_msgs.srv import SubmitTask
+    from rclpy.serialization import deserialize_message, serialize_message
+    signers, v, *_ = fleet
+    # what the premise is: rclpy hands strings to DDS as C strings (cut at the first NUL)
+    req = SubmitTask.Request(task=Task(id="t1", kind="goto", stations=["2,5", "a\x00b"]))
+    assert deserialize_message(serialize_message(req), SubmitTask.Request).task.stations \
+        == ["2,5", "a"]
+    # so a signature over the whole string could never verify: the signer refuses it
+    with pytest.raises(UnsendableText) as e:
+        signers["operator"].sign(req, "fleet/submit_task")
+    text = str(e.value)
+    assert e.value.path == "SubmitTask_Request.task.stations[1]", text
+    assert "NUL" in text and "fleet/submit_task" in text and "'a'" in text, text
+    assert not req.auth.signature and not req.auth.signer          # nothing half-signed
+    assert sendable_problem(req).startswith("SubmitTask_Request.task.stations[1]: ")
+    req.task.stations = ["2,5"]
+    req.task.requester = "\ud800"                                  # no UTF-8 form at all
+    assert "task.requester" in sendable_problem(req) and "Unicode" in sendable_problem(req)
+    # other control characters cross DDS intact (the dispatcher's validation judges them)
+    req.task.requester = "ctl\x01\x1b[31m"
+    assert sendable_problem(req) is None
+    signed = signers["operator"].sign(req, "fleet/submit_task")
+    assert v.verify(deserialize_message(serialize_message(signed), SubmitTask.Request),
+                    "fleet/submit_task") is None
+    # a receiver given one in process (never over DDS) refuses it, it does not raise
+    odd = signers["robot_1"].sign(proposal(), "fleet/proposals")
+    odd.task_id = "t\x001"
+    assert v.verify(odd, "fleet/proposals", subjects=["robot_1"]).reason \
+        is Refusal.BAD_SIGNATURE
 
 
 def test_link_messages_use_the_robots_link_key(fleet):

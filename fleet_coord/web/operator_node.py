@@ -191,6 +191,9 @@ class OperatorNode(Node):
                                        f"{self.timeout_s:g} s): {what} needs it (is the "
                                        "fleet running?)")
             await asyncio.sleep(0.05)
+        from fleet_coord.auth import sendable_problem
+        if problem := sendable_problem(request):   # DDS would cut it (and void a signature)
+            raise Refused(f"{what}: {problem}")
         channel = client.srv_name.lstrip("/")
         if self.signer is not None:   # as the operator; anew for every call (no replays)
             self.signer.sign(request, channel)
