@@ -21,16 +21,19 @@ Primitives (from `cryptography`, nothing lower is written here):
 """
 from __future__ import annotations
 
+import array
 import hmac
 import importlib
 import secrets
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey,
                                                                Ed25519PublicKey)
@@ -57,6 +60,7 @@ _PRIM = {"boolean": "?", "octet": "B", "char": "B", "byte": "B", "uint8": "B", "
          "uint16": "H", "int16": "h", "uint32": "I", "int32": "i", "uint64": "Q", "int64": "q",
          "float": "f", "double": "d"}
 _LEN = struct.Struct("<I")
+_LITTLE = sys.byteorder == "little"
 
 
 class UnsendableText(ValueError):
@@ -124,10 +128,22 @@ def _field_encoder(t: str) -> _Encoder:
             inner = t[:t.rindex("[")]
         if inner in _PRIM:
             fmt = _PRIM[inner]
+            size = struct.calcsize(fmt)
+            # rclpy holds these in numpy arrays (fixed size) or array.array (sequences):
+            # their raw bytes are the little-endian packing, without a Python loop
+            little = numpy.dtype(fmt).newbyteorder("<")
 
             def enc_prims(v: Any, out: list[bytes]) -> None:
                 out.append(_LEN.pack(len(v)))
-                out.append(struct.pack(f"<{len(v)}{fmt}", *v))
+                if isinstance(v, numpy.ndarray) and v.dtype == little:
+                    out.append(v.tobytes())
+                elif isinstance(v, numpy.ndarray) and v.dtype.kind == little.kind:
+                    out.append(v.astype(little).tobytes())
+                elif isinstance(v, array.array) and v.typecode == fmt and _LITTLE \
+                        and v.itemsize == size:
+                    out.append(v.tobytes())
+                else:
+                    out.append(struct.pack(f"<{len(v)}{fmt}", *v))
             return enc_prims
         one = _element_encoder(inner)
 

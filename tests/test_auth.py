@@ -254,6 +254,21 @@ def test_canonical_form_ignores_the_auth_field_and_restores_it(fleet):
     assert canonical(other, "fleet/proposals", msg.auth) == a
 
 
+def test_canonical_form_packs_number_arrays_little_endian():
+    import struct
+
+    from fleet_coord_msgs.msg import KeyEntry, SignedOdometry
+    from nav_msgs.msg import Odometry
+    odom = Odometry()
+    odom.pose.covariance[:] = [i * 0.5 - 3.0 for i in range(36)]   # a numpy array
+    odom.twist.covariance[7] = math.nan
+    form = canonical(SignedOdometry(odom=odom), "a/odom_signed", Auth())
+    assert struct.pack("<I36d", 36, *[i * 0.5 - 3.0 for i in range(36)]) in form
+    assert struct.pack("<I7dd", 36, *[0.0] * 7, math.nan) in form
+    key = KeyEntry(identity="k", public_key=bytes(range(32)))    # an array.array('B')
+    assert struct.pack("<I32B", 32, *range(32)) in canonical(key, "x", Auth())
+
+
 def test_drop_log_is_rate_limited(fleet):
     _, v, clock, logged, *_ = fleet
     for _ in range(100):
