@@ -184,6 +184,25 @@ def clean_shm(names: set[str]) -> list[str]:
     return removed
 
 
+# --profile: a child under cProfile, timed by its main thread's CPU time (a wall-clock
+# profile on a loaded machine mostly measures waiting); the profile is written at exit
+_PROFILED = """
+import cProfile, runpy, sys, time
+out, kind, target = sys.argv[1:4]
+sys.argv = [target] + sys.argv[4:]
+prof = cProfile.Profile(time.thread_time)
+prof.enable()
+try:
+    if kind == "-m":
+        runpy.run_module(target, run_name="__main__", alter_sys=True)
+    else:
+        runpy.run_path(target, run_name="__main__")
+finally:
+    prof.disable()
+    prof.dump_stats(out)
+"""
+
+
 # ---------------------------------------------------------------- role: agents (child)
 
 def role_agents(argv: list[str]) -> None:
@@ -446,11 +465,18 @@ def run_auction(n_agents: int, n_procs: int, args, rep: int, shm_seen: set[str])
                     "agent_executor": args.agent_executor, "auth": bool(args.auth),
                     "loadavg_before": os.getloadavg()}
     t_start = time.monotonic()
+    def python(name: str, kind: str, target: str) -> list[str]:
+        """The command running `target` (a module: kind "-m", or a script: "path")."""
+        if not args.profile:
+            return [sys.executable] + (["-m", target] if kind == "-m" else [target])
+        return [sys.executable, "-c", _PROFILED, os.path.join(args.profile, f"{name}.prof"),
+                kind, target]
+
     try:
-        kids.start("ideal_driver", [sys.executable, "-m", "fleet_coord.ideal_driver",
-                                    "--ros-args", "--params-file", driver_params])
+        kids.start("ideal_driver", python("ideal_driver", "-m", "fleet_coord.ideal_driver") + [
+            "--ros-args", "--params-file", driver_params])
         for gi, g in enumerate(groups(names, n_procs)):
-            kids.start(f"agents_{gi}", [sys.executable, os.path.abspath(__file__),
+            kids.start(f"agents_{gi}", python(f"agents_{gi}", "path", os.path.abspath(__file__)) + [
                                         "--role", "agents", "--timings",
                                         os.path.join(rundir, f"timings_{gi}.json"),
                                         "--executor", args.agent_executor,
@@ -747,6 +773,10 @@ def main() -> None:
     ap.add_argument("--auth", action="store_true",
                     help="auction: the fleet authenticates (signed cfps, proposals, states, "
                     "commands, odometry; docs/security.md)")
+    ap.add_argument("--profile", default=None, metavar="DIR",
+                    help="auction: run the driver and agent processes under cProfile (timed by "
+                    "CPU time), their profiles written to DIR/<process>.prof when stopped "
+                    "(the CPU numbers then include the profiler's overhead: not for tables)")
     ap.add_argument("--state-rate", type=float, default=10.0)
     ap.add_argument("--state-seconds", type=float, default=30.0)
     ap.add_argument("--state-depth", type=int, default=0, help="subscriber history depth "
@@ -764,6 +794,9 @@ def main() -> None:
                  "and a private network namespace)")
     if args.workdir:
         os.makedirs(args.workdir, exist_ok=True)
+    if args.profile:
+        args.profile = os.path.abspath(args.profile)
+        os.makedirs(args.profile, exist_ok=True)
     out = args.json or f"/tmp/dds_latency-{time.strftime('%Y%m%d-%H%M%S')}.json"
     progress(f"dds_latency: {os.cpu_count()} CPUs, load {os.getloadavg()}, "
              f"netns={os.environ.get('FLEET_COORD_IN_NETNS', '0')}, results -> {out}")
