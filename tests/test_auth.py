@@ -269,6 +269,83 @@ def test_canonical_form_packs_number_arrays_little_endian():
     assert struct.pack("<I32B", 32, *range(32)) in canonical(key, "x", Auth())
 
 
+def _filled(cls, rng):
+    """An instance of `cls` with random values in every field (sequences of 0-2)."""
+    import numpy as np
+
+    from fleet_coord.auth import _PRIM, _type_class
+    msg = cls()
+    for name, t in cls.get_fields_and_field_types().items():
+        seq = t.startswith("sequence<") or t.endswith("]")
+        inner = (t[len("sequence<"):-1] if t.startswith("sequence<") else t[:t.rindex("[")]) \
+            if seq else t
+        n = int(t[t.rindex("[") + 1:-1]) if t.endswith("]") else rng.randint(0, 2)
+
+        def one(inner=inner):
+            f = _PRIM.get(inner)
+            if f in ("f", "d"):
+                return rng.uniform(-1e3, 1e3)
+            if f == "?":
+                return rng.random() < 0.5
+            if f is not None:
+                return rng.randint(0, 100)
+            if inner.startswith("string"):
+                return rng.choice(["", "a", "robot_3", "tâche-ü"])
+            return _filled(_type_class(inner), rng)
+        value = [one() for _ in range(n)] if seq else one()
+        if seq and t.endswith("]"):
+            value = np.array(value, dtype=getattr(msg, name).dtype)
+        setattr(msg, name, value)
+    return msg
+
+
+def test_canonical_form_is_the_field_by_field_encoding_for_every_message_type():
+    import importlib
+    import random
+    import struct
+
+    from fleet_coord.auth import _PRIM, _encoder
+
+    def reference(msg, out):   # the definition (auth's module docstring), field by field
+        for name, t in type(msg).get_fields_and_field_types().items():
+            v = getattr(msg, name)
+            seq = t.startswith("sequence<") or t.endswith("]")
+            inner = (t[len("sequence<"):-1] if t.startswith("sequence<")
+                     else t[:t.rindex("[")]) if seq else t
+            if seq:
+                out.append(struct.pack("<I", len(v)))
+            for item in (v if seq else [v]):
+                if inner in _PRIM:
+                    out.append(struct.pack("<" + _PRIM[inner], item))
+                elif inner.startswith("string"):
+                    out.append(struct.pack("<I", len(item.encode())) + item.encode())
+                else:
+                    reference(item, out)
+        return out
+
+    rng = random.Random(3)
+    types = []
+    for module in ("fleet_coord_msgs.msg", "fleet_coord_msgs.srv"):
+        mod = importlib.import_module(module)
+        for name in dir(mod):
+            cls = getattr(mod, name)
+            # a service: its request and response (what is signed), not its event type
+            for c in (cls, getattr(cls, "Request", None), getattr(cls, "Response", None)):
+                if hasattr(c, "get_fields_and_field_types") and \
+                        not c.__name__.endswith("_Event"):
+                    types.append(c)
+    from geometry_msgs.msg import Twist
+    from nav_msgs.msg import Odometry
+    types += [Odometry, Twist]
+    assert len(types) > 30
+    for cls in types:
+        for _ in range(3):
+            msg = _filled(cls, rng)
+            got: list[bytes] = []
+            _encoder(cls)(msg, got)
+            assert b"".join(got) == b"".join(reference(msg, [])), cls.__name__
+
+
 def test_drop_log_is_rate_limited(fleet):
     _, v, clock, logged, *_ = fleet
     for _ in range(100):
