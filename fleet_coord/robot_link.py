@@ -15,6 +15,7 @@ robot's link key (fleet_coord.auth).
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,10 @@ from nav_msgs.msg import Odometry
 from fleet_coord import qos
 from fleet_coord.namespace import names_of
 from fleet_coord.node_auth import NodeAuth
+
+
+#: s between two looks at who listens to a robot's plain and signed odometry
+_LISTENERS_PERIOD = 0.5
 
 
 class DriverLink:
@@ -39,6 +44,7 @@ class DriverLink:
         self.odom_pub = node.create_publisher(Odometry, names(f"/{robot}/odom"), qos.ODOM)
         self.signed_pub = None
         self._envelope = SignedOdometry()
+        self._listeners, self._listeners_at = (False, False), 0.0
         if auth.enabled:
             self.signed_pub = node.create_publisher(SignedOdometry, names(f"/{robot}/odom_signed"),
                                                     qos.ODOM)
@@ -55,9 +61,18 @@ class DriverLink:
     def publish_odom(self, odom: Odometry) -> None:
         # each form only when someone listens: authenticated, the fleet reads the signed
         # one and the plain one is for tools (RViz, recorders) - not both at every step
-        if self.signed_pub is None or self.odom_pub.get_subscription_count():
+        if self.signed_pub is None:
             self.odom_pub.publish(odom)
-        if self.signed_pub is not None and self.signed_pub.get_subscription_count():
+            return
+        now = time.monotonic()
+        if now >= self._listeners_at:   # asked twice a second, not at every step (~2 us each)
+            self._listeners_at = now + _LISTENERS_PERIOD
+            self._listeners = (self.odom_pub.get_subscription_count() > 0,
+                               self.signed_pub.get_subscription_count() > 0)
+        plain, signed_ = self._listeners
+        if plain:
+            self.odom_pub.publish(odom)
+        if signed_:
             # one envelope, reused: publish() has serialised it before it returns, and a
             # new SignedOdometry builds a default Odometry first (~10 us, 50 Hz x robots)
             self._envelope.odom = odom
