@@ -289,7 +289,8 @@ class Dispatcher(Node):
         if state is None or not m.robot or not self.auth.check_status(m):
             return
         self._send(self.core.on_task_status(self.now(), m.task_id, m.robot, state,
-                                            reason=m.reason, lamport=m.lamport))
+                                            reason=m.reason, lamport=m.lamport,
+                                            round=m.round))
 
     def _on_robot_state(self, m: RobotState, info: Any) -> None:
         if not self.auth.check_state(m):

@@ -450,7 +450,8 @@ class InProcessFleet:
     def _to_dispatcher_status(self, s: ex.StatusReport) -> None:
         if self.dispatch is not None:
             self._dispatch_out(self.dispatch.on_task_status(
-                self.bus.now, s.task_id, s.robot, s.state, reason=s.reason, lamport=s.lamport))
+                self.bus.now, s.task_id, s.robot, s.state, reason=s.reason, lamport=s.lamport,
+                round=s.round))
 
     def _to_dispatcher_state(self, robot: str, tasks: list[str], inc: object) -> None:
         if self.dispatch is not None:

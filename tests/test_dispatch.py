@@ -150,6 +150,25 @@ def test_no_bids_is_retried_then_failed_with_the_reason_and_forgotten(ledger):
     assert ledger.get("t").state is S.FAILED and d.entries == {}
 
 
+def test_a_failure_of_an_earlier_round_does_not_take_the_task_from_its_robot(ledger):
+    """An award resent after the robot's proposal had expired is answered FAILED for that
+    round, late: by then the robot has won the next round. Taking that FAILED as a failure
+    put the task to auction again (a third round, another robot) and withdrew it from
+    the robot driving it (the soak: the task then failed on a station the first robot
+    kept)."""
+    d = make(ledger, robots=("a", "b"))
+    d.submit(0.0, Task("t", "goto", ["s"]))
+    cfp, out = auction(d, "t", {"a": 1.0, "b": 2.0}, 0.0)
+    d.on_task_status(0.5, "t", "a", S.FAILED, reason="blocked", round=cfp.round)
+    cfp2, out = auction(d, "t", {"b": 1.0}, 1.0)
+    assert of(out, dp.Award)[0].robot == "b" and cfp2.round == cfp.round + 1
+    assert d.on_task_status(1.6, "t", "b", S.FAILED, reason="no open proposal",
+                            round=cfp.round) == []
+    assert ledger.get("t").state is S.AWARDED and ledger.get("t").robot == "b"
+    d.on_task_status(1.7, "t", "b", S.FAILED, reason="blocked", round=cfp2.round)
+    assert ledger.get("t").state is not S.AWARDED
+
+
 def test_a_failed_task_goes_to_others_and_fails_after_max_attempts(ledger):
     d = make(ledger, robots=("a", "b", "c", "d"))
     d.submit(0.0, Task("t", "goto", ["s"]))

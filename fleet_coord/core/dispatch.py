@@ -636,8 +636,11 @@ class Dispatch:
     # -- execution ----------------------------------------------------------------------
 
     def on_task_status(self, now: float, task_id: str, robot: str, state: TaskState, *,
-                       reason: str = "", lamport: int | None = None) -> list[Action]:
-        """A robot's report on a task it holds (ACTIVE, DONE, FAILED); others are ignored."""
+                       reason: str = "", lamport: int | None = None,
+                       round: int = 0) -> list[Action]:
+        """A robot's report on a task it holds (ACTIVE, DONE, FAILED); others are ignored,
+        and so is a FAILED of an earlier `round` than the one the robot holds (0: not
+        said)."""
         if not robot or state not in (TaskState.ACTIVE, TaskState.DONE, TaskState.FAILED):
             return []
         rec = self.ledger.get(task_id)
@@ -647,6 +650,12 @@ class Dispatch:
         if rec.robot != robot:
             if state is TaskState.DONE and robot in entry.lost_holders:
                 return self._late_done(rec, robot, now, lamport)
+            return []
+        if state is TaskState.FAILED and 0 < round < rec.round:
+            # its answer to an award of an earlier round that reached it late (resent
+            # after its proposal had expired): the round it has won since stands
+            self.log.info(f"task {task_id}: {robot} failed round {round}, it holds round "
+                          f"{rec.round}: ignored ({reason})")
             return []
         entry.confirm_by = None
         try:
