@@ -846,6 +846,21 @@ def test_a_robot_done_at_a_station_leaves_it_for_the_next_one():
     assert w.final("tb").state is TaskState.DONE and waited == []
 
 
+def test_an_idle_robot_on_a_station_with_no_other_station_free_spot_still_yields():
+    """Every vertex is some task's station, so a, idle on 2,0, finds no station-free spot
+    to leave for; b's task needs 2,0. It must still yield (to a spot off b's task): the
+    leave-station check stood in for the yield check, and a stayed until b's task failed
+    (the 20-robot soak: a robot kept a station 42 s)."""
+    w = World([".....", "....."], {"a": (2, 0), "b": (4, 1)},
+              dataclasses.replace(CONFIG, leave_stations=True))
+    a, b = w.cores["a"], w.cores["b"]
+    assert w.run_until(lambda: a.parked and b.parked, 2.0)
+    a.stations.update(range(len(w.roadmap.names)))
+    w.award("b", "tb", ["2,0"])
+    assert w.run_until(lambda: w.final("tb") is not None, 30.0)
+    assert w.final("tb").state is TaskState.DONE and a.here != w.v("2,0")
+
+
 def test_an_idle_robot_with_a_queued_task_goes_on_instead_of_parking_aside():
     w = up(rows=["......"], a=(0, 0))
     a = w.cores["a"]

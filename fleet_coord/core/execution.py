@@ -880,12 +880,10 @@ class Execution:
             self._next_yield_check = (math.floor(now / p) + 1) * p if p > 0 else now
             if self.job is None:
                 self._check_footprint(now)
-            if self.parked:
-                if self.job is None and self.config.leave_stations and \
-                        self.here in self.stations:
-                    self._leave_station(now)
-                else:
-                    self._maybe_yield(now)
+            if self.parked and not (self.job is None and self.config.leave_stations
+                                    and self.here in self.stations
+                                    and self._leave_station(now)):
+                self._maybe_yield(now)   # (a station it found nowhere to leave for too)
         job = self.job
         if job is None:
             if not self._idle_stop_sent:
@@ -1592,24 +1590,26 @@ class Execution:
             self.suspended = self.job
         self.job = Job(task=None, round=0, stations=[target])
 
-    def _leave_station(self, now: float) -> None:
+    def _leave_station(self, now: float) -> bool:
         """An idle robot standing on a station (a vertex some task names) leaves it for
         the next robot: it parks at the nearest vertex that is no station and not in the
         way of an open task (`yield_target`), instead of waiting there until someone
-        needs it. Stays when there is no such spot (yielding still moves it when needed)."""
+        needs it. Stays when there is no such spot (False: yielding still moves it when
+        needed, to any spot off the open tasks)."""
         assert self.here is not None
         if self.replica.stale:
-            return
+            return False
         tabu = {v for v, until in self._tabu.items() if until > now} | self.stations
         target = yield_target(self.robot, self.here, self.open_tasks(), self.replica.table,
                               self.roadmap, self.exclusion, now, self.plan_speed, tabu=tabu,
                               memo=self.memo)
         if target is None:
-            return
+            return False
         name = self.roadmap.names
         self.log.info(f"done at station {name[self.here]}: leaving it for the next robot, "
                       f"parking at {name[target]}")
         self.job = Job(task=None, round=0, stations=[target])
+        return True
 
     def _check_footprint(self, now: float) -> None:
         """An idle parked robot should hold exactly its spot for good in the table. It may
