@@ -105,7 +105,8 @@ class Dispatcher(Node):
         config = dp.DispatchConfig(
             bid_window=p("bid_window", 0.3).value,
             retry=cn.RetryPolicy(base=p("retry_base", 1.0).value, factor=2.0,
-                                 max_attempts=p("retry_max_rounds", 4).value),
+                                 max_attempts=p("retry_max_rounds", 4).value,
+                                 max_delay=dp.SILENT_RETRY_MAX_DELAY),
             max_task_attempts=p("max_task_attempts", 3).value,
             robot_timeout=p("robot_timeout", 2.0).value,
             confirm_window=p("confirm_window", 3.0).value,

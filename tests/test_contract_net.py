@@ -216,6 +216,29 @@ def test_no_bids_is_retried_with_exponential_back_off_then_failed_with_the_reaso
                                "(gave up after 4 auction rounds)")
 
 
+def test_silence_is_retried_for_as_long_as_it_lasts_a_refusal_is_not():
+    # under packet loss every answer of a round can miss the bid window: no robot said it
+    # cannot do the task, so the dispatcher never gives up on it for that
+    policy = RetryPolicy(base=1.0, factor=2.0, max_attempts=4, max_delay=8.0)
+    task = pd("t1", "a", "b")
+    now, delays = 0.0, []
+    for attempt in range(1, 12):
+        ini = Initiator(task, attempt, ["r1", "r2"], now, bid_window=0.5)
+        ini.tick(now + 0.6)                              # nobody answered
+        assert "no robot answered the cfp" in ini.no_bids_reason()
+        decision = policy.after_no_bids(attempt, now + 0.6, ini)
+        assert isinstance(decision, Retry), (attempt, decision)
+        delays.append(decision.at - (now + 0.6))
+        now = decision.at
+    assert delays[:5] == pytest.approx([1.0, 2.0, 4.0, 8.0, 8.0])
+    # one robot's refusal makes the round count: the fifth round gives up
+    ini = Initiator(task, 4, ["r1", "r2"], now, bid_window=0.5)
+    ini.on_message(Refusal("r1", "t1", 4, RefuseReason.UNREACHABLE, station="b"), now + 0.1)
+    ini.tick(now + 0.6)
+    decision = policy.after_no_bids(4, now + 0.6, ini)
+    assert isinstance(decision, GiveUp) and "no answer from r2" in decision.reason
+
+
 def test_retry_policy_caps_the_delay_and_validates():
     p = RetryPolicy(base=1.0, factor=3.0, max_attempts=10, max_delay=5.0)
     assert [p.delay(k) for k in (1, 2, 3, 4)] == [1.0, 3.0, 5.0, 5.0]

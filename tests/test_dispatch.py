@@ -144,9 +144,22 @@ def test_no_bids_is_retried_then_failed_with_the_reason_and_forgotten(ledger):
     assert of(d.tick(0.5), dp.CallForProposals) == []   # back-off: 1 s
     cfp2, = of(d.tick(1.2), dp.CallForProposals)
     assert cfp2.round == 2
-    out = d.tick(cfp2.bid_deadline + 0.01)
+    out = d.tick(cfp2.bid_deadline + 0.01)   # nobody answered: silence is not a refusal
+    assert not [a for a in of(out, dp.StatusUpdate) if a.state is S.FAILED]
+    rec = ledger.get("t")
+    assert rec.state is S.QUEUED and "no robot answered the cfp" in rec.reason
+    now = cfp2.bid_deadline + 0.01
+    while not (cfps := of(d.tick(now), dp.CallForProposals)):
+        now += 0.1
+        for r in ("a", "b"):   # both alive, neither heard the cfp (or their answers were lost)
+            d.on_robot_state(now, r, incarnation=f"{r}-agent-1")
+    cfp3, = cfps
+    assert cfp3.round == 3 and now - cfp2.bid_deadline == pytest.approx(2.0, abs=0.15)
+    d.on_refusal(now + 0.1, cn.Refusal("a", "t", 3, cn.RefuseReason.UNREACHABLE, "no path", "s"))
+    out = d.tick(cfp3.bid_deadline + 0.01)
     failed, = [a for a in of(out, dp.StatusUpdate) if a.state is S.FAILED]
-    assert "(2 asked: a, b)" in failed.reason and "2 auction rounds" in failed.reason
+    assert "no robot can reach station 's'; no answer from b" in failed.reason
+    assert "3 auction rounds" in failed.reason
     assert ledger.get("t").state is S.FAILED and d.entries == {}
 
 

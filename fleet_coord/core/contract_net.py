@@ -377,7 +377,8 @@ class GiveUp:
 @dataclass(frozen=True)
 class RetryPolicy:
     """Re-announce a task nobody bid on after base * factor**(k-1) seconds (k = rounds
-    so far, capped at max_delay); give up after `max_attempts` rounds."""
+    so far, capped at max_delay); give up after `max_attempts` rounds, unless no robot
+    asked answered at all (silence is not a refusal: retried for as long as it lasts)."""
     base: float = 2.0
     factor: float = 2.0
     max_attempts: int = 5
@@ -404,6 +405,12 @@ class RetryPolicy:
         if initiator.state is not InitiatorState.NO_BIDS:
             raise ContractNetError(f"task {initiator.task.id!r}: after_no_bids needs a round "
                                    f"that ended NO_BIDS, this one is {initiator.state}")
+        if initiator.participants and not initiator.refusals:
+            # Nobody answered: the cfp or every answer was lost (a lossy or cut link; a
+            # reliable sample can take longer than the bid window to be repaired). No
+            # robot said it cannot do the task, so it is asked again (the delay capped at
+            # max_delay), never given up on silence.
+            return Retry(at=now + self.delay(attempt), attempt=attempt + 1)
         if attempt >= self.max_attempts:
             return GiveUp(f"{initiator.no_bids_reason()} (gave up after {attempt} auction "
                           f"round{'s' if attempt > 1 else ''})")

@@ -103,10 +103,16 @@ class Refused(Exception):
 ALLOCATIONS = ("pool", "per_task")
 
 
+#: s between the rounds of a task nobody answered (silence is retried, never given up:
+#: cn.RetryPolicy); short enough that a healed link is used within seconds.
+SILENT_RETRY_MAX_DELAY = 10.0
+
+
 @dataclass(frozen=True)
 class DispatchConfig:
     bid_window: float = 0.3             # s a cfp waits for answers
-    retry: cn.RetryPolicy = cn.RetryPolicy(base=1.0, factor=2.0, max_attempts=4)
+    retry: cn.RetryPolicy = cn.RetryPolicy(base=1.0, factor=2.0, max_attempts=4,
+                                           max_delay=SILENT_RETRY_MAX_DELAY)
     max_task_attempts: int = 3          # robots a task may be given to before it fails
     robot_timeout: float = 2.0          # s without a RobotState: not asked in auctions
     confirm_window: float = 3.0         # s a robot has to confirm an in-flight task at restart
