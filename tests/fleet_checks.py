@@ -45,7 +45,14 @@ class Containment:
 
 
 class Monitor:
-    """Listens to /traffic/updates and odometry only; knows nothing of the agents."""
+    """Listens to /traffic/updates and odometry only; knows nothing of the agents.
+
+    A sample at time t is judged once an update the authority published after t has
+    arrived: one writer delivers its updates in order, so the table then holds whatever
+    was granted by t. Judging at once would take a grant the robot had (the authority's
+    answer to its request) for an excursion whenever the update reached the monitor later
+    - as after a traffic restart, when the new process's updates arrive only once the
+    monitor has discovered it (its history is kept for late readers)."""
 
     def __init__(self, node, robots, map_path: str = DEFAULT_MAP, radius: float = 0.15,
                  every: int = 5):
@@ -53,13 +60,26 @@ class Monitor:
         self.every = every
         self.replica = TableReplica(self.exclusion.of, self.roadmap.num_resources, rid)
         self.containment = Containment(self.exclusion)
-        self.conflicts, self.excursions, self.samples = [], [], 0
+        self.conflicts: list = []
+        self._excursions: list = []
+        self._samples = 0
         self.unchecked = 0   # samples while the replica was stale (a missed update)
-        self._n = {}
+        self._pending: list[tuple[str, float, float, float]] = []   # (robot, t, x, y)
+        self._n: dict[str, int] = {}
         node.create_subscription(ReservationSet, "/traffic/updates", self._on_update, qos.TABLE)
         for r in robots:
             node.create_subscription(Odometry, f"/{r}/odom",
                                      lambda m, r=r: self._on_odom(r, m), qos.ODOM)
+
+    @property
+    def excursions(self) -> list:
+        self._judge()
+        return self._excursions
+
+    @property
+    def samples(self) -> int:
+        self._judge()
+        return self._samples
 
     def _on_update(self, msg):
         self.replica.apply(msg)
@@ -68,24 +88,37 @@ class Monitor:
             hit = table.first_conflict(s.resource, s.t_start, s.t_end, robot=s.robot)
             if hit is not None:
                 self.conflicts.append((s.robot, s.resource, s.t_start, s.t_end, str(hit)))
+        self._judge(upto=msg.stamp.sec + msg.stamp.nanosec * 1e-9)
 
     def _on_odom(self, robot, msg):
         self._n[robot] = self._n.get(robot, 0) + 1
         if self._n[robot] % self.every:
             return  # 20 Hz of 100 is plenty
-        if self.replica.stale or self.replica.core.recovering:
-            # it does not know what is held until the next snapshot, or until a restarted
-            # authority without its table has heard the robots re-assert their holds (it
-            # grants nothing else meanwhile: docs/core-model.md "Authority restarts")
-            self.unchecked += 1
-            return
-        t = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        holds = [(r.resource, r.t_start, r.t_end) for r in self.replica.table.reservations(robot)]
         p = msg.pose.pose.position
-        err = self.containment.error(robot, holds, p.x, p.y, t)
-        self.samples += 1
-        if err > TOLERANCE_M:
-            self.excursions.append((robot, t, round(p.x, 3), round(p.y, 3), err))
+        self._pending.append((robot, msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
+                              p.x, p.y))
+
+    def _judge(self, upto: float = math.inf) -> None:
+        """Judge the pending samples up to time `upto` against the table (all of them when
+        read at the end of a run)."""
+        # a stale replica does not know what is held until the next snapshot; a restarted
+        # authority without its table grants nothing but re-assertions until it has heard
+        # the robots (docs/core-model.md "Authority restarts")
+        unknown = self.replica.stale or self.replica.core.recovering
+        judge = [x for x in self._pending if x[1] <= upto]
+        if not judge:
+            return
+        self._pending = [x for x in self._pending if x[1] > upto]
+        if unknown:
+            self.unchecked += len(judge)
+            return
+        for robot, t, x, y in judge:
+            holds = [(r.resource, r.t_start, r.t_end)
+                     for r in self.replica.table.reservations(robot)]
+            err = self.containment.error(robot, holds, x, y, t)
+            self._samples += 1
+            if err > TOLERANCE_M:
+                self._excursions.append((robot, t, round(x, 3), round(y, 3), err))
 
     def check(self, min_samples: int = 1) -> None:
         """Assert: no conflict, no excursion of any robot, and the monitor looked

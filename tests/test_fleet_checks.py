@@ -25,3 +25,57 @@ def test_a_robot_holding_nothing_is_checked_too(tmp_path):
     assert c.error("b", [], 1.0, 1.0, 1.0) == math.inf
     # outside the only thing it holds
     assert c.error("b", [(v, 0.0, math.inf)], 3.0, 1.0, 2.0) > TOLERANCE_M
+
+
+class _Node:
+    """Collects the Monitor's subscriptions (a unit test of the oracle's bookkeeping; the
+    Monitor runs over real DDS in every fleet test)."""
+
+    def __init__(self):
+        self.callbacks = {}
+
+    def create_subscription(self, _type, topic, callback, _qos):
+        self.callbacks[topic] = callback
+
+
+def test_the_monitor_judges_a_sample_once_the_updates_published_by_then_arrived(tmp_path):
+    from builtin_interfaces.msg import Time
+    from fleet_coord_msgs.msg import ReservationSet
+    from nav_msgs.msg import Odometry
+
+    from fleet_checks import Monitor
+    from fleet_coord.convert import segment_msg
+
+    (tmp_path / "room.map").write_text("type octile\nheight 3\nwidth 5\nmap\n@@@@@\n@...@\n@@@@@\n")
+    node = _Node()
+    m = Monitor(node, ["a"], str(tmp_path / "room.map"), every=1)
+    roadmap = m.roadmap
+    v11, v31 = roadmap.vertex("1,1"), roadmap.vertex("3,1")
+
+    def update(version, stamp, added=(), removed=(), snapshot=False):
+        node.callbacks["/traffic/updates"](ReservationSet(
+            version=version, robot="a", is_snapshot=snapshot, stamp=Time(sec=stamp),
+            added=[segment_msg("a", *s) for s in added],
+            removed=[segment_msg("a", *s) for s in removed]))
+
+    def odom(t, x, y):
+        msg = Odometry()
+        msg.header.stamp = Time(sec=int(t), nanosec=int(round((t % 1) * 1e9)))
+        msg.pose.pose.position.x, msg.pose.pose.position.y = float(x), float(y)
+        node.callbacks["/a/odom"](msg)
+
+    update(1, 1, added=[(v11, 0.0, math.inf)], snapshot=True)
+    # the grant to drive to 3,1 from t=2 was published at t=1 but reaches the monitor after
+    # the robot's sample at t=2.5 (a restarted authority's history, say): no excursion
+    odom(2.5, 3.0, 1.0)
+    update(2, 1, removed=[(v11, 0.0, math.inf)], added=[(v11, 0.0, 2.0), (v31, 2.0, math.inf)])
+    assert m._pending and m._samples == 0          # nothing published after 2.5 yet
+    update(3, 3)
+    assert (m._samples, m._excursions, m._pending) == (1, [], [])
+    # back at 1,1 at t=4, which it no longer holds: an excursion, judged at the next update
+    odom(4.0, 1.0, 1.0)
+    update(4, 5)
+    assert [e[:2] for e in m.excursions] == [("a", 4.0)]
+    # a sample still pending at the end of a run is judged when read
+    odom(6.0, 3.0, 1.0)
+    assert m.samples == 3 and len(m.excursions) == 1
