@@ -47,12 +47,12 @@ class Containment:
 class Monitor:
     """Listens to /traffic/updates and odometry only; knows nothing of the agents.
 
-    A sample at time t is judged once an update the authority published after t has
-    arrived: one writer delivers its updates in order, so the table then holds whatever
-    was granted by t. Judging at once would take a grant the robot had (the authority's
-    answer to its request) for an excursion whenever the update reached the monitor later
-    - as after a traffic restart, when the new process's updates arrive only once the
-    monitor has discovered it (its history is kept for late readers)."""
+    A sample at time t is judged against the table of the updates published up to t: when
+    the first update published after t arrives, before it is applied (one writer delivers
+    its updates in order). Judging on arrival would take a grant the robot had (the
+    authority's answer to its request) for an excursion whenever the update reached the
+    monitor later - as after a traffic restart, when the new process's updates arrive only
+    once the monitor has discovered it (its history is kept for late readers)."""
 
     def __init__(self, node, robots, map_path: str = DEFAULT_MAP, radius: float = 0.15,
                  every: int = 5):
@@ -82,13 +82,17 @@ class Monitor:
         return self._samples
 
     def _on_update(self, msg):
+        # a delta that skips versions shows the table missed one: what came before it is
+        # not known to have been judged on the whole table
+        gap = not msg.is_snapshot and self.replica.version and \
+            msg.version > self.replica.version + 1
+        self._judge(before=msg.stamp.sec + msg.stamp.nanosec * 1e-9, unknown=bool(gap))
         self.replica.apply(msg)
         table = self.replica.table
         for s in msg.added:
             hit = table.first_conflict(s.resource, s.t_start, s.t_end, robot=s.robot)
             if hit is not None:
                 self.conflicts.append((s.robot, s.resource, s.t_start, s.t_end, str(hit)))
-        self._judge(upto=msg.stamp.sec + msg.stamp.nanosec * 1e-9)
 
     def _on_odom(self, robot, msg):
         self._n[robot] = self._n.get(robot, 0) + 1
@@ -98,18 +102,17 @@ class Monitor:
         self._pending.append((robot, msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
                               p.x, p.y))
 
-    def _judge(self, upto: float = math.inf) -> None:
-        """Judge the pending samples up to time `upto` against the table (all of them when
-        read at the end of a run)."""
+    def _judge(self, before: float = math.inf, unknown: bool = False) -> None:
+        """Judge the pending samples taken before `before` against the table (all of them
+        when read at the end of a run)."""
+        judge = [x for x in self._pending if x[1] < before]
+        if not judge:
+            return
+        self._pending = [x for x in self._pending if x[1] >= before]
         # a stale replica does not know what is held until the next snapshot; a restarted
         # authority without its table grants nothing but re-assertions until it has heard
         # the robots (docs/core-model.md "Authority restarts")
-        unknown = self.replica.stale or self.replica.core.recovering
-        judge = [x for x in self._pending if x[1] <= upto]
-        if not judge:
-            return
-        self._pending = [x for x in self._pending if x[1] > upto]
-        if unknown:
+        if unknown or self.replica.stale or self.replica.core.recovering:
             self.unchecked += len(judge)
             return
         for robot, t, x, y in judge:

@@ -38,7 +38,7 @@ class _Node:
         self.callbacks[topic] = callback
 
 
-def test_the_monitor_judges_a_sample_once_the_updates_published_by_then_arrived(tmp_path):
+def test_the_monitor_judges_a_sample_on_the_updates_published_up_to_its_time(tmp_path):
     from builtin_interfaces.msg import Time
     from fleet_coord_msgs.msg import ReservationSet
     from nav_msgs.msg import Odometry
@@ -72,10 +72,20 @@ def test_the_monitor_judges_a_sample_once_the_updates_published_by_then_arrived(
     assert m._pending and m._samples == 0          # nothing published after 2.5 yet
     update(3, 3)
     assert (m._samples, m._excursions, m._pending) == (1, [], [])
-    # back at 1,1 at t=4, which it no longer holds: an excursion, judged at the next update
-    odom(4.0, 1.0, 1.0)
-    update(4, 5)
-    assert [e[:2] for e in m.excursions] == [("a", 4.0)]
+    # a release published after a sample does not count against it
+    odom(3.5, 3.0, 1.0)
+    update(4, 4, removed=[(v31, 2.0, math.inf)], added=[(v31, 2.0, 3.8), (v11, 3.8, math.inf)])
+    update(5, 5)
+    assert (m._samples, m._excursions) == (2, [])
+    # still at 3,1 at t=5.5, which it no longer holds: an excursion
+    odom(5.5, 3.0, 1.0)
+    update(6, 6)
+    assert [e[:2] for e in m.excursions] == [("a", 5.5)]
+    # a delta after a missed one: what came before it is unchecked, not judged
+    odom(6.5, 3.0, 1.0)
+    update(8, 7)
+    assert m.unchecked == 1 and m.replica.stale
+    update(9, 8, added=[(v11, 3.8, math.inf)], snapshot=True)
     # a sample still pending at the end of a run is judged when read
-    odom(6.0, 3.0, 1.0)
-    assert m.samples == 3 and len(m.excursions) == 1
+    odom(9.0, 1.0, 1.0)
+    assert m.samples == 4 and len(m.excursions) == 1
