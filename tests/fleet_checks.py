@@ -52,7 +52,11 @@ class Monitor:
     its updates in order). Judging on arrival would take a grant the robot had (the
     authority's answer to its request) for an excursion whenever the update reached the
     monitor later - as after a traffic restart, when the new process's updates arrive only
-    once the monitor has discovered it (its history is kept for late readers)."""
+    once the monitor has discovered it (its history is kept for late readers).
+
+    While a restarted authority re-learns what robots hold (it grants nothing but their
+    re-assertions), a robot may be only where it held before the restart or what it has
+    re-asserted: samples then are judged on both tables."""
 
     def __init__(self, node, robots, map_path: str = DEFAULT_MAP, radius: float = 0.15,
                  every: int = 5):
@@ -65,6 +69,8 @@ class Monitor:
         self._samples = 0
         self.unchecked = 0   # samples while the replica was stale (a missed update)
         self._pending: list[tuple[str, float, float, float]] = []   # (robot, t, x, y)
+        self._whole = None       # (epoch, table) while the replica holds a whole table
+        self._previous = None    # the last whole table of the incarnation before a restart
         self._n: dict[str, int] = {}
         node.create_subscription(ReservationSet, "/traffic/updates", self._on_update, qos.TABLE)
         for r in robots:
@@ -87,7 +93,16 @@ class Monitor:
         gap = not msg.is_snapshot and self.replica.version and \
             msg.version > self.replica.version + 1
         self._judge(before=msg.stamp.sec + msg.stamp.nanosec * 1e-9, unknown=bool(gap))
+        core = self.replica.core
+        epoch = core.epoch
         self.replica.apply(msg)
+        if core.epoch != epoch and epoch is not None:
+            whole = self._whole
+            self._previous = whole[1] if whole is not None and whole[0] == epoch else None
+        if not core.stale and not core.recovering:
+            self._whole = (core.epoch, core.table)
+        elif core.stale and msg.epoch == core.epoch:
+            self._whole = None    # a gap in this incarnation: its table is not whole
         table = self.replica.table
         for s in msg.added:
             hit = table.first_conflict(s.resource, s.t_start, s.t_end, robot=s.robot)
@@ -112,12 +127,16 @@ class Monitor:
         # a stale replica does not know what is held until the next snapshot; a restarted
         # authority without its table grants nothing but re-assertions until it has heard
         # the robots (docs/core-model.md "Authority restarts")
-        if unknown or self.replica.stale or self.replica.core.recovering:
+        core = self.replica.core
+        tables = [core.table]
+        if core.recovering:
+            tables.append(self._previous)
+        if unknown or core.stale or any(t is None for t in tables):
             self.unchecked += len(judge)
             return
         for robot, t, x, y in judge:
             holds = [(r.resource, r.t_start, r.t_end)
-                     for r in self.replica.table.reservations(robot)]
+                     for table in tables for r in table.reservations(robot)]
             err = self.containment.error(robot, holds, x, y, t)
             self._samples += 1
             if err > TOLERANCE_M:

@@ -38,7 +38,9 @@ class _Node:
         self.callbacks[topic] = callback
 
 
-def test_the_monitor_judges_a_sample_on_the_updates_published_up_to_its_time(tmp_path):
+def _fed_monitor(tmp_path):
+    """A Monitor on a 3-cell corridor, with functions that feed it one robot's updates and
+    odometry as its subscriptions would."""
     from builtin_interfaces.msg import Time
     from fleet_coord_msgs.msg import ReservationSet
     from nav_msgs.msg import Odometry
@@ -49,12 +51,12 @@ def test_the_monitor_judges_a_sample_on_the_updates_published_up_to_its_time(tmp
     (tmp_path / "room.map").write_text("type octile\nheight 3\nwidth 5\nmap\n@@@@@\n@...@\n@@@@@\n")
     node = _Node()
     m = Monitor(node, ["a"], str(tmp_path / "room.map"), every=1)
-    roadmap = m.roadmap
-    v11, v31 = roadmap.vertex("1,1"), roadmap.vertex("3,1")
 
-    def update(version, stamp, added=(), removed=(), snapshot=False):
+    def update(version, stamp, added=(), removed=(), snapshot=False, epoch=0,
+               recovering=False):
         node.callbacks["/traffic/updates"](ReservationSet(
             version=version, robot="a", is_snapshot=snapshot, stamp=Time(sec=stamp),
+            epoch=epoch, recovering=recovering,
             added=[segment_msg("a", *s) for s in added],
             removed=[segment_msg("a", *s) for s in removed]))
 
@@ -64,6 +66,12 @@ def test_the_monitor_judges_a_sample_on_the_updates_published_up_to_its_time(tmp
         msg.pose.pose.position.x, msg.pose.pose.position.y = float(x), float(y)
         node.callbacks["/a/odom"](msg)
 
+    return m, update, odom
+
+
+def test_the_monitor_judges_a_sample_on_the_updates_published_up_to_its_time(tmp_path):
+    m, update, odom = _fed_monitor(tmp_path)
+    v11, v31 = m.roadmap.vertex("1,1"), m.roadmap.vertex("3,1")
     update(1, 1, added=[(v11, 0.0, math.inf)], snapshot=True)
     # the grant to drive to 3,1 from t=2 was published at t=1 but reaches the monitor after
     # the robot's sample at t=2.5 (a restarted authority's history, say): no excursion
@@ -89,3 +97,30 @@ def test_the_monitor_judges_a_sample_on_the_updates_published_up_to_its_time(tmp
     # a sample still pending at the end of a run is judged when read
     odom(9.0, 1.0, 1.0)
     assert m.samples == 4 and len(m.excursions) == 1
+
+
+def test_during_a_recovery_the_monitor_judges_on_what_was_held_before_the_restart(tmp_path):
+    m, update, odom = _fed_monitor(tmp_path)
+    v11, v21 = m.roadmap.vertex("1,1"), m.roadmap.vertex("2,1")
+    update(1, 1, added=[(v11, 0.0, math.inf)], snapshot=True, epoch=7)
+    # the authority restarts without its table; the robot has not re-asserted yet: it may
+    # stand where it held before, not anywhere else
+    update(1, 2, snapshot=True, epoch=8, recovering=True)
+    odom(2.5, 1.0, 1.0)
+    odom(2.6, 3.0, 1.0)
+    update(2, 3, added=[(v11, 0.0, math.inf)], epoch=8, recovering=True)
+    assert (m._samples, m.unchecked) == (2, 0)
+    assert [e[:2] for e in m._excursions] == [("a", 2.6)]
+    # the recovery ended: only the new table counts
+    update(3, 4, removed=[(v11, 0.0, math.inf)], added=[(v11, 0.0, 4.5), (v21, 4.5, math.inf)],
+           epoch=8)
+    odom(5.0, 1.0, 1.0)
+    update(4, 6, epoch=8)
+    assert [e[:2] for e in m._excursions] == [("a", 2.6), ("a", 5.0)]
+    # a gap before the next restart: that incarnation's table was not whole, so what is
+    # judged during the next recovery is unchecked
+    update(6, 7, epoch=8)
+    update(1, 8, snapshot=True, epoch=9, recovering=True)
+    odom(8.5, 3.0, 1.0)
+    update(2, 9, epoch=9, recovering=True)
+    assert m.unchecked == 1 and len(m._excursions) == 2
