@@ -59,7 +59,7 @@ def run_mixed_demo(args: Any, roadmap: Any, exclusion: Any, robots: dict[str, in
     """Run it; exit 0 when every task is done with no conflicting hold, no excursion and
     no schema problem, else 1."""
     import rclpy
-    from fleet_coord_msgs.msg import TaskStatus
+    from fleet_coord_msgs.msg import RobotState, TaskStatus
     from rclpy.executors import SingleThreadedExecutor
     from fleet_coord_msgs.srv import SubmitTask
 
@@ -128,6 +128,14 @@ def run_mixed_demo(args: Any, roadmap: Any, exclusion: Any, robots: dict[str, in
                     m.state == TaskStatus.FAILED and not m.robot):
                 final.setdefault(m.task_id, (int(m.state), m.robot))
         node.create_subscription(TaskStatus, "/fleet/task_status", on_status, qos.PROTOCOL)
+        # a robot is up once its agent says it holds its spot (its state's table_epoch): the
+        # spot in the table alone is not that (the authority holds configured start vertices
+        # itself), and a vehicle's agent is silent until its master control has heard the
+        # vehicle
+        parked: set[str] = set()
+        node.create_subscription(RobotState, "/fleet/robot_states",
+                                 lambda m: parked.add(m.robot) if m.table_epoch else None,
+                                 qos.state_qos())
         submit = node.create_client(SubmitTask, "/fleet/submit_task")
         launcher.start()
 
@@ -145,11 +153,10 @@ def run_mixed_demo(args: Any, roadmap: Any, exclusion: Any, robots: dict[str, in
 
         everyone = list(ros) + list(vda)
         deadline = time.monotonic() + 90.0
-        while not (set(monitor.core.replica.table.robots()) >= set(everyone)
-                   and submit.service_is_ready()):
+        while not (parked >= set(everyone) and submit.service_is_ready()):
             if time.monotonic() > deadline:
-                raise RuntimeError("the fleet did not come up within 90 s: parked: "
-                                   f"{sorted(monitor.core.replica.table.robots())}")
+                raise RuntimeError(f"the fleet did not come up within 90 s: parked: "
+                                   f"{sorted(parked)} of {sorted(everyone)}")
             spin(0.1)
         t_start = time.monotonic()
         for task in tasks:
