@@ -103,6 +103,10 @@ def _type_class(name: str) -> type:
 def _element_encoder(t: str) -> _Encoder:
     """Encoder of one value of field type `t` (appends to the output list)."""
     base = t.split("<", 1)[0] if t.startswith("string<") else t
+    if base in ("octet", "byte"):
+        # rclpy holds a single byte as bytes of length 1 (DiagnosticStatus.level: b'\x02')
+        st = struct.Struct("<B")
+        return lambda v, out: out.append(bytes(v) if isinstance(v, bytes) else st.pack(v))
     if base in _PRIM:
         st = struct.Struct("<" + _PRIM[base])
         return lambda v, out: out.append(st.pack(v))

@@ -227,6 +227,13 @@ POLICY: dict[str, Rule] = {
     "{robot}/cmd_vel_signed": _rule(_AGENT_OWN),
     "{robot}/odom_signed": _rule(Grant(Role.DRIVER, own_robot=True),
                                  Grant(Role.SIM, own_robot=True)),
+    # a robot that follows paths by itself (a VDA 5050 vehicle): only its agent hands it a
+    # path (Ed25519: the link key is also the authority's); latched, so a master control
+    # that restarts gets the last one - the master takes only a plan signed after the
+    # newest it took (content order, as the table's versions)
+    "{robot}/plan_signed": _rule(_AGENT_OWN, latched=True),
+    # ... and only its driver (the master control) says whether it is available
+    "{robot}/vehicle_signed": _rule(Grant(Role.DRIVER, own_robot=True)),
     # stopping is always allowed to every identity of the fleet; releasing only to an
     # operator
     "{robot}/set_estop": _rule(*(Grant(r, ops=frozenset({"engage"})) for r in _ANY_ROLE
