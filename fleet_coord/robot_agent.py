@@ -20,6 +20,11 @@ default: the node's namespace):
 | pub | `/<robot>/plan` | nav_msgs/Path: the committed timed path (`drive: follow` only) | PLAN |
 | sub | `/<robot>/vehicle` | DiagnosticStatus: available (OK) or not, its limits (`drive: follow`) | PLAN |
 
+With authentication (docs/security.md) the driver topics are the signed ones
+(fleet_coord.robot_link): `cmd_vel_signed`, `odom_signed`, and for `drive: follow`
+`plan_signed` (SignedPath, also plain `plan` for tools) and `vehicle_signed`
+(SignedDiagnosticStatus, only its driver's).
+
 `drive: follow` is for robots that follow a path by themselves (a VDA 5050 vehicle behind
 its master control, docs/vda5050.md): no velocity commands, the path goes out once
 committed, progress comes from the odometry.
@@ -46,13 +51,13 @@ from fleet_coord_msgs.srv import ListTasks
 from fleet_coord_msgs.srv import Reserve as ReserveSrv
 from diagnostic_msgs.msg import DiagnosticStatus
 from geometry_msgs.msg import Twist
-from nav_msgs.msg import Odometry, Path
+from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.task import Future
 
-from fleet_coord import convert, parameters, qos
+from fleet_coord import convert, parameters
 from fleet_coord.core import contract_net as cn
 from fleet_coord.core.execution import (Abandon, Action, Execution, ExecutionConfig, FollowPath,
                                         ListOpenTasks, Reserve, ReserveAnswer, StatusReport,
@@ -66,7 +71,7 @@ from fleet_coord.fleet_config import load_roadmap_and_exclusion
 from fleet_coord.namespace import FleetNames, robot_of
 from fleet_coord.fleet_io import FleetIO
 from fleet_coord.parameters import ParameterError
-from fleet_coord.robot_link import AgentLink
+from fleet_coord.robot_link import AgentLink, FollowerAgentLink
 from fleet_coord.spin import run_nodes
 
 #: The yield checks' searches, shared by every agent of this process: their replicas of
@@ -218,16 +223,15 @@ class RobotAgent(Node):
         # AgentGroup node that serves every agent of a process
         self.io = io if io is not None else FleetIO(self)
         self._guard = self.io.guard   # what a callback cannot take is dropped and logged
-        self.plan_pub = None
+        self.roadmap = roadmap
+        self.auth = self.io.auth
+        self.follower = None
         if config.drive == "follow":
             # a robot that follows paths itself: its master control takes the path and
             # says whether the robot is available (fleet_coord/vda5050/master.py)
-            plan, vehicle = self.names(f"/{self.robot}/plan"), self.names(f"/{self.robot}/vehicle")
-            self.plan_pub = self.create_publisher(Path, plan, qos.PLAN)
-            self.create_subscription(DiagnosticStatus, vehicle,
-                                     self._guard.wrap(vehicle, self._on_vehicle), qos.PLAN)
-        self.roadmap = roadmap
-        self.auth = self.io.auth
+            self.follower = FollowerAgentLink(
+                self, self.auth, self.robot,
+                self._guard.wrap(f"/{self.robot}/vehicle", self._on_vehicle))
         self.link = AgentLink(self, self.auth, self.robot,
                               self._guard.wrap(f"/{self.robot}/odom", self._on_odom,
                                                lambda _m: self.robot))
@@ -354,9 +358,9 @@ class RobotAgent(Node):
         self.link.publish_cmd(twist)
 
     def _follow_path(self, a: FollowPath) -> None:
-        if self.plan_pub is not None:
-            self.plan_pub.publish(convert.timed_path_msg(self.roadmap, a.path,
-                                                         self.get_clock().now().to_msg()))
+        if self.follower is not None:
+            self.follower.publish_plan(convert.timed_path_msg(self.roadmap, a.path,
+                                                              self.get_clock().now().to_msg()))
 
     def _status(self, a: StatusReport) -> None:
         self.io.status_pub.publish(self.auth.sign(convert.status_msg(a), "fleet/task_status",

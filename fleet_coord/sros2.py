@@ -89,6 +89,9 @@ def _lifecycle(node: str) -> tuple[str, ...]:
 
 _ROBOT_LINK_IN = ("/{robot}/cmd_vel", "/{robot}/cmd_vel_signed")
 _ROBOT_LINK_OUT = ("/{robot}/odom", "/{robot}/odom_signed")
+# a robot that follows paths by itself (drive: follow, a VDA 5050 vehicle)
+_FOLLOW_IN = ("/{robot}/plan", "/{robot}/plan_signed")
+_FOLLOW_OUT = ("/{robot}/vehicle", "/{robot}/vehicle_signed")
 
 #: executable (fleet_coord.node_set.EXECUTABLES) -> its interfaces
 INTERFACES: dict[str, Interfaces] = {
@@ -106,10 +109,11 @@ INTERFACES: dict[str, Interfaces] = {
     "fleet_monitor": _ifc(pub=("/fleet/state", "/fleet/markers"),
                           sub=FLEET),
     "robot_agent": _ifc(pub=("/fleet/proposals", "/fleet/refusals", "/fleet/task_status",
-                             "/fleet/robot_states", "/{robot}/plan", *_ROBOT_LINK_IN),
+                             "/fleet/robot_states", *_FOLLOW_IN, *_ROBOT_LINK_IN),
                         sub=("/fleet/cfp", "/fleet/awards", "/fleet/rejections",
                              "/traffic/updates", "/fleet/task_status", "/fleet/robot_lost",
-                             "/fleet/robot_removed", "/fleet/keyring", *_ROBOT_LINK_OUT),
+                             "/fleet/robot_removed", "/fleet/keyring", *_FOLLOW_OUT,
+                             *_ROBOT_LINK_OUT),
                         call=("/traffic/reserve", "/fleet/list_tasks")),
     "ideal_driver": _ifc(pub=("/*/odom", "/*/odom_signed", "/clock"),
                          sub=("/*/cmd_vel", "/*/cmd_vel_signed", "/fleet/robot_removed",
@@ -134,9 +138,10 @@ INTERFACES: dict[str, Interfaces] = {
     "recorder": _ifc(sub=("/*",)),
     # VDA 5050 master control: the vehicle's odometry and status from MQTT, orders from
     # the agent's plan and the table (fleet_coord/vda5050/master.py)
-    "vda5050_master": _ifc(pub=("/{robot}/odom", "/{robot}/vehicle"),
-                           sub=("/{robot}/plan", "/traffic/updates", "/fleet/keyring"),
-                           serve=("/{robot}/estop", "/{robot}/cancel_order")),
+    "vda5050_master": _ifc(pub=(*_ROBOT_LINK_OUT, *_FOLLOW_OUT),
+                           sub=(*_FOLLOW_IN, "/traffic/updates", "/fleet/keyring"),
+                           serve=("/{robot}/estop", "/{robot}/set_estop",
+                                  "/{robot}/cancel_order")),
 }
 
 #: The operator's tools (fleet-coord submit / cancel / tasks / status / add-robot /

@@ -112,11 +112,16 @@ def test_vda5050_robots_need_a_manufacturer_wall_time_and_get_a_master(tmp_path)
         load_fleet_config(write(", manufacturer: acme, broker: 'localhost:x'"))
     with pytest.raises(ConfigError, match="wall time"):
         load_fleet_config(write(", manufacturer: acme", "  use_sim_time: true\n"))
-    with pytest.raises(ConfigError, match=r"VDA 5050 vehicles \(v\) are not authenticated"):
-        path = write(", manufacturer: acme")
-        with open(path, "a") as f:
-            f.write("auth: {mode: enforce}\n")
-        load_fleet_config(path)
+    # authenticated: the master control is the vehicle's driver, bridge_v (docs/security.md)
+    path = write(", manufacturer: acme")
+    with open(path, "a") as f:
+        f.write("auth: {mode: enforce}\n")
+    from fleet_coord.keys import fleet_identities, node_credentials
+    cfg = load_fleet_config(path)
+    assert "bridge_v" in {i.name for i in fleet_identities(cfg)}
+    master = [s for s in fleet_nodes(cfg) if s.executable == "vda5050_master"]
+    assert node_credentials(master[0]) == (["bridge_v"], ["v"])
+    assert master[0].parameters["auth_mode"] == "enforce"
     cfg = load_fleet_config(write(", manufacturer: acme, broker: '127.0.0.1:1999'"))
     v = cfg.robot("v")
     assert (v.manufacturer, v.serial_number, v.broker) == ("acme", "v", "127.0.0.1:1999")

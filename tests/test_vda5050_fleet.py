@@ -10,6 +10,10 @@ processes started from the fleet's node set. One run checks:
   by another robot; restarted where it stood, it rejoins;
 - the slow vehicle never leaves its holds and the fleet still finishes;
 - malformed, wrong-version and stale messages from a vehicle are logged and dropped.
+
+With FLEET_COORD_TEST_AUTH=enforce the fleet authenticates (docs/security.md, "The existing
+suites with credentials"): keys provisioned for it, the masters as the vehicles' drivers,
+the test's submissions signed as the operator.
 """
 from __future__ import annotations
 
@@ -29,7 +33,9 @@ from fleet_coord_msgs.srv import SubmitTask  # noqa: E402
 
 from fleet_checks import Monitor  # noqa: E402
 from fleet_coord import qos  # noqa: E402
+from fleet_coord.auth import Signer  # noqa: E402
 from fleet_coord.fleet_config import load_fleet_config  # noqa: E402
+from fleet_coord.keys import KeyDir, fleet_identities  # noqa: E402
 from fleet_coord.launcher import FleetLauncher  # noqa: E402
 from fleet_coord.node_set import fleet_nodes  # noqa: E402
 from fleet_coord.vda5050.master import PLAN_QOS  # noqa: E402
@@ -47,6 +53,7 @@ SLOW = "agv3"
 #: tests/test_fleet_processes.py).
 LOST_BOUND_S = 2.0
 TOLERANCE_M = 0.1
+AUTH = os.environ.get("FLEET_COORD_TEST_AUTH") == "enforce"
 
 
 def write_config(tmp_path, broker: str) -> str:
@@ -70,7 +77,7 @@ nodes:
   dispatcher: {{bid_window: 0.3, retry_base: 0.5}}
   traffic: {{lost_after: 1.5}}
   vda5050_master: {{rate: 20.0}}
-"""
+""" + ("auth: {mode: enforce}\n" if AUTH else "")
     path = tmp_path / "mixed.yaml"
     path.write_text(text)
     return str(path)
@@ -97,6 +104,11 @@ def test_mixed_fleet_of_ros_robots_and_vda5050_vehicles(tmp_path):
         for r in VDA_ROBOTS:
             listener.wait_for(is_connection(r, "ONLINE"), what=f"{r} ONLINE")
         cfg = load_fleet_config(write_config(tmp_path, broker.address))
+        operator = None
+        if cfg.auth.enabled:
+            kd = KeyDir(cfg.auth.keys)
+            kd.init(fleet_identities(cfg))
+            operator = Signer("operator", kd.private_key("operator"))
         specs = [s for s in fleet_nodes(cfg) if s.executable != "fleet_monitor"]
         launcher = FleetLauncher(cfg, specs, out=log, grace_s=3.0, extra_env={
             "ROS_DOMAIN_ID": os.environ.get("ROS_DOMAIN_ID", "0")})
@@ -140,6 +152,8 @@ def test_mixed_fleet_of_ros_robots_and_vda5050_vehicles(tmp_path):
             def submit_task(tid, station):
                 req = SubmitTask.Request()
                 req.task = TaskMsg(id=tid, kind="goto", stations=[station])
+                if operator is not None:
+                    operator.sign(req, "fleet/submit_task")
                 assert spin(submit.service_is_ready, 20.0)
                 fut = submit.call_async(req)
                 assert spin(fut.done, 10.0) and fut.result().accepted, fut.result()

@@ -12,6 +12,7 @@ odometry (docs/vda5050.md):
 | pub | `/<robot>/odom` | nav_msgs/Odometry: the vehicle's reports (see below) | ODOM |
 | pub | `/<robot>/vehicle` | diagnostic_msgs/DiagnosticStatus (below) | PLAN |
 | srv | `/<robot>/estop` | std_srvs/SetBool: true = instant action startPause, false = stopPause | |
+| srv | `/<robot>/set_estop` | SetEstop: the same, signed (robot_link.EstopServices) | |
 | srv | `/<robot>/cancel_order` | std_srvs/Trigger: instant action cancelOrder | |
 | MQTT pub | `<interface>/v3/<manufacturer>/<serialNumber>/order`, `.../instantActions` | | QoS 0 |
 | MQTT sub | `.../state`, `.../visualization`, `.../connection`, `.../factsheet` | | QoS 0 / 1 |
@@ -36,6 +37,14 @@ The factsheet sets the vehicle's limits: orders never allow more than its
 ``maximumSpeed``, and a vehicle whose outline does not fit the fleet's footprint is never
 given an order.
 
+Authentication (parameters `auth_*`, docs/security.md): the node is robot N's driver,
+`bridge_<robot>`. It takes the path only as `SignedPath` on `/<robot>/plan_signed`, signed
+by robot N's agent; the table updates only signed by the traffic authority; the odometry
+goes out signed too (`/<robot>/odom_signed`, HMAC with N's link key) and the status
+(`SignedDiagnosticStatus` on `/<robot>/vehicle_signed`, its signature); releasing the e-stop
+needs an operator's signature (`set_estop`; the plain `estop` still engages).
+robot_link.FollowerDriverLink, DriverLink and EstopServices do it, as for every driver.
+
 Time: VDA 5050 timestamps are UTC wall time; the fleet must run on wall time
 (``use_sim_time: false``), with the vehicles' clocks synchronised (NTP).
 """
@@ -51,14 +60,17 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from fleet_coord_msgs.msg import ReservationSet
-from nav_msgs.msg import Odometry, Path
+from nav_msgs.msg import Path
 from rclpy.node import Node
-from std_srvs.srv import SetBool, Trigger
+from std_srvs.srv import Trigger
 
 from fleet_coord import qos
 from fleet_coord.convert import odometry_msg, timed_path_from_msg, to_time
+from fleet_coord.core.trust import bridge_identity
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
 from fleet_coord.namespace import FleetNames, robot_of
+from fleet_coord.node_auth import NodeAuth
+from fleet_coord.robot_link import DriverLink, EstopServices, FollowerDriverLink
 from fleet_coord.spin import run_nodes
 from fleet_coord.table_replica import TableReplica
 from fleet_coord.vda5050.emulator import parse_broker
@@ -130,16 +142,14 @@ class Vda5050Master(Node):
         self._status_at = -math.inf
         self._inq: queue.SimpleQueue = queue.SimpleQueue()
 
-        self.odom_pub = self.create_publisher(Odometry, self.names(f"/{self.robot}/odom"),
-                                                qos.ODOM)
-        self.status_pub = self.create_publisher(DiagnosticStatus,
-                                                self.names(f"/{self.robot}/vehicle"),
-                                                PLAN_QOS)
-        self.create_subscription(ReservationSet, self.names("/traffic/updates"), self.replica.apply,
-                                 qos.TABLE)
-        self.create_subscription(Path, self.names(f"/{self.robot}/plan"), self._on_plan,
-                                 PLAN_QOS)
-        self.create_service(SetBool, self.names(f"/{self.robot}/estop"), self._on_estop)
+        # the robot's driver, as a serial bridge is: its identity, odometry and e-stop
+        identity = bridge_identity(self.robot)
+        self.auth = NodeAuth(self, identities=[identity])
+        self.odom_link = DriverLink(self, self.auth, self.robot, on_cmd=None)
+        self.link = FollowerDriverLink(self, self.auth, self.robot, identity, self._on_plan)
+        self.estop = EstopServices(self, self.auth, self.robot, self._set_estop)
+        self.create_subscription(ReservationSet, self.names("/traffic/updates"),
+                                 self._on_update, qos.TABLE)
         self.create_service(Trigger, self.names(f"/{self.robot}/cancel_order"), self._on_cancel)
         self.create_timer(1.0 / rate, self._tick)
 
@@ -188,6 +198,12 @@ class Vda5050Master(Node):
 
     # -- inputs ---------------------------------------------------------------------------
 
+    def _on_update(self, msg: ReservationSet) -> None:
+        # only the authority's table releases orders (a forged grant would drive the
+        # vehicle into space another robot holds)
+        if self.auth.check(msg, "traffic/updates"):
+            self.replica.apply(msg)
+
     def _on_plan(self, msg: Path) -> None:
         try:
             path = timed_path_from_msg(self.roadmap, msg)
@@ -196,12 +212,13 @@ class Vda5050Master(Node):
         except ValueError as e:
             self.get_logger().error(f"plan dropped: {e}")
 
-    def _on_estop(self, req: SetBool.Request, resp: SetBool.Response) -> SetBool.Response:
-        self.instant_action("startPause" if req.data else "stopPause")
-        resp.success = self.client.is_connected()
-        resp.message = ("e-stop: startPause sent" if req.data else "released: stopPause sent") \
-            if resp.success else "not connected to the MQTT broker"
-        return resp
+    def _set_estop(self, engage: bool, who: str, why: str) -> tuple[bool, str]:
+        """EstopServices: engage = instant action startPause, release = stopPause."""
+        self.instant_action("startPause" if engage else "stopPause")
+        if not self.client.is_connected():
+            return False, "not connected to the MQTT broker"
+        by = f" ({who}{': ' + why if why else ''})" if who else ""
+        return True, ("e-stop: startPause sent" if engage else "released: stopPause sent") + by
 
     def _on_cancel(self, req: Trigger.Request, resp: Trigger.Response) -> Trigger.Response:
         if not self.book.order_id:
@@ -252,7 +269,7 @@ class Vda5050Master(Node):
         self.heard_at = now
         if pos is not None and self.available(now):
             vel = msg.get("velocity") or {}
-            self.odom_pub.publish(odometry_msg(
+            self.odom_link.publish_odom(odometry_msg(
                 self.robot, pos["x"], pos["y"], pos["theta"], float(vel.get("vx", 0.0)),
                 float(vel.get("omega", 0.0)), to_time(t_vehicle)))
 
@@ -341,7 +358,7 @@ class Vda5050Master(Node):
                                message="available" if ok else "unavailable",
                                hardware_id=f"{self.manufacturer}/{self.serial}",
                                values=[KeyValue(key=k, value=v) for k, v in values.items()])
-        self.status_pub.publish(msg)
+        self.link.publish_status(msg)
 
     def destroy_node(self) -> None:
         self.client.loop_stop()
