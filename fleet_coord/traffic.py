@@ -22,19 +22,21 @@ removal speaks for it. An alive robot with a current or queued task is only remo
 Durability: with the parameter `table_log` (a file path) the table and the lost set are
 written ahead of every answer (fleet_coord.core.table_log) and reloaded on start, so a
 traffic node killed and restarted keeps every reservation it granted (versions continue:
-replicas go on applying deltas) and never grants a conflicting one. Robots found in a
-reloaded table count as heard at start-up: one that stays silent is declared lost as
-usual. Without `table_log` the table lives in memory only (the shipped configs and
-`fleet-coord launch` keep it on; docs/fleet-config.md).
+replicas go on applying deltas) and never grants a conflicting one. A robot found in a
+reloaded table that stays silent is declared lost as usual, judged from when it could
+have been heard: the last writer of robot states DDS discovered (hosts are found one by
+one, seconds apart on a loaded machine), at most `discovery_grace` s (default 5) after
+the first state heard. Without `table_log` the table lives in memory only (the shipped
+configs and `fleet-coord launch` keep it on; docs/fleet-config.md).
 
 Restarts: every start without a table picks a new `epoch` (a random non-zero 63-bit
 number; one that reloads its table log keeps the log's) that every update and every
 Reserve answer carries, so replicas resynchronise on a new incarnation and an answer is
-known to come from it. Without a table log a new incarnation does not
-know what the old one granted: for up to `recovery_window` s it grants only
-re-assertions (Reserve `reassert`), ending as soon as every robot it heard for
-`lost_after` s has re-asserted or reports no earlier table (fleet_coord.core.traffic,
-docs/core-model.md "Authority restarts").
+known to come from it. Without a table log a new incarnation does not know what the old
+one granted: for up to `recovery_window` s it grants only re-assertions (Reserve
+`reassert`), ending as soon as every robot it heard has re-asserted or reports no earlier
+table, once it has listened `lost_after` s from when every robot could be heard (as
+above; fleet_coord.core.traffic, docs/core-model.md "Authority restarts").
 
 History: before each snapshot, reservations that ended more than `keep_history` s ago
 (default 60) are dropped, as ordinary deltas, so the table and the replicas stay the size
@@ -97,6 +99,10 @@ class TrafficNode(Node):
         table_log = p("table_log", "").value
         fsync = p("table_fsync", True).value
         recovery_window = p("recovery_window", 10.0).value
+        # a robot reloaded from the table log (or awaited by a recovery) is judged from when
+        # its host could be heard: the last robot-state writer discovered, at most this
+        # long after the first state heard (core/traffic.py listening_since)
+        discovery_grace = p("discovery_grace", 5.0).value
         # the robots the fleet starts with and where (flat x, y, theta per robot): each
         # start vertex is held for its robot until its agent parks (core/traffic.py expect)
         anything = ParameterDescriptor(dynamic_typing=True)
@@ -112,7 +118,8 @@ class TrafficNode(Node):
         epoch = secrets.randbits(63) or 1
         roadmap, self.exclusion, self.roadmap_id = load_roadmap_and_exclusion(map_path, radius)
         options = dict(roadmap_id=self.roadmap_id, lost_after=self.lost_after,
-                       keep_history=keep_history, log=self.get_logger(), epoch=epoch)
+                       keep_history=keep_history, log=self.get_logger(), epoch=epoch,
+                       discovery_grace=discovery_grace)
         if table_log:
             table_log = os.path.expanduser(table_log)
             os.makedirs(os.path.dirname(os.path.abspath(table_log)), exist_ok=True)
@@ -143,7 +150,8 @@ class TrafficNode(Node):
         self.create_service(Reserve, names("/traffic/reserve"), self._on_reserve)
         self.create_service(Release, names("/traffic/release"), self._on_release)
         self.create_service(RemoveRobot, names("/fleet/remove_robot"), self._on_remove_robot)
-        events = SubscriptionEventCallbacks(liveliness=lambda _info: self._tick())
+        events = SubscriptionEventCallbacks(liveliness=lambda _info: self._tick(),
+                                            matched=self._on_state_writer_matched)
         self.guard = Guard(self.get_logger())   # what a callback cannot take is dropped
         self.guard.subscribe(self, RobotState, self.names("/fleet/robot_states"), self._on_state,
                              qos.state_qos(), event_callbacks=events)
@@ -157,6 +165,10 @@ class TrafficNode(Node):
 
     def now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
+
+    def _on_state_writer_matched(self, info: Any) -> None:
+        if info.current_count_change > 0:   # a host's robots can be heard from now on
+            self.authority.on_discovery(self.now())
 
     # actions and updates out -------------------------------------------------------------
     def _do(self, actions: Sequence[tc.Action]) -> None:

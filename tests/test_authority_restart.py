@@ -149,3 +149,29 @@ def test_the_listening_starts_with_the_first_robot_heard():
     ta.on_robot_state(6.5, "a", table_epoch=0, resource=1)
     ta.tick(6.6)
     assert not ta.recovering
+
+
+def test_a_recovery_listens_until_every_robot_could_be_heard():
+    # b's host is discovered after the first robot was heard and lost_after had passed:
+    # the recovery waits for it instead of ending without b's holds
+    ta = _recovering(window=10.0, listen=1.5)
+    ta.on_robot_state(0.1, "a", table_epoch=0, resource=1)       # nothing to re-assert
+    ta.on_discovery(1.0)                                         # b's host found
+    ta.tick(1.6)
+    assert ta.recovering
+    ta.on_robot_state(1.8, "b", table_epoch=7, resource=4)
+    ta.tick(2.6)
+    assert ta.recovering                                         # b has not re-asserted
+    assert ta.request("b", [(4, 2.6, INF)], reassert=True).ok
+    ta.tick(2.7)
+    assert not ta.recovering
+    # discoveries postpone the end by discovery_grace at most
+    ta = TrafficAuthority(ReservationTable(ex, 10), epoch=43, discovery_grace=2.0)
+    ta.start_recovery(0.0, 10.0, 1.5)
+    ta.on_robot_state(0.1, "a", table_epoch=0, resource=1)
+    ta.on_discovery(9.0)
+    ta.on_robot_state(3.0, "a", table_epoch=0, resource=1)
+    ta.tick(3.5)
+    assert ta.recovering
+    ta.tick(3.7)                                                 # 0.1 + 2 + 1.5
+    assert not ta.recovering

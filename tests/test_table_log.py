@@ -144,9 +144,12 @@ def test_a_table_reloaded_from_its_log_keeps_its_epoch(world, tmp_path):
     assert again.epoch == 7 and len(again.table) == 1 and again.table.version == 1
 
 
-def test_robots_reloaded_from_the_log_are_silent_from_the_first_state_heard(world, tmp_path):
-    # a restarted process hears nobody until DDS has discovered it (seconds on a loaded
-    # machine): the robots of its table are not lost before it has heard anyone
+def test_reloaded_robots_are_judged_from_when_their_host_could_be_heard(world, tmp_path):
+    # a restarted process hears nobody until DDS has discovered it, and hosts are
+    # discovered one by one, seconds apart on a loaded machine: nobody is judged before a
+    # state is heard, a robot whose host is found after the first state heard is not lost
+    # for that (the soak's false losses); one that never speaks is lost lost_after s after
+    # the last discovery, and discoveries postpone that by at most discovery_grace s
     from fleet_coord.core.traffic import RobotLost, TrafficAuthority
     roadmap, exclusion, rid = world
     path = str(tmp_path / "table.log")
@@ -154,18 +157,37 @@ def test_robots_reloaded_from_the_log_are_silent_from_the_first_state_heard(worl
     def start(now):
         return TrafficAuthority.recover(TableLog(path, rid, fsync=False), exclusion,
                                         roadmap.num_resources, now, roadmap_id=rid,
-                                        lost_after=1.5, epoch=3)
+                                        lost_after=1.5, discovery_grace=5.0, epoch=3)
     first = start(0.0)
-    for i, r in enumerate(("a", "b")):
+    for i, r in enumerate(("a", "b", "c")):
         assert first.request(r, [(roadmap.vertex_at(1 + 4 * i, 1), 0.0, INF)]).ok
     first.drain()
     again = start(100.0)
+    lost = []
 
-    def lost(now):
-        return [a.robot for a in again.tick(now) if isinstance(a, RobotLost)]
-    assert lost(105.0) == []                       # nobody heard yet: nobody judged
-    again.on_robot_state(105.0, "a")               # discovery done: the clock starts
-    again.on_robot_state(106.0, "a")
-    assert lost(106.4) == []
-    assert lost(106.6) == ["b"]                    # b stayed silent lost_after s since
-    assert again.lost == {"b"}
+    def run(until, speak=("a",)):
+        t = run.t
+        while t < until - 1e-9:
+            t = round(t + 0.1, 1)
+            for r in speak:
+                again.on_robot_state(t, r)
+            lost.extend(a.robot for a in again.tick(t) if isinstance(a, RobotLost))
+        run.t = t
+    assert [a for a in again.tick(104.9) if isinstance(a, RobotLost)] == []
+    run.t = 104.9                                  # nobody heard for 4.9 s: nobody judged
+    run(105.0)                                     # a's host found first
+    again.on_discovery(106.0)                      # b's host 1 s later
+    run(107.0)
+    assert lost == []                              # b, c not judged from 105
+    for t in (107.0, 108.4, 109.8):                # more writers found (c may speak)
+        again.on_discovery(t)
+        run(t + 1.4, speak=("a", "b"))
+        assert lost == [] and "b" in again.liveness.alive()
+    run(111.0, speak=("a", "b"))
+    again.on_discovery(111.0)                      # capped: 105 + 5 s, + lost_after
+    run(111.5, speak=("a", "b"))
+    assert lost == []
+    run(111.6, speak=("a", "b"))
+    assert lost == ["c"] and again.lost == {"c"}
+    # c has been silent since the reload: what it held since then stays blocked
+    assert again.table.holder_at(roadmap.vertex_at(9, 1), 1e9) == "c"

@@ -37,13 +37,15 @@ With a `TableLog` every change is written ahead of the updates that announce it
 Restarts (the invariant: docs/core-model.md, "Authority restarts"): every incarnation has
 an `epoch` of its own, carried by every update, so each replica resynchronises on the new
 incarnation's first snapshot (core.replica). A new incarnation that reloaded its table
-(the table log, on in every shipped config) grants as before. One that could not - no
-log - knows nothing of what robots hold, so it `start_recovery`s: for `recovery_window`
-s it grants only re-assertions (what a robot held under the old epoch: its path from
-now on and its spot), ending early once every robot it has heard has re-asserted or
-reports that its holds come from no earlier table (`table_epoch` 0, a fresh agent); a
-robot heard that never re-asserted gets the spot it reports standing on blocked. Robots
-keep to what they were granted meanwhile.
+(the table log, on in every shipped config) grants as before; the robots of its table
+are judged silent only from when they could be heard (`listening_since`: DDS discovers
+their hosts one by one). One that could not - no log - knows nothing of what robots
+hold, so it `start_recovery`s: for `recovery_window` s it grants only re-assertions (what
+a robot held under the old epoch: its path from now on and its spot), ending early once
+it has listened from when every robot could be heard and every robot it has heard has
+re-asserted or reports that its holds come from no earlier table (`table_epoch` 0, a
+fresh agent); a robot heard that never re-asserted gets the spot it reports standing on
+blocked. Robots keep to what they were granted meanwhile.
 
 Pure: time is a parameter, outputs are `TableUpdate`s to publish and `Action`s (a robot
 lost or removed, start / stop watching a lost robot's odometry); the node
@@ -115,8 +117,8 @@ class Recovery:
     """A new incarnation re-learning what robots hold (`start_recovery`)."""
     started: float
     until: float                           # ends at the latest then
-    listen: float                          # ... and not before `listen` s after the first
-    heard_at: float | None = None          # robot was heard (robots' states: every robot)
+    listen: float                          # ... and not before `listen` s after every robot
+                                           # could be heard (`listening_since`)
     reasserted: set[str] = field(default_factory=set)
     settled: set[str] = field(default_factory=set)      # nothing to re-assert
     spots: dict[str, int] = field(default_factory=dict)  # robot -> resource it reports
@@ -186,7 +188,11 @@ class TrafficAuthority:
     def __init__(self, table: ReservationTable, *, exclusion: Exclusion | None = None,
                  roadmap_id: str = "", lost_after: float = 1.5, keep_history: float = 60.0,
                  table_log: TableLog | None = None, log: Log | None = None,
-                 epoch: int = 0) -> None:
+                 epoch: int = 0, discovery_grace: float = 5.0) -> None:
+        if not (isinstance(discovery_grace, (int, float)) and math.isfinite(discovery_grace)
+                and discovery_grace >= 0):
+            raise ValueError(f"discovery_grace: expected a finite number of seconds >= 0, "
+                             f"got {discovery_grace!r}")
         self.table = table
         self.epoch = epoch                            # this incarnation (never 0 in a node)
         self.recovery: Recovery | None = None
@@ -194,6 +200,10 @@ class TrafficAuthority:
         self.roadmap_id = roadmap_id
         self.liveness = LivenessTracker(lost_after)
         self._unheard: set[str] = set()               # taken over from the table log
+        self._reloaded_at = 0.0                       # ... at this time
+        self.discovery_grace = discovery_grace
+        self._first_heard: float | None = None        # the first robot state heard
+        self._discovered: float | None = None         # the last robot-state writer found
         self.keep_history = keep_history
         self.membership = Membership()
         self.work: dict[str, list[str]] = {}          # robot -> its current and queued tasks
@@ -211,23 +221,25 @@ class TrafficAuthority:
     def recover(cls, table_log: TableLog, exclusion: Exclusion, num_resources: int,
                 now: float, *, roadmap_id: str = "", lost_after: float = 1.5,
                 keep_history: float = 60.0, log: Log | None = None,
-                epoch: int = 0) -> TrafficAuthority:
-        """The authority a table log records (a new one when there is no log yet); robots
-        found in the table count as heard when this incarnation hears its first robot state
-        (one that stays silent is lost as usual; a new process hears nobody until DDS has
-        discovered it, seconds on a loaded machine: counted from `now`, every robot of a
-        host discovered late was declared lost). From here on every change is written to
-        the log ahead of its update."""
+                epoch: int = 0, discovery_grace: float = 5.0) -> TrafficAuthority:
+        """The authority a table log records (a new one when there is no log yet). A robot
+        found in the table is judged silent only from when it could have been heard
+        (`listening_since`: a new process hears a robot only once DDS has discovered its
+        host, seconds on a loaded machine); one still unheard `lost_after` s after that is
+        lost as usual, having been silent since `now`. From here on every change is
+        written to the log ahead of its update."""
         rec = table_log.load(exclusion.of, num_resources)
         table = rec.table if rec is not None else ReservationTable(exclusion.of, num_resources)
         if rec is not None and table_log.epoch is not None:
             epoch = table_log.epoch   # the same table goes on: replicas need not resync
         table_log.epoch = epoch
         ta = cls(table, exclusion=exclusion, roadmap_id=roadmap_id, lost_after=lost_after,
-                 keep_history=keep_history, table_log=table_log, log=log, epoch=epoch)
+                 keep_history=keep_history, table_log=table_log, log=log, epoch=epoch,
+                 discovery_grace=discovery_grace)
         if rec is not None:
-            ta._unheard.update(rec.table.robots())
             ta.liveness.lost.update(rec.lost)
+            ta._unheard.update(set(rec.table.robots()) - ta.lost)
+            ta._reloaded_at = now
             ta.log.info(f"recovered the table from {table_log.path}: {len(rec.table)} "
                         f"reservations of {len(rec.table.robots())} robots at version "
                         f"{rec.table.version} ({rec.updates} updates replayed), lost: "
@@ -241,8 +253,8 @@ class TrafficAuthority:
     def start_recovery(self, now: float, window: float, listen: float) -> None:
         """This incarnation started without the table its predecessor granted: grant only
         re-assertions until `now + window`, or earlier once it has listened `listen` s from
-        the first robot heard and every robot heard has re-asserted or has nothing to
-        re-assert (module doc)."""
+        when every robot could be heard (`listening_since`) and every robot heard has
+        re-asserted or has nothing to re-assert (module doc)."""
         self.recovery = Recovery(started=now, until=now + window, listen=listen)
         self.log.warning(f"traffic authority epoch {self.epoch} started without a table: "
                          f"granting only re-assertions of robots' holds for up to {window:g} s")
@@ -251,15 +263,45 @@ class TrafficAuthority:
     def recovering(self) -> bool:
         return self.recovery is not None
 
+    def on_discovery(self, now: float) -> None:
+        """A writer of robot states was discovered (the node's DDS match): the robots it
+        speaks for can be heard from `now` on."""
+        self._discovered = now if self._discovered is None else max(self._discovered, now)
+
+    def listening_since(self) -> float | None:
+        """From when this incarnation could hear every robot: the later of the first robot
+        state it heard (a new process hears nobody before DDS has discovered it) and the
+        last robot-state writer discovered since (hosts are discovered one by one), but
+        no later than `discovery_grace` s after that first state, so that a robot that
+        never speaks is still judged in bounded time. None before any robot was heard."""
+        first = self._first_heard
+        if first is None:
+            return None
+        last = first if self._discovered is None else max(first, self._discovered)
+        return min(last, first + self.discovery_grace)
+
+    def _judge_unheard(self, now: float) -> None:
+        """Robots reloaded from the table log and still unheard `lost_after` s after every
+        robot could be heard have been silent since the reload: the liveness check below
+        declares them lost."""
+        since = self.listening_since()
+        if not self._unheard or since is None or now - since <= self.liveness.lost_after:
+            return
+        for robot in self._unheard:
+            self.liveness.last_seen.setdefault(robot, self._reloaded_at)
+        self._unheard.clear()
+
     def _check_recovery(self, now: float) -> None:
         rec = self.recovery
         if rec is None:
             return
         heard = set(self.liveness.last_seen) - self.lost
         done = rec.reasserted | rec.settled
-        # a new process hears nobody until discovery: the listening starts with the first
-        # robot heard (without any, the whole window), then every robot heard must be done
-        if now < rec.until and (rec.heard_at is None or now < rec.heard_at + rec.listen
+        # a new process hears nobody until discovery: the listening starts once every robot
+        # could be heard (without any heard, the whole window), then every robot heard
+        # must be done
+        since = self.listening_since()
+        if now < rec.until and (since is None or now < since + rec.listen
                                 or not heard <= done):
             return
         missing = sorted(heard - done)
@@ -494,14 +536,13 @@ class TrafficAuthority:
             return []   # the old agent of a removed robot
         last_seen = self.liveness.last_seen.get(robot)
         self.work[robot] = list(task_ids)
-        if self._unheard:   # the first state since a reload: the robots' silence starts now
-            for r in self._unheard:
-                self.liveness.last_seen.setdefault(r, now)
-            self._unheard.clear()
+        if self._first_heard is None:
+            self._first_heard = now
+        if robot in self._unheard:   # reloaded from the log: not new, not returning
+            self._unheard.discard(robot)
+            self.liveness.last_seen.setdefault(robot, now)
         rec = self.recovery
         if rec is not None:
-            if rec.heard_at is None:
-                rec.heard_at = now
             n = self.table.num_resources
             if resource is not None and 0 <= resource and (n is None or resource < n):
                 rec.spots[robot] = resource
@@ -557,6 +598,7 @@ class TrafficAuthority:
         """Declare robots silent for `lost_after` s lost (and watch their odometry), drop
         expired leases, end a recovery that is done."""
         self._check_recovery(now)
+        self._judge_unheard(now)
         out: list[Action] = []
         for robot in self.liveness.check(now):
             outcome = self.robot_lost(robot, now, self.liveness.last_seen.get(robot))
