@@ -97,7 +97,7 @@ SCHEMA: dict[str, dict[str, Bound]] = {
         "snapshot_period": F(0.05, 600, "s"),
         "keep_history": F(0, _S, "s"),
         "table_log": STR, "table_fsync": BOOL, "recovery_window": F(0, 600, "s"),
-        "discovery_grace": F(0, 600, "s"),
+        "discovery_grace": F(0, 600, "s"), "brake_horizon": F(0, 60, "s"),
         "robots": Bound("robots"), "start_poses": Bound("floats"),
     },
     "dispatcher": {

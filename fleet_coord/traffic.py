@@ -38,6 +38,11 @@ one granted: for up to `recovery_window` s it grants only re-assertions (Reserve
 table, once it has listened `lost_after` s from when every robot could be heard (as
 above; fleet_coord.core.traffic, docs/core-model.md "Authority restarts").
 
+Revocation: a robot whose future holds are revoked keeps for good what it holds over the
+next `brake_horizon` s (default 1; the time to hear of the cut and brake to a stop from
+its planned speed): it stops there, later than its plan (docs/core-model.md, "Lost
+robots and revocation").
+
 History: before each snapshot, reservations that ended more than `keep_history` s ago
 (default 60) are dropped, as ordinary deltas, so the table and the replicas stay the size
 of the fleet's present and future plans.
@@ -103,6 +108,9 @@ class TrafficNode(Node):
         # its host could be heard: the last robot-state writer discovered, at most this
         # long after the first state heard (core/traffic.py listening_since)
         discovery_grace = p("discovery_grace", 5.0).value
+        # a revoked robot keeps for good what its holds cover this far ahead: what it can
+        # brake into before it stops (core/traffic.py _revoke)
+        brake_horizon = p("brake_horizon", 1.0).value
         # the robots the fleet starts with and where (flat x, y, theta per robot): each
         # start vertex is held for its robot until its agent parks (core/traffic.py expect)
         anything = ParameterDescriptor(dynamic_typing=True)
@@ -119,7 +127,7 @@ class TrafficNode(Node):
         roadmap, self.exclusion, self.roadmap_id = load_roadmap_and_exclusion(map_path, radius)
         options = dict(roadmap_id=self.roadmap_id, lost_after=self.lost_after,
                        keep_history=keep_history, log=self.get_logger(), epoch=epoch,
-                       discovery_grace=discovery_grace)
+                       discovery_grace=discovery_grace, brake_horizon=brake_horizon)
         if table_log:
             table_log = os.path.expanduser(table_log)
             os.makedirs(os.path.dirname(os.path.abspath(table_log)), exist_ok=True)

@@ -107,6 +107,33 @@ def test_a_revoked_robot_keeps_where_it_is_and_the_revocation_cascades():
     assert ta.table.holder_at(3, 5.0) == "c" and ta.table.holder_at(3, 6.5) is None
 
 
+def test_a_revoked_robot_keeps_what_it_can_brake_into():
+    """a drives through 2, 3, 4 at speed when d parks in 4 (its future passage revoked
+    from 3.0): hearing of it and braking take a, later than its plan, into the holds
+    that begin within brake_horizon (1 s) - 2 and 3 - so it keeps both for good, each
+    from when its hold begins; c, which planned to pass 2 after a, is revoked in turn."""
+    def run(**kw):
+        ta = TrafficAuthority(ReservationTable(line_exclusion(10), 10), **kw)
+        assert ta.reserve("a", [(1, 0, 1.2), (2, 1.0, 2.2), (3, 2.0, 3.2), (4, 3.0, 4.2),
+                                (5, 4.0, INF)]).ok
+        assert ta.reserve("c", [(0, 0, 3.0), (1, 3.0, 4.0), (2, 4.0, 5.0), (3, 5.0, INF)]).ok
+        assert ta.request("d", [(4, 1.5, INF)], replace_from=1.5).ok   # d parks in 4
+        return ta
+    ta = run()
+    assert ta.table.holder_at(2, 1e9) == "a" and ta.table.holder_at(3, 1e9) == "a"
+    assert ta.table.holder_at(4, 3.5) == "d" and ta.table.holder_at(5, 1e9) is None
+    assert ta.table.holder_at(0, 1e9) == "c" and ta.table.holder_at(2, 4.5) == "a"
+    assert ta.reserve("e", [(3, 1.6, 1.9)]).ok       # before a's hold of 3 begins
+    # with no horizon it keeps only where it is: 3 runs out at its planned time
+    ta = run(brake_horizon=0.0)
+    assert ta.table.holder_at(2, 1e9) == "a" and ta.table.holder_at(3, 4.0) is None
+    for bad in (-1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="brake_horizon"):
+            TrafficAuthority(ReservationTable(line_exclusion(10), 10), brake_horizon=bad)
+    with pytest.raises(ValueError, match="discovery_grace"):
+        TrafficAuthority(ReservationTable(line_exclusion(10), 10), discovery_grace=math.nan)
+
+
 def test_blocking_spares_a_robot_that_is_lost_too_its_commitment_stands():
     """When the authority's own link is cut every robot goes silent at once: b cannot hear
     a revocation and may be driving through a's spot as committed, so b keeps it and a's

@@ -19,11 +19,12 @@ Blocking can clash with other robots' *future* reservations of that space (they 
 to pass after the lost robot left); those robots lose their reservations from the clash
 on and must replan (they see it in their replica) — safety before throughput. The space
 a robot is in never goes: a hold that has begun stays (the block leaves its time out),
-and a robot revoked keeps what it holds at that moment for good, until its agent plans
-again — it may have to stop right there (`_revoke`; others' future holds of it are
-revoked in turn). A robot that is lost itself cannot hear a revocation (e.g. the
-authority's own link was cut and every robot went silent at once) and may be driving
-what it committed: its commitment stands and the block leaves out the time it holds.
+and a robot revoked keeps for good what it can brake into - what its holds cover over
+the next `brake_horizon` s - until its agent plans again: it may have to stop there,
+later than its plan (`_revoke`; others' future holds of it are revoked in turn). A robot
+that is lost itself cannot hear a revocation (e.g. the authority's own link was cut and
+every robot went silent at once) and may be driving what it committed: its commitment
+stands and the block leaves out the time it holds.
 
 Around the table the authority decides who is in the fleet (fleet_coord.core.membership:
 robots join by speaking; `remove_robot` takes one out for good, refused for an unknown
@@ -188,11 +189,13 @@ class TrafficAuthority:
     def __init__(self, table: ReservationTable, *, exclusion: Exclusion | None = None,
                  roadmap_id: str = "", lost_after: float = 1.5, keep_history: float = 60.0,
                  table_log: TableLog | None = None, log: Log | None = None,
-                 epoch: int = 0, discovery_grace: float = 5.0) -> None:
-        if not (isinstance(discovery_grace, (int, float)) and math.isfinite(discovery_grace)
-                and discovery_grace >= 0):
-            raise ValueError(f"discovery_grace: expected a finite number of seconds >= 0, "
-                             f"got {discovery_grace!r}")
+                 epoch: int = 0, discovery_grace: float = 5.0,
+                 brake_horizon: float = 1.0) -> None:
+        for name, value in (("discovery_grace", discovery_grace),
+                            ("brake_horizon", brake_horizon)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name}: expected a finite number of seconds >= 0, "
+                                 f"got {value!r}")
         self.table = table
         self.epoch = epoch                            # this incarnation (never 0 in a node)
         self.recovery: Recovery | None = None
@@ -204,6 +207,7 @@ class TrafficAuthority:
         self.discovery_grace = discovery_grace
         self._first_heard: float | None = None        # the first robot state heard
         self._discovered: float | None = None         # the last robot-state writer found
+        self.brake_horizon = brake_horizon
         self.keep_history = keep_history
         self.membership = Membership()
         self.work: dict[str, list[str]] = {}          # robot -> its current and queued tasks
@@ -221,7 +225,8 @@ class TrafficAuthority:
     def recover(cls, table_log: TableLog, exclusion: Exclusion, num_resources: int,
                 now: float, *, roadmap_id: str = "", lost_after: float = 1.5,
                 keep_history: float = 60.0, log: Log | None = None,
-                epoch: int = 0, discovery_grace: float = 5.0) -> TrafficAuthority:
+                epoch: int = 0, discovery_grace: float = 5.0,
+                brake_horizon: float = 1.0) -> TrafficAuthority:
         """The authority a table log records (a new one when there is no log yet). A robot
         found in the table is judged silent only from when it could have been heard
         (`listening_since`: a new process hears a robot only once DDS has discovered its
@@ -235,7 +240,7 @@ class TrafficAuthority:
         table_log.epoch = epoch
         ta = cls(table, exclusion=exclusion, roadmap_id=roadmap_id, lost_after=lost_after,
                  keep_history=keep_history, table_log=table_log, log=log, epoch=epoch,
-                 discovery_grace=discovery_grace)
+                 discovery_grace=discovery_grace, brake_horizon=brake_horizon)
         if rec is not None:
             ta.liveness.lost.update(rec.lost)
             ta._unheard.update(set(rec.table.robots()) - ta.lost)
@@ -384,8 +389,10 @@ class TrafficAuthority:
         return outcome
 
     def _block(self, robot: str, spot: list[int], now: float, outcome: LossOutcome, *,
-               replace: bool) -> None:
-        block = [(res, now, math.inf) for res in spot]
+               replace: bool, since: dict[int, float] | None = None) -> None:
+        """Hold `spot` for `robot` for good: from `now`, or per resource from `since`."""
+        since = since or {}
+        block = [(res, since.get(res, now), math.inf) for res in spot]
         if not replace:
             # Its own holds of these resources would clash with the block: cut them at
             # `now` only where the block extends them (its future elsewhere stays).
@@ -418,17 +425,23 @@ class TrafficAuthority:
 
     def _revoke(self, robot: str, cut: float, now: float, outcome: LossOutcome) -> None:
         """`robot` loses its reservations from `cut` (> `now`) on and must stop before it
-        (it sees the cut in its replica). Where it is now - the resources it holds at
-        `now` - it keeps for good, until its agent plans again (its re-commit replaces
-        them): when no stop point lies within what it still holds, it stops where it is,
-        and that space must not be granted to others (their future holds that clash are
-        revoked in turn; each round removes a hold that has not begun, so it ends)."""
-        current = sorted({r.resource for r in self.table.reservations(robot)
-                          if r.t_start <= now < r.t_end})
+        (it sees the cut in its replica). What it can brake into - the resources its
+        holds cover from `now` over the next `brake_horizon` s (before the cut), where it
+        is now included - it keeps for good, each from when its hold of it begins, until
+        its agent plans again (its re-commit replaces them): when no stop point lies
+        within what it still holds it stops where hearing of the cut and braking leave it,
+        later than its plan passes there, and that space must not be granted to others
+        (their future holds that clash are revoked in turn; each round removes a hold
+        that has not begun, so it ends)."""
+        reach = min(cut, now + self.brake_horizon)
+        since: dict[int, float] = {}
+        for r in self.table.reservations(robot):
+            if r.t_end > now and r.t_start < reach:
+                since[r.resource] = min(since.get(r.resource, math.inf), max(r.t_start, now))
         self.table.release(robot, after=cut)
         outcome.revoked[robot] = min(outcome.revoked.get(robot, math.inf), cut)
-        if current:
-            self._block(robot, current, now, outcome, replace=False)
+        if since:
+            self._block(robot, sorted(since), now, outcome, replace=False, since=since)
 
     def robot_returned(self, robot: str) -> None:
         """The robot speaks again: it may reserve again (its block stays until it replans)."""
