@@ -159,10 +159,11 @@ def test_reloaded_robots_are_judged_from_when_their_host_could_be_heard(world, t
                                         roadmap.num_resources, now, roadmap_id=rid,
                                         lost_after=1.5, discovery_grace=5.0, epoch=3)
     first = start(0.0)
-    for i, r in enumerate(("a", "b", "c")):
+    for i, r in enumerate(("a", "b", "c", "d")):
         assert first.request(r, [(roadmap.vertex_at(1 + 4 * i, 1), 0.0, INF)]).ok
     first.drain()
     again = start(100.0)
+    assert again.remove_robot("d")[0].ok          # taken out before it was heard
     lost = []
 
     def run(until, speak=("a",)):

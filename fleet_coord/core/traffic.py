@@ -531,6 +531,7 @@ class TrafficAuthority:
         was_lost = robot in self.lost
         released = self.robot_removed(robot)
         self.liveness.forget(robot)
+        self._unheard.discard(robot)
         self.membership.remove(robot)
         self.work.pop(robot, None)
         return (RemoveResult(True, released=released, was_lost=was_lost),
