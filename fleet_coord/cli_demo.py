@@ -64,8 +64,8 @@ def register(subparsers) -> None:
     p.add_argument("--auth", choices=("enforce", "off"), default="enforce",
                    help="enforce (default): the fleet signs and checks its messages with keys "
                         "the demo provisions in its temporary folder (docs/security.md); off: "
-                        "unsigned, to compare. The --vda5050 and --in-process fleets run "
-                        "unsigned")
+                        "unsigned, to compare (the --vda5050 fleet too). The --in-process fleet "
+                        "has nothing to sign (one process)")
     p.add_argument("--dry-run", action="store_true",
                    help="no ROS: allocate by Contract Net and plan with SIPP in one process")
     p.add_argument("--vda5050", type=_positive_int, default=None, metavar="N",

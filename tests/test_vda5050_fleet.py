@@ -288,6 +288,7 @@ def test_the_mixed_demo_as_small_as_it_gets(tmp_path, capsys):
     assert rc == 0, (metrics, out.err[-3000:],
                      (tmp_path / "out" / "fleet.log").read_text()[-3000:])
     assert metrics["ros_robots"] == 1 and metrics["vda5050_vehicles"] == 1
+    assert "authentication: on" in out.out   # the default: the vehicle's path signed too
     assert metrics["done"] == metrics["done_by_vda5050"] == 1
     assert metrics["odometry_samples"] > 0 and metrics["vehicle_reports_checked"] > 0
     assert metrics["mqtt_messages"] and metrics["schema_problems"] == 0

@@ -5,6 +5,10 @@ Mosquitto, one fleet: the same traffic authority, dispatcher and auctions, on wa
 the outside: the reservation table (conflicting holds), the ROS robots' odometry and the
 vehicles' own MQTT reports (excursions), every MQTT message both ways against the
 official schemas. Writes ``<out>/metrics.json`` and ``<out>/fleet.log``.
+
+The fleet authenticates by default (``--auth enforce``, docs/security.md): keys for every
+identity, the vehicles' master controls as their drivers, are provisioned in the demo's
+temporary folder and the demo's submissions are signed as the operator.
 """
 from __future__ import annotations
 
@@ -27,10 +31,12 @@ STALL_S = 300.0        # no task ended for this long (wall s) while tasks are op
 
 
 def mixed_config(map_path: str, ros: dict[str, tuple[float, float]],
-                 vda: dict[str, tuple[float, float]], broker: str, workdir: str) -> Any:
+                 vda: dict[str, tuple[float, float]], broker: str, workdir: str,
+                 auth: str = "off") -> Any:
     """The FleetConfig of the mixed demo: `ros` robots on the ideal driver, `vda` robots
-    behind VDA 5050 master controls, wall time, loopback discovery."""
-    from fleet_coord.fleet_config import FleetConfig, RobotConfig
+    behind VDA 5050 master controls, wall time, loopback discovery; `auth` its
+    `auth.mode`, keys in `workdir`."""
+    from fleet_coord.fleet_config import AuthConfig, FleetConfig, RobotConfig
 
     cfg = FleetConfig(path="<fleet-coord demo --vda5050>", map=map_path, footprint_radius=0.15,
                       discovery_range="LOCALHOST",
@@ -51,6 +57,7 @@ def mixed_config(map_path: str, ros: dict[str, tuple[float, float]],
                  "ideal_driver": acc,
                  "traffic": {"lost_after": 3.0},
                  "dispatcher": {"bid_window": 0.5, "robot_timeout": 3.0}}
+    cfg.auth = AuthConfig(mode=auth, keys=os.path.join(workdir, "keys"))
     return cfg
 
 
@@ -110,7 +117,17 @@ def run_mixed_demo(args: Any, roadmap: Any, exclusion: Any, robots: dict[str, in
                 stdout=fleet_log, stderr=subprocess.STDOUT, start_new_session=True,
                 preexec_fn=die_with_parent))
         observer = MqttObserver(broker.host, broker.port, MANUFACTURER)
-        cfg = mixed_config(roadmap.grid.path, ros, vda, broker.address, workdir)
+        cfg = mixed_config(roadmap.grid.path, ros, vda, broker.address, workdir,
+                           getattr(args, "auth", "off"))
+        operator = None
+        if cfg.auth.enabled:   # the demo's own keys, in its temporary folder: no manual step
+            from fleet_coord.auth import Signer
+            from fleet_coord.keys import KeyDir, fleet_identities
+            kd = KeyDir(cfg.auth.keys)
+            kd.init(fleet_identities(cfg))
+            operator = Signer("operator", kd.private_key("operator"))
+        print("authentication: " + ("on (messages signed and checked; keys provisioned for "
+                                    "this run, docs/security.md)" if operator else "off"))
         launcher = FleetLauncher(cfg, [s for s in fleet_nodes(cfg)
                                        if s.executable != "fleet_monitor"],
                                  out=fleet_log, grace_s=5.0,
@@ -162,6 +179,8 @@ def run_mixed_demo(args: Any, roadmap: Any, exclusion: Any, robots: dict[str, in
         for task in tasks:
             req = SubmitTask.Request()
             req.task = task_to_msg(task)
+            if operator is not None:
+                operator.sign(req, "fleet/submit_task")
             fut = submit.call_async(req)
             while not fut.done():
                 spin(0.05)
