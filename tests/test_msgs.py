@@ -28,7 +28,8 @@ PKG = os.path.join(REPO, "fleet_coord_msgs")
 
 MSGS = ["Task", "TaskStatus", "CallForProposal", "Proposal", "Refusal", "Award",
         "Rejection", "ReservationSegment", "ReservationSet", "RobotState", "FleetState",
-        "Auth", "RobotNotice", "KeyEntry", "Keyring", "SignedTwist", "SignedOdometry"]
+        "Auth", "RobotNotice", "KeyEntry", "Keyring", "SignedTwist", "SignedOdometry", "SignedPath",
+        "SignedDiagnosticStatus"]
 SRVS = ["SubmitTask", "CancelTask", "ListTasks", "Reserve", "Release", "RemoveRobot", "SpawnRobot",
         "SetEstop"]
 ACTIONS = ["ExecuteTask"]
