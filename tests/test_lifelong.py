@@ -240,3 +240,26 @@ def test_lorr_example_maze_runs_valid_with_every_rule(lorr_examples):
     for rule in ("roundrobin", "greedy", "auction"):
         _, doc = run_and_check(path, 120, rule)
         assert doc["finished"] >= 5
+
+
+def test_auction_promises_a_robot_about_to_finish_the_task_where_it_ends(tmp_path):
+    # Robot 0 has started task 0 and ends it at (9, 0) in one step; task 1 starts next
+    # to that. Robot 1 is free but far from task 1 and next to task 2. Robot 0 bids from
+    # where its started task ends and wins task 1 as its next one; robot 1 gets task 2.
+    # Without the lookahead robot 0 does not bid and task 1 stays open (robot 1 is
+    # quicker with task 2).
+    from fleet_coord.core.lifelong import _Auction, _Fleet
+    path = write_instance(tmp_path, ["............"] * 3, [(8, 0), (0, 2)],
+                          [[(7, 0), (9, 0)], [(10, 0), (11, 1)], [(1, 2), (0, 1)]])
+    for lookahead in (20, 0):
+        fleet = _Fleet(load_lorr(path), LifelongConfig(lookahead=lookahead))
+        fleet.reveal(0)
+        started, near, far = fleet.open[0], fleet.open[1], fleet.open[2]
+        fleet.assign(0, started)
+        started.done = 1                          # (7, 0) visited: started
+        _Auction(fleet).schedule(0)
+        assert fleet.task[0] is started and fleet.task[1] is far
+        if lookahead:
+            assert fleet.next[0] is near and near.agent == 0
+        else:
+            assert fleet.next[0] is None and near.agent == -1
