@@ -360,6 +360,27 @@ def test_an_award_its_robot_never_lists_goes_back_to_auction(ledger):
     assert withdrawn.reason.startswith("withdrawn")
 
 
+def test_awards_that_go_unconfirmed_under_loss_are_retried_not_counted_as_attempts(ledger):
+    """Under heavy loss a winner's confirmation can miss `confirm_window` again and again
+    (CI's 30 % loss test: a task FAILED "after 3 attempts" of awards that reached their
+    robot 3 s late): no robot failed the task, so it goes back to auction uncounted."""
+    d = make(ledger, config=PER_TASK)
+    d.submit(0.0, Task("t", "goto", ["s"]))
+    t = 0.0
+    for _ in range(CONFIG.max_task_attempts + 2):
+        d.on_robot_state(t, "a", incarnation="a-agent-1")   # heard while it holds nothing
+        cfp, _ = auction(d, "t", {"a": 1.0}, t)
+        d.tick(cfp.bid_deadline + CONFIG.confirm_window)     # nothing heard from a
+        rec = ledger.get("t")
+        assert rec.state is S.QUEUED and rec.attempts == 0, rec
+        t = cfp.bid_deadline + CONFIG.confirm_window + 5.0
+    # a robot that fails it still counts
+    d.on_robot_state(t, "a", incarnation="a-agent-1")
+    cfp, _ = auction(d, "t", {"a": 1.0}, t)
+    d.on_task_status(cfp.bid_deadline + 0.1, "t", "a", S.FAILED, reason="blocked")
+    assert ledger.get("t").attempts == 1
+
+
 def test_a_task_at_a_station_a_lost_robot_holds_waits_until_the_robot_is_back(ledger):
     free = np.ones((1, 5), dtype=bool)
     roadmap = Roadmap.from_grid(GridMap(width=5, height=1, free=free, path="<test>"))

@@ -198,6 +198,9 @@ class TaskEntry:
     lost_holders: set[str] = field(default_factory=set)  # gave it back lost: a late DONE counts
     confirm_by: float | None = None         # awarded / in flight at a restart: its robot
     unconfirmed: str = ""                   # confirms by then (why, for the re-queue's reason)
+    # the confirmation may just not have reached us (an award or states lost on the way,
+    # a dispatcher restart): its re-queue is not an attempt of a robot at the task
+    unheard: bool = False
     deferred: str = ""                      # why it is held back (a lost robot holds a station)
     pooled: bool = False                    # had bids but no free robot: waits for a pool round
     holder: str | None = None               # the robot the ledger gives it to (AWARDED/ACTIVE)
@@ -236,6 +239,7 @@ class Dispatch:
             self._entry(rec.task.id).announce_at = now + config.start_delay
         for rec in in_flight:
             self._entry(rec.task.id).confirm_by = now + config.confirm_window
+            self._entry(rec.task.id).unheard = True
             if rec.robot:
                 self._hold(rec.task.id, rec.robot, rec.round, now)
         for rec in [*pending, *in_flight]:
@@ -407,7 +411,7 @@ class Dispatch:
                 rec = self.ledger.get(task_id)
                 reason = ("its robot did not confirm it after "
                           + (entry.unconfirmed or "a dispatcher restart"))
-                out += self._requeue(task_id, None, reason, now)
+                out += self._requeue(task_id, None, reason, now, attempt=not entry.unheard)
                 # its robot may hold it after all (only its states were lost): withdrawn,
                 # so that the task is not worked on twice
                 if rec is not None and rec.robot and rec.state in (TaskState.AWARDED,
@@ -533,7 +537,7 @@ class Dispatch:
         # the winner's states list the task once the award arrived; an award lost on the
         # way would leave it AWARDED to a robot that never heard of it
         entry.confirm_by = now + self.config.confirm_window
-        entry.unconfirmed = "its award (lost on the way?)"
+        entry.unconfirmed, entry.unheard = "its award (lost on the way?)", True
         return out
 
     def _no_bids(self, task_id: str, entry: TaskEntry, init: cn.Initiator,
@@ -614,17 +618,19 @@ class Dispatch:
         return [self._status(task_id, TaskState.FAILED, reason=reason)]
 
     def _requeue(self, task_id: str, robot: str | None, reason: str, now: float, *,
-                 lost: bool = False) -> list[Action]:
+                 lost: bool = False, attempt: bool = True) -> list[Action]:
         """Give an in-flight task back to auction (`robot` gave it back), or fail it when
-        it has been given to `max_task_attempts` robots."""
+        it has been given to `max_task_attempts` robots. `attempt=False`: no robot failed
+        it (its confirmation went unheard), not counted: messages lost under heavy loss
+        are retried for as long as it lasts, as silent auction rounds are."""
         rec = self.ledger.get(task_id)
         if rec is None or rec.state not in (TaskState.AWARDED, TaskState.ACTIVE):
             return []
-        if rec.attempts + 1 >= self.config.max_task_attempts:
+        if attempt and rec.attempts + 1 >= self.config.max_task_attempts:
             return self._fail(task_id, f"{reason} (after {rec.attempts + 1} attempts)", now)
         try:
             self.ledger.transition(task_id, TaskState.QUEUED, now, robot=robot or None,
-                                   reason=reason, lost=lost and bool(robot))
+                                   reason=reason, lost=lost and bool(robot), attempt=attempt)
         except LedgerError as e:
             self.log.warning(f"cannot give {task_id} back to auction ({reason}): {e}")
             return []
@@ -724,6 +730,7 @@ class Dispatch:
                         and open_entry.confirm_by is None:
                     open_entry.confirm_by = now + self.config.confirm_window
                     open_entry.unconfirmed = f"a restart of {robot}'s agent"
+                    open_entry.unheard = False   # it forgot the task: an attempt
                     self.log.info(f"{robot}'s agent restarted: {held.task.id} goes back to "
                                   f"auction unless it confirms it within "
                                   f"{self.config.confirm_window:g} s")

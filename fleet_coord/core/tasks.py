@@ -865,7 +865,7 @@ class TaskLedger:
                    robot: str | None = None, reason: str = "", *,
                    auction_round: int | None = None,
                    remote_lamport: int | None = None,
-                   lost: bool = False) -> TaskRecord:
+                   lost: bool = False, attempt: bool = True) -> TaskRecord:
         """Move `task_id` to `new_state` atomically and append the event.
 
         - to ANNOUNCED: starts a new auction round (`round` + 1; read it from the
@@ -876,7 +876,9 @@ class TaskLedger:
         - to QUEUED from AWARDED / ACTIVE (robot lost or failed): `attempts` + 1 and the
           robot is released; the event names it (`given_back_by`, and `lost` when it was
           declared lost), so a restarted dispatcher knows whom not to ask again and whose
-          late DONE still counts (`given_back`).
+          late DONE still counts (`given_back`). `attempt=False`: the task came back
+          without any robot failing it (its award went unconfirmed: messages lost), not
+          counted.
 
         Returns the updated record. Raises `UnknownTask`, `IllegalTransition`
         (incl. `StaleAward`), `InvalidValue` (nothing written).
@@ -926,7 +928,7 @@ class TaskLedger:
                         raise IllegalTransition(
                             f"task {task_id!r}: {robot!r} gave the task back but it is "
                             f"held by {cur.robot!r}")
-                    attempts += 1
+                    attempts += 1 if attempt else 0
                 holder = None
             db.execute("UPDATE tasks SET state = ?, robot = ?, attempts = ?, round = ?, "
                        "updated_at = ?, reason = ? WHERE id = ?",
