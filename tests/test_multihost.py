@@ -185,8 +185,11 @@ def test_thirty_percent_packet_loss_on_host_b_fleet_still_completes(fleet):
     for tid, (kind, *st) in tasks.items():
         fleet.submit(tid, kind, *st)
     # generous: under loss the b robots' bids often miss the 0.3 s bid window, so c1
-    # (on a clean host) may win all three tasks and do them one after the other
-    assert fleet.wait(all_done(tasks), 180), fleet.tail()
+    # (on a clean host) may win all three tasks and do them one after the other; and the
+    # traffic authority's service answers to a b robot can go missing for tens of seconds
+    # (rmw: "failed to send response (timeout)"; a clean-clone run: b2's reserve calls
+    # unanswered for 40 s at start and 60 s mid-task, the test 194 s in all)
+    assert fleet.wait(all_done(tasks), 300), fleet.tail()
     took = time.monotonic() - t0
     ev = fleet.events()
     lost = [e["robot"] for e in ev.of("lost")]
