@@ -167,11 +167,14 @@ class InProcessFleet:
         # no wall deadline on path searches: the same run whatever the machine's load
         # delay compensation as the ROS agents' default: two control periods at real
         # speed, one with stop_and_turn
+        # the agents know how long their driver runs a last command on: its watchdog
+        # plus one command period
         self.execution_config = replace(self.p.execution or ex.ExecutionConfig(
             limits=self.p.limits, turn_margin=self.p.turn_margin,
             bid_objective=self.p.bid_objective, time_model=self.p.time_model,
             control_latency=(2.0 if self.p.time_model == "real" else 1.0)
-            * self.p.control_period), plan_deadline=None)
+            * self.p.control_period, run_on=self.p.cmd_timeout + self.p.control_period),
+            plan_deadline=None)
         self.command_latency = self.execution_config.control_latency \
             if self.p.command_latency is None else self.p.command_latency
         self._driven_at = 0.0                                  # time of the poses in `state`

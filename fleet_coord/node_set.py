@@ -224,6 +224,9 @@ def fleet_nodes(config: FleetConfig | str, *, robot_count: int | None = None,
                 # the master control reports the vehicle unavailable at once; silent
                 # odometry for 2 s (the master's own threshold is 3 s) is the fallback
                 own.update(drive=drive, driver_timeout=2.0)
+            else:
+                # how long a driver runs an agent's last command on (its watchdog)
+                own["driver_cmd_timeout"] = max(_watchdog(cfg, r.backend) for r in group)
             # the agents' nodes are /<namespace>/<robot>/robot_agent: the process is told
             # the namespace (a process-wide __ns would put them all in one namespace)
             nodes.append(NodeSpec(
@@ -257,6 +260,18 @@ def ros_arguments(spec: NodeSpec, params_file: str | None = None, sros2: bool = 
     if params_file:
         args += ["--params-file", params_file]
     return args
+
+
+def _watchdog(cfg: FleetConfig, backend: str) -> float:
+    """s a robot of `backend` keeps running its agent's last velocity command: the
+    driver's watchdog (the nodes' defaults unless the config sets them); a serial robot's
+    bridge re-sends it to the device until its cmd_vel_timeout, at cmd_rate_hz."""
+    if backend == "serial":
+        bridge = cfg.nodes.get("serial_bridge", {})
+        return float(bridge.get("cmd_vel_timeout", 0.5)) + \
+            1.0 / float(bridge.get("cmd_rate_hz", 20.0))
+    section = {"ideal": "ideal_driver", "sim": "sim"}.get(backend)
+    return float(cfg.nodes.get(section, {}).get("cmd_timeout", 0.5)) if section else 0.5
 
 
 def params_yaml(spec: NodeSpec) -> dict[str, Any]:

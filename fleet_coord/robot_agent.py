@@ -121,6 +121,12 @@ PARAMETERS: list[tuple[str, Any, str]] = [
      "real speed (a lock-stepped simulator leads its agents by up to one or two; at speed "
      "the heading loop oscillates when the real latency is far from this), one with "
      "stop_and_turn"),
+    ("driver_cmd_timeout", 0.5,
+     "s the robot's driver runs a velocity command before its watchdog stops the robot "
+     "(ideal_driver / sim cmd_timeout, serial_bridge cmd_vel_timeout; fleet-coord launch "
+     "sets it from the config): with one control period, how long a command may run on "
+     "when this agent stops; every command is one the robot may run on from and still "
+     "stop where it must (core/tracking.py run_on_speed); 0: not modelled"),
     ("max_plan_attempts", _DEFAULTS.max_plan_attempts,
      "refused or failed plans for one station before the task fails"),
     ("capacity_kg", _DEFAULTS.capacity_kg, "kg the robot can carry (heavier tasks: refused)"),
@@ -215,7 +221,11 @@ class RobotAgent(Node):
                     "yield_check_period", "yield_wait", "yield_wait_busy", "yield_tabu",
                     "status_period", "time_model", "time_margin", "leave_stations",
                     "plan_speed", "turn_margin", "drive", "follow_margin", "driver_timeout",
-                    "follow_stall")})
+                    "follow_stall")},
+                # a command runs until the driver's watchdog, and the next one was due
+                # a control period after it
+                run_on=(prm["driver_cmd_timeout"] + 1.0 / prm["control_rate"]
+                        if prm["driver_cmd_timeout"] > 0 else 0.0))
         except ValueError as e:   # the core refuses what the bounds table let through
             raise ParameterError(f"node {self.get_fully_qualified_name()}: {e}") from None
         # the robot's own driver topics on this node; the fleet-wide topics, the traffic

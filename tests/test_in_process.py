@@ -116,6 +116,11 @@ def schedules(draw):
 @example(schedule=(Faults(latency=0.00692, jitter=0.082,
                           cuts=(Cut("dispatcher", 13.02, 16.58), Cut("agents1", 7.806, 10.403))),
                    (Crash("a", 8.4528, 1.7417), Crash("traffic", 2.4808, 1.4962)), 59976))
+# b's agent crashed at 4.18 while it drove towards its stop at 3,2 faster than it could
+# run on from: its driver ran the last command 0.5 s and b stood 0.19 m past 3,2, towards
+# the shelf (every command is one it may run on from: tracking.run_on_speed)
+@example(schedule=(Faults(latency=0.02, cuts=(Cut("dispatcher", 4.179, 4.966),)),
+                   (Crash("b", 4.179, 2.841), Crash("a", 6.368, 2.438)), 297))
 def test_no_fault_schedule_makes_the_fleet_unsafe_or_loses_a_task(tmp_path_factory, schedule):
     """Delays, drops, reorders, partitions and crashes of agents, the authority and the
     dispatcher: the independent monitor sees no conflict and no robot outside what it
@@ -139,6 +144,22 @@ def test_no_fault_schedule_makes_the_fleet_unsafe_or_loses_a_task(tmp_path_facto
                 ends = [e for e in ledger.events(t.id) if e.event in ("done", "failed",
                                                                        "cancelled")]
                 assert len(ends) == 1, ends
+
+
+def test_a_robot_whose_agent_crashes_at_real_speed_stands_inside_its_holds(tmp_path):
+    """Planned at 3 m/s (time_model real), b's agent crashes at 6.69 s while b brakes
+    towards 0,0 at the map's edge: its driver runs the last command on for its watchdog's
+    0.5 s. Every command is one it may run on from (the plan brakes on the run-on curve,
+    the tracker clamps to it), so b stands at 0,0, not 0.25 m past it off the map."""
+    params = FleetParams(limits=FAST.limits, lost_after=1.5, robot_timeout=2.0,
+                         bid_window=0.3, trace_period=0.0, agents_per_process=1,
+                         time_model="real")
+    with fleet(tmp_path, seed=2530, faults=Faults(latency=0.0024), params=params,
+               crashes=[Crash("c", 11.45, 2.73), Crash("b", 6.69, 1.36)]) as f:
+        result = f.run(TASKS[:3], submit_at=0.5, interval=0.4, max_sim_s=90.0)
+        assert result.outcomes == {t.id: "DONE" for t in TASKS[:3]}
+        assert result.conflicts == 0 and result.contacts == 0
+        assert result.excursions == 0, f.monitor.excursions[:3]
 
 
 def test_fleet_coord_demo_in_process_writes_the_demos_report(tmp_path, capsys):

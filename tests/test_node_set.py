@@ -67,6 +67,11 @@ def test_sim_is_the_clock_source_and_serial_robots_get_a_bridge_each():
     assert bridges[0].parameters["max_v"] == agents.parameters["max_v"] == 0.5
     assert bridges[0].parameters["max_omega"] >= agents.parameters["max_w"]
     assert not any(s.executable in ("ideal_driver", "sim") for s in hw)
+    # each agent knows how long its driver runs a last command on: the bridge re-sends it
+    # until its cmd_vel_timeout (0.5 s) at cmd_rate_hz (20 Hz); the worlds' watchdog 0.5 s
+    assert agents.parameters["driver_cmd_timeout"] == pytest.approx(0.55)
+    assert next(s for s in sim if s.executable == "robot_agent"
+                ).parameters["driver_cmd_timeout"] == 0.5
 
 
 def test_environment_non_blocking_udp_only_for_a_fleet_across_hosts():

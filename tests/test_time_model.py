@@ -16,7 +16,7 @@ from fleet_coord.core.kinematics import Limits
 from fleet_coord.core.planner import path_to_segments, sipp, vertices_at_unit_times
 from fleet_coord.core.reservations import ReservationTable
 from fleet_coord.core.roadmap import Footprint, GridMap, Roadmap
-from fleet_coord.core.time_model import Ramp, TimeModel, decode
+from fleet_coord.core.time_model import RUN_ON_SLACK, Ramp, TimeModel, decode
 from fleet_coord.core.tracking import containment_error, plan_speed_for, robot_time_model
 
 INF = math.inf
@@ -169,6 +169,74 @@ def test_turn_times_follow_the_limits():
         TimeModel(max_v=1.0, margin=-1.0)
 
 
+def worst_run_on(roadmap, exclusion, path, m, run_on, samples=40):
+    """How far (m) past where its run stops a robot ends that drives the plan of `path`
+    and, at any sampled instant, keeps its planned speed for `run_on` s (its agent died:
+    its driver's watchdog), then brakes at the plan's deceleration (the physics, not
+    time_model's formulas: v T + v^2 / 2a)."""
+    legs = decode(roadmap, exclusion.clearance, path, m)
+    worst = -math.inf
+    for i, tr in enumerate(legs):
+        rest = 0.0                 # lanes after this one up to where its run stops
+        for nxt in legs[i + 1:] if not tr.stops_after else ():
+            rest += float(roadmap.edge_length[nxt.e])
+            if nxt.stops_after:
+                break
+        length = float(roadmap.edge_length[tr.e])
+        for t in np.linspace(tr.t_dep, tr.t_arr, samples):
+            x, v = tr.ramp.at(t - tr.t_dep)
+            worst = max(worst, x + v * run_on + v * v / (2 * m.max_acc) - length - rest)
+    return worst
+
+
+@pytest.mark.parametrize("limits", [DEMO_LIMITS, Limits(max_v=3.0, max_w=20.0, max_acc=40.0,
+                                                         max_alpha=400.0)], ids=["demo", "fast"])
+def test_a_run_on_from_any_point_of_a_planned_profile_stops_within_the_slack(limits):
+    """The real-speed plan of a straight run, a turn, a short run (every planned braking):
+    at any point - at cruise right before braking starts too - a robot that keeps its
+    speed for the run-on time and then brakes stands at most RUN_ON_SLACK past where its
+    run stops; the plain trapezoid overshoots by ~v T."""
+    roadmap, exclusion = grid("...........", "@@@@@@@@@@.", "@@@@@@@@@@.")
+    table = ReservationTable(exclusion.of, roadmap.num_resources)
+    run_on = 0.55
+    worst = {}
+    for t_run in (0.0, run_on):
+        m = robot_time_model(limits, exclusion.clearance, run_on=t_run)
+        path = sipp(roadmap, exclusion, table, "r", (0, 0), (10, 2), 0.0, m,
+                    start_heading=0.0)
+        assert roadmap.names[path[-1][0]] == "10,2"
+        worst[t_run] = worst_run_on(roadmap, exclusion, path, m, run_on)
+        assert_holds_cover(roadmap, exclusion, path, m, samples=30)
+    assert worst[run_on] <= RUN_ON_SLACK + 1e-9, worst
+    assert worst[0.0] > 0.25, worst
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(length=st.floats(0.1, 8.0), cruise=st.floats(0.2, 3.0), acc=st.floats(0.5, 40.0),
+       run_on=st.floats(0.02, 1.0), f0=st.floats(0.0, 1.0), f1=st.floats(0.0, 1.0))
+def test_run_on_ramps_brake_on_the_reaction_curve_and_invert_exactly(
+        length, cruise, acc, run_on, f0, f1):
+    """Any feasible profile (entered and left at any speed it allows): at every point a
+    run-on then braking at `acc` ends at most RUN_ON_SLACK past the point where braking
+    on from the exit speed would stand; `at` inverts `time_at`; it is no faster than
+    the plain trapezoid."""
+    from fleet_coord.core.time_model import run_on_distance, run_on_speed
+    top = min(cruise, run_on_speed(length, acc, run_on))
+    v0, v1 = f0 * top, f1 * cruise
+    r = Ramp.make(length, v0, v1, cruise, acc, run_on)
+    if r is None:
+        assert v1 > v0 and v1 * v1 - v0 * v0 > 2 * acc * length - 1e-9
+        return
+    plain = Ramp.make(length, v0, v1, cruise, acc)
+    assert plain is not None and r.duration >= plain.duration - 1e-9
+    end = length + run_on_distance(v1, acc, run_on)
+    for t in np.linspace(0.0, r.duration, 50):
+        x, v = r.at(t)
+        assert x + v * run_on + v * v / (2 * acc) <= end + RUN_ON_SLACK + 1e-9
+        assert r.time_at(x) == pytest.approx(t, abs=1e-6)
+        assert -1e-12 <= v <= r.peak + 1e-12
+
+
 # --------------------------------------------------------------------- the planner
 
 def test_a_straight_run_is_planned_at_full_speed():
@@ -228,16 +296,17 @@ def test_holds_cover_the_footprint_with_the_margin_on_a_turning_path():
 @settings(max_examples=25, deadline=None, derandomize=True)
 @given(v=st.floats(0.3, 2.0), acc=st.floats(0.3, 6.0), w=st.floats(0.5, 6.0),
        alpha=st.floats(1.0, 40.0), margin=st.sampled_from([0.0, 0.1, 0.4]),
-       reverse=st.booleans(), seed=st.integers(0, 10_000))
+       reverse=st.booleans(), seed=st.integers(0, 10_000),
+       run_on=st.sampled_from([0.0, 0.0, 0.3, 0.55]))
 def test_sipp_paths_respect_the_limits_and_their_holds_never_conflict(
-        v, acc, w, alpha, margin, reverse, seed):
+        v, acc, w, alpha, margin, reverse, seed, run_on):
     """Random robots on a small map with traffic planned by the same model: every path is
     no faster than the limits allow, its holds cover its footprint (margin included),
     and the table accepts it."""
     rng = random.Random(seed)
     roadmap, exclusion = grid("......", ".@..@.", "......", "..@...", "......")
     m = TimeModel(max_v=v, max_acc=acc, max_w=w, max_alpha=alpha, margin=margin,
-                  turn_extra=0.05, reverse=reverse)
+                  turn_extra=0.05, reverse=reverse, run_on=run_on)
     table = ReservationTable(exclusion.of, roadmap.num_resources)
     free = list(range(roadmap.num_vertices))
     rng.shuffle(free)

@@ -389,3 +389,63 @@ def test_a_control_loop_too_slow_for_the_limits_is_named():
     assert control_rate_problem(agile, 100.0) is None
     assert control_rate_problem(agile, 20.0, "stop_and_turn") is None
     assert control_rate_problem(DEMO_LIMITS, 20.0) is None
+
+
+# ------------------------------------------------------- an agent that dies mid-path
+
+def run_ons(roadmap, exclusion, path, limits, model, *, cmd_timeout=0.5, control_dt=0.05,
+            dt=0.01, theta0=0.0, every=2):
+    """Track `path` as robot_agent does (one control period of latency, compensated) and,
+    from every `every`-th command on, let the agent die right after sending it: the
+    driver runs that command until its watchdog (`cmd_timeout` after it took effect),
+    then brakes at the robot's limit. Returns, per death, how far the robot's footprint
+    at rest sticks out of what its path holds from the death on (the authority keeps a
+    lost robot's holds)."""
+    holds = path_to_segments(roadmap, exclusion, path, model)
+    tracker = PathTracker(roadmap, path, model, exclusion.clearance, limits)
+    x0, y0 = roadmap.pos[path[0][0]]
+    s = UnicycleState(float(x0), float(y0), theta0)
+    t, cmd = float(path[0][1]), (0.0, 0.0)
+    history = CommandHistory()
+    out, k = [], 0
+    while not (tracker.arrived and abs(s.v) < 1e-3) and t < path[-1][1] + 10.0:
+        c = tracker.command(*history.predict(s.x, s.y, s.theta, t, t + control_dt),
+                            t + control_dt)
+        history.record(t + control_dt, c.v, c.w)
+        k += 1
+        if k % every == 0 and c.driving:
+            # the agent dies: `cmd` is in force until the next period, then `c` until
+            # the watchdog, then the driver brakes
+            d = s
+            for tau in range(int(round((control_dt + cmd_timeout) / dt))):
+                d = step(d, *(cmd if tau * dt < control_dt - 1e-9 else (c.v, c.w)), dt, limits)
+            while abs(d.v) > 1e-6 or abs(d.w) > 1e-6:
+                d = step(d, 0.0, 0.0, dt, limits)
+            kept = [(r, t0, math.inf) for r, t0, t1 in holds if t1 > t]
+            out.append(containment_error(exclusion, kept, d.x, d.y, t + 1.0))
+        for _ in range(int(round(control_dt / dt))):
+            s = step(s, cmd[0], cmd[1], dt, limits)
+        cmd, t = (c.v, c.w), t + control_dt
+    assert tracker.arrived
+    return out
+
+
+@pytest.mark.parametrize("kind", ["real", "stop_and_turn"])
+def test_a_robot_whose_agent_dies_anywhere_on_its_path_stops_inside_its_holds(world, kind):
+    """Every command is one the robot may run on: killed after any command (cruising
+    right before a corner too), the robot runs on for the driver watchdog's 0.5 s and
+    brakes, and stands inside what it held (within the run-on slack and the tracker's
+    stop tolerance). Modelled without the run-on, it ran up to ~0.5 m past the corner."""
+    roadmap, exclusion = world
+    table = ReservationTable(exclusion.of, roadmap.num_resources)
+    worst = {}
+    for run_on in (0.0, 0.55):
+        model = robot_time_model(DEMO_LIMITS, exclusion.clearance, kind, run_on=run_on)
+        path = sipp(roadmap, exclusion, table, "a", roadmap.vertex("2,2"),
+                    roadmap.vertex("12,6"), 1.0, model, start_heading=2.0)
+        if kind == "stop_and_turn":
+            path = [(path[0][0], 0.0)] + path
+        worst[run_on] = max(run_ons(roadmap, exclusion, path, DEMO_LIMITS, model,
+                                    theta0=2.0))
+    assert worst[0.55] < 0.06, worst
+    assert worst[0.0] > 0.1, worst

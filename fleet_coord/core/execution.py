@@ -275,6 +275,11 @@ class ExecutionConfig:
     #: schedules then reach an open agent-restart bug, docs/execution.md)
     leave_stations: bool = False
     time_margin: float = 0.3           # s the robot may lead or lag its plan (real model)
+    #: s the robot's driver keeps running the last command when the agent stops sending
+    #: (its command watchdog, `cmd_timeout`, plus one command period: 0.5 s + 50 ms for
+    #: every shipped driver at 20 Hz): every command is one it may run on from and still
+    #: stop where it must (tracking.run_on_speed, docs/core-model.md); 0: not modelled
+    run_on: float = 0.55
     #: wall s a path search may take before it gives up (a re-commit's: 40 % of it); None
     #: for none: the in-process fleet's virtual clock stands still while it plans, and a
     #: wall deadline would make its runs depend on the machine's load
@@ -305,7 +310,7 @@ class ExecutionConfig:
         for name in ("start_margin", "control_latency", "dwell", "yield_check_period",
                      "yield_wait", "yield_wait_busy", "yield_tabu", "plan_speed",
                      "turn_margin", "capacity_kg", "time_margin", "follow_margin",
-                     "driver_timeout", "follow_stall"):
+                     "driver_timeout", "follow_stall", "run_on"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0 and not math.isnan(v)):
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
@@ -602,10 +607,13 @@ class Execution:
 
     def _make_model(self, limits: Limits) -> TimeModel:
         cfg = self.config
+        track = cfg.drive == "track"
+        # a robot that follows its path by itself (drive "follow") runs no agent's
+        # velocity commands on
         return robot_time_model(limits, self.exclusion.clearance,
-                                cfg.time_model if cfg.drive == "track" else "stop_and_turn",
+                                cfg.time_model if track else "stop_and_turn",
                                 margin=cfg.time_margin, turn_margin=cfg.turn_margin,
-                                plan_speed=cfg.plan_speed)
+                                plan_speed=cfg.plan_speed, run_on=cfg.run_on if track else 0.0)
 
     def _back(self, now: float, why: str) -> None:
         assert self.pose is not None

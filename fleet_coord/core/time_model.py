@@ -13,7 +13,12 @@ A differential-drive robot drives lanes straight and turns in place at vertices.
   ``max_w`` / ``max_alpha``, plus ``turn_extra`` to settle); a robot that may drive in
   ``reverse`` never turns more than a quarter turn;
 - every hold is widened by ``margin`` seconds both ways: the robot may run that much
-  ahead of or behind its plan (the tracker's promise) and still be inside what it holds.
+  ahead of or behind its plan (the tracker's promise) and still be inside what it holds;
+- **run-on** (``run_on`` s): a robot whose agent dies keeps running at its last command
+  until its driver's watchdog stops it. With ``run_on`` > 0 every braking follows the
+  reaction-time curve (``run_on_speed``): at any point of the profile, running on for
+  ``run_on`` s at the planned speed and then braking at ``max_acc`` ends within
+  ``RUN_ON_SLACK`` m of where the plan stops. ``run_on`` 0 is the plain trapezoid.
 
 ``TimeModel.constant(speed)`` is the classic model: every lane at one speed, speed
 changes and turns take no time (classic MAPF on unit grids; the conservative
@@ -49,6 +54,40 @@ INF = math.inf
 ANGLE_TOL = 1e-3
 #: Durations may disagree with the model by this much (s): callers' float arithmetic.
 TIME_TOL = 1e-6
+#: How far (m) a robot that runs on (``TimeModel.run_on``) may end past the point it was to
+#: stand at: well inside the safety monitors' 0.1 m, leaving ~0.06 m for what else moves a
+#: stop (the tracker's 0.02 m stop tolerance, the delay compensation's prediction error,
+#: a lateral offset); larger ends each approach faster (the last bit is crept at
+#: ``RUN_ON_SLACK / run_on`` m/s) but eats that room.
+RUN_ON_SLACK = 0.04
+
+
+def run_on_speed(distance: float, acc: float, run_on: float,
+                 slack: float = RUN_ON_SLACK) -> float:
+    """The highest speed (m/s) a robot ``distance`` m before a point where it must stand
+    may drive at, such that running on at it for ``run_on`` s (its agent died; its
+    driver's watchdog ends the command) and then braking at ``acc`` ends at most
+    ``slack`` m past that point: ``v T + v^2 / 2a <= d + slack``. Within the last
+    ``slack^2 / (2 a T^2)`` m (where that speed falls to ``slack / T``) it is the plain
+    braking curve ``sqrt(2 a d)``, so the robot stands at the point itself."""
+    if distance <= 0.0:
+        return 0.0
+    if run_on <= 0.0 or not math.isfinite(acc):
+        return math.sqrt(2.0 * acc * distance) if math.isfinite(acc) else INF
+    at = acc * run_on
+    if distance * 2.0 * acc * run_on * run_on < slack * slack:
+        return math.sqrt(2.0 * acc * distance)
+    return math.sqrt(at * at + 2.0 * acc * (distance + slack)) - at
+
+
+def run_on_distance(speed: float, acc: float, run_on: float,
+                    slack: float = RUN_ON_SLACK) -> float:
+    """The inverse of ``run_on_speed``: how far before the point to stand at a robot
+    driving ``speed`` must be (0 at standstill)."""
+    d = speed * speed / (2.0 * acc)
+    if run_on > 0.0 and speed * run_on > slack:
+        d += speed * run_on - slack
+    return d
 
 
 def wrap(a: float) -> float:
@@ -95,6 +134,11 @@ class TimeModel:
     #: conservative model: planned slowly enough to stop and turn there); otherwise it
     #: follows its plan's profile within ``margin``
     drive_ahead: bool = False
+    #: s the robot may keep running at its last command when its agent dies (its
+    #: driver's command watchdog plus one command period): every braking follows
+    #: ``run_on_speed`` (0: plain braking; docs/core-model.md, "Why a conflict-free table
+    #: is a collision-free fleet" 2)
+    run_on: float = 0.0
 
     def __hash__(self) -> int:
         # cached: a model keys the per-roadmap caches looked up on every plan
@@ -111,7 +155,7 @@ class TimeModel:
                 raise ValueError(f"TimeModel.{name} must be > 0, got {value!r}")
         if not math.isfinite(self.max_v):
             raise ValueError(f"TimeModel.max_v must be finite, got {self.max_v!r}")
-        for name in ("turn_extra", "margin"):
+        for name in ("turn_extra", "margin", "run_on"):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"TimeModel.{name} must be a finite number >= 0, got {value!r}")
@@ -124,16 +168,19 @@ class TimeModel:
 
     @classmethod
     def of_robot(cls, limits: Limits, *, margin: float = 0.3, share: float = 0.8,
-                 settle: float = 0.15, reverse: bool = True) -> "TimeModel":
+                 settle: float = 0.15, reverse: bool = True,
+                 run_on: float = 0.0) -> "TimeModel":
         """The model at a robot's real limits (``kinematics.Limits``): cruise at its top
         speed, plan accelerations at ``share`` of its limits (the tracker keeps the rest to
         catch up), each turn plus ``settle`` s for the heading loop's last bit; holds
-        widened by ``margin`` s (what the tracker may lag or lead)."""
+        widened by ``margin`` s (what the tracker may lag or lead); braking safe to run on
+        for ``run_on`` s."""
         if not 0 < share <= 1:
             raise ValueError(f"share must be in (0, 1], got {share!r}")
         return cls(max_v=float(limits.max_v), max_acc=share * float(limits.max_acc),
                    max_w=float(limits.max_w), max_alpha=share * float(limits.max_alpha),
-                   turn_extra=float(settle), margin=float(margin), reverse=reverse)
+                   turn_extra=float(settle), margin=float(margin), reverse=reverse,
+                   run_on=float(run_on))
 
     @property
     def passes(self) -> bool:
@@ -165,11 +212,11 @@ class TimeModel:
         """The profile driving ``length`` m entering at ``v0`` and leaving at ``v1`` with
         at most ``cruise`` m/s; None when the acceleration cannot change the speed that
         much on that length."""
-        return Ramp.make(length, v0, v1, cruise, self.max_acc)
+        return Ramp.make(length, v0, v1, cruise, self.max_acc, self.run_on)
 
 
 _FIELDS = ("max_v", "max_acc", "max_w", "max_alpha", "turn_extra", "margin", "reverse",
-           "drive_ahead")
+           "drive_ahead", "run_on")
 _constant: Dict[float, TimeModel] = {}
 
 
@@ -189,32 +236,71 @@ def as_time_model(model: Union[TimeModel, float]) -> TimeModel:
 
 
 class Ramp:
-    """A trapezoidal speed profile over ``length`` m: from ``v0`` accelerate at ``acc`` to
-    ``peak`` (<= cruise), hold it, brake to ``v1``. ``acc = inf``: ``cruise`` throughout."""
+    """A speed profile over ``length`` m: from ``v0`` accelerate at ``acc`` to ``peak``
+    (<= cruise), hold it, brake to ``v1``. ``acc = inf``: ``cruise`` throughout.
 
-    __slots__ = ("length", "v0", "v1", "peak", "acc", "x1", "x2", "t1", "t2", "duration")
+    The braking is plain (at ``acc``) when ``run_on`` is 0; otherwise it follows the
+    reaction-time curve ``run_on_speed`` towards the point where braking on to a stop
+    would end (``run_on_distance(v1)`` past the lane's end), so a robot that runs on
+    ``run_on`` s from any point of it stops within ``RUN_ON_SLACK`` of that point. Time
+    along the curve between speeds ``Va > Vb``: ``g(Va) - g(Vb)``, ``g(V) = V / a +
+    T ln max(V, slack / T)`` (dt = dD / V, dD = (V / a + T) dV); position at a time has no
+    closed form: Newton steps (``at``)."""
 
-    def __init__(self, length: float, v0: float, v1: float, peak: float, acc: float) -> None:
+    __slots__ = ("length", "v0", "v1", "peak", "acc", "x1", "x2", "t1", "t2", "duration",
+                 "run_on", "_end", "_g_peak", "_creep")
+
+    def __init__(self, length: float, v0: float, v1: float, peak: float, acc: float,
+                 run_on: float = 0.0) -> None:
         self.length, self.v0, self.v1, self.peak, self.acc = length, v0, v1, peak, acc
+        self.run_on = run_on if math.isfinite(acc) else 0.0
         if math.isfinite(acc):
             self.x1 = (peak * peak - v0 * v0) / (2.0 * acc)           # end of accelerating
-            self.x2 = length - (peak * peak - v1 * v1) / (2.0 * acc)  # start of braking
             self.t1 = (peak - v0) / acc
-            self.t2 = self.t1 + max(0.0, self.x2 - self.x1) / peak
-            self.duration = self.t2 + (peak - v1) / acc
+            if self.run_on > 0.0:
+                # the point braking on would stand at, and the speed below which the
+                # curve is plain braking
+                self._end = length + run_on_distance(v1, acc, run_on)
+                self._creep = RUN_ON_SLACK / run_on
+                self._g_peak = self._g(peak)
+                self.x2 = self._end - run_on_distance(peak, acc, run_on)
+                self.t2 = self.t1 + max(0.0, self.x2 - self.x1) / peak
+                self.duration = self.t2 + self._g_peak - self._g(v1)
+            else:
+                self.x2 = length - (peak * peak - v1 * v1) / (2.0 * acc)  # start of braking
+                self.t2 = self.t1 + max(0.0, self.x2 - self.x1) / peak
+                self.duration = self.t2 + (peak - v1) / acc
         else:
             self.x1, self.x2, self.t1 = 0.0, length, 0.0
             self.t2 = self.duration = length / peak
 
+    def _g(self, v: float) -> float:
+        """Time along the run-on braking curve, up to a constant (see the class doc)."""
+        return v / self.acc + self.run_on * math.log(max(v, self._creep))
+
     @classmethod
     def make(cls, length: float, v0: float, v1: float, cruise: float,
-             acc: float) -> Optional["Ramp"]:
+             acc: float, run_on: float = 0.0) -> Optional["Ramp"]:
         if not math.isfinite(acc):
             return cls(length, cruise, cruise, cruise, acc)
-        if abs(v1 * v1 - v0 * v0) > 2.0 * acc * length + 1e-9:
+        if run_on <= 0.0:
+            if abs(v1 * v1 - v0 * v0) > 2.0 * acc * length + 1e-9:
+                return None
+            peak = min(cruise, math.sqrt(acc * length + 0.5 * (v0 * v0 + v1 * v1)))
+            return cls(length, v0, v1, max(peak, v0, v1, 1e-9), acc)
+        d1 = run_on_distance(v1, acc, run_on)
+        if v1 > v0 and v1 * v1 - v0 * v0 > 2.0 * acc * length + 1e-9:
             return None
-        peak = min(cruise, math.sqrt(acc * length + 0.5 * (v0 * v0 + v1 * v1)))
-        return cls(length, v0, v1, max(peak, v0, v1, 1e-9), acc)
+        if v0 > v1 and run_on_distance(v0, acc, run_on) - d1 > length + 1e-9:
+            return None
+        # the highest peak whose acceleration and run-on braking fit the lane:
+        # (peak^2 - v0^2) / 2a + run_on_distance(peak) = length + d1
+        at, room = acc * run_on, length + d1
+        peak = 0.5 * (math.sqrt(at * at + 4.0 * acc * (room + RUN_ON_SLACK) + 2.0 * v0 * v0)
+                      - at)
+        if peak * run_on <= RUN_ON_SLACK:   # on the curve's plain end
+            peak = math.sqrt(acc * room + 0.5 * v0 * v0)
+        return cls(length, v0, v1, max(min(cruise, peak), v0, v1, 1e-9), acc, run_on)
 
     def time_at(self, x: float) -> float:
         """Seconds from the start until the robot has covered ``x`` m."""
@@ -227,6 +313,9 @@ class Ramp:
             return (math.sqrt(self.v0 * self.v0 + 2.0 * a * x) - self.v0) / a
         if x <= self.x2:
             return self.t1 + (x - self.x1) / self.peak
+        if self.run_on > 0.0:
+            v = min(self.peak, run_on_speed(self._end - x, a, self.run_on))
+            return self.t2 + self._g_peak - self._g(v)
         y = x - self.x2
         return self.t2 + (self.peak - math.sqrt(max(0.0, self.peak ** 2 - 2.0 * a * y))) / a
 
@@ -242,7 +331,30 @@ class Ramp:
         if t <= self.t2:
             return self.x1 + (t - self.t1) * self.peak, self.peak
         s = t - self.t2
+        if self.run_on > 0.0:
+            v = self._speed_after(s)
+            x = self._end - run_on_distance(v, a, self.run_on)
+            return max(self.x2, min(self.length, x)), v
         return min(self.length, self.x2 + self.peak * s - 0.5 * a * s * s), self.peak - a * s
+
+    def _speed_after(self, s: float) -> float:
+        """The speed ``s`` s into the run-on braking: solves ``g(v) = g(peak) - s``."""
+        a, T = self.acc, self.run_on
+        target = self._g_peak - s
+        creep = self._creep
+        if target <= creep / a + T * math.log(creep):     # on the plain end
+            return max(0.0, a * (target - T * math.log(creep)))
+        # h(y) = e^y / a + T y - target is increasing and convex in y = ln v: Newton from
+        # the peak (h >= 0 there) falls monotonically onto the root
+        y = math.log(self.peak)
+        for _ in range(50):
+            ey = math.exp(y)
+            h = ey / a + T * y - target
+            step = h / (ey / a + T)
+            y -= step
+            if abs(step) < 1e-13:
+                break
+        return max(creep, min(self.peak, math.exp(y)))
 
 
 @dataclass(frozen=True)
@@ -290,11 +402,21 @@ class LaneTimes:
                     if to[f] != frm[e] and abs(wrap(self.angle[f] - self.angle[e])) < ANGLE_TOL:
                         self.next[e] = int(f)
                         break
+        #: through[e]: the speed at which a robot passes the head of e into next[e]: the
+        #: lower cruise speed of the two, and with run-on no faster than it can brake
+        #: from (run on, then brake) within next[e], where the run may end
+        self._through = [0.0] * len(frm)
+        for e, f in enumerate(self.next):
+            if f >= 0:
+                v = min(self.cruise[e], self.cruise[f])
+                if model.run_on > 0.0:
+                    v = min(v, run_on_speed(length[f], model.max_acc, model.run_on))
+                self._through[e] = v
         self._timing: Dict[Tuple[int, float, float], Optional[LaneTiming]] = {}
 
     def through(self, e: int) -> float:
         """The speed at which a robot passes the head of ``e`` into ``next[e]``."""
-        return min(self.cruise[e], self.cruise[self.next[e]])
+        return self._through[e]
 
     def timing(self, e: int, v0: float, v1: float) -> Optional[LaneTiming]:
         """Lane ``e`` entered at ``v0`` and left at ``v1`` m/s; None when infeasible."""

@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 from fleet_coord.core.kinematics import Limits
 from fleet_coord.core.time_model import (Ramp, TimeModel, as_time_model, cover_time, decode,
-                                         turn_time)
+                                         run_on_speed, turn_time)
 
 if TYPE_CHECKING:
     from fleet_coord.core.roadmap import Exclusion, Roadmap
@@ -86,23 +86,26 @@ def heading_settle_time(alpha: float, k_heading: float = K_HEADING,
 
 
 def stop_time(distance: float, limits: Limits, k_stop: float = K_STOP["stop_and_turn"],
-              pos_tol: float = 0.02) -> float:
+              pos_tol: float = 0.02, run_on: float = 0.0) -> float:
     """Seconds the tracker takes from standing `distance` m before a stop (at a wall) to
     standing at it (within `pos_tol`): it accelerates at the robot's limit and follows its
     brake law (``PathTracker._brake``), whose last part is proportional (``k_stop``), so
-    this is longer than a bang-bang stop (``cover_time``) at high accelerations."""
+    this is longer than a bang-bang stop (``cover_time``) at high accelerations; with
+    `run_on` no faster than it may run on from (``run_on_speed``)."""
     acc = limits.max_acc if math.isfinite(limits.max_acc) else 1e3
     brake_acc = BRAKE_SHARE * acc
     dt, t, d, v = 1e-3, 0.0, float(distance), 0.0
     while d > pos_tol:
-        cap = min(limits.max_v, math.sqrt(2.0 * brake_acc * d), max(k_stop * d, 0.05))
+        cap = min(limits.max_v, math.sqrt(2.0 * brake_acc * d), max(k_stop * d, 0.05),
+                  run_on_speed(d, brake_acc, run_on) if run_on > 0 else math.inf)
         v = min(cap, v + acc * dt)
         d -= v * dt
         t += dt
     return t
 
 
-def plan_speed_for(limits: Limits, clearance: float, margin: float = 0.25) -> float:
+def plan_speed_for(limits: Limits, clearance: float, margin: float = 0.25,
+                   run_on: float = 0.0) -> float:
     """The plan speed of the conservative stop-and-turn model: the speed that leaves time
     to stop, make a quarter turn and go again inside a vertex star of radius `clearance`
     (see the module docstring). Never above max_v.
@@ -110,7 +113,8 @@ def plan_speed_for(limits: Limits, clearance: float, margin: float = 0.25) -> fl
     A vertex's star is held for 2 L / speed. A robot ahead of its plan drives up to the
     star's wall and stands there until the star opens, so within that hold it must come
     to the vertex as the tracker stops (``stop_time``), turn and leave the star: the speed
-    is also capped so that this fits with `margin` to spare on each side."""
+    is also capped so that this fits with `margin` to spare on each side. `run_on`: the
+    tracker's approach is no faster than a robot may run on from (``run_on_speed``)."""
     acc, alpha = limits.max_acc, limits.max_alpha
     if not math.isfinite(acc):
         acc = 1e3
@@ -121,7 +125,7 @@ def plan_speed_for(limits: Limits, clearance: float, margin: float = 0.25) -> fl
                math.log((math.pi / 2) / HEADING_TOL) / K_HEADING + 0.05)
     arrive_and_turn = cover_time(clearance, limits.max_v, BRAKE_SHARE * acc) + turn
     leave = cover_time(clearance, limits.max_v, acc)
-    in_star = stop_time(clearance, limits) + turn + leave
+    in_star = stop_time(clearance, limits, run_on=run_on) + turn + leave
     return min(limits.max_v, clearance / (max(arrive_and_turn, leave) + margin),
                2.0 * clearance / (in_star + 2.0 * margin))
 
@@ -132,22 +136,26 @@ TIME_MODELS = ("real", "stop_and_turn")
 
 def robot_time_model(limits: Limits, clearance: float, kind: str = "real", *,
                      margin: float = 0.3, turn_margin: float = 0.25,
-                     plan_speed: float = 0.0, reverse: bool = True) -> TimeModel:
+                     plan_speed: float = 0.0, reverse: bool = True,
+                     run_on: float = 0.0) -> TimeModel:
     """The ``TimeModel`` a robot with these limits plans with.
 
     ``"real"``: at its limits (``TimeModel.of_robot``: accelerations and turns at
     ``BRAKE_SHARE`` of them, turns plus the heading loop's settling, holds widened by
     ``margin`` s). ``"stop_and_turn"``: the conservative model, every lane at
     ``plan_speed`` (0: ``plan_speed_for(limits, clearance, turn_margin)``) and the robot
-    driving ahead of its plan (``drive_ahead``)."""
+    driving ahead of its plan (``drive_ahead``). `run_on`: s its driver keeps running its
+    last command when the agent stops (the watchdog's timeout plus one command period):
+    every braking, planned or driven, is one it may run on from (``TimeModel.run_on``)."""
     if kind == "real":
         alpha = limits.max_alpha if math.isfinite(limits.max_alpha) else 1e3
         return TimeModel.of_robot(limits, margin=margin, share=BRAKE_SHARE,
                                   settle=heading_settle_time(BRAKE_SHARE * alpha),
-                                  reverse=reverse)
+                                  reverse=reverse, run_on=run_on)
     if kind == "stop_and_turn":
-        speed = plan_speed if plan_speed > 0 else plan_speed_for(limits, clearance, turn_margin)
-        return TimeModel(max_v=speed, reverse=reverse, drive_ahead=True)
+        speed = plan_speed if plan_speed > 0 else plan_speed_for(limits, clearance, turn_margin,
+                                                                  run_on)
+        return TimeModel(max_v=speed, reverse=reverse, drive_ahead=True, run_on=run_on)
     raise ValueError(f"time model must be one of {', '.join(TIME_MODELS)}, got {kind!r}")
 
 
@@ -249,6 +257,9 @@ class PathTracker:
         #: how early it may leave a stop: never before its holds allow
         self.early = min(lead, model.margin)
         self.acc = BRAKE_SHARE * (limits.max_acc if math.isfinite(limits.max_acc) else 1e3)
+        #: every command is one the robot may run on for this long (its agent dies: the
+        #: driver's watchdog) and still stop where it must (docs/core-model.md)
+        self.run_on = model.run_on
         self.alpha = BRAKE_SHARE * (limits.max_alpha if math.isfinite(limits.max_alpha) else 1e3)
         try:
             traversals = decode(roadmap, clearance, path, model)
@@ -330,18 +341,23 @@ class PathTracker:
 
     def _brake(self, distance: float) -> float:
         """The speed from which the robot still stops within `distance` (and creeps the
-        last centimetres proportionally, so one control period cannot overshoot)."""
+        last centimetres proportionally, so one control period cannot overshoot); with
+        run-on, also if this command is its last (``run_on_speed``)."""
         if distance <= 0.0:
             return 0.0
-        return min(math.sqrt(2.0 * self.acc * distance),
-                   max(self._gain(self.k_stop) * distance, 0.05))
+        v = min(math.sqrt(2.0 * self.acc * distance),
+                max(self._gain(self.k_stop) * distance, 0.05))
+        if self.run_on > 0.0:
+            v = min(v, run_on_speed(distance, self.acc, self.run_on))
+        return v
 
     def _speed_cap(self, p: float, t: float) -> tuple[float, float]:
         """(highest safe speed, distance to the stop ending this run) for a robot `p` m
         along the current leg at time `t`: it must stop at the run's end and reach no
         wall before the resource behind it is held."""
         cap = self.limits.max_v
-        horizon = cap * cap / (2.0 * self.acc) + cap   # walls farther off cannot bind
+        # walls farther off cannot bind
+        horizon = cap * cap / (2.0 * self.acc) + cap * (1.0 + self.run_on)
         base = 0.0
         for j in range(self.index, len(self.legs)):
             leg = self.legs[j]
