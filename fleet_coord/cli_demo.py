@@ -79,11 +79,13 @@ def register(subparsers) -> None:
                         "dispatcher does; the default), pool_rebalance (--dry-run only: the "
                         "rounds also move awarded, unstarted tasks) or per_task (one auction "
                         "per task, travel bids: what it did before)")
-    p.add_argument("--time-model", choices=("stop_and_turn", "real"),
-                   default="stop_and_turn",
+    p.add_argument("--time-model", choices=("auto", "stop_and_turn", "real"),
+                   default="auto",
                    help="how the robots' paths are timed (the agents' time_model; the dry "
-                        "run models it): stop_and_turn (every lane at the plan speed; the "
-                        "default) or real (the robots' limits, core/time_model.py)")
+                        "run models it): real (the robots' limits, core/time_model.py), "
+                        "stop_and_turn (every lane at the plan speed) or auto (the default: "
+                        "real when the agents' 20 Hz control loop holds the demo robots at "
+                        "their limits, which it does)")
     p.add_argument("--in-process", action="store_true",
                    help="no DDS: the same dispatcher, traffic and agent cores and ideal "
                         "kinematic robots in one process on a virtual clock (as fast as the "
@@ -207,18 +209,23 @@ def run_dry(args) -> int:
 
     from fleet_coord.core.dry_run import dry_run
 
+    from fleet_coord.core.execution import ExecutionConfig
     from fleet_coord.core.kinematics import Limits
-    from fleet_coord.core.tracking import plan_speed_for, robot_time_model
-    from fleet_coord.demo import ROBOT_LIMITS, SUBMIT_INTERVAL_S, TURN_MARGIN_S
+    from fleet_coord.core.tracking import (plan_speed_for, resolve_time_model,
+                                           robot_time_model)
+    from fleet_coord.demo import (CONTROL_RATE_HZ, ROBOT_LIMITS, SUBMIT_INTERVAL_S,
+                                  TURN_MARGIN_S)
 
     roadmap, exclusion, robots, tasks = _load(args)
     # What the demo's agents do: plan with their time model, no dwell, tasks submitted
     # one every SUBMIT_INTERVAL_S.
     limits = Limits(**ROBOT_LIMITS)
     speed = plan_speed_for(limits, exclusion.clearance, TURN_MARGIN_S)
-    model = robot_time_model(limits, exclusion.clearance, args.time_model,
-                             turn_margin=TURN_MARGIN_S)
-    timing = (f"the robots' limits ({limits.max_v:g} m/s)" if args.time_model == "real"
+    kind = resolve_time_model(args.time_model, limits, CONTROL_RATE_HZ)
+    # the agents' run-on (the sim's watchdog + a control period): ExecutionConfig's default
+    model = robot_time_model(limits, exclusion.clearance, kind, turn_margin=TURN_MARGIN_S,
+                             run_on=ExecutionConfig().run_on)
+    timing = (f"the robots' limits ({limits.max_v:g} m/s)" if kind == "real"
               else f"the agents' plan speed {speed:.2f} m/s")
     print(f"demo: {len(robots)} robots, {len(tasks)} pick-and-drop tasks on "
           f"{os.path.relpath(roadmap.grid.path)} (seed {args.seed}); dry run: Contract Net "
@@ -237,7 +244,7 @@ def run_dry(args) -> int:
     summary = {
         "robots": len(robots), "tasks": len(tasks), "done": len(result.done),
         "failed": result.failed, "allocation": args.allocation,
-        "time_model": args.time_model, "makespan_s": round(result.makespan, 2),
+        "time_model": kind, "makespan_s": round(result.makespan, 2),
         "mean_task_completion_s": round(float(durations.mean()), 2),
         "p95_task_completion_s": round(float(np.percentile(durations, 95)), 2),
         "tasks_per_hour": round(result.tasks_per_hour, 1),

@@ -49,6 +49,9 @@ ODOM_RATE_HZ = 20.0        # the agents' control rate: faster odometry buys noth
 #: turn rate and accelerations, not top speed, set the pace: with these limits about
 #: 0.33 m/s; with the package defaults (1 m/s, 2 rad/s, 2 m/s^2, 6 rad/s^2) 0.14 m/s.
 ROBOT_LIMITS = dict(max_v=1.0, max_w=4.0, max_acc=4.0, max_alpha=20.0)
+#: the agents' control loop (robot_agent's default control_rate): what time_model auto
+#: is resolved for
+CONTROL_RATE_HZ = 20.0
 TURN_MARGIN_S = 0.2
 #: Lock-step: the sim never leads the slowest agent by more than this (sim s; the agents
 #: stamp their state at 10 Hz, so three state periods).
@@ -90,7 +93,7 @@ class DemoSpec:
     submit_interval_s: float = SUBMIT_INTERVAL_S
     record: bool = True            # write the fleet's topics to <out>/fleet.mcap
     auth: str = "enforce"          # the fleet authenticates (docs/security.md); "off" to compare
-    time_model: str = "stop_and_turn"   # the agents' time_model (core/tracking.py)
+    time_model: str = "auto"   # the agents' time_model (core/tracking.py resolve_time_model)
 
     @property
     def real_time_factor(self) -> float:

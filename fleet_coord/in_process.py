@@ -52,6 +52,7 @@ from fleet_coord.core.monitor import SafetyMonitor
 from fleet_coord.core.replica import Replica, TableUpdate
 from fleet_coord.core.roadmap import Exclusion, Roadmap
 from fleet_coord.core.table_log import TableLog
+from fleet_coord.core.tracking import resolve_time_model
 from fleet_coord.core.tasks import TERMINAL_STATES, Task, TaskLedger, TaskState
 from fleet_coord.core.yielding import YieldMemo
 
@@ -98,7 +99,9 @@ class FleetParams:
     robot_timeout: float = 3.0
     allocation: str = "pool"            # the dispatcher's (core.dispatch.ALLOCATIONS)
     bid_objective: str = "completion"   # what the agents bid (without `execution`)
-    time_model: str = "stop_and_turn"   # the agents' time_model (without `execution`)
+    #: the agents' time_model (without `execution`); auto: real when the control loop
+    #: holds the robots at their limits (tracking.resolve_time_model)
+    time_model: str = "auto"
     agents_per_process: int = 0         # 0: all agents in one group
     monitor_period: float = 0.25        # s between true-pose checks of each robot
     monitor_boundaries: bool = True     # ... and at both ends of each of its holds
@@ -169,10 +172,11 @@ class InProcessFleet:
         # speed, one with stop_and_turn
         # the agents know how long their driver runs a last command on: its watchdog
         # plus one command period
+        kind = resolve_time_model(self.p.time_model, self.p.limits, 1.0 / self.p.control_period)
         self.execution_config = replace(self.p.execution or ex.ExecutionConfig(
             limits=self.p.limits, turn_margin=self.p.turn_margin,
-            bid_objective=self.p.bid_objective, time_model=self.p.time_model,
-            control_latency=(2.0 if self.p.time_model == "real" else 1.0)
+            bid_objective=self.p.bid_objective, time_model=kind,
+            control_latency=(2.0 if kind == "real" else 1.0)
             * self.p.control_period, run_on=self.p.cmd_timeout + self.p.control_period),
             plan_deadline=None)
         self.command_latency = self.execution_config.control_latency \
@@ -704,7 +708,7 @@ def run_demo(args: Any, roadmap: Roadmap, exclusion: Exclusion, robots: dict[str
     before = getattr(args, "allocation", "pool") == "per_task"
     params = FleetParams(agents_per_process=per, allocation="per_task" if before else "pool",
                          bid_objective="travel" if before else "completion",
-                         time_model=getattr(args, "time_model", "stop_and_turn"))
+                         time_model=getattr(args, "time_model", "auto"))
     bar = tqdm(total=len(tasks), unit="task", desc="tasks ended", leave=True,
                bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
 

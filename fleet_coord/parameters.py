@@ -122,7 +122,7 @@ SCHEMA: dict[str, dict[str, Bound]] = {
         "yield_wait": F(0, _S, "s"), "yield_wait_busy": F(0, _S, "s"),
         "yield_tabu": F(0, _S, "s"), "status_period": F(0.05, 600, "s"),
         "plan_speed": F(0, 20, "m/s"), "turn_margin": F(0, 60, "s"),
-        "time_model": Bound("str", choices=("real", "stop_and_turn")),
+        "time_model": Bound("str", choices=("auto", "real", "stop_and_turn")),
         "time_margin": F(0, 10, "s"), "leave_stations": BOOL,
         "drive": Bound("str", choices=("track", "follow")),
         "follow_margin": F(0, 60, "s"), "driver_timeout": F(0, 600, "s"),

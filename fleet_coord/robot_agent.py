@@ -65,7 +65,7 @@ from fleet_coord.core.execution import (Abandon, Action, Execution, ExecutionCon
 from fleet_coord.core.tasks import Task, TaskError
 from fleet_coord.core.kinematics import Limits
 from fleet_coord.core.replica import TableUpdate
-from fleet_coord.core.tracking import control_rate_problem
+from fleet_coord.core.tracking import control_rate_problem, resolve_time_model
 from fleet_coord.core.yielding import YieldMemo
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
 from fleet_coord.namespace import FleetNames, robot_of
@@ -83,6 +83,14 @@ _YIELD_MEMO = YieldMemo()
 _STALL_S = 0.4
 
 _DEFAULTS = ExecutionConfig()
+
+
+def _time_model(prm: dict[str, Any]) -> str:
+    """The time model the agent plans with ("auto" resolved for its limits and rate)."""
+    limits = Limits(max_v=prm["max_v"], max_w=prm["max_w"], max_acc=prm["max_acc"],
+                    max_alpha=prm["max_alpha"])
+    return resolve_time_model(prm["time_model"], limits, prm["control_rate"])
+
 #: (name, default, description) of every parameter. A callable default is computed
 #: from the values declared before it.
 PARAMETERS: list[tuple[str, Any, str]] = [
@@ -103,10 +111,12 @@ PARAMETERS: list[tuple[str, Any, str]] = [
     ("silence", _DEFAULTS.silence,
      "s without /traffic/updates (a snapshot comes every 5 s) = cut off from the fleet; "
      "its results of that time are sent again once it hears the fleet"),
-    ("time_model", _DEFAULTS.time_model,
+    ("time_model", "auto",
      "how long its paths take: real (straight runs at full speed, turns only where the "
-     "path turns) or stop_and_turn (every lane at plan_speed, a stop and a turn at every "
-     "vertex: conservative), core/tracking.py robot_time_model"),
+     "path turns), stop_and_turn (every lane at plan_speed, a stop and a turn at every "
+     "vertex: conservative) or auto (real when control_rate holds the robot at its "
+     "limits, core/tracking.py control_rate_problem, else stop_and_turn), "
+     "core/tracking.py robot_time_model"),
     ("time_margin", _DEFAULTS.time_margin,
      "s the robot may lead or lag its plan (time model real): every hold is that much "
      "longer at both ends"),
@@ -114,7 +124,7 @@ PARAMETERS: list[tuple[str, Any, str]] = [
      "an idle robot on a station (a vertex some task names) leaves it for the nearest "
      "spot that is no station and in no open task's way"),
     ("control_latency",
-     lambda prm: ((2.0 if prm["time_model"] == "real" else 1.0) / prm["control_rate"]
+     lambda prm: ((2.0 if _time_model(prm) == "real" else 1.0) / prm["control_rate"]
                   if prm["control_rate"] > 0 else 0.0),
      "s from sending a command to its taking effect beyond the odometry's age (delay "
      "compensation, core/tracking.py CommandHistory); default two control periods at "
@@ -219,13 +229,14 @@ class RobotAgent(Node):
                     "start_margin", "reserve_timeout", "silence", "control_latency",
                     "max_plan_attempts", "capacity_kg", "bid_objective", "dwell",
                     "yield_check_period", "yield_wait", "yield_wait_busy", "yield_tabu",
-                    "status_period", "time_model", "time_margin", "leave_stations",
+                    "status_period", "time_margin", "leave_stations",
                     "plan_speed", "turn_margin", "drive", "follow_margin", "driver_timeout",
                     "follow_stall")},
                 # a command runs until the driver's watchdog, and the next one was due
                 # a control period after it
                 run_on=(prm["driver_cmd_timeout"] + 1.0 / prm["control_rate"]
-                        if prm["driver_cmd_timeout"] > 0 else 0.0))
+                        if prm["driver_cmd_timeout"] > 0 else 0.0),
+                time_model=_time_model(prm))
         except ValueError as e:   # the core refuses what the bounds table let through
             raise ParameterError(f"node {self.get_fully_qualified_name()}: {e}") from None
         # the robot's own driver topics on this node; the fleet-wide topics, the traffic
@@ -257,6 +268,10 @@ class RobotAgent(Node):
         problem = control_rate_problem(config.limits, prm["control_rate"], config.time_model)
         if problem:
             self.get_logger().warning(problem)
+        elif prm["time_model"] == "auto" and config.time_model != "real":
+            self.get_logger().info(
+                "time_model auto: planning with stop_and_turn: "
+                f"{control_rate_problem(config.limits, prm['control_rate'], 'real')}")
         self.io.add(self, prm["control_rate"], prm["state_rate"])
 
     def _declare_parameters(self, robot: str | None) -> dict[str, Any]:

@@ -265,10 +265,9 @@ class ExecutionConfig:
     status_period: float = 2.0         # s between repeats of its task's ACTIVE status
     #: how long a path takes (tracking.robot_time_model): "real" - straight runs at full
     #: speed, turns only where the path turns; "stop_and_turn" - every lane at
-    #: `plan_speed`, stopping and turning at every vertex (conservative; still the
-    #: default: a robot whose agent dies at speed runs on at its last command until its
-    #: driver's watchdog stops it, past a corner or the end of its lane at real speed,
-    #: docs/core-model.md)
+    #: `plan_speed`, stopping and turning at every vertex (conservative: for robots that
+    #: move too far per command for the real-speed model). The agents' parameter defaults
+    #: to "auto" (tracking.resolve_time_model: real where the control loop holds it)
     time_model: str = "stop_and_turn"
     #: an idle robot on a station leaves it for a spot that is no station (off by
     #: default: it changes every run's traffic, and the in-process fleet's fault

@@ -44,7 +44,8 @@ if TYPE_CHECKING:
     from fleet_coord.core.roadmap import Exclusion, Roadmap
 
 __all__ = ["Command", "CommandHistory", "Leg", "PathTracker", "cover_time", "turn_time",
-           "control_rate_problem", "plan_speed_for", "robot_time_model", "stop_time"]
+           "control_rate_problem", "plan_speed_for", "resolve_time_model", "robot_time_model",
+           "stop_time"]
 
 #: Share of the acceleration limits the tracker assumes when it brakes (keeps the real
 #: robot, which ramps at its limits, from overshooting a stop point).
@@ -130,8 +131,11 @@ def plan_speed_for(limits: Limits, clearance: float, margin: float = 0.25,
                2.0 * clearance / (in_star + 2.0 * margin))
 
 
-#: The time models a robot can plan with (the ``time_model`` parameter of an agent).
+#: The time models a robot can plan with.
 TIME_MODELS = ("real", "stop_and_turn")
+#: ... and what an agent's ``time_model`` parameter may say: "auto" (its default) is
+#: ``resolve_time_model``'s choice.
+TIME_MODEL_CHOICES = ("auto", *TIME_MODELS)
 
 
 def robot_time_model(limits: Limits, clearance: float, kind: str = "real", *,
@@ -180,6 +184,18 @@ def control_rate_problem(limits: Limits, control_rate: float, kind: str = "real"
             f"{limits.max_w:g} rad/s; the real time model holds it inside its reservations "
             f"up to {MAX_STEP_M:g} m and {MAX_STEP_RAD:g} rad): raise control_rate, lower "
             "the limits or use time_model stop_and_turn")
+
+
+def resolve_time_model(kind: str, limits: Limits, control_rate: float) -> str:
+    """`kind`, or for "auto": "real" when a control loop at `control_rate` Hz holds the
+    robot inside its holds at its limits (``control_rate_problem``), else
+    "stop_and_turn" (a robot that moves too far per command for the real-speed model)."""
+    if kind not in TIME_MODEL_CHOICES:
+        raise ValueError(f"time model must be one of {', '.join(TIME_MODEL_CHOICES)}, "
+                         f"got {kind!r}")
+    if kind != "auto":
+        return kind
+    return "stop_and_turn" if control_rate_problem(limits, control_rate, "real") else "real"
 
 
 @dataclass(frozen=True)
