@@ -332,8 +332,9 @@ def test_pending_and_in_flight_after_restart(ledger_dir):
 
 
 def test_who_gave_a_task_back_survives_a_restart(ledger_dir):
-    """A restarted dispatcher reads from the ledger which robots gave a task back (not to
-    be asked again) and which of them were lost (their late DONE still counts)."""
+    """A restarted dispatcher reads from the ledger which robots gave a task back, which
+    of them were lost (their late DONE still counts; asked again once back without it)
+    and which gave it back otherwise (not asked again)."""
     path = ledger_dir / "t.db"
     with TaskLedger(path) as led:
         led.submit(pd(), 0.0)
@@ -345,8 +346,8 @@ def test_who_gave_a_task_back_survives_a_restart(ledger_dir):
         led.transition("t1", S.AWARDED, 5.0, robot="r3", auction_round=3)
         led.transition("t1", S.QUEUED, 6.0, reason="not confirmed")   # no robot named
     with TaskLedger(path) as led:
-        assert led.given_back("t1") == ({"r1", "r2"}, {"r1"})
-        assert led.given_back("nope") == (set(), set())
+        assert led.given_back("t1") == ({"r1", "r2"}, {"r1"}, {"r2"})
+        assert led.given_back("nope") == (set(), set(), set())
 
 
 def test_lamport_clock_survives_restart_and_passes_remote_stamps(ledger_dir):

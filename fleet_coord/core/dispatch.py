@@ -33,10 +33,13 @@ there and the next best wins. Who wins (`DispatchConfig.allocation`):
 - ``"per_task"``: each round awards its lowest bid on its own, whatever the winner
   already holds. A robot's failure, loss or removal sends
 its tasks back to auction (at most `max_task_attempts` times); the robots that gave a
-task back are not asked again. A task one of whose stations a lost robot holds for good
-(it stands there, or its committed path ends there) is not announced until that robot is
-heard again or removed: it stays QUEUED with the reason (docs/reliability.md, Known
-gap 4).
+task back are not asked again, except one that gave it back by being lost: it is asked
+again once it is heard again and no longer lists the task (its agent restarted, or it
+dropped it). A lost robot may well be able to do the task, and excluding it for good left
+tasks to the robots never lost while the others stood idle. A task one of whose stations
+a lost robot holds for good (it stands there, or its committed path ends there) is not
+announced until that robot is heard again or removed: it stays QUEUED with the reason
+(docs/reliability.md, Known gap 4).
 
 Late results. The traffic authority cannot tell a dead agent from a partitioned one, so
 a task whose robot was declared lost goes back to auction while that robot may still be
@@ -194,8 +197,9 @@ class TaskEntry:
     initiator: cn.Initiator | None = None   # the auction round running now
     announce_at: float | None = None        # (re)announce at this time; None: not due
     no_bid_rounds: int = 0                  # rounds in a row nobody bid in
-    gave_back: set[str] = field(default_factory=set)     # not asked again
+    gave_back: set[str] = field(default_factory=set)     # gave it back (history)
     lost_holders: set[str] = field(default_factory=set)  # gave it back lost: a late DONE counts
+    unable: set[str] = field(default_factory=set)        # gave it back otherwise: not asked again
     confirm_by: float | None = None         # awarded / in flight at a restart: its robot
     unconfirmed: str = ""                   # confirms by then (why, for the re-queue's reason)
     # the confirmation may just not have reached us (an award or states lost on the way,
@@ -232,6 +236,7 @@ class Dispatch:
         self.rebalancer = Rebalancer()
         self._pool_at = now                     # next pool round (allocation "pool")
         self.holding: dict[str, set[str]] = {}      # robot -> tasks the ledger gives it
+        self.listed: dict[str, set[str]] = {}       # robot -> tasks its last state listed
         self.reports_done: set[str] = set()         # robots whose states list finished tasks
         self._withdrawn: dict[tuple[str, str], float] = {}   # (task, robot) -> when
         pending, in_flight = ledger.pending(), ledger.in_flight()
@@ -243,9 +248,9 @@ class Dispatch:
             if rec.robot:
                 self._hold(rec.task.id, rec.robot, rec.round, now)
         for rec in [*pending, *in_flight]:
-            gave, lost = ledger.given_back(rec.task.id)
+            gave, lost, other = ledger.given_back(rec.task.id)
             entry = self._entry(rec.task.id)
-            entry.gave_back, entry.lost_holders = gave, lost
+            entry.gave_back, entry.lost_holders, entry.unable = gave, lost, other
         if pending or in_flight:
             self.log.info(f"restart: {len(pending)} pending task(s) to announce, "
                           f"{len(in_flight)} in flight to confirm")
@@ -348,12 +353,22 @@ class Dispatch:
                                      reason=a.reason))
         return out
 
+    def _excluded(self, task_id: str, entry: TaskEntry) -> set[str]:
+        """Who may not bid on `task_id`: the robots that gave it back, except one that gave
+        it back only by being lost and is back without it (heard since the loss, its
+        states do not list the task). One that still lists it drives it on after a
+        partition: its late DONE counts, and a bid would insert the task twice."""
+        back = {r for r in entry.lost_holders - entry.unable
+                if r in self.robots and task_id not in self.listed.get(r, ())}
+        return entry.gave_back - back
+
     def _announce(self, task_id: str, entry: TaskEntry, now: float) -> list[Action]:
         rec = self.ledger.transition(task_id, TaskState.ANNOUNCED, now)
-        robots = [r for r in self.alive_robots(now) if r not in entry.gave_back]
+        excluded = self._excluded(task_id, entry)
+        robots = [r for r in self.alive_robots(now) if r not in excluded]
         init = cn.Initiator(rec.task, rec.round, robots, now, self.config.bid_window)
         entry.initiator = init
-        return [CallForProposals(rec.task, rec.round, init.deadline, tuple(sorted(entry.gave_back))),
+        return [CallForProposals(rec.task, rec.round, init.deadline, tuple(sorted(excluded))),
                 self._status(task_id, TaskState.ANNOUNCED, rnd=rec.round)]
 
     def _answer(self, now: float, msg: cn.Proposal | cn.Refusal) -> list[Action]:
@@ -361,7 +376,7 @@ class Dispatch:
         init = entry.initiator if entry else None
         if init is None or entry is None or self.membership.is_removed(msg.robot):
             return []
-        if msg.robot in entry.gave_back:   # the cfp excluded it; it may not win the task back
+        if msg.robot in self._excluded(msg.task_id, entry):   # the cfp excluded it
             if isinstance(msg, cn.Proposal):
                 return [Rejection(msg.task_id, msg.round, msg.robot,
                                   reason="excluded: it gave this task back")]
@@ -638,8 +653,7 @@ class Dispatch:
         self._unhold(task_id)
         if robot:
             entry.gave_back.add(robot)
-            if lost:
-                entry.lost_holders.add(robot)
+            (entry.lost_holders if lost else entry.unable).add(robot)
         entry.announce_at = now
         self._slot_freed()
         self.log.info(f"task {task_id} back to auction: {reason}")
@@ -742,6 +756,7 @@ class Dispatch:
                     entry.confirm_by = None
         if done:
             self.reports_done.add(robot)
+        self.listed[robot] = {t for t in task_ids if t}
         return self._reconcile(now, robot, {t for t in task_ids if t}, [t for t in done if t])
 
     # -- reconciliation -----------------------------------------------------------------
@@ -860,6 +875,7 @@ class Dispatch:
 
     def on_robot_removed(self, now: float, robot: str) -> list[Action]:
         self.robots.pop(robot, None)
+        self.listed.pop(robot, None)
         self.lost.discard(robot)
         self.membership.remove(robot)
         out = self._drop_bids(robot, f"refused: {robot} was removed from the fleet")
@@ -879,8 +895,9 @@ class Dispatch:
         return self.entries
 
     def excluded(self) -> dict[str, set[str]]:
-        """task -> the robots not asked again (they gave it back)."""
-        return {t: set(e.gave_back) for t, e in self.entries.items() if e.gave_back}
+        """task -> the robots not asked now (they gave it back; `_excluded`)."""
+        out = {t: self._excluded(t, e) for t, e in self.entries.items()}
+        return {t: robots for t, robots in out.items() if robots}
 
     def deferred(self) -> dict[str, str]:
         """task -> why it is held back (a station held by a lost robot)."""

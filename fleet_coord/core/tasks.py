@@ -875,8 +875,9 @@ class TaskLedger:
         - to ACTIVE / DONE: if `robot` is given it must be the robot holding the task.
         - to QUEUED from AWARDED / ACTIVE (robot lost or failed): `attempts` + 1 and the
           robot is released; the event names it (`given_back_by`, and `lost` when it was
-          declared lost), so a restarted dispatcher knows whom not to ask again and whose
-          late DONE still counts (`given_back`). `attempt=False`: the task came back
+          declared lost), so a restarted dispatcher knows whom not to ask again (and whom
+          only once it is back without the task) and whose late DONE still counts
+          (`given_back`). `attempt=False`: the task came back
           without any robot failing it (its award went unconfirmed: messages lost), not
           counted.
 
@@ -1054,17 +1055,20 @@ class TaskLedger:
                   if ev.event == S.AWARDED.value.lower() and ev.robot == robot]
         return rounds[-1] if rounds and isinstance(rounds[-1], int) else None
 
-    def given_back(self, task_id: str) -> tuple[set[str], set[str]]:
+    def given_back(self, task_id: str) -> tuple[set[str], set[str], set[str]]:
         """The robots that gave `task_id` back (failed it, were removed or lost while they
-        held it), and those of them that were declared lost (from the event history)."""
-        gave, lost = set(), set()
+        held it, never acknowledged its award), those of them that were declared lost
+        while holding it, and those that gave it back otherwise at least once (from the
+        event history)."""
+        gave: set[str] = set()
+        lost: set[str] = set()
+        other: set[str] = set()
         for ev in self.events(task_id):
             robot = ev.detail.get("given_back_by")
             if ev.event == S.QUEUED.value.lower() and robot:
                 gave.add(robot)
-                if ev.detail.get("lost"):
-                    lost.add(robot)
-        return gave, lost
+                (lost if ev.detail.get("lost") else other).add(robot)
+        return gave, lost, other
 
     def events(self, task_id: str | None = None) -> List[TaskEvent]:
         """The history, oldest first (all tasks, or one)."""
