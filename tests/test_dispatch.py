@@ -254,6 +254,23 @@ def test_a_robot_lost_with_a_task_is_asked_again_once_it_is_back_without_it(ledg
     assert make(ledger, 3.0, robots=("a", "b")).excluded() == {"t": {"a"}}
 
 
+def test_a_task_every_robot_there_gave_back_fails_saying_so(ledger):
+    """No robot may be asked (the only one there failed the task): the task ends FAILED
+    after the retries, naming who gave it back, not "empty fleet"."""
+    d = make(ledger, robots=("a",), config=replace(CONFIG, max_task_attempts=5))
+    d.submit(0.0, Task("t", "goto", ["s"]))
+    cfp, _ = auction(d, "t", {"a": 1.0}, 0.0)
+    d.on_task_status(0.5, "t", "a", S.FAILED, reason="blocked", round=cfp.round)
+    t = 1.0
+    while t < 30.0 and ledger.get("t").state is not S.FAILED:
+        d.on_robot_state(t, "a", [""])
+        d.tick(t)
+        t += 0.1
+    rec = ledger.get("t")
+    assert rec.state is S.FAILED and t < 10.0
+    assert rec.reason.startswith("no robot left to ask for task 't': a gave it back"), rec.reason
+
+
 def test_a_late_done_during_a_reauction_cancels_it(ledger):
     d = make(ledger)
     d.submit(0.0, Task("t", "goto", ["s"]))

@@ -399,9 +399,10 @@ class RetryPolicy:
             raise ValueError(f"attempt is 1-based, got {attempt!r}")
         return min(self.base * self.factor ** (attempt - 1), self.max_delay)
 
-    def after_no_bids(self, attempt: int, now: float, initiator: Initiator) -> Retry | GiveUp:
+    def after_no_bids(self, attempt: int, now: float, initiator: Initiator,
+                      reason: str | None = None) -> Retry | GiveUp:
         """Round number `attempt` of a task ended NO_BIDS at `now`: retry when, or give up
-        with the reason the robots gave."""
+        with the reason the robots gave (or `reason`: what the initiator knows better)."""
         if initiator.state is not InitiatorState.NO_BIDS:
             raise ContractNetError(f"task {initiator.task.id!r}: after_no_bids needs a round "
                                    f"that ended NO_BIDS, this one is {initiator.state}")
@@ -412,7 +413,7 @@ class RetryPolicy:
             # max_delay), never given up on silence.
             return Retry(at=now + self.delay(attempt), attempt=attempt + 1)
         if attempt >= self.max_attempts:
-            return GiveUp(f"{initiator.no_bids_reason()} (gave up after {attempt} auction "
+            return GiveUp(f"{reason or initiator.no_bids_reason()} (gave up after {attempt} auction "
                           f"round{'s' if attempt > 1 else ''})")
         return Retry(at=now + self.delay(attempt), attempt=attempt + 1)
 

@@ -559,11 +559,16 @@ class Dispatch:
                  now: float) -> list[Action]:
         entry.initiator = None
         entry.no_bid_rounds += 1
-        decision = self.config.retry.after_no_bids(entry.no_bid_rounds, now, init)
+        why = init.no_bids_reason()
+        left = sorted(set(self.alive_robots(now)) & self._excluded(task_id, entry))
+        if not init.participants and left:
+            # every robot there gave the task back ("empty fleet" would mislead)
+            why = f"no robot left to ask for task {task_id!r}: {', '.join(left)} gave it back"
+        decision = self.config.retry.after_no_bids(entry.no_bid_rounds, now, init, why)
         if isinstance(decision, cn.GiveUp):
             return self._fail(task_id, decision.reason, now)
         try:
-            self.ledger.transition(task_id, TaskState.QUEUED, now, reason=init.no_bids_reason())
+            self.ledger.transition(task_id, TaskState.QUEUED, now, reason=why)
         except LedgerError as e:
             # stays ANNOUNCED in the ledger; announced again (a new round) later
             self.log.warning(f"cannot queue {task_id} again: {e}")
