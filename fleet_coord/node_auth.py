@@ -205,6 +205,13 @@ class NodeAuth:
             return True
         return self.verifier.verify_link(msg, robot, channel) is None or not self.enforce
 
+    def take_link(self, data: bytes, envelope: type, robot: str, channel: str) -> Any | None:
+        """The body of a link message taken raw (`Verifier.verify_link_raw`), None when it
+        is dropped. Only with authentication on (a raw take needs the envelope type)."""
+        assert self.verifier is not None
+        body, dropped = self.verifier.verify_link_raw(data, envelope, robot, channel)
+        return body if dropped is None or not self.enforce else None
+
     def _link_key(self, robot: str) -> bytes | None:
         key = self._link_keys.get(robot)
         if key is None:

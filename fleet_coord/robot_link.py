@@ -69,11 +69,12 @@ class DriverLink:
             return self.node.create_subscription(Twist, names(f"/{robot}/cmd_vel"), on_cmd,
                                                  qos.COMMAND, **sub_kwargs)
 
-        def on_signed(msg: SignedTwist) -> None:
-            if auth.check_link(msg, robot, self.cmd_channel):
-                on_cmd(msg.twist)
+        def on_signed(data: bytes) -> None:   # raw: see auth.unpack_link
+            twist = auth.take_link(data, SignedTwist, robot, self.cmd_channel)
+            if twist is not None:
+                on_cmd(twist)
         return self.node.create_subscription(SignedTwist, names(f"/{robot}/cmd_vel_signed"),
-                                             on_signed, qos.COMMAND, **sub_kwargs)
+                                             on_signed, qos.COMMAND, raw=True, **sub_kwargs)
 
     def publish_odom(self, odom: Odometry) -> None:
         # each form only when someone listens: authenticated, the fleet reads the signed
@@ -115,11 +116,12 @@ def subscribe_odom(node: Any, auth: NodeAuth, robot: str, on_odom: Callable[[Odo
                                         **sub_kwargs)
     channel = f"{robot}/odom_signed"
 
-    def on_signed(msg: SignedOdometry) -> None:
-        if auth.check_link(msg, robot, channel):
-            on_odom(msg.odom)
+    def on_signed(data: bytes) -> None:   # raw: taking the envelope costs ~24 us more
+        odom = auth.take_link(data, SignedOdometry, robot, channel)
+        if odom is not None:
+            on_odom(odom)
     return node.create_subscription(SignedOdometry, names(f"/{robot}/odom_signed"), on_signed,
-                                    qos.ODOM, **sub_kwargs)
+                                    qos.ODOM, raw=True, **sub_kwargs)
 
 
 class AgentLink:

@@ -245,6 +245,66 @@ def test_link_messages_use_the_robots_link_key(fleet):
         is Refusal.UNKNOWN_SIGNER
 
 
+def test_a_link_message_taken_raw_reads_as_its_envelope(fleet):
+    """A link message taken raw (auth.unpack_link: rclpy reads the body, the Auth is read
+    after it) gives what rclpy's reading of the whole envelope gives, for every alignment
+    the body's strings leave; it counts once; a changed byte of the body or of the Auth
+    breaks it; bytes that do not read are dropped, not raised into the subscriber."""
+    import struct
+
+    from fleet_coord_msgs.msg import SignedOdometry
+    from nav_msgs.msg import Odometry
+    from rclpy.serialization import deserialize_message, serialize_message
+
+    from fleet_coord.auth import _encoder, unpack_link
+    _, v, clock, *_ = fleet
+    link = LinkSigner("robot_1", b"\x01" * 32, clock=clock)
+    channel = "robot_1/odom_signed"
+
+    def same(a, b):
+        x: list[bytes] = []
+        y: list[bytes] = []
+        _encoder(type(a))(a, x)
+        _encoder(type(b))(b, y)
+        return x == y
+    for n in range(10):   # frame ids of every length mod 8: every padding before the doubles
+        odom = Odometry(child_frame_id="b" * n)
+        odom.header.frame_id = "robot_1/odom"[:n]
+        odom.pose.pose.position.x = 0.25 + n
+        odom.twist.covariance[3] = -1.5
+        env = link.sign(SignedOdometry(odom=odom), channel)
+        data = serialize_message(env)
+        whole = deserialize_message(data, SignedOdometry)
+        body, auth = unpack_link(data, SignedOdometry)
+        assert same(body, whole.odom) and same(body, odom)
+        a = whole.auth
+        assert auth == (a.signer, a.key_id, a.session, a.counter, a.wall_stamp.sec,
+                        a.wall_stamp.nanosec, bytes(a.signature))
+        got, dropped = v.verify_link_raw(data, SignedOdometry, "robot_1", channel)
+        assert dropped is None and same(got, odom)
+        assert v.verify_link_raw(data, SignedOdometry, "robot_1", channel)[1].reason \
+            is Refusal.REPLAY
+    cmd = SignedTwist()
+    cmd.twist.linear.x, cmd.twist.angular.z = 0.5, -0.25
+    data = serialize_message(link.sign(cmd, "robot_1/cmd_vel_signed"))
+    twist, dropped = v.verify_link_raw(data, SignedTwist, "robot_1", "robot_1/cmd_vel_signed")
+    assert dropped is None and (twist.linear.x, twist.angular.z) == (0.5, -0.25)
+    # one changed byte: of the body (position.x), of the Auth (its counter)
+    env = link.sign(SignedOdometry(odom=odom), channel)
+    data = serialize_message(env)
+    for old, new in ((struct.pack("<d", 9.25), struct.pack("<d", 9.5)),
+                     (struct.pack("<Q", env.auth.counter), struct.pack("<Q", 1))):
+        assert data.count(old) == 1
+        got, dropped = v.verify_link_raw(data.replace(old, new), SignedOdometry, "robot_1",
+                                         channel)
+        assert dropped.reason is Refusal.BAD_SIGNATURE
+    assert v.verify_link_raw(data, SignedOdometry, "robot_1", channel)[1] is None
+    # cut short, or not CDR at all: dropped as malformed
+    for bad in (data[:40], data[:-40], b"\x00\x01\x00\x00" + b"\xff" * 64):
+        got, dropped = v.verify_link_raw(bad, SignedOdometry, "robot_1", channel)
+        assert got is None and dropped.reason is Refusal.MALFORMED, bad
+
+
 def test_canonical_form_ignores_the_auth_field_and_restores_it(fleet):
     signers, *_ = fleet
     msg = signers["robot_1"].sign(proposal(), "fleet/proposals")

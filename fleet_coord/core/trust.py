@@ -60,6 +60,7 @@ class Refusal(str, enum.Enum):
     FUTURE = "stamped in the future"
     BAD_SIGNATURE = "bad signature"
     REPLAY = "replayed"
+    MALFORMED = "malformed (does not read as the message type)"
 
 
 def bridge_identity(robot: str) -> str:
