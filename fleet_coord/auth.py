@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy
-from rclpy.serialization import deserialize_message
+from rclpy.serialization import deserialize_message, serialize_message
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (Ed25519PrivateKey,
                                                                Ed25519PublicKey)
@@ -326,6 +326,21 @@ def _link_layout(envelope: type) -> tuple[type, list[tuple[int, int]], str]:
     return got
 
 
+def _auth_cdr(pos: int, signer: str, kid: str, session: int, counter: int, sec: int,
+              nanosec: int, signature: bytes) -> bytes:
+    """An Auth in CDR, to follow `pos` bytes of CDR data (its padding depends on them)."""
+    out = []
+    for text in (signer, kid):
+        b = text.encode() + b"\x00"
+        pad = -pos % 4
+        out += [b"\x00" * pad, _U32.pack(len(b)), b]
+        pos += pad + 4 + len(b)
+    pad = -pos % 8
+    out += [b"\x00" * pad, _AUTH_NUMBERS.pack(session, counter, sec, nanosec, len(signature)),
+            signature]
+    return b"".join(out)
+
+
 def _cdr_string(data: bytes, pos: int) -> tuple[str, int]:
     pos = -(-pos // 4) * 4
     n = _U32.unpack_from(data, 4 + pos)[0]   # with the terminating NUL
@@ -407,6 +422,30 @@ class LinkSigner:
         auth.signature = hmac.digest(self._key, _signed_form(msg, channel, auth), "sha256")
         msg.auth = auth
         return msg
+
+    def sign_raw(self, body: Any, envelope: type, channel: str) -> bytes:
+        """The serialised `envelope` of `body` with its MAC, for a raw publish (what `sign`
+        and a publish of the envelope send, the same MAC over the same canonical form):
+        the envelope is never built - rclpy would build a default body first and convert
+        the Auth field by field (~10 us of 20 per odometry message, 20-50 Hz per robot).
+        The body is serialised by rclpy; the Auth after it here (`unpack_link` reads it)."""
+        data = serialize_message(body)
+        if data[:2] != _CDR_LE:   # another encoding: the usual way
+            msg = envelope()
+            setattr(msg, _link_layout(envelope)[2], body)
+            return serialize_message(self.sign(msg, channel))  # type: ignore[no-any-return]
+        counter = self._seq.next()
+        sec, nanosec = divmod(int(self._clock() * 1e9), 1_000_000_000)
+        form = _head(channel, self.robot, self.key_id, self._seq.session, counter, sec, nanosec)
+        try:
+            _encoder(type(body))(body, form)
+        except UnsendableText as e:
+            raise UnsendableText(f"{e.problem}; {channel} not signed, nothing sent",
+                                 f"{envelope.__name__}.{_link_layout(envelope)[2]}.{e.path}"
+                                 ) from None
+        mac = hmac.digest(self._key, b"".join(form), "sha256")
+        return data + _auth_cdr(len(data) - 4, self.robot, self.key_id, self._seq.session,
+                                counter, sec, nanosec, mac)
 
 
 @dataclass

@@ -136,6 +136,10 @@ class NodeAuth:
         provisioned here, or revoked): the caller sends nothing."""
         if not self.enabled:
             return msg
+        signer = self._link_signer(robot, channel)
+        return None if signer is None else signer.sign(msg, channel)
+
+    def _link_signer(self, robot: str, channel: str) -> LinkSigner | None:
         signer = self._links.get(robot)
         if signer is None:
             key = self._link_key(robot)
@@ -146,7 +150,15 @@ class NodeAuth:
                         "not sent (revoked, or not provisioned here)")
                 return None
             signer = self._links[robot] = LinkSigner(robot, key)
-        return signer.sign(msg, channel)
+        return signer
+
+    def link_sign_raw(self, body: Any, envelope: type, robot: str, channel: str
+                      ) -> bytes | None:
+        """`link_sign` of an envelope of `body`, serialised for a raw publish
+        (LinkSigner.sign_raw); None when there is no link key for `robot`. Only with
+        authentication on."""
+        signer = self._link_signer(robot, channel)
+        return None if signer is None else signer.sign_raw(body, envelope, channel)
 
     # -- checking -------------------------------------------------------------------------
     def check(self, msg: Any, channel: str, *, subjects: Iterable[str] = (),

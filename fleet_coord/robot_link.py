@@ -55,7 +55,6 @@ class DriverLink:
         names = names_of(node)
         self.odom_pub = node.create_publisher(Odometry, names(f"/{robot}/odom"), qos.ODOM)
         self.signed_pub = None
-        self._envelope = SignedOdometry()
         self._listeners, self._listeners_at = (False, False), 0.0
         if auth.enabled:
             self.signed_pub = node.create_publisher(SignedOdometry, names(f"/{robot}/odom_signed"),
@@ -91,10 +90,8 @@ class DriverLink:
         if plain:
             self.odom_pub.publish(odom)
         if signed_:
-            # one envelope, reused: publish() has serialised it before it returns, and a
-            # new SignedOdometry builds a default Odometry first (~10 us, 50 Hz x robots)
-            self._envelope.odom = odom
-            signed = self.auth.link_sign(self._envelope, self.robot, self.odom_channel)
+            # serialised here, the envelope never built (auth.LinkSigner.sign_raw)
+            signed = self.auth.link_sign_raw(odom, SignedOdometry, self.robot, self.odom_channel)
             if signed is not None:
                 self.signed_pub.publish(signed)
 
@@ -131,7 +128,6 @@ class AgentLink:
                  on_odom: Callable[[Odometry], None], **sub_kwargs: Any) -> None:
         self.node, self.auth, self.robot = node, auth, robot
         self.cmd_channel = f"{robot}/cmd_vel_signed"
-        self._envelope = SignedTwist()
         names = names_of(node)
         self.cmd_pub = (node.create_publisher(SignedTwist, names(f"/{robot}/cmd_vel_signed"),
                                               qos.COMMAND) if auth.enabled
@@ -140,8 +136,7 @@ class AgentLink:
 
     def publish_cmd(self, twist: Twist) -> None:
         if self.auth.enabled:
-            self._envelope.twist = twist   # reused, as DriverLink's odometry envelope
-            signed = self.auth.link_sign(self._envelope, self.robot, self.cmd_channel)
+            signed = self.auth.link_sign_raw(twist, SignedTwist, self.robot, self.cmd_channel)
             if signed is not None:
                 self.cmd_pub.publish(signed)
         else:

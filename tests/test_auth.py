@@ -305,6 +305,45 @@ def test_a_link_message_taken_raw_reads_as_its_envelope(fleet):
         assert got is None and dropped.reason is Refusal.MALFORMED, bad
 
 
+def test_a_link_message_serialised_raw_is_the_envelope_with_its_mac(fleet):
+    """LinkSigner.sign_raw (the driver's odometry, the agent's commands: the envelope is
+    never built) gives the bytes of the envelope `sign` would make, for every padding the
+    body leaves before the Auth: rclpy reads them as the envelope and both checks take it."""
+    from fleet_coord_msgs.msg import SignedOdometry
+    from geometry_msgs.msg import Twist
+    from nav_msgs.msg import Odometry
+    from rclpy.serialization import deserialize_message
+
+    from fleet_coord.auth import _encoder
+    _, v, clock, *_ = fleet
+    link = LinkSigner("robot_1", b"\x01" * 32, clock=clock)
+    channel = "robot_1/odom_signed"
+    for n in range(10):
+        odom = Odometry(child_frame_id="c" * n)
+        odom.header.frame_id = "f" * (9 - n)
+        odom.pose.pose.position.y = -2.5 * n
+        for raw in (True, False):
+            data = link.sign_raw(odom, SignedOdometry, channel)
+            msg = deserialize_message(data, SignedOdometry)
+            x: list[bytes] = []
+            y: list[bytes] = []
+            _encoder(Odometry)(msg.odom, x)
+            _encoder(Odometry)(odom, y)
+            assert x == y and msg.auth.signer == "robot_1" and len(msg.auth.signature) == 32
+            dropped = v.verify_link_raw(data, SignedOdometry, "robot_1", channel)[1] if raw \
+                else v.verify_link(msg, "robot_1", channel)
+            assert dropped is None
+    twist = Twist()
+    twist.angular.z = 0.75
+    data = link.sign_raw(twist, SignedTwist, "robot_1/cmd_vel_signed")
+    msg = deserialize_message(data, SignedTwist)
+    assert msg.twist.angular.z == 0.75
+    assert v.verify_link(msg, "robot_1", "robot_1/cmd_vel_signed") is None
+    odom = Odometry(child_frame_id="base\x00link")
+    with pytest.raises(UnsendableText, match=r"SignedOdometry\.odom\.child_frame_id: contains a NUL"):
+        link.sign_raw(odom, SignedOdometry, channel)
+
+
 def test_canonical_form_ignores_the_auth_field_and_restores_it(fleet):
     signers, *_ = fleet
     msg = signers["robot_1"].sign(proposal(), "fleet/proposals")
