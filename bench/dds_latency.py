@@ -144,6 +144,30 @@ class Children:
                 pass
         return out
 
+    def thread_cpu_seconds(self) -> dict[str, dict[str, float]]:
+        """user+system CPU seconds of each live child's threads so far, by thread name
+        (digits dropped: Fast DDS names its threads e.g. "dds.udp.7412")."""
+        tick = os.sysconf("SC_CLK_TCK")
+        out: dict[str, dict[str, float]] = {}
+        for name, p in self.procs:
+            per: dict[str, float] = {}
+            try:
+                tids = os.listdir(f"/proc/{p.pid}/task")
+            except OSError:
+                continue
+            for tid in tids:
+                try:
+                    with open(f"/proc/{p.pid}/task/{tid}/stat") as f:
+                        text = f.read()
+                except OSError:
+                    continue
+                comm = text[text.index("(") + 1:text.rindex(")")]
+                fields = text.rsplit(")", 1)[1].split()
+                key = "main" if tid == str(p.pid) else comm.rstrip("0123456789.")
+                per[key] = per.get(key, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+            out[name] = per
+        return out
+
     def stop(self, grace_s: float = 6.0) -> list[int]:
         self.shm_seen |= _shm_mapped_by(p.pid for _, p in self.procs if p.poll() is None)
         live = [p for _, p in self.procs if p.poll() is None]
@@ -232,6 +256,16 @@ def role_agents(argv: list[str]) -> None:
                         t0, time.time_ns(), c1 - c0))
 
     robot_agent.RobotAgent._on_cfp = _on_cfp
+    import gc
+    gc_events: list[tuple[int, float, float]] = []   # (generation, wall start, CPU s)
+    gc_start = [0.0, 0.0]
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_start[:] = [time.time(), time.thread_time()]
+        else:
+            gc_events.append((info["generation"], gc_start[0], time.thread_time() - gc_start[1]))
+    gc.callbacks.append(on_gc)
     if executor == "multi":  # what robot_agent.main() used before fleet_coord.spin
         from fleet_coord import spin
         spin.SingleThreadedExecutor = lambda: rclpy.executors.MultiThreadedExecutor(num_threads=4)
@@ -242,6 +276,8 @@ def role_agents(argv: list[str]) -> None:
     finally:
         with open(path, "w") as f:
             json.dump(records, f)
+        with open(path + ".gc", "w") as f:
+            json.dump(gc_events, f)
 
 
 # ------------------------------------------------------------ role: state-pubs (child)
@@ -518,6 +554,7 @@ def run_auction(n_agents: int, n_procs: int, args, rep: int, shm_seen: set[str])
         progress(f"{label}: all {n_agents} agents bid after {t_ready:.1f} s; "
                  f"{args.warmup} warm-up + {args.rounds} rounds")
         cpu0, wall0 = kids.cpu_seconds(), time.monotonic()
+        threads0, epoch0 = kids.thread_cpu_seconds(), time.time()
         for i in range(args.warmup + args.rounds):
             r = one_round(i, rng.choice(roadmap.names))
             if i >= args.warmup:
@@ -530,9 +567,14 @@ def run_auction(n_agents: int, n_procs: int, args, rep: int, shm_seen: set[str])
                              f"load {os.getloadavg()[0]:.1f}")
             spin_for(ex, args.gap + rng.random() * args.gap)
         cpu1, wall1 = kids.cpu_seconds(), time.monotonic()
+        threads1, epoch1 = kids.thread_cpu_seconds(), time.time()
         result["child_cpu_per_wall_s"] = {k: round((cpu1[k] - cpu0.get(k, 0.0)) / (wall1 - wall0), 3)
                                           for k in cpu1}
+        result["child_thread_cpu_per_wall_s"] = {
+            k: {t: round((c - threads0.get(k, {}).get(t, 0.0)) / (wall1 - wall0), 4)
+                for t, c in sorted(v.items())} for k, v in threads1.items()}
         result["ready_s"] = round(t_ready, 1)
+        result["epoch0"], result["epoch1"] = epoch0, epoch1
     finally:
         close(ex, node, ctx)
         codes = kids.stop()
@@ -552,6 +594,21 @@ def run_auction(n_agents: int, n_procs: int, args, rep: int, shm_seen: set[str])
             with open(p) as f:
                 for tid, robot, recv, cb0, cb1, cpu in json.load(f):
                     agent_side[(tid, robot)] = (recv, cb0, cb1, cpu)
+    gc_cpu: dict[str, list[float]] = {}   # generation -> [collections, CPU s] in the rounds
+    for gi in range(n_procs):
+        p = os.path.join(rundir, f"timings_{gi}.json.gc")
+        if os.path.exists(p) and "epoch0" in result:
+            with open(p) as f:
+                for gen, at, cpu in json.load(f):
+                    if result["epoch0"] <= at <= result["epoch1"]:
+                        c = gc_cpu.setdefault(str(gen), [0, 0.0])
+                        c[0] += 1
+                        c[1] += cpu
+    if gc_cpu:
+        span = result["epoch1"] - result["epoch0"]
+        result["agents_gc_per_wall_s"] = {g: dict(collections=round(n / span, 2),
+                                                  cpu=round(c / span, 4))
+                                          for g, (n, c) in sorted(gc_cpu.items())}
     comp = {k: [] for k in ("cfp_transit", "agent_queue", "bid", "reply_transit",
                             "initiator_dispatch", "reply_total")}
     bid_cpu_all: list[float] = []
