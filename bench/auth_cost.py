@@ -7,6 +7,10 @@ fleet_coord.auth.Verifier path: keyring, policy, freshness, signature, replay wi
 As a yardstick, rclpy's own serialisation of the same message - what publishing it costs
 anyway. Then, from the rates a 50-robot fleet runs at, the CPU each process spends on it.
 
+The robot <-> driver link is measured also as the nodes run it: raw bytes both ways
+(`LinkSigner.sign_raw`, `Verifier.verify_link_raw`) against serialising and taking the
+plain Odometry / Twist.
+
 Run (no ROS traffic: messages are built and checked in-process):
   .venv/bin/python bench/auth_cost.py [--repeat 3] [--n 2000] [--json out.json]
 """
@@ -34,6 +38,94 @@ def per_op(fn, n: int, repeat: int) -> float:
             fn()
         runs.append((time.process_time() - t0) / n)
     return statistics.median(runs)
+
+
+#: one agents process of bench/dds_latency.py's 50-robot auction (10 idle agents, 5
+#: processes), per second: odometry at 20 Hz and states at 10 Hz per robot, ~10 rounds
+MIX_AGENTS, MIX_ODOM, MIX_STATES, MIX_CFPS = 10, 200, 100, 10
+MIX_PROPOSALS = MIX_CFPS * MIX_AGENTS
+
+
+def agents_mix(repeat: int, seconds: int = 5) -> dict[str, tuple[float, float]]:
+    """ms of process CPU per second of one agents process's message work, unsigned and
+    signed (as fleet_coord.robot_agent does it: odometry taken raw and MAC-checked, states
+    and proposals Ed25519-signed, cfps checked), medians of `repeat` runs of `seconds`."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from fleet_coord_msgs.msg import CallForProposal, Proposal, RobotState, SignedOdometry, Task
+    from nav_msgs.msg import Odometry
+    from rclpy.serialization import deserialize_message, serialize_message
+
+    from fleet_coord.auth import LinkSigner, Signer, Verifier
+    from fleet_coord.convert import odometry_from_msg, odometry_msg, to_time
+    from fleet_coord.core.trust import Keyring, KeyRecord, Role
+
+    robots = [f"r{i:02d}" for i in range(MIX_AGENTS)]
+    keys = {n: Ed25519PrivateKey.generate() for n in robots + ["dispatcher"]}
+    ring = Keyring(1, {n: KeyRecord(n, Role.AGENT if n in robots else Role.DISPATCHER,
+                                    k.public_key().public_bytes_raw(),
+                                    (n,) if n in robots else ()) for n, k in keys.items()})
+    signers = {n: Signer(n, keys[n]) for n in robots}
+    dispatcher = Signer("dispatcher", keys["dispatcher"])
+    link_keys = {r: os.urandom(32) for r in robots}
+    links = {r: LinkSigner(r, link_keys[r]) for r in robots}
+    stamp = RobotState().header.stamp
+    per_odom = MIX_ODOM // MIX_AGENTS
+
+    def inputs(signed: bool) -> tuple[list, list]:
+        odoms = []
+        for k in range(seconds * per_odom):
+            for r in robots:
+                o = odometry_msg(r, 3.0 + k * 0.01, 4.0, 0.5, 0.0, 0.0, stamp)
+                odoms.append((r, links[r].sign_raw(o, SignedOdometry, f"{r}/odom_signed")
+                              if signed else serialize_message(o)))
+        cfps = []
+        for i in range(seconds * MIX_CFPS):
+            m = CallForProposal(task=Task(id=f"t{i}", kind="goto", stations=["v12"]),
+                                round=1, initiator="dispatcher")
+            cfps.append(serialize_message(dispatcher.sign(m, "fleet/cfp") if signed else m))
+        return odoms, cfps
+
+    def second(signed: bool, verifier, odoms, cfps, s: int, took: dict) -> None:
+        t0 = time.process_time()
+        for r, data in odoms[s * MIX_ODOM:(s + 1) * MIX_ODOM]:
+            if signed:
+                body, dropped = verifier.verify_link_raw(data, SignedOdometry, r,
+                                                         f"{r}/odom_signed")
+                assert dropped is None, dropped
+            else:
+                body = deserialize_message(data, Odometry)
+            odometry_from_msg(body)
+        t1 = time.process_time()
+        for k in range(MIX_STATES // MIX_AGENTS):
+            for r in robots:
+                st = RobotState(robot=r, battery=1.0, lamport=k, table_epoch=3)
+                st.header.stamp, st.header.frame_id = stamp, "map"
+                serialize_message(signers[r].sign(st, "fleet/robot_states") if signed else st)
+        t2 = time.process_time()
+        for data in cfps[s * MIX_CFPS:(s + 1) * MIX_CFPS]:
+            m = deserialize_message(data, CallForProposal)
+            assert not signed or verifier.verify(m, "fleet/cfp") is None
+            for r in robots:
+                p = Proposal(task_id=m.task.id, round=1, robot=r, cost=12.5, eta=to_time(3.0))
+                serialize_message(signers[r].sign(p, "fleet/proposals") if signed else p)
+        t3 = time.process_time()
+        for part, dt in (("odometry", t1 - t0), ("states", t2 - t1),
+                         ("cfps + proposals", t3 - t2)):
+            took[part] = took.get(part, 0.0) + dt * 1e3 / seconds
+
+    out: dict[str, list[list[float]]] = {}
+    for _ in range(repeat):
+        for signed in (False, True):
+            odoms, cfps = inputs(signed)
+            verifier = Verifier(ring, started=time.time() - 1, window=3600,
+                                link_key=link_keys.get)
+            took: dict[str, float] = {}
+            for s in range(seconds):
+                second(signed, verifier, odoms, cfps, s, took)
+            took["total"] = sum(took.values())
+            for part, ms in took.items():
+                out.setdefault(part, [[], []])[signed].append(ms)
+    return {part: (statistics.median(u), statistics.median(sg)) for part, (u, sg) in out.items()}
 
 
 def main(argv=None) -> int:
@@ -115,14 +207,60 @@ def main(argv=None) -> int:
 
     rows = [measure(*case) for case in cases]
 
+    # the link as the nodes run it: raw bytes both ways (LinkSigner.sign_raw,
+    # Verifier.verify_link_raw), against the plain message's publish and take
+    from geometry_msgs.msg import Twist
+    from rclpy.serialization import deserialize_message
+    twist = Twist()
+    twist.linear.x, twist.angular.z = 0.4, 0.1
+    link_rows = []
+    for name, body, envelope, channel in (
+            ("Odometry", odom, SignedOdometry, "robot_1/odom_signed"),
+            ("Twist", twist, SignedTwist, "robot_1/cmd_vel_signed")):
+        pub = per_op(lambda b=body: serialize_message(b), args.n, args.repeat)
+        pub_signed = per_op(lambda b=body, e=envelope, c=channel: link.sign_raw(b, e, c),
+                            args.n, args.repeat)
+        takes, checks = [], []
+        for _ in range(args.repeat):   # distinct bytes each (as received), plain and signed
+            plain = [serialize_message(body) for _ in range(args.n)]
+            signed = [link.sign_raw(body, envelope, channel) for _ in range(args.n)]
+            verifier = Verifier(ring, started=time.time() - 1, link_key=lambda r: link_key)
+            t0 = time.process_time()
+            for data in plain:
+                deserialize_message(data, type(body))
+            t1 = time.process_time()
+            for data in signed:
+                dropped = verifier.verify_link_raw(data, envelope, "robot_1", channel)[1]
+                assert dropped is None, dropped
+            t2 = time.process_time()
+            takes.append((t1 - t0) / args.n)
+            checks.append((t2 - t1) / args.n)
+        link_rows.append(dict(message=name, publish_us=pub * 1e6, publish_signed_us=pub_signed * 1e6,
+                              take_us=statistics.median(takes) * 1e6,
+                              take_signed_us=statistics.median(checks) * 1e6))
+
     print(f"CPU per message, us (median of {args.repeat} runs; process time)")
     print(f"{'message':36s} {'rclpy serialize':>16s} {'canonical':>10s} {'sign':>8s} {'verify':>8s}")
     for r in rows:
         print(f"{r['message']:36s} {r['serialize_us']:16.1f} {r['canonical_us']:10.1f} "
               f"{r['sign_us']:8.1f} {r['verify_us']:8.1f}")
+    mix = agents_mix(args.repeat)
+    print("\nrobot <-> driver link as the nodes run it (raw bytes), us per message:")
+    print(f"{'body':12s} {'serialise':>10s} {'+ MAC (sign_raw)':>17s} {'deserialise':>12s} "
+          f"{'+ check (verify_link_raw)':>26s}")
+    for r in link_rows:
+        print(f"{r['message']:12s} {r['publish_us']:10.1f} {r['publish_signed_us']:17.1f} "
+              f"{r['take_us']:12.1f} {r['take_signed_us']:26.1f}")
+    print(f"\none agents process of {MIX_AGENTS} idle agents, a second of its message work "
+          f"(in-process model: {MIX_ODOM} odometry taken, {MIX_STATES} states and "
+          f"{MIX_PROPOSALS} proposals built and serialised, {MIX_CFPS} cfps taken), ms of CPU:")
+    for part in ("odometry", "states", "cfps + proposals", "total"):
+        u, sg = mix[part]
+        print(f"  {part:18s} unsigned {u:6.2f}  signed {sg:6.2f}  (+{sg - u:.2f})")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(rows=rows, n=args.n, repeat=args.repeat), f, indent=1)
+            json.dump(dict(rows=rows, link_rows=link_rows, agents_mix=mix, n=args.n,
+                           repeat=args.repeat), f, indent=1)
     return 0
 
 
