@@ -5,6 +5,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="rclpy is installed by `make setup`; run via `make test`")
 from fleet_coord_msgs.msg import Proposal, SignedTwist  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.serialization import serialize_message  # noqa: E402
 
 from fleet_coord.fleet_config import load_fleet_config  # noqa: E402
 from fleet_coord.keys import KeyDir, KeyFileError, fleet_identities  # noqa: E402
@@ -60,6 +61,13 @@ def test_enforce_takes_its_peers_signed_messages_and_drops_forgeries(make_node, 
     cmd = agent.link_sign(SignedTwist(), "r1", "r1/cmd_vel_signed")
     assert world.check_link(cmd, "r1", "r1/cmd_vel_signed")
     assert not world.check_link(SignedTwist(), "r1", "r1/cmd_vel_signed")
+    # ... as the nodes send and take it: raw bytes
+    twist = SignedTwist().twist
+    twist.linear.x = 0.5
+    data = agent.link_sign_raw(twist, SignedTwist, "r1", "r1/cmd_vel_signed")
+    assert world.take_link(data, SignedTwist, "r1", "r1/cmd_vel_signed").linear.x == 0.5
+    assert world.take_link(data, SignedTwist, "r1", "r1/cmd_vel_signed") is None   # replayed
+    assert world.take_link(data[:30], SignedTwist, "r1", "r1/cmd_vel_signed") is None
 
 
 def test_permissive_checks_and_logs_but_drops_nothing(make_node, keys):
@@ -67,6 +75,11 @@ def test_permissive_checks_and_logs_but_drops_nothing(make_node, keys):
                     identities=["dispatcher"])
     assert auth.check(Proposal(robot="r2"), "fleet/proposals", subjects=["r2"])
     assert sum(auth.verifier.dropped.values()) == 1
+    # a link message taken raw: used though unsigned; what does not read reaches nobody
+    unsigned = serialize_message(SignedTwist())
+    assert auth.take_link(unsigned, SignedTwist, "r1", "r1/cmd_vel_signed") is not None
+    assert auth.take_link(unsigned[:30], SignedTwist, "r1", "r1/cmd_vel_signed") is None
+    assert sum(auth.verifier.dropped.values()) == 3
 
 
 def test_bad_settings_are_named(make_node, keys, tmp_path):
