@@ -91,3 +91,39 @@ def test_bad_settings_are_named(make_node, keys, tmp_path):
         NodeAuth(make_node("n_nodir", auth_mode="enforce", auth_keys=str(tmp_path / "nowhere")))
     with pytest.raises(KeyFileError, match="ghost.key: private key of 'ghost' not found"):
         NodeAuth(make_node("n_ghost", auth_mode="enforce", auth_keys=keys), identities=["ghost"])
+
+
+def test_an_agents_process_checks_only_the_awards_and_rejections_of_its_robots(make_node, keys):
+    """FleetIO: an award or rejection naming a robot none of its agents is reaches no agent
+    and costs no signature check; one naming its robot is checked (a forgery dropped)."""
+    from fleet_coord_msgs.msg import Award, Rejection
+
+    from fleet_coord.fleet_io import FleetIO
+    host = make_node("n_agents", auth_mode="enforce", auth_keys=keys)
+    io = FleetIO(host)
+    heard = []
+
+    class Stub:
+        robot = "r1"
+        replica = None
+
+        def _on_award(self, m):
+            heard.append(("award", m.robot))
+
+        def _on_rejection(self, m):
+            heard.append(("rejection", m.robot))
+    io.add(Stub(), 10.0, 10.0)
+    dispatcher = NodeAuth(make_node("n_disp2", auth_mode="enforce", auth_keys=keys),
+                          identities=["dispatcher"])
+    take = {s.topic_name.rsplit("/", 1)[-1]: s.callback for s in host.subscriptions}
+    dropped = io.auth.verifier.dropped
+    for kind, cls in (("award", Award), ("rejection", Rejection)):
+        channel = f"fleet/{kind}s"
+        take[f"{kind}s"](dispatcher.sign(cls(task_id="t", round=1, robot="r1"), channel))
+        take[f"{kind}s"](dispatcher.sign(cls(task_id="t", round=1, robot="r2"), channel))
+        take[f"{kind}s"](cls(task_id="t", round=1, robot="r2"))   # unsigned, not ours
+        assert sum(dropped.values()) == 0
+        take[f"{kind}s"](cls(task_id="t", round=2, robot="r1"))   # unsigned, ours
+        assert sum(dropped.values()) == 1
+        dropped.clear()
+    assert heard == [("award", "r1"), ("rejection", "r1")]
