@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     counts: collections.Counter[str] = collections.Counter()
     n = [0]
     t0 = time.time()
+    # progress past pytest's capture of the test's output
+    progress = os.fdopen(os.dup(sys.stderr.fileno()), "w", buffering=1)
 
     def survey(test: Any) -> None:
         """Make the collected test record each schedule instead of failing on it."""
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             n[0] += 1
             if n[0] % 10 == 0:
                 print(f"{n[0]} schedules, {sum(counts.values())} failed, "
-                      f"{time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+                      f"{time.time() - t0:.0f} s", file=progress)
 
         test.hypothesis.inner_test = recording
 
