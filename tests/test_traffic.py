@@ -320,3 +320,28 @@ def test_snapshots_drop_the_past_and_the_log_brings_the_table_back(tmp_path):
     _, back = grid_authority(tmp_path, keep_history=10.0)
     assert back.table.version == ta.table.version and back.lost == {"b"}
     assert {(r.robot, r.resource) for r in back.table.reservations()} == {("a", 1), ("b", 3)}
+
+
+def test_the_space_a_lost_robot_stands_in_is_blocked_once_the_follower_in_it_moves_on():
+    """a's agent died in lane 5 (exclusive with vertex 15), short of its plan; b, following
+    a's plan, parked on 15 before a was declared lost. Neither the loss nor the odometry
+    fix can give a the lane (b's park there has begun): a holds nothing. When b plans on
+    through the lane, a's spot is blocked and b's passage revoked, instead of b being
+    granted a path through the robot (the soak, docs/reliability.md)."""
+    pairs = {5: (5, 15), 15: (15, 5)}
+    ta = TrafficAuthority(ReservationTable(lambda r: pairs.get(r, (r,)), 20))
+    assert ta.reserve("a", [(15, 0, 1), (5, 1, 2), (6, 2, INF)]).ok
+    assert ta.reserve("b", [(14, 0, 2), (15, 2, INF)]).ok
+    ta.robot_lost("a", now=2.6, last_seen=1.2)
+    ta.robot_located("a", [5], now=3.0)               # it stands in 5
+    assert not [r for r in ta.table.reservations("a") if r.t_end > 3.0]
+    assert ta.request("b", [(15, 4.0, 5.0), (5, 5.0, 6.0), (16, 6.0, INF)],
+                      replace_from=4.0).ok             # a holds nothing there yet
+    ta.tick(4.1)
+    b = [(r.resource, r.t_end) for r in ta.table.reservations("b") if r.t_end > 4.1]
+    assert (5, 6.0) not in b and (16, INF) not in b   # revoked: b stops before the lane
+    # once b has gone back the way it came, the lane is a's for good
+    assert ta.request("b", [(15, 4.5, 5.5), (14, 5.5, INF)], replace_from=4.5).ok
+    ta.tick(5.6)
+    assert ta.table.holder_at(5, 1e9) == "a"
+    assert not ta.request("c", [(5, 50, 51)]).ok

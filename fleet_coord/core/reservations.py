@@ -365,6 +365,13 @@ class ReservationTable:
         t0, t1 = self._check_interval(t0, t1)
         return min(self._blockers(resource, t0, t1, robot), key=_sort_key, default=None)
 
+    def conflicts(self, resource: int, t0: float, t1: float, *,
+                  robot: str | None = None) -> list[Reservation]:
+        """Every reservation of another robot (not `robot`) that blocks `resource`
+        somewhere in [t0, t1)."""
+        t0, t1 = self._check_interval(t0, t1)
+        return self._blockers(resource, t0, t1, robot)
+
     def is_free(self, resource: int, t0: float, t1: float, *,
                 robot: str | None = None) -> bool:
         """True when no other robot blocks `resource` anywhere in [t0, t1)."""

@@ -212,6 +212,9 @@ class TrafficAuthority:
         self.membership = Membership()
         self.work: dict[str, list[str]] = {}          # robot -> its current and queued tasks
         self.locating: dict[str, Locating] = {}
+        # robot -> resources of its spot it stands in but could not be given: another
+        # robot's hold there had begun (`_defer`)
+        self.deferred: dict[str, set[int]] = {}
         self.table_log = table_log
         self._logged_lost: set[str] = set()           # the lost set the table log has
         self.log: Log = log if log is not None else logging.getLogger("fleet_coord.traffic")
@@ -364,6 +367,7 @@ class TrafficAuthority:
         spot = self._held_since(robot, now, last_seen)
         outcome = LossOutcome(blocked=spot)
         self._block(robot, spot, now, outcome, replace=False)
+        self._defer(robot, spot)
         return outcome
 
     def _held_since(self, robot: str, now: float, last_seen: float | None) -> list[int]:
@@ -386,6 +390,7 @@ class TrafficAuthority:
         if robot not in self.lost or not spot:
             return outcome
         self._block(robot, spot, now, outcome, replace=True)
+        self._defer(robot, spot)
         return outcome
 
     def _block(self, robot: str, spot: list[int], now: float, outcome: LossOutcome, *,
@@ -443,6 +448,44 @@ class TrafficAuthority:
         if since:
             self._block(robot, sorted(since), now, outcome, replace=False, since=since)
 
+    def _defer(self, robot: str, spot: Iterable[int]) -> None:
+        """Note what of `spot` the block could not give `robot` for good: another robot's
+        hold there had begun (two robots in one space - a follower entered where a robot
+        whose agent died stopped short of its plan). It is blocked for `robot` as soon as
+        that hold ends or is replaced (`_retry_deferred`): else the space a robot stands
+        in stays unheld and the next plan through it is granted."""
+        mine = {r.resource for r in self.table.reservations(robot) if r.t_end == math.inf}
+        missing = {int(r) for r in spot} - mine
+        if missing:
+            self.deferred.setdefault(robot, set()).update(missing)
+            self.log.warning(f"robot {robot} stands in {sorted(missing)}, where another "
+                             "robot's hold has begun: blocked for it once that hold ends")
+        else:
+            self.deferred.pop(robot, None)
+
+    def _retry_deferred(self, now: float) -> None:
+        """Block each deferred spot as soon as it can be held for good: the others' holds
+        there that a block leaves out (begun ones) end, and their later passage through it
+        is revoked (a cheap check first: a retry that still cannot block would rewrite the
+        robot's holds for nothing)."""
+        for robot, spot in list(self.deferred.items()):
+            if self.membership.is_removed(robot):
+                self.deferred.pop(robot, None)
+                continue
+            # blockable for good: no hold there that the block must leave out (begun, or a
+            # lost robot's commitment) lasts for good
+            free = [res for res in spot if not any(
+                o.t_end == math.inf and (o.t_start <= now or o.robot in self.lost)
+                for o in self.table.conflicts(res, now, math.inf, robot=robot))]
+            if not free:
+                continue
+            outcome = LossOutcome(blocked=sorted(free))
+            self._block(robot, sorted(free), now, outcome, replace=False)
+            self._defer(robot, spot)
+            self.log.warning(f"robot {robot}: {sorted(free)}, where it stands, is blocked for it "
+                             "now" + (f"; reservations revoked for {sorted(outcome.revoked)}"
+                                      if outcome.revoked else ""))
+
     def robot_returned(self, robot: str) -> None:
         """The robot speaks again: it may reserve again (its block stays until it replans)."""
         self.lost.discard(robot)
@@ -450,6 +493,7 @@ class TrafficAuthority:
     def robot_removed(self, robot: str) -> int:
         """The robot was taken out of the fleet on purpose: everything it held is freed."""
         self.lost.discard(robot)
+        self.deferred.pop(robot, None)
         return self.table.release(robot)
 
     # -- requests ---------------------------------------------------------------------------
@@ -485,6 +529,7 @@ class TrafficAuthority:
         if result.ok:
             if self.recovery is not None:
                 self.recovery.reasserted.add(robot)
+            self.deferred.pop(robot, None)   # its agent holds what it planned from where it is
             return ReserveResult(True, result.version)
         c = result.conflict
         assert c is not None   # a refused commit names its conflict
@@ -581,6 +626,7 @@ class TrafficAuthority:
             return
         outcome = LossOutcome(blocked=spot)
         self._block(robot, spot, now, outcome, replace=False)
+        self._defer(robot, spot)
         self.log.warning(f"robot {robot} speaks through a new agent: what it held since it "
                          f"was last heard, {spot}, stays held for it until the new agent "
                          "parks" + (f"; reservations revoked for {sorted(outcome.revoked)}"
@@ -603,6 +649,7 @@ class TrafficAuthority:
             return
         outcome = LossOutcome(blocked=[resource])
         self._block(robot, [resource], now, outcome, replace=True)
+        self._defer(robot, [resource])
         self.log.info(f"robot {robot} joins holding nothing: the spot it reports, resource "
                       f"{resource}, is held for it until its own commit"
                       + (f"; reservations revoked for {sorted(outcome.revoked)}"
@@ -613,6 +660,7 @@ class TrafficAuthority:
         expired leases, end a recovery that is done."""
         self._check_recovery(now)
         self._judge_unheard(now)
+        self._retry_deferred(now)
         out: list[Action] = []
         for robot in self.liveness.check(now):
             outcome = self.robot_lost(robot, now, self.liveness.last_seen.get(robot))
