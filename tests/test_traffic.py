@@ -345,3 +345,19 @@ def test_the_space_a_lost_robot_stands_in_is_blocked_once_the_follower_in_it_mov
     ta.tick(5.6)
     assert ta.table.holder_at(5, 1e9) == "a"
     assert not ta.request("c", [(5, 50, 51)]).ok
+
+
+def test_what_a_revoked_robot_keeps_to_brake_into_is_not_taken_by_the_same_block():
+    """d drives L(3) -> star V(2) -> M(1) -> star W(0) (neighbours touch). e, lost, held
+    W and M. Its block revokes d from M on; d keeps what it brakes into, L and V. The
+    block's next round clashes with that kept V (V touches M): it must leave it to d
+    (in the soak d lost V too, stopped at V's edge holding only L, and stood 0.28 m
+    outside its holds for two minutes)."""
+    ta = TrafficAuthority(ReservationTable(neighbour_exclusion, 10))
+    assert ta.reserve("e", [(1, 0, 0.5), (0, 0.5, 0.9)]).ok
+    assert ta.reserve("d", [(3, 0.2, 1.06), (2, 1.06, 2.6), (1, 2.6, 3.6), (0, 3.6, INF)]).ok
+    out = ta.robot_lost("e", now=1.0, last_seen=0.4)
+    assert out.revoked == {"d": 2.6}
+    d = {(r.resource, r.t_end) for r in ta.table.reservations("d") if r.t_end > 1.0}
+    assert (2, INF) in d and (3, INF) in d
+    assert not ta.request("c", [(2, 50, 51)]).ok

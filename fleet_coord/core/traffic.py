@@ -77,6 +77,7 @@ class LossOutcome:
     blocked: list[int]                                   # resources kept blocked
     revoked: dict[str, float] = field(default_factory=dict)  # robot -> revoked from time t
     yielded: set[str] = field(default_factory=set)  # lost robots whose commitments it spared
+    kept: dict[str, set[int]] = field(default_factory=dict)  # revoked robot -> what it keeps
 
 
 def _without(block: list[tuple[int, float, float]], requested: Reservation,
@@ -419,10 +420,12 @@ class TrafficAuthority:
                 block = _without(block, result.conflict.requested, other)
                 outcome.yielded.add(other.robot)
                 continue
-            if other.t_start <= now:
-                # a hold that has begun is the space the robot is in (or entering) now:
-                # taking it would leave the robot standing there unheld while others are
-                # granted it, so the block leaves that time out
+            if other.t_start <= now or (other.t_end == math.inf
+                                        and other.resource in outcome.kept.get(other.robot, ())):
+                # a hold that has begun is the space the robot is in (or entering) now, and
+                # what a revocation of this round let a robot keep is the space it brakes
+                # into: taking it would leave the robot standing there unheld while others
+                # are granted it, so the block leaves that time out
                 block = _without(block, result.conflict.requested, other)
                 continue
             self._revoke(other.robot, other.t_start, now, outcome)
@@ -446,6 +449,7 @@ class TrafficAuthority:
         self.table.release(robot, after=cut)
         outcome.revoked[robot] = min(outcome.revoked.get(robot, math.inf), cut)
         if since:
+            outcome.kept.setdefault(robot, set()).update(since)
             self._block(robot, sorted(since), now, outcome, replace=False, since=since)
 
     def _defer(self, robot: str, spot: Iterable[int]) -> None:
