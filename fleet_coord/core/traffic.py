@@ -472,6 +472,8 @@ class TrafficAuthority:
         there that a block leaves out (begun ones) end, and their later passage through it
         is revoked (a cheap check first: a retry that still cannot block would rewrite the
         robot's holds for nothing)."""
+        if self.recovery is not None:
+            return   # a recovering authority grants and blocks nothing new
         for robot, spot in list(self.deferred.items()):
             if self.membership.is_removed(robot):
                 self.deferred.pop(robot, None)
