@@ -511,6 +511,36 @@ def test_a_cut_just_ahead_of_a_robot_at_speed_stops_it_at_the_end_of_its_lane():
     assert w.final("t1").state is TaskState.DONE   # around it
 
 
+def test_a_robot_whose_replica_went_stale_right_after_a_revocation_still_stops_for_it():
+    """The delta after the revocation was lost (a gap: the replica is stale until the next
+    snapshot, up to 5 s). What the replica did apply is still the authority's word at its
+    version: the robot brakes for the cut it shows instead of driving on into the holds it
+    lost until the snapshot comes."""
+    rows = [".........", ".........", "........."]
+    w = World(rows, {"a": (0, 1)}, dataclasses.replace(CONFIG, time_model="real"))
+    core = w.cores["a"]
+    assert w.run_until(lambda: core.parked, 2.0)
+    w.award("a", "t1", ["8,1"])
+    assert w.run_until(lambda: core.drive is not None and w.bodies["a"].x > 0.1, 3.0)
+    ghost_v = w.v("4,1")
+    assert w.authority.reserve("ghost", [(ghost_v, w.t, w.t + 0.1)]).ok
+    assert "a" in w.authority.robot_lost("ghost", w.t).revoked
+    w._publish()                                  # the revocation arrives ...
+    table = w.authority.table
+    core.on_table_update(w.t, TableUpdate(table.version + 2, "b", False, "m", (), (),
+                                          w.authority.epoch, False))
+    assert core.replica.stale                     # ... and a gap right behind it
+    w._snapshot_at = w.t                          # the next snapshot in 5 s
+    worst = 0.0
+    while w.t < w._snapshot_at + 4.5:
+        w.step()
+        b = w.bodies["a"]
+        assert math.hypot(b.x - 4, b.y - 1) > 0.5, "drove onto the blocked vertex"
+        holds = [(r.resource, r.t_start, r.t_end) for r in w.authority.table.reservations("a")]
+        worst = max(worst, containment_error(w.ex, holds, b.x, b.y, w.t))
+    assert worst < 0.05
+
+
 def test_a_lost_re_commit_answer_is_sent_again():
     rows = [".......", ".......", "......."]
     w = World(rows, {"a": (0, 1)}, dataclasses.replace(CONFIG, reserve_timeout=0.3))

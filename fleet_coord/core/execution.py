@@ -1261,8 +1261,11 @@ class Execution:
         """Did the authority take part of the committed plan away (revocation)? Then stop
         before the cut, and go on from there when SIPP finds a way."""
         rep = self.replica
-        if rep.stale or rep.version < drive.commit_version or \
-                rep.version == drive.checked_version:
+        # A stale replica (a delta lost, the next snapshot up to snapshot_period away) still
+        # holds what it applied, the authority's word at its version: a cut in it is real.
+        # Only another incarnation's table (a restart) says nothing about these holds.
+        if (rep.stale and rep.epoch != self._holds_epoch) or \
+                rep.version < drive.commit_version or rep.version == drive.checked_version:
             return
         drive.checked_version = rep.version
         cut = first_uncovered(rep.table, self.robot, drive.segments, now)
