@@ -483,16 +483,8 @@ def test_a_cut_just_ahead_of_a_robot_at_speed_stops_it_at_the_end_of_its_lane():
     """The real model passes vertices at speed; a cut right ahead leaves no stop point
     further on. A robot that can still brake stops at the end of the lane it drives
     (instead of parking where it left, behind it, outside every hold)."""
-    rows = [".........", ".........", "........."]
-    w = World(rows, {"a": (0, 1)}, dataclasses.replace(CONFIG, time_model="real"))
-    core = w.cores["a"]
-    assert w.run_until(lambda: core.parked, 2.0)
-    w.award("a", "t1", ["8,1"])
-    assert w.run_until(lambda: core.drive is not None and w.bodies["a"].x > 0.1, 3.0)
+    w, core = revoked_at_speed("2,1")
     assert w.bodies["a"].v > 1.0   # on its first lane, at speed
-    ghost_v = w.v("2,1")
-    assert w.authority.reserve("ghost", [(ghost_v, w.t, w.t + 0.1)]).ok
-    assert "a" in w.authority.robot_lost("ghost", w.t).revoked
     w._publish()
     assert w.run_until(lambda: any(r.kind is CallKind.RECOMMIT for r in w.sent("a", Reserve)),
                        0.5)
@@ -500,15 +492,35 @@ def test_a_cut_just_ahead_of_a_robot_at_speed_stops_it_at_the_end_of_its_lane():
     # it still drives (no stop where it stands), braking into (1, 1)
     assert core.drive is not None and (w.v("1,1"), ) == tuple(
         v for v, _ in core.drive.path if v == w.v("1,1"))[:1]
+    assert drive_around(w, (2, 1), lambda: w.final("t1") is None and w.t < 30.0) < 0.05
+    assert w.final("t1").state is TaskState.DONE   # around it
+
+
+def revoked_at_speed(ghost: str):
+    """Robot a driving 0,1 -> 8,1 at real speed when a lost ghost's block at `ghost` cuts
+    its path (the revocation not published yet)."""
+    rows = [".........", ".........", "........."]
+    w = World(rows, {"a": (0, 1)}, dataclasses.replace(CONFIG, time_model="real"))
+    core = w.cores["a"]
+    assert w.run_until(lambda: core.parked, 2.0)
+    w.award("a", "t1", ["8,1"])
+    assert w.run_until(lambda: core.drive is not None and w.bodies["a"].x > 0.1, 3.0)
+    assert w.authority.reserve("ghost", [(w.v(ghost), w.t, w.t + 0.1)]).ok
+    assert "a" in w.authority.robot_lost("ghost", w.t).revoked
+    return w, core
+
+
+def drive_around(w, blocked, going) -> float:
+    """Step while `going()`; a never comes within 0.5 m of `blocked`; returns how far it
+    was outside its holds at worst."""
     worst = 0.0
-    while w.final("t1") is None and w.t < 30.0:
+    while going():
         w.step()
         b = w.bodies["a"]
-        assert math.hypot(b.x - 2, b.y - 1) > 0.5, "drove onto the blocked vertex"
+        assert math.hypot(b.x - blocked[0], b.y - blocked[1]) > 0.5, "drove onto the blocked vertex"
         holds = [(r.resource, r.t_start, r.t_end) for r in w.authority.table.reservations("a")]
         worst = max(worst, containment_error(w.ex, holds, b.x, b.y, w.t))
-    assert worst < 0.05
-    assert w.final("t1").state is TaskState.DONE   # around it
+    return worst
 
 
 def test_a_robot_whose_replica_went_stale_right_after_a_revocation_still_stops_for_it():
@@ -516,29 +528,14 @@ def test_a_robot_whose_replica_went_stale_right_after_a_revocation_still_stops_f
     snapshot, up to 5 s). What the replica did apply is still the authority's word at its
     version: the robot brakes for the cut it shows instead of driving on into the holds it
     lost until the snapshot comes."""
-    rows = [".........", ".........", "........."]
-    w = World(rows, {"a": (0, 1)}, dataclasses.replace(CONFIG, time_model="real"))
-    core = w.cores["a"]
-    assert w.run_until(lambda: core.parked, 2.0)
-    w.award("a", "t1", ["8,1"])
-    assert w.run_until(lambda: core.drive is not None and w.bodies["a"].x > 0.1, 3.0)
-    ghost_v = w.v("4,1")
-    assert w.authority.reserve("ghost", [(ghost_v, w.t, w.t + 0.1)]).ok
-    assert "a" in w.authority.robot_lost("ghost", w.t).revoked
+    w, core = revoked_at_speed("4,1")
     w._publish()                                  # the revocation arrives ...
     table = w.authority.table
     core.on_table_update(w.t, TableUpdate(table.version + 2, "b", False, "m", (), (),
                                           w.authority.epoch, False))
     assert core.replica.stale                     # ... and a gap right behind it
     w._snapshot_at = w.t                          # the next snapshot in 5 s
-    worst = 0.0
-    while w.t < w._snapshot_at + 4.5:
-        w.step()
-        b = w.bodies["a"]
-        assert math.hypot(b.x - 4, b.y - 1) > 0.5, "drove onto the blocked vertex"
-        holds = [(r.resource, r.t_start, r.t_end) for r in w.authority.table.reservations("a")]
-        worst = max(worst, containment_error(w.ex, holds, b.x, b.y, w.t))
-    assert worst < 0.05
+    assert drive_around(w, (4, 1), lambda: w.t < w._snapshot_at + 4.5) < 0.05
 
 
 def test_a_lost_re_commit_answer_is_sent_again():
