@@ -50,7 +50,10 @@ from on loss, while the task has not ended, is accepted (first completion wins,
 and a re-award withdrawn by a reject-proposal to the new robot, which drops the task. A
 DONE from the new robot that comes first ends the task as usual and the late one is
 ignored. With a partition a task is done at least once, never "exactly once"; the ledger
-records it done once. A former holder's ACTIVE statuses are ignored.
+records it done once. A former holder's ACTIVE statuses are ignored, but when its states
+are heard again listing the task before another robot won it, the task is given back to
+it (awarded to it in a new round): it was cut off, not dead, and another robot would only
+wait at the task's stations for it to yield.
 
 Reconciliation. Messages get lost (a full reader history, a partition, a restart), so the
 dispatcher compares, continuously, what each robot reports in its RobotState (its current
@@ -786,10 +789,44 @@ class Dispatch:
             out += self._repair_unlisted(task_id, entry, robot, now)
         for task_id in listed:                        # reported, not given to it
             entry = self.entries.get(task_id)
-            if entry is not None and (entry.holder == robot or robot in entry.lost_holders):
-                continue   # its own, or a former holder's late result (module doc)
+            if entry is not None and entry.holder == robot:
+                continue   # its own
+            if entry is not None and robot in entry.lost_holders:
+                # a former holder, heard again, drives it on (a false loss): it gets it
+                # back unless another robot won it meanwhile (its late result counts)
+                out += self._restore(task_id, entry, robot, now)
+                continue
             out += self._withdraw(task_id, robot, now)
         return out
+
+    def _restore(self, task_id: str, entry: TaskEntry, robot: str,
+                 now: float) -> list[Action]:
+        """Give `task_id` back to `robot`, which it was taken from when it was declared lost
+        and which still holds it (it was cut off, not dead): another robot awarded it would
+        only wait at its stations for it to yield, or do it a second time."""
+        rec = self.ledger.get(task_id)
+        if rec is None or rec.state not in (TaskState.QUEUED, TaskState.ANNOUNCED) \
+                or robot in entry.unable:
+            return []
+        out = self._stop_auction(task_id, now)
+        try:
+            if rec.state is TaskState.QUEUED:
+                rec = self.ledger.transition(task_id, TaskState.ANNOUNCED, now)
+            self.ledger.transition(task_id, TaskState.AWARDED, now, robot=robot,
+                                   auction_round=rec.round,
+                                   reason=f"reconciled: {robot}, heard again after its loss, "
+                                          "still holds it; given back to it")
+        except LedgerError as e:
+            self.log.warning(f"cannot give {task_id} back to {robot}: {e}")
+            return out
+        entry.announce_at, entry.pooled, entry.deferred = None, False, ""
+        entry.no_bid_rounds, entry.confirm_by = 0, None
+        self._hold(task_id, robot, rec.round, now)
+        entry.unlisted_since = None   # it lists it
+        self.log.info(f"task {task_id}: {robot}, heard again after its loss, still holds "
+                      f"it; given back to it (round {rec.round})")
+        return out + [Award(task_id, rec.round, robot),
+                      self._status(task_id, TaskState.AWARDED, robot, rec.round)]
 
     def _note(self, task_id: str, event: str, now: float, robot: str, why: str) -> None:
         try:
