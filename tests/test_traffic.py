@@ -361,3 +361,23 @@ def test_what_a_revoked_robot_keeps_to_brake_into_is_not_taken_by_the_same_block
     d = {(r.resource, r.t_end) for r in ta.table.reservations("d") if r.t_end > 1.0}
     assert (2, INF) in d and (3, INF) in d
     assert not ta.request("c", [(2, 50, 51)]).ok
+
+
+def test_a_deferred_spot_is_blocked_piece_by_piece_without_rewriting_the_table_each_tick():
+    """a, lost, stood in 4 and 5, where b's and c's parks had begun. c moves on: 5 becomes
+    a's for good, 4 waits for b - and the ticks after that change nothing in the table (a
+    retry of what a already holds would rewrite its holds, an update, ten times a
+    second)."""
+    ta = TrafficAuthority(ReservationTable(line_exclusion(10), 10))
+    assert ta.reserve("a", [(4, 0, 2), (5, 2, 2.5), (6, 2.5, INF)]).ok
+    assert ta.reserve("b", [(4, 2.2, INF)]).ok
+    assert ta.reserve("c", [(5, 2.6, INF)]).ok
+    ta.robot_lost("a", now=3.0, last_seen=1.0)
+    assert ta.table.holder_at(5, 50.0) == "c"
+    assert ta.request("c", [(5, 3.5, 4.0), (7, 4.0, INF)], replace_from=3.5).ok
+    ta.tick(3.6)
+    assert ta.table.holder_at(5, 50.0) == "a" and ta.table.holder_at(4, 50.0) == "b"
+    version = ta.table.version
+    ta.tick(3.7)
+    ta.tick(3.8)
+    assert ta.table.version == version

@@ -367,8 +367,7 @@ class TrafficAuthority:
         self.lost.add(robot)
         spot = self._held_since(robot, now, last_seen)
         outcome = LossOutcome(blocked=spot)
-        self._block(robot, spot, now, outcome, replace=False)
-        self._defer(robot, spot)
+        self._block_for_good(robot, spot, now, outcome, replace=False)
         return outcome
 
     def _held_since(self, robot: str, now: float, last_seen: float | None) -> list[int]:
@@ -390,8 +389,7 @@ class TrafficAuthority:
         outcome = LossOutcome(blocked=spot)
         if robot not in self.lost or not spot:
             return outcome
-        self._block(robot, spot, now, outcome, replace=True)
-        self._defer(robot, spot)
+        self._block_for_good(robot, spot, now, outcome, replace=True)
         return outcome
 
     def _block(self, robot: str, spot: list[int], now: float, outcome: LossOutcome, *,
@@ -452,20 +450,32 @@ class TrafficAuthority:
             outcome.kept.setdefault(robot, set()).update(since)
             self._block(robot, sorted(since), now, outcome, replace=False, since=since)
 
-    def _defer(self, robot: str, spot: Iterable[int]) -> None:
-        """Note what of `spot` the block could not give `robot` for good: another robot's
-        hold there had begun (two robots in one space - a follower entered where a robot
-        whose agent died stopped short of its plan). It is blocked for `robot` as soon as
-        that hold ends or is replaced (`_retry_deferred`): else the space a robot stands
-        in stays unheld and the next plan through it is granted."""
+    def _block_for_good(self, robot: str, spot: list[int], now: float,
+                        outcome: LossOutcome, *, replace: bool) -> None:
+        """`_block`, then remember what of `spot` it could not give `robot` for good
+        (`_defer`). `replace`: `spot` is all the robot stands in now (what it was deferred
+        before is forgotten)."""
+        self._block(robot, spot, now, outcome, replace=replace)
+        self._defer(robot, spot, replace=replace)
+
+    def _defer(self, robot: str, spot: Iterable[int], *, replace: bool) -> None:
+        """Note what of `spot` (with what was deferred before, unless `replace`) `robot`
+        does not hold for good: another robot's hold there had begun (two robots in one
+        space - a follower entered where a robot whose agent died stopped short of its
+        plan). It is blocked for `robot` as soon as that hold ends or is replaced
+        (`_retry_deferred`): else the space a robot stands in stays unheld and the next
+        plan through it is granted."""
         mine = {r.resource for r in self.table.reservations(robot) if r.t_end == math.inf}
-        missing = {int(r) for r in spot} - mine
-        if missing:
-            self.deferred.setdefault(robot, set()).update(missing)
-            self.log.warning(f"robot {robot} stands in {sorted(missing)}, where another "
-                             "robot's hold has begun: blocked for it once that hold ends")
-        else:
+        before = set() if replace else self.deferred.get(robot, set())
+        missing = ({int(r) for r in spot} | before) - mine
+        if not missing:
             self.deferred.pop(robot, None)
+            return
+        if missing - before:
+            self.log.warning(f"robot {robot} stands in {sorted(missing - before)}, where "
+                             "another robot's hold has begun: blocked for it once that "
+                             "hold ends")
+        self.deferred[robot] = missing
 
     def _retry_deferred(self, now: float) -> None:
         """Block each deferred spot as soon as it can be held for good: the others' holds
@@ -486,8 +496,7 @@ class TrafficAuthority:
             if not free:
                 continue
             outcome = LossOutcome(blocked=sorted(free))
-            self._block(robot, sorted(free), now, outcome, replace=False)
-            self._defer(robot, spot)
+            self._block_for_good(robot, sorted(free), now, outcome, replace=False)
             self.log.warning(f"robot {robot}: {sorted(free)}, where it stands, is blocked for it "
                              "now" + (f"; reservations revoked for {sorted(outcome.revoked)}"
                                       if outcome.revoked else ""))
@@ -631,8 +640,7 @@ class TrafficAuthority:
         if not spot or self.recovery is not None:
             return
         outcome = LossOutcome(blocked=spot)
-        self._block(robot, spot, now, outcome, replace=False)
-        self._defer(robot, spot)
+        self._block_for_good(robot, spot, now, outcome, replace=False)
         self.log.warning(f"robot {robot} speaks through a new agent: what it held since it "
                          f"was last heard, {spot}, stays held for it until the new agent "
                          "parks" + (f"; reservations revoked for {sorted(outcome.revoked)}"
@@ -654,8 +662,7 @@ class TrafficAuthority:
         if resource < 0 or (n is not None and resource >= n):
             return
         outcome = LossOutcome(blocked=[resource])
-        self._block(robot, [resource], now, outcome, replace=True)
-        self._defer(robot, [resource])
+        self._block_for_good(robot, [resource], now, outcome, replace=True)
         self.log.info(f"robot {robot} joins holding nothing: the spot it reports, resource "
                       f"{resource}, is held for it until its own commit"
                       + (f"; reservations revoked for {sorted(outcome.revoked)}"
