@@ -19,9 +19,9 @@ DONE, FAILED).
 
 Parameters: `map`, `footprint_radius`, `ledger` (the SQLite task ledger, default
 `~/.ros/fleet_coord_tasks.db`), `bid_window`, `retry_base`, `retry_max_rounds`,
-`max_task_attempts`, `robot_timeout`, `confirm_window` (fleet_coord.core.dispatch.
-DispatchConfig). Robots are told apart across restarts of their agents by the DDS GID of
-their state publisher (fleet_coord.core.membership).
+`max_task_attempts`, `robot_timeout`, `confirm_window`, `restart_grace`
+(fleet_coord.core.dispatch.DispatchConfig). Robots are told apart across restarts of
+their agents by the DDS GID of their state publisher (fleet_coord.core.membership).
 """
 from __future__ import annotations
 
@@ -110,6 +110,7 @@ class Dispatcher(Node):
             max_task_attempts=p("max_task_attempts", 3).value,
             robot_timeout=p("robot_timeout", 2.0).value,
             confirm_window=p("confirm_window", 3.0).value,
+            restart_grace=p("restart_grace", 10.0).value,
             # pool: batch rounds, one unstarted task per robot; per_task: each round alone
             allocation=p("allocation", "pool").value,
             pool_period=p("pool_period", 5.0).value,

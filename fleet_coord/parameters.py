@@ -104,7 +104,7 @@ SCHEMA: dict[str, dict[str, Bound]] = {
         "ledger": STR, "bid_window": F(0.01, 600, "s"),
         "retry_base": F(0.01, _S, "s"), "retry_max_rounds": I(1, 1000),
         "max_task_attempts": I(1, 1000), "robot_timeout": F(0.05, 600, "s"),
-        "confirm_window": F(0.05, 600, "s"),
+        "confirm_window": F(0.05, 600, "s"), "restart_grace": F(0.05, 600, "s"),
         "allocation": Bound("str", choices=("pool", "per_task")),
         "pool_period": F(0.05, 3600, "s"), "pool_batch": I(0, 1_000_000),
     },

@@ -266,6 +266,7 @@ def test_a_robot_lost_with_a_task_and_heard_again_still_driving_it_gets_it_back(
     rec = ledger.get("t")
     assert (award.robot, award.round) == ("a", rec.round) and rec.round == 2
     assert rec.state is S.AWARDED and rec.robot == "a" and "given back" in rec.reason
+    assert rec.attempts == 0      # a false loss: not an attempt that failed
     assert of(d.tick(1.2), dp.CallForProposals) == []
     d.on_task_status(1.5, "t", "a", S.ACTIVE, round=1)
     d.on_task_status(2.0, "t", "a", S.DONE, round=1)
@@ -388,6 +389,49 @@ def test_restart_announces_pending_tasks_and_requeues_unconfirmed_ones(ledger):
     assert ledger.get("held").state is S.AWARDED
     assert ledger.get("orphan").state is S.QUEUED              # b never confirmed it
     assert "its robot did not confirm" in ledger.get("orphan").reason
+
+
+def test_a_restarted_dispatcher_waits_to_hear_a_robot_before_its_confirm_window_starts(ledger):
+    """A robot's DONE sent while the dispatcher was down is lost; the restarted dispatcher
+    learns it from the robot's states (their finished list) - if it waits for them. On a
+    busy host the new participant hears a robot seconds after it starts (the soak: two
+    tasks re-auctioned 2.3 s after a restart and done a second time)."""
+    d = make(ledger, config=PER_TASK)
+    d.on_robot_state(0.0, "c", incarnation="c-agent-1")
+    for tid, robot in (("done_meanwhile", "a"), ("driven", "b"), ("silent", "c")):
+        d.submit(0.0, Task(tid, "goto", ["s"]))
+        auction(d, tid, {robot: 1.0}, 0.0)
+    # crash; the new core hears no robot for 5 s (> confirm_window)
+    d2 = dp.Dispatch(ledger, PER_TASK, 10.0)
+    for t in np.arange(10.0, 15.0, 0.1):
+        assert of(d2.tick(float(t)), dp.Rejection) == []
+    assert {ledger.get(t).state for t in ("done_meanwhile", "driven", "silent")} == {S.AWARDED}
+    d2.on_robot_state(15.0, "a", [""], incarnation="a-agent-1", done=["done_meanwhile"])
+    d2.on_robot_state(15.0, "b", ["driven"], incarnation="b-agent-1")
+    assert ledger.get("done_meanwhile").state is S.DONE
+    d2.tick(19.9)
+    assert ledger.get("driven").state is S.AWARDED and ledger.get("silent").state is S.AWARDED
+    # a robot heard that does not list it: back to auction confirm_window after it was heard
+    d2.on_robot_state(16.0, "c", [""], incarnation="c-agent-1")
+    d2.tick(18.9)
+    assert ledger.get("silent").state is S.AWARDED
+    d2.tick(19.0)
+    rec = ledger.get("silent")
+    assert rec.state is S.QUEUED and "did not confirm it after a dispatcher restart" in rec.reason
+    assert rec.attempts == 0      # no robot failed it: its confirmation was not heard
+    assert ledger.get("driven").state is S.AWARDED
+
+
+def test_a_restarted_dispatcher_gives_back_the_tasks_of_a_robot_never_heard_again(ledger):
+    d = make(ledger, config=PER_TASK)
+    d.submit(0.0, Task("t", "goto", ["s"]))
+    auction(d, "t", {"a": 1.0}, 0.0)
+    d2 = dp.Dispatch(ledger, PER_TASK, 10.0)
+    d2.on_robot_state(10.5, "b", [""], incarnation="b-agent-1")
+    d2.tick(10.0 + PER_TASK.restart_grace - 0.1)
+    assert ledger.get("t").state is S.AWARDED
+    d2.tick(10.0 + PER_TASK.restart_grace)
+    assert ledger.get("t").state is S.QUEUED
 
 
 def test_a_robot_whose_agent_restarted_must_confirm_its_tasks_or_they_go_back_to_auction(ledger):

@@ -122,6 +122,9 @@ class DispatchConfig:
     max_task_attempts: int = 3          # robots a task may be given to before it fails
     robot_timeout: float = 2.0          # s without a RobotState: not asked in auctions
     confirm_window: float = 3.0         # s a robot has to confirm an in-flight task at restart
+    # s a restarted dispatcher waits to hear the robot of an in-flight task at all (its
+    # confirm_window starts then): a new participant's discovery takes seconds on a busy host
+    restart_grace: float = 10.0
     name: str = "dispatcher"            # the initiator named in cfps, awards, rejections
     start_delay: float = 0.5            # s before re-announcing at restart (robots to discover)
     no_robot_grace: float = 5.0         # s a due task waits for a robot before it is announced anyway
@@ -136,7 +139,7 @@ class DispatchConfig:
             raise ValueError(f"dispatcher allocation must be one of {', '.join(ALLOCATIONS)}, "
                              f"got {self.allocation!r}")
         for name in ("bid_window", "robot_timeout", "confirm_window", "pool_period",
-                     "reconcile_after"):
+                     "reconcile_after", "restart_grace"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"dispatcher {name} must be a finite number of seconds > 0, "
@@ -208,6 +211,8 @@ class TaskEntry:
     # the confirmation may just not have reached us (an award or states lost on the way,
     # a dispatcher restart): its re-queue is not an attempt of a robot at the task
     unheard: bool = False
+    # in flight at a restart, its robot not heard since: confirm_window starts when it is
+    await_holder: bool = False
     deferred: str = ""                      # why it is held back (a lost robot holds a station)
     pooled: bool = False                    # had bids but no free robot: waits for a pool round
     holder: str | None = None               # the robot the ledger gives it to (AWARDED/ACTIVE)
@@ -245,9 +250,11 @@ class Dispatch:
         pending, in_flight = ledger.pending(), ledger.in_flight()
         for rec in pending:
             self._entry(rec.task.id).announce_at = now + config.start_delay
+        self._started = now
         for rec in in_flight:
             self._entry(rec.task.id).confirm_by = now + config.confirm_window
             self._entry(rec.task.id).unheard = True
+            self._entry(rec.task.id).await_holder = bool(rec.robot)
             if rec.robot:
                 self._hold(rec.task.id, rec.robot, rec.round, now)
         for rec in [*pending, *in_flight]:
@@ -425,6 +432,8 @@ class Dispatch:
         out += self._close_auctions(now)
         for task_id, entry in list(self.entries.items()):
             if entry.confirm_by is not None and now >= entry.confirm_by:
+                if entry.await_holder and now < self._started + self.config.restart_grace:
+                    continue   # its robot's states may not reach the new dispatcher yet
                 entry.confirm_by = None
                 rec = self.ledger.get(task_id)
                 reason = ("its robot did not confirm it after "
@@ -742,6 +751,13 @@ class Dispatch:
             return []   # the old agent of a removed robot
         if robot not in self.robots:
             self._slot_freed()   # a robot joined or is back
+            # first heard since a restart: its in-flight tasks' confirm windows start now
+            # (its DONE may have been lost with the old dispatcher; its states say so)
+            for held_id in self.holding.get(robot, ()):
+                awaited = self.entries[held_id]
+                if awaited.await_holder and awaited.confirm_by is not None:
+                    awaited.confirm_by = max(awaited.confirm_by, now + self.config.confirm_window)
+                awaited.await_holder = False
         self.robots[robot] = now
         self.lost.discard(robot)
         if before is not None and incarnation is not None and incarnation != before:
@@ -812,8 +828,9 @@ class Dispatch:
         try:
             if rec.state is TaskState.QUEUED:
                 rec = self.ledger.transition(task_id, TaskState.ANNOUNCED, now)
+            # the loss was a false one (it drove on): not an attempt that failed
             self.ledger.transition(task_id, TaskState.AWARDED, now, robot=robot,
-                                   auction_round=rec.round,
+                                   auction_round=rec.round, refund=True,
                                    reason=f"reconciled: {robot}, heard again after its loss, "
                                           "still holds it; given back to it")
         except LedgerError as e:

@@ -865,13 +865,17 @@ class TaskLedger:
                    robot: str | None = None, reason: str = "", *,
                    auction_round: int | None = None,
                    remote_lamport: int | None = None,
-                   lost: bool = False, attempt: bool = True) -> TaskRecord:
+                   lost: bool = False, attempt: bool = True,
+                   refund: bool = False) -> TaskRecord:
         """Move `task_id` to `new_state` atomically and append the event.
 
         - to ANNOUNCED: starts a new auction round (`round` + 1; read it from the
           returned record and put it in the cfp).
         - to AWARDED: `robot` and `auction_round` are required; succeeds only if the
           task is ANNOUNCED *in that round* (compare-and-set), else `StaleAward`.
+          `refund=True`: the task goes back to the robot it came back from by a loss
+          that was a false one (it drove on): the attempt that loss counted is taken
+          back (`attempts` - 1, not below 0).
         - to ACTIVE / DONE: if `robot` is given it must be the robot holding the task.
         - to QUEUED from AWARDED / ACTIVE (robot lost or failed): `attempts` + 1 and the
           robot is released; the event names it (`given_back_by`, and `lost` when it was
@@ -919,6 +923,8 @@ class TaskLedger:
                                      f"round {auction_round} refused; the current round "
                                      f"is {cur.round}")
                 holder = robot
+                if refund:
+                    attempts = max(0, attempts - 1)
             elif new in (S.ACTIVE, S.DONE) or (new is S.FAILED and old in (S.AWARDED, S.ACTIVE)):
                 if robot is not None and robot != cur.robot:
                     raise IllegalTransition(f"task {task_id!r}: {robot!r} reported {new} but "
@@ -937,6 +943,8 @@ class TaskLedger:
             detail: dict[str, Any] = {"from": old.value, "to": new.value, "round": rnd}
             if reason:
                 detail["reason"] = reason
+            if new is S.AWARDED and refund:
+                detail["refund"] = True
             if new is S.QUEUED and old in (S.AWARDED, S.ACTIVE) and robot is not None:
                 detail["given_back_by"] = robot
                 if lost:
