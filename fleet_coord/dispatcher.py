@@ -12,6 +12,7 @@ messages into core calls and the core's actions into messages.
 | sub | `/fleet/robot_states` (STATE) | RobotState |
 | sub | `/fleet/robot_lost`, `/fleet/robot_removed` | RobotNotice (PROTOCOL) |
 | sub | `/traffic/updates` | ReservationSet (TABLE): a replica of the reservation table |
+| pub | `/traffic/resync` | std_msgs/String (PROTOCOL): asks for a snapshot while the replica is stale |
 
 On `/fleet/task_status` the dispatcher publishes its own states (QUEUED, ANNOUNCED,
 AWARDED, FAILED, CANCELLED; robot empty except AWARDED) and hears the robots' (ACTIVE,
@@ -52,7 +53,7 @@ from fleet_coord.node_auth import NodeAuth
 from fleet_coord.namespace import FleetNames
 from fleet_coord.execute_task import ExecuteTaskServer
 from fleet_coord.spin import run_nodes
-from fleet_coord.table_replica import TableReplica
+from fleet_coord.table_replica import ResyncRequester, TableReplica
 
 __all__ = ["Dispatcher", "task_from_submission", "task_to_msg"]
 
@@ -156,6 +157,9 @@ class Dispatcher(Node):
             callback_group=group)
         sub(RobotNotice, self.names("/fleet/robot_removed"), self._on_robot_removed, qos.PROTOCOL,
             callback_group=group)
+        # a stale replica asks for the table at once (the next snapshot is up to 5 s away)
+        self.resync = ResyncRequester(self, self.names, self.get_name(),
+                                      lambda: [self.replica.core], callback_group=group)
         self.create_service(SubmitTask, self.names("/fleet/submit_task"), self._on_submit,
                             callback_group=group)
         self.create_service(CancelTask, self.names("/fleet/cancel_task"), self._on_cancel,
@@ -253,6 +257,7 @@ class Dispatcher(Node):
     def _on_update(self, m: ReservationSet) -> None:
         if self.auth.check(m, "traffic/updates"):
             self.replica.apply(m)
+            self.resync.check()
 
     def _on_proposal(self, m: Proposal) -> None:
         if not self.auth.precheck_robot_msg(m, "fleet/proposals"):

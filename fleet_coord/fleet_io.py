@@ -3,7 +3,8 @@ every agent of a process (fleet_coord.robot_agent.AgentGroup, or a lone agent's 
 
 It carries the `/fleet/*` and `/traffic/updates` subscriptions (each message is handed
 to every agent, whose core keeps what concerns it), the shared publishers, the
-`/traffic/reserve` and `/fleet/list_tasks` clients, one table replica per roadmap, and one
+`/traffic/reserve` and `/fleet/list_tasks` clients, one table replica per roadmap (and
+its `/traffic/resync` requests while it is stale), and one
 control and one state timer per rate that tick all agents in turn. Why shared: rclpy's executor pays per
 callback for every entity of the process, and a cfp waited behind the other agents'
 timers; shared, a cfp is one DDS delivery and one callback that bids for all the agents
@@ -25,6 +26,7 @@ from fleet_coord.core.replica import Replica, TableUpdate
 from fleet_coord.guard import Guard, sender_of
 from fleet_coord.namespace import names_of
 from fleet_coord.node_auth import NodeAuth
+from fleet_coord.table_replica import ResyncRequester
 
 
 class Agent(Protocol):
@@ -80,6 +82,12 @@ class FleetIO:
                                               callback_group=group)
         self._group = group
         self._replicas: dict[tuple[str, int], Replica] = {}
+        # a stale replica asks for the table at once: a robot does not see revocations
+        # made since (the next periodic snapshot is up to 5 s away)
+        self.resync = ResyncRequester(
+            host, names, host.get_name(),
+            lambda: {id(a.replica): a.replica for a in self.agents}.values(),
+            callback_group=group)
 
     def replica(self, exclusive, num_resources: int, roadmap_id: str) -> Replica:
         """The table replica of the agents on this roadmap: one per process and roadmap
@@ -127,6 +135,7 @@ class FleetIO:
             self.guard.drop("/traffic/updates", "?", e)
             return
         self._fan_out(self.agents, "_on_update", "/traffic/updates")(update)
+        self.resync.check()
 
     def add(self, agent: Any, control_rate: float, state_rate: float) -> None:
         """Serve `agent`: its handlers get the fleet-wide messages, its `_tick` and

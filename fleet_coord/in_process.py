@@ -49,7 +49,7 @@ from fleet_coord.core import traffic as tc
 from fleet_coord.core.event_log import EventLog
 from fleet_coord.core.kinematics import Limits, UnicycleState, step
 from fleet_coord.core.monitor import SafetyMonitor
-from fleet_coord.core.replica import Replica, TableUpdate
+from fleet_coord.core.replica import Replica, Resync, TableUpdate
 from fleet_coord.core.roadmap import Exclusion, Roadmap
 from fleet_coord.core.table_log import TableLog
 from fleet_coord.core.tracking import resolve_time_model
@@ -132,13 +132,15 @@ class _Group:
         self.robots = robots
         self.agents: dict[str, ex.Execution] = {}
         self.replica: Replica | None = None
+        self.resync = Resync()                  # asks for a snapshot while it is stale
         self.up = False
         self.incarnation = 0
         self.calls: dict[str, set[int]] = {}    # robot -> seqs it still wants answers to
 
 
 #: bus channels the ROS nodes send with RELIABLE QoS (qos.PROTOCOL): never dropped at random
-RELIABLE = frozenset({"submit", "bid", "contract", "status", "lost", "removed", "fleet"})
+RELIABLE = frozenset({"submit", "bid", "contract", "status", "lost", "removed", "fleet",
+                      "resync"})
 
 
 class InProcessFleet:
@@ -242,6 +244,7 @@ class InProcessFleet:
                                    allocation=self.p.allocation)
         replica = Replica(self.exclusion.of, self.roadmap.num_resources, self.roadmap_id)
         self._dispatch_replica = replica
+        self._dispatch_resync = Resync()
         self.dispatch = dp.Dispatch(self._ledger, config, self.bus.now, roadmap=self.roadmap,
                                     exclusion=self.exclusion, replica=replica,
                                     log=logging.getLogger("fleet_coord.in_process.dispatch"))
@@ -251,6 +254,7 @@ class InProcessFleet:
         g.up = True
         g.incarnation += 1
         g.replica = Replica(self.exclusion.of, self.roadmap.num_resources, self.roadmap_id)
+        g.resync = Resync()
         cfg = self.execution_config
         for r in g.robots:
             g.agents[r] = ex.Execution(
@@ -336,6 +340,7 @@ class InProcessFleet:
 
     def _control(self, g: _Group) -> None:
         now = self.bus.now
+        self._check_resync(g)
         ready = self.authority is not None
         for r, agent in g.agents.items():
             s = self.state[r]
@@ -356,7 +361,7 @@ class InProcessFleet:
             self.bus.send(g.name, DISPATCHER, self._to_dispatcher_state, r, tasks, inc,
                           channel="state")
             self.bus.send(g.name, TRAFFIC, self._to_traffic_state, r, tasks, inc, rep.vertex,
-                          channel="state")
+                          now, channel="state")
 
     def _act(self, g: _Group, robot: str, actions: Iterable[ex.Action]) -> None:
         now = self.bus.now
@@ -436,6 +441,11 @@ class InProcessFleet:
     def _dispatcher_tick(self) -> None:
         if self.dispatch is not None:
             self._dispatch_out(self.dispatch.tick(self.bus.now))
+            self._dispatcher_resync()
+
+    def _dispatcher_resync(self) -> None:
+        if self._dispatch_resync.due(self.bus.now, self._dispatch_replica):
+            self.bus.send(DISPATCHER, TRAFFIC, self._to_traffic_resync, channel="resync")
 
     def _to_dispatcher_list(self, g: _Group, incarnation: int, robot: str, seq: int) -> None:
         """/fleet/list_tasks: the tasks not ended, as the dispatcher node lists them."""
@@ -467,6 +477,7 @@ class InProcessFleet:
     def _to_dispatcher_table(self, u: TableUpdate) -> None:
         if self.dispatch is not None:
             self._dispatch_replica.apply(u)
+            self._dispatcher_resync()
 
     def _dispatch_out(self, actions: Iterable[dp.Action]) -> None:
         for a in actions:
@@ -512,14 +523,18 @@ class InProcessFleet:
         self._act(g, robot, agent.on_reserve_answer(self.bus.now, answer))
 
     def _to_traffic_state(self, robot: str, tasks: list[str], inc: object,
-                          vertex: int | None) -> None:
+                          vertex: int | None, sent: float) -> None:
         if self.authority is not None:
             self._traffic_out(self.authority.on_robot_state(self.bus.now, robot, tasks, inc,
-                                                            resource=vertex))
+                                                            resource=vertex, sent=sent))
+            if self.authority is not None and self.authority.snapshot_due(self.bus.now):
+                self._traffic_snapshot()
 
     def _traffic_tick(self) -> None:
         if self.authority is not None:
             self._traffic_out(self.authority.tick(self.bus.now))
+            if self.authority.snapshot_due(self.bus.now):
+                self._traffic_snapshot()
             # a lost robot's odometry (the authority watches it while it locates it)
             for r in list(self.authority.locating):
                 s = self.state.get(r)
@@ -530,6 +545,18 @@ class InProcessFleet:
     def _traffic_snapshot(self) -> None:
         if self.authority is not None:
             self._broadcast_table(self.authority.snapshot(self.bus.now))
+
+    def _to_traffic_resync(self) -> None:
+        """/traffic/resync: a stale replica asks for the table (rate-limited)."""
+        if self.authority is not None:
+            self.authority.want_snapshot()
+            if self.authority.snapshot_due(self.bus.now):
+                self._traffic_snapshot()
+
+    def _check_resync(self, g: _Group) -> None:
+        """The group's replica found itself stale: ask the authority for a snapshot."""
+        if g.up and g.replica is not None and g.resync.due(self.bus.now, g.replica):
+            self.bus.send(g.name, TRAFFIC, self._to_traffic_resync, channel="resync")
 
     def _traffic_out(self, actions: Iterable[tc.Action]) -> None:
         for a in actions:
@@ -571,9 +598,13 @@ class InProcessFleet:
                             added=seg(u.added), removed=seg(u.removed))
             self.bus.send(TRAFFIC, DISPATCHER, self._to_dispatcher_table, u, channel="table")
             for g in self.groups:
-                self.bus.send(TRAFFIC, g.name, self._deliver, g, g.incarnation,
-                              lambda ag, now, u=u: ag.on_table_update(now, u), None,
+                self.bus.send(TRAFFIC, g.name, self._table_to_group, g, g.incarnation, u,
                               channel="table")
+
+    def _table_to_group(self, g: _Group, incarnation: int, u: TableUpdate) -> None:
+        self._deliver(g, incarnation, lambda ag, now: ag.on_table_update(now, u), None)
+        if g.incarnation == incarnation:
+            self._check_resync(g)
 
     # -- recording ----------------------------------------------------------------------
 

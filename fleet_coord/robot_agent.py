@@ -13,6 +13,7 @@ default: the node's namespace):
 | pub / sub | `/fleet/task_status` | TaskStatus (ACTIVE + progress, DONE, FAILED + reason) | PROTOCOL |
 | pub | `/fleet/robot_states` | RobotState, `state_rate` Hz | STATE |
 | sub | `/traffic/updates` | ReservationSet (local replica of the table) | TABLE |
+| pub | `/traffic/resync` | std_msgs/String: asks for a snapshot while the replica is stale | PROTOCOL |
 | sub | `/fleet/robot_lost`, `/fleet/robot_removed` | String | PROTOCOL |
 | client | `/traffic/reserve` | Reserve (async; never blocks the executor) | |
 | client | `/fleet/list_tasks` | ListTasks: the open tasks, when it hears of one whose cfp it missed | |

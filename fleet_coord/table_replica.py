@@ -1,14 +1,25 @@
 """The table replica fed straight from `/traffic/updates` messages (msg/ReservationSet),
 for nodes that read the table: the dispatcher, the monitors, the CLI. The replica itself
 (ordering, gaps, snapshots) is fleet_coord.core.replica.Replica, here as `core`.
+`ResyncRequester` asks the authority for a snapshot while a replica is stale (the
+dispatcher's, the agents').
 """
 from __future__ import annotations
 
-from fleet_coord_msgs.msg import ReservationSet
+from collections.abc import Callable, Iterable
+from typing import Any
 
+from fleet_coord_msgs.msg import ReservationSet
+from std_msgs.msg import String
+
+from fleet_coord import qos
 from fleet_coord.convert import table_update_from_msg
-from fleet_coord.core.replica import Replica
+from fleet_coord.core.replica import Replica, Resync
 from fleet_coord.core.reservations import Exclusion, ReservationTable
+
+#: s between the checks of the replicas for staleness on the node's timer (an update
+#: that shows a gap is checked at once)
+RESYNC_CHECK_S = 0.5
 
 
 class TableReplica:
@@ -39,3 +50,27 @@ class TableReplica:
                 self.core.apply(table_update_from_msg(msg, segments=False))
             return False
         return self.core.apply(table_update_from_msg(msg))
+
+
+class ResyncRequester:
+    """Asks the traffic authority for a snapshot on `/traffic/resync` (std_msgs/String:
+    `who` asks, for its log) while one of `replicas()` is stale: at once when `check` runs
+    after an update showed it, then every second while it stays stale (core.replica.Resync).
+    The authority answers on /traffic/updates, signed as always."""
+
+    def __init__(self, node: Any, names: Callable[[str], str], who: str,
+                 replicas: Callable[[], Iterable[Replica]], **timer_kw: Any) -> None:
+        self._node = node
+        self._pub = node.create_publisher(String, names("/traffic/resync"), qos.PROTOCOL)
+        self._who = who
+        self._replicas = replicas
+        self._resync: dict[int, Resync] = {}
+        node.create_timer(RESYNC_CHECK_S, self.check, **timer_kw)
+
+    def check(self) -> None:
+        now = self._node.get_clock().now().nanoseconds * 1e-9
+        due = False
+        for replica in self._replicas():
+            due = self._resync.setdefault(id(replica), Resync()).due(now, replica) or due
+        if due:   # one snapshot serves every replica
+            self._pub.publish(String(data=self._who))

@@ -43,6 +43,13 @@ next `brake_horizon` s (default 1; the time to hear of the cut and brake to a st
 its planned speed): it stops there, later than its plan (docs/core-model.md, "Lost
 robots and revocation").
 
+Resync: a replica that finds itself stale (a delta lost, a version jump, another
+incarnation's delta) asks for the table on `/traffic/resync` (std_msgs/String: who asks,
+for the log; PROTOCOL QoS); the node publishes a snapshot out of turn, at most one every
+0.25 s whoever asks (core/traffic.py `snapshot_due`), as it does when a robot that was
+silent is heard again. The request is trusted for nothing: a snapshot is the authority's
+own word (signed with `auth`), so a forged one only costs a snapshot.
+
 History: before each snapshot, reservations that ended more than `keep_history` s ago
 (default 60) are dropped, as ordinary deltas, so the table and the replicas stay the size
 of the fleet's present and future plans.
@@ -67,6 +74,7 @@ from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from rclpy.subscription import Subscription
+from std_msgs.msg import String
 
 from fleet_coord import parameters, qos
 from fleet_coord.convert import reservation_to_segment, table_update_msg
@@ -163,6 +171,8 @@ class TrafficNode(Node):
         self.guard = Guard(self.get_logger())   # what a callback cannot take is dropped
         self.guard.subscribe(self, RobotState, self.names("/fleet/robot_states"), self._on_state,
                              qos.state_qos(), event_callbacks=events)
+        self.guard.subscribe(self, String, self.names("/traffic/resync"), self._on_resync,
+                             qos.PROTOCOL)
         self.create_timer(0.1, self._tick)
         self.create_timer(snapshot_period, self._publish_snapshot)
         self._publish_snapshot()
@@ -210,6 +220,13 @@ class TrafficNode(Node):
 
     def _publish_snapshot(self) -> None:
         self._publish(self.authority.snapshot(self.now()))
+
+    def _on_resync(self, _msg: String) -> None:
+        """A stale replica asks for the table: a snapshot now, or at the next tick once
+        the last one is SNAPSHOT_MIN_INTERVAL old."""
+        self.authority.want_snapshot()
+        if self.authority.snapshot_due(self.now()):
+            self._publish_snapshot()
 
     def _unsubscribe(self, robot: str) -> None:
         sub = self._odom_subs.pop(robot, None)
@@ -296,15 +313,23 @@ class TrafficNode(Node):
         if not self.auth.check_state(msg):
             return
         check_robot_state(msg)
+        now = self.now()
+        stamp = msg.header.stamp
+        sent = stamp.sec + stamp.nanosec * 1e-9
         self._do(self.authority.on_robot_state(
-            self.now(), msg.robot, [msg.task_id, *msg.queued_task_ids], incarnation_of(info),
+            now, msg.robot, [msg.task_id, *msg.queued_task_ids], incarnation_of(info),
             table_epoch=int(msg.table_epoch),
-            resource=None if msg.resource == RobotState.NO_RESOURCE else int(msg.resource)))
+            resource=None if msg.resource == RobotState.NO_RESOURCE else int(msg.resource),
+            # when it was sent, not after it arrived (a revocation it may have missed)
+            sent=min(sent, now) if sent > 0 else None))
+        if self.authority.snapshot_due(now):
+            self._publish_snapshot()
 
     def _tick(self) -> None:
         recovering = self.authority.recovering
         self._do(self.authority.tick(self.now()))
-        if recovering and not self.authority.recovering:
+        if (recovering and not self.authority.recovering) or \
+                self.authority.snapshot_due(self.now()):
             self._publish_snapshot()   # agents wait for this to ask for new paths
 
     def _on_lost_odom(self, robot: str, msg: Odometry) -> None:

@@ -59,6 +59,45 @@ def test_a_delta_of_an_unknown_epoch_or_a_gap_marks_the_replica_stale_until_a_sn
     assert rep.apply(snap(4, 1, hold("a", 3))) and not rep.stale
 
 
+def test_a_replica_that_finds_itself_stale_asks_for_a_snapshot_at_once_and_again_while_stale():
+    """A lost delta (or a jump, or another epoch) leaves a replica blind to what changed -
+    a revocation of its robot's path - until the authority's next snapshot, up to
+    snapshot_period (5 s) away: its owner asks for one at once (/traffic/resync), then
+    every second while it stays stale (the request or the snapshot may be lost too); the
+    authority answers with a snapshot out of turn, at most one every 0.25 s."""
+    from fleet_coord.core.replica import Resync
+    ta = TrafficAuthority(ReservationTable(ex, 10), epoch=3)
+    rep, resync = Replica(ex, 10), Resync()
+    assert resync.due(0.0, rep)           # a new replica: nothing yet
+    for u in ta.snapshot(0.0):
+        rep.apply(u)
+    assert not resync.due(0.1, rep)
+    assert ta.reserve("a", [(1, 0, 5)]).ok and ta.reserve("b", [(2, 0, 5)]).ok
+    first, second = ta.drain()
+    assert not rep.apply(second) and rep.stale           # `first` was lost: a gap
+    assert resync.due(0.2, rep)
+    assert not resync.due(0.7, rep) and resync.due(1.2, rep)   # still stale: again
+    assert not ta.snapshot_due(1.2)
+    ta.want_snapshot()
+    assert ta.snapshot_due(1.2)
+    for u in ta.snapshot(1.2):
+        rep.apply(u)
+    assert not rep.stale and held(rep) == [("a", 1), ("b", 2)]
+    assert not resync.due(1.3, rep)
+    ta.want_snapshot()                   # a burst of requests: one snapshot per 0.25 s
+    assert not ta.snapshot_due(1.3) and ta.snapshot_due(1.45)
+
+
+def test_a_robot_heard_again_after_a_silence_gets_a_snapshot_out_of_turn():
+    ta = TrafficAuthority(ReservationTable(ex, 10), lost_after=1.0, epoch=3)
+    ta.snapshot(0.0)
+    ta.on_robot_state(0.0, "a")
+    ta.tick(1.5)
+    assert ta.lost == {"a"} and not ta.snapshot_due(1.5)
+    ta.on_robot_state(1.6, "a")          # back: its replica missed what was said meanwhile
+    assert ta.snapshot_due(1.6)
+
+
 def test_a_bogus_version_never_freezes_a_replica():
     rep = Replica(ex, 10)
     rep.apply(snap(5, 4, hold("a", 1)))

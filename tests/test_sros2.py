@@ -111,6 +111,11 @@ def test_permissions_are_least_privilege(keystore):
     assert writers == {enclave_of(by_exe["traffic"][0][0])}
     for topic in ("rt/fleet/robot_lost", "rt/fleet/robot_removed"):
         assert {e for e, g in grants.items() if topic in g.publish} == writers
+    # only the authority hears resync requests (agents and the dispatcher ask; the answer
+    # is a snapshot on /traffic/updates, which only it writes)
+    assert {e for e, g in grants.items() if "rt/traffic/resync" in g.subscribe} == writers
+    assert {e for e, g in grants.items() if "rt/traffic/resync" in g.publish} == {
+        enclave_of(s) for s in specs if s.executable in ("robot_agent", "dispatcher")}
     # only the dispatcher announces and awards
     assert {e for e, g in grants.items() if "rt/fleet/awards" in g.publish} \
         == {enclave_of(by_exe["dispatcher"][0][0])}

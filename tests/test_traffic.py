@@ -381,3 +381,69 @@ def test_a_deferred_spot_is_blocked_piece_by_piece_without_rewriting_the_table_e
     ta.tick(3.7)
     ta.tick(3.8)
     assert ta.table.version == version
+
+
+def _revoked_while_silent():
+    """b drives 1 -> 2 -> 3 and parks in 4; a, standing in 3 (its agent restarted there),
+    parks at t=5, which revokes b's passage from 12 (3, then 4). b was last heard at 0."""
+    ta = TrafficAuthority(ReservationTable(line_exclusion(10), 10), lost_after=1.5,
+                          brake_horizon=1.0)
+    ta.on_robot_state(0.0, "b")
+    assert ta.reserve("b", [(1, 0, 10), (2, 10, 12), (3, 12, 14), (4, 14, INF)]).ok
+    ta.on_robot_state(0.0, "a")
+    assert ta.request("a", [(3, 0.5, INF)], replace_from=0.5).ok
+    assert ta.table.holder_at(4, 20) is None and ta.table.holder_at(3, 13) == "a"
+    return ta
+
+
+def test_what_is_revoked_from_a_robot_not_heard_since_is_no_one_elses_until_it_is_heard():
+    """b has not been heard since its passage was revoked: it may be cut off and drive on
+    (seed 651 of the property test: b drove its old plan into a robot granted that space).
+    Another robot's path through what b lost is refused, naming b, until b is heard: a
+    state b sent after the revocation (it can hear it now), or b's own new plan."""
+    ta = _revoked_while_silent()
+    r = ta.request("c", [(5, 1, 15), (4, 15, INF)], replace_from=1)
+    assert not r.ok and r.conflict.robot == "b" and "not been heard since" in r.message
+    # a park is where a robot stands: granted all the same (it is there)
+    assert ta.request("d", [(6, 1, INF)], replace_from=1).ok
+    ta.on_robot_state(1.0, "b", sent=0.4)            # sent before the revocation: no news
+    assert not ta.request("c", [(5, 1, 15), (4, 15, INF)], replace_from=1).ok
+    ta.on_robot_state(1.1, "b", sent=1.05)
+    assert ta.request("c", [(5, 1.1, 15), (4, 15, INF)], replace_from=1.1).ok
+    # b's own new plan says what it drives: what it lost before is no one's concern
+    ta2 = _revoked_while_silent()
+    assert ta2.request("b", [(1, 1, 10), (2, 10, INF)], replace_from=1).ok
+    assert ta2.request("c", [(5, 1, 15), (4, 15, INF)], replace_from=1).ok
+
+
+def test_a_robot_lost_before_it_heard_of_a_revocation_keeps_what_was_revoked_as_its_commitment():
+    """Declared lost without having been heard since the revocation, b may be driving
+    its old plan: what was revoked is its commitment again, in the table for everyone to
+    plan around - all but 3, where a stands, which comes back once a has left it."""
+    ta = _revoked_while_silent()
+    ta.on_robot_state(1.4, "a")
+    ta.tick(1.6)
+    assert ta.lost == {"b"}
+    assert ta.table.holder_at(4, 20) == "b" and ta.table.holder_at(3, 13) == "a"
+    assert not ta.request("c", [(5, 2, 15), (4, 15, INF)], replace_from=2).ok
+    assert ta.request("a", [(3, 2, 3), (7, 3, INF)], replace_from=2).ok   # a moves on
+    ta.on_robot_state(2.5, "a")
+    ta.tick(3.0)
+    assert ta.table.holder_at(3, 13) == "b" and "b" not in ta.unheard
+
+
+def test_a_robot_heard_late_after_a_revocation_keeps_what_it_may_brake_into_from_then():
+    """The revocation at 0.5 left b what it can brake into over the next second (1, where
+    it is). b is heard only at 1.9: it may have driven its plan on meanwhile, into 2, and
+    hears of the cut only now; it keeps what its plan covers until 1.9 + brake_horizon
+    for good, where it may stop later than its plan."""
+    ta = TrafficAuthority(ReservationTable(line_exclusion(10), 10), lost_after=1.5,
+                          brake_horizon=1.0)
+    ta.on_robot_state(0.0, "b")
+    assert ta.reserve("b", [(1, 0, 1.5), (2, 1.5, 3), (3, 3, 5), (4, 5, INF)]).ok
+    ta.on_robot_state(0.0, "a")
+    assert ta.request("a", [(4, 0.5, INF)], replace_from=0.5).ok   # a stands in 4
+    assert {r.resource for r in ta.table.reservations("b") if r.t_end == INF} == {1}
+    ta.on_robot_state(1.9, "b", sent=1.9)
+    assert {r.resource for r in ta.table.reservations("b") if r.t_end == INF} == {1, 2}
+    assert ta.table.holder_at(4, 10) == "a"

@@ -74,6 +74,34 @@ def test_reserve_release_and_replica_sync_over_dds():
         assert replica.table.snapshot() == auth.snapshot()
 
 
+def test_a_stale_replica_asks_for_the_table_and_gets_a_snapshot_at_once():
+    """A replica that missed a delta asks on /traffic/resync (table_replica.ResyncRequester,
+    as the agents' and the dispatcher's do) and the node answers with a snapshot out of
+    turn: current again in well under a second, not at the next periodic snapshot (here
+    a minute away)."""
+    from fleet_coord.table_replica import ResyncRequester
+    roadmap, exclusion, rid = load_roadmap_and_exclusion("", 0.15)
+    with ros_context() as (ctx, ex):
+        traffic = TrafficNode(context=ctx, parameter_overrides=[
+            Parameter("snapshot_period", value=60.0), FRESH])
+        client = rclpy.create_node("agent_probe", context=ctx)
+        replica = TableReplica(exclusion.of, roadmap.num_resources, rid)
+        client.create_subscription(ReservationSet, "/traffic/updates", replica.apply, qos.TABLE)
+        ResyncRequester(client, lambda name: name, "agent_probe", lambda: [replica.core])
+        reserve = client.create_client(Reserve, "/traffic/reserve")
+        ex.add_node(traffic)
+        ex.add_node(client)
+        assert spin_until(ex, lambda: not replica.stale, 10)   # the start snapshot
+        v = roadmap.vertex_at(1, 1)
+        replica.core.stale = True            # as after a lost delta
+        assert _call(ex, reserve, Reserve.Request(robot="a", roadmap_id=rid,
+                                                  segments=_segs("a", (v, 0, INF)))).ok
+        t0 = time.monotonic()
+        assert spin_until(ex, lambda: not replica.stale, 5), "no snapshot out of turn"
+        assert time.monotonic() - t0 < 3.0
+        assert replica.table.snapshot() == traffic.authority.table.snapshot()
+
+
 def test_silent_robot_is_declared_lost_and_its_spot_stays_blocked():
     roadmap, _, _ = load_roadmap_and_exclusion("", 0.15)
     with ros_context() as (ctx, ex):

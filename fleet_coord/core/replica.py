@@ -16,8 +16,9 @@ authority's `epoch` (its incarnation: a restarted authority picks a new one) and
   version (2^64-1) holds the replica only until the authority's next periodic snapshot:
   versions order updates, they never lock a replica out of the authority.
 
-A gap leaves the replica as it is, marked stale until the next snapshot (the authority
-publishes one periodically). Applying is idempotent, so one replica can be shared by every
+A gap leaves the replica as it is, marked stale until the next snapshot: its owner asks
+the authority for one at once (`Resync`: /traffic/resync), and the authority also publishes
+one periodically. Applying is idempotent, so one replica can be shared by every
 agent of a process and each may hand it the same update.
 
 Pure: the updates are core `TableUpdate`s (fleet_coord.convert makes them from
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from fleet_coord.core.reservations import (Exclusion, ReplicaOutOfSync, Reservation,
                                            ReservationTable)
 
-__all__ = ["Replica", "TableUpdate"]
+__all__ = ["Replica", "Resync", "TableUpdate"]
 
 
 @dataclass(frozen=True)
@@ -135,3 +136,30 @@ class Replica:
         """Following an incarnation of the authority (a snapshot or a chain from version 1
         was applied): an epoch change is a restart of the authority, not its first words."""
         return self.epoch is not None
+
+
+#: s between two resync requests of one replica that stays stale (a request or its
+#: snapshot lost)
+RESYNC_EVERY = 1.0
+
+
+class Resync:
+    """When the owner of a replica asks the authority for a snapshot (/traffic/resync): as
+    soon as the replica finds itself stale (a gap, a jump, another incarnation's delta),
+    then every `every` s while it stays stale. Stale, a robot does not see revocations
+    made since; the periodic snapshot is up to `snapshot_period` (5 s) away."""
+
+    def __init__(self, every: float = RESYNC_EVERY) -> None:
+        self.every = every
+        self._asked: float | None = None
+
+    def due(self, now: float, replica: Replica) -> bool:
+        """Ask now? (True at most once per `every` s while `replica` is stale, a new one
+        before its first snapshot too.)"""
+        if not replica.stale:
+            self._asked = None
+            return False
+        if self._asked is not None and now - self._asked < self.every:
+            return False
+        self._asked = now
+        return True

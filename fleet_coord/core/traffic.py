@@ -73,6 +73,22 @@ from fleet_coord.core.table_log import TableLog
 
 
 @dataclass
+class Unheard:
+    """What was revoked from a robot that has not been heard since: it may be cut off and
+    still driving it (`TrafficAuthority.unheard`). (resource, t_start, t_end, revoked at)."""
+    holds: list[tuple[int, float, float, float]] = field(default_factory=list)
+
+    @property
+    def since(self) -> float:
+        return min(at for _, _, _, at in self.holds)
+
+
+#: s between two snapshots asked for out of turn (a replica's resync request, a robot
+#: heard again): what a burst of requests costs the authority
+SNAPSHOT_MIN_INTERVAL = 0.25
+
+
+@dataclass
 class LossOutcome:
     blocked: list[int]                                   # resources kept blocked
     revoked: dict[str, float] = field(default_factory=dict)  # robot -> revoked from time t
@@ -218,6 +234,14 @@ class TrafficAuthority:
         self.deferred: dict[str, set[int]] = {}
         self.table_log = table_log
         self._logged_lost: set[str] = set()           # the lost set the table log has
+        # robot -> what was revoked from it that it cannot have heard yet (not heard since):
+        # no one else is granted it meanwhile, and it is its commitment if it is declared
+        # lost (`_revoke`, docs/core-model.md "Lost robots and revocation")
+        self.unheard: dict[str, Unheard] = {}
+        # a snapshot out of turn: asked for by a stale replica (`want_snapshot`) or due to a
+        # robot heard again, published at most every SNAPSHOT_MIN_INTERVAL s
+        self._snapshot_wanted = False
+        self._last_snapshot = -math.inf
         self.log: Log = log if log is not None else logging.getLogger("fleet_coord.traffic")
 
     @property
@@ -368,6 +392,7 @@ class TrafficAuthority:
         spot = self._held_since(robot, now, last_seen)
         outcome = LossOutcome(blocked=spot)
         self._block_for_good(robot, spot, now, outcome, replace=False)
+        self._restore_unheard(robot, now)
         return outcome
 
     def _held_since(self, robot: str, now: float, last_seen: float | None) -> list[int]:
@@ -441,10 +466,15 @@ class TrafficAuthority:
         that has not begun, so it ends)."""
         reach = min(cut, now + self.brake_horizon)
         since: dict[int, float] = {}
+        gone = []
         for r in self.table.reservations(robot):
             if r.t_end > now and r.t_start < reach:
                 since[r.resource] = min(since.get(r.resource, math.inf), max(r.t_start, now))
+            if r.t_end > cut:
+                gone.append((r.resource, max(r.t_start, cut), r.t_end, now))
         self.table.release(robot, after=cut)
+        if gone:   # it hears of it only once it is heard again (`_heard_since_revoked`)
+            self.unheard.setdefault(robot, Unheard()).holds.extend(gone)
         outcome.revoked[robot] = min(outcome.revoked.get(robot, math.inf), cut)
         if since:
             outcome.kept.setdefault(robot, set()).update(since)
@@ -509,6 +539,7 @@ class TrafficAuthority:
         """The robot was taken out of the fleet on purpose: everything it held is freed."""
         self.lost.discard(robot)
         self.deferred.pop(robot, None)
+        self.unheard.pop(robot, None)
         return self.table.release(robot)
 
     # -- requests ---------------------------------------------------------------------------
@@ -533,11 +564,24 @@ class TrafficAuthority:
             return ReserveResult(False, version, ReserveError.INVALID,
                                  f"robot {robot!r} was removed from the fleet; start a new "
                                  "agent for it to rejoin (fleet-coord add-robot)")
+        # a park: the spot the robot stands on, held for good from now
+        park = replace_from is not None and not reassert and bool(segments) and all(
+            b == math.inf and a <= replace_from for _, a, b in segments)
         try:
+            # what was revoked from a robot not heard since is no one else's yet: it may
+            # still be driving it (a robot standing there parks all the same: it is there)
+            clash = None if park or reassert else self._unheard_clash(robot, segments)
+            if clash is not None:
+                i, other = clash
+                return ReserveResult(
+                    False, version, ReserveError.CONFLICT,
+                    f"segment {i}: resource {segments[i][0]} clashes with {other}, revoked "
+                    f"from robot {other.robot}, which has not been heard since: it may still "
+                    "be driving it", other, i)
             result = self.reserve(robot, segments, replace_from=replace_from,
                                   lease_expiry=lease_expiry)
-            if not result.ok and replace_from is not None and not reassert and segments \
-                    and all(b == math.inf and a <= replace_from for _, a, b in segments):
+            if not result.ok and park:
+                assert replace_from is not None
                 result = self._stand(robot, list(segments), replace_from, lease_expiry)
         except (ValueError, RobotLostError) as e:
             return ReserveResult(False, version, ReserveError.INVALID, str(e))
@@ -545,6 +589,12 @@ class TrafficAuthority:
             if self.recovery is not None:
                 self.recovery.reasserted.add(robot)
             self.deferred.pop(robot, None)   # its agent holds what it planned from where it is
+            u = self.unheard.get(robot)
+            if u is not None and replace_from is not None:
+                # it holds what it asked for from replace_from on, and drives that
+                u.holds = [h for h in u.holds if h[1] < replace_from]
+                if not u.holds:
+                    del self.unheard[robot]
             return ReserveResult(True, result.version)
         c = result.conflict
         assert c is not None   # a refused commit names its conflict
@@ -601,10 +651,11 @@ class TrafficAuthority:
 
     def on_robot_state(self, now: float, robot: str, task_ids: Sequence[str] = (),
                        incarnation: Incarnation = None, *, table_epoch: int | None = None,
-                       resource: int | None = None) -> list[Action]:
+                       resource: int | None = None, sent: float | None = None) -> list[Action]:
         """A RobotState: `robot` is alive and holds `task_ids` (current, then queued); its
         holds come from the table of `table_epoch` and it stands on `resource` (both used
-        while recovering)."""
+        while recovering). `sent`: when the robot sent it (its stamp; default `now`): a
+        state sent after a revocation shows the robot can hear it."""
         before = self.membership.incarnation.get(robot)
         if not self.membership.heard(robot, incarnation):
             return []   # the old agent of a removed robot
@@ -622,13 +673,104 @@ class TrafficAuthority:
                 rec.spots[robot] = resource
             if table_epoch is not None and table_epoch in (0, self.epoch):
                 rec.settled.add(robot)
+        was_lost = robot in self.lost
         returned = self.liveness.heard(robot, now)
+        restarted = before is not None and incarnation is not None and incarnation != before
         if returned:
             self.robot_returned(robot)
-        elif before is not None and incarnation is not None and incarnation != before:
+            # silent for long: its replica may lack much, and a gap shows only with the
+            # next delta
+            self._snapshot_wanted = self._snapshot_wanted or was_lost
+        elif restarted:
             self._hold_restarted(robot, last_seen, now)
+        if robot in self.unheard:
+            if restarted:   # its old agent's plan is not driven: the robot stands
+                self.unheard.pop(robot)
+            else:
+                self._heard_since_revoked(robot, now, now if sent is None else sent)
         self._hold_joining(robot, resource, now)
         return self._stop_locating(robot) if returned else []
+
+    def _heard_since_revoked(self, robot: str, now: float, sent: float) -> None:
+        """`robot` spoke (at `sent`) after some of its holds were revoked: it can hear the
+        revocation now (its replica resynchronises: the authority publishes a snapshot) and
+        brake. It may have driven its old plan on meanwhile, later than the revocation
+        allowed for: what the plan covers from the revocation's `brake_horizon` up to
+        `now + brake_horizon` it keeps for good as well (before the cut, or after it: that
+        space was given to no one meanwhile, unless a robot stands there)."""
+        u = self.unheard[robot]
+        heard = [h for h in u.holds if h[3] < sent]
+        if not heard:
+            return
+        rest = [h for h in u.holds if h[3] >= sent]
+        if rest:
+            u.holds = rest
+        else:
+            del self.unheard[robot]
+        self._snapshot_wanted = True
+        lo, hi = min(h[3] for h in heard) + self.brake_horizon, now + self.brake_horizon
+        if hi <= lo:
+            return
+        plan = [(r.resource, r.t_start, r.t_end) for r in self.table.reservations(robot)]
+        since: dict[int, float] = {}
+        for res, t0, t1 in plan + [(res, t0, t1) for res, t0, t1, _ in heard]:
+            if t1 > max(lo, now) and t0 < hi and t1 != math.inf:
+                since[res] = min(since.get(res, math.inf), max(t0, now))
+        if not since:
+            return
+        outcome = LossOutcome(blocked=sorted(since))
+        outcome.kept.setdefault(robot, set()).update(since)
+        self._block(robot, sorted(since), now, outcome, replace=False, since=since)
+        self.log.warning(f"robot {robot} heard {now - (lo - self.brake_horizon):.2f} s after "
+                         f"its holds were revoked: it keeps what it may brake into, "
+                         f"{sorted(since)}" + (f"; reservations revoked for "
+                                               f"{sorted(outcome.revoked)}"
+                                               if outcome.revoked else ""))
+
+    def _unheard_clash(self, robot: str, segments: Sequence[Segment]
+                       ) -> tuple[int, Reservation] | None:
+        """The first of `segments` that clashes with what was revoked from another robot
+        that has not been heard since (it may still drive it), with that hold."""
+        if not self.unheard:
+            return None
+        requested = self.table._validate(robot, segments, math.inf)   # ValueError: bad input
+        held: dict[int, list[Reservation]] = {}
+        for other, u in self.unheard.items():
+            if other != robot:
+                for res, t0, t1, _ in u.holds:
+                    held.setdefault(res, []).append(Reservation(other, res, t0, t1))
+        if not held:
+            return None
+        for i, req in enumerate(requested):
+            for x in self.table.exclusive(req.resource):
+                for h in held.get(x, ()):
+                    if h.overlaps(req.t_start, req.t_end):
+                        return i, h
+        return None
+
+    def _restore_unheard(self, robot: str, now: float) -> None:
+        """`robot`, lost, did not hear what was revoked from it: it may be driving it, so
+        it is its commitment again (each piece that clashes with nothing; the rest - a
+        robot stands there - once it is free)."""
+        u = self.unheard.get(robot)
+        if u is None:
+            return
+        left, restored = [], []
+        for res, t0, t1, at in u.holds:
+            if t1 <= now:
+                continue
+            if self.table.commit(robot, [(res, max(t0, now), t1)]).ok:
+                restored.append(res)
+            else:
+                left.append((res, t0, t1, at))
+        if left:
+            u.holds = left
+        else:
+            del self.unheard[robot]
+        if restored:
+            self.log.warning(f"robot {robot} is lost and did not hear that {sorted(set(restored))} "
+                             "were revoked: they are its commitment again" +
+                             (f" ({len(left)} held by others meanwhile: later)" if left else ""))
 
     def _hold_restarted(self, robot: str, last_seen: float | None, now: float) -> None:
         """A new agent speaks for `robot` before the robot was declared lost (its agent
@@ -674,6 +816,8 @@ class TrafficAuthority:
         self._check_recovery(now)
         self._judge_unheard(now)
         self._retry_deferred(now)
+        for robot in [r for r in self.unheard if r in self.lost]:
+            self._restore_unheard(robot, now)
         out: list[Action] = []
         for robot in self.liveness.check(now):
             outcome = self.robot_lost(robot, now, self.liveness.last_seen.get(robot))
@@ -752,9 +896,22 @@ class TrafficAuthority:
                             epoch=self.epoch, recovering=self.recovering)
                 for u in updates]
 
+    def want_snapshot(self) -> None:
+        """A replica found itself stale (a gap, a jump, another epoch) and asks for the
+        table: a snapshot out of turn, as soon as `snapshot_due`."""
+        self._snapshot_wanted = True
+
+    def snapshot_due(self, now: float) -> bool:
+        """A snapshot was asked for (`want_snapshot`, or a robot heard again that may have
+        missed updates) and the last one is SNAPSHOT_MIN_INTERVAL s old: publish
+        `snapshot(now)`. Bounds what requests cost (anyone may ask: a snapshot is only the
+        authority's own word, signed)."""
+        return self._snapshot_wanted and now - self._last_snapshot >= SNAPSHOT_MIN_INTERVAL
+
     def snapshot(self, now: float) -> list[TableUpdate]:
         """The periodic snapshot: drop what ended `keep_history` s ago (0: keep all), then
         the pending updates and the whole table, in that order."""
+        self._snapshot_wanted, self._last_snapshot = False, now
         if self.keep_history > 0:
             # the past is no one's to plan against; without this every replica grows by
             # every segment ever driven
