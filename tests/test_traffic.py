@@ -430,6 +430,11 @@ def test_a_robot_lost_before_it_heard_of_a_revocation_keeps_what_was_revoked_as_
     ta.on_robot_state(2.5, "a")
     ta.tick(3.0)
     assert ta.table.holder_at(3, 13) == "b" and "b" not in ta.unheard
+    # located standing (its odometry): it drives nothing, the rest is released
+    ta2 = _revoked_while_silent()
+    ta2.tick(1.6)
+    ta2.robot_located("b", [1], now=2.0)
+    assert "b" not in ta2.unheard and ta2.table.holder_at(4, 20) is None
 
 
 def test_a_robot_heard_late_after_a_revocation_keeps_what_it_may_brake_into_from_then():

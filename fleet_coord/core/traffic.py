@@ -414,6 +414,7 @@ class TrafficAuthority:
         outcome = LossOutcome(blocked=spot)
         if robot not in self.lost or not spot:
             return outcome
+        self.unheard.pop(robot, None)   # it stands: it drives no plan
         self._block_for_good(robot, spot, now, outcome, replace=True)
         return outcome
 
