@@ -78,10 +78,6 @@ class Unheard:
     still driving it (`TrafficAuthority.unheard`). (resource, t_start, t_end, revoked at)."""
     holds: list[tuple[int, float, float, float]] = field(default_factory=list)
 
-    @property
-    def since(self) -> float:
-        return min(at for _, _, _, at in self.holds)
-
 
 #: s between two snapshots asked for out of turn (a replica's resync request, a robot
 #: heard again): what a burst of requests costs the authority
@@ -571,7 +567,8 @@ class TrafficAuthority:
         try:
             # what was revoked from a robot not heard since is no one else's yet: it may
             # still be driving it (a robot standing there parks all the same: it is there)
-            clash = None if park or reassert else self._unheard_clash(robot, segments)
+            clash = None if park or reassert or robot in self.lost else \
+                self._unheard_clash(robot, segments)
             if clash is not None:
                 i, other = clash
                 return ReserveResult(
@@ -712,10 +709,12 @@ class TrafficAuthority:
         lo, hi = min(h[3] for h in heard) + self.brake_horizon, now + self.brake_horizon
         if hi <= lo:
             return
-        plan = [(r.resource, r.t_start, r.t_end) for r in self.table.reservations(robot)]
+        # its plan: what it still holds (not what it holds for good already) and what it lost
+        plan = [(r.resource, r.t_start, r.t_end) for r in self.table.reservations(robot)
+                if r.t_end != math.inf] + [(res, t0, t1) for res, t0, t1, _ in heard]
         since: dict[int, float] = {}
-        for res, t0, t1 in plan + [(res, t0, t1) for res, t0, t1, _ in heard]:
-            if t1 > max(lo, now) and t0 < hi and t1 != math.inf:
+        for res, t0, t1 in plan:
+            if t1 > max(lo, now) and t0 < hi:
                 since[res] = min(since.get(res, math.inf), max(t0, now))
         if not since:
             return
