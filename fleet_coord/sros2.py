@@ -140,7 +140,7 @@ INTERFACES: dict[str, Interfaces] = {
     "recorder": _ifc(sub=("/*",)),
     # VDA 5050 master control: the vehicle's odometry and status from MQTT, orders from
     # the agent's plan and the table (fleet_coord/vda5050/master.py)
-    "vda5050_master": _ifc(pub=(*_ROBOT_LINK_OUT, *_FOLLOW_OUT),
+    "vda5050_master": _ifc(pub=(*_ROBOT_LINK_OUT, *_FOLLOW_OUT, "/traffic/resync"),
                            sub=(*_FOLLOW_IN, "/traffic/updates", "/fleet/keyring"),
                            serve=("/{robot}/estop", "/{robot}/set_estop",
                                   "/{robot}/cancel_order")),

@@ -115,7 +115,8 @@ def test_permissions_are_least_privilege(keystore):
     # is a snapshot on /traffic/updates, which only it writes)
     assert {e for e, g in grants.items() if "rt/traffic/resync" in g.subscribe} == writers
     assert {e for e, g in grants.items() if "rt/traffic/resync" in g.publish} == {
-        enclave_of(s) for s in specs if s.executable in ("robot_agent", "dispatcher")}
+        enclave_of(s) for s in specs
+        if s.executable in ("robot_agent", "dispatcher", "vda5050_master")}
     # only the dispatcher announces and awards
     assert {e for e, g in grants.items() if "rt/fleet/awards" in g.publish} \
         == {enclave_of(by_exe["dispatcher"][0][0])}

@@ -9,6 +9,7 @@ odometry (docs/vda5050.md):
 |---|---|---|---|
 | sub | `/<robot>/plan` | nav_msgs/Path: the committed timed path (pose = vertex, stamp = time there) | PLAN |
 | sub | `/traffic/updates` | ReservationSet (a replica: what the robot holds) | TABLE |
+| pub | `/traffic/resync` | std_msgs/String: a stale replica asks for a snapshot | PROTOCOL |
 | pub | `/<robot>/odom` | nav_msgs/Odometry: the vehicle's reports (see below) | ODOM |
 | pub | `/<robot>/vehicle` | diagnostic_msgs/DiagnosticStatus (below) | PLAN |
 | srv | `/<robot>/estop` | std_srvs/SetBool: true = instant action startPause, false = stopPause | |
@@ -72,7 +73,7 @@ from fleet_coord.namespace import FleetNames, robot_of
 from fleet_coord.node_auth import NodeAuth
 from fleet_coord.robot_link import DriverLink, EstopServices, FollowerDriverLink
 from fleet_coord.spin import run_nodes
-from fleet_coord.table_replica import TableReplica
+from fleet_coord.table_replica import ResyncRequester, TableReplica
 from fleet_coord.vda5050.emulator import parse_broker
 from fleet_coord.vda5050.orders import OrderBook
 from fleet_coord.vda5050.protocol import (INTERFACE, Inbox, Outbox, Rejected, check_id,
@@ -150,6 +151,9 @@ class Vda5050Master(Node):
         self.estop = EstopServices(self, self.auth, self.robot, self._set_estop)
         self.create_subscription(ReservationSet, self.names("/traffic/updates"),
                                  self._on_update, qos.TABLE)
+        # stale, it releases nothing until a snapshot: ask for one at once
+        self.resync = ResyncRequester(self, self.names, self.get_name(),
+                                      lambda: [self.replica.core])
         self.create_service(Trigger, self.names(f"/{self.robot}/cancel_order"), self._on_cancel)
         self.create_timer(1.0 / rate, self._tick)
 
@@ -203,6 +207,7 @@ class Vda5050Master(Node):
         # vehicle into space another robot holds)
         if self.auth.check(msg, "traffic/updates"):
             self.replica.apply(msg)
+            self.resync.check()
 
     def _on_plan(self, msg: Path) -> None:
         try:
