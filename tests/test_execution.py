@@ -538,6 +538,26 @@ def test_a_robot_whose_replica_went_stale_right_after_a_revocation_still_stops_f
     assert drive_around(w, (4, 1), lambda: w.t < w._snapshot_at + 4.5) < 0.05
 
 
+def test_a_robot_stopped_where_it_stands_plans_again_only_once_it_holds_its_spot():
+    """Stopped where it stood (a cut with no stop point left), a robot holds that spot
+    again before anything else: it plans no new leg while its park is unanswered. A
+    commit granted meanwhile was replaced by the park granted after it, and the robot
+    drove on a plan it no longer held (property test: 0.68 m outside, seed 602)."""
+    w = up(rows=[".......", ".......", "......."], a=(0, 1))
+    core = w.cores["a"]
+    w.award("a", "t1", ["6,1"])
+    assert w.run_until(lambda: core.phase is Phase.DRIVE, 2.0)
+    w.answer = lambda robot, req: req.kind is not CallKind.PARK   # parks go unanswered
+    core._stop_here(core.job, w.t)
+    sent = len(w.sent("a", Reserve))
+    w.run_until(lambda: False, 2.0)
+    later = [r.kind for r in w.sent("a", Reserve)[sent:]]
+    assert CallKind.PARK in later and CallKind.COMMIT not in later, later
+    w.answer = lambda robot, req: True
+    assert w.run_until(lambda: w.final("t1") is not None, 30.0)
+    assert w.final("t1").state is TaskState.DONE and w.at("a") == (6.0, 1.0)
+
+
 def test_a_lost_re_commit_answer_is_sent_again():
     rows = [".......", ".......", "......."]
     w = World(rows, {"a": (0, 1)}, dataclasses.replace(CONFIG, reserve_timeout=0.3))

@@ -898,7 +898,9 @@ class Execution:
                 self._idle_stop_sent = True
             return self._flush()
         self._idle_stop_sent = False
-        if job.phase is Phase.PLAN and now >= job.retry_at:
+        if job.phase is Phase.PLAN and now >= job.retry_at and self.parked:
+            # not before it holds where it stands again: a park granted after a commit
+            # replaces the committed path (it kept driving a plan it no longer held)
             self._plan(job, now)
         elif job.phase is Phase.DRIVE:
             self._drive(job, now)
