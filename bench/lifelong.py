@@ -11,6 +11,8 @@ finished, tasks per step, the ratio to `greedy` of the same instance, and CPU pe
 Run:  .venv/bin/python bench/lifelong.py                     (docs/benchmarks.md)
       .venv/bin/python bench/lifelong.py --quick             (a smoke run)
       .venv/bin/python bench/lifelong.py INSTANCE.json:STEPS ...  (your own)
+      .venv/bin/python bench/lifelong.py --league ARCHIVE    (the League's random-32-32-20
+          100-agent instances, next to their best-known results)
 Results: build/bench/lifelong.{md,json}, build/bench/lifelong_throughput.png.
 """
 from __future__ import annotations
@@ -40,6 +42,14 @@ DEFAULT = [("maze.domain/maze-example_40.json", 1000, 1),
            ("city.domain/bos-example_600.json", 300, 4),
            ("warehouse.domain/fulfill-example_2500.json", 100, 4)]
 QUICK = [("maze.domain/maze-example_40.json", 100, 1)]
+# The League's own random-32-32-20 instances at 100 agents and their best-known results
+# (Benchmark-Archive README.md, commit 25ffd5b): (instance, steps, rules, name, best, team).
+# MR23-I-04 is a 2023 instance (one errand per task, the roundrobin rule fixed by the
+# rules); MR24-RANDOM-01 a 2024 one (the scheduler is the entrant's).
+LEAGUE = [("2024 Competition/Main Round Evaluation Instances/random.domain/RANDOM-01.json",
+           600, ["greedy", "auction", "roundrobin"], "MR24-RANDOM-01", 696, "Team_RAPID"),
+          ("2023 Competition/Main Round Evaluation Instances/random.domain/MR23-I-04.json",
+           500, ["roundrobin"], "MR23-I-04", 1741, "Team_Shadoks")]
 
 
 def run_one(path: str, steps: int, rule: str, config: LifelongConfig) -> dict:
@@ -95,17 +105,33 @@ def main() -> int:
     ap.add_argument("--replan-every", type=int, default=None,
                     help="override every instance's (default 1 for your own)")
     ap.add_argument("--quick", action="store_true", help="one short run (smoke test)")
+    ap.add_argument("--league", metavar="ARCHIVE",
+                    help="run the League's random-32-32-20 100-agent instances from this "
+                         "checkout of github.com/MAPF-Competition/Benchmark-Archive and "
+                         "compare with their best-known results")
     ap.add_argument("--out", default=os.path.join(REPO, "build", "bench"))
     args = ap.parse_args()
-    if args.instances:
-        todo = [(p.rsplit(":", 1)[0], int(p.rsplit(":", 1)[1]), 1) for p in args.instances]
+    best: dict[str, tuple[str, int, str]] = {}   # instance file -> (name, best, team)
+    if args.league:
+        todo = []
+        for p, s, rules, name, known, team in LEAGUE:
+            path = os.path.join(args.league, p)
+            if not os.path.isfile(path):
+                raise SystemExit(f"--league {args.league}: no {p} there (a checkout of "
+                                 f"MAPF-Competition/Benchmark-Archive?)")
+            todo.append((path, s, 1, rules))
+            best[os.path.basename(path)] = (name, known, team)
+    elif args.instances:
+        todo = [(p.rsplit(":", 1)[0], int(p.rsplit(":", 1)[1]), 1, args.rules)
+                for p in args.instances]
     else:
-        todo = [(os.path.join(LORR, p), s, k) for p, s, k in (QUICK if args.quick else DEFAULT)]
+        todo = [(os.path.join(LORR, p), s, k, args.rules)
+                for p, s, k in (QUICK if args.quick else DEFAULT)]
     os.makedirs(args.out, exist_ok=True)
     rows = []
-    for path, steps, every in todo:
+    for path, steps, every, rules in todo:
         config = LifelongConfig(replan_every=args.replan_every or every)
-        for rule in args.rules:
+        for rule in rules:
             row = run_one(path, steps, rule, config)
             row["replan_every"] = config.replan_every
             rows.append(row)
@@ -122,6 +148,14 @@ def main() -> int:
                      f"{r['replan_every']} | {r['rule']} | "
                      f"{r['finished']} | {r['tasks_per_step']:.3f} | {ratio} | "
                      f"{r['cpu_per_step_ms']:.1f} |")
+    if best:
+        lines += ["", "| instance | League | best-known (team) | rule | finished | of best |",
+                  "|---|---|---:|---|---:|---:|"]
+        for r in rows:
+            name, known, team = best[r["instance"]]
+            r["best_known"] = known
+            lines.append(f"| {r['instance']} | {name} | {known} ({team}) | {r['rule']} | "
+                         f"{r['finished']} | {r['finished'] / known:.3f} |")
     table = "\n".join(lines)
     print(table)
     meta = {"python": platform.python_version(), "machine": platform.machine(),
