@@ -124,3 +124,39 @@ def test_during_a_recovery_the_monitor_judges_on_what_was_held_before_the_restar
     odom(8.5, 3.0, 1.0)
     update(2, 9, epoch=9, recovering=True)
     assert m.unchecked == 1 and len(m._excursions) == 2
+
+
+def test_the_monitor_on_tf_judges_each_robot_of_a_driver_message_like_its_odometry(tmp_path):
+    from builtin_interfaces.msg import Time
+    from fleet_coord_msgs.msg import ReservationSet
+    from tf2_msgs.msg import TFMessage
+
+    from fleet_checks import Monitor
+    from fleet_coord.convert import segment_msg
+    from fleet_coord.frames import transform
+
+    (tmp_path / "room.map").write_text("type octile\nheight 3\nwidth 5\nmap\n@@@@@\n@...@\n@@@@@\n")
+    node = _Node()
+    m = Monitor(node, ["a", "b"], str(tmp_path / "room.map"), source="tf")
+    assert set(node.callbacks) == {"/traffic/updates", "/tf"}
+    v11, v31 = m.roadmap.vertex("1,1"), m.roadmap.vertex("3,1")
+    node.callbacks["/traffic/updates"](ReservationSet(
+        version=1, robot="a", is_snapshot=True, stamp=Time(sec=1),
+        added=[segment_msg("a", v11, 0.0, math.inf), segment_msg("b", v31, 0.0, math.inf)]))
+    stamp = Time(sec=2)
+    # one driver message for both robots, and a frame that is no robot of the monitor's
+    node.callbacks["/tf"](TFMessage(transforms=[
+        transform("a/odom", "a/base_link", 1.0, 1.0, 0.0, stamp),
+        transform("b/odom", "b/base_link", 1.0, 1.0, 0.0, stamp),
+        transform("c/odom", "c/base_link", 9.0, 9.0, 0.0, stamp)]))
+    assert m.samples == 2
+    assert [e[:2] for e in m.excursions] == [("b", 2.0)]   # b holds 3,1 only
+
+
+def test_the_monitor_refuses_an_unknown_pose_source(tmp_path):
+    import pytest
+
+    from fleet_checks import Monitor
+    (tmp_path / "room.map").write_text("type octile\nheight 3\nwidth 5\nmap\n@@@@@\n@...@\n@@@@@\n")
+    with pytest.raises(ValueError, match="'gps'"):
+        Monitor(_Node(), ["a"], str(tmp_path / "room.map"), source="gps")
