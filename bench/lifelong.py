@@ -143,7 +143,7 @@ def main() -> int:
              "x greedy | CPU/step (ms) |", "|---|---:|---:|---:|---|---:|---:|---:|---:|"]
     for r in rows:
         g = greedy.get(r["instance"])
-        ratio = f"{r['tasks_per_step'] / g:.2f}" if g else "-"
+        ratio = f"{r['tasks_per_step'] / g:.3f}" if g else "-"
         lines.append(f"| {r['instance']} | {r['agents']} | {r['steps']} | "
                      f"{r['replan_every']} | {r['rule']} | "
                      f"{r['finished']} | {r['tasks_per_step']:.3f} | {ratio} | "
