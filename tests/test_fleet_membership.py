@@ -62,25 +62,26 @@ def test_removed_robots_release_reservations_get_no_awards_and_a_new_agent_rejoi
         again = _call(fleet, remove, RemoveRobot.Request(robot="r2"))   # idempotent
         assert again.ok and again.released == 0, again.error
 
-        # r0 takes a task far away; while it works it is refused without --force.
-        resp = fleet.submit("far", ["10,6"])
+        # r0 or r1 takes a task (5-8 m away: ~15 s of driving); while it works it is
+        # refused without --force.
+        resp = fleet.submit("job-a", ["4,3"])
         assert resp.accepted, resp.error
-        assert spin_until(ex, lambda: fleet.first("far", TaskStatus.AWARDED), 20.0)
-        worker = fleet.first("far", TaskStatus.AWARDED).robot
+        assert spin_until(ex, lambda: fleet.first("job-a", TaskStatus.AWARDED), 20.0)
+        worker = fleet.first("job-a", TaskStatus.AWARDED).robot
         assert worker in ("r0", "r1")
         spare = "r1" if worker == "r0" else "r0"
-        assert spin_until(ex, lambda: "far" in traffic.authority.work.get(worker, ()), 10.0)
+        assert spin_until(ex, lambda: "job-a" in traffic.authority.work.get(worker, ()), 10.0)
         r = _call(fleet, remove, RemoveRobot.Request(robot=worker))
-        assert not r.ok and "far" in r.error and "force" in r.error, r.error
+        assert not r.ok and "job-a" in r.error and "force" in r.error, r.error
         assert table.reservations(worker)
         # Forced: its reservations go, its agent stands down, the task is re-auctioned.
         r = _call(fleet, remove, RemoveRobot.Request(robot=worker, force=True))
         assert r.ok and not r.was_lost and r.released >= 1, (r.ok, r.error)
         removed_at = time.monotonic()
         assert spin_until(ex, lambda: fleet.agents[worker].core.removed, 10.0)
-        assert spin_until(ex, lambda: fleet.final("far") is not None, 60.0), "far never ended"
-        assert fleet.final("far").state == TaskStatus.DONE
-        done_by = [s.robot for s in fleet.statuses if s.task_id == "far"
+        assert spin_until(ex, lambda: fleet.final("job-a") is not None, 60.0), "job-a never ended"
+        assert fleet.final("job-a").state == TaskStatus.DONE
+        done_by = [s.robot for s in fleet.statuses if s.task_id == "job-a"
                    and s.state == TaskStatus.DONE]
         assert done_by == [spare], done_by
 
