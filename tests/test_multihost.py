@@ -88,7 +88,8 @@ def _blocked_for_good(ev, robot):
 @pytest.mark.parametrize("agile", [True], ids=["agile"])
 def test_killed_agent_on_host_b_is_lost_in_bound_its_task_redone_its_spot_blocked(fleet):
     fleet.start()
-    fleet.submit("k1", "goto", "2,10")       # b1 (at 2,18) is the cheapest bidder
+    # b1 (at 2,18) is the cheapest bidder; b2 redoes it from 10,18 (12 m, 2,10 was 16 m)
+    fleet.submit("k1", "goto", "2,14")
     assert fleet.wait(lambda ev: _active_moving(ev, "k1", "b1"), 30), fleet.tail()
     time.sleep(1.0)
     killed = time.time()
