@@ -527,14 +527,12 @@ class InProcessFleet:
         if self.authority is not None:
             self._traffic_out(self.authority.on_robot_state(self.bus.now, robot, tasks, inc,
                                                             resource=vertex, sent=sent))
-            if self.authority is not None and self.authority.snapshot_due(self.bus.now):
-                self._traffic_snapshot()
+            self._traffic_snapshot_if_due()
 
     def _traffic_tick(self) -> None:
         if self.authority is not None:
             self._traffic_out(self.authority.tick(self.bus.now))
-            if self.authority.snapshot_due(self.bus.now):
-                self._traffic_snapshot()
+            self._traffic_snapshot_if_due()
             # a lost robot's odometry (the authority watches it while it locates it)
             for r in list(self.authority.locating):
                 s = self.state.get(r)
@@ -550,8 +548,12 @@ class InProcessFleet:
         """/traffic/resync: a stale replica asks for the table (rate-limited)."""
         if self.authority is not None:
             self.authority.want_snapshot()
-            if self.authority.snapshot_due(self.bus.now):
-                self._traffic_snapshot()
+            self._traffic_snapshot_if_due()
+
+    def _traffic_snapshot_if_due(self) -> None:
+        """A snapshot out of turn that was asked for (rate-limited by the authority)."""
+        if self.authority is not None and self.authority.snapshot_due(self.bus.now):
+            self._traffic_snapshot()
 
     def _check_resync(self, g: _Group) -> None:
         """The group's replica found itself stale: ask the authority for a snapshot."""

@@ -225,6 +225,10 @@ class TrafficNode(Node):
         """A stale replica asks for the table: a snapshot now, or at the next tick once
         the last one is SNAPSHOT_MIN_INTERVAL old."""
         self.authority.want_snapshot()
+        self._snapshot_if_due()
+
+    def _snapshot_if_due(self) -> None:
+        """A snapshot out of turn that was asked for (rate-limited by the authority)."""
         if self.authority.snapshot_due(self.now()):
             self._publish_snapshot()
 
@@ -322,8 +326,7 @@ class TrafficNode(Node):
             resource=None if msg.resource == RobotState.NO_RESOURCE else int(msg.resource),
             # when it was sent, not after it arrived (a revocation it may have missed)
             sent=min(sent, now) if sent > 0 else None))
-        if self.authority.snapshot_due(now):
-            self._publish_snapshot()
+        self._snapshot_if_due()
 
     def _tick(self) -> None:
         recovering = self.authority.recovering
