@@ -192,3 +192,51 @@ def test_reloaded_robots_are_judged_from_when_their_host_could_be_heard(world, t
     assert lost == ["c"] and again.lost == {"c"}
     # c has been silent since the reload: what it held since then stays blocked
     assert again.table.holder_at(roadmap.vertex_at(9, 1), 1e9) == "c"
+
+
+def _line_authority(path, now, epoch=3, compact_every=5000):
+    """An authority on its table log over resources 0..9 of a corridor (each exclusive
+    with itself only), as `TrafficAuthority.recover` starts it after a crash."""
+    from types import SimpleNamespace
+
+    from fleet_coord.core.traffic import TrafficAuthority
+    return TrafficAuthority.recover(
+        TableLog(str(path), "line", fsync=False, compact_every=compact_every),
+        SimpleNamespace(of=lambda r: (r,)), 10, now, roadmap_id="line", lost_after=1.5,
+        brake_horizon=1.0, epoch=epoch)
+
+
+@pytest.mark.parametrize("compact_every", [5000, 1])
+def test_what_was_revoked_from_a_robot_not_heard_since_survives_a_restart(tmp_path, compact_every):
+    """b drives 1 -> 2 -> 3 and parks in 4; a parks in 3 at 0.5 (it stands there), which
+    revokes b's passage from 12 on. b has not been heard since: it may be cut off and
+    still drive it, so no one else gets it - also not from the authority restarted right
+    after (the revocation was in the log before anyone could be granted that space),
+    until b is heard."""
+    path = tmp_path / "table.jsonl"
+    first = _line_authority(path, 0.0, compact_every=compact_every)
+    first.on_robot_state(0.0, "b")
+    assert first.request("b", [(1, 0, 10), (2, 10, 12), (3, 12, 14), (4, 14, INF)]).ok
+    first.on_robot_state(0.0, "a")
+    assert first.request("a", [(3, 0.5, INF)], replace_from=0.5).ok
+    first.drain()
+    assert "b" in first.unheard
+    again = _line_authority(path, 1.0)   # a kill -9 and a restart on the log
+    assert again.unheard.keys() == {"b"}
+    assert again.unheard["b"].holds == first.unheard["b"].holds
+    r = again.request("c", [(5, 1, 15), (4, 15, INF)], replace_from=1)
+    assert not r.ok and r.conflict.robot == "b" and "not been heard since" in r.message
+    again.on_robot_state(1.1, "b", sent=1.05)   # b speaks after the revocation: it can hear it
+    assert again.request("c", [(5, 1.1, 15), (4, 15, INF)], replace_from=1.1).ok
+    again.drain()
+    assert _line_authority(path, 2.0).unheard == {}   # heard: nothing kept for it after another restart
+
+
+def test_a_corrupt_unheard_record_is_an_error_naming_the_line(tmp_path):
+    path = tmp_path / "table.jsonl"
+    _line_authority(path, 0.0).drain()
+    with open(path, "a") as f:
+        f.write(json.dumps({"unheard": {"b": [[4, 14.0, "x"]]}}) + "\n")
+        f.write(json.dumps({"lost": []}) + "\n")
+    with pytest.raises(TableLogError, match=r"table.jsonl:3: \"unheard\" is not a map"):
+        _line_authority(path, 1.0)

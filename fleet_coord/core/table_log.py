@@ -1,6 +1,7 @@
-"""The traffic authority's durable state: the reservation table (and which robots are
-lost) survive a crash of the traffic node, so a restarted authority never grants what
-the dead one had already granted to someone else.
+"""The traffic authority's durable state: the reservation table, which robots are lost
+and what was revoked from robots not heard since survive a crash of the traffic node, so
+a restarted authority never grants what the dead one had already granted to someone
+else, nor what a robot that has not heard its revocation may still be driving.
 
 An append-only JSON-lines file, written ahead of every answer the authority gives:
 
@@ -8,6 +9,7 @@ An append-only JSON-lines file, written ahead of every answer the authority give
     {"snapshot": {"version": v, "reservations": [...]}, "lost": [...]}
     {"update": {"version": v+1, "robot": ..., "removed": [...], "added": [...]}}
     {"lost": [...]}                        # the lost set after a change
+    {"unheard": {robot: [[resource, t_start, t_end, revoked_at], ...]}}   # after a change
     ...
 
 `load` replays it (snapshot, then every update in order; a torn last line from a crash
@@ -24,12 +26,19 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, BinaryIO, Iterable
+from typing import Any, BinaryIO, Iterable, Mapping, Sequence
 
 from fleet_coord.core.errors import CannotStart
 from fleet_coord.core.reservations import Exclusion, ReservationTable
 
 FORMAT = 1
+
+#: robot -> what was revoked from it that it has not heard: (resource, t0, t1, revoked at)
+Unheard = Mapping[str, Sequence[tuple[int, float, float, float]]]
+
+
+def _unheard_json(unheard: Unheard) -> dict[str, list[list[float]]]:
+    return {robot: [list(h) for h in holds] for robot, holds in sorted(unheard.items()) if holds}
 
 
 class TableLogError(CannotStart, RuntimeError):
@@ -42,6 +51,8 @@ class Recovered:
     table: ReservationTable
     lost: set[str] = field(default_factory=set)
     updates: int = 0          # updates replayed after the snapshot
+    #: robot -> what was revoked from it, not heard since: (resource, t0, t1, revoked at)
+    unheard: dict[str, list[tuple[int, float, float, float]]] = field(default_factory=dict)
 
 
 class TableLog:
@@ -64,6 +75,7 @@ class TableLog:
         with open(self.path, "rb") as f:
             raw = f.read().split(b"\n")
         table, lost, n = None, set(), 0
+        unheard: dict[str, list[tuple[int, float, float, float]]] = {}
         for i, line in enumerate(raw):
             if not line.strip():
                 continue
@@ -94,22 +106,44 @@ class TableLog:
                 n += 1
             if "lost" in rec:
                 lost = set(rec["lost"])
+            if "unheard" in rec:
+                unheard = self._unheard_record(rec["unheard"], i + 1)
         if table is None:
             return None
         table.drain_updates()
-        return Recovered(table, lost, n)
+        return Recovered(table, lost, n, unheard)
+
+    def _unheard_record(self, raw: Any, line: int) -> dict[str, list[tuple[int, float, float, float]]]:
+        try:
+            out = {}
+            for robot, holds in raw.items():
+                if not all(len(h) == 4 for h in holds):
+                    raise ValueError(robot)
+                out[str(robot)] = [(int(h[0]), float(h[1]), float(h[2]), float(h[3]))
+                                   for h in holds]
+            return out
+        except (AttributeError, TypeError, ValueError):
+            raise TableLogError(f"{self.path}:{line}: \"unheard\" is not a map of robot to "
+                                "[resource, t_start, t_end, revoked_at] lists (the table log "
+                                "is corrupt)") from None
 
     # -- writing ---------------------------------------------------------------------------
-    def start(self, table: ReservationTable, lost: Iterable[str] = ()) -> None:
+    def start(self, table: ReservationTable, lost: Iterable[str] = (),
+              unheard: Unheard | None = None) -> None:
         """Begin writing: the file becomes one snapshot of `table` (what was loaded)."""
-        self.compact(table, lost)
+        self.compact(table, lost, unheard)
 
-    def append(self, updates: list[dict[str, Any]], lost: Iterable[str] | None = None) -> None:
-        if not updates and lost is None:
+    def append(self, updates: list[dict[str, Any]], lost: Iterable[str] | None = None,
+               unheard: Unheard | None = None) -> None:
+        """Write `updates`, and the lost set and the unheard revocations when given (they
+        changed), ahead of announcing them."""
+        if not updates and lost is None and unheard is None:
             return
         lines = [json.dumps({"update": u}) for u in updates]
         if lost is not None:
             lines.append(json.dumps({"lost": sorted(lost)}))
+        if unheard is not None:
+            lines.append(json.dumps({"unheard": _unheard_json(unheard)}))
         f = self._f
         if f is None:
             raise RuntimeError(f"table log {self.path}: append before start()")
@@ -122,14 +156,16 @@ class TableLog:
     def should_compact(self) -> bool:
         return self._since_compact >= self.compact_every
 
-    def compact(self, table: ReservationTable, lost: Iterable[str] = ()) -> None:
+    def compact(self, table: ReservationTable, lost: Iterable[str] = (),
+                unheard: Unheard | None = None) -> None:
         tmp = self.path + ".tmp"
         with open(tmp, "wb") as f:
             header: dict[str, Any] = {"format": FORMAT, "roadmap_id": self.roadmap_id}
             if self.epoch is not None:
                 header["epoch"] = self.epoch
             f.write((json.dumps({"header": header})
-                     + "\n" + json.dumps({"snapshot": table.snapshot(), "lost": sorted(lost)})
+                     + "\n" + json.dumps({"snapshot": table.snapshot(), "lost": sorted(lost),
+                                           "unheard": _unheard_json(unheard or {})})
                      + "\n").encode())
             f.flush()
             os.fsync(f.fileno())

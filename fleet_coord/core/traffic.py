@@ -230,6 +230,7 @@ class TrafficAuthority:
         self.deferred: dict[str, set[int]] = {}
         self.table_log = table_log
         self._logged_lost: set[str] = set()           # the lost set the table log has
+        self._logged_unheard: dict[str, list[tuple[int, float, float, float]]] = {}  # ... unheard
         # robot -> what was revoked from it that it cannot have heard yet (not heard since):
         # no one else is granted it meanwhile, and it is its commitment if it is declared
         # lost (`_revoke`, docs/core-model.md "Lost robots and revocation")
@@ -267,13 +268,16 @@ class TrafficAuthority:
                  discovery_grace=discovery_grace, brake_horizon=brake_horizon)
         if rec is not None:
             ta.liveness.lost.update(rec.lost)
+            ta.unheard = {robot: Unheard(list(holds)) for robot, holds in rec.unheard.items()}
             ta._unheard.update(set(rec.table.robots()) - ta.lost)
             ta._reloaded_at = now
             ta.log.info(f"recovered the table from {table_log.path}: {len(rec.table)} "
                         f"reservations of {len(rec.table.robots())} robots at version "
                         f"{rec.table.version} ({rec.updates} updates replayed), lost: "
-                        f"{sorted(rec.lost) or 'none'}")
-        table_log.start(ta.table, ta.lost)
+                        f"{sorted(rec.lost) or 'none'}, revoked and not heard: "
+                        f"{sorted(rec.unheard) or 'none'}")
+        ta._logged_unheard = ta._unheard_holds()
+        table_log.start(ta.table, ta.lost, ta._logged_unheard)
         ta._logged_lost = set(ta.lost)
         return ta
 
@@ -884,17 +888,21 @@ class TrafficAuthority:
         updates = self.table.drain_updates()
         log = self.table_log
         if log is not None:
-            lost = self.lost
-            log.append(updates, set(lost) if lost != self._logged_lost else None)
-            self._logged_lost = set(lost)
+            lost, unheard = self.lost, self._unheard_holds()
+            log.append(updates, set(lost) if lost != self._logged_lost else None,
+                       unheard if unheard != self._logged_unheard else None)
+            self._logged_lost, self._logged_unheard = set(lost), unheard
             if log.should_compact():
-                log.compact(self.table, lost)
+                log.compact(self.table, lost, unheard)
         return [TableUpdate(version=u["version"], robot=u.get("robot", ""),
                             roadmap_id=self.roadmap_id,
                             added=tuple(Reservation.from_dict(d) for d in u["added"]),
                             removed=tuple(Reservation.from_dict(d) for d in u["removed"]),
                             epoch=self.epoch, recovering=self.recovering)
                 for u in updates]
+
+    def _unheard_holds(self) -> dict[str, list[tuple[int, float, float, float]]]:
+        return {robot: list(u.holds) for robot, u in self.unheard.items() if u.holds}
 
     def want_snapshot(self) -> None:
         """A replica found itself stale (a gap, a jump, another epoch) and asks for the
