@@ -430,7 +430,7 @@ class ReservationTable:
     def check(self, robot: str,
               segments: Iterable[Segment]) -> ReservationConflict | None:
         """Dry run of `commit`: the conflict that would refuse it, or None."""
-        return self._find_conflict(self._validate(robot, segments, math.inf))
+        return self._find_conflict(self.validated(robot, segments))
 
     def _find_conflict(self, requested: list[Reservation]) -> ReservationConflict | None:
         for req in requested:
@@ -454,7 +454,7 @@ class ReservationTable:
         never conflict, so the release cannot change the verdict.
         Raises ValueError on malformed input.
         """
-        requested = self._validate(robot, segments, lease_expiry)
+        requested = self.validated(robot, segments, lease_expiry)
         if replace_from is not None:
             replace_from = self._check_time(replace_from, "replace_from")
         conflict = self._find_conflict(requested)
@@ -572,7 +572,7 @@ class ReservationTable:
         """A reservation from its dict form, validated like a committed segment."""
         try:
             r = Reservation.from_dict(d)
-            (r,) = self._validate(r.robot, [(r.resource, r.t_start, r.t_end)], r.lease_expiry)
+            (r,) = self.validated(r.robot, [(r.resource, r.t_start, r.t_end)], r.lease_expiry)
         except (AttributeError, KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{what} is malformed: {d!r} ({exc})") from None
         return r
@@ -756,8 +756,10 @@ class ReservationTable:
             raise ValueError(f"interval [{t0}, {t1}) is empty: t1 must be > t0")
         return t0, t1
 
-    def _validate(self, robot: Any, segments: Iterable[Segment],
-                  lease_expiry: Any) -> list[Reservation]:
+    def validated(self, robot: Any, segments: Iterable[Segment],
+                  lease_expiry: Any = math.inf) -> list[Reservation]:
+        """`segments` of `robot` as reservations, checked as `commit` checks them (a
+        ValueError naming the segment and what was expected)."""
         if not isinstance(robot, str) or not robot:
             raise ValueError(f"robot must be a non-empty string id, got {robot!r}")
         lease = self._check_lease(lease_expiry)

@@ -737,7 +737,7 @@ class TrafficAuthority:
         that has not been heard since (it may still drive it), with that hold."""
         if not self.unheard:
             return None
-        requested = self.table._validate(robot, segments, math.inf)   # ValueError: bad input
+        requested = self.table.validated(robot, segments)   # ValueError: bad input
         held: dict[int, list[Reservation]] = {}
         for other, u in self.unheard.items():
             if other != robot:
