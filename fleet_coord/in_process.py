@@ -180,7 +180,7 @@ class InProcessFleet:
             bid_objective=self.p.bid_objective, time_model=kind,
             control_latency=(2.0 if kind == "real" else 1.0)
             * self.p.control_period, run_on=self.p.cmd_timeout + self.p.control_period),
-            plan_deadline=None)
+            plan_deadline=None, control_period=self.p.control_period)
         self.command_latency = self.execution_config.control_latency \
             if self.p.command_latency is None else self.p.command_latency
         self._driven_at = 0.0                                  # time of the poses in `state`

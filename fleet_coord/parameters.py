@@ -126,7 +126,8 @@ SCHEMA: dict[str, dict[str, Bound]] = {
         "time_margin": F(0, 10, "s"), "leave_stations": BOOL,
         "drive": Bound("str", choices=("track", "follow")),
         "follow_margin": F(0, 60, "s"), "driver_timeout": F(0, 600, "s"),
-        "follow_stall": F(1, _S, "s"),
+        "follow_stall": F(1, _S, "s"), "stall_margin_max": F(0, 10, "s"),
+        "stall_memory": F(1, _S, "s"),
     },
     "ideal_driver": {
         "robots": Bound("robots"), "start_poses": Bound("floats"),

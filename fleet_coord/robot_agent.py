@@ -172,6 +172,13 @@ PARAMETERS: list[tuple[str, Any, str]] = [
      "stops speaking for it (the fleet declares it lost) until odometry returns; 0 = never"),
     ("follow_stall", _DEFAULTS.follow_stall,
      "follow: s a robot may make no progress along its path before its task fails"),
+    ("stall_margin_max", _DEFAULTS.stall_margin_max,
+     "track: s at most by which a new path's holds are widened for the stalls of this "
+     "agent's control loop (a tick more than half a period late) seen in the last "
+     "stall_memory s: a stalled loop sends no commands, its robot stands and is late; "
+     "0 = off (core/execution.py Execution.stall_margin)"),
+    ("stall_memory", _DEFAULTS.stall_memory,
+     "s a control-loop stall keeps widening new paths' holds (stall_margin_max)"),
 ]
 
 
@@ -232,7 +239,8 @@ class RobotAgent(Node):
                     "yield_check_period", "yield_wait", "yield_wait_busy", "yield_tabu",
                     "status_period", "time_margin", "leave_stations",
                     "plan_speed", "turn_margin", "drive", "follow_margin", "driver_timeout",
-                    "follow_stall")},
+                    "follow_stall", "stall_margin_max", "stall_memory")},
+                control_period=1.0 / prm["control_rate"],
                 # a command runs until the driver's watchdog, and the next one was due
                 # a control period after it
                 run_on=(prm["driver_cmd_timeout"] + 1.0 / prm["control_rate"]

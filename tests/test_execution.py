@@ -978,3 +978,124 @@ def run_on_braking(v, acc, run_on, slack, steps=20000):
         lo, hi = (lo, (lo + hi) / 2) if speed((lo + hi) / 2) >= v else ((lo + hi) / 2, hi)
     dd = hi / steps
     return hi, sum(dd / speed((k + 0.5) * dd) for k in range(steps))
+
+
+# -- a stalled control loop ------------------------------------------------------------------
+
+
+class StallingWorld(World):
+    """`World` whose robot "a"'s control loop stalls over `stalls` = [(from, until)]: no
+    odometry read, no tick, no command; its driver runs the last command until its
+    watchdog (`cmd_timeout`) stops the robot, as the ideal driver and the simulator do."""
+
+    def __init__(self, *args, cmd_timeout: float = 0.5, **kw) -> None:
+        super().__init__(*args, **kw)
+        self.stalls: list[tuple[float, float]] = []
+        self.cmd_timeout = cmd_timeout
+        self.cmd_at = 0.0
+
+    def _do(self, name: str, actions: list) -> None:
+        if name == "a" and any(isinstance(a, Velocity) for a in actions):
+            self.cmd_at = self.t
+        super()._do(name, actions)
+
+    def stalled(self) -> bool:
+        return any(t0 <= self.t < t1 for t0, t1 in self.stalls)
+
+    def step(self) -> None:
+        self.t = round(self.t + DT, 9)
+        core = self.cores["a"]
+        v, w = self.cmd["a"] if self.t - self.cmd_at <= self.cmd_timeout else (0.0, 0.0)
+        b = self.bodies["a"] = step(self.bodies["a"], v, w, DT, LIMITS)
+        self._publish()
+        if self.stalled():
+            return
+        core.on_odometry(self.t, Odometry(b.x, b.y, b.theta, b.v, b.w, self.t))
+        self._do("a", core.tick(self.t))
+        self.authority.tick(self.t)
+
+
+def _drive_with_a_stall_at_a_stop(config: ExecutionConfig, stall: float,
+                                  earlier_stall: bool) -> float:
+    """Robot "a" (stop-and-turn: it stops at every vertex) drives around a corner; its
+    loop stalls `stall` s the moment it stands at the corner. Returns how far (m) it was
+    ever outside what the authority's table says it holds."""
+    w = StallingWorld(["....", "....", "...."], {"a": (0, 0)}, config=config)
+    assert w.run_until(lambda: w.cores["a"].parked, 2.0)
+    core = w.cores["a"]
+    if earlier_stall:   # the host starved the loop once before, while the robot was idle
+        w.stalls.append((w.t, w.t + stall))
+        w.run_until(lambda: not w.stalled(), 2.0)
+        w.run_until(lambda: False, 1.0)
+    w.award("a", "t1", ["3,2"])
+    worst, stalled = 0.0, False
+    corner = w.v("3,0")
+    end = w.t + 30.0
+    while w.t < end and w.final("t1") is None:
+        drive = core.drive
+        if not stalled and drive is not None and drive.tracker is not None \
+                and not drive.tracker.driving and drive.tracker.vertex == corner:
+            w.stalls.append((w.t, w.t + stall))
+            stalled = True
+        w.step()
+        b = w.bodies["a"]
+        holds = [(r.resource, r.t_start, r.t_end) for r in w.authority.table.reservations("a")]
+        worst = max(worst, containment_error(w.ex, holds, b.x, b.y, w.t))
+    assert stalled and w.final("t1") is not None and w.final("t1").state is TaskState.DONE
+    return worst
+
+
+def test_a_robot_whose_loop_stalled_before_plans_with_holds_that_cover_the_next_stall():
+    """A stalled control loop sends no commands: the driver's watchdog stops the robot and
+    it stands, late, at a stop whose hold ends. Having seen a stall of its loop, the agent
+    widens its new paths' holds by it (`stall_margin`): a second stall as long, at the worst
+    moment (standing at a corner, about to turn and leave), keeps it inside its holds.
+    Without the margin (`stall_margin_max` 0) it stands outside them."""
+    off = dataclasses.replace(CONFIG, stall_margin_max=0.0)
+    assert _drive_with_a_stall_at_a_stop(off, 0.8, earlier_stall=True) > 0.2
+    assert _drive_with_a_stall_at_a_stop(CONFIG, 0.8, earlier_stall=True) <= 0.1
+
+
+def test_the_stall_margin_covers_the_longest_recent_stall_bounded_and_decays():
+    w = World(["....."], {"a": (0, 0)})
+    core = w.cores["a"]
+    assert w.run_until(lambda: core.parked, 2.0)
+    assert core.stall_margin(w.t) == 0.0 and core.plan_model(w.t) is core.model
+    t = w.t
+    core.tick(t + 0.05)
+    core.tick(t + 0.33)        # 0.28 s since the last tick: 0.23 s late; the last command
+    # ran on meanwhile (a turn past its heading, to be undone): twice that, rounded up
+    assert core.stall_margin(t + 1.0) == pytest.approx(0.5)
+    assert core.plan_model(t + 1.0).margin == pytest.approx(core.model.margin + 0.5)
+    core.tick(t + 0.38)
+    core.tick(t + 3.38)        # a 3 s stall: capped at stall_margin_max
+    assert core.stall_margin(t + 4.0) == CONFIG.stall_margin_max == 1.0
+    # quiet for stall_memory: back to the model's own margin
+    assert core.stall_margin(t + 3.38 + CONFIG.stall_memory + 0.1) == 0.0
+    off = Execution("b", w.roadmap, w.ex, Replica(w.ex.of, w.roadmap.num_resources, "m"),
+                    dataclasses.replace(CONFIG, stall_margin_max=0.0))
+    off.tick(0.0)
+    off.tick(1.0)
+    assert off.stall_margin(1.0) == 0.0
+
+
+def test_a_path_keeps_the_margin_it_was_planned_with_when_the_loop_stalls_while_it_drives():
+    """The tracker, a cut's stop point and the re-commit all derive holds from the path:
+    they must use the model it was planned (and granted) with, not a margin widened since."""
+    w = World(["....."], {"a": (0, 0)})
+    core = w.cores["a"]
+    assert w.run_until(lambda: core.parked, 2.0)
+    w.award("a", "t1", ["4,0"])
+    assert w.run_until(lambda: core.phase is Phase.DRIVE, 2.0)
+    planned = core.drive.model
+    assert planned is not None and planned.margin == core.model.margin
+    core.tick(w.t + 0.8)       # a stall while driving: new paths would be wider
+    assert core.plan_model(w.t + 0.8).margin > planned.margin
+    assert core.drive.model is planned and core.drive.tracker.model is planned
+
+
+@pytest.mark.parametrize("field,value", [("stall_margin_max", -0.1), ("stall_margin_max", 11.0),
+                                         ("stall_memory", 0.0), ("control_period", math.nan)])
+def test_a_bad_stall_setting_is_refused_naming_it(field, value):
+    with pytest.raises(ValueError, match=field):
+        dataclasses.replace(CONFIG, **{field: value})

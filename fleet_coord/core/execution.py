@@ -98,6 +98,8 @@ RESULTS_KEPT, RESULTS_MAX_AGE_S = 20, 600.0
 DONE_REPORTED = 4
 #: m a robot may stand off its vertex and count as on it (parks on the vertex alone)
 ON_VERTEX_M = 0.02
+#: s the stall margin is rounded up to (a handful of distinct models: the lane-time cache)
+STALL_QUANTUM = 0.05
 #: s a /fleet/list_tasks call may go unanswered before it is asked again; also the least
 #: time between two calls (a task the dispatcher does not list is not asked for again)
 LIST_RETRY_S = 5.0
@@ -144,6 +146,7 @@ class ReserveCall:
     segments: tuple[Segment, ...]
     path: TimedPath = field(default_factory=list)   # COMMIT / RECOMMIT: the plan
     drive_segments: tuple[Segment, ...] = ()        # COMMIT: the plan's own holds
+    model: TimeModel | None = None                  # COMMIT: the model it was planned with
 
 
 @dataclass(frozen=True)
@@ -296,6 +299,13 @@ class ExecutionConfig:
     driver_timeout: float = 0.0
     #: follow: s a robot may make no progress along its path before its task fails
     follow_stall: float = 60.0
+    #: s between control-loop ticks (the agent's 1 / control_rate): a longer gap is a
+    #: stall of the loop, during which the robot got no commands
+    control_period: float = 0.05
+    #: track: the most (s) a new path's holds are widened by for the stalls of the
+    #: control loop seen in the last `stall_memory` s (`Execution.stall_margin`); 0: off
+    stall_margin_max: float = 1.0
+    stall_memory: float = 60.0
 
     def __post_init__(self) -> None:
         if self.time_model not in TIME_MODELS:
@@ -309,11 +319,15 @@ class ExecutionConfig:
         for name in ("start_margin", "control_latency", "dwell", "yield_check_period",
                      "yield_wait", "yield_wait_busy", "yield_tabu", "plan_speed",
                      "turn_margin", "capacity_kg", "time_margin", "follow_margin",
-                     "driver_timeout", "follow_stall", "run_on"):
+                     "driver_timeout", "follow_stall", "run_on", "stall_margin_max"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v >= 0 and not math.isnan(v)):
                 raise ValueError(f"{name} must be a number >= 0, got {v!r}")
-        for name in ("reserve_timeout", "silence", "status_period"):
+        if self.stall_margin_max > 10.0:
+            raise ValueError(f"stall_margin_max must be at most 10 s, "
+                             f"got {self.stall_margin_max!r}")
+        for name in ("reserve_timeout", "silence", "status_period", "control_period",
+                     "stall_memory"):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
@@ -427,6 +441,9 @@ class Drive:
     commit_version: int
     checked_version: int = -1
     follow: Follow | None = None
+    #: the time model `path` was planned with (its margin may differ from the robot's
+    #: current one): everything derived from the path - tracker, cut, re-commit - uses it
+    model: TimeModel | None = None
 
 
 class Execution:
@@ -457,6 +474,11 @@ class Execution:
         self.turn_allowance = turn_time(math.pi / 2, cfg.limits.max_w,
                                         0.7 * cfg.limits.max_alpha) + 0.1 \
             if self.model.drive_ahead else 0.0
+        #: what made or showed the robot late, the last `stall_memory` s of it: (when, s)
+        #: of each stall of the control loop and each stop left after the plan did
+        #: (`stall_margin`)
+        self._late: deque[tuple[float, float]] = deque()
+        self._tick_at: float | None = None
         self.participant = cn.Participant(robot, self._travel_time, cn.RobotProfile(
             capacity_kg=cfg.capacity_kg, objective=cfg.bid_objective))
 
@@ -860,6 +882,7 @@ class Execution:
         """The control loop (`control_rate` Hz). `authority_ready`: the reserve service is
         there (a robot does not ask to park before)."""
         self._check_driver(now)
+        self._observe_tick(now)
         if self.pose is None or self.here is None or self.removed or self.unavailable:
             return self._flush()
         timeout = self.config.reserve_timeout
@@ -1002,13 +1025,14 @@ class Execution:
             return
         # The parking hold was replaced by the path; it parks again at the path's end.
         path = call.path
+        model = call.model or self.model
         first_departure = next((t for (v, t), (w, _) in zip(path[1:], path[2:]) if w != v),
                                path[-1][1])
         # Too late to start on time: the stop-and-turn model must still make a quarter
         # turn before the departure; the real model turns from the plan's start on and
         # may lag it by its margin (the tracker runs a little ahead to make up for it).
         late = first_departure - self.turn_allowance if self.model.drive_ahead else \
-            path[1][1] + 0.5 * self.model.margin
+            path[1][1] + 0.5 * model.margin
         if now > late:
             self.log.warning(f"commit answered {now - first_departure:.2f} s after the "
                              "planned departure; replanning")
@@ -1016,10 +1040,12 @@ class Execution:
             return
         if self.config.drive == "follow":
             drive = Drive(None, list(path), list(call.drive_segments), version,
-                          follow=Follow(self._route(path), list(call.drive_segments)))
+                          follow=Follow(self._route(path), list(call.drive_segments)),
+                          model=model)
             self._out.append(FollowPath(list(path)))
         else:
-            drive = Drive(self._tracker(path), list(path), list(call.drive_segments), version)
+            drive = Drive(self._tracker(path, model), list(path), list(call.drive_segments),
+                          version, model=model)
         self.drive = drive
         self._hold_version = version
         self._abandon(CallKind.RECOMMIT)
@@ -1053,22 +1079,25 @@ class Execution:
             return
         job.blocked = None
         t_start = now + self.config.start_margin + self.turn_allowance
+        model = self.plan_model(now)
         path = sipp(self.roadmap, self.exclusion, self.replica.table, self.robot, self.here,
-                    goal, t_start, self.model, deadline_s=self.config.plan_deadline,
+                    goal, t_start, model, deadline_s=self.config.plan_deadline,
                     start_heading=self._heading())
         if path is None:
             self._retry(job, now, f"no conflict-free path from {self.roadmap.names[self.here]} "
                                   f"to station {self.roadmap.names[goal]} (it may be occupied)")
             return
         path = [(self.here, now)] + path
-        segments = path_to_segments(self.roadmap, self.exclusion, path, self.model)
+        segments = path_to_segments(self.roadmap, self.exclusion, path, model)
         # The anchor: its start vertex stays held until further notice until it knows
         # the answer. Should the answer be late or lost while the authority granted the
         # path, the table then still covers the robot standing here (otherwise it would
         # say the robot left at the planned departure and could give the vertex to
         # someone else); a granted commit is trimmed once the robot drives it.
         self._abandon(CallKind.TRIM)
-        self._send(CallKind.COMMIT, now, segments + [(self.here, now, INF)], path, segments)
+        call = self._send(CallKind.COMMIT, now, segments + [(self.here, now, INF)], path,
+                          segments)
+        call.model = model
         job.phase = Phase.COMMIT
 
     def _wait_for_holder(self, job: Job, holder: str, goal: int, now: float) -> None:
@@ -1115,9 +1144,48 @@ class Execution:
 
     # -- driving --------------------------------------------------------------------
 
-    def _tracker(self, path: TimedPath) -> PathTracker:
-        return PathTracker(self.roadmap, path, self.model, self.exclusion.clearance,
+    def _tracker(self, path: TimedPath, model: TimeModel) -> PathTracker:
+        return PathTracker(self.roadmap, path, model, self.exclusion.clearance,
                            self.config.limits)
+
+    @staticmethod
+    def _model_of(drive: Drive, fallback: TimeModel) -> TimeModel:
+        return drive.model if drive.model is not None else fallback
+
+    def _observe_tick(self, now: float) -> None:
+        """Record a stall of the control loop: a tick more than half a period late."""
+        last, self._tick_at = self._tick_at, now
+        if last is None or now <= last:
+            return
+        late = now - last - self.config.control_period
+        if late > 0.5 * self.config.control_period:
+            # its last command ran on meanwhile: a turn in place went past its heading by
+            # up to as long again, which it must turn back
+            self._late.append((now, 2.0 * late))
+        while self._late and now - self._late[0][0] > self.config.stall_memory:
+            self._late.popleft()
+
+    def stall_margin(self, now: float) -> float:
+        """s a new path's holds are widened by, beyond the model's margin: the longest
+        stall of the control loop, or the most the robot left a vertex after its plan did,
+        in the last `stall_memory` s (rounded up to 0.05 s, at most `stall_margin_max`).
+        A stalled loop sends no commands: the driver runs the last one until its watchdog
+        stops the robot, which then stands until the loop resumes, and a turn it ran on
+        past its heading must be undone - late for its plan by the stall and more. A host
+        that starved its loop once is likely to again (docs/core-model.md, step 2)."""
+        cap = self.config.stall_margin_max
+        if cap <= 0 or self.config.drive != "track":
+            return 0.0
+        worst = max((late for t, late in self._late
+                     if now - t <= self.config.stall_memory), default=0.0)
+        return min(cap, math.ceil(worst / STALL_QUANTUM - 1e-9) * STALL_QUANTUM)
+
+    def plan_model(self, now: float) -> TimeModel:
+        """The model a path planned now is planned with: the robot's, its margin widened
+        by `stall_margin`."""
+        extra = self.stall_margin(now)
+        return replace(self.model, margin=self.model.margin + extra) if extra > 0 \
+            else self.model
 
     def _route(self, path: TimedPath) -> Route:
         return build_route(self.roadmap, self.exclusion.clearance, route_vertices(path),
@@ -1143,6 +1211,8 @@ class Execution:
         t_apply = max(now, t_odom) + self.config.control_latency
         x, y, th = self.commands.predict(x, y, th, t_odom, t_apply)
         cmd = drive.tracker.command(x, y, th, t_apply)
+        for late in drive.tracker.take_lateness():
+            self._late.append((now, late))
         if drive.tracker.overdue(t_apply):
             # it will be outside its holds before it can leave: stop, hold where it
             # stands and plan again from here (a retry: counts as an attempt)
@@ -1274,17 +1344,18 @@ class Execution:
         if cut is None:
             return
         path = drive.path
+        model = self._model_of(drive, self.model)
         # at real speed the plan passes the end of the lane it drives: it may still stop
         # there when it can brake in time (else it would find no stop point at all)
         brake_ahead = drive.tracker is not None and self.pose is not None and \
             drive.tracker.can_stop_ahead(self.pose[0], self.pose[1], self.twist[0],
                                          self.config.control_latency)
         k = stop_point(rep.table, self.roadmap, self.exclusion, self.robot, path,
-                       self.model, cut, self._legs_driven(drive), brake_ahead=brake_ahead)
+                       model, cut, self._legs_driven(drive), brake_ahead=brake_ahead)
         name = self.roadmap.names
         if k is None:
             k = nearest_free_stop(rep.table, self.roadmap, self.exclusion, self.robot, path,
-                                  self.model, cut, self._legs_driven(drive),
+                                  model, cut, self._legs_driven(drive),
                                   brake_ahead=brake_ahead)
             if k is not None:
                 self.log.warning(f"my reservations were revoked from t={cut:.2f}, too soon "
@@ -1296,33 +1367,36 @@ class Execution:
             self._stop_here(job, now)
             return
         # (where it would have passed step k at speed, it brakes into it)
-        prefix = stop_prefix(self.roadmap, self.exclusion, path, k, self.model)
+        prefix = stop_prefix(self.roadmap, self.exclusion, path, k, model)
         assert prefix is not None   # stop_point only picks steps it can stop at
         self.log.warning(f"my reservations were revoked from t={cut:.2f}: stopping at "
                          f"{name[prefix[-1][0]]} and replanning")
         # Stop there whatever the authority answers: everything up to it is still ours.
         self._set_path(drive, prefix)
         drive.segments = clip(path_to_segments(self.roadmap, self.exclusion, prefix,
-                                               self.model), now)
+                                               model), now)
         plan = prefix
         goal = job.stations[0]
         v, t_v = prefix[-1]
         if v != goal:
             t0 = max(t_v, now + self.config.start_margin + self.turn_allowance)
+            # the continuation is part of the same path: the same model
             cont = sipp(self.roadmap, self.exclusion, rep.table, self.robot, v, goal, t0,
-                        self.model, deadline_s=self._deadline(0.4),
+                        model, deadline_s=self._deadline(0.4),
                         start_heading=self._arrival_heading(prefix))
             if cont is not None:
                 plan = prefix + [(v, t0)] + cont[1:] if t0 > t_v else prefix + cont[1:]
-        self._send_recommit(plan, now)
+        self._send_recommit(drive, plan, now)
 
     def _deadline(self, share: float) -> float | None:
         d = self.config.plan_deadline
         return None if d is None else share * d
 
-    def _send_recommit(self, plan: TimedPath, now: float) -> None:
-        """Hold `plan` from now on (replaces everything from now, the anchor too)."""
-        segs = clip(path_to_segments(self.roadmap, self.exclusion, plan, self.model), now)
+    def _send_recommit(self, drive: Drive, plan: TimedPath, now: float) -> None:
+        """Hold `plan` (the drive's path, changed) from now on (replaces everything from
+        now, the anchor too)."""
+        segs = clip(path_to_segments(self.roadmap, self.exclusion, plan,
+                                     self._model_of(drive, self.model)), now)
         self._abandon(CallKind.TRIM)
         self._send(CallKind.RECOMMIT, now, segs, plan, segs)
 
@@ -1334,7 +1408,7 @@ class Execution:
             # authority did grant is superseded)
             self.log.warning(f"no answer to my re-commit for "
                              f"{self.config.reserve_timeout:g} s; sending it again")
-            self._send_recommit(stop, now)
+            self._send_recommit(drive, stop, now)
             return
         if ok:
             drive.commit_version, drive.checked_version = version, -1
@@ -1349,7 +1423,7 @@ class Execution:
             drive.segments = list(call.drive_segments)
             return
         if len(plan) > len(stop):
-            self._send_recommit(stop, now)   # at least the stop point
+            self._send_recommit(drive, stop, now)   # at least the stop point
             return
         self.log.error(f"cannot hold my stop point: {message}; stopping here")
         self._stop_here(job, now)
@@ -1358,13 +1432,14 @@ class Execution:
         if drive.follow is not None:   # the robot goes on along the same vertices
             f = drive.follow
             f.route = self._route(path)
-            f.holds = path_to_segments(self.roadmap, self.exclusion, path, self.model)
+            f.holds = path_to_segments(self.roadmap, self.exclusion, path,
+                                       self._model_of(drive, self.model))
             drive.path = list(path)
             self._out.append(FollowPath(list(path)))
             return
         assert drive.tracker is not None
         # follow `path` from where the tracker is (same leg, direction, command period)
-        new = self._tracker(path)
+        new = self._tracker(path, self._model_of(drive, self.model))
         new.take_over(drive.tracker)
         drive.tracker, drive.path = new, list(path)
 

@@ -301,6 +301,10 @@ class PathTracker:
         self.adaptive = not model.drive_ahead
         self.period: Optional[float] = None   # s between commands, as observed
         self._t_last: Optional[float] = None
+        #: s the robot left stops' (and passed vertices') stars after its plan did, one
+        #: entry per leg it was late on (`take_lateness`); early departures are not listed
+        self.lateness: list[float] = []
+        self._left = -1         # the last leg whose leaving was measured
 
     # -- helpers --------------------------------------------------------------------
 
@@ -436,6 +440,12 @@ class PathTracker:
         direction, the same observed command period."""
         self.index, self.driving, self.reverse = old.index, old.driving, old.reverse
         self.period, self._t_last, self._speed = old.period, old._t_last, old._speed
+        self._left = old._left
+
+    def take_lateness(self) -> list[float]:
+        """How late (s) the robot left the vertices it left since the last call."""
+        out, self.lateness = self.lateness, []
+        return out
 
     # -- the control law ------------------------------------------------------------
 
@@ -475,6 +485,12 @@ class PathTracker:
             rx, ry = x - leg.start[0], y - leg.start[1]
             p = rx * ex + ry * ey
         lateral = ex * ry - ey * rx             # > 0: left of the lane
+        if p >= leg.wall and self._left < self.index:
+            # out of u's star: when the plan was (its hold of u ends `margin` later)
+            self._left = self.index
+            late = t - (leg.t_leave - self.model.margin)
+            if late > 0.0:
+                self.lateness.append(late)
         cap, stop = self._speed_cap(p, t)
         if stop <= self.pos_tol and t >= leg.t_enter:
             self.driving = False
