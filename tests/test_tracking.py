@@ -449,3 +449,27 @@ def test_a_robot_whose_agent_dies_anywhere_on_its_path_stops_inside_its_holds(wo
                                     theta0=2.0))
     assert worst[0.55] < 0.06, worst
     assert worst[0.0] > 0.1, worst
+
+
+def test_the_tracker_reports_how_late_its_robot_left_each_vertex(world):
+    """On time (the tracker leaves stops at their departure, or a little ahead), nothing;
+    held at the first stop 1 s past its departure (a stalled loop), the lateness of
+    leaving its star: what the agent widens its next paths' holds by."""
+    roadmap, exclusion = world
+    speed = plan_speed_for(LIMITS, exclusion.clearance)
+    table = ReservationTable(exclusion.of, roadmap.num_resources)
+    start, goal = roadmap.vertex("2,2"), roadmap.vertex("6,2")
+    path = [(start, 0.0)] + sipp(roadmap, exclusion, table, "a", start, goal, 1.0, speed)
+    _, tracker, _ = simulate(roadmap, exclusion, path, LIMITS, speed)
+    assert tracker.arrived and tracker.take_lateness() == []
+    late = PathTracker(roadmap, path, speed, exclusion.clearance, LIMITS)
+    leg = late.legs[0]
+    hold_until = leg.t_dep + 1.0
+    for t in (0.0, leg.t_dep, hold_until):        # standing at the start, facing the lane
+        late.command(2.0, 2.0, 0.0, t)
+    assert late.take_lateness() == []              # not out of the star yet
+    # out of the star (the wall is `leg.wall` past u) 1.2 s after the plan was
+    late.command(2.0 + leg.wall + 0.01, 2.0, 0.0, leg.t_leave + 1.2)
+    (measured,) = late.take_lateness()
+    assert measured == pytest.approx(1.2)
+    assert late.take_lateness() == []
