@@ -19,6 +19,7 @@ Reads only: the monitor never changes the fleet's behaviour.
 """
 from __future__ import annotations
 
+import copy
 import functools
 
 from fleet_coord_msgs.msg import (Award, CallForProposal, FleetState, Proposal, Refusal,
@@ -204,7 +205,8 @@ class FleetMonitor(Node):
         fs.header.frame_id = "map"
         for name in sorted(self.robots):
             st = self.robots[name]
-            if name in self.lost:
+            if name in self.lost:   # (a copy: the message taken is kept as it came)
+                st = copy.deepcopy(st)
                 st.mode = RobotState.LOST
             fs.robots.append(st)
         fs.lost = sorted(self.lost)

@@ -49,6 +49,7 @@ from fleet_coord.core import traffic as tc
 from fleet_coord.core.event_log import EventLog
 from fleet_coord.core.kinematics import Limits, UnicycleState, step
 from fleet_coord.core.monitor import SafetyMonitor
+from fleet_coord.core.pacing import IDLE_STATE_RATE, StatePacer
 from fleet_coord.core.replica import Replica, Resync, TableUpdate
 from fleet_coord.core.roadmap import Exclusion, Roadmap
 from fleet_coord.core.table_log import TableLog
@@ -85,6 +86,8 @@ class FleetParams:
     turn_margin: float = 0.2
     control_period: float = 0.05        # the agents' control loop (20 Hz)
     state_period: float = 0.1           # RobotState
+    #: Hz of a parked robot's RobotState (robot_agent idle_state_rate; core/pacing.py)
+    idle_state_rate: float = IDLE_STATE_RATE
     driver_period: float = 0.02         # the ideal driver's integration step
     cmd_timeout: float = 0.5            # the driver stops a robot whose commands stop
     #: s from an agent's command to the driver applying it (rounded up to its steps).
@@ -131,6 +134,8 @@ class _Group:
         self.name = name
         self.robots = robots
         self.agents: dict[str, ex.Execution] = {}
+        self.pacers: dict[str, StatePacer] = {}
+        self.sent: dict[str, tuple[ex.StateReport, float]] = {}   # the last new state, when
         self.replica: Replica | None = None
         self.resync = Resync()                  # asks for a snapshot while it is stale
         self.up = False
@@ -261,6 +266,8 @@ class InProcessFleet:
                 r, self.roadmap, self.exclusion, g.replica, cfg,
                 rng=random.Random(f"{self.seed}:{r}:{g.incarnation}"), memo=self.memo,
                 log=logging.getLogger(f"fleet_coord.in_process.{r}"))
+            g.pacers[r] = StatePacer(self.p.state_period, self.p.idle_state_rate)
+            g.sent.pop(r, None)
             g.calls[r] = set()
         self._timers[g.name] = [self.bus.every(self.p.control_period, lambda g=g: self._control(g)),
                                 self.bus.every(self.p.state_period, lambda g=g: self._states(g))]
@@ -354,14 +361,19 @@ class InProcessFleet:
         for r, agent in g.agents.items():
             rep = agent.state_report(now)
             if rep is None:
+                g.sent.pop(r, None)
                 continue
             self.states[r].append((now, MODE_CODE[rep.activity], rep.task_id))
+            # parked, nothing new: the last new state again (robot_agent, core/pacing.py)
+            if g.pacers[r].due(now, rep) or r not in g.sent:
+                g.sent[r] = (rep, now)
+            rep, sent = g.sent[r]
             tasks = [rep.task_id, *rep.queued]
             inc = (r, g.incarnation)
             self.bus.send(g.name, DISPATCHER, self._to_dispatcher_state, r, tasks, inc,
                           channel="state")
             self.bus.send(g.name, TRAFFIC, self._to_traffic_state, r, tasks, inc, rep.vertex,
-                          now, channel="state")
+                          sent, channel="state")
 
     def _act(self, g: _Group, robot: str, actions: Iterable[ex.Action]) -> None:
         now = self.bus.now

@@ -36,6 +36,13 @@ from fleet_coord.namespace import names_of
 
 MODES = ("off", "permissive", "enforce")
 
+#: s (wall) after a robot's state was checked and taken during which an exact copy of it
+#: counts without a second check: between two signatures a parked robot's agent repeats
+#: its last signed state at every state tick (core/pacing.py, at most ~1 s of wall time).
+#: A later copy is not taken. Bounds what a replayed copy can do: keep a robot that just
+#: died "heard" this long.
+REPEAT_WINDOW_S = 1.0
+
 #: RobotState.mode codes by name: the operation a state message does (core.trust POLICY)
 ROBOT_MODES = {RobotState.IDLE: "IDLE", RobotState.MOVING: "MOVING",
                RobotState.WAITING: "WAITING", RobotState.CHARGING: "CHARGING",
@@ -76,6 +83,8 @@ class NodeAuth:
         self.keyring_msg: KeyringMsg | None = None
         self._relay = None
         self._no_link = RateLimiter(5.0)
+        #: robot -> (monotonic time it was taken, its newest state checked in full)
+        self._states: dict[str, tuple[float, Any]] = {}
         if not self.enabled:
             return
         if not values["auth_keys"]:
@@ -187,9 +196,22 @@ class NodeAuth:
 
     # the fleet's common messages: who they speak for and what they do, in one place
     def check_state(self, msg: Any) -> bool:
-        """A RobotState: robot N's own, never LOST (the monitor's verdict)."""
-        return self.check(msg, "fleet/robot_states", subjects=[msg.robot],
-                          op=ROBOT_MODES.get(msg.mode, str(msg.mode)))
+        """A RobotState: robot N's own, never LOST (the monitor's verdict). An exact copy
+        of the last one taken from N, within REPEAT_WINDOW_S of taking it, counts without
+        a second check (a parked robot repeats its last signed state); a later copy is
+        not taken, silently (it says nothing new: a copy delayed on its way, or a replay
+        of the newest state, which can do nothing but not count)."""
+        if self.verifier is None:
+            return True
+        now = time.monotonic()
+        last = self._states.get(msg.robot)
+        if last is not None and msg == last[1]:
+            return now - last[0] <= REPEAT_WINDOW_S
+        dropped = self.verifier.verify(msg, "fleet/robot_states", subjects=[msg.robot],
+                                       op=ROBOT_MODES.get(msg.mode, str(msg.mode)))
+        if dropped is None:
+            self._states[msg.robot] = (now, msg)
+        return dropped is None or not self.enforce
 
     def check_status(self, msg: Any) -> bool:
         """A TaskStatus: the dispatcher's, or robot N's own ACTIVE / DONE / FAILED."""
@@ -250,6 +272,7 @@ class NodeAuth:
             return
         if self.verifier.update_keyring(keyring):
             self.keyring_msg = msg
+            self._states.clear()   # a copy of a state signed with a revoked key: refused
             if self._relay is not None:
                 self._relay.publish(msg)
             # a rotated or revoked robot's link key is read again (or is gone)

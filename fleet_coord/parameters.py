@@ -112,7 +112,8 @@ SCHEMA: dict[str, dict[str, Bound]] = {
     "robot_agent": {
         "robot": Bound("robot"), "max_v": _SPEED, "max_w": _TURN, "max_acc": _ACC,
         "max_alpha": _ALPHA, "control_rate": F(1, 1000, "Hz"),
-        "state_rate": F(0.1, 1000, "Hz"), "start_margin": F(0, 60, "s"),
+        "state_rate": F(0.1, 1000, "Hz"), "idle_state_rate": F(0, 1000, "Hz"),
+        "start_margin": F(0, 60, "s"),
         "reserve_timeout": F(0.05, 600, "s"), "silence": F(0.1, _S, "s"),
         "control_latency": F(0, 10, "s"), "driver_cmd_timeout": F(0, 60, "s"),
         "max_plan_attempts": I(1, 100_000),
@@ -135,6 +136,7 @@ SCHEMA: dict[str, dict[str, Bound]] = {
         "publish_clock": BOOL, "real_time_factor": F(0, 1000, above=True),
         "max_v": _SPEED, "max_w": _TURN, "max_acc": _ACC, "max_alpha": _ALPHA,
         "tf_rate_hz": F(0, 10_000, "Hz", above=True),
+        "idle_rate_hz": F(0, 10_000, "Hz"), "idle_after": F(0, 600, "s"),
     },
     "sim": {
         "robots": Bound("robots"), "start_poses": Bound("floats"),
@@ -142,6 +144,7 @@ SCHEMA: dict[str, dict[str, Bound]] = {
         "max_alpha": _ALPHA, "mode": Bound("str", choices=("kinematic", "physics")),
         "dt": F(1e-4, 1, "s", above=False), "physics_dt": F(1e-5, 0.1, "s"),
         "real_time_factor": F(0, 1000), "odom_rate": F(0, 10_000, "Hz"), "gui": BOOL,
+        "idle_odom_rate": F(0, 10_000, "Hz"), "idle_after": F(0, 600, "s"),
         "max_lead": F(0, 600, "s"), "max_cmd_lead": F(0, 600, "s"),
         "tf_rate": F(0, 10_000, "Hz", above=True),
     },

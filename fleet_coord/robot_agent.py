@@ -11,7 +11,7 @@ default: the node's namespace):
 | pub | `/fleet/proposals`, `/fleet/refusals` | Proposal, Refusal | PROTOCOL |
 | sub | `/fleet/awards`, `/fleet/rejections` | Award, Rejection | PROTOCOL |
 | pub / sub | `/fleet/task_status` | TaskStatus (ACTIVE + progress, DONE, FAILED + reason) | PROTOCOL |
-| pub | `/fleet/robot_states` | RobotState, `state_rate` Hz | STATE |
+| pub | `/fleet/robot_states` | RobotState, `state_rate` Hz (parked: new at `idle_state_rate`) | STATE |
 | sub | `/traffic/updates` | ReservationSet (local replica of the table) | TABLE |
 | pub | `/traffic/resync` | std_msgs/String: asks for a snapshot while the replica is stale | PROTOCOL |
 | sub | `/fleet/robot_lost`, `/fleet/robot_removed` | String | PROTOCOL |
@@ -65,11 +65,13 @@ from fleet_coord.core.execution import (Abandon, Action, Execution, ExecutionCon
                                         Velocity)
 from fleet_coord.core.tasks import Task, TaskError
 from fleet_coord.core.kinematics import Limits
+from fleet_coord.core.pacing import IDLE_STATE_RATE, STATE_RATE, StatePacer
 from fleet_coord.core.replica import TableUpdate
 from fleet_coord.core.tracking import control_rate_problem, resolve_time_model
 from fleet_coord.core.yielding import YieldMemo
 from fleet_coord.fleet_config import load_roadmap_and_exclusion
 from fleet_coord.namespace import FleetNames, robot_of
+from fleet_coord.node_auth import REPEAT_WINDOW_S
 from fleet_coord.fleet_io import FleetIO
 from fleet_coord.parameters import ParameterError
 from fleet_coord.robot_link import AgentLink, FollowerAgentLink
@@ -104,7 +106,12 @@ PARAMETERS: list[tuple[str, Any, str]] = [
     ("max_acc", _DEFAULTS.limits.max_acc, "m/s^2, the robot's acceleration limit"),
     ("max_alpha", _DEFAULTS.limits.max_alpha, "rad/s^2, the robot's turn acceleration limit"),
     ("control_rate", 20.0, "Hz of the control loop (commands to the driver)"),
-    ("state_rate", 10.0, "Hz of /fleet/robot_states"),
+    ("state_rate", STATE_RATE, "Hz of /fleet/robot_states"),
+    ("idle_state_rate", IDLE_STATE_RATE,
+     "Hz of new (signed) states while the robot stands idle and nothing in its state "
+     "changes: in between, the last one is sent again at state_rate (liveness under packet "
+     "loss); a change goes out at the next state tick (core/pacing.py). >= 1 (a copy older "
+     "than 1 s is a replay to the fleet), or 0: a new state at every tick"),
     ("start_margin", _DEFAULTS.start_margin,
      "s from planning a leg to its earliest departure: the commit's latency budget"),
     ("reserve_timeout", _DEFAULTS.reserve_timeout,
@@ -274,6 +281,16 @@ class RobotAgent(Node):
         self._listing: tuple[int, Future] | None = None   # the /fleet/list_tasks call
         self._tick_wall: float | None = None    # monotonic time of the last control tick
         self._tick_period = 1.0 / prm["control_rate"]
+        try:
+            self._state_pacer = StatePacer(1.0 / prm["state_rate"], prm["idle_state_rate"])
+            if 0 < prm["idle_state_rate"] < 1.0 / REPEAT_WINDOW_S:
+                raise ValueError(f"idle_state_rate must be 0 (off) or >= "
+                                 f"{1.0 / REPEAT_WINDOW_S:g} Hz (the fleet takes a repeated "
+                                 f"state older than {REPEAT_WINDOW_S:g} s for a replay), got "
+                                 f"{prm['idle_state_rate']!r}")
+        except ValueError as e:
+            raise ParameterError(f"node {self.get_fully_qualified_name()}: {e}") from None
+        self._state_msg: Any = None   # the last state signed, sent again while nothing changes
         problem = control_rate_problem(config.limits, prm["control_rate"], config.time_model)
         if problem:
             self.get_logger().warning(problem)
@@ -376,9 +393,15 @@ class RobotAgent(Node):
 
     def _publish_state(self) -> None:
         report = self.core.state_report(self.now())
-        if report is not None:
-            self.io.state_pub.publish(self.auth.sign(convert.robot_state_msg(
-                report, self.get_clock().now().to_msg()), "fleet/robot_states", self.robot))
+        if report is None:
+            self._state_msg = None
+            return
+        # paced by wall time, as the fleet's nodes time the copies (on sim time a held or
+        # slow clock would stretch the copies past their window)
+        if self._state_pacer.due(time.monotonic(), report) or self._state_msg is None:
+            self._state_msg = self.auth.sign(convert.robot_state_msg(
+                report, self.get_clock().now().to_msg()), "fleet/robot_states", self.robot)
+        self.io.state_pub.publish(self._state_msg)
 
     # -- actions out --------------------------------------------------------------------
 

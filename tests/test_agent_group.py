@@ -95,7 +95,7 @@ def test_an_agent_refuses_to_start_with_a_bad_parameter_naming_it():
     from fleet_coord.robot_agent import RobotAgent
     with ros_context() as (ctx, _ex):
         for name, value in (("reserve_timeout", -1.0), ("bid_objective", "speed"),
-                            ("control_rate", 0.0)):
+                            ("control_rate", 0.0), ("idle_state_rate", -1.0)):
             with pytest.raises(ParameterError, match=name):
                 RobotAgent("bad", context=ctx, parameter_overrides=[
                     Parameter("map", value=DEFAULT_MAP), Parameter(name, value=value)])
@@ -142,3 +142,65 @@ def test_an_agent_that_missed_a_tasks_cfp_learns_its_stations_from_the_task_list
         assert spin_until(ex, learned, 20.0), (asked, agent.core.unknown_active)
         assert agent.core.task_stations["tx"] == [agent.roadmap.vertex(station)]
         assert "bad" not in agent.core.task_stations and len(asked) == 1
+
+
+def test_a_parked_robot_signs_a_new_state_at_the_idle_rate_and_at_once_on_a_change():
+    """core/pacing.py in the agent: while it stands idle a new state ~2 times a second,
+    sent again at every state tick in between (10 Hz on the wire: liveness under loss);
+    a new one at the next tick after it is moved, and at every tick while it moves."""
+    import time
+
+    from fleet_coord_msgs.msg import RobotState
+    from nav_msgs.msg import Odometry
+    from fleet_coord.robot_agent import RobotAgent
+
+    with ros_context() as (ctx, ex):
+        agent = RobotAgent("pace", context=ctx, parameter_overrides=[
+            Parameter("map", value=DEFAULT_MAP), Parameter("state_rate", value=10.0),
+            Parameter("idle_state_rate", value=2.0)])
+        probe = Node("pace_probe", context=ctx)
+        for n in (agent, probe):
+            ex.add_node(n)
+        states: list[tuple[float, RobotState]] = []
+        probe.create_subscription(RobotState, "/fleet/robot_states",
+                                  lambda m: states.append((time.monotonic(), m)),
+                                  qos.state_qos())
+        odom = probe.create_publisher(Odometry, "/pace/odom", qos.ODOM)
+        here = Odometry()
+        here.pose.pose.position.x, here.pose.pose.position.y = map(float, agent.roadmap.pos[0])
+        here.pose.pose.orientation.w = 1.0
+
+        def heard_at(x: float) -> bool:
+            odom.publish(here)
+            return any(abs(m.pose.position.x - x) < 1e-6 for _, m in states)
+        assert spin_until(ex, lambda: heard_at(here.pose.pose.position.x), 10.0)
+        assert agent.core.job is None
+
+        def count(seconds: float) -> tuple[int, int]:
+            """States heard in `seconds`, and how many different ones (by stamp)."""
+            states.clear()
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                odom.publish(here)
+                ex.spin_once(timeout_sec=0.02)
+            stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for _, m in states}
+            assert all(m.lamport == next(x for _, x in states if x.header.stamp ==
+                                         m.header.stamp).lamport for _, m in states)
+            return len(states), len(stamps)
+        heard, new = count(3.0)
+        assert heard >= 20, heard                # still ~10 Hz on the wire
+        assert 4 <= new <= 8, new                # new (signed) ones at 2 Hz, not 10
+
+        # pushed 0.3 m: the next state tick says so, long before the next idle one
+        spin_until(ex, lambda: False, 0.05)
+        here.pose.pose.position.x += 0.3
+        t_moved = time.monotonic()
+        assert spin_until(ex, lambda: heard_at(here.pose.pose.position.x), 5.0)
+        delay = next(t for t, m in states
+                     if abs(m.pose.position.x - here.pose.pose.position.x) < 1e-6) - t_moved
+        assert delay < 0.35, delay
+
+        # its odometry says it moves: a new state at every tick
+        here.twist.twist.linear.x = 0.2
+        heard, new = count(2.0)
+        assert new >= 12 and new == heard, (heard, new)     # ~20 in 2 s at 10 Hz

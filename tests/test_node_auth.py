@@ -127,3 +127,39 @@ def test_an_agents_process_checks_only_the_awards_and_rejections_of_its_robots(m
         assert sum(dropped.values()) == 1
         dropped.clear()
     assert heard == [("award", "r1"), ("rejection", "r1")]
+
+
+def test_an_exact_copy_of_a_robots_last_state_counts_unchecked_for_a_second_only(
+        make_node, keys, monkeypatch):
+    """A parked robot's agent sends its last signed state again between signatures
+    (core/pacing.py): the copy counts without a second signature check, within
+    REPEAT_WINDOW_S of the original; a later one is not taken, an older state is a
+    replay, and anything changed in a copy is checked (and refused)."""
+    import copy
+
+    from fleet_coord import node_auth
+    from fleet_coord_msgs.msg import RobotState
+    agent = NodeAuth(make_node("n_rep_r1", auth_mode="enforce", auth_keys=keys),
+                     identities=["r1"])
+    traffic = NodeAuth(make_node("n_rep_t", auth_mode="enforce", auth_keys=keys),
+                       identities=["traffic"])
+    checks = []
+    verify = traffic.verifier.verify
+    monkeypatch.setattr(traffic.verifier, "verify",
+                        lambda *a, **k: checks.append(a[1]) or verify(*a, **k))
+    clock = [1000.0]
+    monkeypatch.setattr(node_auth.time, "monotonic", lambda: clock[0])
+    state = agent.sign(RobotState(robot="r1", task_id=""), "fleet/robot_states")
+    assert traffic.check_state(state) and len(checks) == 1
+    for dt in (0.1, 0.5, 0.9):          # its copies: taken, not checked again
+        clock[0] = 1000.0 + dt
+        assert traffic.check_state(copy.deepcopy(state))
+    assert len(checks) == 1
+    forged = copy.deepcopy(state)       # the same auth on another content
+    forged.task_id = "t9"
+    assert not traffic.check_state(forged) and len(checks) == 2
+    clock[0] = 1001.2                   # past the window: not taken (a late copy or a
+    assert not traffic.check_state(copy.deepcopy(state)) and len(checks) == 2   # replay)
+    fresh = agent.sign(RobotState(robot="r1"), "fleet/robot_states")
+    assert traffic.check_state(fresh) and len(checks) == 3
+    assert not traffic.check_state(copy.deepcopy(state)) and len(checks) == 4   # replayed
