@@ -14,6 +14,12 @@ One node can drive many robots (parameter `robots`), integrating every robot wit
 timer: that is what large simulated fleets need. A robot whose commands stop for longer
 than `cmd_timeout` is stopped, like a firmware watchdog.
 
+Odometry goes out every step (`rate_hz`) while a robot is commanded or moves and for
+`idle_after` s after; a robot that stands with no command after that reports at
+`idle_rate_hz` (0: every step), until its first non-zero command (core/pacing.py
+OdomPacer): a parked robot's unchanged pose is not sent, signed, checked 20-50 times a
+second. /tf keeps `tf_rate_hz`.
+
 Robots can join and leave at runtime: `~/spawn_robot` (fleet_coord_msgs/srv/SpawnRobot,
 i.e. `/ideal_driver/spawn_robot`) puts a new robot at a pose (`fleet-coord add-robot`
 calls it), and a robot removed from the fleet (`/fleet/robot_removed`, RobotNotice)
@@ -49,6 +55,7 @@ from fleet_coord import frames, parameters, qos
 from fleet_coord.spin import run_nodes
 from fleet_coord.convert import odometry_msg
 from fleet_coord.core.kinematics import Limits, UnicycleState, step
+from fleet_coord.core.pacing import IDLE_AFTER, IDLE_ODOM_RATE, OdomPacer
 from fleet_coord.guard import BadInput, Guard
 from fleet_coord.namespace import FleetNames
 from fleet_coord.node_auth import NodeAuth
@@ -56,8 +63,9 @@ from fleet_coord.robot_link import DriverLink, EstopServices
 
 
 class _Robot:
-    def __init__(self, name: str, pose: tuple[float, float, float]) -> None:
+    def __init__(self, name: str, pose: tuple[float, float, float], pacer: OdomPacer) -> None:
         self.name = name
+        self.pacer = pacer
         self.state = UnicycleState(*pose)
         self.cmd = (0.0, 0.0)
         self.cmd_stamp = None  # node time of the last command
@@ -77,6 +85,8 @@ class IdealDriver(Node):
         self.cmd_timeout = p("cmd_timeout", 0.5).value
         self.publish_clock = p("publish_clock", False).value
         self.rtf = p("real_time_factor", 1.0).value
+        self.idle_rate = p("idle_rate_hz", IDLE_ODOM_RATE).value
+        self.idle_after = p("idle_after", IDLE_AFTER).value
         limits = [p(k, v).value for k, v in (("max_v", 1.0), ("max_w", 2.0), ("max_acc", 2.0),
                                              ("max_alpha", 6.0))]
         parameters.check_node(self, "ideal_driver")
@@ -85,6 +95,11 @@ class IdealDriver(Node):
                                       "ignoring use_sim_time: true")
             self.set_parameters([rclpy.parameter.Parameter("use_sim_time", value=False)])
         self._step_ns = int(round(self.rtf / rate * 1e9))
+        self._period = (self.rtf if self.publish_clock else 1.0) / rate   # s per step
+        try:
+            OdomPacer(self._period, self.idle_rate, self.idle_after)
+        except ValueError as e:
+            raise ValueError(f"parameter idle_rate_hz / idle_after: {e}") from None
         self._sim_ns = 0
         self.clock_pub = (self.create_publisher(Clock, "/clock", qos.CLOCK)
                           if self.publish_clock else None)
@@ -117,7 +132,7 @@ class IdealDriver(Node):
                                f"({', '.join(self.robots)}) at {rate:g} Hz{clock}")
 
     def _add(self, name: str, pose: tuple[float, float, float]) -> _Robot:
-        r = _Robot(name, pose)
+        r = _Robot(name, pose, OdomPacer(self._period, self.idle_rate, self.idle_after))
         r.link = DriverLink(self, self.auth, name, self.guard.wrap(
             f"/{name}/cmd_vel", lambda msg, r=r: self._on_cmd(r, msg), lambda _m: name))
         r.estop_srv = EstopServices(self, self.auth, name,
@@ -195,13 +210,15 @@ class IdealDriver(Node):
         dt = (now - self._last).nanoseconds * 1e-9
         self._last = now
         stamp = now.to_msg()
+        t = now.nanoseconds * 1e-9
         for r in list(self.robots.values()):
             fresh = (r.cmd_stamp is not None
                      and (now - r.cmd_stamp).nanoseconds * 1e-9 <= self.cmd_timeout)
             v, w = r.cmd if fresh and not r.estop else (0.0, 0.0)
             if dt > 0:
                 r.state = step(r.state, v, w, dt, self.limits)
-            r.link.publish_odom(odometry(r.name, r.state, stamp))
+            if r.pacer.due(t, (v, w), (r.state.v, r.state.w)):
+                r.link.publish_odom(odometry(r.name, r.state, stamp))
         self._ticks += 1
         if self._ticks % self._tf_every == 0:
             self.tf.publish(stamp, [(r.name, r.state.x, r.state.y, r.state.theta)

@@ -8,7 +8,9 @@ Gazebo's diff-drive plugin), per robot namespace ``/<robot>/``:
     releases them (as the ideal driver and the serial bridge);
   - publishes ``odom`` (nav_msgs/Odometry, ODOM QoS, frame ``<robot>/odom``, child
     ``<robot>/base_link``, exact covariances) at ``odom_rate`` Hz of sim time, stamped
-    with sim time, and the same poses on /tf (``<robot>/odom -> <robot>/base_link``, one
+    with sim time (a robot that has stood with no command for ``idle_after`` s: at
+    ``idle_odom_rate`` until its next non-zero command; fleet_coord/core/pacing.py), and
+    the same poses on /tf (``<robot>/odom -> <robot>/base_link``, one
     message for all robots) at ``tf_rate`` Hz, with ``map -> <robot>/odom`` on
     /tf_static (fleet_coord.frames).
 
@@ -27,10 +29,12 @@ carries them with sim time and the measured real-time factor once per wall secon
 Parameters: the ideal driver's (``robots``, ``start_poses`` as flat x, y, theta per
 robot, ``max_v``, ``max_w``, ``max_acc``, ``max_alpha``, ``cmd_timeout``) plus ``map``
 (MovingAI .map or YAML roadmap; empty = bundled warehouse), ``mode`` (kinematic |
-physics), ``dt``, ``physics_dt``, ``real_time_factor``, ``odom_rate``,
-``footprint_radius``, ``gui``, ``max_lead`` (lock-step with the agents: the sim never
-runs more than this many sim seconds ahead of the slowest agent's ``/fleet/robot_states``
-stamp; 0 = off, the default), ``max_cmd_lead`` (lock-step with each robot's controller:
+physics), ``dt``, ``physics_dt``, ``real_time_factor``, ``odom_rate``, ``idle_odom_rate``,
+``idle_after``, ``footprint_radius``, ``gui``, ``max_lead`` (lock-step with the agents: the
+sim never runs more than this many sim seconds ahead of the slowest agent's
+``/fleet/robot_states`` stamp, among the agents whose robot has a job or moves: an idle
+robot's agent reports only at its ``idle_state_rate``, and drives nothing; 0 = off, the
+default), ``max_cmd_lead`` (lock-step with each robot's controller:
 while a robot drives on a non-zero ``cmd_vel``, the sim never runs more than this many sim
 seconds past it, so a starved agent's robot cannot drive on a stale command; a controller
 silent for 2 wall seconds no longer holds it; 0 = off, the default).
@@ -44,6 +48,7 @@ import time
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from fleet_coord_msgs.msg import RobotState
 from geometry_msgs.msg import Twist
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
@@ -56,6 +61,7 @@ from std_msgs.msg import UInt32
 
 from fleet_coord import frames, parameters, qos
 from fleet_coord.convert import from_time, odometry_msg, time_from_ns
+from fleet_coord.core.pacing import IDLE_AFTER, IDLE_ODOM_RATE, OdomPacer
 from fleet_coord.namespace import FleetNames
 from fleet_coord.node_auth import NodeAuth
 from fleet_coord.robot_link import DriverLink, EstopServices
@@ -165,6 +171,11 @@ class SimNode(Node):
                          "sim seconds per wall second; 0 = as fast as possible")
         odom_rate = param("odom_rate", 50.0,
                           "odometry messages per robot per sim second; 0 = every step")
+        idle_odom_rate = param("idle_odom_rate", IDLE_ODOM_RATE,
+                               "odometry messages per sim second of a robot that has stood "
+                               "with no command for idle_after s; 0 = odom_rate always")
+        idle_after = param("idle_after", IDLE_AFTER,
+                           "sim s a robot stands with no command before its odometry slows")
         tf_rate = param("tf_rate", 20.0, "/tf messages (all robots) per sim second")
         radius = param("footprint_radius", 0.15, "robot footprint radius (m)")
         gui = param("gui", False, "open the PyBullet GUI (needs a display)")
@@ -210,6 +221,11 @@ class SimNode(Node):
         self._tf_period_ns = round(1e9 / tf_rate)
         self._next_tf_ns = 0
         n = len(robots)
+        try:
+            self._pacers = [OdomPacer(1.0 / odom_rate if odom_rate else dt, idle_odom_rate,
+                                      idle_after) for _ in range(n)]
+        except ValueError as e:
+            raise ValueError(f"parameter idle_odom_rate / idle_after: {e}") from None
         self._cmd_stamp = np.full(n, -math.inf)  # sim time of each robot's last cmd_vel
         self._cmd_wall = np.full(n, -math.inf)   # ... and wall time (time.monotonic)
         self._cmd = np.zeros((n, 2))
@@ -263,13 +279,17 @@ class SimNode(Node):
         self._agent_t: dict[str, tuple[float, float]] = {}  # robot -> (sim stamp, wall)
         self.held_steps = 0
         if self.max_lead > 0:
-            from fleet_coord_msgs.msg import RobotState
             names = set(robots)
 
             def on_state(m) -> None:
-                if m.robot in names and self.auth.check_state(m):
-                    self._agent_t[m.robot] = (from_time(m.header.stamp),
-                                              time.monotonic())
+                if m.robot not in names or not self.auth.check_state(m):
+                    return
+                if m.mode == RobotState.IDLE and abs(m.twist.linear.x) < 1e-3 \
+                        and abs(m.twist.angular.z) < 1e-3:
+                    # parked: its agent drives nothing and reports at its idle rate
+                    self._agent_t.pop(m.robot, None)
+                else:
+                    self._agent_t[m.robot] = (from_time(m.header.stamp), time.monotonic())
             self.create_subscription(RobotState, self.names("/fleet/robot_states"), on_state,
                                      qos.state_qos())
         self._timer = self.create_timer(dt / self.rtf if self.rtf > 0 else 0.0, self._tick)
@@ -364,13 +384,18 @@ class SimNode(Node):
         half = states[:, 2] * 0.5
         rows = np.column_stack([states[:, 0], states[:, 1], np.sin(half), np.cos(half),
                                 states[:, 3], states[:, 4]]).tolist()
-        for pub, wire, row in zip(self._odom_pubs, self._odom_wire, rows):
-            pub.publish(wire.pack(sec, nanosec, *row))
+        t, cmds = ns * 1e-9, self.world.robots.cmd.tolist()
+        due = [p.due(t, (c[0], c[1]), (row[4], row[5]))
+               for p, c, row in zip(self._pacers, cmds, rows)]
+        for pub, wire, row, d in zip(self._odom_pubs, self._odom_wire, rows, due):
+            if d:
+                pub.publish(wire.pack(sec, nanosec, *row))
         if self._links:
             stamp = time_from_ns(ns)
-            for link, st in zip(self._links, states.tolist()):
-                link.publish_odom(odometry_msg(link.robot, *st[:5], stamp))
-        self.odom_published += len(rows)
+            for link, st, d in zip(self._links, states.tolist(), due):
+                if d:
+                    link.publish_odom(odometry_msg(link.robot, *st[:5], stamp))
+        self.odom_published += sum(due)
         if ns >= self._next_tf_ns:
             self._next_tf_ns = ns + self._tf_period_ns
             self.tf.publish(time_from_ns(ns), zip(self.world.names, states[:, 0].tolist(),

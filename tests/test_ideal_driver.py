@@ -105,3 +105,48 @@ def test_bad_real_time_factor_is_rejected_naming_the_parameter():
     with ros_context() as (ctx, ex):
         with pytest.raises(ValueError, match="real_time_factor"):
             _driver(ctx, publish_clock=True, real_time_factor=0.0)
+
+
+def test_a_standing_robots_odometry_slows_and_is_back_at_full_rate_at_the_first_command():
+    """core/pacing.py in the driver: a robot that stood with no command for idle_after s
+    reports at idle_rate_hz; its first non-zero command brings every step back at once
+    (the agent's tracker acts on fresh odometry)."""
+    import time
+
+    with ros_context() as (ctx, ex):
+        drv = _driver(ctx, robots=["r1", "r2"], start_poses=[0.0, 0.0, 0.0, 5.0, 5.0, 0.0],
+                      rate_hz=50.0, idle_rate_hz=2.0, idle_after=0.5, max_acc=100.0)
+        client = rclpy.create_node("client", context=ctx)
+        got = {"r1": [], "r2": []}
+        for r in got:
+            client.create_subscription(Odometry, f"/{r}/odom",
+                                       lambda m, r=r: got[r].append((time.monotonic(), m)),
+                                       qos.ODOM)
+        cmd = client.create_publisher(Twist, "/r1/cmd_vel", qos.COMMAND)
+        ex.add_node(drv)
+        ex.add_node(client)
+        assert spin_until(ex, lambda: got["r1"] and got["r2"], 10)
+        spin_until(ex, lambda: False, 1.0)        # past idle_after
+        for r in got:
+            got[r].clear()
+        spin_until(ex, lambda: False, 3.0)
+        assert all(4 <= len(got[r]) <= 8 for r in got), {r: len(v) for r, v in got.items()}
+
+        # the first command: odometry at every step from the next one
+        tw = Twist()
+        tw.linear.x = 0.5
+        got["r1"].clear()
+        t_cmd = time.monotonic()
+        cmd.publish(tw)
+        assert spin_until(ex, lambda: any(m.twist.twist.linear.x > 0 for _, m in got["r1"]), 2)
+        first = next(t for t, m in got["r1"] if m.twist.twist.linear.x > 0)
+        assert first - t_cmd < 0.25, first - t_cmd
+        got["r1"].clear()
+        got["r2"].clear()
+
+        def driving() -> bool:
+            cmd.publish(tw)
+            return False
+        spin_until(ex, driving, 1.0)
+        assert len(got["r1"]) >= 30, len(got["r1"])     # ~50 Hz
+        assert len(got["r2"]) <= 4, len(got["r2"])      # the other one still stands
