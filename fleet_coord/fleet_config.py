@@ -17,6 +17,8 @@ from typing import Any
 import yaml
 
 from fleet_coord import parameters
+from fleet_coord.core import pacing
+from fleet_coord.core.liveness import LivenessTracker
 from fleet_coord.core.roadmap import Exclusion, Footprint, MapError, Roadmap, load_movingai_map
 from fleet_coord.core.yaml_reader import FileFormatError, YamlReader, compose_yaml, describe
 from fleet_coord.share import share_path
@@ -436,9 +438,49 @@ def _load_fleet_config(path: str) -> FleetConfig:
                                       f"got {describe(value)}")
             _check_params(rd, value, f"nodes.{section}")
             cfg.nodes[section] = _node_parameters(rd, section, value)
+        _check_rates(rd, cfg, {s: v for s, (_, v) in sections.items()})
     cfg.auth = (_auth_section(rd, top["auth"][1], path, rel) if "auth" in top
                 else AuthConfig(keys=default_key_dir(path)))
     return cfg
+
+
+def _check_rates(rd: YamlReader, cfg: FleetConfig, sections: dict[str, yaml.Node]) -> None:
+    """Refuse a loss timeout that leaves fewer than 3 messages per window: the agents'
+    states (a parked robot's repeat its last one at `state_rate`) for `lost_after`, the
+    parked robots' odometry (core/pacing.py) for an agent's `driver_timeout`."""
+    def get(section: str, name: str, default: float) -> float:
+        return float(cfg.nodes.get(section, {}).get(name, default))
+
+    def where(section: str, name: str) -> yaml.Node:
+        node = sections[section]
+        assert isinstance(node, yaml.MappingNode)
+        return next((k for k, _ in node.value if k.value == name), node)
+
+    state = get("robot_agent", "state_rate", pacing.STATE_RATE)
+    timeouts = [(s, "lost_after", get(s, "lost_after", LivenessTracker.lost_after),
+                 state, 0.0, "robot_agent.state_rate", "robot_agent.state_rate")
+                for s in ("traffic", "fleet_monitor")]
+    timeout = get("robot_agent", "driver_timeout", 0.0)
+    backends = {r.backend for r in cfg.robots}
+    if timeout > 0:
+        for backend, section, rate, idle_rate in (
+                ("ideal", "ideal_driver", "rate_hz", "idle_rate_hz"),
+                ("sim", "sim", "odom_rate", "idle_odom_rate")):
+            if backend in backends:   # (both default to 50 Hz; the sim's 0: every step)
+                timeouts.append(("robot_agent", "driver_timeout", timeout,
+                                 get(section, rate, 50.0) or math.inf,
+                                 get(section, idle_rate, pacing.IDLE_ODOM_RATE),
+                                 f"{section}.{rate}", f"{section}.{idle_rate}"))
+    for section, name, value, rate, idle_rate, rate_name, idle_name in timeouts:
+        problem = pacing.rate_problem(value, rate, idle_rate, f"'nodes.{section}.{name}'",
+                                      f"'nodes.{rate_name}'", f"'nodes.{idle_name}'")
+        if problem:
+            rate_section, rate_key = idle_name.split(".")
+            if section in sections:
+                raise rd.error(where(section, name), problem)
+            if rate_section in sections:
+                raise rd.error(where(rate_section, rate_key), problem)
+            raise ConfigError(problem, cfg.path)
 
 
 def _auth_section(rd: YamlReader, node: yaml.Node, path: str, rel: Any) -> AuthConfig:

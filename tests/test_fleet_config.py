@@ -77,6 +77,17 @@ def test_good_config_with_bundled_map_and_defaults(tmp_path):
     (GOOD.replace("traffic: {lost_after: 1.0}", "robot_agent: {max_acc: 0}"), 8,
      ["'nodes.robot_agent.max_acc'", "> 0"]),
     (GOOD.replace("traffic:", "[a, b]:"), 8, ["expected a key name in 'nodes'", "got a list"]),
+    # a loss timeout needs >= 3 states per window
+    (GOOD + "  robot_agent: {state_rate: 2.0}\n",
+     8, ["'nodes.traffic.lost_after' 1 s leaves fewer than 3",
+         "'nodes.robot_agent.state_rate' 2 Hz", ">= 3 Hz", ">= 1.5 s"]),
+    (GOOD.replace("traffic: {lost_after: 1.0}", "fleet_monitor: {lost_after: 0.2}"), 8,
+     ["'nodes.fleet_monitor.lost_after' 0.2 s"]),
+    (GOOD.replace("traffic: {lost_after: 1.0}", "robot_agent: {state_rate: 1.0}"), 8,
+     ["'nodes.traffic.lost_after' 1.5 s", "'nodes.robot_agent.state_rate' 1 Hz"]),
+    # ... and an agent's driver_timeout >= 3 odometry messages of a parked robot
+    (GOOD.replace("traffic: {lost_after: 1.0}", "robot_agent: {driver_timeout: 1.0}"), 8,
+     ["'nodes.robot_agent.driver_timeout' 1 s", "'nodes.ideal_driver.idle_rate_hz' 2 Hz"]),
     (GOOD.split("robots:")[0] + "robots: 3\n", 4, ["'robots' as a list"]),
     (GOOD.replace("  backend: ideal\n", "  backend: [ideal\n"), None, ["invalid YAML"]),
     ("", 1, ["empty file"]),
@@ -131,6 +142,16 @@ def test_vda5050_robots_need_a_manufacturer_wall_time_and_get_a_master(tmp_path)
     agents = [s for s in specs if s.executable == "robot_agent"]
     assert [(s.robots, s.parameters.get("drive", "track")) for s in agents] == \
         [(["a"], "track"), (["v"], "follow")]
+
+
+@pytest.mark.parametrize("nodes", [
+    "traffic: {lost_after: 1.0}\n  robot_agent: {idle_state_rate: 1.0}",
+    "traffic: {lost_after: 0.3}",
+    "robot_agent: {driver_timeout: 1.0}\n  ideal_driver: {idle_rate_hz: 0.0}",
+    "robot_agent: {driver_timeout: 2.0}",
+])
+def test_loss_timeouts_that_leave_a_parked_robot_enough_messages_load(tmp_path, nodes):
+    load_fleet_config(write(tmp_path, GOOD.replace("traffic: {lost_after: 1.0}", nodes)))
 
 
 def test_an_int_for_a_float_parameter_is_made_a_float(tmp_path):
