@@ -45,13 +45,17 @@ def per_op(fn, n: int, repeat: int) -> float:
 MIX_AGENTS, MIX_ODOM, MIX_STATES, MIX_CFPS = 10, 200, 100, 10
 MIX_PROPOSALS = MIX_CFPS * MIX_AGENTS
 WHOLE = 2   # signed, the link's envelopes taken whole (how the nodes did it before raw takes)
+#: parked robots paced (core/pacing.py): odometry at 2 Hz, a new state 2 times a second
+#: and the last one sent again at the other 8 state ticks
+PACED_ODOM_EVERY, PACED_STATE_EVERY = 10, 5
 
 
 def agents_mix(repeat: int, seconds: int = 5) -> dict[str, tuple[float, ...]]:
     """ms of process CPU per second of one agents process's message work: unsigned, signed
     (as fleet_coord.robot_agent does it: odometry taken raw and MAC-checked, states and
-    proposals Ed25519-signed, cfps checked) and signed with the odometry envelopes taken
-    whole (as before); medians of `repeat` runs of `seconds`."""
+    proposals Ed25519-signed, cfps checked), signed with the odometry envelopes taken
+    whole (as before), and unsigned and signed with the parked robots paced
+    (core/pacing.py); medians of `repeat` runs of `seconds`."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from fleet_coord_msgs.msg import CallForProposal, Proposal, RobotState, SignedOdometry, Task
     from nav_msgs.msg import Odometry
@@ -87,9 +91,12 @@ def agents_mix(repeat: int, seconds: int = 5) -> dict[str, tuple[float, ...]]:
             cfps.append(serialize_message(dispatcher.sign(m, "fleet/cfp") if signed else m))
         return odoms, cfps
 
-    def second(signed: bool, verifier, odoms, cfps, s: int, took: dict) -> None:
+    def second(signed: bool, verifier, odoms, cfps, s: int, took: dict,
+               paced: bool = False) -> None:
         t0 = time.process_time()
-        for r, data in odoms[s * MIX_ODOM:(s + 1) * MIX_ODOM]:
+        for i, (r, data) in enumerate(odoms[s * MIX_ODOM:(s + 1) * MIX_ODOM]):
+            if paced and (i // MIX_AGENTS) % PACED_ODOM_EVERY:
+                continue
             if signed == WHOLE:   # the envelope taken as rclpy gives it (before raw takes)
                 msg = deserialize_message(data, SignedOdometry)
                 assert verifier.verify_link(msg, r, f"{r}/odom_signed") is None
@@ -102,11 +109,16 @@ def agents_mix(repeat: int, seconds: int = 5) -> dict[str, tuple[float, ...]]:
                 body = deserialize_message(data, Odometry)
             odometry_from_msg(body)
         t1 = time.process_time()
+        last: dict[str, object] = {}
         for k in range(MIX_STATES // MIX_AGENTS):
             for r in robots:
+                if paced and k % PACED_STATE_EVERY:
+                    serialize_message(last[r])   # the last one again
+                    continue
                 st = RobotState(robot=r, battery=1.0, lamport=k, table_epoch=3)
                 st.header.stamp, st.header.frame_id = stamp, "map"
-                serialize_message(signers[r].sign(st, "fleet/robot_states") if signed else st)
+                last[r] = signers[r].sign(st, "fleet/robot_states") if signed else st
+                serialize_message(last[r])
         t2 = time.process_time()
         for data in cfps[s * MIX_CFPS:(s + 1) * MIX_CFPS]:
             m = deserialize_message(data, CallForProposal)
@@ -121,16 +133,17 @@ def agents_mix(repeat: int, seconds: int = 5) -> dict[str, tuple[float, ...]]:
 
     out: dict[str, list[list[float]]] = {}
     for _ in range(repeat):
-        for signed in (False, True, WHOLE):
-            odoms, cfps = inputs(signed)
+        for col, (signed, paced) in enumerate(((False, False), (True, False), (WHOLE, False),
+                                               (False, True), (True, True))):
+            odoms, cfps = inputs(bool(signed))
             verifier = Verifier(ring, started=time.time() - 1, window=3600,
                                 link_key=link_keys.get)
             took: dict[str, float] = {}
             for s in range(seconds):
-                second(signed, verifier, odoms, cfps, s, took)
+                second(signed, verifier, odoms, cfps, s, took, paced)
             took["total"] = sum(took.values())
             for part, ms in took.items():
-                out.setdefault(part, [[], [], []])[int(signed)].append(ms)
+                out.setdefault(part, [[], [], [], [], []])[col].append(ms)
     return {part: tuple(statistics.median(x) for x in runs) for part, runs in out.items()}
 
 
@@ -261,9 +274,10 @@ def main(argv=None) -> int:
           f"(in-process model: {MIX_ODOM} odometry taken, {MIX_STATES} states and "
           f"{MIX_PROPOSALS} proposals built and serialised, {MIX_CFPS} cfps taken), ms of CPU:")
     for part in ("odometry", "states", "cfps + proposals", "total"):
-        u, sg, whole = mix[part]
+        u, sg, whole, pu, ps = mix[part]
         print(f"  {part:18s} unsigned {u:6.2f}  signed {sg:6.2f} (+{sg - u:.2f}); "
-              f"link envelopes taken whole {whole:6.2f} (+{whole - u:.2f})")
+              f"link envelopes taken whole {whole:6.2f} (+{whole - u:.2f}); parked robots "
+              f"paced: unsigned {pu:6.2f}  signed {ps:6.2f} (+{ps - pu:.2f})")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(rows=rows, link_rows=link_rows, agents_mix=mix, n=args.n,

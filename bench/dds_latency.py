@@ -4,7 +4,10 @@
     `main()`, so the same executor a deployment uses) run in child
     processes, grouped `agents:processes` (e.g. 50:5 = five processes of ten agents;
     10:10 = one process per agent). One `ideal_driver` process gives them odometry at
-    `--odom-rate` Hz (they refuse to bid without a pose). The benchmark process hosts a
+    `--odom-rate` Hz (they refuse to bid without a pose). The robots stand idle: their
+    states and odometry go out at the parked robots' rates (core/pacing.py; the nodes'
+    defaults, or `--idle-state-rate` / `--idle-odom-rate`, 0 = the full rates as before
+    them). The benchmark process hosts a
     measuring initiator (EventsExecutor) that publishes a CallForProposal for a `goto`
     task to a random station of the warehouse map and times the round: from just before
     `publish()` until the callback of the last agent's Proposal/Refusal (the round closes
@@ -445,11 +448,16 @@ def run_auction(n_agents: int, n_procs: int, args, rep: int, shm_seen: set[str])
         auth = {"auth_mode": "enforce", "auth_keys": kd.path}
         signer = Signer("dispatcher", kd.private_key("dispatcher"))
         verifier = Verifier(kd.keyring())
+    # the parked robots' rates (core/pacing.py): the nodes' defaults unless given
+    idle_state = {} if args.idle_state_rate is None else \
+        {"idle_state_rate": float(args.idle_state_rate)}
+    idle_odom = {} if args.idle_odom_rate is None else \
+        {"idle_rate_hz": float(args.idle_odom_rate)}
     agent_params = write_params(os.path.join(rundir, "agents.yaml"),
-                                {"map": MAP, "footprint_radius": 0.15, **auth})
+                                {"map": MAP, "footprint_radius": 0.15, **idle_state, **auth})
     driver_params = write_params(os.path.join(rundir, "driver.yaml"),
                                  {"robots": names, "start_poses": poses,
-                                  "rate_hz": float(args.odom_rate), **auth})
+                                  "rate_hz": float(args.odom_rate), **idle_odom, **auth})
     ctx = make_context()
     node = Node("dds_latency_initiator", context=ctx)
     current: list[Round | None] = [None]
@@ -498,6 +506,8 @@ def run_auction(n_agents: int, n_procs: int, args, rep: int, shm_seen: set[str])
     rounds: list[Round] = []
     result: dict = {"kind": "auction", "agents": n_agents, "processes": n_procs, "run": rep,
                     "odom_rate": args.odom_rate, "executor": args.executor,
+                    "idle_state_rate": args.idle_state_rate,
+                    "idle_odom_rate": args.idle_odom_rate,
                     "agent_executor": args.agent_executor, "auth": bool(args.auth),
                     "loadavg_before": os.getloadavg()}
     t_start = time.monotonic()
@@ -821,6 +831,11 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=2.0, help="a round not complete by "
                     "then counts as incomplete (s)")
     ap.add_argument("--odom-rate", type=float, default=20.0, help="ideal driver odometry Hz")
+    ap.add_argument("--idle-state-rate", type=float, default=None,
+                    help="agents' idle_state_rate, Hz (default: theirs; 0: every state tick, "
+                         "as before core/pacing.py)")
+    ap.add_argument("--idle-odom-rate", type=float, default=None,
+                    help="ideal driver's idle_rate_hz (default: its own; 0: every step)")
     ap.add_argument("--executor", choices=("events", "single", "multi"), default="events",
                     help="executor of the measuring node")
     ap.add_argument("--agent-executor", choices=("multi", "single"), default="single",
