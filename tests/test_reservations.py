@@ -482,6 +482,20 @@ def test_a_table_rebuilt_from_a_snapshot_can_keep_the_exclusion_cache():
     assert not shared.commit("b", [(2, 5, 6)]).ok and not own.commit("b", [(2, 5, 6)]).ok
 
 
+def test_replicas_given_the_same_roadmap_id_on_different_relations_keep_their_own():
+    """Replicas of one roadmap id share one exclusion cache (a process's agents); two
+    relations under the same id and size (the unit tests' worlds all say "m") must not:
+    the second replica read the first one's exclusions."""
+    from fleet_coord.core.replica import Replica
+    first = Replica(line(10), 10, "same-id")
+    assert first.table.exclusive(2) == (1, 2, 3)
+    alone = lambda r: (r,)  # noqa: E731
+    second = Replica(alone, 10, "same-id")
+    assert second.table.exclusive(2) == (2,)
+    again = Replica(alone, 10, "same-id")        # the same relation: the cache is shared
+    assert again.table.exclusive(2) is second.table.exclusive(2)
+
+
 def test_snapshot_that_breaks_the_invariant_is_rejected():
     snap = {"version": 3, "reservations": [
         {"robot": "a", "resource": 1, "t_start": 0, "t_end": 2},

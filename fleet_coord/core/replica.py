@@ -60,7 +60,10 @@ class Replica:
         self.table = ReservationTable(exclusive, num_resources)
         if roadmap_id:   # one exclusion cache for every replica of this roadmap in the process
             holder = _CACHE_TABLES.get((roadmap_id, num_resources))
-            if holder is None:   # an empty table that only holds the cache
+            # an empty table that only holds the cache; replaced when built on another
+            # relation (two maps, or footprints, given the same id and size: the unit
+            # tests' worlds) - the replica would otherwise read the other one's exclusions
+            if holder is None or not holder.built_on(exclusive):
                 holder = _CACHE_TABLES[(roadmap_id, num_resources)] = ReservationTable(
                     exclusive, num_resources, record_updates=False)
             self.table.share_exclusion_cache(holder)

@@ -263,6 +263,11 @@ class ReservationTable:
     def __len__(self) -> int:
         return self._count
 
+    def built_on(self, exclusive: Exclusion) -> bool:
+        """Whether this table's exclusion relation is `exclusive` (the same function, or
+        a bound method of the same object)."""
+        return bool(self._exclusive_fn == exclusive)
+
     def share_exclusion_cache(self, other: "ReservationTable") -> None:
         """Use `other`'s cache of the exclusion relation (checked tuples and sets) from
         now on. Only for tables built on the same relation: a replica that replaces its
