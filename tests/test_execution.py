@@ -46,7 +46,8 @@ class World:
     awarded and not ended; `list_answer` decides which answers come back."""
 
     def __init__(self, rows: list[str], robots: dict[str, tuple[int, int]],
-                 config: ExecutionConfig = CONFIG) -> None:
+                 config: ExecutionConfig = CONFIG,
+                 configs: dict[str, ExecutionConfig] | None = None) -> None:
         self.roadmap = grid(rows)
         self.ex = self.roadmap.exclusion(Footprint(radius=0.15))
         self.authority = TrafficAuthority(ReservationTable(self.ex.of, self.roadmap.num_resources))
@@ -58,8 +59,8 @@ class World:
         for name, (x, y) in robots.items():
             self.cores[name] = Execution(
                 name, self.roadmap, self.ex,
-                Replica(self.ex.of, self.roadmap.num_resources, "m"), config,
-                rng=random.Random(name), memo=self.memo)
+                Replica(self.ex.of, self.roadmap.num_resources, "m"),
+                (configs or {}).get(name, config), rng=random.Random(name), memo=self.memo)
             self.bodies[name] = UnicycleState(float(x), float(y), 0.0)
             self.cmd[name] = (0.0, 0.0)
         self.answer = lambda robot, req: True     # deliver this response?

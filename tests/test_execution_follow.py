@@ -28,7 +28,8 @@ class VdaWorld(World):
     """World whose robot `a` is a VDA 5050 vehicle behind an order book."""
 
     def __init__(self, rows, robots, speed_factor=1.0):
-        super().__init__(rows, robots, FOLLOW)
+        # the others are robots driven by velocity commands (ideal, as in World)
+        super().__init__(rows, robots, FOLLOW, {r: CONFIG for r in robots if r != "a"})
         x, y = robots["a"]
         self.vehicle = Vehicle(VehicleSpec("acme", "a", max_speed=LIMITS.max_v,
                                            max_angular_speed=LIMITS.max_w,
@@ -155,3 +156,46 @@ def test_the_vehicles_own_limits_set_the_speed_its_robot_plans_with():
     assert w.final("t1").state is TaskState.DONE and w.outside == []
     # planned at its speed from the start: never late, never re-committed
     assert not [r for r in w.sent("a", Reserve) if r.kind is CallKind.RECOMMIT]
+
+
+def test_an_idle_robot_parked_on_a_late_vehicles_way_yields_to_it():
+    """Robot b (velocity-driven) parks for good on the corridor vertex 2,0 once the slow
+    vehicle a's hold there has passed; a, too late for its holds, cannot hold the rest of
+    its path later. It stops at the next vertex and plans from there, so the table says
+    where it stands; b, idle, sees a's way through its spot and yields into the pocket
+    below it, as it would to any robot. (Before, a asked for the same path until its task
+    failed after `follow_stall`, and the table kept it at its goal: b never yielded.)"""
+    w = vda_up(speed_factor=0.1, rows=(".....", "##.##", "##.##"),
+               b=(2, 1))
+    a, b = w.cores["a"], w.cores["b"]
+    w.award("a", "t1", ["4,0"])
+    assert w.run_until(lambda: a.drive is not None, 5.0)
+    w.award("b", "t2", ["2,0"])           # b gets there after a's hold, and stays
+    assert w.run_until(lambda: w.final("t2") is not None, 20.0)
+    assert w.final("t2").state is TaskState.DONE and b.job is None
+    assert w.run_until(lambda: w.final("t1") is not None, 60.0)
+    assert w.final("t1").state is TaskState.DONE, w.final("t1").reason
+    assert w.roadmap.names[b.here] == "2,2", "b never yielded"
+    assert (round(w.vehicle.x, 3), round(w.vehicle.y, 3)) == (4.0, 0.0)
+    assert w.outside == []
+
+
+def test_a_late_vehicle_that_cannot_hold_the_way_to_the_next_vertex_holds_where_it_stands():
+    """As above, but b parks on 1,0, the next vertex ahead of the vehicle: a can hold
+    neither the rest of its path later nor the way to that vertex. It holds where it
+    stands for good (it must not stand outside its holds), which also tells b that a is
+    behind it: b yields back into its pocket, and a goes on."""
+    w = vda_up(speed_factor=0.1, rows=(".....", "#.###", "#.###"), b=(1, 2))
+    a, b = w.cores["a"], w.cores["b"]
+    w.award("a", "t1", ["4,0"])
+    assert w.run_until(lambda: a.drive is not None, 5.0)
+    w.award("b", "t2", ["1,0"])
+    assert w.run_until(lambda: w.final("t2") is not None, 20.0)
+    assert w.final("t2").state is TaskState.DONE
+    assert w.run_until(lambda: w.final("t1") is not None, 60.0)
+    assert w.final("t1").state is TaskState.DONE, w.final("t1").reason
+    stands = [r for r in w.sent("a", Reserve) if r.kind is CallKind.RECOMMIT
+              and len(r.segments) == 1 and r.segments[0][2] == math.inf]
+    assert stands, "a never held where it stood"
+    assert w.roadmap.names[b.here] == "1,2", "b never yielded"
+    assert w.outside == []

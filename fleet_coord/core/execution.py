@@ -426,6 +426,11 @@ class Follow:
     speed: float = 0.0            # m/s seen driving (0: not yet)
     retime_seq: int = -1          # the re-commit that retimes the holds
     retime_first: int = 0
+    retime_shift: float = 0.0     # ... by how much (s)
+    #: what the pending re-commit holds: "rest" (the rest of the path, later), "stop"
+    #: (only the way to the next vertex, where it stops) or "stand" (where it stands, for
+    #: good): each the fallback when the one before is refused (`Execution._retimed`)
+    retime_kind: str = "rest"
     retry_at: float = 0.0
     moved_at: float | None = None  # when it last got further along its route
 
@@ -1304,21 +1309,94 @@ class Execution:
         self.log.warning(f"behind my holds at {self.roadmap.resource_name(f.route.pieces[first].resource)}: "
                          f"re-committing the rest {shift:.2f} s later")
         call = self._send(CallKind.RECOMMIT, now, segs, plan, segs)
-        f.retime_seq, f.retime_first = call.seq, first
+        f.retime_seq, f.retime_first, f.retime_shift, f.retime_kind = call.seq, first, shift, "rest"
 
     def _retimed(self, drive: Drive, call: ReserveCall, now: float, ok: bool, version: int,
                  message: str, gave_up: bool) -> None:
+        """The answer to a re-commit of `_follow`. The rest of the path refused (another
+        robot holds part of it from then on: typically one that parked on it for good
+        after its hold there ended): it asks for the way to the next vertex only, stops
+        there and plans again from there, like a robot stopped by a cut; that refused
+        too: for where it stands, for good, and tries the rest again. Either way the
+        table says where the robot is, so a robot parked in its way sees that and yields
+        (core.yielding); asking for the same path again and again, it left its old holds
+        to run out, the last one its goal held for good: the table put it at its goal,
+        nobody was in its way, and it stood until `follow_stall`."""
         f = drive.follow
         assert f is not None
         f.retime_seq = -1
         if ok:
-            f.holds[f.retime_first:] = list(call.drive_segments)
-            drive.path, drive.segments = list(call.path), list(call.drive_segments)
             drive.commit_version, drive.checked_version = version, -1
             self._hold_version = version
-        elif not gave_up:
-            self.log.error(f"cannot hold my path later: {message}; trying again")
-            f.retry_at = now + 0.5
+            drive.segments = list(call.drive_segments)
+            if f.retime_kind == "stand":
+                # it holds where it stands; `holds` stay the plan it tries to get back to
+                f.retry_at = now + 1.0
+                return
+            if f.retime_kind == "stop":
+                f.route = self._route(call.path)
+                f.holds = f.holds[:f.retime_first] + list(call.drive_segments)
+                self._out.append(FollowPath(list(call.path)))
+            else:
+                f.holds[f.retime_first:] = list(call.drive_segments)
+            drive.path = list(call.path)
+            return
+        if gave_up:
+            return   # `_follow` asks again, from where the robot is by then
+        if f.retime_kind == "rest":
+            stop = self._retime_to_stop(drive, f, now)
+            if stop is not None:
+                self.log.warning(f"cannot hold my path later: {message}; stopping at "
+                                 f"{self.roadmap.names[stop]} instead, to plan again from "
+                                 "there")
+                return
+        if f.retime_kind != "stand":
+            self.log.warning(f"cannot hold my path later: {message}; holding where I "
+                             "stand, trying again")
+            self._retime_stand(f, now)
+            return
+        self.log.error(f"cannot hold my path later nor where I stand: {message}; "
+                       "trying again")
+        f.retry_at = now + 0.5
+
+    def _retime_to_stop(self, drive: Drive, f: Follow, now: float) -> int | None:
+        """Re-commit, as late as the refused re-commit, only the way to the next vertex
+        ahead, held there for good: the robot stops there (`_follow` then plans from
+        there). The vertex; None when it ends the path (nothing shorter to ask for)."""
+        route, first, shift = f.route, f.retime_first, f.retime_shift
+        ahead = [i for i, n in enumerate(route.nodes) if n.vertex is not None
+                 and n.s > f.s + 1e-6]
+        if not ahead or ahead[0] == len(route.nodes) - 1:
+            return None
+        s_stop = route.nodes[ahead[0]].s
+        last = next(k for k in range(first, len(route.pieces))
+                    if route.pieces[k].s_out >= s_stop - 1e-6)
+        segs = retimed(f.holds, first, now, shift)[:last - first + 1]
+        r, t0, _ = segs[-1]
+        segs[-1] = (r, t0, INF)
+        # the timed path up to its arrival there: the route's vertex `target` (waits
+        # do not count)
+        target = sum(1 for n in route.nodes[:ahead[0]] if n.vertex is not None)
+        plan: TimedPath = []
+        for v_, t in drive.path:
+            if plan and plan[-1][0] != v_:
+                target -= 1
+            plan.append((v_, t + shift))
+            if target == 0:
+                break
+        call = self._send(CallKind.RECOMMIT, now, segs, plan, segs)
+        f.retime_seq, f.retime_kind = call.seq, "stop"
+        return plan[-1][0]
+
+    def _retime_stand(self, f: Follow, now: float) -> None:
+        """Hold, from now on for good, the piece the robot is in (waiting on the wall
+        before one: the piece behind the wall, which it has not left)."""
+        k = f.retime_first
+        if k > 0 and f.s <= f.route.pieces[k].s_in + 1e-6:
+            k -= 1
+        segs = [(f.route.pieces[k].resource, now, INF)]
+        call = self._send(CallKind.RECOMMIT, now, segs, [], segs)
+        f.retime_seq, f.retime_kind = call.seq, "stand"
 
     def _legs_driven(self, drive: Drive) -> int:
         if drive.follow is not None:
