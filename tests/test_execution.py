@@ -593,6 +593,31 @@ def test_a_parked_robot_yields_its_spot_to_a_task_that_ends_there():
     assert w.cores["a"].parked and w.cores["a"].job is None
 
 
+def test_a_robot_driving_a_detour_takes_the_short_way_once_it_is_free():
+    """b is parked on 2,0, the short way from 0,0 to 4,0, so a plans the long way round
+    the shelf (down the left column, along the bottom, up the right one); once b has
+    moved into the pocket at 2,1, a takes the short way back instead of driving the whole
+    detour (before, it drove it: seed 3437 of the property test)."""
+    rows = [".....", ".#.#.", ".###.", ".###.", ".###.", "....."]
+    w = up(rows=rows, a=(0, 0), b=(2, 0))
+    a = w.cores["a"]
+    w.award("a", "t1", ["4,0"])
+    assert w.run_until(lambda: a.drive is not None, 5.0)
+    planned = a.drive.path[-1][1]
+    assert max(w.roadmap.pos[v][1] for v, _ in a.drive.path) == 5.0, "not the way round"
+    assert w.run_until(lambda: w.at("a")[1] >= 1.0, 10.0)   # on its way down
+    w.award("b", "t2", ["2,1"])                              # the short way opens
+    lowest = [0.0]
+
+    def done():
+        lowest[0] = max(lowest[0], w.at("a")[1])
+        return w.final("t1") is not None
+    assert w.run_until(done, 60.0)
+    assert w.final("t1").state is TaskState.DONE
+    assert w.at("a") == (4.0, 0.0) and lowest[0] < 5.0, "a drove the whole detour"
+    assert w.final("t1").stamp < planned - 5.0
+
+
 def test_a_working_robot_waits_for_the_holder_of_its_station_without_losing_attempts():
     w = up(rows=[".....", "....."], a=(2, 0), b=(4, 0))
     a = w.cores["a"]

@@ -135,6 +135,15 @@ def schedules(draw):
 @example(schedule=(Faults(latency=0.002133234006168424, jitter=0.024986486236177947,
                           cuts=(Cut("agents1", 12.071969038844752, 15.415068207075521),)),
                    (Crash("a", 12.071969038844752, 0.11964898855730698),), 651))
+# every robot lost in the authority's cut (12.8-15.3 s) with b's block on the short way
+# from 0,1 to a's station 1,0: a re-committed the long way round the shelf (arriving at
+# 65.7 s) and drove it all after b had parked and the short way was free (23.1 s); t1 did
+# not end by the stall bound. A driving robot takes a shorter way once it is free
+# (Execution._check_detour)
+@example(schedule=(Faults(latency=0.019999999999999997, jitter=0.045819887192624476,
+                          cuts=(Cut("traffic", 12.836755365418346, 14.564589556542137),
+                                Cut("traffic", 13.407951712716754, 15.336028929385485))),
+                   (Crash("a", 6.0, 2.1324813865755687),), 3437))
 def test_no_fault_schedule_makes_the_fleet_unsafe_or_loses_a_task(tmp_path_factory, schedule):
     """Delays, drops, reorders, partitions and crashes of agents, the authority and the
     dispatcher: the independent monitor sees no conflict and no robot outside what it

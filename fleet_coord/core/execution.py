@@ -105,6 +105,12 @@ STALL_QUANTUM = 0.05
 LIST_RETRY_S = 5.0
 #: ended tasks remembered: a late or repeated ACTIVE of one does not start a listing
 ENDED_KEPT = 256
+#: A driving robot looks for a shorter way to its station (`Execution._check_detour`) at
+#: most every DETOUR_CHECK_S s, only while what remains of its plan exceeds the
+#: obstacle-free time by DETOUR_FACTOR x plus DETOUR_SLACK_S s (a way round something
+#: that blocked the short way when it planned, not ordinary waits), and takes one that
+#: arrives at least DETOUR_GAIN_S s earlier.
+DETOUR_CHECK_S, DETOUR_FACTOR, DETOUR_SLACK_S, DETOUR_GAIN_S = 1.0, 1.5, 5.0, 2.0
 
 
 class Phase(str, Enum):
@@ -449,6 +455,12 @@ class Drive:
     #: the time model `path` was planned with (its margin may differ from the robot's
     #: current one): everything derived from the path - tracker, cut, re-commit - uses it
     model: TimeModel | None = None
+    #: the shorter way (`Execution._check_detour`): the re-commit asking for it, the
+    #: step of `path` it leaves from, the next check's time and the table it last checked
+    detour_seq: int = -1
+    detour_step: int = 0
+    detour_check_at: float = 0.0
+    detour_version: int = -1
 
 
 class Execution:
@@ -998,6 +1010,8 @@ class Execution:
             if drive is not None and job is not None and job.phase is Phase.DRIVE:
                 if drive.follow is not None and drive.follow.retime_seq == call.seq:
                     self._retimed(drive, call, now, ok, version, message, gave_up)
+                elif drive.detour_seq == call.seq:
+                    self._detoured(drive, call, now, ok, version, gave_up)
                 else:
                     self._recommitted(job, drive, call, now, ok, version, message, gave_up)
         elif call.kind is CallKind.REASSERT:
@@ -1207,6 +1221,7 @@ class Execution:
             self._follow(job, drive, drive.follow, now)
             return
         assert drive.tracker is not None
+        self._check_detour(job, drive, now)
         x, y, th = self.pose
         # Act on where the robot will be when this command takes effect (CommandHistory).
         # An odometry stamp far from our clock (a driver on another clock) is not
@@ -1465,6 +1480,68 @@ class Execution:
             if cont is not None:
                 plan = prefix + [(v, t0)] + cont[1:] if t0 > t_v else prefix + cont[1:]
         self._send_recommit(drive, plan, now)
+
+    def _check_detour(self, job: Job, drive: Drive, now: float) -> None:
+        """A robot driving a long way round - planned while the short way was blocked
+        (a lost robot's block, a robot parked there, traffic) - takes the short way once
+        it is free, instead of driving the whole detour. From the first step of its path
+        that it reaches no sooner than `reserve_timeout` s from now and where it stops
+        anyway (the prefix up to there keeps its holds: nothing it drives changes before
+        the answer comes), SIPP plans to the station again; a path arriving at least
+        DETOUR_GAIN_S earlier is re-committed: that prefix + the new way. Refused, it
+        drives on as committed. Track mode only: a VDA 5050 vehicle's released base
+        cannot be changed."""
+        cfg, rep = self.config, self.replica
+        if now < drive.detour_check_at or rep.stale or rep.version == drive.detour_version \
+                or CallKind.RECOMMIT in self.calls or CallKind.TRIM in self.calls \
+                or drive.path[-1][0] != job.stations[0]:
+            return
+        drive.detour_check_at = now + DETOUR_CHECK_S
+        drive.detour_version = rep.version
+        path, goal = drive.path, job.stations[0]
+        done, legs = legs_done_at(path), self._legs_driven(drive)
+        k = next((k for k in range(1, len(path) - 1)
+                  if done[k] > legs and path[k][1] >= now + cfg.reserve_timeout), None)
+        if k is None:
+            return
+        v, t_v = path[k]
+        t_end = path[-1][1]
+        free = float(self._times_to(goal)[v])
+        if not t_end - t_v > DETOUR_FACTOR * free + DETOUR_SLACK_S:
+            return
+        model = self._model_of(drive, self.model)   # the continuation is part of the path
+        prefix = stop_prefix(self.roadmap, self.exclusion, path, k, model)
+        if prefix is None or prefix[-1][1] != t_v:
+            return   # it passes v at speed: stopping there would change what it drives
+        cont = sipp(self.roadmap, self.exclusion, rep.table, self.robot, v, goal, t_v,
+                    model, deadline_s=self._deadline(0.4),
+                    start_heading=self._arrival_heading(prefix))
+        if cont is None or cont[-1][1] > t_end - DETOUR_GAIN_S:
+            return
+        plan = prefix + cont[1:]
+        name = self.roadmap.names
+        self.log.info(f"a shorter way to {name[goal]} is free: from {name[v]} at "
+                      f"t={t_v:.2f}, there at t={cont[-1][1]:.2f} instead of {t_end:.2f}")
+        segs = clip(path_to_segments(self.roadmap, self.exclusion, plan, model), now)
+        call = self._send(CallKind.RECOMMIT, now, segs, plan, segs)
+        drive.detour_seq, drive.detour_step = call.seq, k
+
+    def _detoured(self, drive: Drive, call: ReserveCall, now: float, ok: bool,
+                  version: int, gave_up: bool) -> None:
+        drive.detour_seq = -1
+        if not ok and not gave_up:
+            return   # taken meanwhile: it drives on as committed (its holds unchanged)
+        done = legs_done_at(drive.path)
+        if ok and self._legs_driven(drive) < done[drive.detour_step] \
+                and now < drive.path[drive.detour_step][1]:
+            drive.commit_version, drive.checked_version = version, -1
+            self._hold_version = version
+            self._set_path(drive, call.path)
+            drive.segments = list(call.drive_segments)
+            return
+        # no answer in time, or granted when the robot had come too close to leave the
+        # old path there: hold the path it drives again (replaces a late grant)
+        self._send_trim(drive, now)
 
     def _deadline(self, share: float) -> float | None:
         d = self.config.plan_deadline
