@@ -1519,6 +1519,11 @@ class Execution:
         if cont is None or cont[-1][1] > t_end - DETOUR_GAIN_S:
             return
         plan = prefix + cont[1:]
+        # the new way must start from a stop at v too (not pass it at speed: then the
+        # prefix's holds and profile would change under the robot)
+        again = stop_prefix(self.roadmap, self.exclusion, plan, k, model)
+        if again is None or again[-1][1] != t_v:
+            return
         name = self.roadmap.names
         self.log.info(f"a shorter way to {name[goal]} is free: from {name[v]} at "
                       f"t={t_v:.2f}, there at t={cont[-1][1]:.2f} instead of {t_end:.2f}")
