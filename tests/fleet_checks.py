@@ -82,6 +82,8 @@ class Monitor:
         self._whole = None       # (epoch, table) while the replica holds a whole table
         self._previous = None    # the last whole table of the incarnation before a restart
         self._n: dict[str, int] = {}
+        #: each robot's latest pose sample: (stamp, x, y)
+        self.last: dict[str, tuple[float, float, float]] = {}
         node.create_subscription(ReservationSet, "/traffic/updates", self._on_update, qos.TABLE)
         if source == "tf":
             self._of_frame = {f"{r}/base_link": r for r in robots}
@@ -128,15 +130,18 @@ class Monitor:
         if self._n[robot] % self.every:
             return  # 20 Hz of 100 is plenty
         p = msg.pose.pose.position
-        self._pending.append((robot, msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9,
-                              p.x, p.y))
+        sample = (robot, msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9, p.x, p.y)
+        self._pending.append(sample)
+        self.last[robot] = sample[1:]
 
     def _on_tf(self, msg):
         for tf in msg.transforms:
             robot = self._of_frame.get(tf.child_frame_id)
             if robot is not None:
                 p, s = tf.transform.translation, tf.header.stamp
-                self._pending.append((robot, s.sec + s.nanosec * 1e-9, p.x, p.y))
+                sample = (robot, s.sec + s.nanosec * 1e-9, p.x, p.y)
+                self._pending.append(sample)
+                self.last[robot] = sample[1:]
 
     def _judge(self, before: float = math.inf, unknown: bool = False) -> None:
         """Judge the pending samples taken before `before` against the table (all of them
