@@ -1042,10 +1042,11 @@ class StallingWorld(World):
 
 
 def _drive_with_a_stall_at_a_stop(config: ExecutionConfig, stall: float,
-                                  earlier_stall: bool) -> float:
+                                  earlier_stall: bool) -> tuple[float, int]:
     """Robot "a" (stop-and-turn: it stops at every vertex) drives around a corner; its
     loop stalls `stall` s the moment it stands at the corner. Returns how far (m) it was
-    ever outside what the authority's table says it holds."""
+    ever outside what the authority's table says it holds, and how many paths it
+    committed for the task (more than one: it stopped and planned again)."""
     w = StallingWorld(["....", "....", "...."], {"a": (0, 0)}, config=config)
     assert w.run_until(lambda: w.cores["a"].parked, 2.0)
     core = w.cores["a"]
@@ -1054,6 +1055,7 @@ def _drive_with_a_stall_at_a_stop(config: ExecutionConfig, stall: float,
         w.run_until(lambda: not w.stalled(), 2.0)
         w.run_until(lambda: False, 1.0)
     w.award("a", "t1", ["3,2"])
+    sent = len(w.sent("a", Reserve))
     worst, stalled = 0.0, False
     corner = w.v("3,0")
     end = w.t + 30.0
@@ -1068,18 +1070,22 @@ def _drive_with_a_stall_at_a_stop(config: ExecutionConfig, stall: float,
         holds = [(r.resource, r.t_start, r.t_end) for r in w.authority.table.reservations("a")]
         worst = max(worst, containment_error(w.ex, holds, b.x, b.y, w.t))
     assert stalled and w.final("t1") is not None and w.final("t1").state is TaskState.DONE
-    return worst
+    return worst, sum(r.kind is CallKind.COMMIT for r in w.sent("a", Reserve)[sent:])
 
 
 def test_a_robot_whose_loop_stalled_before_plans_with_holds_that_cover_the_next_stall():
     """A stalled control loop sends no commands: the driver's watchdog stops the robot and
     it stands, late, at a stop whose hold ends. Having seen a stall of its loop, the agent
     widens its new paths' holds by it (`stall_margin`): a second stall as long, at the worst
-    moment (standing at a corner, about to turn and leave), keeps it inside its holds.
-    Without the margin (`stall_margin_max` 0) it stands outside them."""
+    moment (standing at a corner, about to turn and leave), keeps it inside its holds and
+    on its path. Without the margin (`stall_margin_max` 0) it is overdue there: it stops
+    and plans again from the corner (`PathTracker.overdue`; without that, it drove on late,
+    0.3 m outside its holds)."""
     off = dataclasses.replace(CONFIG, stall_margin_max=0.0)
-    assert _drive_with_a_stall_at_a_stop(off, 0.8, earlier_stall=True) > 0.2
-    assert _drive_with_a_stall_at_a_stop(CONFIG, 0.8, earlier_stall=True) <= 0.1
+    worst, paths = _drive_with_a_stall_at_a_stop(off, 0.8, earlier_stall=True)
+    assert worst <= 0.1 and paths == 2
+    worst, paths = _drive_with_a_stall_at_a_stop(CONFIG, 0.8, earlier_stall=True)
+    assert worst <= 0.1 and paths == 1
 
 
 def test_the_stall_margin_covers_the_longest_recent_stall_bounded_and_decays():

@@ -23,8 +23,10 @@ model plans accelerations and turns below the robot's limits so that it can keep
 With ``TimeModel.drive_ahead`` (the conservative stop-and-turn model: every lane at a
 slow constant plan speed, ``plan_speed_for``) the robot instead drives at full speed to
 the next wall that is not open yet and stands there: ahead of its plan it has the time
-to stop and turn at each vertex. Reverse driving means no turn is ever more than a
-quarter turn. The first departure of a path also needs a turn: the planner counts it
+to stop and turn at each vertex; one still standing at a stop when even leaving at
+once would take it out of the vertex's star after its hold ends is overdue (its agent
+stops and plans again, ``PathTracker.overdue``). Reverse driving means no turn is ever
+more than a quarter turn. The first departure of a path also needs a turn: the planner counts it
 from the robot's heading (``sipp(..., start_heading=)``).
 
 Pure: time is a parameter, no rclpy.
@@ -45,7 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Command", "CommandHistory", "Leg", "PathTracker", "cover_time", "turn_time",
            "control_rate_problem", "plan_speed_for", "resolve_time_model", "robot_time_model",
-           "stop_time"]
+           "stop_and_turn_quarter_turn", "stop_time"]
 
 #: Share of the acceleration limits the tracker assumes when it brakes (keeps the real
 #: robot, which ramps at its limits, from overshooting a stop point).
@@ -53,6 +55,13 @@ BRAKE_SHARE = 0.7
 #: Heading gain and tolerance of the turn in place (gain * control period must stay < 1).
 K_HEADING = 12.0
 HEADING_TOL = 0.06
+#: ... of the stop-and-turn model's turn in place. Its agent compensates one control
+#: period of latency (CommandHistory) that the real one may lack or double: the loop
+#: then acts on a pose off by up to one command, and a gain of 12 at 20 Hz rings around
+#: the heading for a second or more (never settles with a starved loop's late
+#: commands). 6 (about HOLD_SHARE / (period + that latency)) settles from 0 to 2x the
+#: assumed latency, in the time the plan allows for a turn (``plan_speed_for``).
+K_HEADING_STOP = 6.0
 #: Heading gain while driving (lower than in place: the lateral loop rides on it, and at
 #: speed it must tolerate command latency the delay compensation did not see) and the
 #: look-ahead time of the lateral correction (its time constant at speed).
@@ -105,6 +114,16 @@ def stop_time(distance: float, limits: Limits, k_stop: float = K_STOP["stop_and_
     return t
 
 
+def stop_and_turn_quarter_turn(limits: Limits) -> float:
+    """Seconds the stop-and-turn tracker's turn in place takes for a quarter turn (what
+    ``plan_speed_for`` allows for one): the trapezoidal turn or, when longer, the
+    proportional law's (``K_HEADING_STOP``) approach to ``HEADING_TOL`` plus one
+    command period."""
+    alpha = limits.max_alpha if math.isfinite(limits.max_alpha) else 1e3
+    return max(turn_time(math.pi / 2, limits.max_w, BRAKE_SHARE * alpha),
+               math.log((math.pi / 2) / HEADING_TOL) / K_HEADING_STOP + 0.05)
+
+
 def plan_speed_for(limits: Limits, clearance: float, margin: float = 0.25,
                    run_on: float = 0.0) -> float:
     """The plan speed of the conservative stop-and-turn model: the speed that leaves time
@@ -116,14 +135,8 @@ def plan_speed_for(limits: Limits, clearance: float, margin: float = 0.25,
     to the vertex as the tracker stops (``stop_time``), turn and leave the star: the speed
     is also capped so that this fits with `margin` to spare on each side. `run_on`: the
     tracker's approach is no faster than a robot may run on from (``run_on_speed``)."""
-    acc, alpha = limits.max_acc, limits.max_alpha
-    if not math.isfinite(acc):
-        acc = 1e3
-    if not math.isfinite(alpha):
-        alpha = 1e3
-    # The turn ends on a proportional law: its exponential tail counts too.
-    turn = max(turn_time(math.pi / 2, limits.max_w, BRAKE_SHARE * alpha),
-               math.log((math.pi / 2) / HEADING_TOL) / K_HEADING + 0.05)
+    acc = limits.max_acc if math.isfinite(limits.max_acc) else 1e3
+    turn = stop_and_turn_quarter_turn(limits)
     arrive_and_turn = cover_time(clearance, limits.max_v, BRAKE_SHARE * acc) + turn
     leave = cover_time(clearance, limits.max_v, acc)
     in_star = stop_time(clearance, limits, run_on=run_on) + turn + leave
@@ -242,7 +255,7 @@ class PathTracker:
     def __init__(self, roadmap: Roadmap, path: Sequence[tuple[int, float]],
                  model: Union[TimeModel, float], clearance: float,
                  limits: Limits, *, lead: Optional[float] = None, pos_tol: float = 0.02,
-                 heading_tol: float = HEADING_TOL, k_heading: float = K_HEADING,
+                 heading_tol: float = HEADING_TOL, k_heading: Optional[float] = None,
                  k_lateral: float = 5.0, k_along: float = K_ALONG,
                  t_lookahead: Optional[float] = None, k_drive: Optional[float] = None,
                  k_stop: Optional[float] = None) -> None:
@@ -255,7 +268,8 @@ class PathTracker:
         self.clearance = float(clearance)
         self.pos_tol = pos_tol
         self.heading_tol = heading_tol
-        self.k_heading = k_heading
+        self.k_heading = k_heading if k_heading is not None else \
+            (K_HEADING_STOP if model.drive_ahead else K_HEADING)
         self.k_lateral = k_lateral
         # the stop-and-turn model drives short bursts ahead: it steers back at once
         self.t_lookahead = (0.0 if model.drive_ahead else T_LOOKAHEAD) \
@@ -297,6 +311,7 @@ class PathTracker:
         self.driving = False
         self.reverse = False
         self._speed = 0.0       # the last speed commanded (m/s)
+        self._turn_err = 0.0    # |heading error| (rad) of the last command at a stop
         #: the real-speed model adapts its gains to how often it is asked (`period`)
         self.adaptive = not model.drive_ahead
         self.period: Optional[float] = None   # s between commands, as observed
@@ -413,13 +428,29 @@ class PathTracker:
         return base, 0.0
 
     def overdue(self, t: float) -> bool:
-        """The robot still stands at a stop more than the margin after its planned
-        departure (a turn that did not settle, commands that came late): from there on
-        it would be outside what it holds. The real-speed model's caller stops and plans
-        again; the stop-and-turn model is never behind its plan."""
-        if self.model.drive_ahead or self.driving or self.index >= len(self.legs):
+        """The robot still stands at a stop when it can no longer keep to what it holds
+        (a turn that did not settle, commands that came late, a stalled loop): the
+        real-speed model more than the margin after its planned departure, the
+        stop-and-turn model (which leaves when it is ready, ahead of its plan) when even
+        leaving now at full speed would take it out of the stop's star after its hold of
+        it ends (``Leg.t_leave``, margin included), the rest of its turn counted too.
+        The caller stops and plans again from where the robot stands."""
+        if self.driving or self.index >= len(self.legs):
             return False
-        return t > self.legs[self.index].t_dep + self.model.margin
+        leg = self.legs[self.index]
+        if self.model.drive_ahead:
+            return t + self._turn_left() + cover_time(leg.wall, self.limits.max_v,
+                                                      self.acc / BRAKE_SHARE) > leg.t_leave
+        return t > leg.t_dep + self.model.margin
+
+    def _turn_left(self) -> float:
+        """s the turn in place still takes (as ``plan_speed_for`` counts a turn) from the
+        heading error of the last command at the stop."""
+        err = self._turn_err
+        if err <= self.heading_tol:
+            return 0.0
+        return max(turn_time(err, self.limits.max_w, self.alpha),
+                   math.log(err / self.heading_tol) / self.k_heading)
 
     def can_stop_ahead(self, x: float, y: float, speed: float, latency: float) -> bool:
         """Whether a robot at (x, y) driving at `speed` on its current lane can still
@@ -468,6 +499,7 @@ class PathTracker:
             off = ux * (y - leg.start[1]) - uy * (x - leg.start[0])   # > 0: left of it
             err = _wrap(lane + (math.pi if self.reverse else 0.0)
                         - math.atan(self.k_lateral * off) - theta)
+            self._turn_err = abs(err)
             if abs(err) > self.heading_tol or t < leg.t_dep - self.early:
                 self._speed = 0.0
                 return self._cmd(0.0, self._turn_rate(err) if abs(err) > 1e-3 else 0.0)
