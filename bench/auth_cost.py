@@ -225,11 +225,16 @@ def main(argv=None) -> int:
                     sign_us=sign * 1e6, verify_us=statistics.median(runs) * 1e6)
 
     rows = [measure(*case) for case in cases]
+    # a parked robot's repeated state at a receiver (node_auth.NodeAuth.check_state): an
+    # exact copy of the last one checked is compared, not checked again
+    from rclpy.serialization import deserialize_message
+    wire = serialize_message(signers["robot_1"].sign(cases[0][1](), "fleet/robot_states"))
+    first, again = deserialize_message(wire, RobotState), deserialize_message(wire, RobotState)
+    copy_us = per_op(lambda: first == again, args.n, args.repeat) * 1e6
 
     # the link as the nodes run it: raw bytes both ways (LinkSigner.sign_raw,
     # Verifier.verify_link_raw), against the plain message's publish and take
     from geometry_msgs.msg import Twist
-    from rclpy.serialization import deserialize_message
     twist = Twist()
     twist.linear.x, twist.angular.z = 0.4, 0.1
     link_rows = []
@@ -263,6 +268,8 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"{r['message']:36s} {r['serialize_us']:16.1f} {r['canonical_us']:10.1f} "
               f"{r['sign_us']:8.1f} {r['verify_us']:8.1f}")
+    print(f"{'RobotState copy (== the last checked)':36s} {'':16s} {'':10s} {'':8s} "
+          f"{copy_us:8.1f}")
     mix = agents_mix(args.repeat)
     print("\nrobot <-> driver link as the nodes run it (raw bytes), us per message:")
     print(f"{'body':12s} {'serialise':>10s} {'+ MAC (sign_raw)':>17s} {'deserialise':>12s} "
@@ -280,7 +287,7 @@ def main(argv=None) -> int:
               f"paced: unsigned {pu:6.2f}  signed {ps:6.2f} (+{ps - pu:.2f})")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(dict(rows=rows, link_rows=link_rows, agents_mix=mix, n=args.n,
+            json.dump(dict(rows=rows, link_rows=link_rows, agents_mix=mix, copy_us=copy_us, n=args.n,
                            repeat=args.repeat), f, indent=1)
     return 0
 
