@@ -454,7 +454,7 @@ class Drive:
     follow: Follow | None = None
     #: the time model `path` was planned with (its margin may differ from the robot's
     #: current one): everything derived from the path - tracker, cut, re-commit - uses it
-    model: TimeModel | None = None
+    model: TimeModel = field(kw_only=True)
     #: the shorter way (`Execution._check_detour`): the re-commit asking for it, the
     #: step of `path` it leaves from, the next check's time and the table it last checked
     detour_seq: int = -1
@@ -1167,10 +1167,6 @@ class Execution:
         return PathTracker(self.roadmap, path, model, self.exclusion.clearance,
                            self.config.limits)
 
-    @staticmethod
-    def _model_of(drive: Drive, fallback: TimeModel) -> TimeModel:
-        return drive.model if drive.model is not None else fallback
-
     def _observe_tick(self, now: float) -> None:
         """Record a stall of the control loop: a tick more than half a period late."""
         last, self._tick_at = self._tick_at, now
@@ -1437,7 +1433,7 @@ class Execution:
         if cut is None:
             return
         path = drive.path
-        model = self._model_of(drive, self.model)
+        model = drive.model
         # at real speed the plan passes the end of the lane it drives: it may still stop
         # there when it can brake in time (else it would find no stop point at all)
         brake_ahead = drive.tracker is not None and self.pose is not None and \
@@ -1509,7 +1505,7 @@ class Execution:
         free = float(self._times_to(goal)[v])
         if not t_end - t_v > DETOUR_FACTOR * free + DETOUR_SLACK_S:
             return
-        model = self._model_of(drive, self.model)   # the continuation is part of the path
+        model = drive.model   # the continuation is part of the path
         prefix = stop_prefix(self.roadmap, self.exclusion, path, k, model)
         if prefix is None or prefix[-1][1] != t_v:
             return   # it passes v at speed: stopping there would change what it drives
@@ -1556,7 +1552,7 @@ class Execution:
         """Hold `plan` (the drive's path, changed) from now on (replaces everything from
         now, the anchor too)."""
         segs = clip(path_to_segments(self.roadmap, self.exclusion, plan,
-                                     self._model_of(drive, self.model)), now)
+                                     drive.model), now)
         self._abandon(CallKind.TRIM)
         self._send(CallKind.RECOMMIT, now, segs, plan, segs)
 
@@ -1593,13 +1589,13 @@ class Execution:
             f = drive.follow
             f.route = self._route(path)
             f.holds = path_to_segments(self.roadmap, self.exclusion, path,
-                                       self._model_of(drive, self.model))
+                                       drive.model)
             drive.path = list(path)
             self._out.append(FollowPath(list(path)))
             return
         assert drive.tracker is not None
         # follow `path` from where the tracker is (same leg, direction, command period)
-        new = self._tracker(path, self._model_of(drive, self.model))
+        new = self._tracker(path, drive.model)
         new.take_over(drive.tracker)
         drive.tracker, drive.path = new, list(path)
 
